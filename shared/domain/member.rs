@@ -1,0 +1,51 @@
+//! Members and customers: a mall member bound to a WeCom customer, the hub's member tag
+//! set, and the customer's follow relations in WeCom (where tags actually live).
+
+use super::ids::{ExternalUserId, HubTagId, MemberId, TenantId, WecomTagId, WecomUserId};
+use super::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A mall member and the WeCom customer it is bound to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberBinding {
+    pub tenant: TenantId,
+    pub member_id: MemberId,
+    pub external_userid: Option<ExternalUserId>,
+    pub unionid: Option<String>,
+    pub bound_at: Timestamp,
+    #[serde(skip)]
+    pub version: u64,
+}
+
+/// The hub's view of one (member, tag) pair: present or not, and when that was decided
+/// (member tags merge per pair by time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagMark {
+    pub present: bool,
+    pub at: Timestamp,
+}
+
+/// A member's tags in the hub, with the mall's base (the tag set last confirmed there).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberTags {
+    pub tenant: TenantId,
+    pub member_id: MemberId,
+    pub marks: BTreeMap<HubTagId, TagMark>,
+    #[serde(default)]
+    pub mall_base: BTreeSet<HubTagId>,
+    #[serde(skip)]
+    pub version: u64,
+}
+
+/// A WeCom customer's follow relations, each with the tag set last confirmed on it (the
+/// WeCom base per relation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRelations {
+    pub tenant: TenantId,
+    pub external_userid: ExternalUserId,
+    pub relations: BTreeMap<WecomUserId, BTreeSet<WecomTagId>>,
+    pub updated_at: Timestamp,
+    #[serde(skip)]
+    pub version: u64,
+}

@@ -1,0 +1,17 @@
+//! The domain model: pure data, no I/O.
+
+pub mod ids;
+pub mod job;
+pub mod library;
+pub mod member;
+pub mod ops;
+pub mod tenant;
+pub mod time;
+
+pub use ids::*;
+pub use job::*;
+pub use library::*;
+pub use member::*;
+pub use ops::*;
+pub use tenant::*;
+pub use time::Timestamp;

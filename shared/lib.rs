@@ -1,0 +1,31 @@
+//! tagsync keeps customer tags the same across a merchant's WeCom corp, its mall's
+//! member-tag plugin, and tagsync's own hub. Every entry point in `functions/` builds one
+//! [`app::App`] per process and calls a transport-neutral handler from here.
+//!
+//! Map of the library:
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | [`domain`] | pure model: id newtypes, tenants, the tag library, members, jobs, runs, audit |
+//! | [`ports`] | the traits handlers depend on: [`ports::Store`], [`ports::Queue`], [`ports::Clock`] |
+//! | [`store`] | the typed store over one pk/sk table, with SQLite and DynamoDB backends |
+//! | [`queue`] | the durable SQLite queue and the SQS queue |
+//! | [`wecom`] | WeCom: callback crypto and events |
+//! | [`mall`] | the mall: webhook signatures and events |
+//! | [`http`] | transport-neutral request/response and the one error → status mapping |
+//! | [`handlers`] | admin API, WeCom callback, mall webhook, job worker, nightly trigger |
+//! | [`runtime`] | the two ways to run: `serve` (axum + worker pool + timer) and `lambda` adapters |
+//! | [`app`] | `App`: config + store + queue + clock, built once per process |
+//! | [`config`] | typed configuration from the environment and flags |
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod handlers;
+pub mod http;
+pub mod mall;
+pub mod ports;
+pub mod queue;
+pub mod runtime;
+pub mod store;
+pub mod wecom;

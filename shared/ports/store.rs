@@ -1,0 +1,208 @@
+//! The store port: typed access to every entity tagsync keeps, with optimistic concurrency.
+//!
+//! Versions: every mutable entity carries `version` (0 = not stored yet). A write succeeds only
+//! if the stored version still equals the entity's (or, for 0, if nothing is stored), and then
+//! bumps it; otherwise it fails with [`StoreError::Conflict`] and the caller re-reads.
+
+use crate::domain::*;
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A condition failed: a stale version, an item that already exists, a lease held by
+    /// someone else. Re-read and decide again.
+    #[error("conflict on {key}: {reason}")]
+    Conflict { key: String, reason: String },
+    /// A transaction was cancelled; `failed` lists (position, key, reason) of the writes whose
+    /// conditions failed (DynamoDB's cancellation reasons, positional).
+    #[error("transaction cancelled: {}", describe_failed(.failed))]
+    TransactionConflict {
+        failed: Vec<(usize, String, String)>,
+    },
+    /// The backend could not be reached or was throttled; safe to retry.
+    #[error("store unavailable during {op}: {message}")]
+    Unavailable { op: &'static str, message: String },
+    /// Stored data could not be decoded: a bug or a manual edit; retrying will not help.
+    #[error("stored item {key} is corrupt: {message}")]
+    Corrupt { key: String, message: String },
+    /// The request itself is invalid for the backend (e.g. too many items in a transaction).
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+}
+
+fn describe_failed(failed: &[(usize, String, String)]) -> String {
+    failed
+        .iter()
+        .map(|(i, k, r)| format!("#{i} {k}: {r}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl StoreError {
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable { .. }
+                | StoreError::Conflict { .. }
+                | StoreError::TransactionConflict { .. }
+        )
+    }
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Conflict { .. } | StoreError::TransactionConflict { .. }
+        )
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One write of an atomic multi-item write ([`Store::transact`]): all apply or none does.
+#[derive(Clone, Debug)]
+pub enum Write {
+    Group(TagGroup),
+    Tag(Tag),
+    /// Delete if the stored version still equals `version`.
+    DeleteGroup {
+        tenant: TenantId,
+        id: HubGroupId,
+        version: u64,
+    },
+    DeleteTag {
+        tenant: TenantId,
+        id: HubTagId,
+        version: u64,
+    },
+    /// Add an id-map entry; fails if the side id is already mapped.
+    Link(IdLink),
+    /// Remove an id-map entry (no condition).
+    Unlink(IdLink),
+    Binding(MemberBinding),
+    MemberTags(MemberTags),
+    Customer(CustomerRelations),
+    Run(SyncRun),
+}
+
+/// The answer to an idempotency claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody has this key (or its record expired): go ahead, then `complete` or `release`.
+    Acquired,
+    /// Someone completed this key: it is a duplicate.
+    Completed,
+    /// Someone is working on this key right now; try again after their lock lapses.
+    InProgress,
+}
+
+/// A page of a listing, with the cursor of the next page.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Tenants.
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
+    /// Creates (version 0) or updates a tenant; on success `tenant.version` is the new version.
+    async fn put_tenant(&self, tenant: &mut Tenant) -> StoreResult<()>;
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+
+    // The tag library.
+    async fn get_group(&self, tenant: &TenantId, id: &HubGroupId) -> StoreResult<Option<TagGroup>>;
+    async fn list_groups(&self, tenant: &TenantId) -> StoreResult<Vec<TagGroup>>;
+    async fn put_group(&self, group: &mut TagGroup) -> StoreResult<()>;
+    async fn get_tag(&self, tenant: &TenantId, id: &HubTagId) -> StoreResult<Option<Tag>>;
+    async fn list_tags(&self, tenant: &TenantId) -> StoreResult<Vec<Tag>>;
+    async fn put_tag(&self, tag: &mut Tag) -> StoreResult<()>;
+    /// The hub id a side's id maps to (strongly consistent in both backends).
+    async fn lookup_link(
+        &self,
+        tenant: &TenantId,
+        side: Side,
+        kind: EntityKind,
+        side_id: &str,
+    ) -> StoreResult<Option<String>>;
+
+    // Members and customers.
+    async fn get_binding(
+        &self,
+        tenant: &TenantId,
+        member: &MemberId,
+    ) -> StoreResult<Option<MemberBinding>>;
+    async fn binding_by_customer(
+        &self,
+        tenant: &TenantId,
+        customer: &ExternalUserId,
+    ) -> StoreResult<Option<MemberBinding>>;
+    async fn get_member_tags(
+        &self,
+        tenant: &TenantId,
+        member: &MemberId,
+    ) -> StoreResult<Option<MemberTags>>;
+    async fn get_customer(
+        &self,
+        tenant: &TenantId,
+        customer: &ExternalUserId,
+    ) -> StoreResult<Option<CustomerRelations>>;
+
+    /// Applies every write or none. Versions are checked as for single puts.
+    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()>;
+
+    // Audit and runs.
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// Newest first.
+    async fn list_audit(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<AuditEntry>>;
+    async fn get_run(&self, tenant: &TenantId, id: &RunId) -> StoreResult<Option<SyncRun>>;
+    async fn put_run(&self, run: &mut SyncRun) -> StoreResult<()>;
+    /// Newest first.
+    async fn list_runs(&self, tenant: &TenantId, limit: usize) -> StoreResult<Vec<SyncRun>>;
+
+    // Idempotency (dedupe of callbacks, webhooks and job side effects).
+    /// Put-if-absent with expiry: the first caller gets `Acquired` and holds the key until
+    /// `lock_until`; a record past `expires_at` counts as absent.
+    async fn claim(
+        &self,
+        key: &str,
+        now: Timestamp,
+        lock_until: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<Claim>;
+    /// Marks a claimed key done until `expires_at`.
+    async fn complete(&self, key: &str, expires_at: Timestamp) -> StoreResult<()>;
+    /// Gives a claimed key back (the work failed and must be retried).
+    async fn release(&self, key: &str) -> StoreResult<()>;
+
+    // Leases (e.g. one token refresher at a time).
+    /// Takes or renews the lease `name` for `holder` until `until`; false if someone else
+    /// holds an unexpired lease.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool>;
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+
+    // Access tokens.
+    async fn get_token(
+        &self,
+        corp: &CorpId,
+        secret_fingerprint: &str,
+    ) -> StoreResult<Option<AccessToken>>;
+    async fn put_token(&self, token: &mut AccessToken) -> StoreResult<()>;
+    /// Deletes the cached token only if it is still `token` (a newer one is left alone).
+    async fn invalidate_token(
+        &self,
+        corp: &CorpId,
+        secret_fingerprint: &str,
+        token: &str,
+    ) -> StoreResult<()>;
+}

@@ -1,0 +1,9 @@
+//! Store adapters: one typed store (`table`) over the single-table item layout (`item`),
+//! with two backends — SQLite for `tagsync serve`, DynamoDB for the Lambdas.
+
+pub mod dynamo;
+pub mod item;
+pub mod sqlite;
+pub mod table;
+
+pub use table::TableStore;

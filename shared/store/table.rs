@@ -1,0 +1,680 @@
+//! The typed store over the single-table item layout. The key schema lives here and nowhere
+//! else, so both backends lay entities out identically:
+//!
+//! | entity | pk | sk |
+//! |---|---|---|
+//! | tenant | `TENANT#{t}` (GSI `TENANTS` / `{t}`) | `META` |
+//! | tag group / tag | `LIB#{t}` | `G#{hub id}` / `T#{hub id}` |
+//! | id map entry | `LINK#{t}#{side}#{kind}#{side id}` | `MAP` |
+//! | member binding / member tags | `MEMBER#{t}#{member}` | `BINDING` / `TAGS` |
+//! | customer relations / customer→member marker | `CUST#{t}#{external userid}` | `RELATIONS` / `BINDING` |
+//! | audit entry | `AUDIT#{t}` | `{at ms, 15 digits}#{id}` |
+//! | sync run | `RUN#{t}` | `{run id}` (time-ordered) |
+//! | idempotency record | `IDEMP#{key}` | `-` |
+//! | lease | `LEASE#{name}` | `-` |
+//! | access token | `TOKEN#{corp}#{secret fingerprint}` | `-` |
+
+use super::item::{Condition, Direction, Item, ItemBackend, ItemWrite, Query};
+use crate::domain::*;
+use crate::ports::{Claim, Page, Store, StoreError, StoreResult, Write};
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// How many items one page of an internal "list everything" walk asks for.
+const LIST_PAGE: usize = 500;
+
+pub struct TableStore<B> {
+    backend: B,
+}
+
+impl<B: ItemBackend> TableStore<B> {
+    pub fn new(backend: B) -> Self {
+        Self { backend }
+    }
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+}
+
+mod keys {
+    use crate::domain::*;
+    pub fn tenant(t: &TenantId) -> (String, String) {
+        (format!("TENANT#{t}"), "META".into())
+    }
+    pub fn library(t: &TenantId) -> String {
+        format!("LIB#{t}")
+    }
+    pub fn group(t: &TenantId, id: &HubGroupId) -> (String, String) {
+        (library(t), format!("G#{id}"))
+    }
+    pub fn tag(t: &TenantId, id: &HubTagId) -> (String, String) {
+        (library(t), format!("T#{id}"))
+    }
+    pub fn link(t: &TenantId, side: Side, kind: EntityKind, side_id: &str) -> (String, String) {
+        (
+            format!("LINK#{t}#{}#{}#{side_id}", side.as_str(), kind.as_str()),
+            "MAP".into(),
+        )
+    }
+    pub fn member(t: &TenantId, m: &MemberId) -> String {
+        format!("MEMBER#{t}#{m}")
+    }
+    pub fn customer(t: &TenantId, c: &ExternalUserId) -> String {
+        format!("CUST#{t}#{c}")
+    }
+    pub fn audit(t: &TenantId) -> String {
+        format!("AUDIT#{t}")
+    }
+    pub fn run(t: &TenantId) -> String {
+        format!("RUN#{t}")
+    }
+    pub fn idempotency(key: &str) -> (String, String) {
+        (format!("IDEMP#{key}"), "-".into())
+    }
+    pub fn lease(name: &str) -> (String, String) {
+        (format!("LEASE#{name}"), "-".into())
+    }
+    pub fn token(corp: &CorpId, fp: &str) -> (String, String) {
+        (format!("TOKEN#{corp}#{fp}"), "-".into())
+    }
+}
+
+fn encode<T: Serialize>(key: &str, value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn decode<T: DeserializeOwned>(item: &Item) -> StoreResult<T> {
+    serde_json::from_str(&item.data).map_err(|e| StoreError::Corrupt {
+        key: item.key(),
+        message: e.to_string(),
+    })
+}
+
+/// The condition for writing an entity whose in-memory version is `version`.
+fn version_condition(version: u64) -> Condition {
+    if version == 0 {
+        Condition::Absent
+    } else {
+        Condition::Version(version)
+    }
+}
+
+/// Builds the put of a versioned entity: stored with `version + 1`, checked against `version`.
+fn versioned_put<T: Serialize>(
+    pk: String,
+    sk: String,
+    value: &T,
+    version: u64,
+) -> StoreResult<ItemWrite> {
+    let data = encode(&format!("{pk}|{sk}"), value)?;
+    Ok(ItemWrite::Put {
+        item: Item::new(pk, sk, version + 1, data),
+        condition: version_condition(version),
+    })
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct IdempotencyRecord {
+    status: IdempotencyStatus,
+}
+
+#[derive(Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum IdempotencyStatus {
+    InProgress,
+    Completed,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct CustomerMarker {
+    member_id: MemberId,
+}
+
+impl<B: ItemBackend> TableStore<B> {
+    async fn get_entity<T: DeserializeOwned>(
+        &self,
+        (pk, sk): (String, String),
+        set_version: impl FnOnce(&mut T, u64),
+    ) -> StoreResult<Option<T>> {
+        match self.backend.get(&pk, &sk).await? {
+            None => Ok(None),
+            Some(item) => {
+                let mut value: T = decode(&item)?;
+                set_version(&mut value, item.version);
+                Ok(Some(value))
+            }
+        }
+    }
+
+    /// Every item of a partition with the given sort-key prefix, walking pages.
+    async fn query_all(&self, pk: String, sk_prefix: &str, on_gsi: bool) -> StoreResult<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start_after = None;
+        loop {
+            let page = self
+                .backend
+                .query(&Query {
+                    pk: pk.clone(),
+                    sk_prefix: sk_prefix.to_string(),
+                    start_after: start_after.clone(),
+                    limit: LIST_PAGE,
+                    direction: Direction::Ascending,
+                    on_gsi,
+                })
+                .await?;
+            let full = page.len() == LIST_PAGE;
+            start_after = page.last().map(|i| {
+                if on_gsi {
+                    i.gsi1sk.clone().unwrap_or_default()
+                } else {
+                    i.sk.clone()
+                }
+            });
+            out.extend(page);
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn item_writes(write: Write) -> StoreResult<Vec<ItemWrite>> {
+        Ok(match write {
+            Write::Group(g) => {
+                let (pk, sk) = keys::group(&g.tenant, &g.id);
+                vec![versioned_put(pk, sk, &g, g.version)?]
+            }
+            Write::Tag(t) => {
+                let (pk, sk) = keys::tag(&t.tenant, &t.id);
+                vec![versioned_put(pk, sk, &t, t.version)?]
+            }
+            Write::DeleteGroup {
+                tenant,
+                id,
+                version,
+            } => {
+                let (pk, sk) = keys::group(&tenant, &id);
+                vec![ItemWrite::Delete {
+                    pk,
+                    sk,
+                    condition: Condition::Version(version),
+                }]
+            }
+            Write::DeleteTag {
+                tenant,
+                id,
+                version,
+            } => {
+                let (pk, sk) = keys::tag(&tenant, &id);
+                vec![ItemWrite::Delete {
+                    pk,
+                    sk,
+                    condition: Condition::Version(version),
+                }]
+            }
+            Write::Link(link) => {
+                let (pk, sk) = keys::link(&link.tenant, link.side, link.kind, &link.side_id);
+                let data = encode(&pk, &link)?;
+                vec![ItemWrite::Put {
+                    item: Item::new(pk, sk, 1, data),
+                    condition: Condition::Absent,
+                }]
+            }
+            Write::Unlink(link) => {
+                let (pk, sk) = keys::link(&link.tenant, link.side, link.kind, &link.side_id);
+                vec![ItemWrite::Delete {
+                    pk,
+                    sk,
+                    condition: Condition::None,
+                }]
+            }
+            Write::Binding(b) => {
+                let mut writes = vec![versioned_put(
+                    keys::member(&b.tenant, &b.member_id),
+                    "BINDING".into(),
+                    &b,
+                    b.version,
+                )?];
+                if let Some(customer) = &b.external_userid {
+                    // The marker is the reverse lookup; a stale marker (the member was rebound)
+                    // is detected on read, so it is written without a condition.
+                    let pk = keys::customer(&b.tenant, customer);
+                    let data = encode(
+                        &pk,
+                        &CustomerMarker {
+                            member_id: b.member_id.clone(),
+                        },
+                    )?;
+                    writes.push(ItemWrite::Put {
+                        item: Item::new(pk, "BINDING", 1, data),
+                        condition: Condition::None,
+                    });
+                }
+                writes
+            }
+            Write::MemberTags(m) => vec![versioned_put(
+                keys::member(&m.tenant, &m.member_id),
+                "TAGS".into(),
+                &m,
+                m.version,
+            )?],
+            Write::Customer(c) => vec![versioned_put(
+                keys::customer(&c.tenant, &c.external_userid),
+                "RELATIONS".into(),
+                &c,
+                c.version,
+            )?],
+            Write::Run(r) => vec![versioned_put(
+                keys::run(&r.tenant),
+                r.id.to_string(),
+                &r,
+                r.version,
+            )?],
+        })
+    }
+
+    async fn put_one(&self, write: ItemWrite, version: &mut u64) -> StoreResult<()> {
+        self.backend.write(write).await?;
+        *version += 1;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<B: ItemBackend> Store for TableStore<B> {
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        self.get_entity(keys::tenant(id), |t: &mut Tenant, v| t.version = v)
+            .await
+    }
+
+    async fn put_tenant(&self, tenant: &mut Tenant) -> StoreResult<()> {
+        let (pk, sk) = keys::tenant(&tenant.id);
+        let mut write = versioned_put(pk, sk, &*tenant, tenant.version)?;
+        if let ItemWrite::Put { item, .. } = &mut write {
+            item.gsi1pk = Some("TENANTS".into());
+            item.gsi1sk = Some(tenant.id.to_string());
+        }
+        self.put_one(write, &mut tenant.version).await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        // The GSI is eventually consistent in DynamoDB; a tenant created a moment ago may be
+        // missing from one nightly listing and is picked up by the next.
+        let items = self.query_all("TENANTS".into(), "", true).await?;
+        items
+            .iter()
+            .map(|i| {
+                let mut t: Tenant = decode(i)?;
+                t.version = i.version;
+                Ok(t)
+            })
+            .collect()
+    }
+
+    async fn get_group(&self, tenant: &TenantId, id: &HubGroupId) -> StoreResult<Option<TagGroup>> {
+        self.get_entity(keys::group(tenant, id), |g: &mut TagGroup, v| g.version = v)
+            .await
+    }
+
+    async fn list_groups(&self, tenant: &TenantId) -> StoreResult<Vec<TagGroup>> {
+        let items = self.query_all(keys::library(tenant), "G#", false).await?;
+        items
+            .iter()
+            .map(|i| {
+                let mut g: TagGroup = decode(i)?;
+                g.version = i.version;
+                Ok(g)
+            })
+            .collect()
+    }
+
+    async fn put_group(&self, group: &mut TagGroup) -> StoreResult<()> {
+        let (pk, sk) = keys::group(&group.tenant, &group.id);
+        let write = versioned_put(pk, sk, &*group, group.version)?;
+        self.put_one(write, &mut group.version).await
+    }
+
+    async fn get_tag(&self, tenant: &TenantId, id: &HubTagId) -> StoreResult<Option<Tag>> {
+        self.get_entity(keys::tag(tenant, id), |t: &mut Tag, v| t.version = v)
+            .await
+    }
+
+    async fn list_tags(&self, tenant: &TenantId) -> StoreResult<Vec<Tag>> {
+        let items = self.query_all(keys::library(tenant), "T#", false).await?;
+        items
+            .iter()
+            .map(|i| {
+                let mut t: Tag = decode(i)?;
+                t.version = i.version;
+                Ok(t)
+            })
+            .collect()
+    }
+
+    async fn put_tag(&self, tag: &mut Tag) -> StoreResult<()> {
+        let (pk, sk) = keys::tag(&tag.tenant, &tag.id);
+        let write = versioned_put(pk, sk, &*tag, tag.version)?;
+        self.put_one(write, &mut tag.version).await
+    }
+
+    async fn lookup_link(
+        &self,
+        tenant: &TenantId,
+        side: Side,
+        kind: EntityKind,
+        side_id: &str,
+    ) -> StoreResult<Option<String>> {
+        let (pk, sk) = keys::link(tenant, side, kind, side_id);
+        match self.backend.get(&pk, &sk).await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(decode::<IdLink>(&item)?.hub_id)),
+        }
+    }
+
+    async fn get_binding(
+        &self,
+        tenant: &TenantId,
+        member: &MemberId,
+    ) -> StoreResult<Option<MemberBinding>> {
+        self.get_entity(
+            (keys::member(tenant, member), "BINDING".into()),
+            |b: &mut MemberBinding, v| b.version = v,
+        )
+        .await
+    }
+
+    async fn binding_by_customer(
+        &self,
+        tenant: &TenantId,
+        customer: &ExternalUserId,
+    ) -> StoreResult<Option<MemberBinding>> {
+        let Some(marker) = self
+            .backend
+            .get(&keys::customer(tenant, customer), "BINDING")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let marker: CustomerMarker = decode(&marker)?;
+        let binding = self.get_binding(tenant, &marker.member_id).await?;
+        Ok(binding.filter(|b| b.external_userid.as_ref() == Some(customer)))
+    }
+
+    async fn get_member_tags(
+        &self,
+        tenant: &TenantId,
+        member: &MemberId,
+    ) -> StoreResult<Option<MemberTags>> {
+        self.get_entity(
+            (keys::member(tenant, member), "TAGS".into()),
+            |m: &mut MemberTags, v| m.version = v,
+        )
+        .await
+    }
+
+    async fn get_customer(
+        &self,
+        tenant: &TenantId,
+        customer: &ExternalUserId,
+    ) -> StoreResult<Option<CustomerRelations>> {
+        self.get_entity(
+            (keys::customer(tenant, customer), "RELATIONS".into()),
+            |c: &mut CustomerRelations, v| c.version = v,
+        )
+        .await
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
+        let mut items = Vec::with_capacity(writes.len());
+        for w in writes {
+            items.extend(Self::item_writes(w)?);
+        }
+        if items.len() > 100 {
+            return Err(StoreError::Invalid(format!(
+                "{} writes in one transaction (at most 100)",
+                items.len()
+            )));
+        }
+        self.backend.transact(items).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let pk = keys::audit(&entry.tenant);
+        let sk = format!("{:015}#{}", entry.at.millis().max(0), new_ordered_id());
+        let data = encode(&pk, entry)?;
+        self.backend
+            .write(ItemWrite::Put {
+                item: Item::new(pk, sk, 1, data),
+                condition: Condition::Absent,
+            })
+            .await
+    }
+
+    async fn list_audit(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<AuditEntry>> {
+        let limit = limit.clamp(1, 500);
+        let items = self
+            .backend
+            .query(&Query {
+                pk: keys::audit(tenant),
+                sk_prefix: String::new(),
+                start_after: cursor.map(str::to_string),
+                limit,
+                direction: Direction::Descending,
+                on_gsi: false,
+            })
+            .await?;
+        let next_cursor = if items.len() == limit {
+            items.last().map(|i| i.sk.clone())
+        } else {
+            None
+        };
+        let items = items
+            .iter()
+            .map(decode)
+            .collect::<StoreResult<Vec<AuditEntry>>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn get_run(&self, tenant: &TenantId, id: &RunId) -> StoreResult<Option<SyncRun>> {
+        self.get_entity((keys::run(tenant), id.to_string()), |r: &mut SyncRun, v| {
+            r.version = v
+        })
+        .await
+    }
+
+    async fn put_run(&self, run: &mut SyncRun) -> StoreResult<()> {
+        let write = versioned_put(
+            keys::run(&run.tenant),
+            run.id.to_string(),
+            &*run,
+            run.version,
+        )?;
+        self.put_one(write, &mut run.version).await
+    }
+
+    async fn list_runs(&self, tenant: &TenantId, limit: usize) -> StoreResult<Vec<SyncRun>> {
+        let items = self
+            .backend
+            .query(&Query {
+                pk: keys::run(tenant),
+                sk_prefix: String::new(),
+                start_after: None,
+                limit: limit.clamp(1, 500),
+                direction: Direction::Descending,
+                on_gsi: false,
+            })
+            .await?;
+        items
+            .iter()
+            .map(|i| {
+                let mut r: SyncRun = decode(i)?;
+                r.version = i.version;
+                Ok(r)
+            })
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        now: Timestamp,
+        lock_until: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<Claim> {
+        let (pk, sk) = keys::idempotency(key);
+        let data = encode(
+            &pk,
+            &IdempotencyRecord {
+                status: IdempotencyStatus::InProgress,
+            },
+        )?;
+        let mut item = Item::new(pk.clone(), sk.clone(), 1, data);
+        item.expiration = Some(expires_at.secs());
+        item.lock_until = Some(lock_until.millis());
+        let put = ItemWrite::Put {
+            item,
+            condition: Condition::Claimable {
+                now_millis: now.millis(),
+                owner: None,
+            },
+        };
+        match self.backend.write(put).await {
+            Ok(()) => Ok(Claim::Acquired),
+            Err(e) if e.is_conflict() => match self.backend.get(&pk, &sk).await? {
+                // Deleted (released) between our write and our read: the caller may try again.
+                None => Ok(Claim::InProgress),
+                Some(existing) => match decode::<IdempotencyRecord>(&existing)?.status {
+                    IdempotencyStatus::Completed => Ok(Claim::Completed),
+                    IdempotencyStatus::InProgress => Ok(Claim::InProgress),
+                },
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn complete(&self, key: &str, expires_at: Timestamp) -> StoreResult<()> {
+        let (pk, sk) = keys::idempotency(key);
+        let data = encode(
+            &pk,
+            &IdempotencyRecord {
+                status: IdempotencyStatus::Completed,
+            },
+        )?;
+        let mut item = Item::new(pk, sk, 2, data);
+        item.expiration = Some(expires_at.secs());
+        self.backend
+            .write(ItemWrite::Put {
+                item,
+                condition: Condition::None,
+            })
+            .await
+    }
+
+    async fn release(&self, key: &str) -> StoreResult<()> {
+        let (pk, sk) = keys::idempotency(key);
+        self.backend
+            .write(ItemWrite::Delete {
+                pk,
+                sk,
+                condition: Condition::None,
+            })
+            .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool> {
+        let (pk, sk) = keys::lease(name);
+        let mut item = Item::new(pk, sk, 1, "{}".into());
+        item.owner = Some(holder.to_string());
+        item.lock_until = Some(until.millis());
+        // Kept an hour past the lease so a crashed holder's item is cleaned up by TTL.
+        item.expiration = Some(until.secs() + 3600);
+        let put = ItemWrite::Put {
+            item,
+            condition: Condition::Claimable {
+                now_millis: now.millis(),
+                owner: Some(holder.to_string()),
+            },
+        };
+        match self.backend.write(put).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_conflict() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let (pk, sk) = keys::lease(name);
+        match self
+            .backend
+            .write(ItemWrite::Delete {
+                pk,
+                sk,
+                condition: Condition::OwnedBy(holder.to_string()),
+            })
+            .await
+        {
+            Err(e) if e.is_conflict() => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn get_token(
+        &self,
+        corp: &CorpId,
+        secret_fingerprint: &str,
+    ) -> StoreResult<Option<AccessToken>> {
+        self.get_entity(
+            keys::token(corp, secret_fingerprint),
+            |t: &mut AccessToken, v| t.version = v,
+        )
+        .await
+    }
+
+    async fn put_token(&self, token: &mut AccessToken) -> StoreResult<()> {
+        let (pk, sk) = keys::token(&token.corp_id, &token.secret_fingerprint);
+        let write = versioned_put(pk, sk, &*token, token.version)?;
+        self.put_one(write, &mut token.version).await
+    }
+
+    async fn invalidate_token(
+        &self,
+        corp: &CorpId,
+        secret_fingerprint: &str,
+        token: &str,
+    ) -> StoreResult<()> {
+        let Some(current) = self.get_token(corp, secret_fingerprint).await? else {
+            return Ok(());
+        };
+        if current.token.expose() != token {
+            return Ok(());
+        }
+        let (pk, sk) = keys::token(corp, secret_fingerprint);
+        match self
+            .backend
+            .write(ItemWrite::Delete {
+                pk,
+                sk,
+                condition: Condition::Version(current.version),
+            })
+            .await
+        {
+            // Someone replaced it meanwhile: that newer token stays.
+            Err(e) if e.is_conflict() => Ok(()),
+            other => other,
+        }
+    }
+}

@@ -1,1 +1,223 @@
-fn main() {}
+//! `tagsync`: the single-machine binary. `tagsync serve` runs every handler in one process on
+//! the embedded SQLite store and queue; the other subcommands are the operator's CLI on a
+//! data directory.
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tagsync::app::App;
+use tagsync::config::Config;
+use tagsync::domain::{Job, JobKind, TenantId};
+use tagsync::ports::SystemClock;
+use tagsync::runtime::serve::{Nightly, ServeOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "tagsync",
+    version,
+    about = "Keeps customer tags the same across WeCom, a mall and the hub"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every handler in one process: HTTP routes, job workers, the nightly timer.
+    Serve {
+        /// Address to listen on (loopback by default; put a TLS proxy in front for WeCom).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Data directory: the SQLite store and queue (created if missing).
+        #[arg(long, default_value = "./tagsync-data")]
+        data: PathBuf,
+        /// Concurrent jobs.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Nightly reconciliation: `off`, `HH:MM` (UTC) or `every:SECONDS`.
+        #[arg(long, default_value = "19:00")]
+        nightly: Nightly,
+        /// Log format: `text` or `json`.
+        #[arg(long, default_value = "text", env = "TAGSYNC_LOG_FORMAT")]
+        log_format: String,
+    },
+    /// Inspect and operate the queue of a data directory.
+    Queue {
+        #[arg(long, default_value = "./tagsync-data", global = true)]
+        data: PathBuf,
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Pending, in-flight and dead counts.
+    Status,
+    /// Enqueue diagnostic probe jobs: each records an audit entry when processed. `--fail`
+    /// makes them fail on every try, to exercise retries, dead letters and redrive.
+    Probe {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        #[arg(long)]
+        fail: bool,
+        /// Simulated work per job, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        work_ms: u64,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List dead letters with their errors.
+    DeadLetters,
+    /// Send every dead letter back to the queue.
+    Redrive,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tagsync: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The admin token: `TAGSYNC_ADMIN_TOKEN`, or one generated on first start and kept in the
+/// data directory (readable by its owner only), so a first run needs no setup.
+fn admin_token(data: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    if let Ok(t) = std::env::var("TAGSYNC_ADMIN_TOKEN") {
+        return Ok(t);
+    }
+    let path = data.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_string());
+    }
+    std::fs::create_dir_all(data)?;
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        opts.open(&path)?.write_all(token.as_bytes())?;
+    }
+    eprintln!(
+        "tagsync: generated an admin token in {} (set TAGSYNC_ADMIN_TOKEN to choose your own)",
+        path.display()
+    );
+    Ok(token)
+}
+
+fn open(data: &Path) -> Result<App, Box<dyn std::error::Error>> {
+    let config = Config::new(
+        admin_token(data)?,
+        std::env::var("TAGSYNC_WECOM_API_BASE").ok(),
+    )?;
+    Ok(App::sqlite(data, config, Arc::new(SystemClock))?.0)
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Serve {
+            listen,
+            data,
+            workers,
+            nightly,
+            log_format,
+        } => {
+            tagsync::runtime::logging::init(log_format.eq_ignore_ascii_case("json"));
+            let app = open(&data)?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let opts = ServeOptions {
+                workers,
+                nightly,
+                ..ServeOptions::default()
+            };
+            tagsync::runtime::serve::serve(app, listener, opts, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Queue { data, action } => {
+            let app = open(&data)?;
+            match action {
+                QueueAction::Status => {
+                    println!("{}", serde_json::to_string(&app.queue.counts().await?)?)
+                }
+                QueueAction::Probe {
+                    tenant,
+                    count,
+                    fail,
+                    work_ms,
+                    note,
+                } => {
+                    let tenant = TenantId::parse(tenant)?;
+                    let now = app.clock.now();
+                    let jobs: Vec<Job> = (0..count)
+                        .map(|_| {
+                            Job::new(
+                                tenant.clone(),
+                                JobKind::Probe {
+                                    note: note.clone(),
+                                    fail,
+                                    work_ms,
+                                },
+                                now,
+                            )
+                        })
+                        .collect();
+                    for chunk in jobs.chunks(500) {
+                        app.queue.send(chunk).await?;
+                    }
+                    println!("enqueued {count} probe job(s)");
+                }
+                QueueAction::DeadLetters => {
+                    for d in app.queue.dead_letters(1000).await? {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            d.message_id,
+                            d.job.as_ref().map_or("?".into(), |j| j.tenant.to_string()),
+                            d.receive_count,
+                            d.reason
+                        );
+                    }
+                }
+                QueueAction::Redrive => println!("redriven {}", app.queue.redrive(None).await?),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,1 +1,49 @@
-//! (in progress)
+//! The `App`: everything a handler needs, built once per process (a Lambda sandbox or
+//! `tagsync serve`) and shared by reference.
+
+use crate::config::{Config, ConfigError};
+use crate::ports::{Clock, Queue, Store};
+use crate::queue::sqlite::SqliteQueue;
+use crate::store::sqlite::{SqliteDb, open_store};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Parked after this many receives (SQS: the redrive policy's `maxReceiveCount`).
+pub const MAX_RECEIVES: u32 = 5;
+
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<Config>,
+}
+
+impl App {
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        clock: Arc<dyn Clock>,
+        config: Config,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            clock,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The single-machine app: store and queue in `data_dir/tagsync.db`.
+    pub fn sqlite(
+        data_dir: &Path,
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, SqliteDb), ConfigError> {
+        let db = SqliteDb::open_in_dir(data_dir)
+            .map_err(|e| ConfigError(format!("data directory {}: {e}", data_dir.display())))?;
+        let store = Arc::new(open_store(&db));
+        let queue = Arc::new(SqliteQueue::new(db.clone(), clock.clone(), MAX_RECEIVES));
+        Ok((Self::new(store, queue, clock, config), db))
+    }
+}

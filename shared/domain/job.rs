@@ -38,6 +38,9 @@ pub enum JobKind {
         note: String,
         #[serde(default)]
         fail: bool,
+        /// Simulated work time in milliseconds (to exercise shutdown and crash recovery).
+        #[serde(default)]
+        work_ms: u64,
     },
 }
 

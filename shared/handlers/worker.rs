@@ -1,0 +1,229 @@
+//! The job worker: a job in, an [`Outcome`] out ([`run_job`]); and the one rule that turns
+//! an outcome into what the queue should do with the delivery ([`settle`]).
+
+use crate::app::App;
+use crate::domain::*;
+use crate::ports::{Claim, Delivery, QueueError};
+use std::time::Duration;
+
+/// What running a job came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// A transient failure: try again after `delay` (None: the worker's backoff decides).
+    RetryAfter {
+        delay: Option<Duration>,
+        reason: String,
+    },
+    /// A failure retrying cannot fix: park it where an operator sees and can redrive it.
+    Park {
+        reason: String,
+    },
+}
+
+/// What to do with a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    Ack,
+    Retry { delay: Duration, error: String },
+    Park { reason: String },
+}
+
+/// Exponential backoff with ±20 % jitter: `base · 2^(receives−1)`, capped at `max`.
+pub fn backoff(receive_count: u32, base: Duration, max: Duration) -> Duration {
+    let exp = receive_count.saturating_sub(1).min(20);
+    let raw = base.saturating_mul(1u32 << exp).min(max);
+    let jitter = rand::random_range(0.8..1.2);
+    raw.mul_f64(jitter).min(max)
+}
+
+/// Decides what the queue does: a retryable failure on the last allowed receive is parked
+/// with its reason rather than retried.
+pub fn settle(app: &App, delivery: &Delivery, outcome: Outcome) -> Settlement {
+    match outcome {
+        Outcome::Done => Settlement::Ack,
+        Outcome::Park { reason } => Settlement::Park { reason },
+        Outcome::RetryAfter { reason, .. }
+            if delivery.receive_count >= app.queue.max_receives() =>
+        {
+            Settlement::Park {
+                reason: format!("{reason} (gave up after {} tries)", delivery.receive_count),
+            }
+        }
+        Outcome::RetryAfter { delay, reason } => {
+            let w = &app.config.worker;
+            Settlement::Retry {
+                delay: delay.unwrap_or_else(|| {
+                    backoff(delivery.receive_count, w.base_backoff, w.max_backoff)
+                }),
+                error: reason,
+            }
+        }
+    }
+}
+
+/// Runs one delivery end to end on a queue that settles itself (`tagsync serve`).
+pub async fn process(app: &App, delivery: &Delivery) -> Result<Settlement, QueueError> {
+    let outcome = match &delivery.job {
+        Ok(job) => {
+            let span = tracing::info_span!("job", tenant = %job.tenant, job_id = %job.id, kind = job.kind.name(), receive = delivery.receive_count);
+            let _enter = span.enter();
+            run_job(app, job).await
+        }
+        Err(body) => Outcome::Park {
+            reason: format!(
+                "message is not a job this version understands: {}",
+                truncate(body, 200)
+            ),
+        },
+    };
+    let settlement = settle(app, delivery, outcome);
+    match &settlement {
+        Settlement::Ack => app.queue.ack(delivery).await?,
+        Settlement::Retry { delay, error } => {
+            tracing::warn!(message_id = %delivery.message_id, ?delay, error, "job will be retried");
+            app.queue.retry(delivery, *delay, error).await?
+        }
+        Settlement::Park { reason } => {
+            tracing::error!(message_id = %delivery.message_id, reason, "job parked");
+            app.queue.park(delivery, reason).await?
+        }
+    }
+    Ok(settlement)
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// How long a job's idempotency record is kept: longer than any redelivery of it.
+const JOB_RECORD_TTL_SECS: i64 = 7 * 24 * 3600;
+
+/// Runs one job.
+pub async fn run_job(app: &App, job: &Job) -> Outcome {
+    let tenant = match app.store.get_tenant(&job.tenant).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Outcome::Park {
+                reason: format!("unknown tenant `{}`", job.tenant),
+            };
+        }
+        Err(e) if e.retryable() => {
+            return Outcome::RetryAfter {
+                delay: None,
+                reason: format!("reading tenant: {e}"),
+            };
+        }
+        Err(e) => {
+            return Outcome::Park {
+                reason: format!("reading tenant: {e}"),
+            };
+        }
+    };
+    match &job.kind {
+        JobKind::Probe {
+            note,
+            fail,
+            work_ms,
+        } => probe(app, &tenant, job, note, *fail, *work_ms).await,
+    }
+}
+
+/// A probe records one audit entry, exactly once per job id even when redelivered.
+async fn probe(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    note: &str,
+    fail: bool,
+    work_ms: u64,
+) -> Outcome {
+    if fail {
+        return Outcome::RetryAfter {
+            delay: None,
+            reason: "probe asked to fail".into(),
+        };
+    }
+    let now = app.clock.now();
+    let key = format!("job#{}", job.id);
+    let lock = Duration::from_millis(work_ms) + app.config.worker.visibility;
+    match app
+        .store
+        .claim(
+            &key,
+            now,
+            now.plus_millis(lock.as_millis() as i64),
+            now.plus_secs(JOB_RECORD_TTL_SECS),
+        )
+        .await
+    {
+        Ok(Claim::Acquired) => {}
+        Ok(Claim::Completed) => return Outcome::Done,
+        Ok(Claim::InProgress) => {
+            return Outcome::RetryAfter {
+                delay: Some(Duration::from_secs(1)),
+                reason: "probe already running elsewhere".into(),
+            };
+        }
+        Err(e) => {
+            return Outcome::RetryAfter {
+                delay: None,
+                reason: format!("claiming {key}: {e}"),
+            };
+        }
+    }
+    if work_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(work_ms)).await;
+    }
+    let entry = AuditEntry {
+        tenant: tenant.id.clone(),
+        at: app.clock.now(),
+        side: Actor::System,
+        action: "probe.processed".into(),
+        entity: format!("job:{}", job.id),
+        before: None,
+        after: Some(serde_json::json!({"note": note})),
+        origin: "operator".into(),
+    };
+    if let Err(e) = app.store.append_audit(&entry).await {
+        let _ = app.store.release(&key).await;
+        return Outcome::RetryAfter {
+            delay: None,
+            reason: format!("recording probe: {e}"),
+        };
+    }
+    if let Err(e) = app
+        .store
+        .complete(&key, now.plus_secs(JOB_RECORD_TTL_SECS))
+        .await
+    {
+        // The effect happened; a redelivery would find the claim in progress until its lock
+        // lapses and then record a second entry. Log it: there is nothing better to do.
+        tracing::warn!(error = %e, "probe completed but its idempotency record was not");
+    }
+    tracing::info!("probe processed");
+    Outcome::Done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_receive_within_jitter_and_is_capped() {
+        let base = Duration::from_secs(2);
+        let max = Duration::from_secs(300);
+        for n in 1..=6u32 {
+            let d = backoff(n, base, max).as_secs_f64();
+            let expect = (2f64 * 2f64.powi(n as i32 - 1)).min(300.0);
+            assert!(
+                d >= expect * 0.8 - 1e-9 && d <= expect * 1.2 + 1e-9,
+                "receive {n}: {d} vs {expect}"
+            );
+        }
+        assert!(backoff(40, base, max) <= max);
+    }
+}

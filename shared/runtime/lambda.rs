@@ -1,0 +1,156 @@
+//! Lambda adapters: API Gateway HTTP API (payload v2) requests, SQS batches with partial
+//! batch failures, and the EventBridge schedule — each converted to the transport-neutral
+//! handlers. The binaries in `functions/` only build the [`App`] and call these.
+
+use crate::app::App;
+use crate::handlers::{self, Surface, nightly, worker};
+use crate::http::{ApiError, HttpRequest, HttpResponse, MAX_BODY};
+use crate::ports::Delivery;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_http::{RequestExt, lambda_runtime::LambdaEvent};
+
+/// An HTTPS function: one API Gateway request → one response.
+pub async fn http(
+    app: &App,
+    surface: Surface,
+    req: lambda_http::Request,
+) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
+    let request_id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    // `raw_http_path` is the path as the client sent it, without an API Gateway stage prefix.
+    let path = Some(req.raw_http_path())
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let query = req
+        .uri()
+        .query()
+        .map(HttpRequest::parse_query)
+        .unwrap_or_default();
+    let (parts, body) = req.into_parts();
+    let body = bytes::Bytes::copy_from_slice(body.as_ref());
+    let span = tracing::info_span!("request", request_id = %request_id, method = %parts.method, path = %path);
+    let _enter = span.enter();
+    let response = if body.len() > MAX_BODY {
+        ApiError::PayloadTooLarge(MAX_BODY).into_response()
+    } else {
+        let req = HttpRequest {
+            method: parts.method,
+            path,
+            query,
+            headers: parts.headers,
+            body,
+            request_id,
+        };
+        handlers::dispatch(app, surface, req).await
+    };
+    Ok(into_lambda(response)?)
+}
+
+fn into_lambda(
+    r: HttpResponse,
+) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::http::Error> {
+    let mut builder = lambda_http::Response::builder().status(r.status);
+    if let Some(ct) = r.content_type {
+        builder = builder.header("content-type", ct);
+    }
+    for (name, value) in r.headers {
+        builder = builder.header(name, value);
+    }
+    let body = if r.body.is_empty() {
+        lambda_http::Body::Empty
+    } else if r
+        .content_type
+        .is_some_and(|c| c.starts_with("text/") || c.starts_with("application/json"))
+    {
+        lambda_http::Body::Text(String::from_utf8_lossy(&r.body).into_owned())
+    } else {
+        lambda_http::Body::Binary(r.body.to_vec())
+    };
+    builder.body(body)
+}
+
+fn delivery_of(m: &SqsMessage) -> Delivery {
+    let body = m.body.clone().unwrap_or_default();
+    Delivery {
+        job: serde_json::from_str(&body).map_err(|_| body),
+        message_id: m.message_id.clone().unwrap_or_default(),
+        receipt: m.receipt_handle.clone().unwrap_or_default(),
+        receive_count: m
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1),
+    }
+}
+
+/// The SQS worker: runs every message of the batch and reports only the ones to retry in
+/// `batchItemFailures` (the event source mapping has `ReportBatchItemFailures`). Lambda
+/// deletes the rest: done ones, and parked ones (already copied to the DLQ with their reason).
+pub async fn sqs(
+    app: &App,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    let mut failures = Vec::new();
+    for m in &event.payload.records {
+        let d = delivery_of(m);
+        let span =
+            tracing::info_span!("message", message_id = %d.message_id, receive = d.receive_count);
+        let _enter = span.enter();
+        let outcome = match &d.job {
+            Ok(job) => {
+                let span = tracing::info_span!("job", tenant = %job.tenant, job_id = %job.id, kind = job.kind.name());
+                let _enter = span.enter();
+                worker::run_job(app, job).await
+            }
+            Err(body) => worker::Outcome::Park {
+                reason: format!(
+                    "message is not a job this version understands ({} bytes)",
+                    body.len()
+                ),
+            },
+        };
+        let failed = match worker::settle(app, &d, outcome) {
+            worker::Settlement::Ack => false,
+            worker::Settlement::Retry { delay, error } => {
+                tracing::warn!(?delay, error, "job will be retried");
+                // Best effort: if the visibility change fails, the message still comes back
+                // after the queue's visibility timeout.
+                if let Err(e) = app.queue.retry(&d, delay, &error).await {
+                    tracing::warn!(error = %e, "could not set the retry delay");
+                }
+                true
+            }
+            worker::Settlement::Park { reason } => match app.queue.park(&d, &reason).await {
+                Ok(()) => {
+                    tracing::error!(reason, "job parked");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, reason, "could not park the job; it will be retried");
+                    true
+                }
+            },
+        };
+        if failed {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = d.message_id.clone();
+            failures.push(f);
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures;
+    Ok(response)
+}
+
+/// The nightly EventBridge rule (`Scheduled Event` envelope).
+pub async fn schedule(
+    app: &App,
+    event: LambdaEvent<EventBridgeEvent<serde_json::Value>>,
+) -> Result<nightly::NightlyReport, lambda_runtime::Error> {
+    tracing::info!(source = ?event.payload.source, detail_type = ?event.payload.detail_type, "schedule fired");
+    Ok(nightly::run(app).await?)
+}

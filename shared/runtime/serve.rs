@@ -1,0 +1,260 @@
+//! `tagsync serve`: every handler in one process — an axum listener routing to
+//! [`handlers::dispatch`], a pool of workers draining the SQLite queue, and the nightly
+//! timer. Dependencies come in as arguments (the listener, the app, a shutdown future), so
+//! tests start a real server on port 0.
+
+use crate::app::App;
+use crate::handlers::{self, Surface, nightly, worker};
+use crate::http::{ApiError, HttpRequest, HttpResponse, MAX_BODY};
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Concurrent jobs.
+    pub workers: usize,
+    pub nightly: Nightly,
+    /// How long in-flight jobs may take to finish after shutdown is asked for.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            nightly: Nightly::DailyAt {
+                hour: 19,
+                minute: 0,
+            },
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// When the nightly reconciliation is triggered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nightly {
+    Off,
+    /// Every day at this UTC time (default 19:00 UTC = 03:00 in China).
+    DailyAt {
+        hour: u32,
+        minute: u32,
+    },
+    /// Every so often (demos and tests).
+    Every(Duration),
+}
+
+impl std::str::FromStr for Nightly {
+    type Err = String;
+    /// `off`, `HH:MM` (UTC) or `every:SECONDS`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(Nightly::Off);
+        }
+        if let Some(secs) = s.strip_prefix("every:") {
+            let secs: u64 = secs
+                .parse()
+                .map_err(|_| format!("`{s}`: expected every:SECONDS"))?;
+            return Ok(Nightly::Every(Duration::from_secs(secs.max(1))));
+        }
+        let (h, m) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected off, HH:MM or every:SECONDS"))?;
+        let (hour, minute) = (
+            h.parse::<u32>().map_err(|_| format!("`{s}`: bad hour"))?,
+            m.parse::<u32>().map_err(|_| format!("`{s}`: bad minute"))?,
+        );
+        if hour > 23 || minute > 59 {
+            return Err(format!("`{s}`: not a time of day"));
+        }
+        Ok(Nightly::DailyAt { hour, minute })
+    }
+}
+
+/// Serves until `shutdown` resolves: then stops accepting, lets requests in progress
+/// finish, and gives in-flight jobs `shutdown_grace` to finish. A job still running after
+/// that is abandoned to its visibility timeout (it is redelivered, never lost).
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = tokio::task::JoinSet::new();
+    for n in 0..opts.workers.max(1) {
+        workers.spawn(worker_loop(app.clone(), n, stop_rx.clone()));
+    }
+    let timer = tokio::spawn(nightly_loop(app.clone(), opts.nightly, stop_rx.clone()));
+
+    let router = axum::Router::new().fallback(route).with_state(app.clone());
+    tracing::info!(addr = %listener.local_addr()?, workers = opts.workers, nightly = ?opts.nightly, "tagsync serve ready");
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+
+    tracing::info!("shutting down: finishing in-flight jobs");
+    let _ = stop_tx.send(true);
+    timer.abort();
+    let drained = tokio::time::timeout(opts.shutdown_grace, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(grace = ?opts.shutdown_grace, "jobs still running after the grace period; they will be redelivered");
+        workers.abort_all();
+    }
+    result
+}
+
+async fn route(State(app): State<App>, req: axum::extract::Request) -> Response {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let (parts, body) = req.into_parts();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %parts.method, path = %parts.uri.path());
+    async move {
+        let response = match axum::body::to_bytes(body, MAX_BODY).await {
+            Err(_) => ApiError::PayloadTooLarge(MAX_BODY).into_response(),
+            Ok(body) => {
+                let req = HttpRequest {
+                    method: parts.method,
+                    path: parts.uri.path().to_string(),
+                    query: parts
+                        .uri
+                        .query()
+                        .map(HttpRequest::parse_query)
+                        .unwrap_or_default(),
+                    headers: parts.headers,
+                    body,
+                    request_id: request_id.clone(),
+                };
+                handlers::dispatch(&app, Surface::All, req).await
+            }
+        };
+        tracing::debug!(status = response.status, "answered");
+        into_axum(response, &request_id)
+    }
+    .instrument(span)
+    .await
+}
+
+fn into_axum(r: HttpResponse, request_id: &str) -> Response {
+    let mut builder = Response::builder()
+        .status(r.status)
+        .header("x-request-id", request_id);
+    if let Some(ct) = r.content_type {
+        builder = builder.header("content-type", ct);
+    }
+    for (name, value) in r.headers {
+        builder = builder.header(name, value);
+    }
+    builder.body(Body::from(r.body)).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "response could not be built");
+        Response::builder()
+            .status(500)
+            .body(Body::empty())
+            .expect("static response")
+    })
+}
+
+/// One worker: receive a job, run it, settle it; until told to stop. A job being run when
+/// the stop comes is finished first.
+async fn worker_loop(app: App, n: usize, mut stop: watch::Receiver<bool>) {
+    let visibility = app.config.worker.visibility;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let received = tokio::select! {
+            r = app.queue.receive(1, visibility, Duration::from_secs(1)) => r,
+            _ = stop.changed() => return,
+        };
+        match received {
+            Ok(deliveries) => {
+                for d in deliveries {
+                    if let Err(e) = worker::process(&app, &d).await {
+                        // The job's visibility will lapse and it will be redelivered.
+                        tracing::warn!(worker = n, message_id = %d.message_id, error = %e, "could not settle job");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(worker = n, error = %e, "queue receive failed; pausing");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn nightly_loop(app: App, schedule: Nightly, mut stop: watch::Receiver<bool>) {
+    loop {
+        let wait = match schedule {
+            Nightly::Off => return,
+            Nightly::Every(d) => d,
+            Nightly::DailyAt { hour, minute } => until_next(app.clock.now().millis(), hour, minute),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = nightly::run(&app).await {
+            tracing::error!(error = %e, "nightly trigger failed");
+        }
+    }
+}
+
+/// Time from `now_ms` to the next `hour:minute` UTC.
+fn until_next(now_ms: i64, hour: u32, minute: u32) -> Duration {
+    const DAY: i64 = 86_400_000;
+    let target = (hour as i64 * 3600 + minute as i64 * 60) * 1000;
+    let today = now_ms.rem_euclid(DAY);
+    let ms = if target > today {
+        target - today
+    } else {
+        DAY - today + target
+    };
+    Duration::from_millis(ms as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nightly_schedule_parses_and_finds_the_next_time() {
+        assert_eq!("off".parse::<Nightly>(), Ok(Nightly::Off));
+        assert_eq!(
+            "03:30".parse::<Nightly>(),
+            Ok(Nightly::DailyAt {
+                hour: 3,
+                minute: 30
+            })
+        );
+        assert_eq!(
+            "every:5".parse::<Nightly>(),
+            Ok(Nightly::Every(Duration::from_secs(5)))
+        );
+        assert!("25:00".parse::<Nightly>().is_err());
+        // 2026-11-21T18:00:00Z → 19:00 is one hour away; at 19:00 exactly, a day away.
+        let six_pm = 1_763_748_000_000 - 1_763_748_000_000 % 86_400_000 + 18 * 3_600_000;
+        assert_eq!(until_next(six_pm, 19, 0), Duration::from_secs(3600));
+        assert_eq!(
+            until_next(six_pm + 3_600_000, 19, 0),
+            Duration::from_secs(86_400)
+        );
+    }
+}

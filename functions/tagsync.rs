@@ -38,6 +38,10 @@ enum Command {
         /// Nightly reconciliation: `off`, `HH:MM` (UTC) or `every:SECONDS`.
         #[arg(long, default_value = "19:00")]
         nightly: Nightly,
+        /// Seconds a received job stays invisible to other workers; a job not finished by
+        /// then (e.g. the process died) is delivered again.
+        #[arg(long, default_value_t = 60)]
+        job_timeout: u64,
         /// Log format: `text` or `json`.
         #[arg(long, default_value = "text", env = "TAGSYNC_LOG_FORMAT")]
         log_format: String,
@@ -133,13 +137,20 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             data,
             workers,
             nightly,
+            job_timeout,
             log_format,
         } => {
             tagsync::runtime::logging::init(log_format.eq_ignore_ascii_case("json"));
-            let app = open(&data)?;
+            let mut app = open(&data)?;
+            let mut config = (*app.config).clone();
+            config.worker.visibility = std::time::Duration::from_secs(job_timeout.max(1));
+            app.config = Arc::new(config);
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            // The first line on stdout says where to reach us (with `--listen 127.0.0.1:0` the
+            // port is chosen by the OS; scripts and tests read it from here).
+            println!("tagsync listening on http://{}", listener.local_addr()?);
             let opts = ServeOptions {
                 workers,
                 nightly,

@@ -2,7 +2,7 @@
 //! `tagsync serve`) and shared by reference.
 
 use crate::config::{Config, ConfigError};
-use crate::ports::{Clock, Queue, Store};
+use crate::ports::{Clock, Queue, Store, SystemClock};
 use crate::queue::sqlite::SqliteQueue;
 use crate::store::sqlite::{SqliteDb, open_store};
 use std::path::Path;
@@ -45,5 +45,34 @@ impl App {
         let store = Arc::new(open_store(&db));
         let queue = Arc::new(SqliteQueue::new(db.clone(), clock.clone(), MAX_RECEIVES));
         Ok((Self::new(store, queue, clock, config), db))
+    }
+
+    /// The cloud app of a Lambda: DynamoDB table `TAGSYNC_TABLE`, SQS queue
+    /// `TAGSYNC_QUEUE_URL` with its dead-letter queue `TAGSYNC_DLQ_URL`. SDK clients are
+    /// built here, once per sandbox.
+    pub async fn aws_from_env() -> Result<Self, ConfigError> {
+        let config = Config::from_env()?;
+        let var =
+            |name: &str| std::env::var(name).map_err(|_| ConfigError(format!("{name} is not set")));
+        let table = var("TAGSYNC_TABLE")?;
+        let queue_url = var("TAGSYNC_QUEUE_URL")?;
+        let dlq_url = var("TAGSYNC_DLQ_URL")?;
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let store = crate::store::dynamo::DynamoStore::new(crate::store::dynamo::DynamoItems::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            table,
+        ));
+        let queue = crate::queue::sqs::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            queue_url,
+            dlq_url,
+            MAX_RECEIVES,
+        );
+        Ok(Self::new(
+            Arc::new(store),
+            Arc::new(queue),
+            Arc::new(SystemClock),
+            config,
+        ))
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::app::App;
 use crate::domain::*;
-use crate::ports::{Claim, Delivery, QueueError};
+use crate::ports::{Claim, Delivery, QueueError, Write};
 use std::time::Duration;
 
 /// What running a job came to.
@@ -188,21 +188,12 @@ async fn probe(
         after: Some(serde_json::json!({"note": note})),
         origin: "operator".into(),
     };
-    if let Err(e) = app.store.append_audit(&entry).await {
+    // The entry and the completion are one atomic write: a crash before it leaves the claim to
+    // lapse and the job to run again; after it, a redelivery finds the key completed.
+    let done = Write::Complete { key: key.clone(), expires_at: now.plus_secs(JOB_RECORD_TTL_SECS) };
+    if let Err(e) = app.store.transact(vec![Write::Audit(entry), done]).await {
         let _ = app.store.release(&key).await;
-        return Outcome::RetryAfter {
-            delay: None,
-            reason: format!("recording probe: {e}"),
-        };
-    }
-    if let Err(e) = app
-        .store
-        .complete(&key, now.plus_secs(JOB_RECORD_TTL_SECS))
-        .await
-    {
-        // The effect happened; a redelivery would find the claim in progress until its lock
-        // lapses and then record a second entry. Log it: there is nothing better to do.
-        tracing::warn!(error = %e, "probe completed but its idempotency record was not");
+        return Outcome::RetryAfter { delay: None, reason: format!("recording probe: {e}") };
     }
     tracing::info!("probe processed");
     Outcome::Done

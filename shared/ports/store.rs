@@ -81,6 +81,10 @@ pub enum Write {
     MemberTags(MemberTags),
     Customer(CustomerRelations),
     Run(SyncRun),
+    Audit(AuditEntry),
+    /// Marks an idempotency key completed (see [`Store::complete`]): written with the effect
+    /// it guards, the effect happens exactly once.
+    Complete { key: String, expires_at: Timestamp },
 }
 
 /// The answer to an idempotency claim.

@@ -117,6 +117,23 @@ fn versioned_put<T: Serialize>(
     })
 }
 
+/// An audit entry's put: sorted by time, unique by a fresh id.
+fn audit_put(entry: &AuditEntry) -> StoreResult<ItemWrite> {
+    let pk = keys::audit(&entry.tenant);
+    let sk = format!("{:015}#{}", entry.at.millis().max(0), new_ordered_id());
+    let data = encode(&pk, entry)?;
+    Ok(ItemWrite::Put { item: Item::new(pk, sk, 1, data), condition: Condition::Absent })
+}
+
+/// Marks an idempotency key completed until `expires_at` (its lock cleared).
+fn completed_put(key: &str, expires_at: Timestamp) -> StoreResult<ItemWrite> {
+    let (pk, sk) = keys::idempotency(key);
+    let data = encode(&pk, &IdempotencyRecord { status: IdempotencyStatus::Completed })?;
+    let mut item = Item::new(pk, sk, 2, data);
+    item.expiration = Some(expires_at.secs());
+    Ok(ItemWrite::Put { item, condition: Condition::None })
+}
+
 #[derive(Serialize, serde::Deserialize)]
 struct IdempotencyRecord {
     status: IdempotencyStatus,
@@ -273,6 +290,8 @@ impl<B: ItemBackend> TableStore<B> {
                 &r,
                 r.version,
             )?],
+            Write::Audit(entry) => vec![audit_put(&entry)?],
+            Write::Complete { key, expires_at } => vec![completed_put(&key, expires_at)?],
         })
     }
 

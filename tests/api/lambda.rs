@@ -1,0 +1,245 @@
+//! The Lambda entry points, each called with a fixture event of the shape AWS sends.
+
+use crate::helpers::*;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tagsync::app::App;
+use tagsync::domain::{Job, JobKind, TenantId, Timestamp};
+use tagsync::handlers::Surface;
+use tagsync::ports::Queue;
+use tagsync::runtime::lambda;
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/lambda/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// The fixtures' admin token (what the deployment would configure).
+const FIXTURE_TOKEN: &str = "fixture-admin-token-0123456789";
+
+fn app_with_fixture_token(dir: &std::path::Path) -> App {
+    let mut config = test_config();
+    config.admin_token = tagsync::domain::Secret::new(FIXTURE_TOKEN);
+    App::sqlite(dir, config, Arc::new(tagsync::ports::SystemClock))
+        .unwrap()
+        .0
+}
+
+#[tokio::test]
+async fn admin_function_answers_an_api_gateway_v2_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_fixture_token(dir.path());
+    let req = lambda_http::request::from_str(&fixture("apigw-v2-put-tenant.json")).unwrap();
+    let resp = lambda::http(&app, Surface::Admin, req).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
+    assert_eq!(body["tenant"], "acme");
+    assert_eq!(body["agent_id"], "1000002");
+    let stored = app
+        .store
+        .get_tenant(&TenantId::parse("acme").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.corp_id.as_str(), "wwacme0001");
+
+    let health = lambda_http::request::from_str(&fixture("apigw-v2-healthz.json")).unwrap();
+    let resp = lambda::http(&app, Surface::Admin, health).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(resp.body().as_ref()).unwrap(),
+        json!({"status": "ok"})
+    );
+}
+
+#[tokio::test]
+async fn each_https_function_serves_only_its_own_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_fixture_token(dir.path());
+    let req = lambda_http::request::from_str(&fixture("apigw-v2-put-tenant.json")).unwrap();
+    let resp = lambda::http(&app, Surface::MallWebhook, req).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        404,
+        "the mall webhook function does not serve the admin API"
+    );
+}
+
+#[tokio::test]
+async fn reconcile_function_handles_the_scheduled_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let t_app = app_with_fixture_token(dir.path());
+    for (name, enabled) in [("on1", true), ("off1", false), ("on2", true)] {
+        let mut tenant = tagsync_tenant(name);
+        tenant.settings.tags_enabled = enabled;
+        t_app.store.put_tenant(&mut tenant).await.unwrap();
+    }
+    let payload = serde_json::from_str(&fixture("eventbridge-schedule.json")).unwrap();
+    let report = lambda::schedule(&t_app, LambdaEvent::new(payload, Context::default()))
+        .await
+        .unwrap();
+    let due: Vec<_> = report.due.iter().map(|t| t.to_string()).collect();
+    let skipped: Vec<_> = report.skipped.iter().map(|t| t.to_string()).collect();
+    assert_eq!(due, ["on1", "on2"]);
+    assert_eq!(skipped, ["off1"]);
+}
+
+fn tagsync_tenant(id: &str) -> tagsync::domain::Tenant {
+    use tagsync::domain::*;
+    Tenant {
+        id: TenantId::parse(id).unwrap(),
+        corp_id: CorpId::parse("wwcorp").unwrap(),
+        agent_id: "1000002".into(),
+        mall_api_base: "https://mall.example.com".into(),
+        secrets: TenantSecrets {
+            corp_secret: Secret::new("s"),
+            callback_token: Secret::new("t"),
+            encoding_aes_key: Secret::new("k"),
+            mall_api_token: Secret::new("m"),
+            mall_webhook_secret: Secret::new("w"),
+        },
+        settings: Settings::default(),
+        created_at: Timestamp::from_millis(0),
+        updated_at: Timestamp::from_millis(0),
+        version: 0,
+    }
+}
+
+/// The worker with the SQS queue it runs on in AWS (moto in server mode here): a batch of
+/// three real messages — one that succeeds, one that fails retryably, one that is not a job —
+/// reports exactly the failing one; the undecodable one goes to the DLQ with its reason.
+#[tokio::test]
+async fn sync_worker_reports_exactly_the_failing_message_of_an_sqs_batch() {
+    let endpoint = std::env::var("TAGSYNC_TEST_SQS_ENDPOINT")
+        .expect("TAGSYNC_TEST_SQS_ENDPOINT is not set: run infra/test.sh (it starts moto), or `source infra/local-aws.sh && local_aws_start`");
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    let client = aws_sdk_sqs::Client::new(&sdk);
+    let name = format!("lambda-batch-{}", uuid::Uuid::new_v4().simple());
+    let (queue_url, dlq_url) = tagsync::queue::sqs::create_queues(&client, &name)
+        .await
+        .unwrap();
+    let queue = Arc::new(tagsync::queue::sqs::SqsQueue::new(
+        client.clone(),
+        queue_url.clone(),
+        dlq_url,
+        5,
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sqlite_app(dir.path());
+    let app = App::new(
+        sqlite.store.clone(),
+        queue.clone(),
+        sqlite.clock.clone(),
+        test_config(),
+    );
+    let mut tenant = tagsync_tenant("acme");
+    app.store.put_tenant(&mut tenant).await.unwrap();
+
+    let ok = Job::new(
+        tenant.id.clone(),
+        JobKind::Probe {
+            note: "ok".into(),
+            fail: false,
+            work_ms: 0,
+        },
+        Timestamp::from_millis(0),
+    );
+    let failing = Job::new(
+        tenant.id.clone(),
+        JobKind::Probe {
+            note: "fail".into(),
+            fail: true,
+            work_ms: 0,
+        },
+        Timestamp::from_millis(0),
+    );
+    let bodies = [
+        serde_json::to_string(&ok).unwrap(),
+        serde_json::to_string(&failing).unwrap(),
+        "{\"kind\":\"from_the_future\"}".to_string(),
+    ];
+    for body in &bodies {
+        client
+            .send_message()
+            .queue_url(&queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    // Receive them for real so the receipts are valid, then present them as Lambda would.
+    let mut received = Vec::new();
+    while received.len() < 3 {
+        let out = client
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
+            .visibility_timeout(30)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        received.extend(out.messages.unwrap_or_default());
+    }
+    let mut event: Value = serde_json::from_str(&fixture("sqs-batch.json")).unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for record in event["Records"].as_array_mut().unwrap() {
+        let placeholder = record["body"].as_str().unwrap().to_string();
+        let wanted = match placeholder.as_str() {
+            "__BODY_OK__" => &bodies[0],
+            "__BODY_FAIL__" => &bodies[1],
+            _ => &bodies[2],
+        };
+        let m = received
+            .iter()
+            .find(|m| m.body() == Some(wanted.as_str()))
+            .unwrap();
+        record["body"] = json!(wanted);
+        record["messageId"] = json!(m.message_id().unwrap());
+        record["receiptHandle"] = json!(m.receipt_handle().unwrap());
+        ids.insert(placeholder, m.message_id().unwrap().to_string());
+    }
+    let payload = serde_json::from_value(event).unwrap();
+    let response = lambda::sqs(&app, LambdaEvent::new(payload, Context::default()))
+        .await
+        .unwrap();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, [ids["__BODY_FAIL__"].clone()]);
+
+    let audit = app
+        .store
+        .list_audit(&tenant.id, None, 50)
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        audit.iter().any(|e| e.entity == format!("job:{}", ok.id)),
+        "the good job ran"
+    );
+    let dead = queue.dead_letters(10).await.unwrap();
+    assert_eq!(
+        dead.len(),
+        1,
+        "only the undecodable message is parked: {dead:?}"
+    );
+    assert!(dead[0].reason.contains("not a job"), "{}", dead[0].reason);
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of tagsync's single-machine runtime and Lambda adapters. One binary
+//! (cargo builds and links it once); each module is one area, each test starts its own
+//! system on its own port and data directory.
+
+mod admin;
+mod helpers;
+mod lambda;
+mod process;
+mod worker;

@@ -1,0 +1,155 @@
+//! The in-process worker pool: jobs run once, failures retry with backoff and park, dead
+//! letters are listed and redriven through the admin API.
+
+use crate::helpers::*;
+use reqwest::Method;
+use serde_json::json;
+use std::time::Duration;
+use tagsync::domain::{Job, JobKind, TenantId};
+use tagsync::ports::QueueCounts;
+
+fn probe(tenant: &str, fail: bool) -> Job {
+    Job::new(
+        TenantId::parse(tenant).unwrap(),
+        JobKind::Probe {
+            note: "test".into(),
+            fail,
+            work_ms: 0,
+        },
+        tagsync::domain::Timestamp::from_millis(0),
+    )
+}
+
+async fn settled(t: &TestApp) -> QueueCounts {
+    wait_for("the queue to settle", Duration::from_secs(20), || async {
+        let c = t.app.queue.counts().await.unwrap();
+        (c.pending == 0 && c.in_flight == 0).then_some(c)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn queued_probe_jobs_each_run_exactly_once() {
+    let t = spawn_app().await;
+    t.put_tenant("acme").await;
+    let jobs: Vec<Job> = (0..40).map(|_| probe("acme", false)).collect();
+    t.app.queue.send(&jobs).await.unwrap();
+    let counts = settled(&t).await;
+    assert_eq!(counts.dead, 0);
+    let processed: Vec<_> = t
+        .audit("acme")
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "probe.processed")
+        .collect();
+    assert_eq!(processed.len(), 40);
+    let mut ids: Vec<_> = processed
+        .iter()
+        .map(|e| e["entity"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "every job recorded once");
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_job_run_twice_has_one_effect() {
+    let t = spawn_app().await;
+    t.put_tenant("acme").await;
+    let job = probe("acme", false);
+    assert_eq!(
+        tagsync::handlers::worker::run_job(&t.app, &job).await,
+        tagsync::handlers::worker::Outcome::Done
+    );
+    assert_eq!(
+        tagsync::handlers::worker::run_job(&t.app, &job).await,
+        tagsync::handlers::worker::Outcome::Done
+    );
+    let processed = t
+        .audit("acme")
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "probe.processed")
+        .count();
+    assert_eq!(processed, 1);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_then_parked_with_its_reason() {
+    let t = spawn_app().await;
+    t.put_tenant("acme").await;
+    let job = probe("acme", true);
+    t.app.queue.send(std::slice::from_ref(&job)).await.unwrap();
+    let counts = settled(&t).await;
+    assert_eq!(counts.dead, 1);
+    let (status, body) = t
+        .admin(Method::GET, "/admin/v1/tenants/acme/dead-letters", None)
+        .await;
+    assert_eq!(status, 200);
+    let letters = body["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{body}");
+    assert_eq!(letters[0]["job_id"], job.id.to_string());
+    assert_eq!(letters[0]["receive_count"], 5, "parked after max receives");
+    let error = letters[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("probe asked to fail") && error.contains("5 tries"),
+        "{error}"
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_parked_job_succeeds_when_redriven_after_its_cause_is_fixed() {
+    let t = spawn_app().await;
+    t.put_tenant("acme").await;
+    // A job for a tenant that is not registered yet is parked at once: retrying cannot help.
+    let job = probe("late", false);
+    t.app.queue.send(std::slice::from_ref(&job)).await.unwrap();
+    assert_eq!(settled(&t).await.dead, 1);
+    let letters = t.app.queue.dead_letters(10).await.unwrap();
+    assert!(
+        letters[0].reason.contains("unknown tenant"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(
+        letters[0].receive_count, 1,
+        "a permanent failure is not retried"
+    );
+
+    // The operator fixes the cause, sees the dead letter and redrives it.
+    t.put_tenant("late").await;
+    let (_, listed) = t
+        .admin(Method::GET, "/admin/v1/tenants/late/dead-letters", None)
+        .await;
+    assert_eq!(listed["dead_letters"].as_array().unwrap().len(), 1);
+    let (_, other) = t
+        .admin(Method::GET, "/admin/v1/tenants/acme/dead-letters", None)
+        .await;
+    assert_eq!(
+        other["dead_letters"].as_array().unwrap().len(),
+        0,
+        "another tenant's dead letters are not shown"
+    );
+    let (status, r) = t
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants/late/dead-letters:redrive",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["redriven"], 1);
+    let counts = settled(&t).await;
+    assert_eq!(counts.dead, 0);
+    let processed = t
+        .audit("late")
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "probe.processed")
+        .count();
+    assert_eq!(processed, 1);
+    t.shutdown().await;
+}

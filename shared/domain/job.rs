@@ -1,7 +1,7 @@
 //! Jobs: what the queue carries. A job names an entity to bring up to date ("level
 //! triggered"), never a delta, so duplicates, retries and reordering do no harm.
 
-use super::ids::{JobId, TenantId, new_ordered_id};
+use super::ids::{ExternalUserId, JobId, TenantId, WecomUserId, new_ordered_id};
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -42,12 +42,57 @@ pub enum JobKind {
         #[serde(default)]
         work_ms: u64,
     },
+    /// An event a side reported, recorded as it arrived (after its signature was checked and
+    /// it was deduplicated). The worker turns it into "bring entity K up to date" work.
+    Inbound { event: InboundEvent },
 }
 
 impl JobKind {
     pub fn name(&self) -> &'static str {
         match self {
             JobKind::Probe { .. } => "probe",
+            JobKind::Inbound {
+                event: InboundEvent::WecomTag { .. },
+            } => "inbound_wecom_tag",
+            JobKind::Inbound {
+                event: InboundEvent::WecomContact { .. },
+            } => "inbound_wecom_contact",
+            JobKind::Inbound {
+                event: InboundEvent::Mall { .. },
+            } => "inbound_mall",
         }
     }
+}
+
+/// What a side reported. WeCom callbacks carry only ids (the worker reads the details);
+/// a mall webhook carries the changed object, kept as the validated JSON it arrived as.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "side", rename_all = "snake_case")]
+pub enum InboundEvent {
+    /// `change_external_tag`: `change` is the ChangeType (`create`, `update`, `delete`,
+    /// `shuffle`); `id` empty on a group-order shuffle.
+    WecomTag {
+        change: String,
+        id: Option<String>,
+        tag_type: Option<String>,
+        strategy_id: Option<String>,
+        create_time: i64,
+    },
+    /// `change_external_contact` on one (member, customer) relation.
+    WecomContact {
+        change: String,
+        user_id: WecomUserId,
+        external_user_id: ExternalUserId,
+        state: Option<String>,
+        source: Option<String>,
+        create_time: i64,
+    },
+    /// A mall webhook (`type` and the whole validated body).
+    Mall {
+        event_id: String,
+        event_type: String,
+        occurred_at: Timestamp,
+        origin_request_id: Option<String>,
+        body: serde_json::Value,
+    },
 }

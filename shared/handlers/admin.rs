@@ -286,7 +286,7 @@ async fn status(app: &App, t: &Tenant) -> Result<HttpResponse, ApiError> {
         200,
         &json!({
             "queue": counts,
-            "last_event_at": serde_json::Value::Null,
+            "last_event_at": app.store.last_event_at(&t.id).await?.map(|a| a.to_rfc3339()),
             "last_run": last_run.map(|r| json!({"run_id": r.id, "scope": r.scope, "status": r.status, "started_at": r.started_at.to_rfc3339()})),
             "settings": t.settings,
         }),

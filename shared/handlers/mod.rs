@@ -2,12 +2,14 @@
 //! outcome out ([`worker`]). Both runtimes — `tagsync serve` and the Lambdas — call these.
 
 pub mod admin;
+pub mod inbound;
 mod json;
+pub mod mall_webhook;
 pub mod nightly;
+pub mod wecom_callback;
 pub mod worker;
 
 use crate::app::App;
-use crate::domain::TenantId;
 use crate::http::{ApiError, HttpRequest, HttpResponse};
 use http::Method;
 
@@ -38,23 +40,12 @@ pub async fn dispatch(app: &App, surface: Surface, req: HttpRequest) -> HttpResp
             ))
         }
         ["wecom", "callback", tenant] if allowed(Surface::WecomCallback) => {
-            match (&req.method, TenantId::parse(*tenant)) {
-                (&Method::GET | &Method::POST, Ok(_)) => Err(ApiError::NotImplemented(
-                    "the WeCom callback is not available in this version".into(),
-                )),
-                (_, Ok(_)) => Err(ApiError::MethodNotAllowed("use GET or POST".into())),
-                (_, Err(e)) => Err(ApiError::NotFound(format!("unknown tenant: {e}"))),
-            }
+            wecom_callback::handle(app, tenant, &req).await
         }
-        ["mall", "webhook", tenant] if allowed(Surface::MallWebhook) => {
-            match (&req.method, TenantId::parse(*tenant)) {
-                (&Method::POST, Ok(_)) => Err(ApiError::NotImplemented(
-                    "the mall webhook is not available in this version".into(),
-                )),
-                (_, Ok(_)) => Err(ApiError::MethodNotAllowed("use POST".into())),
-                (_, Err(e)) => Err(ApiError::NotFound(format!("unknown tenant: {e}"))),
-            }
-        }
+        ["mall", "webhook", tenant] if allowed(Surface::MallWebhook) => match req.method {
+            Method::POST => mall_webhook::handle(app, tenant, &req).await,
+            _ => Err(ApiError::MethodNotAllowed("use POST".into())),
+        },
         ["admin", rest @ ..] if allowed(Surface::Admin) => admin::route(app, &req, rest).await,
         _ => Err(ApiError::NotFound(format!(
             "no route for {} {}",

@@ -129,6 +129,7 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
             fail,
             work_ms,
         } => probe(app, &tenant, job, note, *fail, *work_ms).await,
+        JobKind::Inbound { event } => inbound(app, &tenant, job, event).await,
     }
 }
 
@@ -147,34 +148,6 @@ async fn probe(
             reason: "probe asked to fail".into(),
         };
     }
-    let now = app.clock.now();
-    let key = format!("job#{}", job.id);
-    let lock = Duration::from_millis(work_ms) + app.config.worker.visibility;
-    match app
-        .store
-        .claim(
-            &key,
-            now,
-            now.plus_millis(lock.as_millis() as i64),
-            now.plus_secs(JOB_RECORD_TTL_SECS),
-        )
-        .await
-    {
-        Ok(Claim::Acquired) => {}
-        Ok(Claim::Completed) => return Outcome::Done,
-        Ok(Claim::InProgress) => {
-            return Outcome::RetryAfter {
-                delay: Some(Duration::from_secs(1)),
-                reason: "probe already running elsewhere".into(),
-            };
-        }
-        Err(e) => {
-            return Outcome::RetryAfter {
-                delay: None,
-                reason: format!("claiming {key}: {e}"),
-            };
-        }
-    }
     if work_ms > 0 {
         tokio::time::sleep(Duration::from_millis(work_ms)).await;
     }
@@ -188,14 +161,98 @@ async fn probe(
         after: Some(serde_json::json!({"note": note})),
         origin: "operator".into(),
     };
-    // The entry and the completion are one atomic write: a crash before it leaves the claim to
-    // lapse and the job to run again; after it, a redelivery finds the key completed.
-    let done = Write::Complete { key: key.clone(), expires_at: now.plus_secs(JOB_RECORD_TTL_SECS) };
+    record_once(app, job, Duration::from_millis(work_ms), entry).await
+}
+
+/// Records what a side reported. The sync engine turns these into entity updates; until it
+/// lands, the event is recorded in the audit log (once per event) and nothing else happens.
+async fn inbound(app: &App, tenant: &Tenant, job: &Job, event: &InboundEvent) -> Outcome {
+    let (side, entity) = match event {
+        InboundEvent::WecomTag { tag_type, id, .. } => (
+            Actor::Wecom,
+            format!(
+                "{}:{}",
+                tag_type.as_deref().unwrap_or("tag_group_order"),
+                id.as_deref().unwrap_or("")
+            ),
+        ),
+        InboundEvent::WecomContact {
+            user_id,
+            external_user_id,
+            ..
+        } => (
+            Actor::Wecom,
+            format!("relation:{user_id}/{external_user_id}"),
+        ),
+        InboundEvent::Mall {
+            event_type,
+            event_id,
+            ..
+        } => (Actor::Mall, format!("{event_type}:{event_id}")),
+    };
+    let entry = AuditEntry {
+        tenant: tenant.id.clone(),
+        at: app.clock.now(),
+        side,
+        action: "event.received".into(),
+        entity,
+        before: None,
+        after: serde_json::to_value(event).ok(),
+        origin: side_name(side).into(),
+    };
+    record_once(app, job, Duration::ZERO, entry).await
+}
+
+fn side_name(a: Actor) -> &'static str {
+    match a {
+        Actor::Wecom => "wecom",
+        Actor::Mall => "mall",
+        Actor::Hub => "hub",
+        Actor::Operator => "operator",
+        Actor::System => "system",
+    }
+}
+
+/// Writes `entry` exactly once per job id, however often the job is delivered: the entry and
+/// the completion of the job's idempotency record are one atomic write, so a crash before it
+/// leaves the claim to lapse and the job to run again, and a redelivery after it finds the
+/// key completed.
+async fn record_once(app: &App, job: &Job, work: Duration, entry: AuditEntry) -> Outcome {
+    let now = app.clock.now();
+    let key = format!("job#{}", job.id);
+    let lock = work + app.config.worker.visibility;
+    let expires = now.plus_secs(JOB_RECORD_TTL_SECS);
+    match app
+        .store
+        .claim(&key, now, now.plus_millis(lock.as_millis() as i64), expires)
+        .await
+    {
+        Ok(Claim::Acquired) => {}
+        Ok(Claim::Completed) => return Outcome::Done,
+        Ok(Claim::InProgress) => {
+            return Outcome::RetryAfter {
+                delay: Some(Duration::from_secs(1)),
+                reason: "job already running elsewhere".into(),
+            };
+        }
+        Err(e) => {
+            return Outcome::RetryAfter {
+                delay: None,
+                reason: format!("claiming {key}: {e}"),
+            };
+        }
+    }
+    let done = Write::Complete {
+        key: key.clone(),
+        expires_at: expires,
+    };
     if let Err(e) = app.store.transact(vec![Write::Audit(entry), done]).await {
         let _ = app.store.release(&key).await;
-        return Outcome::RetryAfter { delay: None, reason: format!("recording probe: {e}") };
+        return Outcome::RetryAfter {
+            delay: None,
+            reason: format!("recording {}: {e}", job.kind.name()),
+        };
     }
-    tracing::info!("probe processed");
     Outcome::Done
 }
 

@@ -49,7 +49,9 @@ pub struct DeadLetter {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueueCounts {
-    /// Waiting for a first try or for a retry (backoff included).
+    /// Waiting for a first try or for a retry (backoff included). On SQS a retry only moves
+    /// the message's visibility, so SQS counts a job waiting out its backoff as in flight;
+    /// `pending + in_flight` is the same on both.
     pub pending: u64,
     /// Received and not yet acked, retried or timed out.
     pub in_flight: u64,

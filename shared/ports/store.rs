@@ -84,7 +84,10 @@ pub enum Write {
     Audit(AuditEntry),
     /// Marks an idempotency key completed (see [`Store::complete`]): written with the effect
     /// it guards, the effect happens exactly once.
-    Complete { key: String, expires_at: Timestamp },
+    Complete {
+        key: String,
+        expires_at: Timestamp,
+    },
 }
 
 /// The answer to an idempotency claim.
@@ -112,6 +115,10 @@ pub trait Store: Send + Sync + 'static {
     /// Creates (version 0) or updates a tenant; on success `tenant.version` is the new version.
     async fn put_tenant(&self, tenant: &mut Tenant) -> StoreResult<()>;
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Notes that an inbound event of the tenant was accepted at `at` (for the status route);
+    /// kept apart from the tenant item so events never contend with operator writes.
+    async fn touch_last_event(&self, tenant: &TenantId, at: Timestamp) -> StoreResult<()>;
+    async fn last_event_at(&self, tenant: &TenantId) -> StoreResult<Option<Timestamp>>;
 
     // The tag library.
     async fn get_group(&self, tenant: &TenantId, id: &HubGroupId) -> StoreResult<Option<TagGroup>>;

@@ -14,8 +14,9 @@ pub struct Item {
     pub sk: String,
     pub version: u64,
     pub data: String,
-    /// Epoch seconds after which the item counts as absent (re-checked on read: TTL
-    /// deletion is lazy in DynamoDB).
+    /// Epoch seconds after which reads treat the item as absent (re-checked on read: TTL
+    /// deletion is lazy in DynamoDB). Conditions see an expired item until it is deleted,
+    /// except `Claimable`, which checks expiry itself.
     pub expiration: Option<i64>,
     pub gsi1pk: Option<String>,
     pub gsi1sk: Option<String>,

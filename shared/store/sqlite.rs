@@ -209,23 +209,15 @@ fn condition_of(write: &ItemWrite) -> &Condition {
     }
 }
 
-/// The stored item as conditions see it: an expired item is absent, as in DynamoDB where a
-/// lapsed TTL is re-checked in code (its deletion is lazy).
-fn current_for_condition(
-    conn: &Connection,
-    write: &ItemWrite,
-    now_ms: i64,
-) -> rusqlite::Result<Option<Item>> {
+/// The stored item as conditions see it: the raw item, expired or not — as in DynamoDB,
+/// where an expired item stays until TTL deletes it (lazily). Expiry matters to conditions
+/// only through `Claimable`, which checks it explicitly.
+fn current_for_condition(conn: &Connection, write: &ItemWrite) -> rusqlite::Result<Option<Item>> {
     let (pk, sk) = match write {
         ItemWrite::Put { item, .. } => (item.pk.as_str(), item.sk.as_str()),
         ItemWrite::Delete { pk, sk, .. } => (pk.as_str(), sk.as_str()),
     };
-    let current = get_raw(conn, pk, sk)?;
-    // Claimable conditions reason about expiry themselves.
-    if matches!(condition_of(write), Condition::Claimable { .. }) {
-        return Ok(current);
-    }
-    Ok(current.filter(|i| !is_expired(i, now_ms)))
+    get_raw(conn, pk, sk)
 }
 
 #[async_trait]
@@ -242,43 +234,38 @@ impl ItemBackend for SqliteItems {
 
     async fn query(&self, q: &Query) -> StoreResult<Vec<Item>> {
         let q = q.clone();
-        let now = now_millis();
-        let items = self
-            .db
+        let now_secs = now_millis().div_euclid(1000);
+        self.db
             .with(move |c| -> rusqlite::Result<Vec<Item>> {
                 let (pk_col, sk_col) = if q.on_gsi { ("gsi1pk", "gsi1sk") } else { ("pk", "sk") };
                 let (cmp, order) = match q.direction {
                     Direction::Ascending => (">", "ASC"),
                     Direction::Descending => ("<", "DESC"),
                 };
-                // Prefix match as a range: [prefix, prefix + U+10FFFF) in byte order.
+                // Prefix match as a range: [prefix, prefix + U+10FFFF) in byte order. Expired
+                // items are left out before the LIMIT, so a page is full when more exist.
                 let upper = format!("{}\u{10FFFF}", q.sk_prefix);
-                let mut sql = format!(
-                    "SELECT {COLUMNS} FROM items WHERE {pk_col} = ?1 AND {sk_col} >= ?2 AND {sk_col} < ?3"
+                let after = q.start_after.as_ref().map(|_| format!(" AND {sk_col} {cmp} ?5")).unwrap_or_default();
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM items WHERE {pk_col} = ?1 AND {sk_col} >= ?2 AND {sk_col} < ?3
+                     AND (expiration IS NULL OR expiration >= ?4){after} ORDER BY {sk_col} {order} LIMIT {}",
+                    q.limit
                 );
-                if q.start_after.is_some() {
-                    sql.push_str(&format!(" AND {sk_col} {cmp} ?4"));
-                }
-                sql.push_str(&format!(" ORDER BY {sk_col} {order} LIMIT {}", q.limit.max(1)));
                 let mut stmt = c.prepare_cached(&sql)?;
-                let rows = match &q.start_after {
-                    Some(after) => stmt.query_map(params![q.pk, q.sk_prefix, upper, after], read_item)?.collect(),
-                    None => stmt.query_map(params![q.pk, q.sk_prefix, upper], read_item)?.collect(),
-                };
-                rows
+                match &q.start_after {
+                    Some(a) => stmt.query_map(params![q.pk, q.sk_prefix, upper, now_secs, a], read_item)?.collect(),
+                    None => stmt.query_map(params![q.pk, q.sk_prefix, upper, now_secs], read_item)?.collect(),
+                }
             })
             .await
-            .map_err(unavailable("query"))?;
-        Ok(items.into_iter().filter(|i| !is_expired(i, now)).collect())
+            .map_err(unavailable("query"))
     }
 
     async fn write(&self, write: ItemWrite) -> StoreResult<()> {
-        let now = now_millis();
         self.db
             .with(move |c| -> StoreResult<()> {
                 let tx = c.transaction().map_err(unavailable("write"))?;
-                let current =
-                    current_for_condition(&tx, &write, now).map_err(unavailable("write"))?;
+                let current = current_for_condition(&tx, &write).map_err(unavailable("write"))?;
                 holds(condition_of(&write), current.as_ref()).map_err(|reason| {
                     StoreError::Conflict {
                         key: write.key(),
@@ -292,7 +279,6 @@ impl ItemBackend for SqliteItems {
     }
 
     async fn transact(&self, writes: Vec<ItemWrite>) -> StoreResult<()> {
-        let now = now_millis();
         self.db
             .with(move |c| -> StoreResult<()> {
                 let mut seen = std::collections::HashSet::new();
@@ -307,8 +293,7 @@ impl ItemBackend for SqliteItems {
                 let tx = c.transaction().map_err(unavailable("transact"))?;
                 let mut failed = Vec::new();
                 for (i, w) in writes.iter().enumerate() {
-                    let current =
-                        current_for_condition(&tx, w, now).map_err(unavailable("transact"))?;
+                    let current = current_for_condition(&tx, w).map_err(unavailable("transact"))?;
                     if let Err(reason) = holds(condition_of(w), current.as_ref()) {
                         failed.push((i, w.key(), reason));
                     }

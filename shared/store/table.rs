@@ -3,7 +3,7 @@
 //!
 //! | entity | pk | sk |
 //! |---|---|---|
-//! | tenant | `TENANT#{t}` (GSI `TENANTS` / `{t}`) | `META` |
+//! | tenant / its last accepted event | `TENANT#{t}` (GSI `TENANTS` / `{t}`) | `META` / `LAST_EVENT` |
 //! | tag group / tag | `LIB#{t}` | `G#{hub id}` / `T#{hub id}` |
 //! | id map entry | `LINK#{t}#{side}#{kind}#{side id}` | `MAP` |
 //! | member binding / member tags | `MEMBER#{t}#{member}` | `BINDING` / `TAGS` |
@@ -122,16 +122,27 @@ fn audit_put(entry: &AuditEntry) -> StoreResult<ItemWrite> {
     let pk = keys::audit(&entry.tenant);
     let sk = format!("{:015}#{}", entry.at.millis().max(0), new_ordered_id());
     let data = encode(&pk, entry)?;
-    Ok(ItemWrite::Put { item: Item::new(pk, sk, 1, data), condition: Condition::Absent })
+    Ok(ItemWrite::Put {
+        item: Item::new(pk, sk, 1, data),
+        condition: Condition::Absent,
+    })
 }
 
 /// Marks an idempotency key completed until `expires_at` (its lock cleared).
 fn completed_put(key: &str, expires_at: Timestamp) -> StoreResult<ItemWrite> {
     let (pk, sk) = keys::idempotency(key);
-    let data = encode(&pk, &IdempotencyRecord { status: IdempotencyStatus::Completed })?;
+    let data = encode(
+        &pk,
+        &IdempotencyRecord {
+            status: IdempotencyStatus::Completed,
+        },
+    )?;
     let mut item = Item::new(pk, sk, 2, data);
     item.expiration = Some(expires_at.secs());
-    Ok(ItemWrite::Put { item, condition: Condition::None })
+    Ok(ItemWrite::Put {
+        item,
+        condition: Condition::None,
+    })
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -331,6 +342,25 @@ impl<B: ItemBackend> Store for TableStore<B> {
                 Ok(t)
             })
             .collect()
+    }
+
+    async fn touch_last_event(&self, tenant: &TenantId, at: Timestamp) -> StoreResult<()> {
+        let (pk, _) = keys::tenant(tenant);
+        let data = encode(&pk, &at)?;
+        self.backend
+            .write(ItemWrite::Put {
+                item: Item::new(pk, "LAST_EVENT", 1, data),
+                condition: Condition::None,
+            })
+            .await
+    }
+
+    async fn last_event_at(&self, tenant: &TenantId) -> StoreResult<Option<Timestamp>> {
+        let (pk, _) = keys::tenant(tenant);
+        match self.backend.get(&pk, "LAST_EVENT").await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(decode(&item)?)),
+        }
     }
 
     async fn get_group(&self, tenant: &TenantId, id: &HubGroupId) -> StoreResult<Option<TagGroup>> {

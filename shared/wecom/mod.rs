@@ -1,1 +1,4 @@
-//! (in progress)
+//! WeCom: callback crypto (WXBizMsgCrypt) and the events callbacks carry.
+
+pub mod crypto;
+pub mod event;

@@ -1,0 +1,284 @@
+//! Queue cases: written once against `dyn Queue`, run on every backend (see `main.rs`).
+//!
+//! Time-dependent outcomes are awaited by polling with a deadline, never by a bare sleep:
+//! SQS works in whole seconds and moto's clock is not ours.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tagsync::domain::*;
+use tagsync::ports::{Clock, Delivery, Queue, QueueCounts, SystemClock};
+use tokio::time::Instant;
+
+/// Long enough that a delivery does not reappear during a case that does not want it to.
+const HOLD: Duration = Duration::from_secs(60);
+/// The visibility timeout / retry delay the timing cases wait out.
+const SHORT: Duration = Duration::from_secs(2);
+/// How long a case waits for something that should happen within a few seconds.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn job(note: &str) -> Job {
+    Job::new(
+        TenantId::parse("t1").expect("tenant id"),
+        JobKind::Probe {
+            note: note.into(),
+            fail: false,
+            work_ms: 0,
+        },
+        SystemClock.now(),
+    )
+}
+
+fn counts(pending: u64, in_flight: u64, dead: u64) -> QueueCounts {
+    QueueCounts {
+        pending,
+        in_flight,
+        dead,
+    }
+}
+
+/// Receives until `n` deliveries arrived (a receive may return fewer than asked for).
+async fn receive_n(queue: &dyn Queue, n: usize, visibility: Duration) -> Vec<Delivery> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "received {} of {n} jobs within {PATIENCE:?}",
+            got.len()
+        );
+        let batch = queue
+            .receive(n - got.len(), visibility, Duration::from_secs(1))
+            .await
+            .expect("receive");
+        got.extend(batch);
+    }
+    got
+}
+
+async fn receive_one(queue: &dyn Queue, visibility: Duration) -> Delivery {
+    receive_n(queue, 1, visibility).await.remove(0)
+}
+
+/// Nothing is deliverable right now.
+async fn assert_nothing_deliverable(queue: &dyn Queue, why: &str) {
+    let got = queue
+        .receive(10, HOLD, Duration::ZERO)
+        .await
+        .expect("receive");
+    assert!(got.is_empty(), "{why}: received {got:?}");
+}
+
+/// Polls `counts` until `expected` holds (the AWS counts are approximate and may lag).
+async fn expect_counts(queue: &dyn Queue, expected: QueueCounts, step: &str) {
+    expect_counts_where(queue, step, &format!("{expected:?}"), |c| c == expected).await;
+}
+
+async fn expect_counts_where(
+    queue: &dyn Queue,
+    step: &str,
+    expected: &str,
+    holds: impl Fn(QueueCounts) -> bool,
+) -> QueueCounts {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let c = queue.counts().await.expect("counts");
+        if holds(c) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {step}: counts are {c:?}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn received_job_is_invisible_until_its_visibility_timeout_then_redelivered(
+    queue: Arc<dyn Queue>,
+) {
+    let queue = &*queue;
+    let sent = job("visibility");
+    queue.send(std::slice::from_ref(&sent)).await.expect("send");
+    expect_counts(queue, counts(1, 0, 0), "send").await;
+
+    let first = receive_one(queue, SHORT).await;
+    let received_at = Instant::now();
+    assert_eq!(first.job.as_ref().ok(), Some(&sent));
+    assert_eq!(first.receive_count, 1);
+    expect_counts(queue, counts(0, 1, 0), "receive").await;
+    assert_nothing_deliverable(queue, "a received job is invisible to other receivers").await;
+
+    let again = receive_one(queue, HOLD).await;
+    assert!(
+        received_at.elapsed() >= SHORT / 2,
+        "redelivered after {:?}, before its {SHORT:?} visibility timeout",
+        received_at.elapsed()
+    );
+    assert_eq!(
+        again.message_id, first.message_id,
+        "the same message comes back"
+    );
+    assert_eq!(again.job.as_ref().ok(), Some(&sent));
+    assert_eq!(again.receive_count, 2);
+    expect_counts(queue, counts(0, 1, 0), "redelivery").await;
+
+    queue.ack(&again).await.expect("ack");
+    expect_counts(queue, counts(0, 0, 0), "ack").await;
+    assert_nothing_deliverable(queue, "an acked job is gone").await;
+}
+
+pub async fn retried_job_is_delivered_again_after_its_delay(queue: Arc<dyn Queue>) {
+    let queue = &*queue;
+    let sent = job("retry");
+    queue.send(std::slice::from_ref(&sent)).await.expect("send");
+    let first = receive_one(queue, HOLD).await;
+
+    queue
+        .retry(&first, SHORT, "wecom errcode 45009: api freq out of limit")
+        .await
+        .expect("retry");
+    let retried_at = Instant::now();
+    assert_nothing_deliverable(queue, "a retried job waits out its delay").await;
+    // Still queued, not dead. SQS cannot tell a backoff from an in-flight delivery (a retry
+    // only moves the visibility timeout), so either bucket is accepted here.
+    expect_counts_where(
+        queue,
+        "retry",
+        "one job pending or in flight, none dead",
+        |c| c.pending + c.in_flight == 1 && c.dead == 0,
+    )
+    .await;
+
+    let again = receive_one(queue, HOLD).await;
+    assert!(
+        retried_at.elapsed() >= SHORT / 2,
+        "redelivered after {:?}, before its {SHORT:?} delay",
+        retried_at.elapsed()
+    );
+    assert_eq!(again.message_id, first.message_id);
+    assert_eq!(again.job.as_ref().ok(), Some(&sent));
+    assert_eq!(again.receive_count, 2, "a retry counts as another receive");
+    queue.ack(&again).await.expect("ack");
+    expect_counts(queue, counts(0, 0, 0), "ack").await;
+}
+
+pub async fn parked_job_is_counted_listed_with_its_reason_and_redriven(queue: Arc<dyn Queue>) {
+    let queue = &*queue;
+    let (a, b) = (job("parked a"), job("parked b"));
+    queue.send(&[a.clone(), b.clone()]).await.expect("send");
+    let deliveries = receive_n(queue, 2, HOLD).await;
+    let find = |j: &Job| {
+        deliveries
+            .iter()
+            .find(|d| d.job.as_ref().ok() == Some(j))
+            .expect("both jobs received")
+            .clone()
+    };
+    let (da, db) = (find(&a), find(&b));
+
+    queue
+        .park(&da, "mall answered 400: tag name too long")
+        .await
+        .expect("park a");
+    queue.park(&db, "unknown job kind").await.expect("park b");
+    expect_counts(queue, counts(0, 0, 2), "park").await;
+
+    let listed = queue.dead_letters(10).await.expect("dead letters");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let dead_a = listed
+        .iter()
+        .find(|d| d.message_id == da.message_id)
+        .unwrap_or_else(|| panic!("{} listed by its message id: {listed:?}", da.message_id));
+    assert_eq!(dead_a.reason, "mall answered 400: tag name too long");
+    assert_eq!(dead_a.job.as_ref(), Some(&a));
+    assert_eq!(
+        serde_json::from_str::<Job>(&dead_a.body).ok(),
+        Some(a.clone())
+    );
+
+    // Listing does not take dead letters away.
+    let relisted = queue.dead_letters(10).await.expect("dead letters again");
+    let ids = |l: &[tagsync::ports::DeadLetter]| {
+        l.iter()
+            .map(|d| d.message_id.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(ids(&relisted), ids(&listed));
+    expect_counts(queue, counts(0, 0, 2), "listing").await;
+
+    let moved = queue
+        .redrive(Some(std::slice::from_ref(&da.message_id)))
+        .await
+        .expect("redrive a");
+    assert_eq!(moved, 1, "only the named dead letter moves");
+    expect_counts(queue, counts(1, 0, 1), "redrive of a").await;
+    let remaining = queue.dead_letters(10).await.expect("dead letters");
+    assert_eq!(
+        remaining.iter().map(|d| d.job.clone()).collect::<Vec<_>>(),
+        [Some(b.clone())]
+    );
+
+    let back = receive_one(queue, HOLD).await;
+    assert_eq!(
+        back.job.as_ref().ok(),
+        Some(&a),
+        "the redriven job is received again"
+    );
+    assert_eq!(
+        back.receive_count, 1,
+        "a redriven job starts counting afresh"
+    );
+
+    assert_eq!(queue.redrive(None).await.expect("redrive all"), 1);
+    expect_counts(queue, counts(1, 1, 0), "redrive of the rest").await;
+    let back_b = receive_one(queue, HOLD).await;
+    assert_eq!(back_b.job.as_ref().ok(), Some(&b));
+    queue.ack(&back).await.expect("ack a");
+    queue.ack(&back_b).await.expect("ack b");
+    expect_counts(queue, counts(0, 0, 0), "ack").await;
+}
+
+pub async fn counts_track_pending_in_flight_and_dead(queue: Arc<dyn Queue>) {
+    let queue = &*queue;
+    expect_counts(queue, counts(0, 0, 0), "start").await;
+    queue
+        .send(&[job("one"), job("two"), job("three")])
+        .await
+        .expect("send");
+    expect_counts(queue, counts(3, 0, 0), "send of 3").await;
+
+    let two = receive_n(queue, 2, HOLD).await;
+    expect_counts(queue, counts(1, 2, 0), "receive of 2").await;
+    queue.ack(&two[0]).await.expect("ack");
+    expect_counts(queue, counts(1, 1, 0), "ack of 1").await;
+    queue
+        .park(&two[1], "permanent failure")
+        .await
+        .expect("park");
+    expect_counts(queue, counts(1, 0, 1), "park of 1").await;
+
+    let last = receive_one(queue, HOLD).await;
+    expect_counts(queue, counts(0, 1, 1), "receive of the last").await;
+    queue.ack(&last).await.expect("ack");
+    expect_counts(queue, counts(0, 0, 1), "ack of the last").await;
+}
+
+pub async fn send_of_25_jobs_in_one_call_delivers_all(queue: Arc<dyn Queue>) {
+    let queue = &*queue;
+    let jobs: Vec<Job> = (0..25).map(|i| job(&format!("bulk {i}"))).collect();
+    queue.send(&jobs).await.expect("send 25");
+    expect_counts(queue, counts(25, 0, 0), "send of 25").await;
+
+    let deliveries = receive_n(queue, 25, HOLD).await;
+    let received: BTreeSet<String> = deliveries
+        .iter()
+        .map(|d| d.job.as_ref().expect("decodes").id.to_string())
+        .collect();
+    let expected: BTreeSet<String> = jobs.iter().map(|j| j.id.to_string()).collect();
+    assert_eq!(received, expected, "every job delivered, each once");
+    for d in &deliveries {
+        queue.ack(d).await.expect("ack");
+    }
+    expect_counts(queue, counts(0, 0, 0), "ack of all").await;
+}

@@ -1,0 +1,587 @@
+//! Store cases: written once against `dyn Store`, run on every backend (see `main.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+use tagsync::domain::*;
+use tagsync::ports::{Claim, Clock, Store, StoreError, SystemClock, Write};
+use tokio::time::Instant;
+
+fn now() -> Timestamp {
+    SystemClock.now()
+}
+
+fn tenant_id(s: &str) -> TenantId {
+    TenantId::parse(s).expect("valid tenant id")
+}
+
+fn group(tenant: &TenantId, name: &str) -> TagGroup {
+    let at = now();
+    TagGroup {
+        tenant: tenant.clone(),
+        id: HubGroupId::new_unchecked(new_ordered_id()),
+        name: name.into(),
+        order: 0,
+        name_at: at,
+        order_at: at,
+        deleted_at: None,
+        wecom: Default::default(),
+        mall: Default::default(),
+        version: 0,
+    }
+}
+
+fn tag(tenant: &TenantId, group: &HubGroupId, name: &str) -> Tag {
+    let at = now();
+    Tag {
+        tenant: tenant.clone(),
+        id: HubTagId::new_unchecked(new_ordered_id()),
+        group_id: group.clone(),
+        name: name.into(),
+        order: 0,
+        name_at: at,
+        order_at: at,
+        group_at: at,
+        deleted_at: None,
+        wecom: Default::default(),
+        mall: Default::default(),
+        version: 0,
+    }
+}
+
+fn tenant(id: &str) -> Tenant {
+    Tenant {
+        id: tenant_id(id),
+        corp_id: CorpId::new_unchecked(format!("ww-{id}")),
+        agent_id: "1000002".into(),
+        mall_api_base: "http://127.0.0.1:1/mall".into(),
+        secrets: TenantSecrets {
+            corp_secret: Secret::new("corp-secret"),
+            callback_token: Secret::new("callback-token"),
+            encoding_aes_key: Secret::new("a".repeat(43)),
+            mall_api_token: Secret::new("mall-token"),
+            mall_webhook_secret: Secret::new("webhook-secret"),
+        },
+        settings: Settings::default(),
+        created_at: now(),
+        updated_at: now(),
+        version: 0,
+    }
+}
+
+fn token(corp: &CorpId, fingerprint: &str, value: &str) -> AccessToken {
+    AccessToken {
+        corp_id: corp.clone(),
+        secret_fingerprint: fingerprint.into(),
+        token: Secret::new(value),
+        expires_at: now().plus_secs(7200),
+        version: 0,
+    }
+}
+
+fn audit(tenant: &TenantId, at: Timestamp, action: &str) -> AuditEntry {
+    AuditEntry {
+        tenant: tenant.clone(),
+        at,
+        side: Actor::Wecom,
+        action: action.into(),
+        entity: "tag:1".into(),
+        before: None,
+        after: Some(serde_json::json!({ "name": action })),
+        origin: "mall".into(),
+    }
+}
+
+pub async fn stale_version_write_is_rejected_and_fresh_write_bumps_version(store: Arc<dyn Store>) {
+    let t = tenant_id("t1");
+    let mut g = group(&t, "VIP");
+    store.put_group(&mut g).await.expect("create group");
+    assert_eq!(g.version, 1, "a created entity is at version 1");
+    let mut stale = g.clone();
+
+    g.name = "VIP+".into();
+    store
+        .put_group(&mut g)
+        .await
+        .expect("update from the stored version");
+    assert_eq!(g.version, 2, "a successful write bumps the version");
+
+    stale.name = "Gold".into();
+    let err = store
+        .put_group(&mut stale)
+        .await
+        .expect_err("a write from version 1 after version 2 was stored must be rejected");
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(
+        stale.version, 1,
+        "a rejected write leaves the caller's version alone"
+    );
+
+    let mut stored = store.get_group(&t, &g.id).await.unwrap().expect("stored");
+    assert_eq!((stored.name.as_str(), stored.version), ("VIP+", 2));
+
+    // Re-read, decide again, write: that is the way through a conflict.
+    stored.name = "Gold".into();
+    store
+        .put_group(&mut stored)
+        .await
+        .expect("write from the fresh read");
+    assert_eq!(stored.version, 3);
+    let stored = store.get_group(&t, &g.id).await.unwrap().expect("stored");
+    assert_eq!((stored.name.as_str(), stored.version), ("Gold", 3));
+
+    // Creating (version 0) over an existing entity is a conflict too.
+    let mut duplicate = g.clone();
+    duplicate.version = 0;
+    let err = store
+        .put_group(&mut duplicate)
+        .await
+        .expect_err("create over existing");
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+}
+
+pub async fn transaction_with_one_failing_condition_writes_nothing(store: Arc<dyn Store>) {
+    let t = tenant_id("t1");
+    let mut existing = group(&t, "Existing");
+    store.put_group(&mut existing).await.unwrap();
+    let mut stale = existing.clone();
+    existing.name = "Existing v2".into();
+    store.put_group(&mut existing).await.unwrap();
+
+    let new_group = group(&t, "New");
+    let new_tag = tag(&t, &new_group.id, "New tag");
+    stale.name = "lost update".into();
+    let err = store
+        .transact(vec![
+            Write::Group(new_group.clone()),
+            Write::Tag(new_tag.clone()),
+            Write::Group(stale),
+        ])
+        .await
+        .expect_err("one stale write must cancel the transaction");
+    match &err {
+        StoreError::TransactionConflict { failed } => {
+            assert_eq!(failed.len(), 1, "only the stale write failed: {failed:?}");
+            let (position, key, _reason) = &failed[0];
+            assert_eq!(
+                *position, 2,
+                "the failing write is named by position: {failed:?}"
+            );
+            assert!(
+                key.contains(existing.id.as_str()),
+                "the failing write's key names the group: {key}"
+            );
+        }
+        other => panic!("expected TransactionConflict, got {other:?}"),
+    }
+    assert!(err.is_conflict());
+    assert!(
+        store.get_group(&t, &new_group.id).await.unwrap().is_none(),
+        "nothing written"
+    );
+    assert!(
+        store.get_tag(&t, &new_tag.id).await.unwrap().is_none(),
+        "nothing written"
+    );
+    let unchanged = store.get_group(&t, &existing.id).await.unwrap().unwrap();
+    assert_eq!(
+        (unchanged.name.as_str(), unchanged.version),
+        ("Existing v2", 2)
+    );
+
+    // The same writes with a current version all apply, each bumped.
+    let mut fresh = unchanged;
+    fresh.name = "Existing v3".into();
+    store
+        .transact(vec![
+            Write::Group(new_group.clone()),
+            Write::Tag(new_tag.clone()),
+            Write::Group(fresh),
+        ])
+        .await
+        .expect("all conditions hold");
+    assert_eq!(
+        store
+            .get_group(&t, &new_group.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(
+        store
+            .get_tag(&t, &new_tag.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    let updated = store.get_group(&t, &existing.id).await.unwrap().unwrap();
+    assert_eq!((updated.name.as_str(), updated.version), ("Existing v3", 3));
+}
+
+pub async fn concurrent_claims_admit_exactly_one_of_16(store: Arc<dyn Store>) {
+    let key = format!("wecom-callback:{}", new_ordered_id());
+    let now = now();
+    let start = Arc::new(tokio::sync::Barrier::new(16));
+    let claimers: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, key, start) = (store.clone(), key.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                store
+                    .claim(&key, now, now.plus_secs(30), now.plus_secs(3600))
+                    .await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for claimer in claimers {
+        outcomes.push(claimer.await.expect("claimer task").expect("claim"));
+    }
+    let acquired = outcomes.iter().filter(|c| **c == Claim::Acquired).count();
+    assert_eq!(acquired, 1, "exactly one claimer wins: {outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|c| matches!(c, Claim::Acquired | Claim::InProgress)),
+        "the others see the key in progress: {outcomes:?}"
+    );
+}
+
+pub async fn completed_claim_reports_completed_and_released_claim_is_free_again(
+    store: Arc<dyn Store>,
+) {
+    let now = now();
+    let (lock, expiry) = (now.plus_secs(30), now.plus_secs(3600));
+
+    let done = format!("done:{}", new_ordered_id());
+    assert_eq!(
+        store.claim(&done, now, lock, expiry).await.unwrap(),
+        Claim::Acquired
+    );
+    assert_eq!(
+        store.claim(&done, now, lock, expiry).await.unwrap(),
+        Claim::InProgress
+    );
+    store.complete(&done, expiry).await.expect("complete");
+    assert_eq!(
+        store.claim(&done, now, lock, expiry).await.unwrap(),
+        Claim::Completed
+    );
+    // Still a duplicate after the working lock would have lapsed, until the record expires.
+    let later = now.plus_secs(60);
+    assert_eq!(
+        store
+            .claim(&done, later, later.plus_secs(30), expiry)
+            .await
+            .unwrap(),
+        Claim::Completed
+    );
+
+    let failed = format!("failed:{}", new_ordered_id());
+    assert_eq!(
+        store.claim(&failed, now, lock, expiry).await.unwrap(),
+        Claim::Acquired
+    );
+    store.release(&failed).await.expect("release");
+    assert_eq!(
+        store.claim(&failed, now, lock, expiry).await.unwrap(),
+        Claim::Acquired,
+        "a released key can be claimed again"
+    );
+
+    // A holder that crashed: once its lock lapses, the key is claimable again.
+    let crashed = format!("crashed:{}", new_ordered_id());
+    let short_lock = now.plus_secs(1);
+    assert_eq!(
+        store
+            .claim(&crashed, now, short_lock, expiry)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
+    let after_lock = short_lock.plus_millis(1);
+    assert_eq!(
+        store
+            .claim(&crashed, after_lock, after_lock.plus_secs(30), expiry)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
+}
+
+pub async fn lease_excludes_other_holders_until_expiry_and_renews_for_its_holder(
+    store: Arc<dyn Store>,
+) {
+    let lease = format!("token-refresh:{}", new_ordered_id());
+    let t0 = now();
+    let at = |secs: i64| t0.plus_secs(secs);
+
+    assert!(
+        store.acquire_lease(&lease, "a", t0, at(10)).await.unwrap(),
+        "free lease"
+    );
+    assert!(
+        !store
+            .acquire_lease(&lease, "b", at(1), at(11))
+            .await
+            .unwrap(),
+        "b is excluded while a holds the lease"
+    );
+    assert!(
+        store
+            .acquire_lease(&lease, "a", at(2), at(20))
+            .await
+            .unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !store
+            .acquire_lease(&lease, "b", at(15), at(25))
+            .await
+            .unwrap(),
+        "the renewal extended a's lease to 20 s"
+    );
+    let expired = at(20).plus_millis(1);
+    assert!(
+        store
+            .acquire_lease(&lease, "b", expired, at(40))
+            .await
+            .unwrap(),
+        "after it expires, b takes it"
+    );
+    assert!(
+        !store
+            .acquire_lease(&lease, "a", at(21), at(41))
+            .await
+            .unwrap(),
+        "a lost it"
+    );
+
+    store
+        .release_lease(&lease, "a")
+        .await
+        .expect("releasing a lease one does not hold is a no-op");
+    assert!(
+        !store
+            .acquire_lease(&lease, "c", at(22), at(42))
+            .await
+            .unwrap(),
+        "b still holds it"
+    );
+    store.release_lease(&lease, "b").await.expect("release");
+    assert!(
+        store
+            .acquire_lease(&lease, "c", at(22), at(42))
+            .await
+            .unwrap(),
+        "released lease is free"
+    );
+}
+
+pub async fn invalidate_token_deletes_only_the_named_token(store: Arc<dyn Store>) {
+    let corp = CorpId::new_unchecked("ww-corp");
+    let mut a = token(&corp, "fp-a", "token-a1");
+    store.put_token(&mut a).await.unwrap();
+    let mut b = token(&corp, "fp-b", "token-b1");
+    store.put_token(&mut b).await.unwrap();
+    let current = |fp: &'static str| {
+        let (store, corp) = (store.clone(), corp.clone());
+        async move {
+            store
+                .get_token(&corp, fp)
+                .await
+                .unwrap()
+                .map(|t| t.token.expose().to_string())
+        }
+    };
+
+    store
+        .invalidate_token(&corp, "fp-a", "token-unknown")
+        .await
+        .unwrap();
+    assert_eq!(
+        current("fp-a").await.as_deref(),
+        Some("token-a1"),
+        "another token is kept"
+    );
+
+    // A refresher replaced a1 with a2; a caller whose call failed with a1 must not drop a2.
+    a.token = Secret::new("token-a2");
+    store.put_token(&mut a).await.unwrap();
+    store
+        .invalidate_token(&corp, "fp-a", "token-a1")
+        .await
+        .unwrap();
+    assert_eq!(
+        current("fp-a").await.as_deref(),
+        Some("token-a2"),
+        "the newer token stays"
+    );
+
+    store
+        .invalidate_token(&corp, "fp-a", "token-a2")
+        .await
+        .unwrap();
+    assert_eq!(current("fp-a").await, None, "the named token is deleted");
+    assert_eq!(
+        current("fp-b").await.as_deref(),
+        Some("token-b1"),
+        "another secret's token is untouched"
+    );
+    // Invalidating what is already gone is fine.
+    store
+        .invalidate_token(&corp, "fp-a", "token-a2")
+        .await
+        .unwrap();
+}
+
+pub async fn id_link_of_an_already_linked_side_id_is_rejected(store: Arc<dyn Store>) {
+    let t = tenant_id("t1");
+    let link = IdLink {
+        tenant: t.clone(),
+        side: Side::Wecom,
+        kind: EntityKind::Tag,
+        side_id: "etWeComTag1".into(),
+        hub_id: "hub-1".into(),
+    };
+    let lookup = || store.lookup_link(&t, Side::Wecom, EntityKind::Tag, "etWeComTag1");
+
+    store
+        .transact(vec![Write::Link(link.clone())])
+        .await
+        .expect("first link");
+    assert_eq!(lookup().await.unwrap().as_deref(), Some("hub-1"));
+
+    let second = IdLink {
+        hub_id: "hub-2".into(),
+        ..link.clone()
+    };
+    let err = store
+        .transact(vec![Write::Link(second.clone())])
+        .await
+        .expect_err("a side id maps to at most one hub object");
+    match &err {
+        StoreError::TransactionConflict { failed } => {
+            assert_eq!(
+                failed.iter().map(|f| f.0).collect::<Vec<_>>(),
+                [0],
+                "{failed:?}"
+            );
+        }
+        other => panic!("expected TransactionConflict, got {other:?}"),
+    }
+    assert_eq!(
+        lookup().await.unwrap().as_deref(),
+        Some("hub-1"),
+        "first link kept"
+    );
+
+    // The same id on the other side, or of the other kind, is another link.
+    for (side, kind) in [
+        (Side::Mall, EntityKind::Tag),
+        (Side::Wecom, EntityKind::Group),
+    ] {
+        let other = IdLink {
+            side,
+            kind,
+            ..second.clone()
+        };
+        store
+            .transact(vec![Write::Link(other)])
+            .await
+            .expect("distinct link");
+    }
+
+    // Unlinking frees the side id.
+    store
+        .transact(vec![Write::Unlink(link)])
+        .await
+        .expect("unlink");
+    assert_eq!(lookup().await.unwrap(), None);
+    store
+        .transact(vec![Write::Link(second)])
+        .await
+        .expect("relink");
+    assert_eq!(lookup().await.unwrap().as_deref(), Some("hub-2"));
+}
+
+pub async fn audit_lists_newest_first_in_cursor_pages(store: Arc<dyn Store>) {
+    let t = tenant_id("t1");
+    let base = now();
+    for i in 0..5 {
+        store
+            .append_audit(&audit(&t, base.plus_secs(i), &format!("a{i}")))
+            .await
+            .unwrap();
+    }
+    // Another tenant's entries stay out of this tenant's listing.
+    store
+        .append_audit(&audit(&tenant_id("t2"), base.plus_secs(9), "other"))
+        .await
+        .unwrap();
+
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list_audit(&t, cursor.as_deref(), 2).await.unwrap();
+        pages.push(
+            page.items
+                .iter()
+                .map(|e| e.action.clone())
+                .collect::<Vec<_>>(),
+        );
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+        assert!(pages.len() < 10, "the cursor must make progress: {pages:?}");
+    }
+    assert_eq!(
+        pages,
+        [vec!["a4", "a3"], vec!["a2", "a1"], vec!["a0"]],
+        "newest first, two per page"
+    );
+    let first = store.list_audit(&t, None, 1).await.unwrap();
+    assert_eq!(
+        first.items[0],
+        audit(&t, base.plus_secs(4), "a4"),
+        "entries round-trip"
+    );
+}
+
+pub async fn tenants_are_listed(store: Arc<dyn Store>) {
+    let mut created = Vec::new();
+    for id in ["acme", "globex", "initech"] {
+        let mut t = tenant(id);
+        store.put_tenant(&mut t).await.expect("create tenant");
+        assert_eq!(t.version, 1);
+        created.push(t);
+    }
+    let mut renamed = created[1].clone();
+    renamed.agent_id = "1000003".into();
+    store.put_tenant(&mut renamed).await.expect("update tenant");
+    assert_eq!(renamed.version, 2);
+    created[1] = renamed;
+    assert_eq!(
+        store.get_tenant(&created[1].id).await.unwrap().as_ref(),
+        Some(&created[1])
+    );
+
+    // The listing reads the GSI, which DynamoDB keeps only eventually consistent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut listed = store.list_tenants().await.expect("list tenants");
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        if listed == created {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "listed {listed:?}, expected {created:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -57,6 +57,52 @@ async fn admin_function_answers_an_api_gateway_v2_request() {
 }
 
 #[tokio::test]
+async fn wecom_callback_function_answers_the_url_verification_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_fixture_token(dir.path());
+    let mut tenant = tagsync_tenant("sample");
+    // WeCom's official sample app (wecom-api.md §4.5 Set A).
+    tenant.corp_id = tagsync::domain::CorpId::parse("wx5823bf96d3bd56c7").unwrap();
+    tenant.secrets.callback_token = tagsync::domain::Secret::new("QDG6eK");
+    tenant.secrets.encoding_aes_key =
+        tagsync::domain::Secret::new("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C");
+    app.store.put_tenant(&mut tenant).await.unwrap();
+    let req = lambda_http::request::from_str(&fixture("apigw-v2-wecom-verify.json")).unwrap();
+    let resp = lambda::http(&app, Surface::WecomCallback, req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.body().as_ref(),
+        b"1616140317555161061",
+        "the echostr is percent-decoded once, then decrypted"
+    );
+}
+
+#[tokio::test]
+async fn mall_webhook_function_accepts_a_signed_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_fixture_token(dir.path());
+    let mut tenant = tagsync_tenant("acme");
+    app.store.put_tenant(&mut tenant).await.unwrap();
+    // The signature covers the current time (300 s replay window): sign the fixture's body now.
+    let mut event: Value = serde_json::from_str(&fixture("apigw-v2-mall-webhook.json")).unwrap();
+    let ts = chrono::Utc::now().timestamp();
+    let body = event["body"].as_str().unwrap().to_string();
+    event["headers"]["x-mall-timestamp"] = json!(ts.to_string());
+    event["headers"]["x-mall-signature"] =
+        json!(tagsync::mall::webhook::sign(b"w", ts, body.as_bytes()));
+    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let resp = lambda::http(&app, Surface::MallWebhook, req).await.unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(
+        app.queue.counts().await.unwrap().pending,
+        1,
+        "one job queued"
+    );
+}
+
+#[tokio::test]
 async fn each_https_function_serves_only_its_own_routes() {
     let dir = tempfile::tempdir().unwrap();
     let app = app_with_fixture_token(dir.path());

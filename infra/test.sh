@@ -26,5 +26,8 @@ local_aws_start
 echo "== template"
 bash infra/check-template.sh
 
+echo "== mall contract (OpenAPI document)"
+bash infra/check-openapi.sh
+
 echo "== cargo test"
 cargo test --locked --all-targets --no-fail-fast

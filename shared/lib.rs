@@ -15,6 +15,7 @@
 //! | [`http`] | transport-neutral request/response and the one error → status mapping |
 //! | [`handlers`] | admin API, WeCom callback, mall webhook, job worker, nightly trigger |
 //! | [`runtime`] | the two ways to run: `serve` (axum + worker pool + timer) and `lambda` adapters |
+//! | [`sim`] | WeCom and mall simulators: real HTTP servers for tests and the demo |
 //! | [`app`] | `App`: config + store + queue + clock, built once per process |
 //! | [`config`] | typed configuration from the environment and flags |
 
@@ -27,5 +28,6 @@ pub mod mall;
 pub mod ports;
 pub mod queue;
 pub mod runtime;
+pub mod sim;
 pub mod store;
 pub mod wecom;

@@ -5,6 +5,7 @@
 mod admin;
 mod helpers;
 mod lambda;
+mod mall_sim;
 mod mall_webhook;
 mod process;
 mod wecom_callback;

@@ -1,0 +1,4 @@
+//! Simulators of the platforms tagsync talks to: real HTTP servers on loopback that behave as
+//! `../shared` documents them, for tests and the demo.
+
+pub mod mall;

@@ -29,10 +29,24 @@ fn event(n: usize) -> String {
 
 #[tokio::main]
 async fn main() {
-    let rounds = if std::env::args().any(|a| a == "--bench") { 5 } else { 1 };
-    let dir = std::env::temp_dir().join(format!("tagsync-callback-load-{}", uuid::Uuid::new_v4().simple()));
+    let rounds = if std::env::args().any(|a| a == "--bench") {
+        5
+    } else {
+        1
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "tagsync-callback-load-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     let mut child = Command::new(env!("CARGO_BIN_EXE_tagsync"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--nightly", "off", "--data"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--nightly",
+            "off",
+            "--data",
+        ])
         .arg(&dir)
         .env("TAGSYNC_ADMIN_TOKEN", ADMIN)
         .env("RUST_LOG", "error")
@@ -41,9 +55,17 @@ async fn main() {
         .spawn()
         .expect("spawn tagsync");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().trim_start_matches("tagsync listening on ").to_string();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENT).build().unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .trim_start_matches("tagsync listening on ")
+        .to_string();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENT)
+        .build()
+        .unwrap();
     let started = Instant::now();
     loop {
         let put = client
@@ -58,7 +80,10 @@ async fn main() {
         if put.is_ok_and(|r| r.status().is_success()) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "server not ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "server not ready"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let crypto = CallbackCrypto::new(TOKEN, AES_KEY, CORP).unwrap();

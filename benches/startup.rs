@@ -11,13 +11,21 @@ use std::time::{Duration, Instant};
 /// Cold starts measured by `cargo bench`; `cargo test --all-targets` runs the binary
 /// without `--bench` as a smoke test, with fewer.
 fn runs() -> usize {
-    if std::env::args().any(|a| a == "--bench") { 30 } else { 3 }
+    if std::env::args().any(|a| a == "--bench") {
+        30
+    } else {
+        3
+    }
 }
 
 fn healthz_ok(addr: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr) else { return false };
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").is_err() {
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut buf = String::new();
@@ -33,7 +41,14 @@ fn main() {
         let dir = tempfile_dir();
         let start = Instant::now();
         let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--nightly", "off", "--data"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--nightly",
+                "off",
+                "--data",
+            ])
             .arg(&dir)
             .env("TAGSYNC_ADMIN_TOKEN", "bench-admin-token-0123456789")
             .env("RUST_LOG", "warn")
@@ -42,10 +57,18 @@ fn main() {
             .spawn()
             .expect("spawn tagsync");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().trim_start_matches("tagsync listening on http://").to_string();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .trim_start_matches("tagsync listening on http://")
+            .to_string();
         while !healthz_ok(&addr) {
-            assert!(start.elapsed() < Duration::from_secs(10), "not ready after 10 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "not ready after 10 s"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         samples.push(start.elapsed());
@@ -65,7 +88,8 @@ fn main() {
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("tagsync-startup-{}", uuid::Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("tagsync-startup-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -10,8 +10,8 @@
 //! | [`ports`] | the traits handlers depend on: [`ports::Store`], [`ports::Queue`], [`ports::Clock`] |
 //! | [`store`] | the typed store over one pk/sk table, with SQLite and DynamoDB backends |
 //! | [`queue`] | the durable SQLite queue and the SQS queue |
-//! | [`wecom`] | WeCom: callback crypto and events |
-//! | [`mall`] | the mall: webhook signatures and events |
+//! | [`wecom`] | WeCom: callback crypto and events, API client, shared token, rate limiter, errcode classifier |
+//! | [`mall`] | the mall: webhook signatures and events, API client with its classifier |
 //! | [`http`] | transport-neutral request/response and the one error → status mapping |
 //! | [`handlers`] | admin API, WeCom callback, mall webhook, job worker, nightly trigger |
 //! | [`runtime`] | the two ways to run: `serve` (axum + worker pool + timer) and `lambda` adapters |

@@ -8,7 +8,7 @@ use crate::domain::{Job, Timestamp};
 use crate::ports::{Clock, DeadLetter, Delivery, Queue, QueueCounts, QueueError};
 use crate::store::sqlite::SqliteDb;
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +51,7 @@ impl SqliteQueue {
         let max_receives = self.max_receives as i64;
         self.db
             .with(move |c| -> rusqlite::Result<Vec<Delivery>> {
-                let tx = c.transaction()?;
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 // A job whose visibility lapsed after its last allowed receive is parked, not
                 // delivered again (the worker never got to decide: it crashed or hung).
                 tx.execute(
@@ -134,7 +134,7 @@ impl Queue for SqliteQueue {
         let now = self.clock.now().millis();
         self.db
             .with(move |c| -> rusqlite::Result<()> {
-                let tx = c.transaction()?;
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 {
                     // Re-sending a job id already queued is a no-op (its first copy is there).
                     let mut stmt = tx.prepare_cached(
@@ -262,7 +262,7 @@ impl Queue for SqliteQueue {
                 match ids {
                     None => c.execute(RESET, params![now]),
                     Some(ids) => {
-                        let tx = c.transaction()?;
+                        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                         let mut n = 0;
                         for id in &ids {
                             n += tx.execute(&format!("{RESET} AND message_id = ?2"), params![now, id])?;

@@ -2,3 +2,4 @@
 //! `../shared` documents them, for tests and the demo.
 
 pub mod mall;
+pub mod wecom;

@@ -8,11 +8,14 @@ use super::item::{Condition, Direction, Item, ItemBackend, ItemWrite, Query};
 use super::table::TableStore;
 use crate::ports::{StoreError, StoreResult};
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// The shared SQLite database of a data directory (store and queue).
+/// The shared SQLite database of a data directory (store and queue). Every write runs in an
+/// IMMEDIATE transaction: it takes the write lock up front, so a second process on the same
+/// file (the CLI beside `serve`) waits for the busy timeout instead of failing at once with
+/// "database is locked" when a deferred read would have had to upgrade.
 #[derive(Clone)]
 pub struct SqliteDb {
     conn: Arc<Mutex<Connection>>,
@@ -264,7 +267,9 @@ impl ItemBackend for SqliteItems {
     async fn write(&self, write: ItemWrite) -> StoreResult<()> {
         self.db
             .with(move |c| -> StoreResult<()> {
-                let tx = c.transaction().map_err(unavailable("write"))?;
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(unavailable("write"))?;
                 let current = current_for_condition(&tx, &write).map_err(unavailable("write"))?;
                 holds(condition_of(&write), current.as_ref()).map_err(|reason| {
                     StoreError::Conflict {
@@ -290,7 +295,9 @@ impl ItemBackend for SqliteItems {
                         )));
                     }
                 }
-                let tx = c.transaction().map_err(unavailable("transact"))?;
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(unavailable("transact"))?;
                 let mut failed = Vec::new();
                 for (i, w) in writes.iter().enumerate() {
                     let current = current_for_condition(&tx, w).map_err(unavailable("transact"))?;

@@ -9,4 +9,5 @@ mod mall_sim;
 mod mall_webhook;
 mod process;
 mod wecom_callback;
+mod wecom_sim;
 mod worker;

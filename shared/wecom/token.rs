@@ -1,0 +1,520 @@
+//! The access-token cache (wecom-api.md §2, §9 P6, P7): one token per (corp, secret), kept in
+//! the store so every process shares it, plus a small in-process copy.
+//!
+//! - Within a process, concurrent callers of one key single-flight behind a tokio mutex.
+//! - Across processes, one holder of a store lease fetches; the others poll the store
+//!   briefly, or keep using the old token while it is still valid.
+//! - Refresh starts `refresh_ahead` before expiry. WeCom answers a `gettoken` inside a token's
+//!   lifetime with the same token (§2), so an early refresh may change nothing; it is then
+//!   not retried for `retry_ahead_every`, which keeps `gettoken` traffic low (§9 P7).
+//! - [`TokenCache::invalidate`] drops a token only if it is still the one that failed, so a
+//!   newer token fetched by someone else survives.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::classify::{ApiOp, TRANSPORT_RETRY, Verdict};
+use super::client::{WecomCredentials, WecomError};
+use crate::domain::{AccessToken, CorpId, Secret, Timestamp};
+use crate::ports::{Clock, Store, StoreError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// Refresh this long before the token expires.
+    pub refresh_ahead: Duration,
+    /// Inside the refresh-ahead window, try at most this often (per process).
+    pub retry_ahead_every: Duration,
+    /// How long a refresher holds the store lease (a crashed holder blocks no longer).
+    pub lease_for: Duration,
+    /// How often a waiter re-reads the store while another process refreshes.
+    pub poll_every: Duration,
+    /// How long a waiter waits before giving up with a retryable error.
+    pub max_wait: Duration,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            refresh_ahead: Duration::from_secs(300),
+            retry_ahead_every: Duration::from_secs(60),
+            lease_for: Duration::from_secs(30),
+            poll_every: Duration::from_millis(50),
+            max_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What `gettoken` answered.
+#[derive(Clone, Debug)]
+pub struct FetchedToken {
+    pub access_token: Secret,
+    pub expires_in_secs: i64,
+}
+
+/// Tells apps of one corp apart without storing or logging the secret: the first 16 hex
+/// digits of its SHA-256.
+pub fn secret_fingerprint(secret: &Secret) -> String {
+    let digest = Sha256::digest(secret.expose().as_bytes());
+    hex::encode(digest)[..16].to_owned()
+}
+
+type Key = (CorpId, String);
+
+#[derive(Default)]
+struct SlotState {
+    token: Option<AccessToken>,
+    /// Inside the refresh-ahead window: no new attempt before this.
+    next_attempt: Option<Timestamp>,
+}
+
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    /// Held by the one in-process caller refreshing this key.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn snapshot(&self) -> (Option<AccessToken>, Option<Timestamp>) {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (s.token.clone(), s.next_attempt)
+    }
+
+    fn set(&self, token: AccessToken, next_attempt: Option<Timestamp>) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.token = Some(token);
+        s.next_attempt = next_attempt;
+    }
+}
+
+pub struct TokenCache {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: TokenConfig,
+    /// This process's name as a lease holder.
+    holder: String,
+    slots: Mutex<HashMap<Key, Arc<Slot>>>,
+}
+
+impl TokenCache {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: TokenConfig) -> Self {
+        Self {
+            store,
+            clock,
+            config,
+            holder: format!("token-cache-{}", uuid::Uuid::new_v4().simple()),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A usable token for `creds`, calling `fetch` (the `gettoken` request) only if this
+    /// caller is the one that must refresh.
+    pub async fn get<F, Fut>(
+        &self,
+        creds: &WecomCredentials,
+        fetch: F,
+    ) -> Result<Secret, WecomError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<FetchedToken, WecomError>>,
+    {
+        let fp = secret_fingerprint(&creds.secret);
+        let slot = self.slot(&creds.corp_id, &fp);
+        if let Some(t) = self.usable(&slot, self.clock.now()) {
+            return Ok(t);
+        }
+        // A still-valid token is used while someone else refreshes; an expired one waits.
+        let (current, _) = slot.snapshot();
+        let _guard = match current.filter(|t| self.clock.now() < t.expires_at) {
+            Some(valid) => match slot.refresh.try_lock() {
+                Ok(g) => g,
+                Err(_) => return Ok(valid.token),
+            },
+            None => slot.refresh.lock().await,
+        };
+        if let Some(t) = self.usable(&slot, self.clock.now()) {
+            return Ok(t);
+        }
+        self.refresh(creds, &fp, &slot, fetch).await
+    }
+
+    /// Forgets `failed` (after a 40014/42001) here and in the store, unless a newer token
+    /// has replaced it.
+    pub async fn invalidate(
+        &self,
+        creds: &WecomCredentials,
+        failed: &Secret,
+    ) -> Result<(), WecomError> {
+        let fp = secret_fingerprint(&creds.secret);
+        let slot = self.slot(&creds.corp_id, &fp);
+        {
+            let mut s = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.token.as_ref().is_some_and(|t| t.token == *failed) {
+                s.token = None;
+                s.next_attempt = None;
+            }
+        }
+        self.store
+            .invalidate_token(&creds.corp_id, &fp, failed.expose())
+            .await
+            .map_err(store_error)
+    }
+
+    fn slot(&self, corp: &CorpId, fp: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .entry((corp.clone(), fp.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    fn fresh(&self, t: &AccessToken, now: Timestamp) -> bool {
+        now < t.expires_at.plus_millis(-millis(self.config.refresh_ahead))
+    }
+
+    /// The in-process token if no refresh is due: fresh, or valid and recently tried.
+    fn usable(&self, slot: &Slot, now: Timestamp) -> Option<Secret> {
+        let (token, next_attempt) = slot.snapshot();
+        let t = token?;
+        let recently_tried = next_attempt.is_some_and(|n| now < n);
+        (self.fresh(&t, now) || (now < t.expires_at && recently_tried)).then_some(t.token)
+    }
+
+    /// Called with the slot's refresh mutex held.
+    async fn refresh<F, Fut>(
+        &self,
+        creds: &WecomCredentials,
+        fp: &str,
+        slot: &Slot,
+        fetch: F,
+    ) -> Result<Secret, WecomError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<FetchedToken, WecomError>>,
+    {
+        let corp = &creds.corp_id;
+        let lease = format!("wecom-token#{corp}#{fp}");
+        let deadline = tokio::time::Instant::now() + self.config.max_wait;
+        let (_, next_attempt) = slot.snapshot();
+        let mut fetch = Some(fetch);
+        // A busy or throttled store is waited out like a busy refresher, until the deadline.
+        let transient = |e: StoreError| {
+            if e.retryable() && tokio::time::Instant::now() < deadline {
+                tracing::debug!(corp = %corp, error = %e, "token store busy; retrying");
+                Ok(())
+            } else {
+                Err(store_error(e))
+            }
+        };
+        loop {
+            let now = self.clock.now();
+            let stored = match self.store.get_token(corp, fp).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    transient(e)?;
+                    tokio::time::sleep(self.config.poll_every).await;
+                    continue;
+                }
+            };
+            if let Some(t) = stored.as_ref().filter(|t| self.fresh(t, now)) {
+                slot.set(t.clone(), None);
+                return Ok(t.token.clone());
+            }
+            let valid = stored.as_ref().filter(|t| now < t.expires_at).cloned();
+            if let Some(v) = &valid
+                && next_attempt.is_some_and(|n| now < n)
+            {
+                slot.set(v.clone(), next_attempt);
+                return Ok(v.token.clone());
+            }
+            let until = now.plus_millis(millis(self.config.lease_for));
+            let leased = match self
+                .store
+                .acquire_lease(&lease, &self.holder, now, until)
+                .await
+            {
+                Ok(leased) => leased,
+                Err(e) => {
+                    transient(e)?;
+                    false
+                }
+            };
+            if leased && let Some(fetch) = fetch.take() {
+                let result = self.fetch_and_store(corp, fp, stored, fetch).await;
+                if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
+                    // It lapses after `lease_for` anyway.
+                    tracing::warn!(corp = %corp, error = %e, "could not release the token lease");
+                }
+                return match (result, valid) {
+                    (Ok((t, next)), _) => {
+                        slot.set(t.clone(), next);
+                        Ok(t.token)
+                    }
+                    // An early refresh failed; the old token still works for a while.
+                    (Err(e), Some(v)) => {
+                        tracing::warn!(corp = %corp, error = %e, "early token refresh failed");
+                        let next = now.plus_millis(millis(self.config.retry_ahead_every));
+                        slot.set(v.clone(), Some(next));
+                        Ok(v.token)
+                    }
+                    (Err(e), None) => Err(e),
+                };
+            }
+            if let Some(v) = valid {
+                slot.set(v.clone(), next_attempt);
+                return Ok(v.token);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(WecomError {
+                    op: ApiOp::GetToken,
+                    errcode: None,
+                    http_status: None,
+                    message: "another process is refreshing the access token and has not finished"
+                        .into(),
+                    verdict: Verdict::RetryAfter(TRANSPORT_RETRY),
+                });
+            }
+            tokio::time::sleep(self.config.poll_every).await;
+        }
+    }
+
+    /// Fetches with the lease held and stores the result. Returns the token and, when it is
+    /// not fresh (WeCom repeated a token near its end), when to try again. A store that
+    /// fails here costs sharing, not the call: the fetched token is used anyway.
+    async fn fetch_and_store<F, Fut>(
+        &self,
+        corp: &CorpId,
+        fp: &str,
+        stored: Option<AccessToken>,
+        fetch: F,
+    ) -> Result<(AccessToken, Option<Timestamp>), WecomError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<FetchedToken, WecomError>>,
+    {
+        // Someone may have finished between our read and our lease.
+        let stored = match self.store.get_token(corp, fp).await {
+            Ok(again) => again,
+            Err(e) => {
+                tracing::warn!(corp = %corp, error = %e, "token store unreadable; fetching");
+                stored
+            }
+        };
+        let now = self.clock.now();
+        if let Some(t) = stored.as_ref().filter(|t| self.fresh(t, now)) {
+            return Ok((t.clone(), None));
+        }
+        // Expiry counts from before the request, so ours is never later than WeCom's.
+        let asked_at = self.clock.now();
+        let fetched = fetch().await?;
+        let mut token = AccessToken {
+            corp_id: corp.clone(),
+            secret_fingerprint: fp.to_owned(),
+            token: fetched.access_token,
+            expires_at: asked_at.plus_secs(fetched.expires_in_secs.max(0)),
+            version: stored.as_ref().map_or(0, |t| t.version),
+        };
+        let next = (!self.fresh(&token, asked_at))
+            .then(|| asked_at.plus_millis(millis(self.config.retry_ahead_every)));
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.store.put_token(&mut token).await {
+                Ok(()) => return Ok((token, next)),
+                // Someone stored a token meanwhile; prefer theirs if it is still good.
+                Err(e) if e.is_conflict() => {
+                    let theirs = self.store.get_token(corp, fp).await.ok().flatten();
+                    return match theirs.filter(|t| self.clock.now() < t.expires_at) {
+                        Some(t) => Ok((t, None)),
+                        None => Ok((token, next)),
+                    };
+                }
+                Err(e) if e.retryable() && attempts < 5 => {
+                    tokio::time::sleep(self.config.poll_every).await;
+                }
+                Err(e) => {
+                    tracing::warn!(corp = %corp, error = %e, "could not store the new token");
+                    return Ok((token, next));
+                }
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn store_error(e: StoreError) -> WecomError {
+    let verdict = if e.retryable() {
+        Verdict::RetryAfter(TRANSPORT_RETRY)
+    } else {
+        Verdict::Permanent(format!("token store: {e}"))
+    };
+    WecomError {
+        op: ApiOp::GetToken,
+        errcode: None,
+        http_status: None,
+        message: format!("token store: {e}"),
+        verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::ManualClock;
+    use crate::store::sqlite::{SqliteDb, open_store};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        clock: ManualClock,
+        fetches: Arc<AtomicUsize>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDb::open_in_dir(dir.path()).unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        Fixture {
+            _dir: dir,
+            store: Arc::new(open_store(&db)),
+            clock: ManualClock::starting_at(Timestamp::from_millis(now)),
+            fetches: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    impl Fixture {
+        fn cache(&self) -> TokenCache {
+            TokenCache::new(
+                self.store.clone(),
+                Arc::new(self.clock.clone()),
+                TokenConfig::default(),
+            )
+        }
+
+        /// A `gettoken` that answers `tok-N` valid for `lifetime` seconds.
+        fn fetcher(
+            &self,
+            lifetime: i64,
+        ) -> impl FnOnce() -> std::future::Ready<Result<FetchedToken, WecomError>> + use<> {
+            let fetches = self.fetches.clone();
+            move || {
+                let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+                std::future::ready(Ok(FetchedToken {
+                    access_token: Secret::new(format!("tok-{n}")),
+                    expires_in_secs: lifetime,
+                }))
+            }
+        }
+    }
+
+    fn creds() -> WecomCredentials {
+        WecomCredentials {
+            corp_id: CorpId::new_unchecked("wwcorp"),
+            secret: Secret::new("s3cret"),
+        }
+    }
+
+    #[test]
+    fn fingerprint_is_a_stable_prefix_and_not_the_secret() {
+        let a = secret_fingerprint(&Secret::new("s3cret"));
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, secret_fingerprint(&Secret::new("s3cret")));
+        assert_ne!(a, secret_fingerprint(&Secret::new("other")));
+        assert!(!a.contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_is_reused_until_the_refresh_window() {
+        let f = fixture();
+        let cache = f.cache();
+        let t1 = cache.get(&creds(), f.fetcher(7200)).await.unwrap();
+        f.clock.advance_millis(7_200_000 - 301_000);
+        let t2 = cache.get(&creds(), f.fetcher(7200)).await.unwrap();
+        assert_eq!(t1, t2);
+        assert_eq!(f.fetches.load(Ordering::SeqCst), 1);
+        // Inside the window the next caller refreshes.
+        f.clock.advance_millis(2_000);
+        let t3 = cache.get(&creds(), f.fetcher(7200)).await.unwrap();
+        assert_eq!(t3.expose(), "tok-2");
+        assert_eq!(f.fetches.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_token_near_its_end_is_not_refetched_on_every_call() {
+        let f = fixture();
+        let cache = f.cache();
+        cache.get(&creds(), f.fetcher(7200)).await.unwrap();
+        f.clock.advance_millis(7_200_000 - 200_000);
+        // WeCom answers with the same lifetime end: 200 s left.
+        let again = || {
+            std::future::ready(Ok(FetchedToken {
+                access_token: Secret::new("tok-1"),
+                expires_in_secs: 200,
+            }))
+        };
+        for _ in 0..5 {
+            assert_eq!(cache.get(&creds(), again).await.unwrap().expose(), "tok-1");
+        }
+        // One early attempt per `retry_ahead_every`: the fetcher below must not run.
+        let t = cache.get(&creds(), f.fetcher(7200)).await.unwrap();
+        assert_eq!(t.expose(), "tok-1");
+        assert_eq!(f.fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn invalidate_drops_only_the_token_that_failed() {
+        let f = fixture();
+        let cache = f.cache();
+        let t1 = cache.get(&creds(), f.fetcher(7200)).await.unwrap();
+        cache.invalidate(&creds(), &t1).await.unwrap();
+        let t2 = cache.get(&creds(), f.fetcher(7200)).await.unwrap();
+        assert_ne!(t1, t2);
+        // A late report about the old token leaves the new one alone.
+        cache.invalidate(&creds(), &t1).await.unwrap();
+        let t3 = cache.get(&creds(), f.fetcher(7200)).await.unwrap();
+        assert_eq!(t2, t3);
+        let c = creds();
+        let fp = secret_fingerprint(&c.secret);
+        let stored = f.store.get_token(&c.corp_id, &fp).await.unwrap();
+        assert_eq!(stored.unwrap().token, t2);
+        assert_eq!(f.fetches.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_second_process_uses_the_stored_token() {
+        let f = fixture();
+        let a = f.cache();
+        let b = f.cache();
+        let ta = a.get(&creds(), f.fetcher(7200)).await.unwrap();
+        let tb = b.get(&creds(), f.fetcher(7200)).await.unwrap();
+        assert_eq!(ta, tb);
+        assert_eq!(f.fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_with_no_valid_token_is_an_error() {
+        let f = fixture();
+        let cache = f.cache();
+        let failing = || {
+            std::future::ready(Err(WecomError {
+                op: ApiOp::GetToken,
+                errcode: Some(40001),
+                http_status: None,
+                message: "bad secret".into(),
+                verdict: Verdict::Permanent("bad secret".into()),
+            }))
+        };
+        let e = cache.get(&creds(), failing).await.unwrap_err();
+        assert_eq!(e.errcode, Some(40001));
+        // The lease was released: the next caller can fetch.
+        assert!(cache.get(&creds(), f.fetcher(7200)).await.is_ok());
+    }
+}

@@ -8,7 +8,7 @@ use crate::domain::{Job, Timestamp};
 use crate::ports::{Clock, DeadLetter, Delivery, Queue, QueueCounts, QueueError};
 use crate::store::sqlite::SqliteDb;
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,11 +50,10 @@ impl SqliteQueue {
         let until = now + visibility.as_millis() as i64;
         let max_receives = self.max_receives as i64;
         self.db
-            .with(move |c| -> rusqlite::Result<Vec<Delivery>> {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write(move |c| -> rusqlite::Result<Vec<Delivery>> {
                 // A job whose visibility lapsed after its last allowed receive is parked, not
                 // delivered again (the worker never got to decide: it crashed or hung).
-                tx.execute(
+                c.execute(
                     "UPDATE jobs SET state = 'dead', receipt = NULL, parked_at = ?1,
                          last_error = COALESCE(last_error, 'not acknowledged within its visibility timeout') ||
                                       ' (received ' || receive_count || ' times)'
@@ -63,7 +62,7 @@ impl SqliteQueue {
                 )?;
                 let mut out = Vec::new();
                 {
-                    let mut stmt = tx.prepare_cached(
+                    let mut stmt = c.prepare_cached(
                         "SELECT seq, message_id, body, receive_count FROM jobs
                          WHERE state = 'ready' AND visible_at <= ?1 ORDER BY visible_at, seq LIMIT ?2",
                     )?;
@@ -82,12 +81,11 @@ impl SqliteQueue {
                     }
                 }
                 for (seq, d) in &out {
-                    tx.execute(
+                    c.execute(
                         "UPDATE jobs SET receipt = ?1, visible_at = ?2, receive_count = receive_count + 1 WHERE seq = ?3",
                         params![d.receipt, until, seq],
                     )?;
                 }
-                tx.commit()?;
                 Ok(out.into_iter().map(|(_, d)| d).collect())
             })
             .await
@@ -105,7 +103,7 @@ impl SqliteQueue {
         let receipt = delivery.receipt.clone();
         let changed = self
             .db
-            .with(move |c| update(c, &receipt))
+            .write(move |c| update(c, &receipt))
             .await
             .map_err(unavailable(op))?;
         if changed == 0 {
@@ -133,18 +131,17 @@ impl Queue for SqliteQueue {
             .collect::<Result<Vec<_>, _>>()?;
         let now = self.clock.now().millis();
         self.db
-            .with(move |c| -> rusqlite::Result<()> {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write(move |c| -> rusqlite::Result<()> {
                 {
                     // Re-sending a job id already queued is a no-op (its first copy is there).
-                    let mut stmt = tx.prepare_cached(
+                    let mut stmt = c.prepare_cached(
                         "INSERT OR IGNORE INTO jobs (message_id, tenant, body, state, visible_at) VALUES (?1, ?2, ?3, 'ready', ?4)",
                     )?;
                     for (id, tenant, body) in &rows {
                         stmt.execute(params![id, tenant, body, now])?;
                     }
                 }
-                tx.commit()
+                Ok(())
             })
             .await
             .map_err(unavailable("send"))?;
@@ -212,7 +209,7 @@ impl Queue for SqliteQueue {
     async fn counts(&self) -> Result<QueueCounts, QueueError> {
         let now = self.clock.now().millis();
         self.db
-            .with(move |c| {
+            .read(move |c| {
                 c.query_row(
                     "SELECT
                         COALESCE(SUM(state = 'ready' AND (receipt IS NULL OR visible_at <= ?1)), 0),
@@ -229,7 +226,7 @@ impl Queue for SqliteQueue {
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
         self.db
-            .with(move |c| -> rusqlite::Result<Vec<DeadLetter>> {
+            .read(move |c| -> rusqlite::Result<Vec<DeadLetter>> {
                 let mut stmt = c.prepare_cached(
                     "SELECT message_id, body, COALESCE(last_error, ''), receive_count, parked_at FROM jobs
                      WHERE state = 'dead' ORDER BY parked_at DESC, seq DESC LIMIT ?1",
@@ -256,19 +253,17 @@ impl Queue for SqliteQueue {
         let now = self.clock.now().millis();
         let moved = self
             .db
-            .with(move |c| -> rusqlite::Result<usize> {
+            .write(move |c| -> rusqlite::Result<usize> {
                 const RESET: &str = "UPDATE jobs SET state = 'ready', receipt = NULL, receive_count = 0, visible_at = ?1, parked_at = NULL
                                      WHERE state = 'dead'";
                 match ids {
                     None => c.execute(RESET, params![now]),
                     Some(ids) => {
-                        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                         let mut n = 0;
                         for id in &ids {
-                            n += tx.execute(&format!("{RESET} AND message_id = ?2"), params![now, id])?;
+                            n += c.execute(&format!("{RESET} AND message_id = ?2"), params![now, id])?;
                         }
-                        tx.commit()?;
-                        Ok(n)
+                                Ok(n)
                     }
                 }
             })
@@ -286,7 +281,7 @@ impl Queue for SqliteQueue {
 /// Reads one job's stored state (diagnostics and tests).
 pub async fn job_state(db: &SqliteDb, message_id: &str) -> Option<(String, u32)> {
     let id = message_id.to_string();
-    db.with(move |c| {
+    db.read(move |c| {
         c.query_row(
             "SELECT state, receive_count FROM jobs WHERE message_id = ?1",
             params![id],

@@ -3,6 +3,7 @@
 //! system on its own port and data directory.
 
 mod admin;
+mod durability;
 mod helpers;
 mod lambda;
 mod mall_sim;

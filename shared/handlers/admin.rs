@@ -2,6 +2,7 @@
 //! dead letters. Library, member and sync routes arrive with the sync engine.
 
 use super::json::Body;
+use super::{load_tenant, parse_tenant};
 use crate::app::App;
 use crate::domain::*;
 use crate::http::{ApiError, HttpRequest, HttpResponse};
@@ -80,17 +81,6 @@ fn authorize(app: &App, req: &HttpRequest) -> Result<(), ApiError> {
     } else {
         Err(ApiError::Unauthorized("wrong bearer token".into()))
     }
-}
-
-fn parse_tenant(s: &str) -> Result<TenantId, ApiError> {
-    TenantId::parse(s).map_err(|e| ApiError::NotFound(format!("unknown tenant: {e}")))
-}
-
-async fn load_tenant(app: &App, id: &TenantId) -> Result<Tenant, ApiError> {
-    app.store
-        .get_tenant(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("unknown tenant `{id}`")))
 }
 
 /// The tenant as the API shows it: never a secret.

@@ -52,12 +52,17 @@ pub async fn accept(
         }
         return Err(e.into());
     }
-    if let Err(e) = app.store.complete(key, expires).await {
+    // Both are bookkeeping after the job is safe; they go to the store together.
+    let (completed, touched) = tokio::join!(
+        app.store.complete(key, expires),
+        app.store.touch_last_event(tenant, now)
+    );
+    if let Err(e) = completed {
         // Queued already: a redelivery after the claim lapses queues a second job, which the
         // level-triggered worker absorbs.
         tracing::warn!(key, error = %e, "event queued but its dedupe record was not completed");
     }
-    if let Err(e) = app.store.touch_last_event(tenant, now).await {
+    if let Err(e) = touched {
         tracing::warn!(error = %e, "last event time not recorded");
     }
     tracing::info!(job_id = %job.id, kind = job.kind.name(), "event queued");

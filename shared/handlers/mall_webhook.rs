@@ -3,8 +3,9 @@
 //! answer 202 only once the job is queued.
 
 use super::inbound::{Accepted, accept};
+use super::{load_tenant, parse_tenant};
 use crate::app::App;
-use crate::domain::{InboundEvent, TenantId};
+use crate::domain::InboundEvent;
 use crate::http::{ApiError, HttpRequest, HttpResponse};
 use crate::mall::webhook::{MAX_BODY_BYTES, MallEvent, WebhookError, parse_event, verify};
 
@@ -15,13 +16,7 @@ pub async fn handle(app: &App, tenant: &str, req: &HttpRequest) -> Result<HttpRe
     if req.body.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    let tenant =
-        TenantId::parse(tenant).map_err(|e| ApiError::NotFound(format!("unknown tenant: {e}")))?;
-    let tenant = app
-        .store
-        .get_tenant(&tenant)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("unknown tenant `{tenant}`")))?;
+    let tenant = load_tenant(app, &parse_tenant(tenant)?).await?;
     let now = app.clock.now().secs();
     verify(
         tenant.secrets.mall_webhook_secret.expose().as_bytes(),

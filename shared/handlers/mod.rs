@@ -10,6 +10,7 @@ pub mod wecom_callback;
 pub mod worker;
 
 use crate::app::App;
+use crate::domain::{Tenant, TenantId};
 use crate::http::{ApiError, HttpRequest, HttpResponse};
 use http::Method;
 
@@ -21,6 +22,19 @@ pub enum Surface {
     WecomCallback,
     MallWebhook,
     Admin,
+}
+
+/// A tenant id from a path: anything that cannot be a tenant id is an unknown tenant.
+pub(crate) fn parse_tenant(s: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(s).map_err(|e| ApiError::NotFound(format!("unknown tenant: {e}")))
+}
+
+/// The tenant, or 404.
+pub(crate) async fn load_tenant(app: &App, id: &TenantId) -> Result<Tenant, ApiError> {
+    app.store
+        .get_tenant(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown tenant `{id}`")))
 }
 
 /// Routes a request to its handler.

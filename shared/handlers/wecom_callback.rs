@@ -3,8 +3,9 @@
 //! enqueue — never a call to WeCom on the request path, and a 200 only once the job is queued.
 
 use super::inbound::{Accepted, accept};
+use super::{load_tenant, parse_tenant};
 use crate::app::App;
-use crate::domain::{InboundEvent, Tenant, TenantId};
+use crate::domain::{InboundEvent, Tenant};
 use crate::http::{ApiError, HttpRequest, HttpResponse};
 use crate::wecom::crypto::{CallbackCrypto, CryptoError, parse_envelope};
 use crate::wecom::event::{EventKind, WecomEvent};
@@ -20,13 +21,7 @@ pub async fn handle(app: &App, tenant: &str, req: &HttpRequest) -> Result<HttpRe
     if req.body.len() > MAX_BODY {
         return Err(ApiError::PayloadTooLarge(MAX_BODY));
     }
-    let tenant =
-        TenantId::parse(tenant).map_err(|e| ApiError::NotFound(format!("unknown tenant: {e}")))?;
-    let tenant = app
-        .store
-        .get_tenant(&tenant)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("unknown tenant `{tenant}`")))?;
+    let tenant = load_tenant(app, &parse_tenant(tenant)?).await?;
     let crypto = CallbackCrypto::new(
         tenant.secrets.callback_token.expose(),
         tenant.secrets.encoding_aes_key.expose(),

@@ -3,7 +3,7 @@
 
 use crate::app::App;
 use crate::domain::*;
-use crate::ports::{Claim, Delivery, QueueError, Write};
+use crate::ports::{Delivery, QueueError, Write};
 use std::time::Duration;
 
 /// What running a job came to.
@@ -161,7 +161,7 @@ async fn probe(
         after: Some(serde_json::json!({"note": note})),
         origin: "operator".into(),
     };
-    record_once(app, job, Duration::from_millis(work_ms), entry).await
+    record_once(app, job, entry).await
 }
 
 /// Records what a side reported. The sync engine turns these into entity updates; until it
@@ -200,7 +200,7 @@ async fn inbound(app: &App, tenant: &Tenant, job: &Job, event: &InboundEvent) ->
         after: serde_json::to_value(event).ok(),
         origin: side_name(side).into(),
     };
-    record_once(app, job, Duration::ZERO, entry).await
+    record_once(app, job, entry).await
 }
 
 fn side_name(a: Actor) -> &'static str {
@@ -214,46 +214,26 @@ fn side_name(a: Actor) -> &'static str {
 }
 
 /// Writes `entry` exactly once per job id, however often the job is delivered: the entry and
-/// the completion of the job's idempotency record are one atomic write, so a crash before it
-/// leaves the claim to lapse and the job to run again, and a redelivery after it finds the
-/// key completed.
-async fn record_once(app: &App, job: &Job, work: Duration, entry: AuditEntry) -> Outcome {
+/// the job's idempotency record are one atomic write that succeeds only if the record is new,
+/// so a crash before it leaves the job to run again, and a redelivery after it (or a copy
+/// running at the same time) changes nothing.
+async fn record_once(app: &App, job: &Job, entry: AuditEntry) -> Outcome {
     let now = app.clock.now();
     let key = format!("job#{}", job.id);
-    let lock = work + app.config.worker.visibility;
-    let expires = now.plus_secs(JOB_RECORD_TTL_SECS);
-    match app
-        .store
-        .claim(&key, now, now.plus_millis(lock.as_millis() as i64), expires)
-        .await
-    {
-        Ok(Claim::Acquired) => {}
-        Ok(Claim::Completed) => return Outcome::Done,
-        Ok(Claim::InProgress) => {
-            return Outcome::RetryAfter {
-                delay: Some(Duration::from_secs(1)),
-                reason: "job already running elsewhere".into(),
-            };
-        }
-        Err(e) => {
-            return Outcome::RetryAfter {
-                delay: None,
-                reason: format!("claiming {key}: {e}"),
-            };
-        }
-    }
-    let done = Write::Complete {
+    let done = Write::CompleteOnce {
         key: key.clone(),
-        expires_at: expires,
+        now,
+        expires_at: now.plus_secs(JOB_RECORD_TTL_SECS),
     };
-    if let Err(e) = app.store.transact(vec![Write::Audit(entry), done]).await {
-        let _ = app.store.release(&key).await;
-        return Outcome::RetryAfter {
+    match app.store.transact(vec![done, Write::Audit(entry)]).await {
+        Ok(()) => Outcome::Done,
+        // The key is completed already: this delivery is a duplicate and the entry exists.
+        Err(e) if e.is_conflict() => Outcome::Done,
+        Err(e) => Outcome::RetryAfter {
             delay: None,
             reason: format!("recording {}: {e}", job.kind.name()),
-        };
+        },
     }
-    Outcome::Done
 }
 
 #[cfg(test)]

@@ -82,10 +82,12 @@ pub enum Write {
     Customer(CustomerRelations),
     Run(SyncRun),
     Audit(AuditEntry),
-    /// Marks an idempotency key completed (see [`Store::complete`]): written with the effect
-    /// it guards, the effect happens exactly once.
-    Complete {
+    /// Marks an idempotency key completed unless it already is (or is claimed and its lock
+    /// has not lapsed): written in one transaction with the effect it guards, the effect
+    /// happens once — a second run's transaction fails as a whole with a conflict.
+    CompleteOnce {
         key: String,
+        now: Timestamp,
         expires_at: Timestamp,
     },
 }

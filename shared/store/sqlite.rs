@@ -23,9 +23,14 @@ pub struct SqliteDb {
 }
 
 struct Inner {
-    reader: Mutex<Connection>,
+    /// A few read connections, so concurrent reads (every request reads its tenant) do not
+    /// queue behind one lock; WAL lets them all read beside the writer.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     writer: Mutex<mpsc::Sender<WriteOp>>,
 }
+
+const READERS: usize = 4;
 
 /// A write failed as a whole: the group's transaction could not commit, or the writer is gone.
 #[derive(Debug, Clone)]
@@ -111,7 +116,10 @@ impl SqliteDb {
         writer
             .execute_batch(SCHEMA)
             .map_err(unavailable("migrate"))?;
-        let reader = connect(path).map_err(unavailable("open"))?;
+        let readers = (0..READERS)
+            .map(|_| connect(path).map(Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(unavailable("open"))?;
         let (tx, rx) = mpsc::channel::<WriteOp>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -122,7 +130,8 @@ impl SqliteDb {
             })?;
         Ok(Self {
             inner: Arc::new(Inner {
-                reader: Mutex::new(reader),
+                readers,
+                next_reader: Default::default(),
                 writer: Mutex::new(tx),
             }),
         })
@@ -144,8 +153,12 @@ impl SqliteDb {
     ) -> T {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let n = inner
+                .next_reader
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % inner.readers.len();
             // A panic while holding the lock poisons it; the connection itself is fine.
-            let conn = inner.reader.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = inner.readers[n].lock().unwrap_or_else(|p| p.into_inner());
             f(&conn)
         })
         .await
@@ -341,6 +354,10 @@ fn condition_of(write: &ItemWrite) -> &Condition {
 /// where an expired item stays until TTL deletes it (lazily). Expiry matters to conditions
 /// only through `Claimable`, which checks it explicitly.
 fn current_for_condition(conn: &Connection, write: &ItemWrite) -> rusqlite::Result<Option<Item>> {
+    if matches!(condition_of(write), Condition::None) {
+        // Nothing to check: spare the read.
+        return Ok(None);
+    }
     let (pk, sk) = match write {
         ItemWrite::Put { item, .. } => (item.pk.as_str(), item.sk.as_str()),
         ItemWrite::Delete { pk, sk, .. } => (pk.as_str(), sk.as_str()),

@@ -26,11 +26,20 @@ const LIST_PAGE: usize = 500;
 
 pub struct TableStore<B> {
     backend: B,
+    /// When this process last wrote each tenant's last-event time: a burst of events writes
+    /// it once per [`LAST_EVENT_RESOLUTION_MS`], not once per event.
+    last_event_written: std::sync::Mutex<std::collections::HashMap<TenantId, Timestamp>>,
 }
+
+/// How fresh `last_event_at` is kept (the status route shows it; a second is plenty).
+const LAST_EVENT_RESOLUTION_MS: i64 = 1000;
 
 impl<B: ItemBackend> TableStore<B> {
     pub fn new(backend: B) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            last_event_written: Default::default(),
+        }
     }
     pub fn backend(&self) -> &B {
         &self.backend
@@ -92,6 +101,21 @@ fn decode<T: DeserializeOwned>(item: &Item) -> StoreResult<T> {
         key: item.key(),
         message: e.to_string(),
     })
+}
+
+/// Decodes every item of a listing, each with its stored version.
+fn decode_all<T: DeserializeOwned>(
+    items: &[Item],
+    set_version: impl Fn(&mut T, u64),
+) -> StoreResult<Vec<T>> {
+    items
+        .iter()
+        .map(|i| {
+            let mut value: T = decode(i)?;
+            set_version(&mut value, i.version);
+            Ok(value)
+        })
+        .collect()
 }
 
 /// The condition for writing an entity whose in-memory version is `version`.
@@ -302,7 +326,22 @@ impl<B: ItemBackend> TableStore<B> {
                 r.version,
             )?],
             Write::Audit(entry) => vec![audit_put(&entry)?],
-            Write::Complete { key, expires_at } => vec![completed_put(&key, expires_at)?],
+            Write::CompleteOnce {
+                key,
+                now,
+                expires_at,
+            } => {
+                let ItemWrite::Put { item, .. } = completed_put(&key, expires_at)? else {
+                    unreachable!("completed_put builds a put")
+                };
+                vec![ItemWrite::Put {
+                    item,
+                    condition: Condition::Claimable {
+                        now_millis: now.millis(),
+                        owner: None,
+                    },
+                }]
+            }
         })
     }
 
@@ -334,17 +373,24 @@ impl<B: ItemBackend> Store for TableStore<B> {
         // The GSI is eventually consistent in DynamoDB; a tenant created a moment ago may be
         // missing from one nightly listing and is picked up by the next.
         let items = self.query_all("TENANTS".into(), "", true).await?;
-        items
-            .iter()
-            .map(|i| {
-                let mut t: Tenant = decode(i)?;
-                t.version = i.version;
-                Ok(t)
-            })
-            .collect()
+        decode_all(&items, |t: &mut Tenant, v| t.version = v)
     }
 
     async fn touch_last_event(&self, tenant: &TenantId, at: Timestamp) -> StoreResult<()> {
+        {
+            let mut written = self
+                .last_event_written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match written.get(tenant) {
+                Some(last) if at.millis() - last.millis() < LAST_EVENT_RESOLUTION_MS => {
+                    return Ok(());
+                }
+                _ => {
+                    written.insert(tenant.clone(), at);
+                }
+            }
+        }
         let (pk, _) = keys::tenant(tenant);
         let data = encode(&pk, &at)?;
         self.backend
@@ -370,14 +416,7 @@ impl<B: ItemBackend> Store for TableStore<B> {
 
     async fn list_groups(&self, tenant: &TenantId) -> StoreResult<Vec<TagGroup>> {
         let items = self.query_all(keys::library(tenant), "G#", false).await?;
-        items
-            .iter()
-            .map(|i| {
-                let mut g: TagGroup = decode(i)?;
-                g.version = i.version;
-                Ok(g)
-            })
-            .collect()
+        decode_all(&items, |g: &mut TagGroup, v| g.version = v)
     }
 
     async fn put_group(&self, group: &mut TagGroup) -> StoreResult<()> {
@@ -393,14 +432,7 @@ impl<B: ItemBackend> Store for TableStore<B> {
 
     async fn list_tags(&self, tenant: &TenantId) -> StoreResult<Vec<Tag>> {
         let items = self.query_all(keys::library(tenant), "T#", false).await?;
-        items
-            .iter()
-            .map(|i| {
-                let mut t: Tag = decode(i)?;
-                t.version = i.version;
-                Ok(t)
-            })
-            .collect()
+        decode_all(&items, |t: &mut Tag, v| t.version = v)
     }
 
     async fn put_tag(&self, tag: &mut Tag) -> StoreResult<()> {
@@ -561,14 +593,7 @@ impl<B: ItemBackend> Store for TableStore<B> {
                 on_gsi: false,
             })
             .await?;
-        items
-            .iter()
-            .map(|i| {
-                let mut r: SyncRun = decode(i)?;
-                r.version = i.version;
-                Ok(r)
-            })
-            .collect()
+        decode_all(&items, |r: &mut SyncRun, v| r.version = v)
     }
 
     async fn claim(

@@ -2,11 +2,14 @@
 //! `tagsync serve`) and shared by reference.
 
 use crate::config::{Config, ConfigError};
-use crate::ports::{Clock, Queue, Store, SystemClock};
+use crate::domain::{Tenant, TenantId, Timestamp};
+use crate::ports::{Clock, Queue, Store, StoreResult, SystemClock};
 use crate::queue::sqlite::SqliteQueue;
 use crate::store::sqlite::{SqliteDb, open_store};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// Parked after this many receives (SQS: the redrive policy's `maxReceiveCount`).
 pub const MAX_RECEIVES: u32 = 5;
@@ -17,6 +20,56 @@ pub struct App {
     pub queue: Arc<dyn Queue>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
+    /// Tenants as the inbound endpoints read them.
+    pub tenants: Arc<TenantCache>,
+}
+
+/// Tenants cached for a moment per process, for the inbound endpoints: every callback and
+/// webhook needs its tenant's secrets and switches, and a burst of them should not each read
+/// the store. Operator routes read the store and drop the entry when they change a tenant, so
+/// only another process's change can take up to [`TenantCache::TTL_MS`] to be seen here.
+#[derive(Default)]
+pub struct TenantCache {
+    entries: Mutex<HashMap<TenantId, (Timestamp, Tenant)>>,
+}
+
+impl TenantCache {
+    pub const TTL_MS: i64 = 1000;
+
+    /// The tenant, from the cache if read less than a TTL ago. Unknown tenants are not cached
+    /// (a tenant registered a moment later must be found).
+    pub async fn get(
+        &self,
+        store: &dyn Store,
+        now: Timestamp,
+        id: &TenantId,
+    ) -> StoreResult<Option<Tenant>> {
+        if let Some((at, t)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            if now.millis() - at.millis() < Self::TTL_MS {
+                return Ok(Some(t.clone()));
+            }
+        }
+        let tenant = store.get_tenant(id).await?;
+        if let Some(t) = &tenant {
+            self.entries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), (now, t.clone()));
+        }
+        Ok(tenant)
+    }
+
+    pub fn forget(&self, id: &TenantId) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
 }
 
 impl App {
@@ -31,6 +84,7 @@ impl App {
             queue,
             clock,
             config: Arc::new(config),
+            tenants: Arc::new(TenantCache::default()),
         }
     }
 

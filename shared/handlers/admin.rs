@@ -198,6 +198,7 @@ async fn put_tenant(app: &App, id: &TenantId, req: &HttpRequest) -> Result<HttpR
         apply_settings(&mut tenant.settings, s)?;
     }
     app.store.put_tenant(&mut tenant).await?;
+    app.tenants.forget(&tenant.id);
     tracing::info!(tenant = %id, created, "tenant saved");
     append_audit(
         app,
@@ -228,6 +229,7 @@ async fn patch_settings(
     apply_settings(&mut tenant.settings, &body)?;
     tenant.updated_at = app.clock.now();
     app.store.put_tenant(&mut tenant).await?;
+    app.tenants.forget(&tenant.id);
     let after = tenant.settings;
     tracing::info!(tenant = %tenant.id, ?before, ?after, "settings changed");
     append_audit(

@@ -3,7 +3,7 @@
 //! answer 202 only once the job is queued.
 
 use super::inbound::{Accepted, accept};
-use super::{load_tenant, parse_tenant};
+use super::inbound_tenant;
 use crate::app::App;
 use crate::domain::InboundEvent;
 use crate::http::{ApiError, HttpRequest, HttpResponse};
@@ -16,7 +16,7 @@ pub async fn handle(app: &App, tenant: &str, req: &HttpRequest) -> Result<HttpRe
     if req.body.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    let tenant = load_tenant(app, &parse_tenant(tenant)?).await?;
+    let tenant = inbound_tenant(app, tenant).await?;
     let now = app.clock.now().secs();
     verify(
         tenant.secrets.mall_webhook_secret.expose().as_bytes(),

@@ -29,10 +29,19 @@ pub(crate) fn parse_tenant(s: &str) -> Result<TenantId, ApiError> {
     TenantId::parse(s).map_err(|e| ApiError::NotFound(format!("unknown tenant: {e}")))
 }
 
-/// The tenant, or 404.
+/// The tenant, or 404 (operator routes: always read from the store).
 pub(crate) async fn load_tenant(app: &App, id: &TenantId) -> Result<Tenant, ApiError> {
     app.store
         .get_tenant(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown tenant `{id}`")))
+}
+
+/// The tenant of an inbound callback or webhook, or 404 (through the per-process cache).
+pub(crate) async fn inbound_tenant(app: &App, raw: &str) -> Result<Tenant, ApiError> {
+    let id = parse_tenant(raw)?;
+    app.tenants
+        .get(app.store.as_ref(), app.clock.now(), &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("unknown tenant `{id}`")))
 }

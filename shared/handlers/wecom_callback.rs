@@ -3,7 +3,7 @@
 //! enqueue — never a call to WeCom on the request path, and a 200 only once the job is queued.
 
 use super::inbound::{Accepted, accept};
-use super::{load_tenant, parse_tenant};
+use super::inbound_tenant;
 use crate::app::App;
 use crate::domain::{InboundEvent, Tenant};
 use crate::http::{ApiError, HttpRequest, HttpResponse};
@@ -21,7 +21,7 @@ pub async fn handle(app: &App, tenant: &str, req: &HttpRequest) -> Result<HttpRe
     if req.body.len() > MAX_BODY {
         return Err(ApiError::PayloadTooLarge(MAX_BODY));
     }
-    let tenant = load_tenant(app, &parse_tenant(tenant)?).await?;
+    let tenant = inbound_tenant(app, tenant).await?;
     let crypto = CallbackCrypto::new(
         tenant.secrets.callback_token.expose(),
         tenant.secrets.encoding_aes_key.expose(),

@@ -7,6 +7,7 @@
 //! | module | what lives there |
 //! |---|---|
 //! | [`domain`] | pure model: id newtypes, tenants, the tag library, members, jobs, runs, audit |
+//! | [`sync`] | the sync engine, pure: merge what each side shows with the hub and plan changes |
 //! | [`ports`] | the traits handlers depend on: [`ports::Store`], [`ports::Queue`], [`ports::Clock`] |
 //! | [`store`] | the typed store over one pk/sk table, with SQLite and DynamoDB backends |
 //! | [`queue`] | the durable SQLite queue and the SQS queue |
@@ -30,4 +31,5 @@ pub mod queue;
 pub mod runtime;
 pub mod sim;
 pub mod store;
+pub mod sync;
 pub mod wecom;

@@ -104,10 +104,13 @@ async fn secrets_are_never_returned_or_audited() {
     t.shutdown().await;
 }
 
+/// A change to a valid registration that makes it invalid.
+type Mutation = Box<dyn Fn(&mut Value)>;
+
 #[tokio::test]
 async fn put_tenant_refuses_bad_input_with_400_naming_the_field() {
     let t = spawn_app().await;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Mutation)> = vec![
         ("corp_id", Box::new(|b| b["corp_id"] = json!(""))),
         (
             "corp_secret",

@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::domain::*;
 use crate::ports::{Delivery, QueueError, Write};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// What running a job came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,34 +63,52 @@ pub fn settle(app: &App, delivery: &Delivery, outcome: Outcome) -> Settlement {
     }
 }
 
-/// Runs one delivery end to end on a queue that settles itself (`tagsync serve`).
-pub async fn process(app: &App, delivery: &Delivery) -> Result<Settlement, QueueError> {
-    let outcome = match &delivery.job {
+/// The span every log line about one delivery carries: message id, receive count, and the
+/// tenant, job id and kind when the body is a job.
+pub fn job_span(delivery: &Delivery) -> tracing::Span {
+    match &delivery.job {
         Ok(job) => {
-            let span = tracing::info_span!("job", tenant = %job.tenant, job_id = %job.id, kind = job.kind.name(), receive = delivery.receive_count);
-            let _enter = span.enter();
-            run_job(app, job).await
+            tracing::info_span!("job", message_id = %delivery.message_id, receive = delivery.receive_count,
+            tenant = %job.tenant, job_id = %job.id, kind = job.kind.name())
         }
+        Err(_) => {
+            tracing::info_span!("job", message_id = %delivery.message_id, receive = delivery.receive_count)
+        }
+    }
+}
+
+/// Runs a delivery's job, or parks a body that is not a job this version understands.
+pub async fn outcome_of(app: &App, delivery: &Delivery) -> Outcome {
+    match &delivery.job {
+        Ok(job) => run_job(app, job).await,
         Err(body) => Outcome::Park {
             reason: format!(
                 "message is not a job this version understands: {}",
                 truncate(body, 200)
             ),
         },
-    };
-    let settlement = settle(app, delivery, outcome);
-    match &settlement {
-        Settlement::Ack => app.queue.ack(delivery).await?,
-        Settlement::Retry { delay, error } => {
-            tracing::warn!(message_id = %delivery.message_id, ?delay, error, "job will be retried");
-            app.queue.retry(delivery, *delay, error).await?
-        }
-        Settlement::Park { reason } => {
-            tracing::error!(message_id = %delivery.message_id, reason, "job parked");
-            app.queue.park(delivery, reason).await?
-        }
     }
-    Ok(settlement)
+}
+
+/// Runs one delivery end to end on a queue that settles itself (`tagsync serve`).
+pub async fn process(app: &App, delivery: &Delivery) -> Result<Settlement, QueueError> {
+    async {
+        let settlement = settle(app, delivery, outcome_of(app, delivery).await);
+        match &settlement {
+            Settlement::Ack => app.queue.ack(delivery).await?,
+            Settlement::Retry { delay, error } => {
+                tracing::warn!(?delay, error, "job will be retried");
+                app.queue.retry(delivery, *delay, error).await?
+            }
+            Settlement::Park { reason } => {
+                tracing::error!(reason, "job parked");
+                app.queue.park(delivery, reason).await?
+            }
+        }
+        Ok(settlement)
+    }
+    .instrument(job_span(delivery))
+    .await
 }
 
 fn truncate(s: &str, n: usize) -> &str {

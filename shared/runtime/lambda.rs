@@ -9,6 +9,7 @@ use crate::ports::Delivery;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_http::{RequestExt, lambda_runtime::LambdaEvent};
+use tracing::Instrument;
 
 /// An HTTPS function: one API Gateway request → one response.
 pub async fn http(
@@ -33,10 +34,10 @@ pub async fn http(
     let (parts, body) = req.into_parts();
     let body = bytes::Bytes::copy_from_slice(body.as_ref());
     let span = tracing::info_span!("request", request_id = %request_id, method = %parts.method, path = %path);
-    let _enter = span.enter();
-    let response = if body.len() > MAX_BODY {
-        ApiError::PayloadTooLarge(MAX_BODY).into_response()
-    } else {
+    let response = async {
+        if body.len() > MAX_BODY {
+            return ApiError::PayloadTooLarge(MAX_BODY).into_response();
+        }
         let req = HttpRequest {
             method: parts.method,
             path,
@@ -46,7 +47,9 @@ pub async fn http(
             request_id,
         };
         handlers::dispatch(app, surface, req).await
-    };
+    }
+    .instrument(span)
+    .await;
     Ok(into_lambda(response)?)
 }
 
@@ -97,44 +100,32 @@ pub async fn sqs(
     let mut failures = Vec::new();
     for m in &event.payload.records {
         let d = delivery_of(m);
-        let span =
-            tracing::info_span!("message", message_id = %d.message_id, receive = d.receive_count);
-        let _enter = span.enter();
-        let outcome = match &d.job {
-            Ok(job) => {
-                let span = tracing::info_span!("job", tenant = %job.tenant, job_id = %job.id, kind = job.kind.name());
-                let _enter = span.enter();
-                worker::run_job(app, job).await
-            }
-            Err(body) => worker::Outcome::Park {
-                reason: format!(
-                    "message is not a job this version understands ({} bytes)",
-                    body.len()
-                ),
-            },
-        };
-        let failed = match worker::settle(app, &d, outcome) {
-            worker::Settlement::Ack => false,
-            worker::Settlement::Retry { delay, error } => {
-                tracing::warn!(?delay, error, "job will be retried");
-                // Best effort: if the visibility change fails, the message still comes back
-                // after the queue's visibility timeout.
-                if let Err(e) = app.queue.retry(&d, delay, &error).await {
-                    tracing::warn!(error = %e, "could not set the retry delay");
-                }
-                true
-            }
-            worker::Settlement::Park { reason } => match app.queue.park(&d, &reason).await {
-                Ok(()) => {
-                    tracing::error!(reason, "job parked");
-                    false
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, reason, "could not park the job; it will be retried");
+        let failed = async {
+            match worker::settle(app, &d, worker::outcome_of(app, &d).await) {
+                worker::Settlement::Ack => false,
+                worker::Settlement::Retry { delay, error } => {
+                    tracing::warn!(?delay, error, "job will be retried");
+                    // Best effort: if the visibility change fails, the message still comes back
+                    // after the queue's visibility timeout.
+                    if let Err(e) = app.queue.retry(&d, delay, &error).await {
+                        tracing::warn!(error = %e, "could not set the retry delay");
+                    }
                     true
                 }
-            },
-        };
+                worker::Settlement::Park { reason } => match app.queue.park(&d, &reason).await {
+                    Ok(()) => {
+                        tracing::error!(reason, "job parked");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, reason, "could not park the job; it will be retried");
+                        true
+                    }
+                },
+            }
+        }
+        .instrument(worker::job_span(&d))
+        .await;
         if failed {
             let mut f = BatchItemFailure::default();
             f.item_identifier = d.message_id.clone();

@@ -122,11 +122,15 @@ fn admin_token(data: &Path) -> Result<String, Box<dyn std::error::Error>> {
     Ok(token)
 }
 
-fn open(data: &Path) -> Result<App, Box<dyn std::error::Error>> {
-    let config = Config::new(
-        admin_token(data)?,
-        std::env::var("TAGSYNC_WECOM_API_BASE").ok(),
-    )?;
+/// The app on a data directory. The queue commands never serve the admin API, so they get a
+/// throwaway admin token rather than reading (or generating) the real one.
+fn open(data: &Path, serving: bool) -> Result<App, Box<dyn std::error::Error>> {
+    let token = if serving {
+        admin_token(data)?
+    } else {
+        uuid::Uuid::new_v4().simple().to_string()
+    };
+    let config = Config::new(token, std::env::var("TAGSYNC_WECOM_API_BASE").ok())?;
     Ok(App::sqlite(data, config, Arc::new(SystemClock))?.0)
 }
 
@@ -141,7 +145,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             log_format,
         } => {
             tagsync::runtime::logging::init(log_format.eq_ignore_ascii_case("json"));
-            let mut app = open(&data)?;
+            let mut app = open(&data, true)?;
             let mut config = (*app.config).clone();
             config.worker.visibility = std::time::Duration::from_secs(job_timeout.max(1));
             app.config = Arc::new(config);
@@ -160,7 +164,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Queue { data, action } => {
-            let app = open(&data)?;
+            let app = open(&data, false)?;
             match action {
                 QueueAction::Status => {
                     println!("{}", serde_json::to_string(&app.queue.counts().await?)?)

@@ -54,6 +54,7 @@ macro_rules! queue_contract {
             parked_job_is_counted_listed_with_its_reason_and_redriven,
             counts_track_pending_in_flight_and_dead,
             send_of_25_jobs_in_one_call_delivers_all,
+            job_never_acked_is_parked_after_max_receives,
         ]);
     };
 }

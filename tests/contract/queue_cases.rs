@@ -282,3 +282,43 @@ pub async fn send_of_25_jobs_in_one_call_delivers_all(queue: Arc<dyn Queue>) {
     }
     expect_counts(queue, counts(0, 0, 0), "ack of all").await;
 }
+
+/// A job received `max_receives` times without ever being acked (a worker that crashes or
+/// hangs on it every time) is parked by the queue itself — the SQLite queue on the next
+/// receive, SQS by the queue's redrive policy — and can be redriven.
+pub async fn job_never_acked_is_parked_after_max_receives(queue: Arc<dyn Queue>) {
+    let queue = &*queue;
+    let sent = job("poison");
+    queue.send(std::slice::from_ref(&sent)).await.expect("send");
+    let max = queue.max_receives();
+    for n in 1..=max {
+        let d = receive_one(queue, Duration::from_secs(1)).await;
+        assert_eq!(d.job.as_ref().ok(), Some(&sent));
+        assert_eq!(d.receive_count, n, "receive {n}");
+    }
+    // Its last visibility lapses: it is not delivered a sixth time but parked.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let got = queue
+            .receive(10, HOLD, Duration::from_secs(1))
+            .await
+            .expect("receive");
+        assert!(
+            got.is_empty(),
+            "delivered again after {max} receives: {got:?}"
+        );
+        if queue.counts().await.expect("counts").dead == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not parked within {PATIENCE:?}");
+    }
+    expect_counts(queue, counts(0, 0, 1), "parking").await;
+    let letters = queue.dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].job.as_ref(), Some(&sent));
+    assert_eq!(queue.redrive(None).await.expect("redrive"), 1);
+    let back = receive_one(queue, HOLD).await;
+    assert_eq!(back.job.as_ref().ok(), Some(&sent));
+    queue.ack(&back).await.expect("ack");
+    expect_counts(queue, counts(0, 0, 0), "ack after redrive").await;
+}

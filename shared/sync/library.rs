@@ -1,0 +1,1160 @@
+//! Merge and plan for one library object (a group or a tag).
+//!
+//! Detection is three-way against each side's base: a side whose snapshot differs from its
+//! base changed those fields at its observation time; a side that is absent while it has a
+//! base deleted the object. Per field the latest change wins; on equal times the hub beats
+//! the mall, which beats WeCom (the hub carries operator edits, the mall carries real event
+//! times, WeCom only observation times). A delete beats any rename, whatever the times, and a
+//! deleted object is never resurrected (hub ids are not reused).
+
+use crate::domain::{
+    GroupSnapshot, HubGroupId, HubTagId, SideLink, SyncState, Tag, TagGroup, TagSnapshot, TenantId,
+    Timestamp,
+};
+
+/// What one side shows for the object right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seen<S> {
+    Present(S),
+    Absent,
+}
+
+impl<S> Seen<S> {
+    pub fn as_option(&self) -> Option<&S> {
+        match self {
+            Seen::Present(s) => Some(s),
+            Seen::Absent => None,
+        }
+    }
+}
+
+/// One side's observation: what it shows, when (the mall: the webhook's `occurred_at`;
+/// WeCom: the observation time, its callbacks carry none), and whether tagsync may edit it
+/// there (WeCom console tags are read-only to the app).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed<S> {
+    pub seen: Seen<S>,
+    pub at: Timestamp,
+    pub read_only: bool,
+}
+
+impl<S> Observed<S> {
+    pub fn present(snapshot: S, at: Timestamp) -> Self {
+        Self {
+            seen: Seen::Present(snapshot),
+            at,
+            read_only: false,
+        }
+    }
+
+    pub fn absent(at: Timestamp) -> Self {
+        Self {
+            seen: Seen::Absent,
+            at,
+            read_only: false,
+        }
+    }
+
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+}
+
+/// The one operation planned for one side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LibraryOp {
+    Nothing,
+    /// Create with the plan's `base_after`. A WeCom group is created together with its first
+    /// tag (WeCom refuses empty groups).
+    Create,
+    /// Only the fields that differ are set.
+    Update {
+        name: Option<String>,
+        order: Option<u32>,
+    },
+    /// A tag changes group (plus any other field that differs). WeCom has no move: create in
+    /// the new group, re-mark every relation that carried the old id, delete the old one.
+    Move {
+        to_group: HubGroupId,
+        name: Option<String>,
+        order: Option<u32>,
+    },
+    Delete,
+    /// The side needs a write tagsync may not make (a read-only WeCom object): leave it as it
+    /// is and show `read_only`. Already recorded in the merged hub object; no remote call.
+    MarkReadOnly,
+}
+
+/// A side's operation and the base its link gets once the side confirms it (`None`: the
+/// object is gone there). For `Nothing` and `MarkReadOnly` the merged hub object already
+/// carries that base.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SidePlan<S> {
+    pub op: LibraryOp,
+    pub base_after: Option<S>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan<S> {
+    pub wecom: SidePlan<S>,
+    pub mall: SidePlan<S>,
+}
+
+impl<S> Plan<S> {
+    /// An echo or a duplicate: nothing to send anywhere.
+    pub fn is_nothing(&self) -> bool {
+        self.wecom.op == LibraryOp::Nothing && self.mall.op == LibraryOp::Nothing
+    }
+}
+
+/// The merged hub object (fields, their times, `deleted_at`, and the links of the sides that
+/// need no remote call) and the plan for the sides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merged<T, S> {
+    pub hub: T,
+    pub plan: Plan<S>,
+}
+
+/// What the group merge needs to know about the group's tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GroupFacts {
+    /// Live (not deleted) hub tags in the group after this job.
+    pub live_tags: usize,
+    /// The worker knows WeCom dropped the group because its last tag went (not an explicit
+    /// group deletion).
+    pub wecom_dropped: bool,
+}
+
+/// Merges one group. `None` when nobody has it (no hub object and both sides absent).
+///
+/// A WeCom group absent while it has a base is a deletion only if the group still has live
+/// tags and the worker did not flag it as dropped; otherwise WeCom merely dropped an empty
+/// group: its link is cleared and it is recreated with the next tag.
+pub fn merge_group(
+    tenant: &TenantId,
+    id: &HubGroupId,
+    hub: Option<&TagGroup>,
+    wecom: &Observed<GroupSnapshot>,
+    mall: &Observed<GroupSnapshot>,
+    facts: GroupFacts,
+) -> Option<Merged<TagGroup, GroupSnapshot>> {
+    let mut wecom_base = hub.and_then(|h| h.wecom.base.as_ref());
+    let dropped = wecom_base.is_some()
+        && wecom.seen == Seen::Absent
+        && (facts.wecom_dropped || facts.live_tags == 0);
+    if dropped {
+        wecom_base = None;
+    }
+    let core = merge_core(
+        hub.map(|h| Core {
+            value: GroupSnapshot {
+                name: h.name.clone(),
+                order: h.order,
+            },
+            at: vec![h.name_at, h.order_at],
+            deleted_at: h.deleted_at,
+        }),
+        [
+            SideIn {
+                base: wecom_base,
+                obs: wecom,
+                rank: WECOM,
+            },
+            SideIn {
+                base: hub.and_then(|h| h.mall.base.as_ref()),
+                obs: mall,
+                rank: MALL,
+            },
+        ],
+    )?;
+    let deleted = core.deleted_at.is_some();
+    let wait_for_tags = facts.live_tags == 0;
+    let (wecom_plan, wecom_now) = plan_side(
+        &core.value,
+        deleted,
+        wecom,
+        hub.map_or(SyncState::Pending, |h| h.wecom.state),
+        wait_for_tags,
+        group_diff,
+    );
+    let (mall_plan, mall_now) = plan_side(
+        &core.value,
+        deleted,
+        mall,
+        hub.map_or(SyncState::Pending, |h| h.mall.state),
+        false,
+        group_diff,
+    );
+    let mut out = match hub {
+        Some(h) => h.clone(),
+        None => TagGroup {
+            tenant: tenant.clone(),
+            id: id.clone(),
+            name: String::new(),
+            order: 0,
+            name_at: Timestamp::default(),
+            order_at: Timestamp::default(),
+            deleted_at: None,
+            wecom: SideLink::default(),
+            mall: SideLink::default(),
+            version: 0,
+        },
+    };
+    if dropped {
+        out.wecom = SideLink::default();
+    }
+    out.name = core.value.name.clone();
+    out.order = core.value.order;
+    out.name_at = core.at[0];
+    out.order_at = core.at[1];
+    out.deleted_at = core.deleted_at;
+    wecom_now.write(&mut out.wecom);
+    mall_now.write(&mut out.mall);
+    Some(Merged {
+        hub: out,
+        plan: Plan {
+            wecom: wecom_plan,
+            mall: mall_plan,
+        },
+    })
+}
+
+/// Merges one tag. `None` when nobody has it (no hub object and both sides absent).
+pub fn merge_tag(
+    tenant: &TenantId,
+    id: &HubTagId,
+    hub: Option<&Tag>,
+    wecom: &Observed<TagSnapshot>,
+    mall: &Observed<TagSnapshot>,
+) -> Option<Merged<Tag, TagSnapshot>> {
+    let core = merge_core(
+        hub.map(|h| Core {
+            value: TagSnapshot {
+                name: h.name.clone(),
+                order: h.order,
+                group_id: h.group_id.clone(),
+            },
+            at: vec![h.name_at, h.order_at, h.group_at],
+            deleted_at: h.deleted_at,
+        }),
+        [
+            SideIn {
+                base: hub.and_then(|h| h.wecom.base.as_ref()),
+                obs: wecom,
+                rank: WECOM,
+            },
+            SideIn {
+                base: hub.and_then(|h| h.mall.base.as_ref()),
+                obs: mall,
+                rank: MALL,
+            },
+        ],
+    )?;
+    let deleted = core.deleted_at.is_some();
+    let (wecom_plan, wecom_now) = plan_side(
+        &core.value,
+        deleted,
+        wecom,
+        hub.map_or(SyncState::Pending, |h| h.wecom.state),
+        false,
+        tag_diff,
+    );
+    let (mall_plan, mall_now) = plan_side(
+        &core.value,
+        deleted,
+        mall,
+        hub.map_or(SyncState::Pending, |h| h.mall.state),
+        false,
+        tag_diff,
+    );
+    let mut out = match hub {
+        Some(h) => h.clone(),
+        None => Tag {
+            tenant: tenant.clone(),
+            id: id.clone(),
+            group_id: core.value.group_id.clone(),
+            name: String::new(),
+            order: 0,
+            name_at: Timestamp::default(),
+            order_at: Timestamp::default(),
+            group_at: Timestamp::default(),
+            deleted_at: None,
+            wecom: SideLink::default(),
+            mall: SideLink::default(),
+            version: 0,
+        },
+    };
+    out.name = core.value.name.clone();
+    out.order = core.value.order;
+    out.group_id = core.value.group_id.clone();
+    out.name_at = core.at[0];
+    out.order_at = core.at[1];
+    out.group_at = core.at[2];
+    out.deleted_at = core.deleted_at;
+    wecom_now.write(&mut out.wecom);
+    mall_now.write(&mut out.mall);
+    Some(Merged {
+        hub: out,
+        plan: Plan {
+            wecom: wecom_plan,
+            mall: mall_plan,
+        },
+    })
+}
+
+// Tie-break ranks: on equal times the higher rank wins.
+const WECOM: u8 = 0;
+const MALL: u8 = 1;
+const HUB: u8 = 2;
+
+/// Field-wise access to a snapshot, so groups and tags share one merge.
+trait Fields: Clone + PartialEq {
+    const COUNT: usize;
+    fn same(&self, other: &Self, field: usize) -> bool;
+    fn take(&mut self, from: &Self, field: usize);
+}
+
+impl Fields for GroupSnapshot {
+    const COUNT: usize = 2;
+    fn same(&self, other: &Self, field: usize) -> bool {
+        match field {
+            0 => self.name == other.name,
+            _ => self.order == other.order,
+        }
+    }
+    fn take(&mut self, from: &Self, field: usize) {
+        match field {
+            0 => self.name = from.name.clone(),
+            _ => self.order = from.order,
+        }
+    }
+}
+
+impl Fields for TagSnapshot {
+    const COUNT: usize = 3;
+    fn same(&self, other: &Self, field: usize) -> bool {
+        match field {
+            0 => self.name == other.name,
+            1 => self.order == other.order,
+            _ => self.group_id == other.group_id,
+        }
+    }
+    fn take(&mut self, from: &Self, field: usize) {
+        match field {
+            0 => self.name = from.name.clone(),
+            1 => self.order = from.order,
+            _ => self.group_id = from.group_id.clone(),
+        }
+    }
+}
+
+/// The hub's state in field-wise form (`at[i]`: when field `i` last changed).
+struct Core<S> {
+    value: S,
+    at: Vec<Timestamp>,
+    deleted_at: Option<Timestamp>,
+}
+
+struct SideIn<'a, S> {
+    base: Option<&'a S>,
+    obs: &'a Observed<S>,
+    rank: u8,
+}
+
+fn merge_core<S: Fields>(hub: Option<Core<S>>, sides: [SideIn<'_, S>; 2]) -> Option<Core<S>> {
+    let deletes = sides
+        .iter()
+        .filter(|s| s.base.is_some() && s.obs.seen == Seen::Absent)
+        .map(|s| s.obs.at);
+    let (mut value, mut at, hub_deleted) = match hub {
+        Some(h) => (h.value, h.at, h.deleted_at),
+        None => {
+            // New to the hub: no side has a base, so neither has per-field times; the present
+            // side with the latest time (then the tie-break) supplies the whole object.
+            let first = sides
+                .iter()
+                .filter_map(|s| s.obs.seen.as_option().map(|v| (s.obs.at, s.rank, v)))
+                .max_by_key(|(t, r, _)| (*t, *r))?;
+            (first.2.clone(), vec![first.0; S::COUNT], None)
+        }
+    };
+    // The first delete stands; later deletes or renames do not move it.
+    let deleted_at = hub_deleted.or_else(|| deletes.min());
+    if deleted_at.is_none() {
+        for (field, field_at) in at.iter_mut().enumerate() {
+            let mut best: (Timestamp, u8, Option<&S>) = (*field_at, HUB, None);
+            for side in &sides {
+                let Some(seen) = side.obs.seen.as_option() else {
+                    continue;
+                };
+                let changed = match side.base {
+                    Some(base) => !seen.same(base, field),
+                    // No base (just created or adopted there): the side claims every field
+                    // at its time. Comparing with the hub instead would flip-flop once the
+                    // hub moves.
+                    None => true,
+                };
+                if changed && (side.obs.at, side.rank) > (best.0, best.1) {
+                    best = (side.obs.at, side.rank, Some(seen));
+                }
+            }
+            if let (t, _, Some(winner)) = best {
+                value.take(winner, field);
+                *field_at = t;
+            }
+        }
+    }
+    Some(Core {
+        value,
+        at,
+        deleted_at,
+    })
+}
+
+/// How a side's link changes now, before any remote call.
+enum LinkNow<S> {
+    /// The side already is where it should be (or may not be touched): store this base.
+    Settled(Option<S>, SyncState),
+    /// An operation is on its way: keep the base until the side confirms.
+    Pending,
+}
+
+impl<S> LinkNow<S> {
+    fn write<I>(self, link: &mut SideLink<I, S>) {
+        match self {
+            LinkNow::Settled(base, state) => {
+                if base.is_none() {
+                    link.id = None;
+                }
+                link.base = base;
+                link.state = state;
+                link.error = None;
+            }
+            LinkNow::Pending => link.state = SyncState::Pending,
+        }
+    }
+}
+
+fn plan_side<S: Fields>(
+    merged: &S,
+    deleted: bool,
+    obs: &Observed<S>,
+    state: SyncState,
+    wait_for_tags: bool,
+    diff: fn(&S, &S) -> LibraryOp,
+) -> (SidePlan<S>, LinkNow<S>) {
+    let seen = obs.seen.as_option();
+    let settled_state = if obs.read_only {
+        SyncState::ReadOnly
+    } else {
+        SyncState::Synced
+    };
+    let (op, base_after) = match seen {
+        None if deleted => (LibraryOp::Nothing, None),
+        // WeCom refuses empty groups: stay pending until the group has a tag.
+        None if wait_for_tags => {
+            return (
+                SidePlan {
+                    op: LibraryOp::Nothing,
+                    base_after: None,
+                },
+                LinkNow::Settled(None, SyncState::Pending),
+            );
+        }
+        None => (LibraryOp::Create, Some(merged.clone())),
+        Some(_) if deleted => (LibraryOp::Delete, None),
+        Some(s) if s == merged => (LibraryOp::Nothing, Some(s.clone())),
+        Some(s) => (diff(s, merged), Some(merged.clone())),
+    };
+    match op {
+        LibraryOp::Nothing => (
+            SidePlan {
+                op,
+                base_after: base_after.clone(),
+            },
+            LinkNow::Settled(base_after, settled_state),
+        ),
+        // Read-only: leave the side's object as it shows; say so once.
+        _ if obs.read_only && seen.is_some() => {
+            let op = if state == SyncState::ReadOnly {
+                LibraryOp::Nothing
+            } else {
+                LibraryOp::MarkReadOnly
+            };
+            let base = seen.cloned();
+            (
+                SidePlan {
+                    op,
+                    base_after: base.clone(),
+                },
+                LinkNow::Settled(base, SyncState::ReadOnly),
+            )
+        }
+        _ => (SidePlan { op, base_after }, LinkNow::Pending),
+    }
+}
+
+fn changed<T: PartialEq + Clone>(from: &T, to: &T) -> Option<T> {
+    (from != to).then(|| to.clone())
+}
+
+fn group_diff(seen: &GroupSnapshot, merged: &GroupSnapshot) -> LibraryOp {
+    LibraryOp::Update {
+        name: changed(&seen.name, &merged.name),
+        order: changed(&seen.order, &merged.order),
+    }
+}
+
+fn tag_diff(seen: &TagSnapshot, merged: &TagSnapshot) -> LibraryOp {
+    let name = changed(&seen.name, &merged.name);
+    let order = changed(&seen.order, &merged.order);
+    match changed(&seen.group_id, &merged.group_id) {
+        Some(to_group) => LibraryOp::Move {
+            to_group,
+            name,
+            order,
+        },
+        None => LibraryOp::Update { name, order },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MallGroupId, MallTagId, WecomGroupId, WecomTagId};
+    use proptest::prelude::*;
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+    fn tenant() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+    fn gid(s: &str) -> HubGroupId {
+        HubGroupId::new_unchecked(s)
+    }
+    fn tid() -> HubTagId {
+        HubTagId::new_unchecked("t1")
+    }
+    fn snap(name: &str, order: u32, group: &str) -> TagSnapshot {
+        TagSnapshot {
+            name: name.into(),
+            order,
+            group_id: gid(group),
+        }
+    }
+    fn gsnap(name: &str, order: u32) -> GroupSnapshot {
+        GroupSnapshot {
+            name: name.into(),
+            order,
+        }
+    }
+    fn link<I, S: Clone>(id: I, base: &S) -> SideLink<I, S> {
+        SideLink {
+            id: Some(id),
+            base: Some(base.clone()),
+            state: SyncState::Synced,
+            error: None,
+        }
+    }
+    /// A tag in sync on both sides, every field last changed at `at`.
+    fn synced_tag(s: &TagSnapshot, at: Timestamp) -> Tag {
+        Tag {
+            tenant: tenant(),
+            id: tid(),
+            group_id: s.group_id.clone(),
+            name: s.name.clone(),
+            order: s.order,
+            name_at: at,
+            order_at: at,
+            group_at: at,
+            deleted_at: None,
+            wecom: link(WecomTagId::new_unchecked("et1"), s),
+            mall: link(MallTagId::new_unchecked("m1"), s),
+            version: 3,
+        }
+    }
+    fn synced_group(s: &GroupSnapshot, at: Timestamp) -> TagGroup {
+        TagGroup {
+            tenant: tenant(),
+            id: gid("g1"),
+            name: s.name.clone(),
+            order: s.order,
+            name_at: at,
+            order_at: at,
+            deleted_at: None,
+            wecom: link(WecomGroupId::new_unchecked("etg1"), s),
+            mall: link(MallGroupId::new_unchecked("mg1"), s),
+            version: 1,
+        }
+    }
+    fn tag(
+        hub: Option<&Tag>,
+        wecom: &Observed<TagSnapshot>,
+        mall: &Observed<TagSnapshot>,
+    ) -> Merged<Tag, TagSnapshot> {
+        merge_tag(&tenant(), &tid(), hub, wecom, mall).expect("someone has the tag")
+    }
+    fn group(
+        hub: Option<&TagGroup>,
+        wecom: &Observed<GroupSnapshot>,
+        mall: &Observed<GroupSnapshot>,
+        live_tags: usize,
+    ) -> Merged<TagGroup, GroupSnapshot> {
+        let facts = GroupFacts {
+            live_tags,
+            wecom_dropped: false,
+        };
+        merge_group(&tenant(), &gid("g1"), hub, wecom, mall, facts).expect("someone has it")
+    }
+    fn rename(name: &str) -> LibraryOp {
+        LibraryOp::Update {
+            name: Some(name.into()),
+            order: None,
+        }
+    }
+
+    #[test]
+    fn rename_in_mall_renames_wecom_tag() {
+        let old = snap("VIP", 1, "g1");
+        let hub = synced_tag(&old, t(1));
+        let new = snap("Gold", 1, "g1");
+        let m = tag(
+            Some(&hub),
+            &Observed::present(old.clone(), t(6)),
+            &Observed::present(new.clone(), t(5)),
+        );
+        assert_eq!((m.hub.name.as_str(), m.hub.name_at), ("Gold", t(5)));
+        assert_eq!(m.hub.order_at, t(1), "untouched fields keep their time");
+        assert_eq!(m.plan.wecom.op, rename("Gold"));
+        assert_eq!(m.plan.wecom.base_after, Some(new.clone()));
+        assert_eq!(m.plan.mall.op, LibraryOp::Nothing);
+        // The mall already shows the merged state: its base moves now; WeCom's on confirmation.
+        assert_eq!(m.hub.mall.base, Some(new));
+        assert_eq!(m.hub.wecom.base, Some(old));
+        assert_eq!(m.hub.wecom.state, SyncState::Pending);
+        assert_eq!(m.hub.wecom.id, hub.wecom.id, "a rename keeps the WeCom id");
+    }
+
+    #[test]
+    fn rename_in_wecom_renames_mall_tag() {
+        let old = snap("VIP", 1, "g1");
+        let hub = synced_tag(&old, t(1));
+        let m = tag(
+            Some(&hub),
+            &Observed::present(snap("Gold", 1, "g1"), t(6)),
+            &Observed::present(old, t(2)),
+        );
+        assert_eq!(m.plan.mall.op, rename("Gold"));
+        assert_eq!(m.plan.wecom.op, LibraryOp::Nothing);
+        assert_eq!(m.hub.name_at, t(6));
+    }
+
+    #[test]
+    fn latest_change_wins_per_field() {
+        let old = snap("VIP", 1, "g1");
+        let hub = synced_tag(&old, t(1));
+        // Both renamed, the mall also reordered: WeCom's later name, the mall's order.
+        let m = tag(
+            Some(&hub),
+            &Observed::present(snap("Gold", 1, "g1"), t(7)),
+            &Observed::present(snap("Silver", 9, "g1"), t(5)),
+        );
+        assert_eq!((m.hub.name.as_str(), m.hub.order), ("Gold", 9));
+        assert_eq!((m.hub.name_at, m.hub.order_at), (t(7), t(5)));
+        let to_wecom = LibraryOp::Update {
+            name: None,
+            order: Some(9),
+        };
+        assert_eq!(m.plan.wecom.op, to_wecom);
+        assert_eq!(m.plan.mall.op, rename("Gold"));
+    }
+
+    #[test]
+    fn equal_times_prefer_hub_then_mall_then_wecom() {
+        let old = snap("VIP", 1, "g1");
+        let mut hub = synced_tag(&old, t(1));
+        let both = tag(
+            Some(&hub),
+            &Observed::present(snap("W", 1, "g1"), t(5)),
+            &Observed::present(snap("M", 1, "g1"), t(5)),
+        );
+        assert_eq!(both.hub.name, "M");
+
+        hub.name = "H".into();
+        hub.name_at = t(5);
+        let m = tag(
+            Some(&hub),
+            &Observed::present(snap("W", 1, "g1"), t(5)),
+            &Observed::present(snap("M", 1, "g1"), t(5)),
+        );
+        assert_eq!(m.hub.name, "H");
+        assert_eq!(m.plan.wecom.op, rename("H"));
+        assert_eq!(m.plan.mall.op, rename("H"));
+    }
+
+    #[test]
+    fn later_operator_edit_beats_earlier_side_rename() {
+        let old = snap("VIP", 1, "g1");
+        let mut hub = synced_tag(&old, t(1));
+        hub.name = "Operator".into();
+        hub.name_at = t(10);
+        let m = tag(
+            Some(&hub),
+            &Observed::present(old.clone(), t(11)),
+            &Observed::present(snap("Mall", 1, "g1"), t(8)),
+        );
+        assert_eq!((m.hub.name.as_str(), m.hub.name_at), ("Operator", t(10)));
+        assert_eq!(m.plan.mall.op, rename("Operator"));
+        assert_eq!(m.plan.wecom.op, rename("Operator"));
+    }
+
+    #[test]
+    fn delete_wins_over_concurrent_rename() {
+        let old = snap("VIP", 1, "g1");
+        let hub = synced_tag(&old, t(1));
+        // The rename is even later than the delete: the delete still wins.
+        let m = tag(
+            Some(&hub),
+            &Observed::present(snap("Gold", 1, "g1"), t(9)),
+            &Observed::absent(t(3)),
+        );
+        assert_eq!(m.hub.deleted_at, Some(t(3)));
+        assert_eq!(m.hub.name, "VIP");
+        assert_eq!(m.plan.wecom.op, LibraryOp::Delete);
+        assert_eq!(m.plan.wecom.base_after, None);
+        assert_eq!(m.plan.mall.op, LibraryOp::Nothing);
+        assert_eq!(
+            (m.hub.mall.id.as_ref(), m.hub.mall.base.as_ref()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn hub_deletion_deletes_on_every_side() {
+        let old = snap("VIP", 1, "g1");
+        let mut hub = synced_tag(&old, t(1));
+        hub.deleted_at = Some(t(4));
+        let m = tag(
+            Some(&hub),
+            &Observed::present(old.clone(), t(5)),
+            &Observed::present(old, t(5)),
+        );
+        assert_eq!(m.plan.wecom.op, LibraryOp::Delete);
+        assert_eq!(m.plan.mall.op, LibraryOp::Delete);
+        assert_eq!(m.hub.deleted_at, Some(t(4)));
+    }
+
+    #[test]
+    fn tag_new_in_mall_is_created_in_wecom() {
+        let s = snap("VIP", 2, "g1");
+        let m = tag(
+            None,
+            &Observed::absent(t(6)),
+            &Observed::present(s.clone(), t(5)),
+        );
+        assert_eq!(m.plan.wecom.op, LibraryOp::Create);
+        assert_eq!(m.plan.wecom.base_after, Some(s.clone()));
+        assert_eq!(m.plan.mall.op, LibraryOp::Nothing);
+        assert_eq!(m.hub.mall.base, Some(s));
+        assert_eq!((m.hub.name.as_str(), m.hub.name_at), ("VIP", t(5)));
+        assert_eq!(m.hub.wecom.state, SyncState::Pending);
+    }
+
+    #[test]
+    fn operator_created_tag_is_created_on_both_sides() {
+        let s = snap("VIP", 2, "g1");
+        let mut hub = synced_tag(&s, t(1));
+        hub.wecom = SideLink::default();
+        hub.mall = SideLink::default();
+        let m = tag(Some(&hub), &Observed::absent(t(2)), &Observed::absent(t(2)));
+        assert_eq!(m.plan.wecom.op, LibraryOp::Create);
+        assert_eq!(m.plan.mall.op, LibraryOp::Create);
+        assert_eq!(
+            m.hub.deleted_at, None,
+            "absent without a base is not a delete"
+        );
+    }
+
+    #[test]
+    fn side_without_a_base_claims_its_fields_at_its_time() {
+        // Found by the idempotency property: comparing a base-less side with the hub made the
+        // second run flip the name back.
+        let mut hub = synced_group(&gsnap("n0", 0), t(0));
+        hub.wecom = SideLink::default();
+        hub.mall = SideLink::default();
+        let wecom = Observed::present(gsnap("n1", 0), t(1));
+        let mall = Observed::present(gsnap("n0", 0), t(2));
+        let m = group(Some(&hub), &wecom, &mall, 0);
+        assert_eq!((m.hub.name.as_str(), m.hub.name_at), ("n0", t(2)));
+        assert_eq!(m.plan.wecom.op, rename("n0"));
+        let again = group(Some(&m.hub), &wecom, &mall, 0);
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn nobody_having_the_object_plans_nothing() {
+        let none = merge_tag(
+            &tenant(),
+            &tid(),
+            None,
+            &Observed::absent(t(1)),
+            &Observed::absent(t(1)),
+        );
+        assert_eq!(none, None);
+    }
+
+    #[test]
+    fn echo_plans_nothing() {
+        let s = snap("VIP", 1, "g1");
+        let hub = synced_tag(&s, t(1));
+        let m = tag(
+            Some(&hub),
+            &Observed::present(s.clone(), t(9)),
+            &Observed::present(s, t(9)),
+        );
+        assert!(m.plan.is_nothing());
+        assert_eq!(m.hub, hub);
+    }
+
+    #[test]
+    fn read_only_wecom_tag_is_not_renamed() {
+        let old = snap("VIP", 1, "g1");
+        let hub = synced_tag(&old, t(1));
+        let wecom = Observed::present(old.clone(), t(6)).read_only();
+        let mall = Observed::present(snap("Gold", 1, "g1"), t(5));
+        let m = tag(Some(&hub), &wecom, &mall);
+        assert_eq!(m.hub.name, "Gold");
+        assert_eq!(m.plan.wecom.op, LibraryOp::MarkReadOnly);
+        assert_eq!(m.hub.wecom.state, SyncState::ReadOnly);
+        assert_eq!(m.hub.wecom.base, Some(old), "WeCom's name is left alone");
+        // Recorded once: the next run has nothing to do.
+        let again = tag(Some(&m.hub), &wecom, &mall);
+        assert!(again.plan.is_nothing());
+    }
+
+    #[test]
+    fn read_only_wecom_tag_is_not_deleted() {
+        let s = snap("VIP", 1, "g1");
+        let hub = synced_tag(&s, t(1));
+        let m = tag(
+            Some(&hub),
+            &Observed::present(s, t(6)).read_only(),
+            &Observed::absent(t(5)),
+        );
+        assert!(m.hub.deleted_at.is_some());
+        assert_eq!(m.plan.wecom.op, LibraryOp::MarkReadOnly);
+    }
+
+    #[test]
+    fn console_rename_of_read_only_tag_reaches_the_mall() {
+        let old = snap("VIP", 1, "g1");
+        let hub = synced_tag(&old, t(1));
+        let m = tag(
+            Some(&hub),
+            &Observed::present(snap("Gold", 1, "g1"), t(6)).read_only(),
+            &Observed::present(old, t(2)),
+        );
+        assert_eq!(m.plan.mall.op, rename("Gold"));
+        assert_eq!(m.plan.wecom.op, LibraryOp::Nothing);
+        assert_eq!(m.hub.wecom.state, SyncState::ReadOnly);
+    }
+
+    #[test]
+    fn tag_moved_in_mall_moves_wecom_tag() {
+        let old = snap("VIP", 1, "g1");
+        let hub = synced_tag(&old, t(1));
+        let m = tag(
+            Some(&hub),
+            &Observed::present(old, t(6)),
+            &Observed::present(snap("VIP", 1, "g2"), t(5)),
+        );
+        let to_g2 = LibraryOp::Move {
+            to_group: gid("g2"),
+            name: None,
+            order: None,
+        };
+        assert_eq!(m.plan.wecom.op, to_g2);
+        assert_eq!((m.hub.group_id.clone(), m.hub.group_at), (gid("g2"), t(5)));
+        assert_eq!(m.plan.mall.op, LibraryOp::Nothing);
+    }
+
+    #[test]
+    fn empty_group_waits_for_wecom() {
+        let s = gsnap("Level", 1);
+        let m = group(
+            None,
+            &Observed::absent(t(6)),
+            &Observed::present(s, t(5)),
+            0,
+        );
+        assert_eq!(m.plan.wecom.op, LibraryOp::Nothing);
+        assert_eq!(m.hub.wecom.state, SyncState::Pending);
+        assert_eq!(m.hub.wecom.base, None);
+        assert!(m.plan.is_nothing());
+    }
+
+    #[test]
+    fn group_is_created_in_wecom_with_its_first_tag() {
+        let s = gsnap("Level", 1);
+        let m = group(
+            None,
+            &Observed::absent(t(6)),
+            &Observed::present(s.clone(), t(5)),
+            1,
+        );
+        assert_eq!(m.plan.wecom.op, LibraryOp::Create);
+        assert_eq!(m.plan.wecom.base_after, Some(s));
+    }
+
+    #[test]
+    fn wecom_dropping_an_empty_group_is_not_a_deletion() {
+        let s = gsnap("Level", 1);
+        let hub = synced_group(&s, t(1));
+        let m = group(
+            Some(&hub),
+            &Observed::absent(t(6)),
+            &Observed::present(s.clone(), t(2)),
+            0,
+        );
+        assert_eq!(m.hub.deleted_at, None);
+        assert_eq!(
+            m.hub.wecom,
+            SideLink::default(),
+            "the WeCom link is cleared"
+        );
+        assert!(m.plan.is_nothing());
+        // Its next tag brings it back.
+        let next = group(
+            Some(&m.hub),
+            &Observed::absent(t(8)),
+            &Observed::present(s, t(2)),
+            1,
+        );
+        assert_eq!(next.plan.wecom.op, LibraryOp::Create);
+    }
+
+    #[test]
+    fn flagged_wecom_drop_is_not_a_deletion_even_with_live_tags() {
+        let s = gsnap("Level", 1);
+        let hub = synced_group(&s, t(1));
+        let facts = GroupFacts {
+            live_tags: 2,
+            wecom_dropped: true,
+        };
+        let m = merge_group(
+            &tenant(),
+            &gid("g1"),
+            Some(&hub),
+            &Observed::absent(t(6)),
+            &Observed::present(s, t(2)),
+            facts,
+        )
+        .unwrap();
+        assert_eq!(m.hub.deleted_at, None);
+        assert_eq!(m.plan.wecom.op, LibraryOp::Create);
+    }
+
+    #[test]
+    fn wecom_group_deletion_with_live_tags_deletes_everywhere() {
+        let s = gsnap("Level", 1);
+        let hub = synced_group(&s, t(1));
+        let m = group(
+            Some(&hub),
+            &Observed::absent(t(6)),
+            &Observed::present(s, t(2)),
+            2,
+        );
+        assert_eq!(m.hub.deleted_at, Some(t(6)));
+        assert_eq!(m.plan.mall.op, LibraryOp::Delete);
+    }
+
+    #[test]
+    fn group_reorder_in_wecom_reaches_the_mall() {
+        let s = gsnap("Level", 1);
+        let hub = synced_group(&s, t(1));
+        let m = group(
+            Some(&hub),
+            &Observed::present(gsnap("Level", 7), t(6)),
+            &Observed::present(s, t(2)),
+            1,
+        );
+        let reorder = LibraryOp::Update {
+            name: None,
+            order: Some(7),
+        };
+        assert_eq!(m.plan.mall.op, reorder);
+        assert_eq!(m.hub.order_at, t(6));
+    }
+
+    // --- properties -------------------------------------------------------------------
+
+    fn any_snap() -> impl Strategy<Value = TagSnapshot> {
+        (0..3u8, 0..2u32, 0..2u8).prop_map(|(n, o, g)| snap(&format!("n{n}"), o, &format!("g{g}")))
+    }
+    fn any_gsnap() -> impl Strategy<Value = GroupSnapshot> {
+        (0..3u8, 0..2u32).prop_map(|(n, o)| gsnap(&format!("n{n}"), o))
+    }
+    fn any_state() -> impl Strategy<Value = SyncState> {
+        prop_oneof![
+            Just(SyncState::Synced),
+            Just(SyncState::Pending),
+            Just(SyncState::Failed),
+            Just(SyncState::ReadOnly),
+        ]
+    }
+    fn any_observed<S: Clone + std::fmt::Debug>(
+        snap: impl Strategy<Value = S>,
+    ) -> impl Strategy<Value = Observed<S>> {
+        (prop::option::of(snap), 0..10i64, any::<bool>()).prop_map(|(s, at, ro)| Observed {
+            seen: s.map_or(Seen::Absent, Seen::Present),
+            at: t(at),
+            read_only: ro,
+        })
+    }
+    fn any_link<I: Clone + std::fmt::Debug, S: Clone + std::fmt::Debug>(
+        id: I,
+        snap: impl Strategy<Value = S>,
+    ) -> impl Strategy<Value = SideLink<I, S>> {
+        (prop::option::of(snap), any_state()).prop_map(move |(base, state)| SideLink {
+            id: base.as_ref().map(|_| id.clone()),
+            base,
+            state,
+            error: None,
+        })
+    }
+    fn any_hub_tag() -> impl Strategy<Value = Option<Tag>> {
+        let times = (0..10i64, 0..10i64, 0..10i64, prop::option::of(0..10i64));
+        let links = (
+            any_link(WecomTagId::new_unchecked("et1"), any_snap()),
+            any_link(MallTagId::new_unchecked("m1"), any_snap()),
+        );
+        prop::option::of(
+            (any_snap(), times, links).prop_map(|(s, (n, o, g, d), (w, m))| {
+                let mut tag = synced_tag(&s, t(0));
+                (tag.name_at, tag.order_at, tag.group_at) = (t(n), t(o), t(g));
+                tag.deleted_at = d.map(t);
+                (tag.wecom, tag.mall) = (w, m);
+                tag
+            }),
+        )
+    }
+    fn any_hub_group() -> impl Strategy<Value = Option<TagGroup>> {
+        let links = (
+            any_link(WecomGroupId::new_unchecked("etg1"), any_gsnap()),
+            any_link(MallGroupId::new_unchecked("mg1"), any_gsnap()),
+        );
+        let times = (0..10i64, 0..10i64, prop::option::of(0..10i64));
+        prop::option::of(
+            (any_gsnap(), times, links).prop_map(|(s, (n, o, d), (w, m))| {
+                let mut g = synced_group(&s, t(0));
+                (g.name_at, g.order_at, g.deleted_at) = (t(n), t(o), d.map(t));
+                (g.wecom, g.mall) = (w, m);
+                g
+            }),
+        )
+    }
+    fn any_facts() -> impl Strategy<Value = GroupFacts> {
+        (0..3usize, any::<bool>()).prop_map(|(live_tags, wecom_dropped)| GroupFacts {
+            live_tags,
+            wecom_dropped,
+        })
+    }
+
+    /// What the worker does once a side confirms its op: the side shows `base_after`, the
+    /// link stores it. Returns the side's next observation (later).
+    fn confirm<I: Clone, S: Clone>(
+        plan: &SidePlan<S>,
+        link: &mut SideLink<I, S>,
+        obs: &Observed<S>,
+        id: I,
+    ) -> Observed<S> {
+        let mut next = obs.clone();
+        next.at = t(100);
+        if matches!(plan.op, LibraryOp::Nothing | LibraryOp::MarkReadOnly) {
+            return next;
+        }
+        link.base = plan.base_after.clone();
+        link.id = plan.base_after.as_ref().map(|_| id);
+        link.state = SyncState::Synced;
+        next.seen = plan.base_after.clone().map_or(Seen::Absent, Seen::Present);
+        next
+    }
+
+    fn no_create_where_present<S>(plan: &Plan<S>, w: &Observed<S>, m: &Observed<S>) -> bool {
+        (plan.wecom.op != LibraryOp::Create || w.seen.as_option().is_none())
+            && (plan.mall.op != LibraryOp::Create || m.seen.as_option().is_none())
+    }
+
+    /// Nothing new: the same ops, except a `MarkReadOnly` already recorded.
+    fn nothing_new<S: PartialEq>(first: &SidePlan<S>, second: &SidePlan<S>) -> bool {
+        second == first || (first.op == LibraryOp::MarkReadOnly && second.op == LibraryOp::Nothing)
+    }
+
+    proptest! {
+        #[test]
+        fn applying_a_tag_plan_converges_in_one_step(
+            hub in any_hub_tag(), w in any_observed(any_snap()), m in any_observed(any_snap()),
+        ) {
+            let Some(out) = merge_tag(&tenant(), &tid(), hub.as_ref(), &w, &m) else {
+                return Ok(());
+            };
+            prop_assert!(no_create_where_present(&out.plan, &w, &m));
+            let mut hub2 = out.hub.clone();
+            let w2 = confirm(&out.plan.wecom, &mut hub2.wecom, &w, WecomTagId::new_unchecked("et2"));
+            let m2 = confirm(&out.plan.mall, &mut hub2.mall, &m, MallTagId::new_unchecked("m2"));
+            let again = merge_tag(&tenant(), &tid(), Some(&hub2), &w2, &m2).unwrap();
+            prop_assert!(again.plan.is_nothing(), "{:?}", again.plan);
+            prop_assert_eq!(again.hub.name, out.hub.name);
+            prop_assert_eq!(again.hub.deleted_at, out.hub.deleted_at);
+        }
+
+        #[test]
+        fn merging_a_tag_is_idempotent(
+            hub in any_hub_tag(), w in any_observed(any_snap()), m in any_observed(any_snap()),
+        ) {
+            let Some(out) = merge_tag(&tenant(), &tid(), hub.as_ref(), &w, &m) else {
+                return Ok(());
+            };
+            let again = merge_tag(&tenant(), &tid(), Some(&out.hub), &w, &m).unwrap();
+            prop_assert_eq!(&again.hub, &out.hub);
+            prop_assert!(nothing_new(&out.plan.wecom, &again.plan.wecom));
+            prop_assert!(nothing_new(&out.plan.mall, &again.plan.mall));
+            prop_assert!(no_create_where_present(&again.plan, &w, &m));
+        }
+
+        #[test]
+        fn applying_a_group_plan_converges_in_one_step(
+            hub in any_hub_group(), w in any_observed(any_gsnap()), m in any_observed(any_gsnap()),
+            facts in any_facts(),
+        ) {
+            let Some(out) = merge_group(&tenant(), &gid("g1"), hub.as_ref(), &w, &m, facts) else {
+                return Ok(());
+            };
+            prop_assert!(no_create_where_present(&out.plan, &w, &m));
+            let moved = matches!(out.plan.wecom.op, LibraryOp::Move { .. });
+            prop_assert!(!moved);
+            let mut hub2 = out.hub.clone();
+            let w2 = confirm(&out.plan.wecom, &mut hub2.wecom, &w, WecomGroupId::new_unchecked("etg2"));
+            let m2 = confirm(&out.plan.mall, &mut hub2.mall, &m, MallGroupId::new_unchecked("mg2"));
+            let again = merge_group(&tenant(), &gid("g1"), Some(&hub2), &w2, &m2, facts).unwrap();
+            prop_assert!(again.plan.is_nothing(), "{:?}", again.plan);
+            prop_assert_eq!(again.hub.deleted_at, out.hub.deleted_at);
+        }
+
+        #[test]
+        fn merging_a_group_is_idempotent(
+            hub in any_hub_group(), w in any_observed(any_gsnap()), m in any_observed(any_gsnap()),
+            facts in any_facts(),
+        ) {
+            let Some(out) = merge_group(&tenant(), &gid("g1"), hub.as_ref(), &w, &m, facts) else {
+                return Ok(());
+            };
+            let again = merge_group(&tenant(), &gid("g1"), Some(&out.hub), &w, &m, facts).unwrap();
+            prop_assert_eq!(&again.hub, &out.hub);
+            prop_assert!(nothing_new(&out.plan.wecom, &again.plan.wecom));
+            prop_assert!(nothing_new(&out.plan.mall, &again.plan.mall));
+        }
+    }
+}

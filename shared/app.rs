@@ -3,6 +3,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::domain::{Tenant, TenantId, Timestamp};
+use crate::metrics::Metrics;
 use crate::ports::{Clock, Queue, Store, StoreResult, SystemClock};
 use crate::queue::sqlite::SqliteQueue;
 use crate::store::sqlite::{SqliteDb, open_store};
@@ -22,6 +23,7 @@ pub struct App {
     pub config: Arc<Config>,
     /// Tenants as the inbound endpoints read them.
     pub tenants: Arc<TenantCache>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Tenants cached for a moment per process, for the inbound endpoints: every callback and
@@ -85,6 +87,7 @@ impl App {
             clock,
             config: Arc::new(config),
             tenants: Arc::new(TenantCache::default()),
+            metrics: Arc::new(Metrics::default()),
         }
     }
 

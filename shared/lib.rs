@@ -17,6 +17,7 @@
 //! | [`handlers`] | admin API, WeCom callback, mall webhook, job worker, nightly trigger |
 //! | [`runtime`] | the two ways to run: `serve` (axum + worker pool + timer) and `lambda` adapters |
 //! | [`sim`] | WeCom and mall simulators: real HTTP servers for tests and the demo |
+//! | [`metrics`] | counters of events, jobs and API calls: Prometheus text and CloudWatch embedded metrics |
 //! | [`app`] | `App`: config + store + queue + clock, built once per process |
 //! | [`config`] | typed configuration from the environment and flags |
 
@@ -26,6 +27,7 @@ pub mod domain;
 pub mod handlers;
 pub mod http;
 pub mod mall;
+pub mod metrics;
 pub mod ports;
 pub mod queue;
 pub mod runtime;

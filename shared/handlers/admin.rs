@@ -66,7 +66,7 @@ pub(super) async fn route(
 
 /// `Authorization: Bearer {token}`, compared in constant time. Both sides are hashed first so
 /// the comparison does not leak the token's length either.
-fn authorize(app: &App, req: &HttpRequest) -> Result<(), ApiError> {
+pub(super) fn authorize(app: &App, req: &HttpRequest) -> Result<(), ApiError> {
     let presented = req
         .header("authorization")
         .and_then(|h| {

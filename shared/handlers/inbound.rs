@@ -4,6 +4,7 @@
 use crate::app::App;
 use crate::domain::{InboundEvent, Job, JobKind, TenantId};
 use crate::http::ApiError;
+use crate::metrics;
 use crate::ports::Claim;
 
 /// What became of an accepted request.
@@ -28,6 +29,10 @@ pub async fn accept(
     ttl_secs: i64,
     event: InboundEvent,
 ) -> Result<Accepted, ApiError> {
+    let source = match &event {
+        InboundEvent::WecomTag { .. } | InboundEvent::WecomContact { .. } => "wecom",
+        InboundEvent::Mall { .. } => "mall",
+    };
     let now = app.clock.now();
     let expires = now.plus_secs(ttl_secs);
     match app
@@ -35,7 +40,13 @@ pub async fn accept(
         .claim(key, now, now.plus_millis(CLAIM_LOCK_MS), expires)
         .await?
     {
-        Claim::Completed => return Ok(Accepted::Duplicate),
+        Claim::Completed => {
+            app.metrics.incr(
+                metrics::EVENTS,
+                &[("source", source), ("outcome", "duplicate")],
+            );
+            return Ok(Accepted::Duplicate);
+        }
         // Another copy of this event is being queued right now; if it fails, the platform's
         // retry of this one will get through.
         Claim::InProgress => {
@@ -65,6 +76,10 @@ pub async fn accept(
     if let Err(e) = touched {
         tracing::warn!(error = %e, "last event time not recorded");
     }
+    app.metrics.incr(
+        metrics::EVENTS,
+        &[("source", source), ("outcome", "queued")],
+    );
     tracing::info!(job_id = %job.id, kind = job.kind.name(), "event queued");
     Ok(Accepted::Queued)
 }

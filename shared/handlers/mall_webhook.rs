@@ -36,11 +36,11 @@ pub async fn handle(app: &App, tenant: &str, req: &HttpRequest) -> Result<HttpRe
     }
     if !tenant.settings.tags_enabled {
         tracing::info!(tenant = %tenant.id, event_id = %hook.event_id, "customer-tag feature is off: webhook acknowledged and dropped");
-        return Ok(HttpResponse::empty(202));
+        return Ok(ignored(app));
     }
     if let MallEvent::Unknown { type_name } = &hook.event {
         tracing::info!(tenant = %tenant.id, event_id = %hook.event_id, r#type = %type_name, "unknown webhook type: acknowledged and ignored");
-        return Ok(HttpResponse::empty(202));
+        return Ok(ignored(app));
     }
     let body: serde_json::Value = serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
@@ -66,4 +66,13 @@ fn webhook_error(e: WebhookError) -> ApiError {
         413 => ApiError::PayloadTooLarge(MAX_BODY_BYTES),
         _ => ApiError::BadRequest(e.to_string()),
     }
+}
+
+/// Acknowledged without recording anything (the feature is off, or tagsync does not use it).
+fn ignored(app: &App) -> HttpResponse {
+    app.metrics.incr(
+        crate::metrics::EVENTS,
+        &[("source", "mall"), ("outcome", "ignored")],
+    );
+    HttpResponse::empty(202)
 }

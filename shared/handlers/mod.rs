@@ -46,6 +46,22 @@ pub(crate) async fn inbound_tenant(app: &App, raw: &str) -> Result<Tenant, ApiEr
         .ok_or_else(|| ApiError::NotFound(format!("unknown tenant `{id}`")))
 }
 
+/// Counts an inbound request that was refused, by status.
+fn refused_counted(
+    app: &App,
+    source: &'static str,
+    result: Result<HttpResponse, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    if let Err(e) = &result {
+        let outcome = format!("refused_{}", e.status());
+        app.metrics.incr(
+            crate::metrics::EVENTS,
+            &[("source", source), ("outcome", &outcome)],
+        );
+    }
+    result
+}
+
 /// Routes a request to its handler.
 pub async fn dispatch(app: &App, surface: Surface, req: HttpRequest) -> HttpResponse {
     let path = req.path.trim_end_matches('/').to_string();
@@ -62,13 +78,20 @@ pub async fn dispatch(app: &App, surface: Surface, req: HttpRequest) -> HttpResp
                 &serde_json::json!({"status": "ok"}),
             ))
         }
-        ["wecom", "callback", tenant] if allowed(Surface::WecomCallback) => {
-            wecom_callback::handle(app, tenant, &req).await
-        }
+        ["wecom", "callback", tenant] if allowed(Surface::WecomCallback) => refused_counted(
+            app,
+            "wecom",
+            wecom_callback::handle(app, tenant, &req).await,
+        ),
         ["mall", "webhook", tenant] if allowed(Surface::MallWebhook) => match req.method {
-            Method::POST => mall_webhook::handle(app, tenant, &req).await,
+            Method::POST => {
+                refused_counted(app, "mall", mall_webhook::handle(app, tenant, &req).await)
+            }
             _ => Err(ApiError::MethodNotAllowed("use POST".into())),
         },
+        ["metrics"] if allowed(Surface::Admin) => {
+            admin::authorize(app, &req).map(|()| HttpResponse::text(200, app.metrics.prometheus()))
+        }
         ["admin", rest @ ..] if allowed(Surface::Admin) => admin::route(app, &req, rest).await,
         _ => Err(ApiError::NotFound(format!(
             "no route for {} {}",

@@ -91,7 +91,7 @@ fn crypto_error(e: CryptoError) -> ApiError {
 async fn receive(app: &App, tenant: &Tenant, event: WecomEvent) -> Result<HttpResponse, ApiError> {
     if !tenant.settings.tags_enabled {
         tracing::info!(tenant = %tenant.id, "customer-tag feature is off: event acknowledged and dropped");
-        return Ok(HttpResponse::empty(200));
+        return Ok(ignored(app));
     }
     let inbound = match &event.kind {
         EventKind::TagChange {
@@ -124,7 +124,7 @@ async fn receive(app: &App, tenant: &Tenant, event: WecomEvent) -> Result<HttpRe
         EventKind::Other { event: name } => {
             // Tolerated, never an error (wecom-api.md §9 P8): WeCom sends more than tags.
             tracing::info!(tenant = %tenant.id, event = %name, "callback event not used by tagsync: acknowledged");
-            return Ok(HttpResponse::empty(200));
+            return Ok(ignored(app));
         }
     };
     let key = format!("wecom#{}#{}", tenant.id, event.dedupe_key());
@@ -135,4 +135,13 @@ async fn receive(app: &App, tenant: &Tenant, event: WecomEvent) -> Result<HttpRe
         }
     }
     Ok(HttpResponse::empty(200))
+}
+
+/// Acknowledged without recording anything (the feature is off, or tagsync does not use it).
+fn ignored(app: &App) -> HttpResponse {
+    app.metrics.incr(
+        crate::metrics::EVENTS,
+        &[("source", "wecom"), ("outcome", "ignored")],
+    );
+    HttpResponse::empty(200)
 }

@@ -77,6 +77,24 @@ pub fn job_span(delivery: &Delivery) -> tracing::Span {
     }
 }
 
+/// Counts a settled delivery by job kind and outcome.
+pub fn count(app: &App, delivery: &Delivery, settlement: &Settlement) {
+    let kind = delivery
+        .job
+        .as_ref()
+        .map(|j| j.kind.name())
+        .unwrap_or("undecodable");
+    let outcome = match settlement {
+        Settlement::Ack => "done",
+        Settlement::Retry { .. } => "retried",
+        Settlement::Park { .. } => "parked",
+    };
+    app.metrics.incr(
+        crate::metrics::JOBS,
+        &[("kind", kind), ("outcome", outcome)],
+    );
+}
+
 /// Runs a delivery's job, or parks a body that is not a job this version understands.
 pub async fn outcome_of(app: &App, delivery: &Delivery) -> Outcome {
     match &delivery.job {
@@ -94,6 +112,7 @@ pub async fn outcome_of(app: &App, delivery: &Delivery) -> Outcome {
 pub async fn process(app: &App, delivery: &Delivery) -> Result<Settlement, QueueError> {
     async {
         let settlement = settle(app, delivery, outcome_of(app, delivery).await);
+        count(app, delivery, &settlement);
         match &settlement {
             Settlement::Ack => app.queue.ack(delivery).await?,
             Settlement::Retry { delay, error } => {

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// At most this many tag ids (added and removed together) in one `POST /members/{id}/tags`.
@@ -195,6 +196,19 @@ pub enum Verdict {
     Permanent(String),
 }
 
+impl Verdict {
+    /// A short name for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Success => "success",
+            Verdict::RetryAfter(_) => "retry",
+            Verdict::AlreadyDone => "already_done",
+            Verdict::NameTaken { .. } => "name_taken",
+            Verdict::Permanent(_) => "permanent",
+        }
+    }
+}
+
 /// Classifies an HTTP answer of the mall. `error` is the decoded error body, if any.
 pub fn classify(
     method: &Method,
@@ -319,6 +333,7 @@ impl MallError {
 pub struct MallClient {
     http: reqwest::Client,
     timeout: Duration,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// A successful answer: its body, or the knowledge that a DELETE found nothing to delete.
@@ -332,7 +347,14 @@ impl MallClient {
         Self {
             http,
             timeout: DEFAULT_TIMEOUT,
+            metrics: None,
         }
+    }
+
+    /// Counts every call by operation and verdict.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The per-request timeout (the client's own timeouts, if shorter, still apply).
@@ -604,8 +626,35 @@ impl MallClient {
         last.ok_or_else(|| MallError::local(op, "no batch was sent".to_owned()))
     }
 
+    /// One HTTP exchange, counted by operation and verdict.
     #[allow(clippy::too_many_arguments)]
     async fn send(
+        &self,
+        ep: &MallEndpoint,
+        op: &'static str,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        key: Option<&IdempotencyKey>,
+        body: Option<&Value>,
+    ) -> Result<Reply, MallError> {
+        let result = self.exchange(ep, op, method, path, query, key, body).await;
+        if let Some(m) = &self.metrics {
+            let outcome = match &result {
+                Ok(Reply::Body(_)) => "success",
+                Ok(Reply::AlreadyDone) => "already_done",
+                Err(e) => e.verdict.label(),
+            };
+            m.incr(
+                crate::metrics::MALL_CALLS,
+                &[("op", op), ("outcome", outcome)],
+            );
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
         &self,
         ep: &MallEndpoint,
         op: &'static str,

@@ -50,6 +50,7 @@ pub async fn http(
     }
     .instrument(span)
     .await;
+    flush_metrics(app);
     Ok(into_lambda(response)?)
 }
 
@@ -101,7 +102,9 @@ pub async fn sqs(
     for m in &event.payload.records {
         let d = delivery_of(m);
         let failed = async {
-            match worker::settle(app, &d, worker::outcome_of(app, &d).await) {
+            let settlement = worker::settle(app, &d, worker::outcome_of(app, &d).await);
+            worker::count(app, &d, &settlement);
+            match settlement {
                 worker::Settlement::Ack => false,
                 worker::Settlement::Retry { delay, error } => {
                     tracing::warn!(?delay, error, "job will be retried");
@@ -134,6 +137,7 @@ pub async fn sqs(
     }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
+    flush_metrics(app);
     Ok(response)
 }
 
@@ -143,5 +147,21 @@ pub async fn schedule(
     event: LambdaEvent<EventBridgeEvent<serde_json::Value>>,
 ) -> Result<nightly::NightlyReport, lambda_runtime::Error> {
     tracing::info!(source = ?event.payload.source, detail_type = ?event.payload.detail_type, "schedule fired");
-    Ok(nightly::run(app).await?)
+    let report = nightly::run(app).await;
+    flush_metrics(app);
+    Ok(report?)
+}
+
+/// Writes this invocation's counts as CloudWatch embedded-metric lines: Lambda sends stdout to
+/// CloudWatch Logs, which extracts them as metrics (namespace `tagsync`).
+fn flush_metrics(app: &App) {
+    use std::io::Write;
+    let lines = app.metrics.take_emf(app.clock.now().millis());
+    if lines.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
 }

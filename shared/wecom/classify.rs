@@ -108,6 +108,17 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// A short name for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Success => "success",
+            Verdict::RetryAfter(_) => "retry",
+            Verdict::RefreshToken => "refresh_token",
+            Verdict::AlreadyDone => "already_done",
+            Verdict::Permanent(_) => "permanent",
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, Verdict::RetryAfter(_) | Verdict::RefreshToken)
     }

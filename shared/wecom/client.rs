@@ -378,6 +378,7 @@ pub struct WecomClient {
     tokens: TokenCache,
     limiter: RateLimiter,
     request_timeout: Duration,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl WecomClient {
@@ -398,7 +399,14 @@ impl WecomClient {
             tokens,
             limiter: RateLimiter::new(limits),
             request_timeout: Duration::from_secs(10),
+            metrics: None,
         }
+    }
+
+    /// Counts every call by API and verdict.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
@@ -749,8 +757,28 @@ impl WecomClient {
         })
     }
 
-    /// One HTTP exchange; `Ok` only for errcode 0.
+    /// One HTTP exchange, counted; `Ok` only for errcode 0.
     async fn send(
+        &self,
+        creds: &WecomCredentials,
+        op: ApiOp,
+        token: Option<&Secret>,
+        payload: &Payload,
+    ) -> Result<Value, WecomError> {
+        let result = self.exchange(creds, op, token, payload).await;
+        if let Some(m) = &self.metrics {
+            let outcome = result
+                .as_ref()
+                .map_or_else(|e| e.verdict.label(), |_| "success");
+            m.incr(
+                crate::metrics::WECOM_CALLS,
+                &[("api", op.path()), ("outcome", outcome)],
+            );
+        }
+        result
+    }
+
+    async fn exchange(
         &self,
         creds: &WecomCredentials,
         op: ApiOp,

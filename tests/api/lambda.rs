@@ -288,4 +288,24 @@ async fn sync_worker_reports_exactly_the_failing_message_of_an_sqs_batch() {
         "only the undecodable message is parked: {dead:?}"
     );
     assert!(dead[0].reason.contains("not a job"), "{}", dead[0].reason);
+    let jobs = tagsync::metrics::JOBS;
+    assert_eq!(
+        app.metrics
+            .get(jobs, &[("kind", "probe"), ("outcome", "done")]),
+        1
+    );
+    assert_eq!(
+        app.metrics
+            .get(jobs, &[("kind", "probe"), ("outcome", "retried")]),
+        1
+    );
+    assert_eq!(
+        app.metrics
+            .get(jobs, &[("kind", "undecodable"), ("outcome", "parked")]),
+        1
+    );
+    assert!(
+        app.metrics.take_emf(0).is_empty(),
+        "the invocation wrote its counts as embedded metrics"
+    );
 }

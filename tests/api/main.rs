@@ -8,6 +8,7 @@ mod helpers;
 mod lambda;
 mod mall_sim;
 mod mall_webhook;
+mod metrics;
 mod process;
 mod wecom_callback;
 mod wecom_sim;

@@ -29,9 +29,14 @@ enum Command {
         /// Address to listen on (loopback by default; put a TLS proxy in front for WeCom).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
-        /// Data directory: the SQLite store and queue (created if missing).
-        #[arg(long, default_value = "./tagsync-data")]
-        data: PathBuf,
+        /// Data directory: the SQLite store and queue (created if missing). Default
+        /// `./tagsync-data`; with `--demo`, a fresh temporary directory.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Start the WeCom and mall simulators too, with a demo tenant wired to them and a
+        /// small seeded world, and print commands to try (no network needed).
+        #[arg(long)]
+        demo: bool,
         /// Concurrent jobs.
         #[arg(long, default_value_t = 4)]
         workers: usize,
@@ -122,16 +127,21 @@ fn admin_token(data: &Path) -> Result<String, Box<dyn std::error::Error>> {
     Ok(token)
 }
 
-/// The app on a data directory. The queue commands never serve the admin API, so they get a
-/// throwaway admin token rather than reading (or generating) the real one.
-fn open(data: &Path, serving: bool) -> Result<App, Box<dyn std::error::Error>> {
+/// The app on a data directory, and its admin token. The queue commands never serve the admin
+/// API, so they get a throwaway token rather than reading (or generating) the real one.
+fn open(
+    data: &Path,
+    serving: bool,
+    wecom_api_base: Option<String>,
+) -> Result<(App, String), Box<dyn std::error::Error>> {
     let token = if serving {
         admin_token(data)?
     } else {
         uuid::Uuid::new_v4().simple().to_string()
     };
-    let config = Config::new(token, std::env::var("TAGSYNC_WECOM_API_BASE").ok())?;
-    Ok(App::sqlite(data, config, Arc::new(SystemClock))?.0)
+    let base = wecom_api_base.or_else(|| std::env::var("TAGSYNC_WECOM_API_BASE").ok());
+    let config = Config::new(token.clone(), base)?;
+    Ok((App::sqlite(data, config, Arc::new(SystemClock))?.0, token))
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
@@ -139,32 +149,57 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Serve {
             listen,
             data,
+            demo,
             workers,
             nightly,
             job_timeout,
             log_format,
         } => {
             tagsync::runtime::logging::init(log_format.eq_ignore_ascii_case("json"));
-            let mut app = open(&data, true)?;
+            // The simulators come first: tagsync's WeCom API base points at the WeCom one.
+            let sims = if demo {
+                Some(tagsync::runtime::demo::start_simulators().await?)
+            } else {
+                None
+            };
+            let data = match data {
+                Some(d) => d,
+                None if demo => std::env::temp_dir()
+                    .join(format!("tagsync-demo-{}", uuid::Uuid::new_v4().simple())),
+                None => PathBuf::from("./tagsync-data"),
+            };
+            let (mut app, token) = open(&data, true, sims.as_ref().map(|d| d.wecom.base_url()))?;
             let mut config = (*app.config).clone();
             config.worker.visibility = std::time::Duration::from_secs(job_timeout.max(1));
             app.config = Arc::new(config);
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let base = format!("http://{}", listener.local_addr()?);
             // The first line on stdout says where to reach us (with `--listen 127.0.0.1:0` the
             // port is chosen by the OS; scripts and tests read it from here).
-            println!("tagsync listening on http://{}", listener.local_addr()?);
+            println!("tagsync listening on {base}");
             let opts = ServeOptions {
                 workers,
                 nightly,
                 ..ServeOptions::default()
             };
-            tagsync::runtime::serve::serve(app, listener, opts, shutdown_signal()).await?;
+            let server = tokio::spawn(tagsync::runtime::serve::serve(
+                app.clone(),
+                listener,
+                opts,
+                shutdown_signal(),
+            ));
+            if let Some(sims) = &sims {
+                let instructions = tagsync::runtime::demo::seed(&app, sims, &base, &token).await?;
+                println!("data directory: {}\n{instructions}", data.display());
+            }
+            server.await??;
+            drop(sims);
             Ok(())
         }
         Command::Queue { data, action } => {
-            let app = open(&data, false)?;
+            let (app, _) = open(&data, false, None)?;
             match action {
                 QueueAction::Status => {
                     println!("{}", serde_json::to_string(&app.queue.counts().await?)?)

@@ -226,3 +226,87 @@ async fn sigterm_lets_the_job_in_flight_finish_before_exit() {
     serve.child.kill().unwrap();
     serve.child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn demo_wires_both_simulators_and_a_change_in_the_mall_reaches_tagsync() {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--nightly",
+            "off",
+        ])
+        .env("RUST_LOG", "warn")
+        .env_remove("TAGSYNC_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tagsync serve --demo");
+    // Read what the demo prints, up to its closing sentence.
+    let mut out = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    while !out.contains("arrives with the sync engine") {
+        let mut line = String::new();
+        assert!(
+            lines.read_line(&mut line).unwrap() > 0,
+            "demo output ended early: {out}"
+        );
+        out.push_str(&line);
+    }
+    let base = out
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("tagsync listening on ")
+        .to_string();
+    let token = out
+        .split("admin token: ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // The printed command a newcomer copies: rename 金卡 in the mall simulator.
+    let patch = out.lines().find(|l| l.contains("-X PATCH")).unwrap();
+    let url = patch.split_whitespace().nth(4).unwrap();
+    let client = reqwest::Client::new();
+    let renamed = client
+        .patch(url)
+        .json(&serde_json::json!({"name": "黑金卡"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+
+    let audit_url = format!("{base}/admin/v1/tenants/demo/audit");
+    let entry = wait_for(
+        "the mall's webhook to reach tagsync",
+        Duration::from_secs(20),
+        || {
+            let (client, audit_url, token) = (client.clone(), audit_url.clone(), token.clone());
+            async move {
+                let body: Value = client
+                    .get(&audit_url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                body["entries"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["after"]["event_type"] == "tag.updated")
+                    .cloned()
+            }
+        },
+    )
+    .await;
+    assert_eq!(entry["after"]["body"]["data"]["tag"]["name"], "黑金卡");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -3,10 +3,13 @@
 
 use crate::config::{Config, ConfigError};
 use crate::domain::{Tenant, TenantId, Timestamp};
+use crate::mall::client::{MallClient, MallEndpoint};
 use crate::metrics::Metrics;
 use crate::ports::{Clock, Queue, Store, StoreResult, SystemClock};
 use crate::queue::sqlite::SqliteQueue;
 use crate::store::sqlite::{SqliteDb, open_store};
+use crate::wecom::client::{WecomClient, WecomCredentials};
+use crate::wecom::ratelimit::RateLimitConfig;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +27,10 @@ pub struct App {
     /// Tenants as the inbound endpoints read them.
     pub tenants: Arc<TenantCache>,
     pub metrics: Arc<Metrics>,
+    /// The platform clients, built once per process (they hold connection pools, the token
+    /// cache and the rate limiter).
+    pub wecom: Arc<WecomClient>,
+    pub mall: Arc<MallClient>,
 }
 
 /// Tenants cached for a moment per process, for the inbound endpoints: every callback and
@@ -81,13 +88,42 @@ impl App {
         clock: Arc<dyn Clock>,
         config: Config,
     ) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let http = reqwest::Client::new();
+        let wecom = WecomClient::new(
+            http.clone(),
+            config.wecom_api_base.clone(),
+            store.clone(),
+            clock.clone(),
+            RateLimitConfig::default(),
+        )
+        .with_metrics(metrics.clone());
+        let mall = MallClient::new(http).with_metrics(metrics.clone());
         Self {
             store,
             queue,
             clock,
             config: Arc::new(config),
             tenants: Arc::new(TenantCache::default()),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
+            wecom: Arc::new(wecom),
+            mall: Arc::new(mall),
+        }
+    }
+
+    /// The credentials tagsync calls WeCom with for `tenant`.
+    pub fn wecom_credentials(tenant: &Tenant) -> WecomCredentials {
+        WecomCredentials {
+            corp_id: tenant.corp_id.clone(),
+            secret: tenant.secrets.corp_secret.clone(),
+        }
+    }
+
+    /// Where and how tagsync calls `tenant`'s mall.
+    pub fn mall_endpoint(tenant: &Tenant) -> MallEndpoint {
+        MallEndpoint {
+            base_url: tenant.mall_api_base.clone(),
+            token: tenant.secrets.mall_api_token.clone(),
         }
     }
 

@@ -4,11 +4,9 @@
 use crate::helpers::*;
 use std::sync::Arc;
 use std::time::Duration;
-use tagsync::mall::client::MallClient;
 use tagsync::metrics::{JOBS, MALL_CALLS, WECOM_CALLS};
 use tagsync::sim::mall::{MallSim, MallSimConfig};
 use tagsync::sim::wecom::{SimConfig, WecomSim};
-use tagsync::wecom::client::WecomClient;
 
 #[tokio::test]
 async fn metrics_count_events_jobs_and_refusals_and_need_the_admin_token() {
@@ -74,30 +72,27 @@ async fn metrics_count_events_jobs_and_refusals_and_need_the_admin_token() {
 }
 
 #[tokio::test]
-async fn clients_count_their_calls_by_verdict() {
-    let metrics = Arc::new(tagsync::metrics::Metrics::default());
-    let dir = tempfile::tempdir().unwrap();
-    let app = sqlite_app(dir.path());
-
+async fn the_apps_clients_count_their_calls_by_verdict() {
     let wecom = WecomSim::start(SimConfig::default()).await;
-    let client = WecomClient::new(
-        reqwest::Client::new(),
-        wecom.base_url(),
-        app.store.clone(),
-        app.clock.clone(),
-        Default::default(),
-    )
-    .with_metrics(metrics.clone());
-    client
+    let mall = MallSim::start(MallSimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.wecom_api_base = wecom.base_url();
+    let app = tagsync::app::App::sqlite(dir.path(), config, Arc::new(tagsync::ports::SystemClock))
+        .unwrap()
+        .0;
+
+    app.wecom
         .get_follow_user_list(&wecom.credentials())
         .await
         .unwrap();
     assert_eq!(
-        metrics.get(WECOM_CALLS, &[("api", "gettoken"), ("outcome", "success")]),
+        app.metrics
+            .get(WECOM_CALLS, &[("api", "gettoken"), ("outcome", "success")]),
         1
     );
     assert_eq!(
-        metrics.get(
+        app.metrics.get(
             WECOM_CALLS,
             &[
                 ("api", "externalcontact/get_follow_user_list"),
@@ -107,18 +102,17 @@ async fn clients_count_their_calls_by_verdict() {
         1
     );
 
-    let mall = MallSim::start(MallSimConfig::default()).await.unwrap();
-    let client = MallClient::new(reqwest::Client::new()).with_metrics(metrics.clone());
-    client.list_groups(&mall.endpoint()).await.unwrap();
+    app.mall.list_groups(&mall.endpoint()).await.unwrap();
     let mut wrong = mall.endpoint();
     wrong.token = tagsync::domain::Secret::new("not-the-token");
-    assert!(client.list_groups(&wrong).await.is_err());
+    assert!(app.mall.list_groups(&wrong).await.is_err());
     assert_eq!(
-        metrics.get(MALL_CALLS, &[("op", "list_groups"), ("outcome", "success")]),
+        app.metrics
+            .get(MALL_CALLS, &[("op", "list_groups"), ("outcome", "success")]),
         1
     );
     assert_eq!(
-        metrics.get(
+        app.metrics.get(
             MALL_CALLS,
             &[("op", "list_groups"), ("outcome", "permanent")]
         ),

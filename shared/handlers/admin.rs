@@ -40,17 +40,14 @@ pub(super) async fn route(
                 (Method::GET, ["audit"]) => audit(app, &t, req).await,
                 (Method::GET, ["dead-letters"]) => dead_letters(app, &t).await,
                 (Method::POST, ["dead-letters:redrive"]) => redrive(app, &t, req).await,
-                (
-                    _,
-                    ["tag-groups", ..]
-                    | ["tags", ..]
-                    | ["members", ..]
-                    | ["member-tags:batch"]
-                    | ["sync", ..],
-                ) => Err(ApiError::NotImplemented(
-                    "the tag library, member and sync routes are not available in this version"
-                        .into(),
-                )),
+                (_, ["tag-groups", ..] | ["tags", ..]) => {
+                    super::library::route(app, &t, req, rest).await
+                }
+                (_, ["members", ..] | ["member-tags:batch"] | ["sync", ..]) => {
+                    Err(ApiError::NotImplemented(
+                        "the member and sync routes are not available in this version".into(),
+                    ))
+                }
                 _ => Err(ApiError::NotFound(format!(
                     "no route for {} {}",
                     req.method, req.path
@@ -150,25 +147,25 @@ fn apply_settings(settings: &mut Settings, body: &Body) -> Result<(), ApiError> 
 
 async fn put_tenant(app: &App, id: &TenantId, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
     let body = Body::parse(&req.body, TENANT_FIELDS)?;
-    let corp_id = CorpId::parse(body.required_str("corp_id")?)
+    let corp_id = CorpId::parse(body.nonempty_str("corp_id")?)
         .map_err(|e| ApiError::BadRequest(format!("field `corp_id`: {e}")))?;
     let agent_id = body.required_digits("agent_id")?;
-    let corp_secret = body.required_str("corp_secret")?;
-    let callback_token = body.required_str("callback_token")?;
+    let corp_secret = body.nonempty_str("corp_secret")?;
+    let callback_token = body.nonempty_str("callback_token")?;
     if !valid_callback_token(&callback_token) {
         return Err(ApiError::BadRequest(
             "field `callback_token` must be at most 32 letters or digits (WeCom's rule)".into(),
         ));
     }
-    let encoding_aes_key = body.required_str("encoding_aes_key")?;
+    let encoding_aes_key = body.nonempty_str("encoding_aes_key")?;
     if !valid_aes_key(&encoding_aes_key) {
         return Err(ApiError::BadRequest(
             "field `encoding_aes_key` must be 43 characters of the base64 alphabet".into(),
         ));
     }
-    let mall_api_base = parse_url("mall_api_base", &body.required_str("mall_api_base")?)?;
-    let mall_api_token = body.required_str("mall_api_token")?;
-    let mall_webhook_secret = body.required_str("mall_webhook_secret")?;
+    let mall_api_base = parse_url("mall_api_base", &body.nonempty_str("mall_api_base")?)?;
+    let mall_api_token = body.nonempty_str("mall_api_token")?;
+    let mall_webhook_secret = body.nonempty_str("mall_webhook_secret")?;
     let settings_body = body
         .optional_object("settings")?
         .map(|m| Body::from_map(m, SETTINGS_FIELDS, "settings."))
@@ -246,7 +243,7 @@ async fn patch_settings(
 
 /// Records an operator action. An audit write that fails is logged, not fatal: the change
 /// itself was applied and answering 5xx would invite a duplicate.
-async fn append_audit(
+pub(super) async fn append_audit(
     app: &App,
     tenant: &TenantId,
     action: &str,

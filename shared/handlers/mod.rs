@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod inbound;
 mod json;
+pub mod library;
 pub mod mall_webhook;
 pub mod nightly;
 pub mod wecom_callback;

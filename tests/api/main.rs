@@ -6,6 +6,7 @@ mod admin;
 mod durability;
 mod helpers;
 mod lambda;
+mod library;
 mod mall_sim;
 mod mall_webhook;
 mod metrics;

@@ -1639,23 +1639,7 @@ impl Actions<'_> {
         userid: &str,
         external_userid: &str,
     ) -> Result<(), SimError> {
-        let mut s = self.core.lock();
-        let Some(ri) = s.relation_index(userid, external_userid) else {
-            return Err(SimError::NotFound(format!(
-                "relation {userid} → {external_userid}"
-            )));
-        };
-        s.relations.remove(ri);
-        self.emit(
-            &mut s,
-            EventChange::ContactWith {
-                change: "del_follow_user",
-                userid: userid.to_owned(),
-                external_userid: external_userid.to_owned(),
-                extra: vec![],
-            },
-        );
-        Ok(())
+        self.remove_relation(userid, external_userid, "del_follow_user")
     }
 
     /// An in-service transfer to `takeover_userid` failed (`customer_refused` or
@@ -1681,6 +1665,16 @@ impl Actions<'_> {
 
     /// A member deletes a customer: `del_external_contact`.
     pub fn delete_relation(&self, userid: &str, external_userid: &str) -> Result<(), SimError> {
+        self.remove_relation(userid, external_userid, "del_external_contact")
+    }
+
+    /// Removes a follow relation and sends `change` (either side ending it).
+    fn remove_relation(
+        &self,
+        userid: &str,
+        external_userid: &str,
+        change: &'static str,
+    ) -> Result<(), SimError> {
         let mut s = self.core.lock();
         let Some(ri) = s.relation_index(userid, external_userid) else {
             return Err(SimError::NotFound(format!(
@@ -1690,12 +1684,11 @@ impl Actions<'_> {
         s.relations.remove(ri);
         self.emit(
             &mut s,
-            EventChange::Contact {
-                change: "del_external_contact",
+            EventChange::ContactWith {
+                change,
                 userid: userid.to_owned(),
                 external_userid: external_userid.to_owned(),
-                state: None,
-                welcome_code: None,
+                extra: vec![],
             },
         );
         Ok(())

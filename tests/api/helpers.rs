@@ -137,6 +137,26 @@ impl TestApp {
     }
 }
 
+/// The inbound events tenant `acme` has recorded (audit `event.received`).
+pub async fn received(t: &TestApp) -> Vec<Value> {
+    t.audit("acme")
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "event.received")
+        .collect()
+}
+
+/// After a refused request, nothing is recorded: no job, no audit entry, no last-event time.
+pub async fn assert_nothing_recorded(t: &TestApp) {
+    let c = t.app.queue.counts().await.unwrap();
+    assert_eq!((c.pending, c.in_flight, c.dead), (0, 0, 0));
+    assert!(received(t).await.is_empty());
+    let (_, status) = t
+        .admin(reqwest::Method::GET, "/admin/v1/tenants/acme/status", None)
+        .await;
+    assert_eq!(status["last_event_at"], Value::Null);
+}
+
 /// A valid tenant registration (the AES key and token are WeCom's official sample values).
 pub fn tenant_body() -> Value {
     json!({

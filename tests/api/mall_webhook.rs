@@ -77,24 +77,6 @@ async fn deliver_signed(t: &TestApp, body: &Value) -> u16 {
     .await
 }
 
-async fn received(t: &TestApp) -> Vec<Value> {
-    t.audit("acme")
-        .await
-        .into_iter()
-        .filter(|e| e["action"] == "event.received")
-        .collect()
-}
-
-async fn assert_nothing_recorded(t: &TestApp) {
-    let c = t.app.queue.counts().await.unwrap();
-    assert_eq!((c.pending, c.in_flight, c.dead), (0, 0, 0));
-    assert!(received(t).await.is_empty());
-    let (_, status) = t
-        .admin(Method::GET, "/admin/v1/tenants/acme/status", None)
-        .await;
-    assert_eq!(status["last_event_at"], Value::Null);
-}
-
 #[tokio::test]
 async fn every_webhook_type_becomes_one_queued_job() {
     let t = spawn_app().await;

@@ -101,14 +101,6 @@ async fn post_event(t: &TestApp, xml: &str) -> u16 {
     post_encrypted(t, "acme", &crypto().encrypt(xml), None).await
 }
 
-async fn received(t: &TestApp) -> Vec<Value> {
-    t.audit("acme")
-        .await
-        .into_iter()
-        .filter(|e| e["action"] == "event.received")
-        .collect()
-}
-
 async fn wait_received(t: &TestApp, n: usize) -> Vec<Value> {
     wait_for(
         &format!("{n} events recorded"),
@@ -214,17 +206,6 @@ async fn the_same_callback_delivered_three_times_is_one_job() {
     .await;
     assert_eq!(received(&t).await.len(), 2);
     t.shutdown().await;
-}
-
-/// After a refused request, nothing is recorded: no job, no audit entry, no last-event time.
-async fn assert_nothing_recorded(t: &TestApp) {
-    let c = t.app.queue.counts().await.unwrap();
-    assert_eq!((c.pending, c.in_flight, c.dead), (0, 0, 0));
-    assert!(received(t).await.is_empty());
-    let (_, status) = t
-        .admin(Method::GET, "/admin/v1/tenants/acme/status", None)
-        .await;
-    assert_eq!(status["last_event_at"], Value::Null);
 }
 
 #[tokio::test]

@@ -31,6 +31,8 @@ pub struct App {
     /// cache and the rate limiter).
     pub wecom: Arc<WecomClient>,
     pub mall: Arc<MallClient>,
+    /// Locks of the entities sync jobs bring up to date, within this process.
+    pub locks: Arc<crate::handlers::engine::Locks>,
 }
 
 /// Tenants cached for a moment per process, for the inbound endpoints: every callback and
@@ -97,8 +99,11 @@ impl App {
             clock.clone(),
             RateLimitConfig::default(),
         )
-        .with_metrics(metrics.clone());
-        let mall = MallClient::new(http).with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_retries(crate::retry::RetryPolicy::IN_JOB);
+        let mall = MallClient::new(http)
+            .with_metrics(metrics.clone())
+            .with_retries(crate::retry::RetryPolicy::IN_JOB);
         Self {
             store,
             queue,
@@ -108,6 +113,7 @@ impl App {
             metrics,
             wecom: Arc::new(wecom),
             mall: Arc::new(mall),
+            locks: Arc::default(),
         }
     }
 

@@ -13,6 +13,7 @@
 //! | [`queue`] | the durable SQLite queue and the SQS queue |
 //! | [`wecom`] | WeCom: callback crypto and events, API client, shared token, rate limiter, errcode classifier |
 //! | [`mall`] | the mall: webhook signatures and events, API client with its classifier |
+//! | [`retry`] | retrying one transient failure of an outbound call in place |
 //! | [`http`] | transport-neutral request/response and the one error → status mapping |
 //! | [`handlers`] | admin API, WeCom callback, mall webhook, job worker, nightly trigger |
 //! | [`runtime`] | the two ways to run: `serve` (axum + worker pool + timer) and `lambda` adapters |
@@ -30,6 +31,7 @@ pub mod mall;
 pub mod metrics;
 pub mod ports;
 pub mod queue;
+pub mod retry;
 pub mod runtime;
 pub mod sim;
 pub mod store;

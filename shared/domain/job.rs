@@ -1,7 +1,10 @@
 //! Jobs: what the queue carries. A job names an entity to bring up to date ("level
 //! triggered"), never a delta, so duplicates, retries and reordering do no harm.
 
-use super::ids::{ExternalUserId, JobId, TenantId, WecomUserId, new_ordered_id};
+use super::ids::{
+    ExternalUserId, HubGroupId, HubTagId, JobId, MemberId, TenantId, WecomUserId, new_ordered_id,
+};
+use super::ops::Actor;
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +48,63 @@ pub enum JobKind {
     /// An event a side reported, recorded as it arrived (after its signature was checked and
     /// it was deduplicated). The worker turns it into "bring entity K up to date" work.
     Inbound { event: InboundEvent },
+    /// Bring one hub tag group up to date on every side.
+    SyncGroup {
+        group: HubGroupId,
+        #[serde(default)]
+        hint: Hint,
+    },
+    /// Bring one hub tag up to date on every side.
+    SyncTag {
+        tag: HubTagId,
+        #[serde(default)]
+        hint: Hint,
+    },
+    /// Bring one mall member's tags, and every follow relation of the WeCom customer bound to
+    /// it, up to date.
+    SyncMember {
+        member: MemberId,
+        #[serde(default)]
+        hint: Hint,
+    },
+}
+
+/// What the event that caused a sync job knew, beyond the entity's hub id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hint {
+    /// The side's id of an object new to the hub (the job reads it there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wecom_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mall_id: Option<String>,
+    /// When the mall said the change happened (`occurred_at`); without it a mall change counts
+    /// from when the job saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mall_at: Option<super::time::Timestamp>,
+    /// WeCom reported this group deleted explicitly (a `tag_group` delete event), not the
+    /// drop of a group whose last tag went.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wecom_deleted: bool,
+    /// Who caused the change, for the audit log.
+    pub origin: Actor,
+}
+
+impl Default for Hint {
+    fn default() -> Self {
+        Self::from(Actor::System)
+    }
+}
+
+impl From<Actor> for Hint {
+    fn from(origin: Actor) -> Self {
+        Self {
+            wecom_id: None,
+            mall_id: None,
+            mall_at: None,
+            wecom_deleted: false,
+            origin,
+        }
+    }
 }
 
 impl JobKind {
@@ -60,6 +120,9 @@ impl JobKind {
             JobKind::Inbound {
                 event: InboundEvent::Mall { .. },
             } => "inbound_mall",
+            JobKind::SyncGroup { .. } => "sync_group",
+            JobKind::SyncTag { .. } => "sync_tag",
+            JobKind::SyncMember { .. } => "sync_member",
         }
     }
 }

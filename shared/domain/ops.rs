@@ -17,6 +17,18 @@ pub enum Actor {
     System,
 }
 
+impl Actor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Actor::Wecom => "wecom",
+            Actor::Mall => "mall",
+            Actor::Hub => "hub",
+            Actor::Operator => "operator",
+            Actor::System => "system",
+        }
+    }
+}
+
 /// One change applied to one side.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {

@@ -43,11 +43,12 @@ pub(super) async fn route(
                 (_, ["tag-groups", ..] | ["tags", ..]) => {
                     super::library::route(app, &t, req, rest).await
                 }
-                (_, ["members", ..] | ["member-tags:batch"] | ["sync", ..]) => {
-                    Err(ApiError::NotImplemented(
-                        "the member and sync routes are not available in this version".into(),
-                    ))
+                (_, ["members", ..] | ["member-tags:batch"]) => {
+                    super::members::route(app, &t, req, rest).await
                 }
+                (_, ["sync", ..]) => Err(ApiError::NotImplemented(
+                    "the sync routes are not available in this version".into(),
+                )),
                 _ => Err(ApiError::NotFound(format!(
                     "no route for {} {}",
                     req.method, req.path

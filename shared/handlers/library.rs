@@ -60,6 +60,20 @@ pub(super) async fn route(
     }
 }
 
+/// Queues the jobs that carry an operator's change to WeCom and the mall (unless the tenant's
+/// switches hold library changes back). Queued even when the request changed nothing: a
+/// client retrying after a failed enqueue must get its change carried; an extra job finds
+/// nothing to do. A queue failure answers 503, and the client's retry queues again.
+async fn carry(app: &App, t: &TenantId, kinds: Vec<JobKind>) -> Result<(), ApiError> {
+    let tenant = super::load_tenant(app, t).await?;
+    super::engine::enqueue(app, &tenant, kinds).await?;
+    Ok(())
+}
+
+fn operator() -> Hint {
+    Hint::from(Actor::Operator)
+}
+
 // ---------------------------------------------------------------------------------------
 // Ids from paths and bodies.
 
@@ -268,12 +282,8 @@ async fn create_group(
     let name = required_name(&body, "name")?;
     let order = body.optional_u32("order")?.unwrap_or(0);
     let items = body.required_list("tags")?;
-    if items.is_empty() {
-        // WeCom keeps no empty groups: a group is created together with its first tag.
-        return Err(ApiError::BadRequest(
-            "field `tags` must list at least one tag".into(),
-        ));
-    }
+    // An empty list is allowed: the group reaches the mall at once and WeCom (which keeps
+    // no empty groups) with its first tag.
     if items.len() > MAX_TAGS_PER_CREATE {
         return Err(ApiError::BadRequest(format!(
             "field `tags` may list at most {MAX_TAGS_PER_CREATE} tags; add more with POST …/tags"
@@ -351,6 +361,15 @@ async fn create_group(
         Some(view.clone()),
     )
     .await;
+    let mut jobs = vec![JobKind::SyncGroup {
+        group: group.id.clone(),
+        hint: operator(),
+    }];
+    jobs.extend(tags.iter().map(|x| JobKind::SyncTag {
+        tag: x.id.clone(),
+        hint: operator(),
+    }));
+    carry(app, t, jobs).await?;
     Ok(HttpResponse::json(201, &view))
 }
 
@@ -398,6 +417,11 @@ async fn patch_group(
         )
         .await;
     }
+    let jobs = vec![JobKind::SyncGroup {
+        group: id.clone(),
+        hint: operator(),
+    }];
+    carry(app, t, jobs).await?;
     Ok(HttpResponse::json(200, &after))
 }
 
@@ -410,7 +434,12 @@ async fn delete_group(app: &App, t: &TenantId, id: &HubGroupId) -> Result<HttpRe
     let tags = app.store.list_tags(t).await?;
     let live_tags = tags_of(&tags, id);
     let group_live = group.deleted_at.is_none();
+    let jobs = vec![JobKind::SyncGroup {
+        group: id.clone(),
+        hint: operator(),
+    }];
     if !group_live && live_tags.is_empty() {
+        carry(app, t, jobs).await?;
         return Ok(HttpResponse::empty(204));
     }
     let before = group_view(&group, &live_tags);
@@ -449,6 +478,7 @@ async fn delete_group(app: &App, t: &TenantId, id: &HubGroupId) -> Result<HttpRe
         None,
     )
     .await;
+    carry(app, t, jobs).await?;
     Ok(HttpResponse::empty(204))
 }
 
@@ -504,6 +534,11 @@ async fn create_tag(app: &App, t: &TenantId, req: &HttpRequest) -> Result<HttpRe
         Some(view.clone()),
     )
     .await;
+    let jobs = vec![JobKind::SyncTag {
+        tag: tag.id.clone(),
+        hint: operator(),
+    }];
+    carry(app, t, jobs).await?;
     Ok(HttpResponse::json(201, &view))
 }
 
@@ -530,6 +565,15 @@ async fn patch_tag(
     let new_group = new_group.filter(|g| g != &tag.group_id);
     let order = order.filter(|o| *o != tag.order);
     if name.is_none() && new_group.is_none() && order.is_none() {
+        carry(
+            app,
+            t,
+            vec![JobKind::SyncTag {
+                tag: id.clone(),
+                hint: operator(),
+            }],
+        )
+        .await?;
         return Ok(HttpResponse::json(200, &before));
     }
     // A rename or a move checks names in the group the tag ends up in, and writes that group
@@ -587,6 +631,15 @@ async fn patch_tag(
         Some(after.clone()),
     )
     .await;
+    carry(
+        app,
+        t,
+        vec![JobKind::SyncTag {
+            tag: id.clone(),
+            hint: operator(),
+        }],
+    )
+    .await?;
     Ok(HttpResponse::json(200, &after))
 }
 
@@ -596,7 +649,12 @@ async fn delete_tag(app: &App, t: &TenantId, id: &HubTagId) -> Result<HttpRespon
         .get_tag(t, id)
         .await?
         .ok_or_else(|| unknown_tag(id.as_str()))?;
+    let jobs = vec![JobKind::SyncTag {
+        tag: id.clone(),
+        hint: operator(),
+    }];
     if tag.deleted_at.is_some() {
+        carry(app, t, jobs).await?;
         return Ok(HttpResponse::empty(204));
     }
     let before = tag_view(&tag);
@@ -614,6 +672,7 @@ async fn delete_tag(app: &App, t: &TenantId, id: &HubTagId) -> Result<HttpRespon
         None,
     )
     .await;
+    carry(app, t, jobs).await?;
     Ok(HttpResponse::empty(204))
 }
 

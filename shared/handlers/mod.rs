@@ -2,10 +2,12 @@
 //! outcome out ([`worker`]). Both runtimes — `tagsync serve` and the Lambdas — call these.
 
 pub mod admin;
+pub mod engine;
 pub mod inbound;
 mod json;
 pub mod library;
 pub mod mall_webhook;
+mod members;
 pub mod nightly;
 pub mod wecom_callback;
 pub mod worker;

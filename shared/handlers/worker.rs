@@ -1,6 +1,7 @@
 //! The job worker: a job in, an [`Outcome`] out ([`run_job`]); and the one rule that turns
 //! an outcome into what the queue should do with the delivery ([`settle`]).
 
+use super::engine;
 use crate::app::App;
 use crate::domain::*;
 use crate::ports::{Delivery, QueueError, Write};
@@ -167,7 +168,18 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
             fail,
             work_ms,
         } => probe(app, &tenant, job, note, *fail, *work_ms).await,
-        JobKind::Inbound { event } => inbound(app, &tenant, job, event).await,
+        // Jobs queued before a switch went off wait for the manual sync like new changes.
+        kind if !engine::allowed(&tenant.settings, kind) => Outcome::Done,
+        JobKind::Inbound { event } => engine::intake::run(app, &tenant, job, event).await,
+        JobKind::SyncGroup { group, hint } => {
+            engine::library::sync_group(app, &tenant, job, group, hint).await
+        }
+        JobKind::SyncTag { tag, hint } => {
+            engine::library::sync_tag(app, &tenant, job, tag, hint).await
+        }
+        JobKind::SyncMember { member, hint } => {
+            engine::members::sync_member(app, &tenant, job, member, hint).await
+        }
     }
 }
 
@@ -202,60 +214,11 @@ async fn probe(
     record_once(app, job, entry).await
 }
 
-/// Records what a side reported. The sync engine turns these into entity updates; until it
-/// lands, the event is recorded in the audit log (once per event) and nothing else happens.
-async fn inbound(app: &App, tenant: &Tenant, job: &Job, event: &InboundEvent) -> Outcome {
-    let (side, entity) = match event {
-        InboundEvent::WecomTag { tag_type, id, .. } => (
-            Actor::Wecom,
-            format!(
-                "{}:{}",
-                tag_type.as_deref().unwrap_or("tag_group_order"),
-                id.as_deref().unwrap_or("")
-            ),
-        ),
-        InboundEvent::WecomContact {
-            user_id,
-            external_user_id,
-            ..
-        } => (
-            Actor::Wecom,
-            format!("relation:{user_id}/{external_user_id}"),
-        ),
-        InboundEvent::Mall {
-            event_type,
-            event_id,
-            ..
-        } => (Actor::Mall, format!("{event_type}:{event_id}")),
-    };
-    let entry = AuditEntry {
-        tenant: tenant.id.clone(),
-        at: app.clock.now(),
-        side,
-        action: "event.received".into(),
-        entity,
-        before: None,
-        after: serde_json::to_value(event).ok(),
-        origin: side_name(side).into(),
-    };
-    record_once(app, job, entry).await
-}
-
-fn side_name(a: Actor) -> &'static str {
-    match a {
-        Actor::Wecom => "wecom",
-        Actor::Mall => "mall",
-        Actor::Hub => "hub",
-        Actor::Operator => "operator",
-        Actor::System => "system",
-    }
-}
-
 /// Writes `entry` exactly once per job id, however often the job is delivered: the entry and
 /// the job's idempotency record are one atomic write that succeeds only if the record is new,
 /// so a crash before it leaves the job to run again, and a redelivery after it (or a copy
 /// running at the same time) changes nothing.
-async fn record_once(app: &App, job: &Job, entry: AuditEntry) -> Outcome {
+pub(crate) async fn record_once(app: &App, job: &Job, entry: AuditEntry) -> Outcome {
     let now = app.clock.now();
     let key = format!("job#{}", job.id);
     let done = Write::CompleteOnce {

@@ -334,6 +334,7 @@ pub struct MallClient {
     http: reqwest::Client,
     timeout: Duration,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    retries: crate::retry::RetryPolicy,
 }
 
 /// A successful answer: its body, or the knowledge that a DELETE found nothing to delete.
@@ -348,12 +349,20 @@ impl MallClient {
             http,
             timeout: DEFAULT_TIMEOUT,
             metrics: None,
+            retries: crate::retry::RetryPolicy::NONE,
         }
     }
 
     /// Counts every call by operation and verdict.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Retries transient failures in place; every write carries its idempotency key, so the
+    /// mall answers a repeat from its record.
+    pub fn with_retries(mut self, retries: crate::retry::RetryPolicy) -> Self {
+        self.retries = retries;
         self
     }
 
@@ -638,19 +647,34 @@ impl MallClient {
         key: Option<&IdempotencyKey>,
         body: Option<&Value>,
     ) -> Result<Reply, MallError> {
-        let result = self.exchange(ep, op, method, path, query, key, body).await;
-        if let Some(m) = &self.metrics {
-            let outcome = match &result {
-                Ok(Reply::Body(_)) => "success",
-                Ok(Reply::AlreadyDone) => "already_done",
-                Err(e) => e.verdict.label(),
-            };
-            m.incr(
-                crate::metrics::MALL_CALLS,
-                &[("op", op), ("outcome", outcome)],
-            );
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .exchange(ep, op, method.clone(), path, query, key, body)
+                .await;
+            if let Some(m) = &self.metrics {
+                let outcome = match &result {
+                    Ok(Reply::Body(_)) => "success",
+                    Ok(Reply::AlreadyDone) => "already_done",
+                    Err(e) => e.verdict.label(),
+                };
+                m.incr(
+                    crate::metrics::MALL_CALLS,
+                    &[("op", op), ("outcome", outcome)],
+                );
+            }
+            match result {
+                Err(e) if e.retryable() => {
+                    attempt += 1;
+                    let Some(wait) = self.retries.pause(attempt, e.retry_after()) else {
+                        return Err(e);
+                    };
+                    tracing::debug!(op, error = %e, ?wait, "transient failure; trying again");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
         }
-        result
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -154,6 +154,8 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         member: &MemberId,
     ) -> StoreResult<Option<MemberTags>>;
+    /// Every customer whose relations were ever stored.
+    async fn list_customers(&self, tenant: &TenantId) -> StoreResult<Vec<ExternalUserId>>;
     async fn get_customer(
         &self,
         tenant: &TenantId,

@@ -3,3 +3,4 @@
 
 pub mod mall;
 pub mod wecom;
+pub mod world;

@@ -8,6 +8,7 @@
 //! | id map entry | `LINK#{t}#{side}#{kind}#{side id}` | `MAP` |
 //! | member binding / member tags | `MEMBER#{t}#{member}` | `BINDING` / `TAGS` |
 //! | customer relations / customer→member marker | `CUST#{t}#{external userid}` | `RELATIONS` / `BINDING` |
+//! | index of customers with relations | `CUSTS#{t}` | `{external userid}` |
 //! | audit entry | `AUDIT#{t}` | `{at ms, 15 digits}#{id}` |
 //! | sync run | `RUN#{t}` | `{run id}` (time-ordered) |
 //! | idempotency record | `IDEMP#{key}` | `-` |
@@ -71,6 +72,9 @@ mod keys {
     }
     pub fn customer(t: &TenantId, c: &ExternalUserId) -> String {
         format!("CUST#{t}#{c}")
+    }
+    pub fn customers(t: &TenantId) -> String {
+        format!("CUSTS#{t}")
     }
     pub fn audit(t: &TenantId) -> String {
         format!("AUDIT#{t}")
@@ -313,12 +317,24 @@ impl<B: ItemBackend> TableStore<B> {
                 &m,
                 m.version,
             )?],
-            Write::Customer(c) => vec![versioned_put(
-                keys::customer(&c.tenant, &c.external_userid),
-                "RELATIONS".into(),
-                &c,
-                c.version,
-            )?],
+            Write::Customer(c) => {
+                // The index entry lets a tag move find every relation that carried the tag;
+                // it holds nothing but the key, so it is written without a condition.
+                let index = keys::customers(&c.tenant);
+                let data = encode(&index, &serde_json::json!({}))?;
+                vec![
+                    versioned_put(
+                        keys::customer(&c.tenant, &c.external_userid),
+                        "RELATIONS".into(),
+                        &c,
+                        c.version,
+                    )?,
+                    ItemWrite::Put {
+                        item: Item::new(index, c.external_userid.to_string(), 1, data),
+                        condition: Condition::None,
+                    },
+                ]
+            }
             Write::Run(r) => vec![versioned_put(
                 keys::run(&r.tenant),
                 r.id.to_string(),
@@ -494,6 +510,14 @@ impl<B: ItemBackend> Store for TableStore<B> {
             |m: &mut MemberTags, v| m.version = v,
         )
         .await
+    }
+
+    async fn list_customers(&self, tenant: &TenantId) -> StoreResult<Vec<ExternalUserId>> {
+        let items = self.query_all(keys::customers(tenant), "", false).await?;
+        Ok(items
+            .into_iter()
+            .map(|i| ExternalUserId::new_unchecked(i.sk))
+            .collect())
     }
 
     async fn get_customer(

@@ -379,6 +379,7 @@ pub struct WecomClient {
     limiter: RateLimiter,
     request_timeout: Duration,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    retries: crate::retry::RetryPolicy,
 }
 
 impl WecomClient {
@@ -400,12 +401,20 @@ impl WecomClient {
             limiter: RateLimiter::new(limits),
             request_timeout: Duration::from_secs(10),
             metrics: None,
+            retries: crate::retry::RetryPolicy::NONE,
         }
     }
 
     /// Counts every call by API and verdict.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Retries transient failures in place (every call: reads, and writes, which WeCom makes
+    /// safe to repeat — a create merges into the same-name tag, a delete of a gone id is done).
+    pub fn with_retries(mut self, retries: crate::retry::RetryPolicy) -> Self {
+        self.retries = retries;
         self
     }
 
@@ -714,6 +723,7 @@ impl WecomClient {
         payload: Payload,
     ) -> Result<T, WecomError> {
         let mut refreshed = false;
+        let mut attempt = 1;
         loop {
             self.limiter.acquire(&creds.corp_id, op).await;
             let token = self.tokens.get(creds, || self.fetch_token(creds)).await?;
@@ -728,6 +738,14 @@ impl WecomClient {
                         "access token refused; refreshing once");
                     self.tokens.invalidate(creds, &token).await?;
                     refreshed = true;
+                }
+                Err(e) if e.retryable() => {
+                    attempt += 1;
+                    let Some(wait) = self.retries.pause(attempt, e.retry_after()) else {
+                        return Err(e);
+                    };
+                    tracing::debug!(op = %op, error = %e, ?wait, "transient failure; trying again");
+                    tokio::time::sleep(wait).await;
                 }
                 Err(e) => return Err(e),
             }

@@ -9,6 +9,7 @@ mod lambda;
 mod library;
 mod mall_sim;
 mod mall_webhook;
+mod members;
 mod metrics;
 mod process;
 mod wecom_callback;

@@ -1,0 +1,1869 @@
+//! Group and tag jobs: read the hub object and what WeCom and the mall show for it, merge
+//! (`crate::sync::library`), and apply the plan side by side, writing the hub, the bases and
+//! the id map after each side confirms.
+//!
+//! All library jobs of a tenant hold one lock (see [`super::library_lock`]), so within a job
+//! the hub is ours: a step that finds something unknown (a WeCom group the hub has never
+//! seen) brings it up to date inline instead of queueing and waiting.
+//!
+//! Side rules applied here, outside the pure core:
+//! - WeCom creates a group only together with a tag, and may merge a create into an existing
+//!   same-name object; both sides' same-name objects are adopted when nobody else owns them
+//!   (which also makes a retried create harmless).
+//! - WeCom has no move: create in the new group, re-mark every relation that carried the old
+//!   tag, delete the old one, then switch the id map in one transaction.
+//! - 301002 (not this app's tag) makes the WeCom leg `read_only`: WeCom keeps its value.
+//! - A name a sibling holds: when the sibling is itself renaming away (a swap), it first gets
+//!   a temporary name; otherwise the job parks with both names in the reason.
+
+use super::{Step, StepError, audit, library_lock, lock};
+use crate::app::App;
+use crate::domain::*;
+use crate::handlers::worker::Outcome;
+use crate::mall::client::{GroupPatch, IdempotencyKey, MallError, MallGroupWithTags, TagPatch};
+use crate::mall::webhook::MallTag;
+use crate::ports::Write;
+use crate::sync::library::{GroupFacts, LibraryOp, Merged, Observed, merge_group, merge_tag};
+use crate::wecom::client::{
+    AddTarget, EditTarget, NewTag, TagGroupInfo, WecomCredentials, WecomError,
+};
+use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
+
+/// WeCom: the app may not edit or delete this object (another app's or the console's).
+const WECOM_NOT_OURS: i64 = 301002;
+/// WeCom: a sibling already has this name (wecom-api.md §12).
+const WECOM_NAME_TAKEN: i64 = 40071;
+/// WeCom: no such tag or group (§12).
+const WECOM_UNKNOWN_ID: i64 = 40068;
+/// WeCom: the relation does not exist (any more).
+const WECOM_NO_RELATION: i64 = 84061;
+
+pub async fn sync_group(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    group: &HubGroupId,
+    hint: &Hint,
+) -> Outcome {
+    run(app, tenant, job, hint.origin, |cx| {
+        Box::pin(cx.group(group.clone(), hint.clone(), true))
+    })
+    .await
+}
+
+pub async fn sync_tag(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    tag: &HubTagId,
+    hint: &Hint,
+) -> Outcome {
+    run(app, tenant, job, hint.origin, |cx| {
+        Box::pin(cx.tag(tag.clone(), hint.clone()))
+    })
+    .await
+}
+
+type StepFuture<'a> = Pin<Box<dyn Future<Output = Step<()>> + Send + 'a>>;
+
+async fn run<F>(app: &App, tenant: &Tenant, job: &Job, origin: Actor, work: F) -> Outcome
+where
+    F: for<'c> FnOnce(&'c mut Cx<'_>) -> StepFuture<'c>,
+{
+    let held = match lock(app, library_lock(&tenant.id)).await {
+        Ok(l) => l,
+        Err(e) => return e.into_outcome(),
+    };
+    let mut cx = Cx {
+        app,
+        tenant,
+        job,
+        origin,
+        creds: App::wecom_credentials(tenant),
+        ep: App::mall_endpoint(tenant),
+        wecom_lib: None,
+        mall_lib: None,
+        after: Vec::new(),
+        depth: 0,
+    };
+    let mut result = work(&mut cx).await;
+    // Siblings that got a temporary name are brought to their own names now.
+    while result.is_ok() {
+        let Some(tag) = cx.after.pop() else { break };
+        result = cx.tag(tag, Hint::from(origin)).await;
+    }
+    held.release(app).await;
+    match result {
+        Ok(()) => Outcome::Done,
+        Err(e) => e.into_outcome(),
+    }
+}
+
+/// One library job's context: the tenant's credentials and, read once and kept current, both
+/// sides' libraries.
+struct Cx<'a> {
+    app: &'a App,
+    tenant: &'a Tenant,
+    job: &'a Job,
+    origin: Actor,
+    creds: WecomCredentials,
+    ep: crate::mall::client::MallEndpoint,
+    wecom_lib: Option<Vec<TagGroupInfo>>,
+    mall_lib: Option<Vec<MallGroupWithTags>>,
+    /// Tags to bring up to date once this job's own work is done.
+    after: Vec<HubTagId>,
+    /// Inline recursion depth (an unknown group found while syncing a tag): bounded.
+    depth: u32,
+}
+
+fn wecom_group_snapshot(g: &TagGroupInfo) -> GroupSnapshot {
+    GroupSnapshot {
+        name: g.group_name.clone(),
+        order: g.order,
+    }
+}
+
+fn mall_group_snapshot(g: &MallGroupWithTags) -> GroupSnapshot {
+    GroupSnapshot {
+        name: g.group.name.clone(),
+        order: g.group.order,
+    }
+}
+
+fn link(tenant: &TenantId, side: Side, kind: EntityKind, side_id: &str, hub_id: &str) -> IdLink {
+    IdLink {
+        tenant: tenant.clone(),
+        side,
+        kind,
+        side_id: side_id.to_owned(),
+        hub_id: hub_id.to_owned(),
+    }
+}
+
+fn is_wecom(e: &WecomError, code: i64) -> bool {
+    e.errcode == Some(code)
+}
+
+/// A name for a sibling that must step aside: its own name plus a short mark, within 30
+/// characters.
+fn temporary_name(name: &str, id: &str) -> String {
+    let mark: String = id.chars().rev().take(4).collect();
+    let keep: String = name.chars().take(30 - 5).collect();
+    format!("{keep}~{mark}")
+}
+
+impl<'a> Cx<'a> {
+    fn t(&self) -> &TenantId {
+        &self.tenant.id
+    }
+
+    fn now(&self) -> Timestamp {
+        self.app.clock.now()
+    }
+
+    fn key(&self, step: &str) -> IdempotencyKey {
+        IdempotencyKey::for_step(&self.job.id, step)
+    }
+
+    async fn wecom_lib(&mut self) -> Step<&Vec<TagGroupInfo>> {
+        if self.wecom_lib.is_none() {
+            let lib = self
+                .app
+                .wecom
+                .get_corp_tag_list(&self.creds, &[], &[])
+                .await?;
+            self.wecom_lib = Some(lib);
+        }
+        Ok(self.wecom_lib.as_ref().expect("just read"))
+    }
+
+    async fn mall_lib(&mut self) -> Step<&Vec<MallGroupWithTags>> {
+        if self.mall_lib.is_none() {
+            let lib = self.app.mall.list_groups(&self.ep).await?;
+            self.mall_lib = Some(lib);
+        }
+        Ok(self.mall_lib.as_ref().expect("just read"))
+    }
+
+    /// A job for an object new to the hub carries a fresh hub id; if another job linked the
+    /// side's object meanwhile (a duplicate event), that hub object is the one to update.
+    async fn adopt_id(&self, kind: EntityKind, id: String, hint: &Hint) -> Step<String> {
+        for (side, side_id) in [(Side::Wecom, &hint.wecom_id), (Side::Mall, &hint.mall_id)] {
+            if let Some(side_id) = side_id
+                && let Some(known) = self.hub_id(side, kind, side_id).await?
+            {
+                return Ok(known);
+            }
+        }
+        Ok(id)
+    }
+
+    async fn hub_id(&self, side: Side, kind: EntityKind, side_id: &str) -> Step<Option<String>> {
+        Ok(self
+            .app
+            .store
+            .lookup_link(self.t(), side, kind, side_id)
+            .await?)
+    }
+
+    /// The hub group a side's group maps to; a group the hub has never seen is brought in
+    /// first (without its other tags: the caller is syncing one of them).
+    async fn hub_group_for(&mut self, side: Side, side_group: &str) -> Step<HubGroupId> {
+        if let Some(id) = self.hub_id(side, EntityKind::Group, side_group).await? {
+            return Ok(HubGroupId::new_unchecked(id));
+        }
+        if self.depth > 4 {
+            return Err(StepError::park(format!(
+                "{side} group {side_group}: too many unknown objects nested"
+            )));
+        }
+        let id = HubGroupId::new_unchecked(new_ordered_id());
+        let mut hint = Hint::from(self.origin);
+        match side {
+            Side::Wecom => hint.wecom_id = Some(side_group.to_owned()),
+            Side::Mall => hint.mall_id = Some(side_group.to_owned()),
+        }
+        self.depth += 1;
+        let r = Box::pin(self.group(id.clone(), hint, false)).await;
+        self.depth -= 1;
+        r?;
+        // The group may have been adopted under another id (a concurrent create): read the map.
+        match self.hub_id(side, EntityKind::Group, side_group).await? {
+            Some(id) => Ok(HubGroupId::new_unchecked(id)),
+            None => Ok(id),
+        }
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Step<()> {
+        if !writes.is_empty() {
+            self.app.store.transact(writes).await?;
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Groups.
+
+    /// Brings group `id` up to date. With `children`, also its tags WeCom shows that the hub
+    /// does not know (a console-created group sends one event for the group and its tags)
+    /// and its live tags WeCom still lacks (created with the group's first tag).
+    async fn group(&mut self, id: HubGroupId, hint: Hint, children: bool) -> Step<()> {
+        let t = self.t().clone();
+        let mut stored = self.app.store.get_group(&t, &id).await?;
+        let mut id = id;
+        if stored.is_none() {
+            id = HubGroupId::new_unchecked(
+                self.adopt_id(EntityKind::Group, id.to_string(), &hint)
+                    .await?,
+            );
+            stored = self.app.store.get_group(&t, &id).await?;
+        }
+        let wecom_id = stored
+            .as_ref()
+            .and_then(|g| g.wecom.id.as_ref().map(|i| i.to_string()))
+            .or(hint.wecom_id.clone());
+        let mall_id = stored
+            .as_ref()
+            .and_then(|g| g.mall.id.as_ref().map(|i| i.to_string()))
+            .or(hint.mall_id.clone());
+        let now = self.now();
+        let mall_at = hint.mall_at.unwrap_or(now);
+
+        let wecom_seen = match &wecom_id {
+            Some(w) => self
+                .wecom_lib()
+                .await?
+                .iter()
+                .find(|g| g.group_id.as_str() == w)
+                .map(wecom_group_snapshot),
+            None => None,
+        };
+        let mall_seen = match &mall_id {
+            Some(m) => self
+                .mall_lib()
+                .await?
+                .iter()
+                .find(|g| g.group.id.as_str() == m)
+                .map(mall_group_snapshot),
+            None => None,
+        };
+        let mut wobs = match wecom_seen.clone() {
+            Some(s) => Observed::present(s, now),
+            None => Observed::absent(now),
+        };
+        if stored
+            .as_ref()
+            .is_some_and(|g| g.wecom.state == SyncState::ReadOnly)
+        {
+            wobs = wobs.read_only();
+        }
+        let mobs = match mall_seen.clone() {
+            Some(s) => Observed::present(s, mall_at),
+            None => Observed::absent(mall_at),
+        };
+        let tags = self.app.store.list_tags(&t).await?;
+        let live_tags = tags
+            .iter()
+            .filter(|x| x.group_id == id && x.deleted_at.is_none())
+            .count();
+        let facts = GroupFacts {
+            live_tags,
+            wecom_dropped: !hint.wecom_deleted,
+        };
+        let Some(Merged { hub: mut g, plan }) =
+            merge_group(&t, &id, stored.as_ref(), &wobs, &mobs, facts)
+        else {
+            return Ok(());
+        };
+
+        // Link the sides that show the object and are not linked yet.
+        let mut writes = Vec::new();
+        if let (Some(w), Some(_)) = (&wecom_id, &wecom_seen)
+            && g.wecom.id.is_none()
+        {
+            g.wecom.id = Some(WecomGroupId::new_unchecked(w.clone()));
+            writes.push(Write::Link(link(
+                &t,
+                Side::Wecom,
+                EntityKind::Group,
+                w,
+                id.as_str(),
+            )));
+        }
+        if let (Some(m), Some(_)) = (&mall_id, &mall_seen)
+            && g.mall.id.is_none()
+        {
+            g.mall.id = Some(MallGroupId::new_unchecked(m.clone()));
+            writes.push(Write::Link(link(
+                &t,
+                Side::Mall,
+                EntityKind::Group,
+                m,
+                id.as_str(),
+            )));
+        }
+        let unlinks = stale_group_links(stored.as_ref(), &g);
+        writes.extend(unlinks.into_iter().map(Write::Unlink));
+        if stored.as_ref() != Some(&g) || !writes.is_empty() {
+            let before = stored.as_ref().map(group_json);
+            if before.as_ref() != Some(&group_json(&g)) {
+                let action = match (&stored, g.deleted_at) {
+                    (None, _) => "group.created",
+                    (Some(s), Some(_)) if s.deleted_at.is_none() => "group.deleted",
+                    _ => "group.updated",
+                };
+                writes.push(Write::Audit(audit(
+                    &t,
+                    now,
+                    Actor::Hub,
+                    action,
+                    format!("group:{id}"),
+                    before,
+                    Some(group_json(&g)),
+                    self.origin,
+                )));
+            }
+            writes.push(Write::Group(g.clone()));
+            self.commit(writes).await?;
+            g.version += 1;
+        }
+
+        // WeCom.
+        match plan.wecom.op.clone() {
+            LibraryOp::Nothing | LibraryOp::Create => {}
+            LibraryOp::MarkReadOnly => {
+                self.commit(vec![Write::Audit(self.entry(
+                    Actor::Wecom,
+                    "group.read_only",
+                    format!("group:{id}"),
+                    wecom_seen.as_ref().map(|s| json!(s)),
+                    None,
+                ))])
+                .await?;
+            }
+            op @ (LibraryOp::Update { .. } | LibraryOp::Delete) => {
+                let wid = g.wecom.id.clone().expect("an update or delete has an id");
+                let result = match &op {
+                    LibraryOp::Update { name, order } => self
+                        .app
+                        .wecom
+                        .edit_corp_tag(
+                            &self.creds,
+                            EditTarget::Group(&wid),
+                            name.as_deref(),
+                            *order,
+                        )
+                        .await
+                        .map(|()| ()),
+                    _ => self
+                        .app
+                        .wecom
+                        .del_corp_tag(&self.creds, &[], std::slice::from_ref(&wid))
+                        .await
+                        .map(|_| ()),
+                };
+                let mut writes = Vec::new();
+                match result {
+                    Ok(()) => {
+                        let deleted = matches!(op, LibraryOp::Delete);
+                        if deleted {
+                            writes.push(Write::Unlink(link(
+                                &t,
+                                Side::Wecom,
+                                EntityKind::Group,
+                                wid.as_str(),
+                                id.as_str(),
+                            )));
+                            g.wecom = SideLink::default();
+                            g.wecom.state = SyncState::Synced;
+                        } else {
+                            g.wecom.base = plan.wecom.base_after.clone();
+                            g.wecom.state = SyncState::Synced;
+                            g.wecom.error = None;
+                        }
+                        writes.push(Write::Audit(self.entry(
+                            Actor::Wecom,
+                            if deleted {
+                                "group.deleted"
+                            } else {
+                                "group.updated"
+                            },
+                            format!("group:{id}"),
+                            wecom_seen.as_ref().map(|s| json!(s)),
+                            plan.wecom.base_after.as_ref().map(|s| json!(s)),
+                        )));
+                    }
+                    Err(e) if is_wecom(&e, WECOM_NOT_OURS) => {
+                        g.wecom.base = wecom_seen.clone();
+                        g.wecom.state = SyncState::ReadOnly;
+                        writes.push(Write::Audit(self.entry(
+                            Actor::Wecom,
+                            "group.read_only",
+                            format!("group:{id}"),
+                            wecom_seen.as_ref().map(|s| json!(s)),
+                            None,
+                        )));
+                    }
+                    Err(e) if is_wecom(&e, WECOM_NAME_TAKEN) => {
+                        return self
+                            .fail_group(
+                                g,
+                                Side::Wecom,
+                                format!(
+                                    "WeCom already has a tag group named `{}`; rename one of them",
+                                    g_name(&plan.wecom.base_after)
+                                ),
+                            )
+                            .await;
+                    }
+                    Err(e) => return self.fail_group(g, Side::Wecom, e).await,
+                }
+                writes.push(Write::Group(g.clone()));
+                self.commit(writes).await?;
+                g.version += 1;
+                self.wecom_lib = None;
+            }
+            LibraryOp::Move { .. } => {}
+        }
+
+        // The mall.
+        let mall_op = plan.mall.op.clone();
+        if !matches!(mall_op, LibraryOp::Nothing | LibraryOp::MarkReadOnly) {
+            let before = mall_seen.as_ref().map(|s| json!(s));
+            let after = plan.mall.base_after.clone();
+            let result: Result<Option<MallGroupId>, MallError> = match &mall_op {
+                LibraryOp::Create => {
+                    let s = after.clone().expect("a create has a snapshot");
+                    match self
+                        .app
+                        .mall
+                        .create_group(
+                            &self.ep,
+                            &self.key(&format!("create-group:{id}")),
+                            &s.name,
+                            Some(s.order),
+                        )
+                        .await
+                    {
+                        Ok(created) => Ok(Some(created.id)),
+                        Err(e) => match e.existing_id() {
+                            // Adopt a same-name group nobody maps (a retried or crashed create).
+                            Some(existing)
+                                if self
+                                    .hub_id(Side::Mall, EntityKind::Group, existing)
+                                    .await?
+                                    .is_none() =>
+                            {
+                                let existing = MallGroupId::new_unchecked(existing);
+                                self.app
+                                    .mall
+                                    .update_group(
+                                        &self.ep,
+                                        &self.key(&format!("adopt-group:{id}")),
+                                        &existing,
+                                        &GroupPatch {
+                                            name: None,
+                                            order: Some(s.order),
+                                        },
+                                    )
+                                    .await
+                                    .map(|_| Some(existing))
+                            }
+                            _ => Err(e),
+                        },
+                    }
+                }
+                LibraryOp::Update { name, order } => {
+                    let mid = g.mall.id.clone().expect("an update has an id");
+                    self.app
+                        .mall
+                        .update_group(
+                            &self.ep,
+                            &self.key(&format!("update-group:{id}")),
+                            &mid,
+                            &GroupPatch {
+                                name: name.clone(),
+                                order: *order,
+                            },
+                        )
+                        .await
+                        .map(|_| None)
+                }
+                _ => {
+                    let mid = g.mall.id.clone().expect("a delete has an id");
+                    self.app
+                        .mall
+                        .delete_group(&self.ep, &self.key(&format!("delete-group:{id}")), &mid)
+                        .await
+                        .map(|_| None)
+                }
+            };
+            let mut writes = Vec::new();
+            match result {
+                Ok(created) => {
+                    if let Some(mid) = created {
+                        writes.push(Write::Link(link(
+                            &t,
+                            Side::Mall,
+                            EntityKind::Group,
+                            mid.as_str(),
+                            id.as_str(),
+                        )));
+                        g.mall.id = Some(mid);
+                    }
+                    if matches!(mall_op, LibraryOp::Delete) {
+                        if let Some(mid) = &g.mall.id {
+                            writes.push(Write::Unlink(link(
+                                &t,
+                                Side::Mall,
+                                EntityKind::Group,
+                                mid.as_str(),
+                                id.as_str(),
+                            )));
+                        }
+                        g.mall = SideLink::default();
+                    } else {
+                        g.mall.base = after.clone();
+                    }
+                    g.mall.state = SyncState::Synced;
+                    g.mall.error = None;
+                    let action = match mall_op {
+                        LibraryOp::Create => "group.created",
+                        LibraryOp::Delete => "group.deleted",
+                        _ => "group.updated",
+                    };
+                    writes.push(Write::Audit(self.entry(
+                        Actor::Mall,
+                        action,
+                        format!("group:{id}"),
+                        before,
+                        after.as_ref().map(|s| json!(s)),
+                    )));
+                }
+                Err(e) if e.existing_id().is_some() => {
+                    let name = g_name(&after);
+                    return self
+                        .fail_group(
+                            g,
+                            Side::Mall,
+                            format!(
+                                "the mall already has a tag group named `{name}` (id {}), managed as another hub group; rename one of them",
+                                e.existing_id().unwrap_or_default()
+                            ),
+                        )
+                        .await;
+                }
+                Err(e) => return self.fail_group(g, Side::Mall, e).await,
+            }
+            writes.push(Write::Group(g.clone()));
+            self.commit(writes).await?;
+            self.mall_lib = None;
+        }
+
+        // The group's tags.
+        if g.deleted_at.is_some() {
+            // Its tags go with it: live ones, and deleted ones still linked to a side.
+            for tag in tags.iter().filter(|x| {
+                x.group_id == id
+                    && (x.deleted_at.is_none() || x.wecom.id.is_some() || x.mall.id.is_some())
+            }) {
+                Box::pin(self.tag(tag.id.clone(), Hint::from(self.origin))).await?;
+            }
+        } else if children {
+            // Tags WeCom shows in this group that the hub does not know.
+            if let Some(wid) = &g.wecom.id {
+                let unknown: Vec<String> = {
+                    let lib = self.wecom_lib().await?;
+                    lib.iter()
+                        .find(|x| &x.group_id == wid)
+                        .map(|x| x.tag.iter().map(|t| t.id.to_string()).collect())
+                        .unwrap_or_default()
+                };
+                for wtag in unknown {
+                    if self
+                        .hub_id(Side::Wecom, EntityKind::Tag, &wtag)
+                        .await?
+                        .is_none()
+                    {
+                        let mut h = Hint::from(self.origin);
+                        h.wecom_id = Some(wtag);
+                        let new = HubTagId::new_unchecked(new_ordered_id());
+                        Box::pin(self.tag(new, h)).await?;
+                    }
+                }
+            }
+            // Live hub tags WeCom lacks: the first of them creates the group there.
+            if g.wecom.id.is_none() && g.wecom.state != SyncState::ReadOnly {
+                for tag in tags
+                    .iter()
+                    .filter(|x| x.group_id == id && x.deleted_at.is_none() && x.wecom.id.is_none())
+                {
+                    Box::pin(self.tag(tag.id.clone(), Hint::from(self.origin))).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a side's failure on the group (shown by the admin API) and parks or retries.
+    async fn fail_group(
+        &self,
+        mut g: TagGroup,
+        side: Side,
+        why: impl Into<StepFailure>,
+    ) -> Step<()> {
+        let failure: StepFailure = why.into();
+        if failure.0.retry.is_none() {
+            let l = match side {
+                Side::Wecom => {
+                    g.wecom.state = SyncState::Failed;
+                    g.wecom.error = Some(failure.0.reason.clone());
+                }
+                Side::Mall => {
+                    g.mall.state = SyncState::Failed;
+                    g.mall.error = Some(failure.0.reason.clone());
+                }
+            };
+            let _ = l;
+            if let Err(e) = self.app.store.put_group(&mut g).await {
+                tracing::warn!(error = %e, "could not record the failure on the group");
+            }
+        }
+        Err(StepError {
+            retry: failure.0.retry,
+            reason: format!("group {} on {side}: {}", g.id, failure.0.reason),
+        })
+    }
+
+    fn entry(
+        &self,
+        side: Actor,
+        action: &str,
+        entity: String,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> AuditEntry {
+        audit(
+            self.t(),
+            self.now(),
+            side,
+            action,
+            entity,
+            before,
+            after,
+            self.origin,
+        )
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Tags.
+
+    /// What WeCom shows for a tag: its snapshot (group as a hub id) and its WeCom id. A tag
+    /// whose WeCom id is gone while its hub group holds an unmapped WeCom tag of its name is
+    /// that tag (a move that crashed between its create and the id map switch).
+    async fn wecom_tag(
+        &mut self,
+        stored: Option<&Tag>,
+        seed: Option<&str>,
+    ) -> Step<Option<(WecomTagId, TagSnapshot)>> {
+        let id = stored
+            .and_then(|x| x.wecom.id.as_ref().map(|i| i.to_string()))
+            .or(seed.map(str::to_owned));
+        let found = match &id {
+            Some(id) => self.wecom_lib().await?.iter().find_map(|g| {
+                g.tag
+                    .iter()
+                    .find(|x| x.id.as_str() == id)
+                    .map(|x| (g.group_id.clone(), x.clone()))
+            }),
+            None => None,
+        };
+        let found = match (found, stored) {
+            (Some(f), _) => Some(f),
+            (None, Some(s)) if s.wecom.id.is_some() && s.deleted_at.is_none() => {
+                self.orphan_of(s).await?
+            }
+            _ => None,
+        };
+        let Some((wgroup, info)) = found else {
+            return Ok(None);
+        };
+        let group_id = self.hub_group_for(Side::Wecom, wgroup.as_str()).await?;
+        Ok(Some((
+            info.id,
+            TagSnapshot {
+                name: info.name,
+                order: info.order,
+                group_id,
+            },
+        )))
+    }
+
+    async fn orphan_of(
+        &mut self,
+        s: &Tag,
+    ) -> Step<Option<(WecomGroupId, crate::wecom::client::TagInfo)>> {
+        let Some(group) = self.app.store.get_group(self.t(), &s.group_id).await? else {
+            return Ok(None);
+        };
+        let Some(wg) = group.wecom.id else {
+            return Ok(None);
+        };
+        let candidate = self
+            .wecom_lib()
+            .await?
+            .iter()
+            .find(|g| g.group_id == wg)
+            .and_then(|g| g.tag.iter().find(|x| x.name == s.name).cloned());
+        match candidate {
+            Some(c)
+                if self
+                    .hub_id(Side::Wecom, EntityKind::Tag, c.id.as_str())
+                    .await?
+                    .is_none() =>
+            {
+                Ok(Some((wg, c)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn mall_tag(
+        &mut self,
+        stored: Option<&Tag>,
+        seed: Option<&str>,
+    ) -> Step<Option<(MallTagId, TagSnapshot)>> {
+        let id = stored
+            .and_then(|x| x.mall.id.as_ref().map(|i| i.to_string()))
+            .or(seed.map(str::to_owned));
+        let found: Option<MallTag> = match &id {
+            Some(id) => self
+                .mall_lib()
+                .await?
+                .iter()
+                .flat_map(|g| g.tags.iter())
+                .find(|x| x.id.as_str() == id)
+                .cloned(),
+            None => None,
+        };
+        let Some(tag) = found else { return Ok(None) };
+        let group_id = self
+            .hub_group_for(Side::Mall, tag.group_id.as_str())
+            .await?;
+        Ok(Some((
+            tag.id,
+            TagSnapshot {
+                name: tag.name,
+                order: tag.order,
+                group_id,
+            },
+        )))
+    }
+
+    /// Brings tag `id` up to date.
+    async fn tag(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
+        let t = self.t().clone();
+        let mut stored = self.app.store.get_tag(&t, &id).await?;
+        let mut id = id;
+        if stored.is_none() {
+            id = HubTagId::new_unchecked(
+                self.adopt_id(EntityKind::Tag, id.to_string(), &hint)
+                    .await?,
+            );
+            stored = self.app.store.get_tag(&t, &id).await?;
+        }
+        // A tag whose group was deleted goes with it.
+        if let Some(s) = stored.as_mut()
+            && s.deleted_at.is_none()
+            && let Some(g) = self.app.store.get_group(&t, &s.group_id).await?
+            && let Some(at) = g.deleted_at
+        {
+            s.deleted_at = Some(at);
+        }
+        let now = self.now();
+        let mall_at = hint.mall_at.unwrap_or(now);
+        let wecom = self
+            .wecom_tag(stored.as_ref(), hint.wecom_id.as_deref())
+            .await?;
+        let mall = self
+            .mall_tag(stored.as_ref(), hint.mall_id.as_deref())
+            .await?;
+        let mut wobs = match &wecom {
+            Some((_, s)) => Observed::present(s.clone(), now),
+            None => Observed::absent(now),
+        };
+        if stored
+            .as_ref()
+            .is_some_and(|x| x.wecom.state == SyncState::ReadOnly)
+        {
+            wobs = wobs.read_only();
+        }
+        let mobs = match &mall {
+            Some((_, s)) => Observed::present(s.clone(), mall_at),
+            None => Observed::absent(mall_at),
+        };
+        let Some(Merged { hub: mut x, plan }) = merge_tag(&t, &id, stored.as_ref(), &wobs, &mobs)
+        else {
+            return Ok(());
+        };
+        // A side object of this tag already mapped to another hub tag: adopted elsewhere.
+        let mut writes = Vec::new();
+        if let Some((wid, _)) = &wecom {
+            if x.wecom.id.as_ref() != Some(wid) {
+                if let Some(old) = &x.wecom.id {
+                    writes.push(Write::Unlink(link(
+                        &t,
+                        Side::Wecom,
+                        EntityKind::Tag,
+                        old.as_str(),
+                        id.as_str(),
+                    )));
+                }
+                x.wecom.id = Some(wid.clone());
+                writes.push(Write::Link(link(
+                    &t,
+                    Side::Wecom,
+                    EntityKind::Tag,
+                    wid.as_str(),
+                    id.as_str(),
+                )));
+            }
+        }
+        if let Some((mid, _)) = &mall
+            && x.mall.id.is_none()
+        {
+            x.mall.id = Some(mid.clone());
+            writes.push(Write::Link(link(
+                &t,
+                Side::Mall,
+                EntityKind::Tag,
+                mid.as_str(),
+                id.as_str(),
+            )));
+        }
+        // The pure merge clears a link's id when the side no longer has the object.
+        for side in [Side::Wecom, Side::Mall] {
+            let (before, after) = match side {
+                Side::Wecom => (
+                    stored
+                        .as_ref()
+                        .and_then(|s| s.wecom.id.as_ref().map(|i| i.to_string())),
+                    x.wecom.id.as_ref().map(|i| i.to_string()),
+                ),
+                Side::Mall => (
+                    stored
+                        .as_ref()
+                        .and_then(|s| s.mall.id.as_ref().map(|i| i.to_string())),
+                    x.mall.id.as_ref().map(|i| i.to_string()),
+                ),
+            };
+            if let Some(b) = before
+                && after.as_ref() != Some(&b)
+                && !writes
+                    .iter()
+                    .any(|w| matches!(w, Write::Unlink(l) if l.side_id == b))
+            {
+                writes.push(Write::Unlink(link(
+                    &t,
+                    side,
+                    EntityKind::Tag,
+                    &b,
+                    id.as_str(),
+                )));
+            }
+        }
+        let changed = match &stored {
+            Some(s) => s != &x,
+            None => true,
+        };
+        if changed || !writes.is_empty() {
+            let before = stored.as_ref().map(tag_json);
+            if before.as_ref() != Some(&tag_json(&x)) {
+                let action = match (&stored, x.deleted_at) {
+                    (None, _) => "tag.created",
+                    (Some(s), Some(_)) if s.deleted_at.is_none() => "tag.deleted",
+                    _ => "tag.updated",
+                };
+                writes.push(Write::Audit(audit(
+                    &t,
+                    now,
+                    Actor::Hub,
+                    action,
+                    format!("tag:{id}"),
+                    before,
+                    Some(tag_json(&x)),
+                    self.origin,
+                )));
+            }
+            writes.push(Write::Tag(x.clone()));
+            self.commit(writes).await?;
+            x.version += 1;
+        }
+
+        // The tag vanished from WeCom: if it was its group's last, WeCom dropped the group.
+        if wecom.is_none()
+            && let Some(s) = stored.as_ref().filter(|s| s.wecom.id.is_some())
+        {
+            self.old_group_dropped(&s.group_id).await?;
+        }
+        let wecom_before = wecom.as_ref().map(|(_, s)| json!(s));
+        match plan.wecom.op.clone() {
+            LibraryOp::Nothing => {}
+            LibraryOp::MarkReadOnly => {
+                self.commit(vec![Write::Audit(self.entry(
+                    Actor::Wecom,
+                    "tag.read_only",
+                    format!("tag:{id}"),
+                    wecom_before,
+                    None,
+                ))])
+                .await?;
+            }
+            op => {
+                let after = plan.wecom.base_after.clone();
+                x = self
+                    .apply_wecom_tag(x, op, after, wecom.as_ref().map(|(_, s)| s.clone()))
+                    .await?;
+            }
+        }
+        match plan.mall.op.clone() {
+            LibraryOp::Nothing | LibraryOp::MarkReadOnly => {}
+            op => {
+                let after = plan.mall.base_after.clone();
+                self.apply_mall_tag(x, op, after, mall.as_ref().map(|(_, s)| s.clone()))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The hub group, with a WeCom id when WeCom still has it (a dropped group's stale id is
+    /// ignored: the tag's create recreates the group by name).
+    async fn group_for_create(&mut self, id: &HubGroupId) -> Step<TagGroup> {
+        let g = self
+            .app
+            .store
+            .get_group(self.t(), id)
+            .await?
+            .ok_or_else(|| StepError::park(format!("hub group {id} does not exist")))?;
+        Ok(g)
+    }
+
+    async fn apply_wecom_tag(
+        &mut self,
+        mut x: Tag,
+        op: LibraryOp,
+        after: Option<TagSnapshot>,
+        seen: Option<TagSnapshot>,
+    ) -> Step<Tag> {
+        let t = self.t().clone();
+        let id = x.id.clone();
+        let entity = format!("tag:{id}");
+        let before = seen.as_ref().map(|s| json!(s));
+        let mut writes = Vec::new();
+        match op {
+            LibraryOp::Create => {
+                let s = after.clone().expect("a create has a snapshot");
+                match self.wecom_create(&x, &s).await {
+                    Ok(wid) => {
+                        writes.push(Write::Link(link(
+                            &t,
+                            Side::Wecom,
+                            EntityKind::Tag,
+                            wid.as_str(),
+                            id.as_str(),
+                        )));
+                        x.wecom.id = Some(wid);
+                    }
+                    Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
+                }
+                writes.push(Write::Audit(self.entry(
+                    Actor::Wecom,
+                    "tag.created",
+                    entity,
+                    before,
+                    after.as_ref().map(|s| json!(s)),
+                )));
+            }
+            LibraryOp::Update { name, order } => {
+                let wid = x.wecom.id.clone().expect("an update has an id");
+                match self.wecom_edit(&x, &wid, name.as_deref(), order).await {
+                    Ok(true) => {
+                        writes.push(Write::Audit(self.entry(
+                            Actor::Wecom,
+                            "tag.updated",
+                            entity,
+                            before,
+                            after.as_ref().map(|s| json!(s)),
+                        )));
+                    }
+                    Ok(false) => {
+                        x.wecom.base = seen.clone();
+                        x.wecom.state = SyncState::ReadOnly;
+                        x.wecom.error = None;
+                        writes.push(Write::Audit(self.entry(
+                            Actor::Wecom,
+                            "tag.read_only",
+                            entity,
+                            before,
+                            None,
+                        )));
+                        writes.push(Write::Tag(x.clone()));
+                        self.commit(writes).await?;
+                        x.version += 1;
+                        return Ok(x);
+                    }
+                    Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
+                }
+            }
+            LibraryOp::Move { .. } => {
+                let old = x.wecom.id.clone().expect("a move has an id");
+                let s = after.clone().expect("a move has a snapshot");
+                // Probe ownership with an edit that changes nothing: a tag this app may not
+                // edit cannot be moved either (its delete would fail after the create).
+                let current_order = seen.as_ref().map(|s| s.order);
+                match self.wecom_edit(&x, &old, None, current_order).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        x.wecom.base = seen.clone();
+                        x.wecom.state = SyncState::ReadOnly;
+                        writes.push(Write::Audit(self.entry(
+                            Actor::Wecom,
+                            "tag.read_only",
+                            entity,
+                            before,
+                            None,
+                        )));
+                        writes.push(Write::Tag(x.clone()));
+                        self.commit(writes).await?;
+                        x.version += 1;
+                        return Ok(x);
+                    }
+                    Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
+                }
+                let new = match self.wecom_create(&x, &s).await {
+                    Ok(w) => w,
+                    Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
+                };
+                let remarked = match self.remark(&old, &new).await {
+                    Ok(n) => n,
+                    Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
+                };
+                match self
+                    .app
+                    .wecom
+                    .del_corp_tag(&self.creds, std::slice::from_ref(&old), &[])
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if is_wecom(&e, WECOM_UNKNOWN_ID) => {}
+                    Err(e) => return self.fail_tag(x, Side::Wecom, e.into()).await,
+                }
+                writes.push(Write::Unlink(link(
+                    &t,
+                    Side::Wecom,
+                    EntityKind::Tag,
+                    old.as_str(),
+                    id.as_str(),
+                )));
+                writes.push(Write::Link(link(
+                    &t,
+                    Side::Wecom,
+                    EntityKind::Tag,
+                    new.as_str(),
+                    id.as_str(),
+                )));
+                x.wecom.id = Some(new.clone());
+                writes.push(Write::Audit(self.entry(
+                    Actor::Wecom,
+                    "tag.moved",
+                    entity,
+                    before.map(|mut b| {
+                        b["wecom_id"] = json!(old);
+                        b
+                    }),
+                    Some(json!({"snapshot": s, "wecom_id": new, "relations_remarked": remarked})),
+                )));
+                if let Some(old_group) = seen.as_ref().map(|s| s.group_id.clone()) {
+                    self.old_group_dropped(&old_group).await?;
+                }
+            }
+            LibraryOp::Delete => {
+                let wid = x.wecom.id.clone().expect("a delete has an id");
+                match self
+                    .app
+                    .wecom
+                    .del_corp_tag(&self.creds, std::slice::from_ref(&wid), &[])
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if is_wecom(&e, WECOM_UNKNOWN_ID) => {}
+                    Err(e) if is_wecom(&e, WECOM_NOT_OURS) => {
+                        x.wecom.base = seen.clone();
+                        x.wecom.state = SyncState::ReadOnly;
+                        writes.push(Write::Audit(self.entry(
+                            Actor::Wecom,
+                            "tag.read_only",
+                            entity,
+                            before,
+                            None,
+                        )));
+                        writes.push(Write::Tag(x.clone()));
+                        self.commit(writes).await?;
+                        x.version += 1;
+                        return Ok(x);
+                    }
+                    Err(e) => return self.fail_tag(x, Side::Wecom, e.into()).await,
+                }
+                writes.push(Write::Unlink(link(
+                    &t,
+                    Side::Wecom,
+                    EntityKind::Tag,
+                    wid.as_str(),
+                    id.as_str(),
+                )));
+                writes.push(Write::Audit(self.entry(
+                    Actor::Wecom,
+                    "tag.deleted",
+                    entity,
+                    before,
+                    None,
+                )));
+                self.old_group_dropped(&x.group_id).await?;
+                x.wecom.id = None;
+            }
+            LibraryOp::Nothing | LibraryOp::MarkReadOnly => return Ok(x),
+        }
+        x.wecom.base = after;
+        x.wecom.state = SyncState::Synced;
+        x.wecom.error = None;
+        writes.push(Write::Tag(x.clone()));
+        self.commit(writes).await?;
+        x.version += 1;
+        self.wecom_lib = None;
+        Ok(x)
+    }
+
+    /// After a WeCom tag left its group: WeCom drops a group with no tags left, which is not
+    /// a group deletion — the hub group loses its WeCom id and gets a new one with its next tag.
+    async fn old_group_dropped(&mut self, group: &HubGroupId) -> Step<()> {
+        let t = self.t().clone();
+        let Some(mut g) = self.app.store.get_group(&t, group).await? else {
+            return Ok(());
+        };
+        let Some(wg) = g.wecom.id.clone() else {
+            return Ok(());
+        };
+        self.wecom_lib = None;
+        if self.wecom_lib().await?.iter().any(|x| x.group_id == wg) {
+            return Ok(());
+        }
+        let unlink = link(&t, Side::Wecom, EntityKind::Group, wg.as_str(), g.id.as_str());
+        g.wecom = SideLink::default();
+        self.commit(vec![Write::Unlink(unlink), Write::Group(g)]).await
+    }
+
+    /// Creates tag `x` with snapshot `s` in WeCom, creating or adopting its group as needed;
+    /// adopts a same-name tag nobody maps. Returns the WeCom id.
+    async fn wecom_create(&mut self, x: &Tag, s: &TagSnapshot) -> Result<WecomTagId, StepFailure> {
+        let t = self.t().clone();
+        let mut group = self.group_for_create(&s.group_id).await?;
+        let lib = self.wecom_lib().await?.clone();
+        // The group's WeCom id, if WeCom still has it; else a same-name WeCom group nobody
+        // maps (WeCom would merge into it anyway).
+        let mut wgroup = group
+            .wecom
+            .id
+            .clone()
+            .filter(|w| lib.iter().any(|g| &g.group_id == w));
+        if wgroup.is_none() {
+            if let Some(same) = lib.iter().find(|g| g.group_name == group.name) {
+                match self
+                    .hub_id(Side::Wecom, EntityKind::Group, same.group_id.as_str())
+                    .await?
+                {
+                    Some(other) if other != group.id.as_str() => {
+                        return Err(StepError::park(format!(
+                            "WeCom's tag group `{}` belongs to another hub group ({other}); rename one of them",
+                            group.name
+                        ))
+                        .into());
+                    }
+                    _ => wgroup = Some(same.group_id.clone()),
+                }
+            }
+        }
+        // A same-name tag in the target group.
+        if let Some(wg) = &wgroup
+            && let Some(same) = lib
+                .iter()
+                .find(|g| &g.group_id == wg)
+                .and_then(|g| g.tag.iter().find(|y| y.name == s.name))
+        {
+            match self
+                .hub_id(Side::Wecom, EntityKind::Tag, same.id.as_str())
+                .await?
+            {
+                None => {
+                    self.link_wecom_group(&mut group, wg).await?;
+                    if same.order != s.order {
+                        self.wecom_edit(x, &same.id, None, Some(s.order)).await?;
+                    }
+                    return Ok(same.id.clone());
+                }
+                Some(other) if other == x.id.as_str() => return Ok(same.id.clone()),
+                Some(other) => {
+                    self.step_aside(Side::Wecom, &HubTagId::new_unchecked(other), &s.name)
+                        .await?;
+                }
+            }
+        }
+        let new = [NewTag {
+            name: s.name.clone(),
+            order: Some(s.order),
+        }];
+        let created = match &wgroup {
+            Some(wg) => {
+                self.app
+                    .wecom
+                    .add_corp_tag(&self.creds, AddTarget::Group(wg), &new)
+                    .await
+            }
+            None => {
+                self.app
+                    .wecom
+                    .add_corp_tag(
+                        &self.creds,
+                        AddTarget::Named {
+                            name: &group.name,
+                            order: Some(group.order),
+                        },
+                        &new,
+                    )
+                    .await
+            }
+        }
+        .map_err(StepError::from)?;
+        self.wecom_lib = None;
+        let wg = created.group_id.clone();
+        if group.wecom.id.as_ref() != Some(&wg) {
+            if wgroup.is_none() {
+                self.commit(vec![Write::Audit(self.entry(
+                    Actor::Wecom,
+                    "group.created",
+                    format!("group:{}", group.id),
+                    None,
+                    Some(json!({"name": created.group_name, "order": created.order})),
+                ))])
+                .await?;
+            }
+            self.link_wecom_group(&mut group, &wg).await?;
+        }
+        let _ = t;
+        created
+            .tag
+            .iter()
+            .find(|y| y.name == s.name)
+            .map(|y| y.id.clone())
+            .ok_or_else(|| {
+                StepError::retry("WeCom's add_corp_tag answer lacks the new tag", None).into()
+            })
+    }
+
+    /// Points hub group `g` at WeCom group `wg` (its base: what WeCom shows).
+    async fn link_wecom_group(&mut self, g: &mut TagGroup, wg: &WecomGroupId) -> Step<()> {
+        if g.wecom.id.as_ref() == Some(wg) {
+            return Ok(());
+        }
+        let t = self.t().clone();
+        let shown = self
+            .wecom_lib()
+            .await?
+            .iter()
+            .find(|x| &x.group_id == wg)
+            .map(wecom_group_snapshot);
+        let mut writes = Vec::new();
+        if let Some(old) = &g.wecom.id {
+            writes.push(Write::Unlink(link(
+                &t,
+                Side::Wecom,
+                EntityKind::Group,
+                old.as_str(),
+                g.id.as_str(),
+            )));
+        }
+        writes.push(Write::Link(link(
+            &t,
+            Side::Wecom,
+            EntityKind::Group,
+            wg.as_str(),
+            g.id.as_str(),
+        )));
+        g.wecom.id = Some(wg.clone());
+        // The base is what WeCom shows; if it differs from the hub the group job renames it.
+        g.wecom.base = shown.or(Some(GroupSnapshot {
+            name: g.name.clone(),
+            order: g.order,
+        }));
+        g.wecom.state = SyncState::Synced;
+        g.wecom.error = None;
+        writes.push(Write::Group(g.clone()));
+        self.commit(writes).await?;
+        g.version += 1;
+        // Bring the group's own fields over if WeCom's differ (a merged same-name group).
+        if g.wecom.base.as_ref().map(|b| b.order) != Some(g.order) {
+            let id = g.id.clone();
+            Box::pin(self.group(id, Hint::from(self.origin), false)).await?;
+            if let Some(fresh) = self.app.store.get_group(&t, &g.id).await? {
+                *g = fresh;
+            }
+        }
+        Ok(())
+    }
+
+    /// Edits a WeCom tag. `Ok(false)`: the tag is not this app's (read-only). A name a
+    /// sibling holds makes that sibling step aside when it is renaming away.
+    async fn wecom_edit(
+        &mut self,
+        x: &Tag,
+        wid: &WecomTagId,
+        name: Option<&str>,
+        order: Option<u32>,
+    ) -> Result<bool, StepFailure> {
+        for attempt in 0..2 {
+            match self
+                .app
+                .wecom
+                .edit_corp_tag(&self.creds, EditTarget::Tag(wid), name, order)
+                .await
+            {
+                Ok(()) => {
+                    self.wecom_lib = None;
+                    return Ok(true);
+                }
+                Err(e) if is_wecom(&e, WECOM_NOT_OURS) => return Ok(false),
+                Err(e) if is_wecom(&e, WECOM_NAME_TAKEN) && attempt == 0 => {
+                    let name = name.unwrap_or_default().to_owned();
+                    let holder = self.wecom_sibling(x, &name).await?;
+                    self.step_aside(Side::Wecom, &holder, &name).await?;
+                }
+                Err(e) => return Err(StepError::from(e).into()),
+            }
+        }
+        Err(StepError::park("WeCom refused the rename twice").into())
+    }
+
+    /// The hub tag holding `name` next to `x` in WeCom.
+    async fn wecom_sibling(&mut self, x: &Tag, name: &str) -> Step<HubTagId> {
+        self.wecom_lib = None;
+        let wid = x.wecom.id.clone();
+        let holder = self
+            .wecom_lib()
+            .await?
+            .iter()
+            .find(|g| g.tag.iter().any(|y| Some(&y.id) == wid.as_ref()))
+            .and_then(|g| g.tag.iter().find(|y| y.name == name).cloned());
+        let Some(holder) = holder else {
+            return Err(StepError::retry(
+                format!("WeCom said `{name}` is taken but no sibling has it; retrying"),
+                None,
+            ));
+        };
+        match self
+            .hub_id(Side::Wecom, EntityKind::Tag, holder.id.as_str())
+            .await?
+        {
+            Some(h) => Ok(HubTagId::new_unchecked(h)),
+            None => Err(StepError::park(format!(
+                "the name `{name}` is taken in WeCom by tag {} which tagsync does not manage; rename or delete it",
+                holder.id
+            ))),
+        }
+    }
+
+    /// Sibling `other` holds `name` on `side`. If the hub is renaming (or deleting) it away,
+    /// it gets a temporary name there now and its own name after this job's work; otherwise
+    /// the names truly collide and the job parks.
+    async fn step_aside(&mut self, side: Side, other: &HubTagId, name: &str) -> Step<()> {
+        let t = self.t().clone();
+        let Some(mut o) = self.app.store.get_tag(&t, other).await? else {
+            return Err(StepError::park(format!(
+                "the name `{name}` is taken on {side} by an unknown hub tag {other}"
+            )));
+        };
+        if o.name == name && o.deleted_at.is_none() && self.depth < 3 {
+            // The hub has not heard yet that the sibling is moving away (its own event is
+            // still queued): bring it up to date first, then look again.
+            self.depth += 1;
+            let r = Box::pin(self.tag(other.clone(), Hint::from(self.origin))).await;
+            self.depth -= 1;
+            r?;
+            o = self.app.store.get_tag(&t, other).await?.ok_or_else(|| {
+                StepError::park(format!("hub tag {other} vanished while stepping aside"))
+            })?;
+            let holds = match side {
+                Side::Wecom => o.wecom.base.as_ref().map(|b| b.name.as_str()),
+                Side::Mall => o.mall.base.as_ref().map(|b| b.name.as_str()),
+            };
+            if holds != Some(name) {
+                return Ok(());
+            }
+        }
+        if o.name == name && o.deleted_at.is_none() {
+            return Err(StepError::park(format!(
+                "the name `{name}` is held on {side} by hub tag {other} in the same group; two tags cannot share a name — rename one of them"
+            )));
+        }
+        let temp = temporary_name(name, other.as_str());
+        match side {
+            Side::Wecom => {
+                let wid = o.wecom.id.clone().ok_or_else(|| {
+                    StepError::park(format!(
+                        "hub tag {other} holds `{name}` in WeCom without an id"
+                    ))
+                })?;
+                match self
+                    .app
+                    .wecom
+                    .edit_corp_tag(&self.creds, EditTarget::Tag(&wid), Some(&temp), None)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if is_wecom(&e, WECOM_NOT_OURS) => {
+                        return Err(StepError::park(format!(
+                            "the name `{name}` is held in WeCom by read-only tag {other}; rename it in WeCom"
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                if let Some(b) = o.wecom.base.as_mut() {
+                    b.name = temp.clone();
+                }
+                self.wecom_lib = None;
+            }
+            Side::Mall => {
+                let mid = o.mall.id.clone().ok_or_else(|| {
+                    StepError::park(format!(
+                        "hub tag {other} holds `{name}` in the mall without an id"
+                    ))
+                })?;
+                self.app
+                    .mall
+                    .update_tag(
+                        &self.ep,
+                        &self.key(&format!("step-aside:{other}:{temp}")),
+                        &mid,
+                        &TagPatch {
+                            name: Some(temp.clone()),
+                            ..TagPatch::default()
+                        },
+                    )
+                    .await?;
+                if let Some(b) = o.mall.base.as_mut() {
+                    b.name = temp.clone();
+                }
+                self.mall_lib = None;
+            }
+        }
+        let entry = self.entry(
+            match side {
+                Side::Wecom => Actor::Wecom,
+                Side::Mall => Actor::Mall,
+            },
+            "tag.renamed_temporarily",
+            format!("tag:{other}"),
+            Some(json!({"name": name})),
+            Some(json!({"name": temp})),
+        );
+        self.app
+            .store
+            .transact(vec![Write::Tag(o), Write::Audit(entry)])
+            .await?;
+        if !self.after.contains(other) {
+            self.after.push(other.clone());
+        }
+        Ok(())
+    }
+
+    /// Re-marks every relation tagsync knows carried WeCom tag `old` with `new` (one
+    /// `mark_tag` per relation, adding the new and removing the old) and rewrites their
+    /// bases. Returns how many relations were re-marked.
+    async fn remark(&mut self, old: &WecomTagId, new: &WecomTagId) -> Result<usize, StepFailure> {
+        let t = self.t().clone();
+        let mut n = 0;
+        for customer in self.app.store.list_customers(&t).await? {
+            let Some(mut c) = self.app.store.get_customer(&t, &customer).await? else {
+                continue;
+            };
+            let carrying: Vec<WecomUserId> = c
+                .relations
+                .iter()
+                .filter(|(_, tags)| tags.contains(old))
+                .map(|(u, _)| u.clone())
+                .collect();
+            if carrying.is_empty() {
+                continue;
+            }
+            for userid in carrying {
+                match self
+                    .app
+                    .wecom
+                    .mark_tag(
+                        &self.creds,
+                        &userid,
+                        &customer,
+                        std::slice::from_ref(new),
+                        std::slice::from_ref(old),
+                    )
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if is_wecom(&e, WECOM_NO_RELATION) => {
+                        c.relations.remove(&userid);
+                        continue;
+                    }
+                    Err(e) => return Err(StepError::from(e).into()),
+                }
+                if let Some(tags) = c.relations.get_mut(&userid) {
+                    tags.remove(old);
+                    tags.insert(new.clone());
+                }
+                n += 1;
+            }
+            c.updated_at = self.now();
+            self.app.store.transact(vec![Write::Customer(c)]).await?;
+        }
+        Ok(n)
+    }
+
+    /// Records a side's permanent failure on the tag and parks; a transient one retries.
+    async fn fail_tag(&self, mut x: Tag, side: Side, failure: StepFailure) -> Step<Tag> {
+        let e = failure.0;
+        if e.retry.is_none() {
+            match side {
+                Side::Wecom => {
+                    x.wecom.state = SyncState::Failed;
+                    x.wecom.error = Some(e.reason.clone());
+                }
+                Side::Mall => {
+                    x.mall.state = SyncState::Failed;
+                    x.mall.error = Some(e.reason.clone());
+                }
+            }
+            if let Err(err) = self.app.store.put_tag(&mut x).await {
+                tracing::warn!(error = %err, "could not record the failure on the tag");
+            }
+        }
+        Err(StepError {
+            retry: e.retry,
+            reason: format!("tag {} on {side}: {}", x.id, e.reason),
+        })
+    }
+
+    async fn apply_mall_tag(
+        &mut self,
+        mut x: Tag,
+        op: LibraryOp,
+        after: Option<TagSnapshot>,
+        seen: Option<TagSnapshot>,
+    ) -> Step<Tag> {
+        let t = self.t().clone();
+        let id = x.id.clone();
+        let entity = format!("tag:{id}");
+        let before = seen.as_ref().map(|s| json!(s));
+        let mut writes = Vec::new();
+        let action = match &op {
+            LibraryOp::Create => "tag.created",
+            LibraryOp::Move { .. } => "tag.moved",
+            LibraryOp::Delete => "tag.deleted",
+            _ => "tag.updated",
+        };
+        let result: Result<(), StepFailure> = async {
+            match &op {
+                LibraryOp::Create => {
+                    let s = after.clone().expect("a create has a snapshot");
+                    let mid = self.mall_create(&x, &s).await?;
+                    writes.push(Write::Link(link(
+                        &t,
+                        Side::Mall,
+                        EntityKind::Tag,
+                        mid.as_str(),
+                        id.as_str(),
+                    )));
+                    x.mall.id = Some(mid);
+                }
+                LibraryOp::Update { name, order } => {
+                    let patch = TagPatch {
+                        name: name.clone(),
+                        order: *order,
+                        group_id: None,
+                    };
+                    self.mall_update(&x, patch).await?;
+                }
+                LibraryOp::Move {
+                    to_group,
+                    name,
+                    order,
+                } => {
+                    let gid = self.mall_group_id(to_group).await?;
+                    let patch = TagPatch {
+                        name: name.clone(),
+                        order: *order,
+                        group_id: Some(gid),
+                    };
+                    self.mall_update(&x, patch).await?;
+                }
+                LibraryOp::Delete => {
+                    let mid = x.mall.id.clone().expect("a delete has an id");
+                    self.app
+                        .mall
+                        .delete_tag(&self.ep, &self.key(&format!("delete-tag:{id}")), &mid)
+                        .await
+                        .map_err(StepError::from)?;
+                    writes.push(Write::Unlink(link(
+                        &t,
+                        Side::Mall,
+                        EntityKind::Tag,
+                        mid.as_str(),
+                        id.as_str(),
+                    )));
+                    x.mall.id = None;
+                }
+                LibraryOp::Nothing | LibraryOp::MarkReadOnly => {}
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            return self.fail_tag(x, Side::Mall, e).await;
+        }
+        x.mall.base = after.clone();
+        x.mall.state = SyncState::Synced;
+        x.mall.error = None;
+        writes.push(Write::Audit(self.entry(
+            Actor::Mall,
+            action,
+            entity,
+            before,
+            after.as_ref().map(|s| json!(s)),
+        )));
+        writes.push(Write::Tag(x.clone()));
+        self.commit(writes).await?;
+        x.version += 1;
+        self.mall_lib = None;
+        Ok(x)
+    }
+
+    /// The mall id of hub group `g`, creating the group in the mall first if needed.
+    async fn mall_group_id(&mut self, g: &HubGroupId) -> Result<MallGroupId, StepFailure> {
+        let t = self.t().clone();
+        let group = self.group_for_create(g).await?;
+        if let Some(m) = group.mall.id {
+            return Ok(m);
+        }
+        Box::pin(self.group(g.clone(), Hint::from(self.origin), false)).await?;
+        self.app
+            .store
+            .get_group(&t, g)
+            .await?
+            .and_then(|x| x.mall.id)
+            .ok_or_else(|| {
+                StepError::retry(format!("hub group {g} is not in the mall yet"), None).into()
+            })
+    }
+
+    async fn mall_create(&mut self, x: &Tag, s: &TagSnapshot) -> Result<MallTagId, StepFailure> {
+        let gid = self.mall_group_id(&s.group_id).await?;
+        for attempt in 0..2 {
+            let key = self.key(&format!("create-tag:{}:{attempt}", x.id));
+            match self
+                .app
+                .mall
+                .create_tag(&self.ep, &key, &gid, &s.name, Some(s.order))
+                .await
+            {
+                Ok(created) => return Ok(created.id),
+                Err(e) => match e.existing_id().map(str::to_owned) {
+                    Some(existing) => {
+                        match self.hub_id(Side::Mall, EntityKind::Tag, &existing).await? {
+                            // Nobody maps it: adopt it (a retried or crashed create).
+                            None => {
+                                let existing = MallTagId::new_unchecked(existing);
+                                self.app
+                                    .mall
+                                    .update_tag(
+                                        &self.ep,
+                                        &self.key(&format!("adopt-tag:{}", x.id)),
+                                        &existing,
+                                        &TagPatch {
+                                            order: Some(s.order),
+                                            ..TagPatch::default()
+                                        },
+                                    )
+                                    .await
+                                    .map_err(StepError::from)?;
+                                return Ok(existing);
+                            }
+                            Some(h) if h == x.id.as_str() => {
+                                return Ok(MallTagId::new_unchecked(existing));
+                            }
+                            Some(h) if attempt == 0 => {
+                                self.step_aside(Side::Mall, &HubTagId::new_unchecked(h), &s.name)
+                                    .await?;
+                            }
+                            Some(_) => return Err(StepError::from(e).into()),
+                        }
+                    }
+                    None => return Err(StepError::from(e).into()),
+                },
+            }
+        }
+        Err(StepError::park("the mall refused the create twice").into())
+    }
+
+    async fn mall_update(&mut self, x: &Tag, patch: TagPatch) -> Result<(), StepFailure> {
+        let mid = x.mall.id.clone().expect("an update has an id");
+        for attempt in 0..2 {
+            let key = self.key(&format!("update-tag:{}:{attempt}", x.id));
+            match self.app.mall.update_tag(&self.ep, &key, &mid, &patch).await {
+                Ok(_) => return Ok(()),
+                Err(e) => match e.existing_id().map(str::to_owned) {
+                    Some(existing) if attempt == 0 => {
+                        let name = patch.name.clone().unwrap_or_else(|| x.name.clone());
+                        match self.hub_id(Side::Mall, EntityKind::Tag, &existing).await? {
+                            Some(h) => {
+                                self.step_aside(Side::Mall, &HubTagId::new_unchecked(h), &name)
+                                    .await?
+                            }
+                            None => {
+                                return Err(StepError::park(format!(
+                                    "the name `{name}` is taken in the mall by tag {existing} which tagsync does not manage; rename or delete it"
+                                ))
+                                .into());
+                            }
+                        }
+                    }
+                    _ => return Err(StepError::from(e).into()),
+                },
+            }
+        }
+        Err(StepError::park("the mall refused the update twice").into())
+    }
+}
+
+/// A step's failure inside a side operation (so `?` works on every error kind there).
+pub struct StepFailure(StepError);
+
+impl From<StepError> for StepFailure {
+    fn from(e: StepError) -> Self {
+        Self(e)
+    }
+}
+impl From<WecomError> for StepFailure {
+    fn from(e: WecomError) -> Self {
+        Self(e.into())
+    }
+}
+impl From<MallError> for StepFailure {
+    fn from(e: MallError) -> Self {
+        Self(e.into())
+    }
+}
+impl From<crate::ports::StoreError> for StepFailure {
+    fn from(e: crate::ports::StoreError) -> Self {
+        Self(e.into())
+    }
+}
+impl From<String> for StepFailure {
+    fn from(reason: String) -> Self {
+        Self(StepError::park(reason))
+    }
+}
+impl From<StepFailure> for StepError {
+    fn from(f: StepFailure) -> Self {
+        f.0
+    }
+}
+
+fn g_name(s: &Option<GroupSnapshot>) -> String {
+    s.as_ref().map(|s| s.name.clone()).unwrap_or_default()
+}
+
+/// Id-map entries of a group that the merge cleared (the side no longer has it).
+fn stale_group_links(stored: Option<&TagGroup>, g: &TagGroup) -> Vec<IdLink> {
+    let Some(s) = stored else { return Vec::new() };
+    let mut out = Vec::new();
+    if let Some(w) = &s.wecom.id
+        && g.wecom.id.as_ref() != Some(w)
+    {
+        out.push(link(
+            &s.tenant,
+            Side::Wecom,
+            EntityKind::Group,
+            w.as_str(),
+            s.id.as_str(),
+        ));
+    }
+    if let Some(m) = &s.mall.id
+        && g.mall.id.as_ref() != Some(m)
+    {
+        out.push(link(
+            &s.tenant,
+            Side::Mall,
+            EntityKind::Group,
+            m.as_str(),
+            s.id.as_str(),
+        ));
+    }
+    out
+}
+
+fn group_json(g: &TagGroup) -> serde_json::Value {
+    json!({"name": g.name, "order": g.order, "deleted": g.deleted_at.is_some()})
+}
+
+fn tag_json(x: &Tag) -> serde_json::Value {
+    json!({"name": x.name, "order": x.order, "group_id": x.group_id, "deleted": x.deleted_at.is_some()})
+}

@@ -1,0 +1,441 @@
+//! Member jobs: one mall member, the WeCom customer bound to it, and every follow relation of
+//! that customer. Reads the mall member (`GET /members/{id}`) and the customer
+//! (`externalcontact/get`), merges per (member, tag) by time (`crate::sync::members`), then
+//! sends one `mark_tag` per relation that differs and one `POST /members/{id}/tags`.
+//!
+//! Tag ids are hub ids inside the merge; WeCom and mall ids are mapped through the id map on
+//! the way in (ids the hub does not know are left alone) and through the hub tag on the way
+//! out (a tag not created on a side yet cannot be put there; the next job for the member,
+//! or the reconciliation, puts it there once it exists).
+
+use super::intake::bind;
+use super::{Step, StepError, audit, lock, member_lock};
+use crate::app::App;
+use crate::domain::*;
+use crate::handlers::worker::Outcome;
+use crate::mall::client::IdempotencyKey;
+use crate::ports::Write;
+use crate::sync::members::{SideTags, merge_member_tags};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// WeCom: the relation does not exist (any more).
+const WECOM_NO_RELATION: i64 = 84061;
+/// WeCom corp tags on a follow relation (type 1); personal tags (2) cannot be written by API.
+const CORP_TAG: i64 = 1;
+
+pub async fn sync_member(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    member: &MemberId,
+    hint: &Hint,
+) -> Outcome {
+    let held = match lock(app, member_lock(&tenant.id, member)).await {
+        Ok(l) => l,
+        Err(e) => return e.into_outcome(),
+    };
+    let mut cx = Cx {
+        app,
+        tenant,
+        job,
+        hint,
+        ids: IdCache::default(),
+    };
+    let result = cx.run(member).await;
+    held.release(app).await;
+    match result {
+        Ok(()) => Outcome::Done,
+        Err(e) => e.into_outcome(),
+    }
+}
+
+/// Id translations, each looked up once per job.
+#[derive(Default)]
+struct IdCache {
+    to_hub: HashMap<(Side, String), Option<HubTagId>>,
+    to_side: HashMap<(Side, HubTagId), Option<String>>,
+}
+
+struct Cx<'a> {
+    app: &'a App,
+    tenant: &'a Tenant,
+    job: &'a Job,
+    hint: &'a Hint,
+    ids: IdCache,
+}
+
+impl Cx<'_> {
+    async fn hub_of(&mut self, side: Side, id: &str) -> Step<Option<HubTagId>> {
+        let key = (side, id.to_owned());
+        if let Some(v) = self.ids.to_hub.get(&key) {
+            return Ok(v.clone());
+        }
+        let found = self
+            .app
+            .store
+            .lookup_link(&self.tenant.id, side, EntityKind::Tag, id)
+            .await?
+            .map(HubTagId::new_unchecked);
+        self.ids.to_hub.insert(key, found.clone());
+        Ok(found)
+    }
+
+    async fn side_of(&mut self, side: Side, tag: &HubTagId) -> Step<Option<String>> {
+        let key = (side, tag.clone());
+        if let Some(v) = self.ids.to_side.get(&key) {
+            return Ok(v.clone());
+        }
+        let found = self
+            .app
+            .store
+            .get_tag(&self.tenant.id, tag)
+            .await?
+            .filter(|x| x.deleted_at.is_none())
+            .and_then(|x| match side {
+                Side::Wecom => x.wecom.id.map(|i| i.to_string()),
+                Side::Mall => x.mall.id.map(|i| i.to_string()),
+            });
+        self.ids.to_side.insert(key, found.clone());
+        Ok(found)
+    }
+
+    async fn to_hub(&mut self, side: Side, ids: &[String]) -> Step<BTreeSet<HubTagId>> {
+        let mut out = BTreeSet::new();
+        for id in ids {
+            if let Some(h) = self.hub_of(side, id).await? {
+                out.insert(h);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Side ids of hub tags; tags without an id on that side are skipped.
+    async fn to_side(&mut self, side: Side, tags: &BTreeSet<HubTagId>) -> Step<Vec<String>> {
+        let mut out = Vec::new();
+        for t in tags {
+            if let Some(id) = self.side_of(side, t).await? {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run(&mut self, member: &MemberId) -> Step<()> {
+        let app = self.app;
+        let t = self.tenant.id.clone();
+        let now = app.clock.now();
+        let ep = App::mall_endpoint(self.tenant);
+        let creds = App::wecom_credentials(self.tenant);
+
+        let Some(mall_member) = app.mall.get_member(&ep, member).await? else {
+            tracing::info!(%member, "the mall has no such member; nothing to sync");
+            return Ok(());
+        };
+        let mut binding = app.store.get_binding(&t, member).await?;
+        if binding
+            .as_ref()
+            .and_then(|b| b.external_userid.as_ref())
+            .is_none()
+            && let Some(customer) = &mall_member.external_userid
+        {
+            bind(
+                app,
+                &t,
+                member,
+                Some(customer.clone()),
+                mall_member.unionid.clone(),
+            )
+            .await?;
+            binding = app.store.get_binding(&t, member).await?;
+        }
+        let customer = binding.and_then(|b| b.external_userid);
+
+        let stored_tags = app.store.get_member_tags(&t, member).await?;
+        let hub = stored_tags.clone().unwrap_or(MemberTags {
+            tenant: t.clone(),
+            member_id: member.clone(),
+            marks: BTreeMap::new(),
+            mall_base: BTreeSet::new(),
+            version: 0,
+        });
+        let mall_ids: Vec<String> = mall_member.tag_ids.iter().map(|i| i.to_string()).collect();
+        let mall_side = SideTags {
+            tags: self.to_hub(Side::Mall, &mall_ids).await?,
+            base: hub.mall_base.clone(),
+            at: self.hint.mall_at.unwrap_or(now),
+        };
+
+        // The customer's relations as WeCom shows them (WeCom ids), and their stored bases.
+        let mut shown: BTreeMap<WecomUserId, Vec<String>> = BTreeMap::new();
+        let mut stored_customer = None;
+        if let Some(c) = &customer {
+            match app.wecom.get_external_contact(&creds, c).await {
+                Ok(detail) => {
+                    for f in detail.follow_user {
+                        let ids = f
+                            .tags
+                            .iter()
+                            .filter(|x| x.kind == CORP_TAG)
+                            .filter_map(|x| x.tag_id.as_ref().map(|i| i.to_string()))
+                            .collect();
+                        shown.insert(f.userid, ids);
+                    }
+                }
+                // No such customer (any more): it has no relations to keep in step.
+                Err(e) if !e.retryable() => {
+                    tracing::info!(customer = %c, error = %e, "customer not readable in WeCom");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            stored_customer = app.store.get_customer(&t, c).await?;
+        }
+        let mut relations = BTreeMap::new();
+        for (userid, ids) in &shown {
+            let base_ids: Vec<String> = stored_customer
+                .as_ref()
+                .and_then(|c: &CustomerRelations| c.relations.get(userid))
+                .map(|s| s.iter().map(|i| i.to_string()).collect())
+                .unwrap_or_default();
+            relations.insert(
+                userid.clone(),
+                SideTags {
+                    tags: self.to_hub(Side::Wecom, ids).await?,
+                    base: self.to_hub(Side::Wecom, &base_ids).await?,
+                    at: now,
+                },
+            );
+        }
+
+        let merged = merge_member_tags(&hub, &mall_side, &relations);
+        let mut tags = merged.tags.clone();
+        let mut customer_rel = customer.as_ref().map(|c| {
+            let mut r = stored_customer.clone().unwrap_or(CustomerRelations {
+                tenant: t.clone(),
+                external_userid: c.clone(),
+                relations: BTreeMap::new(),
+                updated_at: now,
+                version: 0,
+            });
+            // Relations WeCom no longer shows are gone (deleted, transferred).
+            r.relations.retain(|u, _| shown.contains_key(u));
+            r
+        });
+        let mut entries = Vec::new();
+        if merged.tags.marks != hub.marks {
+            entries.push(audit(
+                &t,
+                now,
+                Actor::Hub,
+                "member.tags_changed",
+                format!("member:{member}"),
+                Some(json!(present(&hub))),
+                Some(json!(merged.desired)),
+                self.hint.origin,
+            ));
+        }
+
+        // WeCom: one mark_tag per relation that differs.
+        if let (Some(c), Some(rel)) = (&customer, customer_rel.as_mut()) {
+            for (userid, ids) in &shown {
+                // Relations already showing the desired set: their base is what they show.
+                if merged.relation_bases.contains_key(userid) {
+                    rel.relations.insert(
+                        userid.clone(),
+                        ids.iter()
+                            .map(|i| WecomTagId::new_unchecked(i.clone()))
+                            .collect(),
+                    );
+                }
+            }
+            for mark in &merged.plan.relations {
+                let add = self.to_side(Side::Wecom, &mark.add).await?;
+                let remove = self.to_side(Side::Wecom, &mark.remove).await?;
+                let current: BTreeSet<String> = shown
+                    .get(&mark.userid)
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                if add.is_empty() && remove.is_empty() {
+                    rel.relations.insert(
+                        mark.userid.clone(),
+                        current
+                            .iter()
+                            .map(|i| WecomTagId::new_unchecked(i.clone()))
+                            .collect(),
+                    );
+                    continue;
+                }
+                let add_w: Vec<WecomTagId> = add
+                    .iter()
+                    .map(|i| WecomTagId::new_unchecked(i.clone()))
+                    .collect();
+                let remove_w: Vec<WecomTagId> = remove
+                    .iter()
+                    .map(|i| WecomTagId::new_unchecked(i.clone()))
+                    .collect();
+                match app
+                    .wecom
+                    .mark_tag(&creds, &mark.userid, c, &add_w, &remove_w)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.errcode == Some(WECOM_NO_RELATION) => {
+                        rel.relations.remove(&mark.userid);
+                        continue;
+                    }
+                    Err(e) => {
+                        // What is done so far stays recorded; the retry does only the rest.
+                        self.save(
+                            &mut tags,
+                            customer_rel.clone(),
+                            stored_tags.is_some(),
+                            entries,
+                        )
+                        .await?;
+                        return Err(e.into());
+                    }
+                }
+                let mut after = current.clone();
+                for r in &remove {
+                    after.remove(r);
+                }
+                after.extend(add.iter().cloned());
+                entries.push(audit(
+                    &t,
+                    now,
+                    Actor::Wecom,
+                    "relation.tags_changed",
+                    format!("relation:{}/{c}", mark.userid),
+                    Some(json!(current)),
+                    Some(json!(after)),
+                    self.hint.origin,
+                ));
+                rel.relations.insert(
+                    mark.userid.clone(),
+                    after.into_iter().map(WecomTagId::new_unchecked).collect(),
+                );
+            }
+        }
+
+        // The mall: one call (split at 100 ids by the client).
+        if let Some(change) = &merged.plan.mall {
+            let add = self.to_side(Side::Mall, &change.add).await?;
+            let remove = self.to_side(Side::Mall, &change.remove).await?;
+            if !add.is_empty() || !remove.is_empty() {
+                let add_m: Vec<MallTagId> = add
+                    .iter()
+                    .map(|i| MallTagId::new_unchecked(i.clone()))
+                    .collect();
+                let remove_m: Vec<MallTagId> = remove
+                    .iter()
+                    .map(|i| MallTagId::new_unchecked(i.clone()))
+                    .collect();
+                let key = IdempotencyKey::for_step(&self.job.id, &format!("member-tags:{member}"));
+                match app
+                    .mall
+                    .change_member_tags(&ep, &key, member, &add_m, &remove_m)
+                    .await
+                {
+                    Ok(after) => {
+                        let after_ids: Vec<String> =
+                            after.tag_ids.iter().map(|i| i.to_string()).collect();
+                        tags.mall_base = self.to_hub(Side::Mall, &after_ids).await?;
+                        entries.push(audit(
+                            &t,
+                            now,
+                            Actor::Mall,
+                            "member.tags_changed",
+                            format!("member:{member}"),
+                            Some(json!(mall_ids)),
+                            Some(json!(after_ids)),
+                            self.hint.origin,
+                        ));
+                    }
+                    Err(e) => {
+                        self.save(
+                            &mut tags,
+                            customer_rel.clone(),
+                            stored_tags.is_some(),
+                            entries,
+                        )
+                        .await?;
+                        return Err(e.into());
+                    }
+                }
+            } else {
+                tags.mall_base = mall_side.tags.clone();
+            }
+        }
+        self.save(&mut tags, customer_rel, stored_tags.is_some(), entries)
+            .await
+    }
+
+    /// Writes the member's marks and mall base, the customer's relation bases and the audit
+    /// entries in one transaction (at most 100 writes: entries beyond are dropped with a log
+    /// line rather than failing the job).
+    async fn save(
+        &self,
+        tags: &mut MemberTags,
+        customer: Option<CustomerRelations>,
+        _existed: bool,
+        mut entries: Vec<AuditEntry>,
+    ) -> Step<()> {
+        let stored_tags = self
+            .app
+            .store
+            .get_member_tags(&tags.tenant, &tags.member_id)
+            .await?;
+        let mut writes = Vec::new();
+        let tags_changed = stored_tags
+            .as_ref()
+            .is_none_or(|s| s.marks != tags.marks || s.mall_base != tags.mall_base);
+        if tags_changed {
+            writes.push(Write::MemberTags(tags.clone()));
+        }
+        if let Some(mut c) = customer {
+            let stored = self
+                .app
+                .store
+                .get_customer(&c.tenant, &c.external_userid)
+                .await?;
+            if stored.as_ref().is_none_or(|s| s.relations != c.relations) {
+                c.updated_at = self.app.clock.now();
+                writes.push(Write::Customer(c));
+            }
+        }
+        if writes.is_empty() && entries.is_empty() {
+            return Ok(());
+        }
+        if entries.len() + writes.len() > 90 {
+            tracing::warn!(
+                dropped = entries.len() + writes.len() - 90,
+                "too many audit entries for one transaction"
+            );
+            entries.truncate(90 - writes.len());
+        }
+        writes.extend(entries.into_iter().map(Write::Audit));
+        match self.app.store.transact(writes).await {
+            Ok(()) => {
+                if tags_changed {
+                    tags.version += 1;
+                }
+                Ok(())
+            }
+            Err(e) if e.is_conflict() => Err(StepError::retry(
+                format!("member {} changed while syncing; again", tags.member_id),
+                Some(std::time::Duration::ZERO),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn present(m: &MemberTags) -> Vec<&HubTagId> {
+    m.marks
+        .iter()
+        .filter(|(_, x)| x.present)
+        .map(|(t, _)| t)
+        .collect()
+}

@@ -1,0 +1,223 @@
+//! The sync engine's I/O half: what a sync job reads from the hub and the two sides, hands to
+//! the pure core (`crate::sync`), and applies. `intake` turns a verified inbound event into
+//! "bring entity K up to date" jobs; `library` runs group and tag jobs; `members` runs member
+//! jobs. Every job holds a lock on what it brings up to date, so two copies never both create.
+
+pub mod intake;
+pub mod library;
+pub mod members;
+
+use super::worker::Outcome;
+use crate::app::App;
+use crate::domain::*;
+use crate::mall::client::MallError;
+use crate::ports::StoreError;
+use crate::wecom::client::WecomError;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// Queues sync jobs for `tenant`, dropping those its switches hold back: nothing while the
+/// feature is off, library jobs while `auto_sync` is off, member jobs while `member_sync` is
+/// off (the manual sync brings those sides together later). Returns how many were queued.
+pub async fn enqueue(
+    app: &App,
+    tenant: &Tenant,
+    kinds: Vec<JobKind>,
+) -> Result<usize, crate::ports::QueueError> {
+    let now = app.clock.now();
+    let jobs: Vec<Job> = kinds
+        .into_iter()
+        .filter(|k| allowed(&tenant.settings, k))
+        .map(|k| Job::new(tenant.id.clone(), k, now))
+        .collect();
+    // SQS takes at most 10 messages per batch; both queues accept any slice and split it.
+    if !jobs.is_empty() {
+        app.queue.send(&jobs).await?;
+    }
+    Ok(jobs.len())
+}
+
+/// Whether the tenant's switches let this kind of sync run now.
+pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
+    match kind {
+        JobKind::SyncGroup { .. } | JobKind::SyncTag { .. } => {
+            settings.tags_enabled && settings.auto_sync
+        }
+        JobKind::SyncMember { .. } => settings.tags_enabled && settings.member_sync,
+        JobKind::Inbound { .. } => settings.tags_enabled,
+        JobKind::Probe { .. } => true,
+    }
+}
+
+/// A failed step of a sync job, already decided: retry later or park with the reason.
+#[derive(Debug)]
+pub struct StepError {
+    pub retry: Option<Option<Duration>>,
+    pub reason: String,
+}
+
+impl StepError {
+    pub fn park(reason: impl Into<String>) -> Self {
+        Self {
+            retry: None,
+            reason: reason.into(),
+        }
+    }
+    pub fn retry(reason: impl Into<String>, after: Option<Duration>) -> Self {
+        Self {
+            retry: Some(after),
+            reason: reason.into(),
+        }
+    }
+    pub fn into_outcome(self) -> Outcome {
+        match self.retry {
+            Some(delay) => Outcome::RetryAfter {
+                delay,
+                reason: self.reason,
+            },
+            None => Outcome::Park {
+                reason: self.reason,
+            },
+        }
+    }
+}
+
+impl From<StoreError> for StepError {
+    fn from(e: StoreError) -> Self {
+        if e.retryable() {
+            Self::retry(format!("store: {e}"), None)
+        } else {
+            Self::park(format!("store: {e}"))
+        }
+    }
+}
+
+impl From<WecomError> for StepError {
+    fn from(e: WecomError) -> Self {
+        if e.retryable() {
+            Self::retry(e.to_string(), e.retry_after())
+        } else {
+            Self::park(e.to_string())
+        }
+    }
+}
+
+impl From<MallError> for StepError {
+    fn from(e: MallError) -> Self {
+        if e.retryable() {
+            Self::retry(e.to_string(), e.retry_after())
+        } else {
+            Self::park(e.to_string())
+        }
+    }
+}
+
+pub type Step<T> = Result<T, StepError>;
+
+/// In-process locks by name, so jobs of one process wait for each other without polling the
+/// store; the store lease then covers other processes (Lambda instances).
+#[derive(Default)]
+pub struct Locks {
+    held: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl Locks {
+    fn get(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = held.get(name).and_then(Weak::upgrade) {
+            return m;
+        }
+        held.retain(|_, w| w.strong_count() > 0);
+        let m = Arc::new(tokio::sync::Mutex::new(()));
+        held.insert(name.to_owned(), Arc::downgrade(&m));
+        m
+    }
+}
+
+/// A held lock on one thing a job brings up to date; released on [`Lock::release`] (a crash
+/// leaves the store lease to lapse).
+pub struct Lock {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    name: String,
+    holder: String,
+}
+
+/// How long a job may hold a lock before another may take it over (a crashed holder).
+const LEASE_MS: i64 = 120_000;
+/// How long a job waits for a lock held in another process before it retries later.
+const LEASE_WAIT: Duration = Duration::from_secs(20);
+
+/// Takes the lock `name`: first in this process, then the store lease.
+pub async fn lock(app: &App, name: String) -> Step<Lock> {
+    let local = app.locks.get(&name).lock_owned().await;
+    let holder = new_ordered_id();
+    let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let now = app.clock.now();
+        if app
+            .store
+            .acquire_lease(&name, &holder, now, now.plus_millis(LEASE_MS))
+            .await?
+        {
+            return Ok(Lock {
+                _local: local,
+                name,
+                holder,
+            });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StepError::retry(
+                format!("{name} is held by another worker"),
+                Some(Duration::from_secs(1)),
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+impl Lock {
+    pub async fn release(self, app: &App) {
+        if let Err(e) = app.store.release_lease(&self.name, &self.holder).await {
+            tracing::warn!(lock = %self.name, error = %e, "lock not released; it lapses by itself");
+        }
+    }
+}
+
+/// The lock of a tenant's tag library: group and tag jobs of one tenant run one at a time
+/// (they touch each other: a tag's first WeCom create creates its group; a group deletion
+/// ends its tags). Library changes are few; members are where the volume is.
+pub fn library_lock(tenant: &TenantId) -> String {
+    format!("sync#{tenant}#library")
+}
+
+/// The lock of one member (and its customer's relations: `mark_tag` is serialised per
+/// relation, §1.6).
+pub fn member_lock(tenant: &TenantId, member: &MemberId) -> String {
+    format!("sync#{tenant}#member#{member}")
+}
+
+/// An audit entry of a change applied to `side`.
+pub fn audit(
+    tenant: &TenantId,
+    at: Timestamp,
+    side: Actor,
+    action: &str,
+    entity: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    origin: Actor,
+) -> AuditEntry {
+    AuditEntry {
+        tenant: tenant.clone(),
+        at,
+        side,
+        action: action.to_owned(),
+        entity,
+        before,
+        after,
+        origin: origin.as_str().to_owned(),
+    }
+}

@@ -1,0 +1,141 @@
+//! What every test does around its own steps: start a world, wait for it to go quiet (and
+//! fail on anything parked or refused), check convergence, and find objects by name on each
+//! side (failing with the side's library when they are missing).
+
+use serde_json::Value;
+use std::time::Duration;
+use tagsync::domain::{MallGroupId, MallTagId, MemberId};
+use tagsync::mall::client::MallGroupWithTags;
+use tagsync::mall::webhook::MallTag;
+use tagsync::sim::wecom::{SimGroup, SimTag};
+use tagsync::sim::world::{World, WorldOptions};
+
+pub use reqwest::Method;
+
+/// Long enough for a slow machine; a test that waits this long has failed anyway.
+const SETTLE: Duration = Duration::from_secs(30);
+
+pub async fn start() -> World {
+    World::start(WorldOptions::default()).await
+}
+
+/// Waits until nothing moves; fails the test when that does not happen, or when a job was
+/// parked or a callback or webhook refused on the way.
+pub async fn settle(w: &World) {
+    if let Err(e) = w.settle(SETTLE).await {
+        panic!("{e}\nproblems so far: {:#?}", w.problems().await);
+    }
+    let problems = w.problems().await;
+    assert!(
+        problems.is_empty(),
+        "problems after settling:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Settles, then requires the three libraries to be the same (see `World::assert_converged`).
+pub async fn converged(w: &World) {
+    settle(w).await;
+    if let Err(e) = w.assert_converged().await {
+        panic!("{e}");
+    }
+}
+
+pub fn s(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, found {v}"))
+        .to_owned()
+}
+
+pub async fn hub_group(w: &World, name: &str) -> Value {
+    match w.hub_group(name).await {
+        Some(g) => g,
+        None => panic!("the hub has no group {name:?}: {}", w.hub_groups().await),
+    }
+}
+
+pub async fn hub_tag(w: &World, group: &str, tag: &str) -> Value {
+    match w.hub_tag(group, tag).await {
+        Some(t) => t,
+        None => panic!(
+            "the hub has no tag {group:?}/{tag:?}: {}",
+            w.hub_groups().await
+        ),
+    }
+}
+
+pub fn wecom_group(w: &World, name: &str) -> SimGroup {
+    w.wecom_group(name)
+        .unwrap_or_else(|| panic!("WeCom has no group {name:?}: {:#?}", w.wecom_library()))
+}
+
+pub fn wecom_tag(w: &World, group: &str, tag: &str) -> SimTag {
+    w.wecom_tag(group, tag).unwrap_or_else(|| {
+        panic!(
+            "WeCom has no tag {group:?}/{tag:?}: {:#?}",
+            w.wecom_library()
+        )
+    })
+}
+
+pub fn mall_group(w: &World, name: &str) -> MallGroupWithTags {
+    w.mall_group(name)
+        .unwrap_or_else(|| panic!("the mall has no group {name:?}: {:#?}", w.mall.library()))
+}
+
+pub fn mall_tag(w: &World, group: &str, tag: &str) -> MallTag {
+    w.mall_tag(group, tag).unwrap_or_else(|| {
+        panic!(
+            "the mall has no tag {group:?}/{tag:?}: {:#?}",
+            w.mall.library()
+        )
+    })
+}
+
+/// A group made in the mall by its operator, with tags `(name, order)`, and carried to the
+/// other sides. Returns the mall group.
+pub async fn mall_made_group(
+    w: &World,
+    name: &str,
+    order: u32,
+    tags: &[(&str, u32)],
+) -> MallGroupId {
+    let op = w.mall.operator();
+    let g = op.create_group(name, order).unwrap();
+    for (t, o) in tags {
+        op.create_tag(&g.id, t, *o).unwrap();
+    }
+    converged(w).await;
+    g.id
+}
+
+pub fn mall_tag_id(w: &World, group: &str, tag: &str) -> MallTagId {
+    mall_tag(w, group, tag).id
+}
+
+/// A mall member bound to WeCom customer `customer`, who follows `followers` (a relation
+/// each, added in the WeCom client), all known to tagsync. Returns the member id.
+pub async fn bound_member(w: &World, customer: &str, followers: &[&str]) -> MemberId {
+    for userid in followers {
+        w.wecom
+            .console()
+            .add_relation(userid, customer, None)
+            .unwrap();
+    }
+    let member = w
+        .mall
+        .operator()
+        .create_member(tagsync::sim::mall::NewMember::external(customer))
+        .unwrap();
+    settle(w).await;
+    member.id
+}
+
+/// Fails unless the member holds exactly `expected` (`"group/tag"`) in the hub, the mall and
+/// on every WeCom relation of its customer.
+pub async fn member_tags_everywhere(w: &World, member: &MemberId, expected: &[&str]) {
+    let view = w.member_view(member.as_str()).await;
+    if let Err(e) = view.expect_everywhere(expected) {
+        panic!("member {member}: {e}");
+    }
+}

@@ -180,7 +180,7 @@ pub async fn seed(
     let _ = writeln!(out, "  curl -s {w}/library; curl -s {m}/state");
     let _ = writeln!(
         out,
-        "\nThis version records what each side reports (audit `event.received`); applying it to the other side arrives with the sync engine."
+        "\nEach change reaches the other side within a moment (the audit log shows what was applied where). The seeded objects were created before tagsync was wired, so tagsync learns each one when it is first changed; a manual sync that imports everything at once comes with reconciliation."
     );
     Ok(out)
 }

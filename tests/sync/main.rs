@@ -3,6 +3,7 @@
 //! one side (the WeCom console or client, the mall's operator, the hub's admin API), waits for
 //! the system to go quiet, and checks all three sides.
 
+mod concurrency;
 mod create;
 mod delete;
 mod echo;

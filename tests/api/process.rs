@@ -228,7 +228,7 @@ async fn sigterm_lets_the_job_in_flight_finish_before_exit() {
 }
 
 #[tokio::test]
-async fn demo_wires_both_simulators_and_a_change_in_the_mall_reaches_tagsync() {
+async fn demo_wires_both_simulators_and_a_change_in_the_mall_reaches_wecom() {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -247,7 +247,7 @@ async fn demo_wires_both_simulators_and_a_change_in_the_mall_reaches_tagsync() {
     // Read what the demo prints, up to its closing sentence.
     let mut out = String::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap());
-    while !out.contains("arrives with the sync engine") {
+    while !out.contains("comes with reconciliation.") {
         let mut line = String::new();
         assert!(
             lines.read_line(&mut line).unwrap() > 0,
@@ -307,6 +307,27 @@ async fn demo_wires_both_simulators_and_a_change_in_the_mall_reaches_tagsync() {
     )
     .await;
     assert_eq!(entry["after"]["body"]["data"]["tag"]["name"], "黑金卡");
+    // And the engine carries it on to WeCom (the simulator's control surface lists its library).
+    let control = out
+        .split("control: ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    wait_for(
+        "the renamed tag to reach WeCom",
+        Duration::from_secs(20),
+        || {
+            let (client, url) = (client.clone(), format!("{control}/library"));
+            async move {
+                let text = client.get(&url).send().await.ok()?.text().await.ok()?;
+                text.contains("黑金卡").then_some(())
+            }
+        },
+    )
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -41,6 +41,7 @@ macro_rules! store_contract {
             id_link_of_an_already_linked_side_id_is_rejected,
             audit_lists_newest_first_in_cursor_pages,
             tenants_are_listed,
+            customers_with_relations_are_listed_per_tenant,
         ]);
     };
 }

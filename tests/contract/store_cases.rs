@@ -585,3 +585,62 @@ pub async fn tenants_are_listed(store: Arc<dyn Store>) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A tag move must find every relation that carried the tag: customers with stored relations
+/// are listed per tenant (each once, however often their relations were rewritten).
+pub async fn customers_with_relations_are_listed_per_tenant(store: Arc<dyn Store>) {
+    let (a, b) = (tenant_id("acme"), tenant_id("globex"));
+    let customer = |t: &TenantId, c: &str, tags: &[&str]| CustomerRelations {
+        tenant: t.clone(),
+        external_userid: ExternalUserId::new_unchecked(c),
+        relations: [(
+            WecomUserId::new_unchecked("sales_li"),
+            tags.iter().map(|x| WecomTagId::new_unchecked(*x)).collect(),
+        )]
+        .into_iter()
+        .collect(),
+        updated_at: now(),
+        version: 0,
+    };
+    for c in [
+        customer(&a, "wm_2", &["et1"]),
+        customer(&a, "wm_1", &[]),
+        customer(&b, "wm_9", &["et2"]),
+    ] {
+        store
+            .transact(vec![Write::Customer(c)])
+            .await
+            .expect("write customer");
+    }
+    let mut again = store
+        .get_customer(&a, &ExternalUserId::new_unchecked("wm_2"))
+        .await
+        .unwrap()
+        .expect("stored");
+    again.relations.clear();
+    store
+        .transact(vec![Write::Customer(again.clone())])
+        .await
+        .expect("rewrite customer");
+
+    let mut listed = store.list_customers(&a).await.expect("list customers");
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            ExternalUserId::new_unchecked("wm_1"),
+            ExternalUserId::new_unchecked("wm_2")
+        ]
+    );
+    assert_eq!(
+        store.list_customers(&b).await.unwrap(),
+        vec![ExternalUserId::new_unchecked("wm_9")]
+    );
+    let read = store
+        .get_customer(&a, &ExternalUserId::new_unchecked("wm_2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(read.relations.is_empty());
+    assert_eq!(read.version, 2);
+}

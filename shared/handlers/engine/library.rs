@@ -395,8 +395,7 @@ impl<'a> Cx<'a> {
                             name.as_deref(),
                             *order,
                         )
-                        .await
-                        .map(|()| ()),
+                        .await,
                     _ => self
                         .app
                         .wecom
@@ -656,7 +655,7 @@ impl<'a> Cx<'a> {
     ) -> Step<()> {
         let failure: StepFailure = why.into();
         if failure.0.retry.is_none() {
-            let l = match side {
+            match side {
                 Side::Wecom => {
                     g.wecom.state = SyncState::Failed;
                     g.wecom.error = Some(failure.0.reason.clone());
@@ -665,8 +664,7 @@ impl<'a> Cx<'a> {
                     g.mall.state = SyncState::Failed;
                     g.mall.error = Some(failure.0.reason.clone());
                 }
-            };
-            let _ = l;
+            }
             if let Err(e) = self.app.store.put_group(&mut g).await {
                 tracing::warn!(error = %e, "could not record the failure on the group");
             }

@@ -100,7 +100,7 @@ impl Cx<'_> {
         Ok(found)
     }
 
-    async fn to_hub(&mut self, side: Side, ids: &[String]) -> Step<BTreeSet<HubTagId>> {
+    async fn hub_ids(&mut self, side: Side, ids: &[String]) -> Step<BTreeSet<HubTagId>> {
         let mut out = BTreeSet::new();
         for id in ids {
             if let Some(h) = self.hub_of(side, id).await? {
@@ -111,7 +111,7 @@ impl Cx<'_> {
     }
 
     /// Side ids of hub tags; tags without an id on that side are skipped.
-    async fn to_side(&mut self, side: Side, tags: &BTreeSet<HubTagId>) -> Step<Vec<String>> {
+    async fn side_ids(&mut self, side: Side, tags: &BTreeSet<HubTagId>) -> Step<Vec<String>> {
         let mut out = Vec::new();
         for t in tags {
             if let Some(id) = self.side_of(side, t).await? {
@@ -161,7 +161,7 @@ impl Cx<'_> {
         });
         let mall_ids: Vec<String> = mall_member.tag_ids.iter().map(|i| i.to_string()).collect();
         let mall_side = SideTags {
-            tags: self.to_hub(Side::Mall, &mall_ids).await?,
+            tags: self.hub_ids(Side::Mall, &mall_ids).await?,
             base: hub.mall_base.clone(),
             at: self.hint.mall_at.unwrap_or(now),
         };
@@ -200,8 +200,8 @@ impl Cx<'_> {
             relations.insert(
                 userid.clone(),
                 SideTags {
-                    tags: self.to_hub(Side::Wecom, ids).await?,
-                    base: self.to_hub(Side::Wecom, &base_ids).await?,
+                    tags: self.hub_ids(Side::Wecom, ids).await?,
+                    base: self.hub_ids(Side::Wecom, &base_ids).await?,
                     at: now,
                 },
             );
@@ -249,8 +249,8 @@ impl Cx<'_> {
                 }
             }
             for mark in &merged.plan.relations {
-                let add = self.to_side(Side::Wecom, &mark.add).await?;
-                let remove = self.to_side(Side::Wecom, &mark.remove).await?;
+                let add = self.side_ids(Side::Wecom, &mark.add).await?;
+                let remove = self.side_ids(Side::Wecom, &mark.remove).await?;
                 let current: BTreeSet<String> = shown
                     .get(&mark.userid)
                     .cloned()
@@ -321,8 +321,8 @@ impl Cx<'_> {
 
         // The mall: one call (split at 100 ids by the client).
         if let Some(change) = &merged.plan.mall {
-            let add = self.to_side(Side::Mall, &change.add).await?;
-            let remove = self.to_side(Side::Mall, &change.remove).await?;
+            let add = self.side_ids(Side::Mall, &change.add).await?;
+            let remove = self.side_ids(Side::Mall, &change.remove).await?;
             if !add.is_empty() || !remove.is_empty() {
                 let add_m: Vec<MallTagId> = add
                     .iter()
@@ -341,7 +341,7 @@ impl Cx<'_> {
                     Ok(after) => {
                         let after_ids: Vec<String> =
                             after.tag_ids.iter().map(|i| i.to_string()).collect();
-                        tags.mall_base = self.to_hub(Side::Mall, &after_ids).await?;
+                        tags.mall_base = self.hub_ids(Side::Mall, &after_ids).await?;
                         entries.push(audit(
                             &t,
                             now,

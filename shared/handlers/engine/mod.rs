@@ -200,6 +200,7 @@ pub fn member_lock(tenant: &TenantId, member: &MemberId) -> String {
 }
 
 /// An audit entry of a change applied to `side`.
+#[allow(clippy::too_many_arguments)] // one per field of the entry, all positional in call sites
 pub fn audit(
     tenant: &TenantId,
     at: Timestamp,

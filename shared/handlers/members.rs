@@ -374,12 +374,28 @@ async fn view(app: &App, t: &TenantId, member: &MemberId) -> Result<HttpResponse
         })
         .collect();
 
+    // Marks of tags deleted since are not the member's tags any more.
+    let live: BTreeSet<HubTagId> = app
+        .store
+        .list_tags(t)
+        .await?
+        .into_iter()
+        .filter(|x| x.deleted_at.is_none())
+        .map(|x| x.id)
+        .collect();
+    let tag_ids: Vec<HubTagId> = tags
+        .as_ref()
+        .map(present)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|id| live.contains(id))
+        .collect();
     Ok(HttpResponse::json(
         200,
         &json!({
             "member_id": member,
             "external_userid": external,
-            "tag_ids": tags.as_ref().map(present).unwrap_or_default(),
+            "tag_ids": tag_ids,
             "relations": relations,
         }),
     ))

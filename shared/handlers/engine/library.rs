@@ -289,9 +289,24 @@ impl<'a> Cx<'a> {
                 .map(mall_group_snapshot),
             None => None,
         };
-        let mut wobs = match wecom_seen.clone() {
-            Some(s) => Observed::present(s, now),
-            None => Observed::absent(now),
+        let tags = self.app.store.list_tags(&t).await?;
+        // WeCom no longer shows a group whose live hub tags still have WeCom ids: either the
+        // console deleted the group (its own event says so) or its last tags went (their
+        // events delete them here first). Until one of those events is handled this job
+        // cannot tell which, so it leaves the WeCom leg as it was.
+        let undecided = wecom_seen.is_none()
+            && !hint.wecom_deleted
+            && stored.as_ref().is_some_and(|g| g.wecom.base.is_some())
+            && tags
+                .iter()
+                .any(|x| x.group_id == id && x.deleted_at.is_none() && x.wecom.id.is_some());
+        let mut wobs = match (
+            &wecom_seen,
+            stored.as_ref().and_then(|g| g.wecom.base.clone()),
+        ) {
+            (Some(s), _) => Observed::present(s.clone(), now),
+            (None, Some(base)) if undecided => Observed::present(base, now),
+            (None, _) => Observed::absent(now),
         };
         if stored
             .as_ref()
@@ -303,7 +318,6 @@ impl<'a> Cx<'a> {
             Some(s) => Observed::present(s, mall_at),
             None => Observed::absent(mall_at),
         };
-        let tags = self.app.store.list_tags(&t).await?;
         let live_tags = tags
             .iter()
             .filter(|x| x.group_id == id && x.deleted_at.is_none())
@@ -371,7 +385,12 @@ impl<'a> Cx<'a> {
         }
 
         // WeCom.
-        match plan.wecom.op.clone() {
+        let wecom_op = if undecided {
+            LibraryOp::Nothing
+        } else {
+            plan.wecom.op.clone()
+        };
+        match wecom_op {
             LibraryOp::Nothing | LibraryOp::Create => {}
             LibraryOp::MarkReadOnly => {
                 self.commit(vec![Write::Audit(self.entry(
@@ -386,16 +405,17 @@ impl<'a> Cx<'a> {
             op @ (LibraryOp::Update { .. } | LibraryOp::Delete) => {
                 let wid = g.wecom.id.clone().expect("an update or delete has an id");
                 let result = match &op {
-                    LibraryOp::Update { name, order } => self
-                        .app
-                        .wecom
-                        .edit_corp_tag(
-                            &self.creds,
-                            EditTarget::Group(&wid),
-                            name.as_deref(),
-                            *order,
-                        )
-                        .await,
+                    LibraryOp::Update { name, order } => {
+                        self.app
+                            .wecom
+                            .edit_corp_tag(
+                                &self.creds,
+                                EditTarget::Group(&wid),
+                                name.as_deref(),
+                                *order,
+                            )
+                            .await
+                    }
                     _ => self
                         .app
                         .wecom
@@ -611,25 +631,35 @@ impl<'a> Cx<'a> {
                 Box::pin(self.tag(tag.id.clone(), Hint::from(self.origin))).await?;
             }
         } else if children {
-            // Tags WeCom shows in this group that the hub does not know.
+            // Tags WeCom shows in this group that the hub does not know, or knows but has not
+            // finished syncing (an earlier try of this job stopped half-way through them).
             if let Some(wid) = &g.wecom.id {
-                let unknown: Vec<String> = {
+                let shown: Vec<String> = {
                     let lib = self.wecom_lib().await?;
                     lib.iter()
                         .find(|x| &x.group_id == wid)
                         .map(|x| x.tag.iter().map(|t| t.id.to_string()).collect())
                         .unwrap_or_default()
                 };
-                for wtag in unknown {
-                    if self
-                        .hub_id(Side::Wecom, EntityKind::Tag, &wtag)
-                        .await?
-                        .is_none()
-                    {
-                        let mut h = Hint::from(self.origin);
-                        h.wecom_id = Some(wtag);
-                        let new = HubTagId::new_unchecked(new_ordered_id());
-                        Box::pin(self.tag(new, h)).await?;
+                for wtag in shown {
+                    match self.hub_id(Side::Wecom, EntityKind::Tag, &wtag).await? {
+                        None => {
+                            let mut h = Hint::from(self.origin);
+                            h.wecom_id = Some(wtag);
+                            let new = HubTagId::new_unchecked(new_ordered_id());
+                            Box::pin(self.tag(new, h)).await?;
+                        }
+                        Some(known) => {
+                            let known = HubTagId::new_unchecked(known);
+                            let unfinished = tags.iter().find(|x| x.id == known).is_none_or(|x| {
+                                [x.wecom.state, x.mall.state]
+                                    .iter()
+                                    .any(|s| matches!(s, SyncState::Pending | SyncState::Failed))
+                            });
+                            if unfinished {
+                                Box::pin(self.tag(known, Hint::from(self.origin))).await?;
+                            }
+                        }
                     }
                 }
             }
@@ -1198,9 +1228,16 @@ impl<'a> Cx<'a> {
         if self.wecom_lib().await?.iter().any(|x| x.group_id == wg) {
             return Ok(());
         }
-        let unlink = link(&t, Side::Wecom, EntityKind::Group, wg.as_str(), g.id.as_str());
+        let unlink = link(
+            &t,
+            Side::Wecom,
+            EntityKind::Group,
+            wg.as_str(),
+            g.id.as_str(),
+        );
         g.wecom = SideLink::default();
-        self.commit(vec![Write::Unlink(unlink), Write::Group(g)]).await
+        self.commit(vec![Write::Unlink(unlink), Write::Group(g)])
+            .await
     }
 
     /// Creates tag `x` with snapshot `s` in WeCom, creating or adopting its group as needed;

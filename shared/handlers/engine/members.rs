@@ -55,6 +55,7 @@ pub async fn sync_member(
 struct IdCache {
     to_hub: HashMap<(Side, String), Option<HubTagId>>,
     to_side: HashMap<(Side, HubTagId), Option<String>>,
+    live: HashMap<HubTagId, bool>,
 }
 
 struct Cx<'a> {
@@ -79,6 +80,21 @@ impl Cx<'_> {
             .map(HubTagId::new_unchecked);
         self.ids.to_hub.insert(key, found.clone());
         Ok(found)
+    }
+
+    /// Whether the hub still has this tag (not deleted).
+    async fn live(&mut self, tag: &HubTagId) -> Step<bool> {
+        if let Some(known) = self.ids.live.get(tag) {
+            return Ok(*known);
+        }
+        let live = self
+            .app
+            .store
+            .get_tag(&self.tenant.id, tag)
+            .await?
+            .is_some_and(|x| x.deleted_at.is_none());
+        self.ids.live.insert(tag.clone(), live);
+        Ok(live)
     }
 
     async fn side_of(&mut self, side: Side, tag: &HubTagId) -> Step<Option<String>> {
@@ -159,6 +175,18 @@ impl Cx<'_> {
             mall_base: BTreeSet::new(),
             version: 0,
         });
+        // A deleted tag leaves the member with it (WeCom and the mall drop it silently).
+        let mut hub = hub;
+        let mut gone = Vec::new();
+        for tag in hub.marks.keys() {
+            if !self.live(tag).await? {
+                gone.push(tag.clone());
+            }
+        }
+        for tag in gone {
+            hub.marks.remove(&tag);
+            hub.mall_base.remove(&tag);
+        }
         let mall_ids: Vec<String> = mall_member.tag_ids.iter().map(|i| i.to_string()).collect();
         let mall_side = SideTags {
             tags: self.hub_ids(Side::Mall, &mall_ids).await?,

@@ -16,7 +16,10 @@
 //! - A name a sibling holds: when the sibling is itself renaming away (a swap), it first gets
 //!   a temporary name; otherwise the job parks with both names in the reason.
 
-use super::{Step, StepError, audit, library_lock, lock};
+use super::{
+    Step, StepError, WECOM_NAME_TAKEN, WECOM_NO_RELATION, WECOM_NOT_OURS, WECOM_UNKNOWN_ID, audit,
+    library_lock, lock,
+};
 use crate::app::App;
 use crate::domain::*;
 use crate::handlers::worker::Outcome;
@@ -30,15 +33,6 @@ use crate::wecom::client::{
 use serde_json::json;
 use std::future::Future;
 use std::pin::Pin;
-
-/// WeCom: the app may not edit or delete this object (another app's or the console's).
-const WECOM_NOT_OURS: i64 = 301002;
-/// WeCom: a sibling already has this name (wecom-api.md §12).
-const WECOM_NAME_TAKEN: i64 = 40071;
-/// WeCom: no such tag or group (§12).
-const WECOM_UNKNOWN_ID: i64 = 40068;
-/// WeCom: the relation does not exist (any more).
-const WECOM_NO_RELATION: i64 = 84061;
 
 pub async fn sync_group(
     app: &App,
@@ -361,24 +355,12 @@ impl<'a> Cx<'a> {
         let unlinks = stale_group_links(stored.as_ref(), &g);
         writes.extend(unlinks.into_iter().map(Write::Unlink));
         if stored.as_ref() != Some(&g) || !writes.is_empty() {
-            let before = stored.as_ref().map(group_json);
-            if before.as_ref() != Some(&group_json(&g)) {
-                let action = match (&stored, g.deleted_at) {
-                    (None, _) => "group.created",
-                    (Some(s), Some(_)) if s.deleted_at.is_none() => "group.deleted",
-                    _ => "group.updated",
-                };
-                writes.push(Write::Audit(audit(
-                    &t,
-                    now,
-                    Actor::Hub,
-                    action,
-                    format!("group:{id}"),
-                    before,
-                    Some(group_json(&g)),
-                    self.origin,
-                )));
-            }
+            writes.extend(self.hub_entry(
+                EntityKind::Group,
+                id.as_str(),
+                stored.as_ref().map(group_json),
+                group_json(&g),
+            ));
             writes.push(Write::Group(g.clone()));
             self.commit(writes).await?;
             g.version += 1;
@@ -705,6 +687,36 @@ impl<'a> Cx<'a> {
         })
     }
 
+    /// The audit entry of a change the merge made to the hub object, if it changed.
+    fn hub_entry(
+        &self,
+        kind: EntityKind,
+        id: &str,
+        before: Option<serde_json::Value>,
+        after: serde_json::Value,
+    ) -> Option<Write> {
+        if before.as_ref() == Some(&after) {
+            return None;
+        }
+        let was_deleted = before.as_ref().map(|b| b["deleted"] == true);
+        let action = match (was_deleted, after["deleted"] == true) {
+            (None, _) => "created",
+            (Some(false), true) => "deleted",
+            _ => "updated",
+        };
+        let kind = kind.as_str();
+        Some(Write::Audit(audit(
+            self.t(),
+            self.now(),
+            Actor::Hub,
+            &format!("{kind}.{action}"),
+            format!("{kind}:{id}"),
+            before,
+            Some(after),
+            self.origin,
+        )))
+    }
+
     fn entry(
         &self,
         side: Actor,
@@ -947,24 +959,12 @@ impl<'a> Cx<'a> {
             None => true,
         };
         if changed || !writes.is_empty() {
-            let before = stored.as_ref().map(tag_json);
-            if before.as_ref() != Some(&tag_json(&x)) {
-                let action = match (&stored, x.deleted_at) {
-                    (None, _) => "tag.created",
-                    (Some(s), Some(_)) if s.deleted_at.is_none() => "tag.deleted",
-                    _ => "tag.updated",
-                };
-                writes.push(Write::Audit(audit(
-                    &t,
-                    now,
-                    Actor::Hub,
-                    action,
-                    format!("tag:{id}"),
-                    before,
-                    Some(tag_json(&x)),
-                    self.origin,
-                )));
-            }
+            writes.extend(self.hub_entry(
+                EntityKind::Tag,
+                id.as_str(),
+                stored.as_ref().map(tag_json),
+                tag_json(&x),
+            ));
             writes.push(Write::Tag(x.clone()));
             self.commit(writes).await?;
             x.version += 1;

@@ -9,7 +9,7 @@
 //! or the reconciliation, puts it there once it exists).
 
 use super::intake::bind;
-use super::{Step, StepError, audit, lock, member_lock};
+use super::{Step, StepError, WECOM_NO_RELATION, audit, lock, member_lock};
 use crate::app::App;
 use crate::domain::*;
 use crate::handlers::worker::Outcome;
@@ -19,8 +19,6 @@ use crate::sync::members::{SideTags, merge_member_tags};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// WeCom: the relation does not exist (any more).
-const WECOM_NO_RELATION: i64 = 84061;
 /// WeCom corp tags on a follow relation (type 1); personal tags (2) cannot be written by API.
 const CORP_TAG: i64 = 1;
 
@@ -314,15 +312,8 @@ impl Cx<'_> {
                         continue;
                     }
                     Err(e) => {
-                        // What is done so far stays recorded; the retry does only the rest.
-                        self.save(
-                            &mut tags,
-                            customer_rel.clone(),
-                            stored_tags.is_some(),
-                            entries,
-                        )
-                        .await?;
-                        return Err(e.into());
+                        let rel = customer_rel.clone();
+                        return Err(self.stop(&mut tags, rel, entries, e.into()).await);
                     }
                 }
                 let mut after = current.clone();
@@ -382,22 +373,29 @@ impl Cx<'_> {
                         ));
                     }
                     Err(e) => {
-                        self.save(
-                            &mut tags,
-                            customer_rel.clone(),
-                            stored_tags.is_some(),
-                            entries,
-                        )
-                        .await?;
-                        return Err(e.into());
+                        return Err(self.stop(&mut tags, customer_rel, entries, e.into()).await);
                     }
                 }
             } else {
                 tags.mall_base = mall_side.tags.clone();
             }
         }
-        self.save(&mut tags, customer_rel, stored_tags.is_some(), entries)
-            .await
+        self.save(&mut tags, customer_rel, entries).await
+    }
+
+    /// A call failed: what is done so far stays recorded (the retry does only the rest), and
+    /// the failure is the job's outcome.
+    async fn stop(
+        &self,
+        tags: &mut MemberTags,
+        customer: Option<CustomerRelations>,
+        entries: Vec<AuditEntry>,
+        failure: StepError,
+    ) -> StepError {
+        match self.save(tags, customer, entries).await {
+            Ok(()) => failure,
+            Err(e) => e,
+        }
     }
 
     /// Writes the member's marks and mall base, the customer's relation bases and the audit
@@ -407,7 +405,6 @@ impl Cx<'_> {
         &self,
         tags: &mut MemberTags,
         customer: Option<CustomerRelations>,
-        _existed: bool,
         mut entries: Vec<AuditEntry>,
     ) -> Step<()> {
         let stored_tags = self

@@ -17,6 +17,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+/// WeCom: the app may not edit or delete this object (another app's or the console's).
+pub(crate) const WECOM_NOT_OURS: i64 = 301002;
+/// WeCom: a sibling already has this name (wecom-api.md §12).
+pub(crate) const WECOM_NAME_TAKEN: i64 = 40071;
+/// WeCom: no such tag or group (§12).
+pub(crate) const WECOM_UNKNOWN_ID: i64 = 40068;
+/// WeCom: the relation does not exist (any more).
+pub(crate) const WECOM_NO_RELATION: i64 = 84061;
+
 /// Queues sync jobs for `tenant`, dropping those its switches hold back: nothing while the
 /// feature is off, library jobs while `auto_sync` is off, member jobs while `member_sync` is
 /// off (the manual sync brings those sides together later). Returns how many were queued.

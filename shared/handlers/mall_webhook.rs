@@ -38,6 +38,15 @@ pub async fn handle(app: &App, tenant: &str, req: &HttpRequest) -> Result<HttpRe
         tracing::info!(tenant = %tenant.id, event_id = %hook.event_id, "customer-tag feature is off: webhook acknowledged and dropped");
         return Ok(ignored(app));
     }
+    // The echo of tagsync's own write: nothing to apply, nothing to queue.
+    if hook
+        .origin_request_id
+        .as_deref()
+        .is_some_and(crate::mall::client::IdempotencyKey::is_own)
+    {
+        tracing::debug!(tenant = %tenant.id, event_id = %hook.event_id, "echo of tagsync's own write: acknowledged");
+        return Ok(ignored(app));
+    }
     if let MallEvent::Unknown { type_name } = &hook.event {
         tracing::info!(tenant = %tenant.id, event_id = %hook.event_id, r#type = %type_name, "unknown webhook type: acknowledged and ignored");
         return Ok(ignored(app));

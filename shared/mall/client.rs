@@ -41,6 +41,9 @@ pub struct MallEndpoint {
     pub token: Secret,
 }
 
+/// How every key tagsync sends starts.
+const OWN_KEY_PREFIX: &str = "tagsync:";
+
 /// The `Idempotency-Key` of one write. Derived, never random: a retried job derives the same
 /// key for the same step, so the mall answers the retry from its record instead of acting
 /// twice.
@@ -50,7 +53,13 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     /// The key of `step` (e.g. `create-tag:<hub tag id>`) of job `job`.
     pub fn for_step(job: &JobId, step: &str) -> Self {
-        Self(normalize_key(format!("tagsync:{job}:{step}")))
+        Self(normalize_key(format!("{OWN_KEY_PREFIX}{job}:{step}")))
+    }
+
+    /// Whether a key (e.g. a webhook's `origin_request_id`) is one tagsync made: the webhook
+    /// is then the echo of tagsync's own write.
+    pub fn is_own(key: &str) -> bool {
+        key.starts_with(OWN_KEY_PREFIX)
     }
 
     /// A sub-key, for a step that needs several writes (e.g. one per batch).

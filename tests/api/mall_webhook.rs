@@ -282,3 +282,34 @@ async fn unknown_types_and_a_disabled_tenant_are_acknowledged_but_not_recorded()
     assert_nothing_recorded(&t).await;
     t.shutdown().await;
 }
+
+/// A webhook the mall sent because of tagsync's own write carries tagsync's key as
+/// `origin_request_id`: it is acknowledged and neither recorded nor queued (no echo loop),
+/// while the same event caused by someone else is queued.
+#[tokio::test]
+async fn an_echo_of_tagsyncs_own_write_is_acknowledged_and_not_queued() {
+    let t = spawn_app().await;
+    t.put_tenant("acme").await;
+    let mut echo = every_event()[4].clone();
+    echo["event_id"] = json!("echo1");
+    echo["origin_request_id"] = json!("tagsync:01a1fd10bcd97075b5398ac7d494a051:update-tag:x:0");
+    assert_eq!(deliver_signed(&t, &echo).await, 202);
+    assert_nothing_recorded(&t).await;
+
+    let mut other = every_event()[4].clone();
+    other["event_id"] = json!("other1");
+    other["origin_request_id"] = json!("someone-elses-key-1");
+    assert_eq!(deliver_signed(&t, &other).await, 202);
+    let queued = wait_for(
+        "the foreign event to be recorded",
+        Duration::from_secs(10),
+        || async {
+            let r = received(&t).await;
+            (!r.is_empty()).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0]["after"]["event_id"], "other1");
+    t.shutdown().await;
+}

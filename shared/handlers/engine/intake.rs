@@ -11,12 +11,9 @@ use super::{Step, StepError, enqueue};
 use crate::app::App;
 use crate::domain::*;
 use crate::handlers::worker::{Outcome, record_once};
-use crate::mall::client::MemberLookup;
+use crate::mall::client::{IdempotencyKey, MemberLookup};
 use crate::mall::webhook::{MallEvent, parse_event};
 use crate::ports::Write;
-
-/// The prefix of every `Idempotency-Key` tagsync sends (see `IdempotencyKey::for_step`).
-const OWN_KEY_PREFIX: &str = "tagsync:";
 
 pub async fn run(app: &App, tenant: &Tenant, job: &Job, event: &InboundEvent) -> Outcome {
     if is_echo(event) {
@@ -78,7 +75,7 @@ pub async fn run(app: &App, tenant: &Tenant, job: &Job, event: &InboundEvent) ->
 
 /// A mall webhook caused by one of tagsync's own writes.
 fn is_echo(event: &InboundEvent) -> bool {
-    matches!(event, InboundEvent::Mall { origin_request_id: Some(o), .. } if o.starts_with(OWN_KEY_PREFIX))
+    matches!(event, InboundEvent::Mall { origin_request_id: Some(o), .. } if IdempotencyKey::is_own(o))
 }
 
 async fn jobs_for(app: &App, tenant: &Tenant, event: &InboundEvent) -> Step<Vec<JobKind>> {

@@ -157,6 +157,10 @@ impl<'a> Cx<'a> {
         self.app.clock.now()
     }
 
+    /// A mall write's key. Steps name the hub object's version: a retry after a transient
+    /// failure (nothing written in between) reuses the key and gets the mall's recorded
+    /// answer; after a permanent failure the object is marked `failed` (a new version), so a
+    /// redrive after the cause is fixed is a new request, not a replay of the old refusal.
     fn key(&self, step: &str) -> IdempotencyKey {
         IdempotencyKey::for_step(&self.job.id, step)
     }
@@ -447,6 +451,7 @@ impl<'a> Cx<'a> {
                             None,
                         )));
                     }
+                    Err(e) if is_wecom(&e, WECOM_UNKNOWN_ID) => return Err(vanished(Side::Wecom)),
                     Err(e) if is_wecom(&e, WECOM_NAME_TAKEN) => {
                         return self
                             .fail_group(
@@ -482,7 +487,7 @@ impl<'a> Cx<'a> {
                         .mall
                         .create_group(
                             &self.ep,
-                            &self.key(&format!("create-group:{id}")),
+                            &self.key(&format!("create-group:{id}:v{}", g.version)),
                             &s.name,
                             Some(s.order),
                         )
@@ -502,7 +507,7 @@ impl<'a> Cx<'a> {
                                     .mall
                                     .update_group(
                                         &self.ep,
-                                        &self.key(&format!("adopt-group:{id}")),
+                                        &self.key(&format!("adopt-group:{id}:v{}", g.version)),
                                         &existing,
                                         &GroupPatch {
                                             name: None,
@@ -522,7 +527,7 @@ impl<'a> Cx<'a> {
                         .mall
                         .update_group(
                             &self.ep,
-                            &self.key(&format!("update-group:{id}")),
+                            &self.key(&format!("update-group:{id}:v{}", g.version)),
                             &mid,
                             &GroupPatch {
                                 name: name.clone(),
@@ -536,7 +541,11 @@ impl<'a> Cx<'a> {
                     let mid = g.mall.id.clone().expect("a delete has an id");
                     self.app
                         .mall
-                        .delete_group(&self.ep, &self.key(&format!("delete-group:{id}")), &mid)
+                        .delete_group(
+                            &self.ep,
+                            &self.key(&format!("delete-group:{id}:v{}", g.version)),
+                            &mid,
+                        )
                         .await
                         .map(|_| None)
                 }
@@ -582,6 +591,9 @@ impl<'a> Cx<'a> {
                         before,
                         after.as_ref().map(|s| json!(s)),
                     )));
+                }
+                Err(e) if e.is_not_found() && !matches!(mall_op, LibraryOp::Create) => {
+                    return Err(vanished(Side::Mall));
                 }
                 Err(e) if e.existing_id().is_some() => {
                     let name = g_name(&after);
@@ -645,12 +657,28 @@ impl<'a> Cx<'a> {
                     }
                 }
             }
-            // Live hub tags WeCom lacks: the first of them creates the group there.
-            if g.wecom.id.is_none() && g.wecom.state != SyncState::ReadOnly {
-                for tag in tags
+            // Live hub tags WeCom lacks: the first of them creates the group there. With the
+            // group in WeCom, also those whose WeCom id WeCom no longer has (they went with a
+            // group WeCom deleted, which sends no per-tag events).
+            let shown_here = match &g.wecom.id {
+                None => true,
+                Some(wid) => self.wecom_lib().await?.iter().any(|x| &x.group_id == wid),
+            };
+            if shown_here && g.wecom.state != SyncState::ReadOnly {
+                let known: std::collections::HashSet<String> = self
+                    .wecom_lib()
+                    .await?
                     .iter()
-                    .filter(|x| x.group_id == id && x.deleted_at.is_none() && x.wecom.id.is_none())
-                {
+                    .flat_map(|x| x.tag.iter().map(|t| t.id.to_string()))
+                    .collect();
+                for tag in tags.iter().filter(|x| {
+                    x.group_id == id
+                        && x.deleted_at.is_none()
+                        && x.wecom
+                            .id
+                            .as_ref()
+                            .is_none_or(|w| !known.contains(w.as_str()))
+                }) {
                     Box::pin(self.tag(tag.id.clone(), Hint::from(self.origin))).await?;
                 }
             }
@@ -864,12 +892,21 @@ impl<'a> Cx<'a> {
         }
         let now = self.now();
         let mall_at = hint.mall_at.unwrap_or(now);
-        let wecom = self
+        // A side that cannot be read for good (a revoked token, say) shows on the tag.
+        let wecom = match self
             .wecom_tag(stored.as_ref(), hint.wecom_id.as_deref())
-            .await?;
-        let mall = self
+            .await
+        {
+            Ok(w) => w,
+            Err(e) => return self.unreadable(stored, Side::Wecom, e).await,
+        };
+        let mall = match self
             .mall_tag(stored.as_ref(), hint.mall_id.as_deref())
-            .await?;
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => return self.unreadable(stored, Side::Mall, e).await,
+        };
         let mut wobs = match &wecom {
             Some((_, s)) => Observed::present(s.clone(), now),
             None => Observed::absent(now),
@@ -1419,6 +1456,11 @@ impl<'a> Cx<'a> {
                     return Ok(true);
                 }
                 Err(e) if is_wecom(&e, WECOM_NOT_OURS) => return Ok(false),
+                // Deleted in WeCom while this job ran: the next try reads that, and the delete
+                // wins over the edit.
+                Err(e) if is_wecom(&e, WECOM_UNKNOWN_ID) => {
+                    return Err(vanished(Side::Wecom).into());
+                }
                 Err(e) if is_wecom(&e, WECOM_NAME_TAKEN) && attempt == 0 => {
                     let name = name.unwrap_or_default().to_owned();
                     let holder = self.wecom_sibling(x, &name).await?;
@@ -1528,7 +1570,7 @@ impl<'a> Cx<'a> {
                     .mall
                     .update_tag(
                         &self.ep,
-                        &self.key(&format!("step-aside:{other}:{temp}")),
+                        &self.key(&format!("step-aside:{other}:{temp}:v{}", o.version)),
                         &mid,
                         &TagPatch {
                             name: Some(temp.clone()),
@@ -1613,6 +1655,15 @@ impl<'a> Cx<'a> {
         Ok(n)
     }
 
+    /// A side could not be read: a permanent failure is recorded on the tag (if the hub has
+    /// it) before the job parks.
+    async fn unreadable(&self, stored: Option<Tag>, side: Side, e: StepError) -> Step<()> {
+        match stored {
+            Some(x) if e.retry.is_none() => self.fail_tag(x, side, e.into()).await.map(|_| ()),
+            _ => Err(e),
+        }
+    }
+
     /// Records a side's permanent failure on the tag and parks; a transient one retries.
     async fn fail_tag(&self, mut x: Tag, side: Side, failure: StepFailure) -> Step<Tag> {
         let e = failure.0;
@@ -1694,7 +1745,11 @@ impl<'a> Cx<'a> {
                     let mid = x.mall.id.clone().expect("a delete has an id");
                     self.app
                         .mall
-                        .delete_tag(&self.ep, &self.key(&format!("delete-tag:{id}")), &mid)
+                        .delete_tag(
+                            &self.ep,
+                            &self.key(&format!("delete-tag:{id}:v{}", x.version)),
+                            &mid,
+                        )
                         .await
                         .map_err(StepError::from)?;
                     writes.push(Write::Unlink(link(
@@ -1752,7 +1807,7 @@ impl<'a> Cx<'a> {
     async fn mall_create(&mut self, x: &Tag, s: &TagSnapshot) -> Result<MallTagId, StepFailure> {
         let gid = self.mall_group_id(&s.group_id).await?;
         for attempt in 0..2 {
-            let key = self.key(&format!("create-tag:{}:{attempt}", x.id));
+            let key = self.key(&format!("create-tag:{}:v{}:{attempt}", x.id, x.version));
             match self
                 .app
                 .mall
@@ -1770,7 +1825,7 @@ impl<'a> Cx<'a> {
                                     .mall
                                     .update_tag(
                                         &self.ep,
-                                        &self.key(&format!("adopt-tag:{}", x.id)),
+                                        &self.key(&format!("adopt-tag:{}:v{}", x.id, x.version)),
                                         &existing,
                                         &TagPatch {
                                             order: Some(s.order),
@@ -1801,9 +1856,10 @@ impl<'a> Cx<'a> {
     async fn mall_update(&mut self, x: &Tag, patch: TagPatch) -> Result<(), StepFailure> {
         let mid = x.mall.id.clone().expect("an update has an id");
         for attempt in 0..2 {
-            let key = self.key(&format!("update-tag:{}:{attempt}", x.id));
+            let key = self.key(&format!("update-tag:{}:v{}:{attempt}", x.id, x.version));
             match self.app.mall.update_tag(&self.ep, &key, &mid, &patch).await {
                 Ok(_) => return Ok(()),
+                Err(e) if e.is_not_found() => return Err(vanished(Side::Mall).into()),
                 Err(e) => match e.existing_id().map(str::to_owned) {
                     Some(existing) if attempt == 0 => {
                         let name = patch.name.clone().unwrap_or_else(|| x.name.clone());
@@ -1860,6 +1916,15 @@ impl From<StepFailure> for StepError {
     fn from(f: StepFailure) -> Self {
         f.0
     }
+}
+
+/// The object was deleted on `side` while the job worked on it: retry soon, and the next try
+/// sees the deletion (which wins over a concurrent rename).
+fn vanished(side: Side) -> StepError {
+    StepError::retry(
+        format!("the object was deleted in {side} meanwhile; reading it again"),
+        Some(std::time::Duration::from_millis(200)),
+    )
 }
 
 fn g_name(s: &Option<GroupSnapshot>) -> String {

@@ -9,7 +9,7 @@
 //! or the reconciliation, puts it there once it exists).
 
 use super::intake::bind;
-use super::{Step, StepError, WECOM_NO_RELATION, audit, lock, member_lock};
+use super::{Step, StepError, WECOM_NO_RELATION, WECOM_UNKNOWN_ID, audit, lock, member_lock};
 use crate::app::App;
 use crate::domain::*;
 use crate::handlers::worker::Outcome;
@@ -19,6 +19,8 @@ use crate::sync::members::{SideTags, merge_member_tags};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// How soon a member job looks again when a tag it needs is being created or deleted.
+const RETRY_SOON: std::time::Duration = std::time::Duration::from_millis(500);
 /// WeCom corp tags on a follow relation (type 1); personal tags (2) cannot be written by API.
 const CORP_TAG: i64 = 1;
 
@@ -39,6 +41,7 @@ pub async fn sync_member(
         job,
         hint,
         ids: IdCache::default(),
+        waiting: BTreeSet::new(),
     };
     let result = cx.run(member).await;
     held.release(app).await;
@@ -62,6 +65,8 @@ struct Cx<'a> {
     job: &'a Job,
     hint: &'a Hint,
     ids: IdCache,
+    /// Tags this job could not put on a side yet (not created there yet).
+    waiting: BTreeSet<String>,
 }
 
 impl Cx<'_> {
@@ -125,11 +130,17 @@ impl Cx<'_> {
     }
 
     /// Side ids of hub tags; tags without an id on that side are skipped.
+    /// Side ids of hub tags. A live tag not created on that side yet (its tag job is still
+    /// on its way) is noted in `waiting`: the job retries shortly rather than drop it.
     async fn side_ids(&mut self, side: Side, tags: &BTreeSet<HubTagId>) -> Step<Vec<String>> {
         let mut out = Vec::new();
         for t in tags {
-            if let Some(id) = self.side_of(side, t).await? {
-                out.push(id);
+            match self.side_of(side, t).await? {
+                Some(id) => out.push(id),
+                None if self.live(t).await? => {
+                    self.waiting.insert(format!("{t} in {side}"));
+                }
+                None => {}
             }
         }
         Ok(out)
@@ -186,6 +197,12 @@ impl Cx<'_> {
             hub.mall_base.remove(&tag);
         }
         let mall_ids: Vec<String> = mall_member.tag_ids.iter().map(|i| i.to_string()).collect();
+        // Every mall tag is synced: one the hub does not know yet is still on its way in.
+        for id in &mall_ids {
+            if self.hub_of(Side::Mall, id).await?.is_none() {
+                self.waiting.insert(format!("mall tag {id}"));
+            }
+        }
         let mall_side = SideTags {
             tags: self.hub_ids(Side::Mall, &mall_ids).await?,
             base: hub.mall_base.clone(),
@@ -223,6 +240,19 @@ impl Cx<'_> {
                 .and_then(|c: &CustomerRelations| c.relations.get(userid))
                 .map(|s| s.iter().map(|i| i.to_string()).collect())
                 .unwrap_or_default();
+            // A tag just put on a relation that the hub does not know yet is most likely a new
+            // WeCom tag whose own job has not run: wait for it rather than miss it. (Tags the
+            // relation already had are left alone: they may be ones tagsync does not manage.)
+            if stored_customer
+                .as_ref()
+                .is_some_and(|c| c.relations.contains_key(userid))
+            {
+                for id in ids.iter().filter(|i| !base_ids.contains(i)) {
+                    if self.hub_of(Side::Wecom, id).await?.is_none() {
+                        self.waiting.insert(format!("WeCom tag {id}"));
+                    }
+                }
+            }
             relations.insert(
                 userid.clone(),
                 SideTags {
@@ -311,6 +341,16 @@ impl Cx<'_> {
                         rel.relations.remove(&mark.userid);
                         continue;
                     }
+                    // A tag deleted in WeCom meanwhile: its tag job removes it from the hub,
+                    // after which this member's next try leaves it out.
+                    Err(e) if e.errcode == Some(WECOM_UNKNOWN_ID) => {
+                        let rel = customer_rel.clone();
+                        let wait = StepError::retry(
+                            format!("{e}; a tag was deleted meanwhile"),
+                            Some(RETRY_SOON),
+                        );
+                        return Err(self.stop(&mut tags, rel, entries, wait).await);
+                    }
                     Err(e) => {
                         let rel = customer_rel.clone();
                         return Err(self.stop(&mut tags, rel, entries, e.into()).await);
@@ -373,14 +413,33 @@ impl Cx<'_> {
                         ));
                     }
                     Err(e) => {
-                        return Err(self.stop(&mut tags, customer_rel, entries, e.into()).await);
+                        let failure = if e.unknown_ids.is_empty() {
+                            e.into()
+                        } else {
+                            StepError::retry(
+                                format!("{e}; a tag was deleted meanwhile"),
+                                Some(RETRY_SOON),
+                            )
+                        };
+                        return Err(self.stop(&mut tags, customer_rel, entries, failure).await);
                     }
                 }
             } else {
                 tags.mall_base = mall_side.tags.clone();
             }
         }
-        self.save(&mut tags, customer_rel, entries).await
+        self.save(&mut tags, customer_rel, entries).await?;
+        if !self.waiting.is_empty() {
+            let waiting: Vec<&str> = self.waiting.iter().map(String::as_str).collect();
+            return Err(StepError::retry(
+                format!(
+                    "waiting for tags to be created first: {}",
+                    waiting.join(", ")
+                ),
+                Some(RETRY_SOON),
+            ));
+        }
+        Ok(())
     }
 
     /// A call failed: what is done so far stays recorded (the retry does only the rest), and

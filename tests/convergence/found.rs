@@ -1,0 +1,419 @@
+//! Sequences the property test found, each reduced to a few steps and made deterministic
+//! (a delayed answer or a held webhook puts the two changes in the order that goes wrong).
+//! Every test starts from `drive::seed` — mall-made `G1[a, b]` and `G2[c]`, console-made
+//! `WG1[w1]`, members `m0` (customer `wm_m0`, followed by `sales_0`, `sales_1`) and `m1`
+//! (`wm_m1`: `sales_1`, `sales_2`) — and ends requiring the three sides to converge.
+
+use crate::drive::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tagsync::sim::wecom::{Fault, FaultKind};
+use tagsync::sim::world::{World, WorldOptions};
+use tagsync::wecom::classify::ApiOp;
+
+async fn must_settle(w: &World) {
+    if let Err(e) = settle(w, "settling").await {
+        panic!("{e}\naudit:\n{}", audit_trail(w).await);
+    }
+}
+
+/// Settles and requires convergence of the library and of both members' tags.
+async fn converges(w: &World, members: &[Member]) {
+    must_settle(w).await;
+    let problems = converged(w, members).await;
+    if !problems.is_empty() {
+        panic!(
+            "not converged:\n  - {}\n{}\naudit trail:\n{}",
+            problems.join("\n  - "),
+            views(w).await,
+            audit_trail(w).await
+        );
+    }
+}
+
+async fn seeded(opts: WorldOptions) -> (World, Vec<Member>) {
+    let w = World::start(opts).await;
+    let members = seed(&w).await.unwrap_or_else(|e| panic!("{e}"));
+    (w, members)
+}
+
+async fn hub_tag(w: &World, group: &str, tag: &str) -> Value {
+    match w.hub_tag(group, tag).await {
+        Some(t) => t,
+        None => panic!("the hub has no tag {group}/{tag}: {}", w.hub_groups().await),
+    }
+}
+
+fn delay(ms: u64) -> Fault {
+    Fault::next(1, FaultKind::Delay(Duration::from_millis(ms)))
+}
+
+async fn admin_ok(w: &World, method: Method, path: &str, body: Option<Value>) {
+    let (status, answer) = w.admin(method.clone(), path, body).await;
+    assert!(
+        (200..300).contains(&status),
+        "{method} …{path}: {status} {answer}"
+    );
+}
+
+/// WeCom callbacks carry no event id; tagsync dedupes them on (change, object, CreateTime in
+/// seconds), so a second change of the same kind to the same object within one second looks
+/// like a re-send of the first and is dropped — after the first one's job already ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open: WeCom callbacks of one kind for one object within one second are deduplicated as re-sends"]
+async fn two_wecom_renames_of_one_tag_in_one_second_both_arrive() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let a = w.wecom_tag("G1", "a").expect("WeCom G1/a").id;
+    // Start at the beginning of a second, so both renames fall in it.
+    let into = chrono::Utc::now().timestamp_subsec_millis();
+    tokio::time::sleep(Duration::from_millis(u64::from(1010 - into.min(1000)))).await;
+    w.wecom.console().rename(&a, "x").unwrap();
+    must_settle(&w).await;
+    w.wecom.console().rename(&a, "y").unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The mall renames a tag; while tagsync carries the rename to WeCom, a person deletes the
+/// tag in WeCom. `edit_corp_tag` answers 40068 (no such tag); the job looks again and the
+/// deletion wins (found by the property test: it used to park).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_deleted_in_wecom_while_a_mall_rename_is_carried_is_deleted_everywhere() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::EditCorpTag, delay(400));
+    let t = w.mall_tag("G1", "a").expect("mall G1/a").id;
+    w.mall.operator().rename_tag(&t, "x").unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let a = w.wecom_tag("G1", "a").expect("WeCom G1/a still").id;
+    w.wecom.console().delete(&a).unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The same on the mall's side: WeCom renames a tag; while tagsync carries the rename to the
+/// mall, the mall's operator deletes it there. `PATCH /tags/{id}` answers 404; the job looks
+/// again and the deletion wins (it used to park).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_deleted_in_the_mall_while_a_wecom_rename_is_carried_is_deleted_everywhere() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    // The job's read of the mall's library is answered late; the deletion lands meanwhile.
+    w.mall.update_faults(|f| f.delay_ms = 300);
+    let a = w.wecom_tag("G1", "a").expect("WeCom G1/a").id;
+    w.wecom.console().rename(&a, "x").unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    w.mall.update_faults(|f| f.delay_ms = 0);
+    let t = w.mall_tag("G1", "a").expect("mall G1/a still").id;
+    w.mall.operator().delete_tag(&t).unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The operator tags a member in the hub; while tagsync carries it to WeCom, a person
+/// deletes the tag in WeCom. `mark_tag` answers 40068; the member job waits for the tag's
+/// deletion and then converges without it (it used to park).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_deleted_in_wecom_while_a_member_tag_is_carried_does_not_park_the_member() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::MarkTag, delay(400));
+    let a = hub_tag(&w, "G1", "a").await;
+    admin_ok(
+        &w,
+        Method::POST,
+        &format!("/members/{}/tags", members[0].id),
+        Some(json!({"add": [a["id"]]})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let a = w.wecom_tag("G1", "a").expect("WeCom G1/a still").id;
+    w.wecom.console().delete(&a).unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// A person tags a customer in WeCom with a tag the mall's operator deletes at once:
+/// `POST /members/{id}/tags` answers 400 (unknown tag id); the member job waits for the
+/// deletion and converges without it (it used to park).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_deleted_in_the_mall_while_a_member_tag_is_carried_does_not_park_the_member() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let c = w.wecom_tag("G2", "c").expect("WeCom G2/c").id;
+    w.wecom
+        .console()
+        .tag_relation("sales_0", "wm_m0", &[c.as_str()], &[])
+        .unwrap();
+    let t = w.mall_tag("G2", "c").expect("mall G2/c").id;
+    w.mall.operator().delete_tag(&t).unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// A member carries a tag; the tag is deleted (here in the mall). The mall and WeCom drop
+/// it from the member, and so does `GET …/members/{id}` (it used to list the deleted id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_tag_leaves_the_hubs_member_view() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let t = w.mall_tag("G1", "a").expect("mall G1/a").id;
+    w.mall.operator().tag_member(&members[1].id, &t).unwrap();
+    must_settle(&w).await;
+    w.mall.operator().delete_tag(&t).unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// A person drags the groups into a new order and deletes a group right after, in WeCom.
+/// The shuffle's job for that group runs first, finds it gone without a deletion hint and
+/// must not take it for a group WeCom dropped (emptied): it leaves the WeCom leg alone until
+/// the deletion's own job deletes it everywhere. One worker makes the job order deterministic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_deleted_in_wecom_right_after_a_shuffle_is_deleted_everywhere() {
+    let (w, members) = seeded(WorldOptions {
+        workers: 1,
+        ..WorldOptions::default()
+    })
+    .await;
+    let groups: Vec<String> = w.wecom_library().into_iter().map(|g| g.id).collect();
+    let g2 = w.wecom_group("G2").expect("WeCom G2").id;
+    let mut order: Vec<&str> = vec![g2.as_str()];
+    order.extend(groups.iter().map(String::as_str).filter(|g| *g != g2));
+    let console = w.wecom.console();
+    console.reorder_groups(&order).unwrap();
+    console.delete(&g2).unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// A person creates a group with a tag in WeCom; tagsync creates both in the mall from the
+/// group's job. When the tag's create fails transiently there (three tries in the job), the
+/// retried group job looks at the tag again (unfinished on a side) and the mall gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_group_whose_tag_fails_transiently_in_the_mall_still_gets_it() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    // Slow mall answers, so the failures can be armed right after the group is created.
+    w.mall.update_faults(|f| f.delay_ms = 100);
+    w.wecom
+        .console()
+        .create_group("WG2", 5, &[("w2", 1)])
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while w.mall_group("WG2").is_none() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    w.mall.update_faults(|f| f.fail_next = 3);
+    must_settle(&w).await;
+    w.mall.update_faults(|f| f.delay_ms = 0);
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// A person deletes the last tag of a console group in WeCom: WeCom drops the group, the
+/// hub and the mall keep it (empty). Creating a group of that name again in WeCom gives
+/// the hub a second group of the same name (instead of linking the kept one), whose mall
+/// create is refused and parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open: a group WeCom dropped and the console recreates by name becomes a second hub group"]
+async fn group_recreated_in_wecom_after_wecom_dropped_it_is_linked_not_duplicated() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let w1 = w.wecom_tag("WG1", "w1").expect("WeCom WG1/w1").id;
+    w.wecom.console().delete(&w1).unwrap();
+    must_settle(&w).await;
+    assert!(w.wecom_group("WG1").is_none(), "WeCom dropped the group");
+    w.wecom
+        .console()
+        .create_group("WG1", 1, &[("w1", 1)])
+        .unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The mall's operator creates a tag and tags a member with it at once. The member job
+/// runs while the tag's job is still creating it in WeCom (held up here): WeCom has no id
+/// for it yet, so the member job retries shortly and puts it on the relations once the tag
+/// exists (it used to leave them without it for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_tagged_with_a_brand_new_mall_tag_gets_it_in_wecom_too() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::AddCorpTag, delay(500));
+    let g1 = w.mall_group("G1").expect("mall G1").group.id;
+    let op = w.mall.operator();
+    let t = op.create_tag(&g1, "d", 4).unwrap();
+    op.tag_member(&members[1].id, &t.id).unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// A tag moved between groups in WeCom is created in the new group and deleted from the
+/// old; if that emptied the old group WeCom drops it, and the hub clears the group's WeCom
+/// id — in a read of WeCom's library after the delete. When that read fails transiently the
+/// retried job finds the move done and the hub group keeps a WeCom id WeCom no longer has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open: the dropped-group check after a move is lost when its read fails"]
+async fn group_emptied_by_a_move_forgets_its_wecom_id_despite_a_failed_read() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let c = hub_tag(&w, "G2", "c").await;
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    // Hold the old tag's delete, then fail the reads that follow it.
+    w.wecom.inject(ApiOp::DelCorpTag, delay(300));
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", c["id"].as_str().unwrap_or_default()),
+        Some(json!({"group_id": g1["id"]})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    w.wecom.inject(
+        ApiOp::GetCorpTagList,
+        Fault::next(3, FaultKind::Errcode(-1)),
+    );
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// Two sides give one name in one group at once: the mall's operator renames `G1/a` to `d`
+/// while the hub's operator creates `G1/d` (the hub does not know of the rename yet). The
+/// hub ends with two tags named `d` in `G1` and the rename's job is parked. (Whether the
+/// engine should merge them, rename one, or refuse one is a design choice; no side may end
+/// holding a duplicate.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rename_and_create_of_one_name_leave_no_duplicate() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    // The rename's webhook waits (up to 300 ms) for a successor; the hub's create lands first.
+    w.mall.update_faults(|f| f.reorder_webhooks_next = 1);
+    let t = w.mall_tag("G1", "a").expect("mall G1/a").id;
+    w.mall.operator().rename_tag(&t, "d").unwrap();
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    admin_ok(
+        &w,
+        Method::POST,
+        "/tags",
+        Some(json!({"group_id": g1["id"], "name": "d", "order": 1})),
+    )
+    .await;
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// Two sides create a tag of one name in one group at once: the mall's operator first, then
+/// the hub's operator (before the mall's tag reached the hub), and the mall's job runs first.
+/// WeCom merges the second create into the first tag, which the hub already links to the
+/// mall's: the hub keeps two tags named `d` in `G1` and parks the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open: two sides creating one name at once leave two hub tags of that name"]
+async fn concurrent_creates_of_one_name_leave_no_duplicate() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    // A library job holds the library lock for a while (its WeCom edit is answered late):
+    // the two creates' jobs queue behind it in the order their changes arrived.
+    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
+    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    w.mall.operator().reorder_tag(&b, 5).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let g1 = w.mall_group("G1").expect("mall G1").group.id;
+    w.mall.operator().create_tag(&g1, "d", 2).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    admin_ok(
+        &w,
+        Method::POST,
+        "/tags",
+        Some(json!({"group_id": g1["id"], "name": "d", "order": 2})),
+    )
+    .await;
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// WeCom drops the console group `WG1` with its last tag (the hub and the mall keep it,
+/// empty); then a person renames another group to `WG1` in WeCom. The hub ends with two
+/// groups named `WG1` and the rename's mall leg is parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open: a WeCom rename onto the name of a group WeCom dropped makes a second hub group"]
+async fn wecom_rename_onto_a_dropped_groups_name_leaves_no_duplicate() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let w1 = w.wecom_tag("WG1", "w1").expect("WeCom WG1/w1").id;
+    w.wecom.console().delete(&w1).unwrap();
+    must_settle(&w).await;
+    let g2 = w.wecom_group("G2").expect("WeCom G2").id;
+    w.wecom.console().rename(&g2, "WG1").unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The WeCom face of the same: a person creates a tag in WeCom and at once puts it on a
+/// customer. The member job runs before the tag's job has linked it (held up here): the id
+/// maps to no hub tag and is left alone, so the mall and the customer's other relations
+/// never get it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_tagged_with_a_brand_new_wecom_tag_gets_it_everywhere() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::GetCorpTagList, delay(500));
+    let g1 = w.wecom_group("G1").expect("WeCom G1").id;
+    let console = w.wecom.console();
+    let id = console.create_tag(&g1, "w2", 3).unwrap();
+    console
+        .tag_relation("sales_1", "wm_m1", &[id.as_str()], &[])
+        .unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The hub's operator creates a tag and renames it right away, while the create's job is
+/// still creating it in the mall (the answer is late here). The job's write of what it did
+/// loses to the rename's; its retry no longer finds a tag of the new name in the mall and
+/// creates a second one: the mall keeps an orphan of the old name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open: a hub rename racing the tag's mall create leaves an orphan in the mall"]
+async fn hub_tag_renamed_while_its_create_is_carried_leaves_no_orphan() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    w.mall.update_faults(|f| f.delay_ms = 300);
+    let (status, created) = w
+        .admin(
+            Method::POST,
+            "/tags",
+            Some(json!({"group_id": g1["id"], "name": "d", "order": 3})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", created["id"].as_str().unwrap_or_default()),
+        Some(json!({"name": "e"})),
+    )
+    .await;
+    w.mall.update_faults(|f| f.delay_ms = 0);
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The hub's operator moves a tag to another group (in WeCom: create in the new group,
+/// re-mark the relations that carry the old tag, delete the old tag); the mall's operator
+/// tags a member with it meanwhile. The member job puts the old WeCom tag on the relations
+/// after they were re-marked, and the old tag's deletion takes it off again: the mall keeps
+/// the tag, the relations do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open: a member tagged with the old WeCom id while the tag moves loses it in WeCom"]
+async fn member_tagged_while_its_tag_moves_keeps_it_in_wecom() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let b = hub_tag(&w, "G1", "b").await;
+    let g2 = w.hub_group("G2").await.expect("hub G2");
+    // Hold the move just before the old tag's deletion.
+    w.wecom.inject(ApiOp::DelCorpTag, delay(500));
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", b["id"].as_str().unwrap_or_default()),
+        Some(json!({"group_id": g2["id"]})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = w.mall_tag("G1", "b").map(|t| t.id);
+    let t = t
+        .or_else(|| w.mall_tag("G2", "b").map(|t| t.id))
+        .expect("mall b");
+    w.mall.operator().tag_member(&members[1].id, &t).unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}

@@ -1105,20 +1105,7 @@ impl<'a> Cx<'a> {
                         )));
                     }
                     Ok(false) => {
-                        x.wecom.base = seen.clone();
-                        x.wecom.state = SyncState::ReadOnly;
-                        x.wecom.error = None;
-                        writes.push(Write::Audit(self.entry(
-                            Actor::Wecom,
-                            "tag.read_only",
-                            entity,
-                            before,
-                            None,
-                        )));
-                        writes.push(Write::Tag(x.clone()));
-                        self.commit(writes).await?;
-                        x.version += 1;
-                        return Ok(x);
+                        return self.read_only(x, seen, before, entity, writes).await;
                     }
                     Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
                 }
@@ -1132,19 +1119,7 @@ impl<'a> Cx<'a> {
                 match self.wecom_edit(&x, &old, None, current_order).await {
                     Ok(true) => {}
                     Ok(false) => {
-                        x.wecom.base = seen.clone();
-                        x.wecom.state = SyncState::ReadOnly;
-                        writes.push(Write::Audit(self.entry(
-                            Actor::Wecom,
-                            "tag.read_only",
-                            entity,
-                            before,
-                            None,
-                        )));
-                        writes.push(Write::Tag(x.clone()));
-                        self.commit(writes).await?;
-                        x.version += 1;
-                        return Ok(x);
+                        return self.read_only(x, seen, before, entity, writes).await;
                     }
                     Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
                 }
@@ -1206,19 +1181,7 @@ impl<'a> Cx<'a> {
                     Ok(_) => {}
                     Err(e) if is_wecom(&e, WECOM_UNKNOWN_ID) => {}
                     Err(e) if is_wecom(&e, WECOM_NOT_OURS) => {
-                        x.wecom.base = seen.clone();
-                        x.wecom.state = SyncState::ReadOnly;
-                        writes.push(Write::Audit(self.entry(
-                            Actor::Wecom,
-                            "tag.read_only",
-                            entity,
-                            before,
-                            None,
-                        )));
-                        writes.push(Write::Tag(x.clone()));
-                        self.commit(writes).await?;
-                        x.version += 1;
-                        return Ok(x);
+                        return self.read_only(x, seen, before, entity, writes).await;
                     }
                     Err(e) => return self.fail_tag(x, Side::Wecom, e.into()).await,
                 }
@@ -1248,6 +1211,32 @@ impl<'a> Cx<'a> {
         self.commit(writes).await?;
         x.version += 1;
         self.wecom_lib = None;
+        Ok(x)
+    }
+
+    /// WeCom refused to edit the tag (not this app's): it keeps WeCom's value there, shown as
+    /// `read_only`, and the rest of `writes` go with that.
+    async fn read_only(
+        &self,
+        mut x: Tag,
+        seen: Option<TagSnapshot>,
+        before: Option<serde_json::Value>,
+        entity: String,
+        mut writes: Vec<Write>,
+    ) -> Step<Tag> {
+        x.wecom.base = seen;
+        x.wecom.state = SyncState::ReadOnly;
+        x.wecom.error = None;
+        writes.push(Write::Audit(self.entry(
+            Actor::Wecom,
+            "tag.read_only",
+            entity,
+            before,
+            None,
+        )));
+        writes.push(Write::Tag(x.clone()));
+        self.commit(writes).await?;
+        x.version += 1;
         Ok(x)
     }
 

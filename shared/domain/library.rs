@@ -87,6 +87,14 @@ pub struct SideLink<I, S> {
     pub error: Option<String>,
 }
 
+impl<I, S> SideLink<I, S> {
+    /// Syncing to this side failed for good: shown with its reason until a later try succeeds.
+    pub fn fail(&mut self, reason: &str) {
+        self.state = SyncState::Failed;
+        self.error = Some(reason.to_owned());
+    }
+}
+
 impl<I, S> Default for SideLink<I, S> {
     fn default() -> Self {
         Self {

@@ -696,14 +696,8 @@ impl<'a> Cx<'a> {
         let failure: StepFailure = why.into();
         if failure.0.retry.is_none() {
             match side {
-                Side::Wecom => {
-                    g.wecom.state = SyncState::Failed;
-                    g.wecom.error = Some(failure.0.reason.clone());
-                }
-                Side::Mall => {
-                    g.mall.state = SyncState::Failed;
-                    g.mall.error = Some(failure.0.reason.clone());
-                }
+                Side::Wecom => g.wecom.fail(&failure.0.reason),
+                Side::Mall => g.mall.fail(&failure.0.reason),
             }
             if let Err(e) = self.app.store.put_group(&mut g).await {
                 tracing::warn!(error = %e, "could not record the failure on the group");
@@ -1047,13 +1041,11 @@ impl<'a> Cx<'a> {
     /// The hub group, with a WeCom id when WeCom still has it (a dropped group's stale id is
     /// ignored: the tag's create recreates the group by name).
     async fn group_for_create(&mut self, id: &HubGroupId) -> Step<TagGroup> {
-        let g = self
-            .app
+        self.app
             .store
             .get_group(self.t(), id)
             .await?
-            .ok_or_else(|| StepError::park(format!("hub group {id} does not exist")))?;
-        Ok(g)
+            .ok_or_else(|| StepError::park(format!("hub group {id} does not exist")))
     }
 
     async fn apply_wecom_tag(
@@ -1658,14 +1650,8 @@ impl<'a> Cx<'a> {
         let e = failure.0;
         if e.retry.is_none() {
             match side {
-                Side::Wecom => {
-                    x.wecom.state = SyncState::Failed;
-                    x.wecom.error = Some(e.reason.clone());
-                }
-                Side::Mall => {
-                    x.mall.state = SyncState::Failed;
-                    x.mall.error = Some(e.reason.clone());
-                }
+                Side::Wecom => x.wecom.fail(&e.reason),
+                Side::Mall => x.mall.fail(&e.reason),
             }
             if let Err(err) = self.app.store.put_tag(&mut x).await {
                 tracing::warn!(error = %err, "could not record the failure on the tag");

@@ -138,6 +138,20 @@ pub struct Chain {
     /// came between recording the chain and sending that job).
     #[serde(default)]
     pub parent: Option<String>,
+    /// What the next page found, recorded before its repairs: a page redone after a crash
+    /// reports what was found the first time, not the remainder its first try left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<Found>,
+}
+
+/// The drift one page found (see [`Chain::found`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Found {
+    pub page: u64,
+    pub drift: BTreeMap<String, u64>,
+    pub skipped: BTreeMap<String, u64>,
+    pub compared: u64,
+    pub ambiguous: Vec<String>,
 }
 
 impl SyncRun {
@@ -161,6 +175,7 @@ impl SyncRun {
                 cursor: None,
                 done: false,
                 parent: None,
+                found: None,
             },
         );
         let mut run = Self {

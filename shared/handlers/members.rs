@@ -18,7 +18,6 @@ use http::Method;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use tracing::Instrument;
 
 /// Most items of one `POST …/member-tags:batch`.
 pub const MAX_BATCH_ITEMS: usize = 10_000;
@@ -203,11 +202,7 @@ async fn check_live_tags(
     Err(ApiError::BadRequest(message))
 }
 
-// ---------------------------------------------------------------------------------------
-// Running store work concurrently.
-
-/// Runs `f` over `items`, at most [`CONCURRENCY`] at once, and answers the results in the
-/// order of `items`. (`futures` is not a dependency: a `JoinSet` keeps the window full.)
+/// Runs `f` over `items`, at most [`CONCURRENCY`] at once, in the order of `items`.
 async fn concurrently<I, T, F, Fut>(items: Vec<I>, f: F) -> Result<Vec<T>, ApiError>
 where
     I: Send + 'static,
@@ -215,27 +210,9 @@ where
     F: Fn(I) -> Fut,
     Fut: Future<Output = T> + Send + 'static,
 {
-    let mut out: Vec<Option<T>> = std::iter::repeat_with(|| None).take(items.len()).collect();
-    let mut running = tokio::task::JoinSet::new();
-    let span = tracing::Span::current();
-    let joined = |r: Result<(usize, T), tokio::task::JoinError>| {
-        r.map_err(|e| ApiError::Internal(format!("a concurrent store task failed: {e}")))
-    };
-    for (i, item) in items.into_iter().enumerate() {
-        if running.len() >= CONCURRENCY {
-            if let Some(r) = running.join_next().await {
-                let (j, v) = joined(r)?;
-                out[j] = Some(v);
-            }
-        }
-        let work = f(item);
-        running.spawn(async move { (i, work.await) }.instrument(span.clone()));
-    }
-    while let Some(r) = running.join_next().await {
-        let (j, v) = joined(r)?;
-        out[j] = Some(v);
-    }
-    Ok(out.into_iter().flatten().collect())
+    super::bounded(items, CONCURRENCY, f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("a concurrent store task failed: {e}")))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -104,3 +104,38 @@ pub async fn dispatch(app: &App, surface: Surface, req: HttpRequest) -> HttpResp
     };
     result.unwrap_or_else(ApiError::into_response)
 }
+
+/// Runs `f` over `items`, at most `limit` at once, and answers the results in the order of
+/// `items`; a task that panicked is an error. (`futures` is not a dependency: a `JoinSet`
+/// keeps the window full.) Each task runs in the caller's span.
+pub async fn bounded<I, T, F, Fut>(
+    items: Vec<I>,
+    limit: usize,
+    f: F,
+) -> Result<Vec<T>, tokio::task::JoinError>
+where
+    I: Send + 'static,
+    T: Send + 'static,
+    F: Fn(I) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    use tracing::Instrument;
+    let mut out: Vec<Option<T>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    let mut running = tokio::task::JoinSet::new();
+    let span = tracing::Span::current();
+    for (i, item) in items.into_iter().enumerate() {
+        if running.len() >= limit.max(1)
+            && let Some(r) = running.join_next().await
+        {
+            let (j, v) = r?;
+            out[j] = Some(v);
+        }
+        let work = f(item);
+        running.spawn(async move { (i, work.await) }.instrument(span.clone()));
+    }
+    while let Some(r) = running.join_next().await {
+        let (j, v) = r?;
+        out[j] = Some(v);
+    }
+    Ok(out.into_iter().flatten().collect())
+}

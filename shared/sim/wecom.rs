@@ -11,7 +11,7 @@
 //! held across an await. Callbacks are queued while the lock is held (so they keep their
 //! order) and delivered by one background task, so control calls never wait for tagsync.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -264,6 +264,9 @@ struct SimState {
     tombstones: HashMap<String, Tombstone>,
     customers: BTreeMap<String, Customer>,
     relations: Vec<SimRelation>,
+    /// (userid, external userid) → index in `relations`: a large seeded corp (100,000
+    /// customers) must not make every lookup scan them all.
+    relation_at: BTreeMap<(String, String), usize>,
     members: BTreeSet<String>,
     tokens: Vec<IssuedToken>,
     calls: Vec<ApiCall>,
@@ -460,9 +463,42 @@ impl SimState {
     }
 
     fn relation_index(&self, userid: &str, external_userid: &str) -> Option<usize> {
-        self.relations
+        self.relation_at
+            .get(&(userid.to_owned(), external_userid.to_owned()))
+            .copied()
+    }
+
+    fn push_relation(&mut self, r: SimRelation) {
+        self.relation_at.insert(
+            (r.userid.clone(), r.external_userid.clone()),
+            self.relations.len(),
+        );
+        self.relations.push(r);
+    }
+
+    fn remove_relation(&mut self, at: usize) {
+        self.relations.remove(at);
+        self.relation_at = self
+            .relations
             .iter()
-            .position(|r| r.userid == userid && r.external_userid == external_userid)
+            .enumerate()
+            .map(|(i, r)| ((r.userid.clone(), r.external_userid.clone()), i))
+            .collect();
+    }
+
+    /// The relations of these members, member by member (`batch/get_by_user` order).
+    fn relations_of<'a>(&'a self, users: &BTreeSet<&str>) -> Vec<&'a SimRelation> {
+        let mut out = Vec::new();
+        for u in users {
+            let from = ((*u).to_owned(), String::new());
+            for ((user, _), i) in self.relation_at.range(from..) {
+                if user != u {
+                    break;
+                }
+                out.push(&self.relations[*i]);
+            }
+        }
+        out
     }
 
     /// Deletes a tag: remembered for queries, gone from every relation (no callbacks, §1.3).
@@ -1099,12 +1135,8 @@ fn batch_get_by_user(s: &SimState, body: &Value) -> ApiResult {
         Some(c) => c.parse().map_err(|_| invalid_param("invalid cursor"))?,
         None => 0,
     };
-    let users: HashSet<&str> = users.iter().map(String::as_str).collect();
-    let rels: Vec<&SimRelation> = s
-        .relations
-        .iter()
-        .filter(|r| users.contains(r.userid.as_str()))
-        .collect();
+    let users: BTreeSet<&str> = users.iter().map(String::as_str).collect();
+    let rels: Vec<&SimRelation> = s.relations_of(&users);
     let list: Vec<Value> = rels
         .iter()
         .skip(start)
@@ -1552,7 +1584,7 @@ impl Actions<'_> {
                 name: external_userid.to_owned(),
             });
         s.members.insert(userid.to_owned());
-        s.relations.push(SimRelation {
+        s.push_relation(SimRelation {
             userid: userid.to_owned(),
             external_userid: external_userid.to_owned(),
             state: state.map(str::to_owned),
@@ -1681,7 +1713,7 @@ impl Actions<'_> {
                 "relation {userid} → {external_userid}"
             )));
         };
-        s.relations.remove(ri);
+        s.remove_relation(ri);
         self.emit(
             &mut s,
             EventChange::ContactWith {

@@ -10,6 +10,7 @@ mod steps;
 mod library;
 mod members;
 mod onboarding;
+mod restart;
 mod runs;
 
 use serde_json::Value;

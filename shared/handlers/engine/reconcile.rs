@@ -18,11 +18,12 @@ use super::{Step, StepError, intake::bind};
 use crate::app::App;
 use crate::domain::*;
 use crate::handlers::worker::Outcome;
-use crate::mall::client::{MallGroupWithTags, MemberLookup};
+use crate::mall::client::{MallGroupWithTags, MallMember, MemberLookup};
 use crate::ports::{QueueError, StoreError, Write};
 use crate::sync::reconcile::{self as pure, Counts, Match, SideGroup, SideLib, SideTag, Target};
 use crate::wecom::client::TagGroupInfo;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// A run whose pages have not moved it on for this long is stalled: its lease lapses.
 pub const STALL_MS: i64 = 10 * 60_000;
@@ -212,12 +213,30 @@ async fn advance_inner(
         ..Hint::from(run.origin)
     };
     let page = state.page;
+    let rec = Recorder {
+        app: app.clone(),
+        run: run_id.clone(),
+        tenant: t.clone(),
+        chain: chain.to_owned(),
+        page,
+    };
     let result = match &state.walk {
-        Walk::Library => library_page(app, tenant, job, &run, &hint).await,
-        Walk::MallMembers => mall_page(app, tenant, job, &hint, state.cursor.as_deref()).await,
+        Walk::Library => library_page(app, tenant, job, &run, &hint, &rec).await,
+        Walk::MallMembers => {
+            mall_page(app, tenant, job, &hint, state.cursor.as_deref(), &rec).await
+        }
         Walk::WecomUsers => users_page(app, tenant).await,
         Walk::WecomRelations { users } => {
-            relations_page(app, tenant, job, &hint, users, state.cursor.as_deref()).await
+            relations_page(
+                app,
+                tenant,
+                job,
+                &hint,
+                users,
+                state.cursor.as_deref(),
+                &rec,
+            )
+            .await
         }
     };
     let result = match result {
@@ -254,6 +273,7 @@ async fn record(
         state.page += 1;
         state.cursor = r.next_cursor.clone();
         state.done = r.done;
+        state.found = None;
         for (name, c) in &r.new_chains {
             run.chains.entry(name.clone()).or_insert_with(|| c.clone());
         }
@@ -308,6 +328,54 @@ async fn record(
         }
     }
     Err(StepError::retry("the run item kept changing", None))
+}
+
+/// Records what a page found before it repairs anything (see [`Chain::found`]).
+struct Recorder {
+    app: App,
+    tenant: TenantId,
+    run: RunId,
+    chain: String,
+    page: u64,
+}
+
+impl Recorder {
+    /// Keeps `r`'s found counts in the run item; on a redo of the page after a crash, puts the
+    /// counts recorded the first time into `r` instead.
+    async fn found(&self, r: &mut PageResult) -> Step<()> {
+        for _ in 0..20 {
+            let Some(mut run) = self.app.store.get_run(&self.tenant, &self.run).await? else {
+                return Err(StepError::park("the run vanished"));
+            };
+            let Some(state) = run.chains.get_mut(&self.chain) else {
+                return Err(StepError::park(format!("chain {} vanished", self.chain)));
+            };
+            if state.page != self.page {
+                // Another copy recorded this page meanwhile; its record stands (ours is dropped).
+                return Ok(());
+            }
+            if let Some(f) = state.found.as_ref().filter(|f| f.page == self.page) {
+                r.drift = f.drift.clone();
+                r.skipped = f.skipped.clone();
+                r.compared = f.compared;
+                r.ambiguous = f.ambiguous.clone();
+                return Ok(());
+            }
+            state.found = Some(Found {
+                page: self.page,
+                drift: r.drift.clone(),
+                skipped: r.skipped.clone(),
+                compared: r.compared,
+                ambiguous: r.ambiguous.clone(),
+            });
+            match self.app.store.put_run(&mut run).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StepError::retry("the run item kept changing", None))
+    }
 }
 
 async fn send(app: &App, t: &TenantId, kinds: Vec<JobKind>) -> Step<()> {
@@ -468,6 +536,7 @@ async fn library_page(
     job: &Job,
     run: &SyncRun,
     hint: &Hint,
+    rec: &Recorder,
 ) -> Step<PageResult> {
     let t = &tenant.id;
     let mut r = PageResult {
@@ -492,6 +561,7 @@ async fn library_page(
     r.skipped.extend(found.skipped);
     r.compared = found.compared;
     r.ambiguous = found.ambiguous;
+    rec.found(&mut r).await?;
 
     let mut targets = Vec::new();
     let linked = link_matches(app, tenant, &found.matches, &mut targets).await?;
@@ -571,6 +641,7 @@ async fn library_page(
                 cursor: None,
                 done: false,
                 parent: Some("library".into()),
+                found: None,
             },
         ));
     }
@@ -780,70 +851,113 @@ impl TagMaps {
 const WECOM: usize = 0;
 const MALL: usize = 1;
 
+/// How many members (or customers) of one page are compared and repaired at once.
+const PAGE_CONCURRENCY: usize = 16;
+
+/// What comparing one member or customer of a page found.
+#[derive(Default)]
+struct Item {
+    drift: Counts,
+    skipped: Counts,
+    compared: u64,
+}
+
+/// Shared by a page's item tasks.
+struct PageCx {
+    app: App,
+    tenant: Tenant,
+    job: Job,
+    hint: Hint,
+    maps: TagMaps,
+}
+
+/// Compares a page's entries with `compare`, [`PAGE_CONCURRENCY`] at once, records what
+/// they found, then repairs those that drifted (as many at once) and sums it all into `r`;
+/// repairs that could not finish inline go to the queue together.
+async fn each<I, F, Fut>(
+    cx: Arc<PageCx>,
+    entries: Vec<I>,
+    r: &mut PageResult,
+    rec: &Recorder,
+    compare: F,
+) -> Step<()>
+where
+    I: Send + 'static,
+    F: Fn(Arc<PageCx>, I) -> Fut,
+    Fut: std::future::Future<Output = Step<(Item, Option<Repair>)>> + Send + 'static,
+{
+    let failed =
+        |e: tokio::task::JoinError| StepError::retry(format!("a page task failed: {e}"), None);
+    let compared = crate::handlers::bounded(entries, PAGE_CONCURRENCY, |e| compare(cx.clone(), e))
+        .await
+        .map_err(failed)?;
+    let mut repairs = Vec::new();
+    for x in compared {
+        let (x, repair) = x?;
+        SyncRun::add(&mut r.drift, &x.drift);
+        SyncRun::add(&mut r.skipped, &x.skipped);
+        r.compared += x.compared;
+        repairs.extend(repair);
+    }
+    rec.found(r).await?;
+    let done = crate::handlers::bounded(repairs, PAGE_CONCURRENCY, |(member, view)| {
+        let cx = cx.clone();
+        async move {
+            let out = repair(&cx.app, &cx.tenant, &cx.job, &member, &cx.hint, view).await;
+            (member, out)
+        }
+    })
+    .await
+    .map_err(failed)?;
+    let mut deferred = Vec::new();
+    for (member, out) in done {
+        match out {
+            Ok(a) => add_applied(&mut r.repaired, &a),
+            Err(e) => {
+                tracing::info!(%member, why = e.reason, "repair deferred to the queue");
+                bump(&mut r.skipped, "jobs.deferred", 1);
+                deferred.push(JobKind::SyncMember {
+                    member,
+                    hint: cx.hint.clone(),
+                });
+            }
+        }
+    }
+    send(&cx.app, &cx.tenant.id, deferred).await
+}
+
+/// A member to bring up to date, with what the page already read of it.
+type Repair = (MemberId, View);
+
 async fn mall_page(
     app: &App,
     tenant: &Tenant,
     job: &Job,
     hint: &Hint,
     cursor: Option<&str>,
+    rec: &Recorder,
 ) -> Step<PageResult> {
     let t = &tenant.id;
     let page = app
         .mall
         .list_members(&App::mall_endpoint(tenant), cursor, MALL_PAGE)
         .await?;
-    let maps = TagMaps::read(app, t).await?;
+    let cx = Arc::new(PageCx {
+        app: app.clone(),
+        tenant: tenant.clone(),
+        job: job.clone(),
+        hint: hint.clone(),
+        maps: TagMaps::read(app, t).await?,
+    });
     let mut r = PageResult {
         next_cursor: page.next_cursor.clone(),
         done: page.next_cursor.is_none(),
         ..PageResult::default()
     };
-    for m in page.members {
-        r.compared += 1;
-        if m.external_userid.is_some() || m.unionid.is_some() {
-            let b = app.store.get_binding(t, &m.id).await?;
-            let missing = b.as_ref().is_none_or(|b| {
-                (m.external_userid.is_some() && b.external_userid != m.external_userid)
-                    || (m.unionid.is_some() && b.unionid != m.unionid)
-            });
-            if missing {
-                bind(app, t, &m.id, m.external_userid.clone(), m.unionid.clone()).await?;
-            }
-        }
-        let stored = app.store.get_member_tags(t, &m.id).await?;
-        let base: BTreeSet<HubTagId> = stored
-            .as_ref()
-            .map(|s| s.mall_base.clone())
-            .unwrap_or_default();
-        let shown = maps.hub(MALL, m.tag_ids.iter().map(ToString::to_string));
-        let (added, removed) = pure::tag_drift(&shown, &base);
-        bump(&mut r.drift, "member_tags.added.mall", added);
-        bump(&mut r.drift, "member_tags.removed.mall", removed);
-        let wanted = maps.hub(MALL, maps.wanted(MALL, stored.as_ref()));
-        let pending = added == 0 && removed == 0 && wanted != shown;
-        bump(&mut r.drift, "members.pending.mall", u64::from(pending));
-        if added + removed == 0 && !pending {
-            continue;
-        }
-        let member = m.id.clone();
-        let view = View {
-            mall: Some(m),
-            // WeCom's relations count as their stored bases here: the WeCom walk that follows
-            // compares them page by page.
-            wecom: Some(BTreeMap::new()),
-            customer_version: None,
-        };
-        match repair(app, tenant, job, &member, hint, view).await {
-            Ok(a) => add_applied(&mut r.repaired, &a),
-            Err(e) => {
-                let kind = JobKind::SyncMember {
-                    member,
-                    hint: hint.clone(),
-                };
-                defer(app, t, kind, &mut r.skipped, &e.reason).await?;
-            }
-        }
-    }
+    each(cx, page.members, &mut r, rec, |cx, m| async move {
+        mall_member(&cx, m).await
+    })
+    .await?;
     if r.done {
         r.new_chains.push((
             "wecom_users".into(),
@@ -853,10 +967,55 @@ async fn mall_page(
                 cursor: None,
                 done: false,
                 parent: Some("mall_members".into()),
+                found: None,
             },
         ));
     }
     Ok(r)
+}
+
+/// One mall member: bound to its customer as the mall says, its tags compared with the hub's
+/// mall base (the mall changed them) and with the hub's wanted set (the hub did).
+async fn mall_member(cx: &PageCx, m: MallMember) -> Step<(Item, Option<Repair>)> {
+    let (app, t, maps) = (&cx.app, &cx.tenant.id, &cx.maps);
+    let mut x = Item {
+        compared: 1,
+        ..Item::default()
+    };
+    if m.external_userid.is_some() || m.unionid.is_some() {
+        let b = app.store.get_binding(t, &m.id).await?;
+        let missing = b.as_ref().is_none_or(|b| {
+            (m.external_userid.is_some() && b.external_userid != m.external_userid)
+                || (m.unionid.is_some() && b.unionid != m.unionid)
+        });
+        if missing {
+            bind(app, t, &m.id, m.external_userid.clone(), m.unionid.clone()).await?;
+        }
+    }
+    let stored = app.store.get_member_tags(t, &m.id).await?;
+    let base: BTreeSet<HubTagId> = stored
+        .as_ref()
+        .map(|s| s.mall_base.clone())
+        .unwrap_or_default();
+    let shown = maps.hub(MALL, m.tag_ids.iter().map(ToString::to_string));
+    let (added, removed) = pure::tag_drift(&shown, &base);
+    bump(&mut x.drift, "member_tags.added.mall", added);
+    bump(&mut x.drift, "member_tags.removed.mall", removed);
+    let wanted = maps.hub(MALL, maps.wanted(MALL, stored.as_ref()));
+    let pending = added == 0 && removed == 0 && wanted != shown;
+    bump(&mut x.drift, "members.pending.mall", u64::from(pending));
+    if added + removed == 0 && !pending {
+        return Ok((x, None));
+    }
+    let member = m.id.clone();
+    let view = View {
+        mall: Some(m),
+        // WeCom's relations count as their stored bases here: the WeCom walk that follows
+        // compares them page by page.
+        wecom: Some(BTreeMap::new()),
+        customer_version: None,
+    };
+    Ok((x, Some((member, view))))
 }
 
 async fn users_page(app: &App, tenant: &Tenant) -> Step<PageResult> {
@@ -882,6 +1041,7 @@ async fn users_page(app: &App, tenant: &Tenant) -> Step<PageResult> {
                 cursor: None,
                 done: false,
                 parent: Some("wecom_users".into()),
+                found: None,
             },
         ));
     }
@@ -895,6 +1055,7 @@ async fn relations_page(
     hint: &Hint,
     users: &[String],
     cursor: Option<&str>,
+    rec: &Recorder,
 ) -> Step<PageResult> {
     let t = &tenant.id;
     let users: Vec<WecomUserId> = users
@@ -905,25 +1066,28 @@ async fn relations_page(
         .wecom
         .batch_get_by_user(&App::wecom_credentials(tenant), &users, cursor, WECOM_PAGE)
         .await?;
-    let maps = TagMaps::read(app, t).await?;
+    let cx = Arc::new(PageCx {
+        app: app.clone(),
+        tenant: tenant.clone(),
+        job: job.clone(),
+        hint: hint.clone(),
+        maps: TagMaps::read(app, t).await?,
+    });
     let mut r = PageResult {
         next_cursor: page.next_cursor.clone(),
         done: page.next_cursor.is_none(),
         ..PageResult::default()
     };
     // The page's relations by customer (a customer's other relations may be on other pages).
-    let mut by_customer: BTreeMap<
-        ExternalUserId,
-        (Option<String>, BTreeMap<WecomUserId, Vec<String>>),
-    > = BTreeMap::new();
+    let mut by_customer: BTreeMap<ExternalUserId, Listed> = BTreeMap::new();
     for c in page.external_contact_list {
         let e = by_customer
             .entry(c.external_contact.external_userid.clone())
             .or_default();
-        if e.0.is_none() {
-            e.0 = c.external_contact.unionid.clone().filter(|u| !u.is_empty());
+        if e.unionid.is_none() {
+            e.unionid = c.external_contact.unionid.clone().filter(|u| !u.is_empty());
         }
-        e.1.insert(
+        e.relations.insert(
             c.follow_info.userid.clone(),
             c.follow_info
                 .tag_id
@@ -932,84 +1096,109 @@ async fn relations_page(
                 .collect(),
         );
     }
-    let ep = App::mall_endpoint(tenant);
-    for (customer, (unionid, listed)) in by_customer {
-        r.compared += listed.len() as u64;
-        let member = match app.store.binding_by_customer(t, &customer).await? {
-            Some(b) => Some(b.member_id),
-            None => {
-                let mut found = None;
-                if let Some(u) = &unionid {
-                    found = app
-                        .mall
-                        .lookup_member(&ep, MemberLookup::Unionid(u))
-                        .await?;
-                }
-                if found.is_none() {
-                    found = app
-                        .mall
-                        .lookup_member(&ep, MemberLookup::ExternalUserid(&customer))
-                        .await?;
-                }
-                match found {
-                    Some(m) => {
-                        bind(app, t, &m.id, Some(customer.clone()), unionid.clone()).await?;
-                        Some(m.id)
-                    }
-                    None => None,
-                }
-            }
-        };
-        let Some(member) = member else {
-            bump(&mut r.skipped, "customers.unbound.wecom", 1);
-            continue;
-        };
-        let stored = app.store.get_customer(t, &customer).await?;
-        let tags = app.store.get_member_tags(t, &member).await?;
-        let wanted = maps.wanted(WECOM, tags.as_ref());
-        let mut needed = false;
-        let mut view = BTreeMap::new();
-        for (userid, ids) in listed {
-            let base_raw: BTreeSet<String> = stored
-                .as_ref()
-                .and_then(|s| s.relations.get(&userid))
-                .map(|s| s.iter().map(ToString::to_string).collect())
-                .unwrap_or_default();
-            let known = |x: &String| maps.to_hub[WECOM].contains_key(x);
-            let shown: BTreeSet<String> = ids.iter().filter(|x| known(x)).cloned().collect();
-            let base: BTreeSet<String> = base_raw.iter().filter(|x| known(x)).cloned().collect();
-            let (added, removed) = pure::tag_drift(&shown, &base);
-            bump(&mut r.drift, "member_tags.added.wecom", added);
-            bump(&mut r.drift, "member_tags.removed.wecom", removed);
-            let pending = added == 0 && removed == 0 && shown != wanted;
-            bump(&mut r.drift, "relations.pending.wecom", u64::from(pending));
-            needed |= added + removed > 0 || pending;
-            // Tags the hub does not know are passed on only if the relation already had them
-            // (they may be rule-group tags, which the hub does not sync; §1.5 lists them too).
-            let passed = ids
-                .into_iter()
-                .filter(|x| known(x) || base_raw.contains(x))
-                .collect();
-            view.insert(userid, passed);
-        }
-        if !needed {
-            continue;
-        }
-        let v = View {
-            mall: None,
-            wecom: Some(view),
-            customer_version: Some(stored.as_ref().map_or(0, |s| s.version)),
-        };
-        match repair(app, tenant, job, &member, hint, v).await {
-            Ok(a) => add_applied(&mut r.repaired, &a),
-            Err(e) => {
-                let kind = JobKind::SyncMember {
-                    member,
-                    hint: hint.clone(),
-                };
-                defer(app, t, kind, &mut r.skipped, &e.reason).await?;
-            }
-        }
-    }
+    each(
+        cx,
+        by_customer.into_iter().collect(),
+        &mut r,
+        rec,
+        |cx, (c, l)| async move { customer(&cx, c, l).await },
+    )
+    .await?;
     Ok(r)
+}
+
+/// A customer's relations as one WeCom page listed them.
+#[derive(Default)]
+struct Listed {
+    unionid: Option<String>,
+    relations: BTreeMap<WecomUserId, Vec<String>>,
+}
+
+/// One customer of a WeCom page: bound to its member (looked up in the mall when unknown),
+/// each listed relation compared with its stored base (WeCom changed it) and with the
+/// member's wanted set (the hub did).
+async fn customer(
+    cx: &PageCx,
+    customer: ExternalUserId,
+    listed: Listed,
+) -> Step<(Item, Option<Repair>)> {
+    let (app, t, maps) = (&cx.app, &cx.tenant.id, &cx.maps);
+    let mut x = Item {
+        compared: listed.relations.len() as u64,
+        ..Item::default()
+    };
+    let member = match app.store.binding_by_customer(t, &customer).await? {
+        Some(b) => Some(b.member_id),
+        None => {
+            let ep = App::mall_endpoint(&cx.tenant);
+            let mut found = None;
+            if let Some(u) = &listed.unionid {
+                found = app
+                    .mall
+                    .lookup_member(&ep, MemberLookup::Unionid(u))
+                    .await?;
+            }
+            if found.is_none() {
+                found = app
+                    .mall
+                    .lookup_member(&ep, MemberLookup::ExternalUserid(&customer))
+                    .await?;
+            }
+            match found {
+                Some(m) => {
+                    bind(
+                        app,
+                        t,
+                        &m.id,
+                        Some(customer.clone()),
+                        listed.unionid.clone(),
+                    )
+                    .await?;
+                    Some(m.id)
+                }
+                None => None,
+            }
+        }
+    };
+    let Some(member) = member else {
+        bump(&mut x.skipped, "customers.unbound.wecom", 1);
+        return Ok((x, None));
+    };
+    let stored = app.store.get_customer(t, &customer).await?;
+    let tags = app.store.get_member_tags(t, &member).await?;
+    let wanted = maps.wanted(WECOM, tags.as_ref());
+    let mut needed = false;
+    let mut view = BTreeMap::new();
+    for (userid, ids) in listed.relations {
+        let base_raw: BTreeSet<String> = stored
+            .as_ref()
+            .and_then(|s| s.relations.get(&userid))
+            .map(|s| s.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let known = |x: &String| maps.to_hub[WECOM].contains_key(x);
+        let shown: BTreeSet<String> = ids.iter().filter(|x| known(x)).cloned().collect();
+        let base: BTreeSet<String> = base_raw.iter().filter(|x| known(x)).cloned().collect();
+        let (added, removed) = pure::tag_drift(&shown, &base);
+        bump(&mut x.drift, "member_tags.added.wecom", added);
+        bump(&mut x.drift, "member_tags.removed.wecom", removed);
+        let pending = added == 0 && removed == 0 && shown != wanted;
+        bump(&mut x.drift, "relations.pending.wecom", u64::from(pending));
+        needed |= added + removed > 0 || pending;
+        // Tags the hub does not know are passed on only if the relation already had them
+        // (they may be rule-group tags, which the hub does not sync; §1.5 lists them too).
+        let passed = ids
+            .into_iter()
+            .filter(|x| known(x) || base_raw.contains(x))
+            .collect();
+        view.insert(userid, passed);
+    }
+    if !needed {
+        return Ok((x, None));
+    }
+    let v = View {
+        mall: None,
+        wecom: Some(view),
+        customer_version: Some(stored.as_ref().map_or(0, |s| s.version)),
+    };
+    Ok((x, Some((member, v))))
 }

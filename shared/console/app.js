@@ -967,6 +967,8 @@
       return [items.flatMap((x, i) => (i ? [', ', x] : [x])), v.length > 8 ? ` … (${v.length})` : ''];
     }
     if (typeof v === 'object') return Object.keys(v).length ? '{…}' : '—';
+    // Epoch milliseconds (the mall's `occurred_at` in recorded events).
+    if (typeof v === 'number' && v > 1e12 && v < 1e13) return fmtTime(new Date(v).toISOString());
     const str = String(v);
     const known = idx.get(str);
     if (known) return h('span', { title: str }, known.name);
@@ -974,7 +976,8 @@
     return str;
   }
   // Fields that are bookkeeping rather than the change itself.
-  const QUIET_KEYS = new Set(['id', 'errors', 'sync', 'version', 'created_at', 'updated_at']);
+  // (An event's whole body is in the cell's tooltip.)
+  const QUIET_KEYS = new Set(['id', 'errors', 'sync', 'version', 'created_at', 'updated_at', 'body', 'side']);
   const KEY_LABEL = { group_id: 'group', tag_ids: 'tags', wecom_id: 'WeCom id', mall_id: 'mall id' };
   const keyLabel = (k) => KEY_LABEL[k] || String(k).replace(/_/g, ' ');
 
@@ -1036,7 +1039,7 @@
         h('td', {}, h('span', { class: 'side ' + e.side }, e.side)),
         h('td', { class: 'nowrap' }, h('code', {}, e.action)),
         h('td', { class: 'entity', title: e.entity }, describeEntity(e.entity, idx)),
-        h('td', { class: 'change' }, describeChange(e.before, e.after, idx)),
+        h('td', { class: 'change', title: e.after && e.after.body ? JSON.stringify(e.after.body, null, 1) : null }, describeChange(e.before, e.after, idx)),
         h('td', {}, h('span', { class: 'side ' + e.origin }, e.origin)))));
       if (!shown.length) tbody.append(h('tr', {}, h('td', { colspan: 6 }, h('div', { class: 'empty' }, entries.length ? 'Nothing matches the filter.' : 'Nothing recorded yet.'))));
       more.hidden = !cursor;

@@ -2,7 +2,8 @@
 //! triggered"), never a delta, so duplicates, retries and reordering do no harm.
 
 use super::ids::{
-    ExternalUserId, HubGroupId, HubTagId, JobId, MemberId, TenantId, WecomUserId, new_ordered_id,
+    ExternalUserId, HubGroupId, HubTagId, JobId, MemberId, RunId, TenantId, WecomUserId,
+    new_ordered_id,
 };
 use super::ops::Actor;
 use super::time::Timestamp;
@@ -67,6 +68,8 @@ pub enum JobKind {
         #[serde(default)]
         hint: Hint,
     },
+    /// Advance one chain of a reconciliation run by one page (see [`super::SyncRun`]).
+    RunChain { run: RunId, chain: String },
 }
 
 /// What the event that caused a sync job knew, beyond the entity's hub id.
@@ -87,6 +90,10 @@ pub struct Hint {
     pub wecom_deleted: bool,
     /// Who caused the change, for the audit log.
     pub origin: Actor,
+    /// The reconciliation run that found this drift: the job runs even while the automatic
+    /// switches are off (a manual sync is how the sides come together then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunId>,
 }
 
 impl Default for Hint {
@@ -103,6 +110,7 @@ impl From<Actor> for Hint {
             mall_at: None,
             wecom_deleted: false,
             origin,
+            run: None,
         }
     }
 }
@@ -123,6 +131,7 @@ impl JobKind {
             JobKind::SyncGroup { .. } => "sync_group",
             JobKind::SyncTag { .. } => "sync_tag",
             JobKind::SyncMember { .. } => "sync_member",
+            JobKind::RunChain { .. } => "run_chain",
         }
     }
 }

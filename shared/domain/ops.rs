@@ -68,7 +68,9 @@ pub struct RunProgress {
     pub entities_compared: u64,
 }
 
-/// A full reconciliation run.
+/// A full reconciliation run. It proceeds as chains of page jobs; the run item records where
+/// each chain stands, so a page job is "advance chain C by one page" (level-triggered: a
+/// duplicate or a redelivery after a crash finds the chain already past its page and stops).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRun {
     pub tenant: TenantId,
@@ -80,10 +82,128 @@ pub struct SyncRun {
     pub progress: RunProgress,
     pub drift: BTreeMap<String, u64>,
     pub repaired: BTreeMap<String, u64>,
+    /// What the run saw and left alone on purpose (read-only tags, rule-group tags, customers
+    /// bound to no member, repairs handed to the queue).
+    #[serde(default)]
+    pub skipped: BTreeMap<String, u64>,
     #[serde(default)]
     pub error: Option<String>,
+    /// Who started it: `operator` (the admin API) or `system` (the nightly trigger).
+    #[serde(default = "default_origin")]
+    pub origin: Actor,
+    /// When a page last moved the run on (a run that stops moving is reported stalled).
+    #[serde(default)]
+    pub progressed_at: Option<Timestamp>,
+    /// Where every chain of the run stands, by chain name.
+    #[serde(default)]
+    pub chains: BTreeMap<String, Chain>,
+    /// Ambiguous onboarding matches, left unlinked for the operator to resolve.
+    #[serde(default)]
+    pub ambiguous: Vec<String>,
     #[serde(skip)]
     pub version: u64,
+}
+
+fn default_origin() -> Actor {
+    Actor::Operator
+}
+
+/// What a chain walks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "walk", rename_all = "snake_case")]
+pub enum Walk {
+    /// Both libraries, one page (they are small).
+    Library,
+    /// The mall's members, `GET /members` page by page.
+    MallMembers,
+    /// WeCom's members with customer contact (`get_follow_user_list`), one page: it splits
+    /// them into `wecom_relations` chains.
+    WecomUsers,
+    /// The relations of up to 100 WeCom members, `batch/get_by_user` page by page.
+    WecomRelations { users: Vec<String> },
+}
+
+/// One chain of page jobs: its walk, the next page's number and cursor, and whether it ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    #[serde(flatten)]
+    pub walk: Walk,
+    /// Pages done so far (the next page's number).
+    pub page: u64,
+    #[serde(default)]
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub done: bool,
+    /// The chain that created this one (its job re-sends this chain's first job if a crash
+    /// came between recording the chain and sending that job).
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
+impl SyncRun {
+    pub fn new(
+        tenant: TenantId,
+        id: RunId,
+        scope: RunScope,
+        origin: Actor,
+        now: Timestamp,
+    ) -> Self {
+        let first = match scope {
+            RunScope::Library | RunScope::All => ("library", Walk::Library),
+            RunScope::Members => ("mall_members", Walk::MallMembers),
+        };
+        let mut chains = BTreeMap::new();
+        chains.insert(
+            first.0.to_owned(),
+            Chain {
+                walk: first.1,
+                page: 0,
+                cursor: None,
+                done: false,
+                parent: None,
+            },
+        );
+        let mut run = Self {
+            tenant,
+            id,
+            scope,
+            status: RunStatus::Running,
+            started_at: now,
+            finished_at: None,
+            progress: RunProgress::default(),
+            drift: BTreeMap::new(),
+            repaired: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+            error: None,
+            origin,
+            progressed_at: Some(now),
+            chains,
+            ambiguous: Vec::new(),
+            version: 0,
+        };
+        run.recount();
+        run
+    }
+
+    /// Progress from the chains: pages done, and pages known (done, plus the next page of
+    /// every open chain: walks learn their length only as they go).
+    pub fn recount(&mut self) {
+        self.progress.pages_done = self.chains.values().map(|c| c.page).sum();
+        self.progress.pages_known =
+            self.progress.pages_done + self.chains.values().filter(|c| !c.done).count() as u64;
+    }
+
+    pub fn all_chains_done(&self) -> bool {
+        self.chains.values().all(|c| c.done)
+    }
+
+    pub fn add(map: &mut BTreeMap<String, u64>, counts: &BTreeMap<String, u64>) {
+        for (k, v) in counts {
+            if *v > 0 {
+                *map.entry(k.clone()).or_default() += v;
+            }
+        }
+    }
 }
 
 /// A WeCom access token, one per (corp, secret), shared by every process through the store.

@@ -50,9 +50,7 @@ pub(super) async fn route(
                 (_, ["members", ..] | ["member-tags:batch"]) => {
                     super::members::route(app, &t, req, rest).await
                 }
-                (_, ["sync", ..]) => Err(ApiError::NotImplemented(
-                    "the sync routes are not available in this version".into(),
-                )),
+                (_, ["sync", ..]) => super::sync::route(app, &t, req, rest).await,
                 _ => Err(ApiError::NotFound(format!(
                     "no route for {} {}",
                     req.method, req.path

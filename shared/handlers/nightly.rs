@@ -1,9 +1,12 @@
-//! The nightly trigger (EventBridge in the cloud, the in-process timer of `tagsync serve`).
-//! It decides which tenants are due; the full reconciliation it will start is its own
-//! capability and not part of this version, so today it reports and starts nothing.
+//! The nightly trigger (EventBridge in the cloud, the in-process timer of `tagsync serve`):
+//! starts an `all` reconciliation run for every tenant whose customer-tag feature is on. A
+//! tenant whose previous run is still going is skipped (runs are single-flight per tenant).
+//! The automatic-sync switches do not hold the nightly run back: it is the repair that brings
+//! the sides together, as the issue that asked for it says.
 
+use super::engine::reconcile::{self, StartError};
 use crate::app::App;
-use crate::domain::TenantId;
+use crate::domain::{Actor, RunScope, TenantId};
 use crate::ports::StoreError;
 use serde::Serialize;
 
@@ -13,23 +16,37 @@ pub struct NightlyReport {
     pub due: Vec<TenantId>,
     /// Tenants skipped because `tags_enabled` is off.
     pub skipped: Vec<TenantId>,
-    /// Runs actually started (none until reconciliation lands).
+    /// Runs started, by id.
     pub started: Vec<String>,
+    /// Tenants whose run could not start (still running, or an error), with why.
+    pub not_started: Vec<(TenantId, String)>,
 }
 
 pub async fn run(app: &App) -> Result<NightlyReport, StoreError> {
     let mut report = NightlyReport::default();
     for t in app.store.list_tenants().await? {
-        if t.settings.tags_enabled {
-            report.due.push(t.id)
-        } else {
-            report.skipped.push(t.id)
+        if !t.settings.tags_enabled {
+            report.skipped.push(t.id);
+            continue;
+        }
+        report.due.push(t.id.clone());
+        match reconcile::start(app, &t, RunScope::All, Actor::System).await {
+            Ok(run) => report.started.push(run.id.to_string()),
+            Err(e @ (StartError::Busy(_) | StartError::Off)) => {
+                report.not_started.push((t.id.clone(), e.to_string()))
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %t.id, error = %e, "nightly run not started");
+                report.not_started.push((t.id.clone(), e.to_string()))
+            }
         }
     }
     tracing::info!(
         due = report.due.len(),
+        started = report.started.len(),
         skipped = report.skipped.len(),
-        "nightly trigger: reconciliation is not available in this version; nothing started"
+        not_started = report.not_started.len(),
+        "nightly trigger"
     );
     Ok(report)
 }

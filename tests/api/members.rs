@@ -654,17 +654,3 @@ async fn with_member_sync_off_the_hub_change_is_recorded_but_no_job_is_queued() 
     let counts = d.app.queue.counts().await.unwrap();
     assert_eq!((counts.pending, counts.in_flight, counts.dead), (0, 0, 0));
 }
-
-#[tokio::test]
-async fn the_sync_routes_still_answer_501() {
-    let t = setup().await;
-    let (status, body) = t
-        .admin(
-            Method::POST,
-            "/admin/v1/tenants/acme/sync",
-            Some(json!({"scope": "all"})),
-        )
-        .await;
-    assert_eq!(status, 501, "{body}");
-    t.shutdown().await;
-}

@@ -13,7 +13,7 @@ use super::{Step, StepError, WECOM_NO_RELATION, WECOM_UNKNOWN_ID, audit, lock, m
 use crate::app::App;
 use crate::domain::*;
 use crate::handlers::worker::Outcome;
-use crate::mall::client::IdempotencyKey;
+use crate::mall::client::{IdempotencyKey, MallMember};
 use crate::ports::Write;
 use crate::sync::members::{SideTags, merge_member_tags};
 use serde_json::json;
@@ -31,10 +31,48 @@ pub async fn sync_member(
     member: &MemberId,
     hint: &Hint,
 ) -> Outcome {
-    let held = match lock(app, member_lock(&tenant.id, member)).await {
-        Ok(l) => l,
-        Err(e) => return e.into_outcome(),
-    };
+    match repair(app, tenant, job, member, hint, View::default()).await {
+        Ok(_) => Outcome::Done,
+        Err(e) => e.into_outcome(),
+    }
+}
+
+/// What a reconciliation page already read of a member's sides, so bringing the member up to
+/// date need not read them again (the run's WeCom calls stay: pages + the `mark_tag`s).
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// The mall member as the page listed it; `None`: read it.
+    pub mall: Option<MallMember>,
+    /// Relations of the customer as a WeCom page listed them (WeCom tag ids); relations the
+    /// page did not list count as their stored base. `None`: read the customer from WeCom.
+    pub wecom: Option<BTreeMap<WecomUserId, Vec<String>>>,
+    /// The customer's stored version when the page compared it with these relations: if a
+    /// job has changed the relations since, the page's view is stale and WeCom is read.
+    pub customer_version: Option<u64>,
+}
+
+/// What bringing one member up to date changed, for a run's report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub hub_changed: bool,
+    pub relations_marked: u64,
+    pub wecom_added: u64,
+    pub wecom_removed: u64,
+    pub mall_added: u64,
+    pub mall_removed: u64,
+}
+
+/// Brings one member (and its customer's relations) up to date, starting from what `view`
+/// already knows of the sides.
+pub async fn repair(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    member: &MemberId,
+    hint: &Hint,
+    view: View,
+) -> Step<Applied> {
+    let held = lock(app, member_lock(&tenant.id, member)).await?;
     let mut cx = Cx {
         app,
         tenant,
@@ -42,13 +80,12 @@ pub async fn sync_member(
         hint,
         ids: IdCache::default(),
         waiting: BTreeSet::new(),
+        view,
+        applied: Applied::default(),
     };
     let result = cx.run(member).await;
     held.release(app).await;
-    match result {
-        Ok(()) => Outcome::Done,
-        Err(e) => e.into_outcome(),
-    }
+    result.map(|()| cx.applied)
 }
 
 /// Id translations, each looked up once per job.
@@ -67,6 +104,8 @@ struct Cx<'a> {
     ids: IdCache,
     /// Tags this job could not put on a side yet (not created there yet).
     waiting: BTreeSet<String>,
+    view: View,
+    applied: Applied,
 }
 
 impl Cx<'_> {
@@ -153,9 +192,16 @@ impl Cx<'_> {
         let ep = App::mall_endpoint(self.tenant);
         let creds = App::wecom_credentials(self.tenant);
 
-        let Some(mall_member) = app.mall.get_member(&ep, member).await? else {
-            tracing::info!(%member, "the mall has no such member; nothing to sync");
-            return Ok(());
+        let listed = self.view.mall.take();
+        let mall_member = match listed {
+            Some(m) => m,
+            None => match app.mall.get_member(&ep, member).await? {
+                Some(m) => m,
+                None => {
+                    tracing::info!(%member, "the mall has no such member; nothing to sync");
+                    return Ok(());
+                }
+            },
         };
         let mut binding = app.store.get_binding(&t, member).await?;
         if binding
@@ -213,26 +259,26 @@ impl Cx<'_> {
         let mut shown: BTreeMap<WecomUserId, Vec<String>> = BTreeMap::new();
         let mut stored_customer = None;
         if let Some(c) = &customer {
-            match app.wecom.get_external_contact(&creds, c).await {
-                Ok(detail) => {
-                    for f in detail.follow_user {
-                        let ids = f
-                            .tags
-                            .iter()
-                            .filter(|x| x.kind == CORP_TAG)
-                            .filter_map(|x| x.tag_id.as_ref().map(|i| i.to_string()))
-                            .collect();
-                        shown.insert(f.userid, ids);
+            stored_customer = app.store.get_customer(&t, c).await?;
+            let fresh = match (&self.view.wecom, self.view.customer_version) {
+                (Some(_), Some(v)) => stored_customer.as_ref().map_or(0, |s| s.version) == v,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if let (true, Some(listed)) = (fresh, self.view.wecom.take()) {
+                // The page's relations over the stored bases of those it did not list.
+                if let Some(stored) = &stored_customer {
+                    for (userid, ids) in &stored.relations {
+                        shown.insert(userid.clone(), ids.iter().map(|i| i.to_string()).collect());
                     }
                 }
-                // No such customer (any more): it has no relations to keep in step.
-                Err(e) if !e.retryable() => {
-                    tracing::info!(customer = %c, error = %e, "customer not readable in WeCom");
-                }
-                Err(e) => return Err(e.into()),
+                shown.extend(listed);
+            } else {
+                self.view.wecom = None;
+                self.read_customer(c, &mut shown).await?;
             }
-            stored_customer = app.store.get_customer(&t, c).await?;
         }
+
         let mut relations = BTreeMap::new();
         for (userid, ids) in &shown {
             let base_ids: Vec<String> = stored_customer
@@ -278,6 +324,7 @@ impl Cx<'_> {
             r
         });
         let mut entries = Vec::new();
+        self.applied.hub_changed = present(&merged.tags) != present(&hub);
         if merged.tags.marks != hub.marks {
             entries.push(audit(
                 &t,
@@ -361,6 +408,11 @@ impl Cx<'_> {
                     after.remove(r);
                 }
                 after.extend(add.iter().cloned());
+                self.applied.relations_marked += 1;
+                self.applied.wecom_added +=
+                    add.iter().filter(|i| !current.contains(*i)).count() as u64;
+                self.applied.wecom_removed +=
+                    remove.iter().filter(|i| current.contains(*i)).count() as u64;
                 entries.push(audit(
                     &t,
                     now,
@@ -400,6 +452,10 @@ impl Cx<'_> {
                     Ok(after) => {
                         let after_ids: Vec<String> =
                             after.tag_ids.iter().map(|i| i.to_string()).collect();
+                        self.applied.mall_added +=
+                            add.iter().filter(|i| !mall_ids.contains(*i)).count() as u64;
+                        self.applied.mall_removed +=
+                            remove.iter().filter(|i| mall_ids.contains(*i)).count() as u64;
                         tags.mall_base = self.hub_ids(Side::Mall, &after_ids).await?;
                         entries.push(audit(
                             &t,
@@ -440,6 +496,36 @@ impl Cx<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Reads the customer's relations from WeCom (corp tags only: personal tags cannot be
+    /// written by the API).
+    async fn read_customer(
+        &self,
+        c: &ExternalUserId,
+        shown: &mut BTreeMap<WecomUserId, Vec<String>>,
+    ) -> Step<()> {
+        let creds = App::wecom_credentials(self.tenant);
+        match self.app.wecom.get_external_contact(&creds, c).await {
+            Ok(detail) => {
+                for f in detail.follow_user {
+                    let ids = f
+                        .tags
+                        .iter()
+                        .filter(|x| x.kind == CORP_TAG)
+                        .filter_map(|x| x.tag_id.as_ref().map(|i| i.to_string()))
+                        .collect();
+                    shown.insert(f.userid, ids);
+                }
+                Ok(())
+            }
+            // No such customer (any more): it has no relations to keep in step.
+            Err(e) if !e.retryable() => {
+                tracing::info!(customer = %c, error = %e, "customer not readable in WeCom");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A call failed: what is done so far stays recorded (the retry does only the rest), and

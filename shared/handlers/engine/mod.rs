@@ -6,6 +6,7 @@
 pub mod intake;
 pub mod library;
 pub mod members;
+pub mod reconcile;
 
 use super::worker::Outcome;
 use crate::app::App;
@@ -48,13 +49,17 @@ pub async fn enqueue(
 }
 
 /// Whether the tenant's switches let this kind of sync run now.
+/// A job a reconciliation run queued (its `hint.run`) is the manual sync itself: only the
+/// feature switch holds it back.
 pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
     match kind {
-        JobKind::SyncGroup { .. } | JobKind::SyncTag { .. } => {
-            settings.tags_enabled && settings.auto_sync
+        JobKind::SyncGroup { hint, .. } | JobKind::SyncTag { hint, .. } => {
+            settings.tags_enabled && (settings.auto_sync || hint.run.is_some())
         }
-        JobKind::SyncMember { .. } => settings.tags_enabled && settings.member_sync,
-        JobKind::Inbound { .. } => settings.tags_enabled,
+        JobKind::SyncMember { hint, .. } => {
+            settings.tags_enabled && (settings.member_sync || hint.run.is_some())
+        }
+        JobKind::Inbound { .. } | JobKind::RunChain { .. } => settings.tags_enabled,
         JobKind::Probe { .. } => true,
     }
 }

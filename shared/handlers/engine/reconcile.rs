@@ -1,0 +1,1015 @@
+//! Full reconciliation: a run walks the sides as chains of page jobs (`JobKind::RunChain`),
+//! each page one job that compares what it read with the hub and its bases, repairs what
+//! drifted through the same code the sync jobs use, records its counts in the run item and
+//! queues the chain's next page. Nothing holds a whole side in memory; a crash or a Lambda
+//! deadline resumes at the page the run item says is next.
+//!
+//! Order: the library (scope `library`, `all`), then the mall's members (which binds members
+//! to customers), then WeCom's members with customer contact, split into chains of up to 100
+//! members whose relations are read with `batch/get_by_user` (scope `members`, `all`).
+//!
+//! One run per tenant at a time: the store lease `run#{tenant}`, held by the run id and
+//! renewed by every page; a run that stops moving for [`STALL_MS`] lets the lease lapse, is
+//! reported stalled and no longer blocks a new run.
+
+use super::library::{sync_group, sync_tag};
+use super::members::{Applied, View, repair};
+use super::{Step, StepError, intake::bind};
+use crate::app::App;
+use crate::domain::*;
+use crate::handlers::worker::Outcome;
+use crate::mall::client::{MallGroupWithTags, MemberLookup};
+use crate::ports::{QueueError, StoreError, Write};
+use crate::sync::reconcile::{self as pure, Counts, Match, SideGroup, SideLib, SideTag, Target};
+use crate::wecom::client::TagGroupInfo;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A run whose pages have not moved it on for this long is stalled: its lease lapses.
+pub const STALL_MS: i64 = 10 * 60_000;
+/// Members per `GET /members` page (the contract's maximum).
+const MALL_PAGE: u32 = 500;
+/// Relations per `batch/get_by_user` page (WeCom's maximum).
+const WECOM_PAGE: u32 = 100;
+/// WeCom members per relations chain (WeCom's maximum per call is 100); fewer when that gives
+/// the workers chains to run side by side.
+const CHAINS_WANTED: usize = 8;
+
+pub fn run_lock(t: &TenantId) -> String {
+    format!("run#{t}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("a sync run of this tenant is going: {0}")]
+    Busy(String),
+    #[error("the customer-tag feature is off for this tenant")]
+    Off,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Starts a run: takes the tenant's run lease, records the run and queues its first page.
+pub async fn start(
+    app: &App,
+    tenant: &Tenant,
+    scope: RunScope,
+    origin: Actor,
+) -> Result<SyncRun, StartError> {
+    if !tenant.settings.tags_enabled {
+        return Err(StartError::Off);
+    }
+    let now = app.clock.now();
+    let id = RunId::new_unchecked(new_ordered_id());
+    let lock = run_lock(&tenant.id);
+    if !app
+        .store
+        .acquire_lease(&lock, id.as_str(), now, now.plus_millis(STALL_MS))
+        .await?
+    {
+        let running = app
+            .store
+            .list_runs(&tenant.id, 5)
+            .await?
+            .into_iter()
+            .find(|r| r.status == RunStatus::Running)
+            .map_or_else(|| "(starting)".to_owned(), |r| r.id.to_string());
+        return Err(StartError::Busy(running));
+    }
+    let mut run = SyncRun::new(tenant.id.clone(), id.clone(), scope, origin, now);
+    let first = run
+        .chains
+        .keys()
+        .next()
+        .cloned()
+        .expect("a new run has a chain");
+    if let Err(e) = app.store.put_run(&mut run).await {
+        let _ = app.store.release_lease(&lock, id.as_str()).await;
+        return Err(e.into());
+    }
+    let job = Job::new(
+        tenant.id.clone(),
+        JobKind::RunChain {
+            run: id,
+            chain: first,
+        },
+        now,
+    );
+    if let Err(e) = app.queue.send(&[job]).await {
+        run.status = RunStatus::Failed;
+        run.error = Some(format!("could not queue the first page: {e}"));
+        run.finished_at = Some(now);
+        let _ = app.store.put_run(&mut run).await;
+        let _ = app.store.release_lease(&lock, run.id.as_str()).await;
+        return Err(e.into());
+    }
+    tracing::info!(tenant = %tenant.id, run = %run.id, ?scope, "sync run started");
+    Ok(run)
+}
+
+/// How a run looks to a reader: a running run whose pages stopped moving is stalled.
+pub fn shown(run: &SyncRun, now: Timestamp) -> (RunStatus, Option<String>) {
+    let stalled = run.status == RunStatus::Running
+        && run
+            .progressed_at
+            .is_some_and(|at| now.millis() - at.millis() > STALL_MS);
+    if stalled {
+        (
+            RunStatus::Failed,
+            Some("stalled: no page finished for 10 minutes (see dead letters)".into()),
+        )
+    } else {
+        (run.status, run.error.clone())
+    }
+}
+
+/// What one page found and did.
+#[derive(Default)]
+struct PageResult {
+    next_cursor: Option<String>,
+    done: bool,
+    drift: Counts,
+    repaired: Counts,
+    skipped: Counts,
+    compared: u64,
+    new_chains: Vec<(String, Chain)>,
+    ambiguous: Vec<String>,
+}
+
+/// Advances chain `chain` of run `run_id` by one page.
+pub async fn advance(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    run_id: &RunId,
+    chain: &str,
+) -> Outcome {
+    match advance_inner(app, tenant, job, run_id, chain).await {
+        Ok(()) => Outcome::Done,
+        Err(e) => e.into_outcome(),
+    }
+}
+
+async fn advance_inner(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    run_id: &RunId,
+    chain: &str,
+) -> Step<()> {
+    let t = &tenant.id;
+    let Some(run) = app.store.get_run(t, run_id).await? else {
+        return Err(StepError::park(format!("no sync run {run_id}")));
+    };
+    if run.status == RunStatus::Done {
+        return Ok(());
+    }
+    let Some(state) = run.chains.get(chain).cloned() else {
+        return Err(StepError::park(format!(
+            "run {run_id} has no chain {chain}"
+        )));
+    };
+    if state.done {
+        // A redelivery after the page that ended this chain was recorded: make sure the chains
+        // it started were queued (a crash may have come in between); extra copies find their
+        // page done and stop.
+        let children: Vec<JobKind> = run
+            .chains
+            .iter()
+            .filter(|(_, c)| c.parent.as_deref() == Some(chain) && c.page == 0 && !c.done)
+            .map(|(name, _)| JobKind::RunChain {
+                run: run_id.clone(),
+                chain: name.clone(),
+            })
+            .collect();
+        send(app, t, children).await?;
+        return Ok(());
+    }
+    let now = app.clock.now();
+    if !app
+        .store
+        .acquire_lease(
+            &run_lock(t),
+            run_id.as_str(),
+            now,
+            now.plus_millis(STALL_MS),
+        )
+        .await?
+    {
+        // This run stalled and another one started: the newer run does the work.
+        finish(
+            app,
+            run,
+            RunStatus::Failed,
+            Some("superseded by a newer run".into()),
+        )
+        .await?;
+        return Ok(());
+    }
+    let hint = Hint {
+        run: Some(run_id.clone()),
+        ..Hint::from(run.origin)
+    };
+    let page = state.page;
+    let result = match &state.walk {
+        Walk::Library => library_page(app, tenant, job, &run, &hint).await,
+        Walk::MallMembers => mall_page(app, tenant, job, &hint, state.cursor.as_deref()).await,
+        Walk::WecomUsers => users_page(app, tenant).await,
+        Walk::WecomRelations { users } => {
+            relations_page(app, tenant, job, &hint, users, state.cursor.as_deref()).await
+        }
+    };
+    let result = match result {
+        Ok(r) => r,
+        Err(e) if e.retry.is_none() => {
+            let reason = format!("{chain} page {page}: {}", e.reason);
+            finish(app, run, RunStatus::Failed, Some(reason.clone())).await?;
+            return Err(StepError::park(reason));
+        }
+        Err(e) => return Err(e),
+    };
+    record(app, tenant, run, chain, page, result).await
+}
+
+/// Records a page in the run item (unless another copy of this job got there first) and
+/// queues what comes next.
+async fn record(
+    app: &App,
+    tenant: &Tenant,
+    mut run: SyncRun,
+    chain: &str,
+    page: u64,
+    r: PageResult,
+) -> Step<()> {
+    let t = &tenant.id;
+    for _ in 0..20 {
+        let Some(state) = run.chains.get_mut(chain) else {
+            return Err(StepError::park(format!("chain {chain} vanished")));
+        };
+        if state.page != page || state.done {
+            tracing::info!(run = %run.id, chain, page, "page already recorded by another copy");
+            return Ok(());
+        }
+        state.page += 1;
+        state.cursor = r.next_cursor.clone();
+        state.done = r.done;
+        for (name, c) in &r.new_chains {
+            run.chains.entry(name.clone()).or_insert_with(|| c.clone());
+        }
+        SyncRun::add(&mut run.drift, &r.drift);
+        SyncRun::add(&mut run.repaired, &r.repaired);
+        SyncRun::add(&mut run.skipped, &r.skipped);
+        run.progress.entities_compared += r.compared;
+        run.ambiguous.extend(r.ambiguous.iter().cloned());
+        run.recount();
+        let now = app.clock.now();
+        run.progressed_at = Some(now);
+        if run.status == RunStatus::Failed {
+            // A page parked by a permanent failure and redriven after the fix: running again.
+            run.status = RunStatus::Running;
+            run.error = None;
+            run.finished_at = None;
+        }
+        let all_done = run.all_chains_done();
+        if all_done {
+            run.status = RunStatus::Done;
+            run.finished_at = Some(now);
+        }
+        match app.store.put_run(&mut run).await {
+            Ok(()) => {
+                let mut next = Vec::new();
+                if !r.done {
+                    next.push(chain.to_owned());
+                }
+                next.extend(r.new_chains.iter().map(|(n, _)| n.clone()));
+                let jobs = next
+                    .into_iter()
+                    .map(|chain| JobKind::RunChain {
+                        run: run.id.clone(),
+                        chain,
+                    })
+                    .collect();
+                send(app, t, jobs).await?;
+                if all_done {
+                    let _ = app.store.release_lease(&run_lock(t), run.id.as_str()).await;
+                    tracing::info!(run = %run.id, drift = ?run.drift, repaired = ?run.repaired, "sync run done");
+                }
+                return Ok(());
+            }
+            Err(e) if e.is_conflict() => {
+                run = app
+                    .store
+                    .get_run(t, &run.id)
+                    .await?
+                    .ok_or_else(|| StepError::park("the run vanished"))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StepError::retry("the run item kept changing", None))
+}
+
+async fn send(app: &App, t: &TenantId, kinds: Vec<JobKind>) -> Step<()> {
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    let now = app.clock.now();
+    let jobs: Vec<Job> = kinds
+        .into_iter()
+        .map(|k| Job::new(t.clone(), k, now))
+        .collect();
+    app.queue
+        .send(&jobs)
+        .await
+        .map_err(|e| StepError::retry(format!("queueing: {e}"), None))
+}
+
+async fn finish(app: &App, mut run: SyncRun, status: RunStatus, error: Option<String>) -> Step<()> {
+    for _ in 0..20 {
+        run.status = status;
+        run.error = error.clone();
+        run.finished_at = Some(app.clock.now());
+        match app.store.put_run(&mut run).await {
+            Ok(()) => break,
+            Err(e) if e.is_conflict() => {
+                let Some(fresh) = app.store.get_run(&run.tenant, &run.id).await? else {
+                    return Ok(());
+                };
+                run = fresh;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let _ = app
+        .store
+        .release_lease(&run_lock(&run.tenant), run.id.as_str())
+        .await;
+    Ok(())
+}
+
+/// A repair that could not finish inline goes to the queue as the ordinary job it is.
+async fn defer(
+    app: &App,
+    t: &TenantId,
+    kind: JobKind,
+    skipped: &mut Counts,
+    why: &str,
+) -> Step<()> {
+    tracing::info!(tenant = %t, job = kind.name(), why, "repair deferred to the queue");
+    *skipped.entry("jobs.deferred".into()).or_default() += 1;
+    send(app, t, vec![kind]).await
+}
+
+fn add_applied(c: &mut Counts, a: &Applied) {
+    for (k, v) in [
+        ("member_tags.added.wecom", a.wecom_added),
+        ("member_tags.removed.wecom", a.wecom_removed),
+        ("member_tags.added.mall", a.mall_added),
+        ("member_tags.removed.mall", a.mall_removed),
+        ("relations.marked.wecom", a.relations_marked),
+        ("members.changed.hub", u64::from(a.hub_changed)),
+    ] {
+        if v > 0 {
+            *c.entry(k.into()).or_default() += v;
+        }
+    }
+}
+
+fn bump(c: &mut Counts, key: &str, n: u64) {
+    if n > 0 {
+        *c.entry(key.into()).or_default() += n;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The library.
+
+fn wecom_lib(groups: &[TagGroupInfo]) -> SideLib {
+    SideLib {
+        groups: groups
+            .iter()
+            .map(|g| SideGroup {
+                id: g.group_id.to_string(),
+                name: g.group_name.clone(),
+                order: g.order,
+                tags: g
+                    .tag
+                    .iter()
+                    .map(|x| SideTag {
+                        id: x.id.to_string(),
+                        name: x.name.clone(),
+                        order: x.order,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn mall_lib(groups: &[MallGroupWithTags]) -> SideLib {
+    SideLib {
+        groups: groups
+            .iter()
+            .map(|g| SideGroup {
+                id: g.group.id.to_string(),
+                name: g.group.name.clone(),
+                order: g.group.order,
+                tags: g
+                    .tags
+                    .iter()
+                    .map(|x| SideTag {
+                        id: x.id.to_string(),
+                        name: x.name.clone(),
+                        order: x.order,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+async fn read_libs(app: &App, tenant: &Tenant) -> Step<(SideLib, SideLib)> {
+    let w = app
+        .wecom
+        .get_corp_tag_list(&App::wecom_credentials(tenant), &[], &[])
+        .await?;
+    let m = app.mall.list_groups(&App::mall_endpoint(tenant)).await?;
+    Ok((wecom_lib(&w), mall_lib(&m)))
+}
+
+/// Side id → hub id of every group and tag the hub links, for one side.
+fn hub_map(groups: &[TagGroup], tags: &[Tag], side: Side) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for g in groups {
+        let id = match side {
+            Side::Wecom => g.wecom.id.as_ref().map(ToString::to_string),
+            Side::Mall => g.mall.id.as_ref().map(ToString::to_string),
+        };
+        if let Some(id) = id {
+            m.insert(id, g.id.to_string());
+        }
+    }
+    for x in tags {
+        let id = match side {
+            Side::Wecom => x.wecom.id.as_ref().map(ToString::to_string),
+            Side::Mall => x.mall.id.as_ref().map(ToString::to_string),
+        };
+        if let Some(id) = id {
+            m.insert(id, x.id.to_string());
+        }
+    }
+    m
+}
+
+async fn library_page(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    run: &SyncRun,
+    hint: &Hint,
+) -> Step<PageResult> {
+    let t = &tenant.id;
+    let mut r = PageResult {
+        done: true,
+        ..PageResult::default()
+    };
+    let (wecom, mall) = read_libs(app, tenant).await?;
+    // Rule-group (strategy) tags are not synced (the mall has no such scoping): counted only.
+    let strategy = app
+        .wecom
+        .get_strategy_tag_list(&App::wecom_credentials(tenant), None, &[], &[])
+        .await?;
+    bump(
+        &mut r.skipped,
+        "tags.strategy.wecom",
+        strategy.iter().map(|g| g.tag.len() as u64).sum(),
+    );
+    let groups = app.store.list_groups(t).await?;
+    let tags = app.store.list_tags(t).await?;
+    let found = pure::library(&groups, &tags, &wecom, &mall);
+    r.drift = found.drift;
+    r.skipped.extend(found.skipped);
+    r.compared = found.compared;
+    r.ambiguous = found.ambiguous;
+
+    let mut targets = Vec::new();
+    let linked = link_matches(app, tenant, &found.matches, &mut targets).await?;
+    for (k, n) in linked {
+        bump(&mut r.repaired, k, n);
+    }
+    // Groups before tags (a tag's first WeCom create needs its group), as the finder orders.
+    let mut ordered: Vec<Target> = targets
+        .iter()
+        .filter(|x| matches!(x, Target::Group(_)))
+        .cloned()
+        .collect();
+    ordered.extend(found.targets);
+    ordered.extend(targets.into_iter().filter(|x| matches!(x, Target::Tag(_))));
+    for target in ordered {
+        let mut h = hint.clone();
+        let kind = match target {
+            Target::Group(group) => JobKind::SyncGroup { group, hint: h },
+            Target::Tag(tag) => JobKind::SyncTag { tag, hint: h },
+            Target::NewGroup { side, id } => {
+                set_side_id(&mut h, side, id);
+                JobKind::SyncGroup {
+                    group: HubGroupId::new_unchecked(new_ordered_id()),
+                    hint: h,
+                }
+            }
+            Target::NewTag { side, id } => {
+                set_side_id(&mut h, side, id);
+                JobKind::SyncTag {
+                    tag: HubTagId::new_unchecked(new_ordered_id()),
+                    hint: h,
+                }
+            }
+        };
+        let outcome = match &kind {
+            JobKind::SyncGroup { group, hint } => sync_group(app, tenant, job, group, hint).await,
+            JobKind::SyncTag { tag, hint } => sync_tag(app, tenant, job, tag, hint).await,
+            _ => unreachable!("only library jobs are built above"),
+        };
+        match outcome {
+            Outcome::Done => {}
+            Outcome::RetryAfter { reason, .. } | Outcome::Park { reason } => {
+                defer(app, t, kind, &mut r.skipped, &reason).await?;
+            }
+        }
+    }
+
+    // What the repairs changed on each side: the libraries read again, compared by hub id.
+    let hub_before = [
+        hub_map(&groups, &tags, Side::Wecom),
+        hub_map(&groups, &tags, Side::Mall),
+    ];
+    let (groups2, tags2) = (
+        app.store.list_groups(t).await?,
+        app.store.list_tags(t).await?,
+    );
+    let (wecom2, mall2) = read_libs(app, tenant).await?;
+    for (i, (side, before, after)) in [(Side::Wecom, &wecom, &wecom2), (Side::Mall, &mall, &mall2)]
+        .into_iter()
+        .enumerate()
+    {
+        let changed = pure::changes(
+            side,
+            before,
+            after,
+            &hub_before[i],
+            &hub_map(&groups2, &tags2, side),
+        );
+        SyncRun::add(&mut r.repaired, &changed);
+    }
+    if run.scope == RunScope::All {
+        r.new_chains.push((
+            "mall_members".into(),
+            Chain {
+                walk: Walk::MallMembers,
+                page: 0,
+                cursor: None,
+                done: false,
+                parent: Some("library".into()),
+            },
+        ));
+    }
+    Ok(r)
+}
+
+fn set_side_id(h: &mut Hint, side: Side, id: String) {
+    match side {
+        Side::Wecom => h.wecom_id = Some(id),
+        Side::Mall => h.mall_id = Some(id),
+    }
+}
+
+/// Onboarding: links each same-name pair to one new hub object (bases = what each side
+/// shows, so nothing is created again); a pair whose sides differ in order is brought up to
+/// date by its job afterwards (`targets`).
+async fn link_matches(
+    app: &App,
+    tenant: &Tenant,
+    matches: &[Match],
+    targets: &mut Vec<Target>,
+) -> Step<Vec<(&'static str, u64)>> {
+    let t = &tenant.id;
+    let now = app.clock.now();
+    let (mut groups, mut tags) = (0, 0);
+    for m in matches {
+        match m {
+            Match::Group { wecom, mall } => {
+                let id = HubGroupId::new_unchecked(new_ordered_id());
+                let snap = |g: &SideGroup| GroupSnapshot {
+                    name: g.name.clone(),
+                    order: g.order,
+                };
+                let g = TagGroup {
+                    tenant: t.clone(),
+                    id: id.clone(),
+                    name: wecom.name.clone(),
+                    order: wecom.order,
+                    name_at: now,
+                    order_at: now,
+                    deleted_at: None,
+                    wecom: synced(WecomGroupId::new_unchecked(wecom.id.clone()), snap(wecom)),
+                    mall: synced(MallGroupId::new_unchecked(mall.id.clone()), snap(mall)),
+                    version: 0,
+                };
+                let writes = vec![
+                    Write::Group(g),
+                    Write::Link(link(
+                        t,
+                        Side::Wecom,
+                        EntityKind::Group,
+                        &wecom.id,
+                        id.as_str(),
+                    )),
+                    Write::Link(link(
+                        t,
+                        Side::Mall,
+                        EntityKind::Group,
+                        &mall.id,
+                        id.as_str(),
+                    )),
+                ];
+                if commit_link(app, writes).await? {
+                    groups += 1;
+                    if wecom.order != mall.order {
+                        targets.push(Target::Group(id));
+                    }
+                }
+            }
+            Match::Tag {
+                wecom,
+                wecom_group,
+                mall,
+                ..
+            } => {
+                let Some(group) = app
+                    .store
+                    .lookup_link(t, Side::Wecom, EntityKind::Group, wecom_group)
+                    .await?
+                else {
+                    continue;
+                };
+                let group = HubGroupId::new_unchecked(group);
+                let id = HubTagId::new_unchecked(new_ordered_id());
+                let snap = |x: &SideTag| TagSnapshot {
+                    name: x.name.clone(),
+                    order: x.order,
+                    group_id: group.clone(),
+                };
+                let x = Tag {
+                    tenant: t.clone(),
+                    id: id.clone(),
+                    group_id: group.clone(),
+                    name: wecom.name.clone(),
+                    order: wecom.order,
+                    name_at: now,
+                    order_at: now,
+                    group_at: now,
+                    deleted_at: None,
+                    wecom: synced(WecomTagId::new_unchecked(wecom.id.clone()), snap(wecom)),
+                    mall: synced(MallTagId::new_unchecked(mall.id.clone()), snap(mall)),
+                    version: 0,
+                };
+                let writes = vec![
+                    Write::Tag(x),
+                    Write::Link(link(
+                        t,
+                        Side::Wecom,
+                        EntityKind::Tag,
+                        &wecom.id,
+                        id.as_str(),
+                    )),
+                    Write::Link(link(t, Side::Mall, EntityKind::Tag, &mall.id, id.as_str())),
+                ];
+                if commit_link(app, writes).await? {
+                    tags += 1;
+                    if wecom.order != mall.order {
+                        targets.push(Target::Tag(id));
+                    }
+                }
+            }
+        }
+    }
+    Ok(vec![("groups.linked", groups), ("tags.linked", tags)])
+}
+
+/// Writes a link; false when a side id got linked meanwhile (an event's job was quicker).
+async fn commit_link(app: &App, writes: Vec<Write>) -> Step<bool> {
+    match app.store.transact(writes).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_conflict() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn synced<I, S>(id: I, base: S) -> SideLink<I, S> {
+    SideLink {
+        id: Some(id),
+        base: Some(base),
+        state: SyncState::Synced,
+        error: None,
+    }
+}
+
+fn link(t: &TenantId, side: Side, kind: EntityKind, side_id: &str, hub_id: &str) -> IdLink {
+    IdLink {
+        tenant: t.clone(),
+        side,
+        kind,
+        side_id: side_id.to_owned(),
+        hub_id: hub_id.to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Members.
+
+/// The hub's tags as the member pages need them, read once per page.
+struct TagMaps {
+    to_hub: [HashMap<String, HubTagId>; 2],
+    to_side: [HashMap<HubTagId, String>; 2],
+}
+
+impl TagMaps {
+    async fn read(app: &App, t: &TenantId) -> Step<Self> {
+        let mut m = TagMaps {
+            to_hub: [HashMap::new(), HashMap::new()],
+            to_side: [HashMap::new(), HashMap::new()],
+        };
+        for x in app.store.list_tags(t).await? {
+            if x.deleted_at.is_some() {
+                continue;
+            }
+            let ids = [
+                x.wecom.id.as_ref().map(ToString::to_string),
+                x.mall.id.as_ref().map(ToString::to_string),
+            ];
+            for (i, id) in ids.into_iter().enumerate() {
+                if let Some(id) = id {
+                    m.to_hub[i].insert(id.clone(), x.id.clone());
+                    m.to_side[i].insert(x.id.clone(), id);
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    fn hub(&self, side: usize, ids: impl IntoIterator<Item = String>) -> BTreeSet<HubTagId> {
+        ids.into_iter()
+            .filter_map(|id| self.to_hub[side].get(&id).cloned())
+            .collect()
+    }
+
+    /// The member's wanted tags as one side's ids (tags not on that side yet left out).
+    fn wanted(&self, side: usize, tags: Option<&MemberTags>) -> BTreeSet<String> {
+        tags.map(|m| {
+            m.marks
+                .iter()
+                .filter(|(_, x)| x.present)
+                .filter_map(|(t, _)| self.to_side[side].get(t).cloned())
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+}
+
+const WECOM: usize = 0;
+const MALL: usize = 1;
+
+async fn mall_page(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    hint: &Hint,
+    cursor: Option<&str>,
+) -> Step<PageResult> {
+    let t = &tenant.id;
+    let page = app
+        .mall
+        .list_members(&App::mall_endpoint(tenant), cursor, MALL_PAGE)
+        .await?;
+    let maps = TagMaps::read(app, t).await?;
+    let mut r = PageResult {
+        next_cursor: page.next_cursor.clone(),
+        done: page.next_cursor.is_none(),
+        ..PageResult::default()
+    };
+    for m in page.members {
+        r.compared += 1;
+        if m.external_userid.is_some() || m.unionid.is_some() {
+            let b = app.store.get_binding(t, &m.id).await?;
+            let missing = b.as_ref().is_none_or(|b| {
+                (m.external_userid.is_some() && b.external_userid != m.external_userid)
+                    || (m.unionid.is_some() && b.unionid != m.unionid)
+            });
+            if missing {
+                bind(app, t, &m.id, m.external_userid.clone(), m.unionid.clone()).await?;
+            }
+        }
+        let stored = app.store.get_member_tags(t, &m.id).await?;
+        let base: BTreeSet<HubTagId> = stored
+            .as_ref()
+            .map(|s| s.mall_base.clone())
+            .unwrap_or_default();
+        let shown = maps.hub(MALL, m.tag_ids.iter().map(ToString::to_string));
+        let (added, removed) = pure::tag_drift(&shown, &base);
+        bump(&mut r.drift, "member_tags.added.mall", added);
+        bump(&mut r.drift, "member_tags.removed.mall", removed);
+        let wanted = maps.hub(MALL, maps.wanted(MALL, stored.as_ref()));
+        let pending = added == 0 && removed == 0 && wanted != shown;
+        bump(&mut r.drift, "members.pending.mall", u64::from(pending));
+        if added + removed == 0 && !pending {
+            continue;
+        }
+        let member = m.id.clone();
+        let view = View {
+            mall: Some(m),
+            // WeCom's relations count as their stored bases here: the WeCom walk that follows
+            // compares them page by page.
+            wecom: Some(BTreeMap::new()),
+            customer_version: None,
+        };
+        match repair(app, tenant, job, &member, hint, view).await {
+            Ok(a) => add_applied(&mut r.repaired, &a),
+            Err(e) => {
+                let kind = JobKind::SyncMember {
+                    member,
+                    hint: hint.clone(),
+                };
+                defer(app, t, kind, &mut r.skipped, &e.reason).await?;
+            }
+        }
+    }
+    if r.done {
+        r.new_chains.push((
+            "wecom_users".into(),
+            Chain {
+                walk: Walk::WecomUsers,
+                page: 0,
+                cursor: None,
+                done: false,
+                parent: Some("mall_members".into()),
+            },
+        ));
+    }
+    Ok(r)
+}
+
+async fn users_page(app: &App, tenant: &Tenant) -> Step<PageResult> {
+    let mut users = app
+        .wecom
+        .get_follow_user_list(&App::wecom_credentials(tenant))
+        .await?;
+    users.sort();
+    users.dedup();
+    let size = users.len().div_ceil(CHAINS_WANTED).clamp(1, 100);
+    let mut r = PageResult {
+        done: true,
+        ..PageResult::default()
+    };
+    for (i, chunk) in users.chunks(size).enumerate() {
+        r.new_chains.push((
+            format!("wecom_relations_{i:04}"),
+            Chain {
+                walk: Walk::WecomRelations {
+                    users: chunk.iter().map(ToString::to_string).collect(),
+                },
+                page: 0,
+                cursor: None,
+                done: false,
+                parent: Some("wecom_users".into()),
+            },
+        ));
+    }
+    Ok(r)
+}
+
+async fn relations_page(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    hint: &Hint,
+    users: &[String],
+    cursor: Option<&str>,
+) -> Step<PageResult> {
+    let t = &tenant.id;
+    let users: Vec<WecomUserId> = users
+        .iter()
+        .map(|u| WecomUserId::new_unchecked(u.clone()))
+        .collect();
+    let page = app
+        .wecom
+        .batch_get_by_user(&App::wecom_credentials(tenant), &users, cursor, WECOM_PAGE)
+        .await?;
+    let maps = TagMaps::read(app, t).await?;
+    let mut r = PageResult {
+        next_cursor: page.next_cursor.clone(),
+        done: page.next_cursor.is_none(),
+        ..PageResult::default()
+    };
+    // The page's relations by customer (a customer's other relations may be on other pages).
+    let mut by_customer: BTreeMap<
+        ExternalUserId,
+        (Option<String>, BTreeMap<WecomUserId, Vec<String>>),
+    > = BTreeMap::new();
+    for c in page.external_contact_list {
+        let e = by_customer
+            .entry(c.external_contact.external_userid.clone())
+            .or_default();
+        if e.0.is_none() {
+            e.0 = c.external_contact.unionid.clone().filter(|u| !u.is_empty());
+        }
+        e.1.insert(
+            c.follow_info.userid.clone(),
+            c.follow_info
+                .tag_id
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        );
+    }
+    let ep = App::mall_endpoint(tenant);
+    for (customer, (unionid, listed)) in by_customer {
+        r.compared += listed.len() as u64;
+        let member = match app.store.binding_by_customer(t, &customer).await? {
+            Some(b) => Some(b.member_id),
+            None => {
+                let mut found = None;
+                if let Some(u) = &unionid {
+                    found = app
+                        .mall
+                        .lookup_member(&ep, MemberLookup::Unionid(u))
+                        .await?;
+                }
+                if found.is_none() {
+                    found = app
+                        .mall
+                        .lookup_member(&ep, MemberLookup::ExternalUserid(&customer))
+                        .await?;
+                }
+                match found {
+                    Some(m) => {
+                        bind(app, t, &m.id, Some(customer.clone()), unionid.clone()).await?;
+                        Some(m.id)
+                    }
+                    None => None,
+                }
+            }
+        };
+        let Some(member) = member else {
+            bump(&mut r.skipped, "customers.unbound.wecom", 1);
+            continue;
+        };
+        let stored = app.store.get_customer(t, &customer).await?;
+        let tags = app.store.get_member_tags(t, &member).await?;
+        let wanted = maps.wanted(WECOM, tags.as_ref());
+        let mut needed = false;
+        let mut view = BTreeMap::new();
+        for (userid, ids) in listed {
+            let base_raw: BTreeSet<String> = stored
+                .as_ref()
+                .and_then(|s| s.relations.get(&userid))
+                .map(|s| s.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            let known = |x: &String| maps.to_hub[WECOM].contains_key(x);
+            let shown: BTreeSet<String> = ids.iter().filter(|x| known(x)).cloned().collect();
+            let base: BTreeSet<String> = base_raw.iter().filter(|x| known(x)).cloned().collect();
+            let (added, removed) = pure::tag_drift(&shown, &base);
+            bump(&mut r.drift, "member_tags.added.wecom", added);
+            bump(&mut r.drift, "member_tags.removed.wecom", removed);
+            let pending = added == 0 && removed == 0 && shown != wanted;
+            bump(&mut r.drift, "relations.pending.wecom", u64::from(pending));
+            needed |= added + removed > 0 || pending;
+            // Tags the hub does not know are passed on only if the relation already had them
+            // (they may be rule-group tags, which the hub does not sync; §1.5 lists them too).
+            let passed = ids
+                .into_iter()
+                .filter(|x| known(x) || base_raw.contains(x))
+                .collect();
+            view.insert(userid, passed);
+        }
+        if !needed {
+            continue;
+        }
+        let v = View {
+            mall: None,
+            wecom: Some(view),
+            customer_version: Some(stored.as_ref().map_or(0, |s| s.version)),
+        };
+        match repair(app, tenant, job, &member, hint, v).await {
+            Ok(a) => add_applied(&mut r.repaired, &a),
+            Err(e) => {
+                let kind = JobKind::SyncMember {
+                    member,
+                    hint: hint.clone(),
+                };
+                defer(app, t, kind, &mut r.skipped, &e.reason).await?;
+            }
+        }
+    }
+    Ok(r)
+}

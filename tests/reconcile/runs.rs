@@ -1,0 +1,82 @@
+//! Runs: single-flight per tenant, listed, and started every night for every tenant whose
+//! customer-tag feature is on.
+
+use crate::steps::*;
+use crate::{counts, pairs, wait_run};
+use serde_json::json;
+use std::time::Duration;
+use tagsync::sim::wecom::{Fault, FaultKind};
+use tagsync::wecom::classify::ApiOp;
+
+#[tokio::test]
+async fn a_second_run_while_one_is_going_gets_409_and_runs_are_listed() {
+    let w = start().await;
+    let path = "/sync".to_string();
+    // WeCom answers the run's first library read slowly: the run is surely still going.
+    w.wecom.inject(
+        ApiOp::GetCorpTagList,
+        Fault::next(1, FaultKind::Delay(Duration::from_secs(2))),
+    );
+    let (status, first) = w
+        .admin(Method::POST, &path, Some(json!({"scope": "all"})))
+        .await;
+    assert_eq!(status, 202, "{first}");
+    let (status, busy) = w
+        .admin(Method::POST, &path, Some(json!({"scope": "library"})))
+        .await;
+    assert_eq!(status, 409, "{busy}");
+    assert!(
+        busy["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(first["run_id"].as_str().unwrap()),
+        "the 409 names the run that is going: {busy}"
+    );
+    let report = wait_run(&w, &s(&first["run_id"])).await;
+    assert_eq!(report["scope"], "all");
+    assert!(
+        report["progress"]["pages_done"].as_u64().unwrap() >= 3,
+        "{report:#}"
+    );
+    let (status, list) = w.admin(Method::GET, &path, None).await;
+    assert_eq!(status, 200);
+    assert!(
+        list["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["run_id"] == first["run_id"]),
+        "{list:#}"
+    );
+    let (status, body) = w
+        .admin(Method::POST, &path, Some(json!({"scope": "everything"})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = w.admin(Method::GET, &format!("{path}/nope"), None).await;
+    assert_eq!(status, 404);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn the_nightly_trigger_runs_all_and_repairs_silent_changes() {
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 2)]).await;
+    let member = bound_member(&w, "wm_alice", &["sales_li"]).await;
+    let gold_m = mall_tag_id(&w, "会员等级", "金卡");
+    w.mall.silent().tag_member(&member, &gold_m).unwrap();
+    w.mall.silent().rename_tag(&gold_m, "黄金卡").unwrap();
+    settle(&w).await;
+
+    let report = tagsync::handlers::nightly::run(&w.app).await.unwrap();
+    assert_eq!(report.started.len(), 1, "{report:?}");
+    let run = wait_run(&w, &report.started[0]).await;
+    assert_eq!(run["origin"], "system");
+    assert_eq!(
+        counts(&run, "drift"),
+        pairs(&[("member_tags.added.mall", 1), ("tags.renamed.mall", 1)]),
+        "{run:#}"
+    );
+    converged(&w).await;
+    member_tags_everywhere(&w, &member, &["会员等级/黄金卡"]).await;
+    w.stop().await;
+}

@@ -61,6 +61,9 @@
   function toast(message, kind) {
     const t = h('div', { class: 'toast' + (kind === 'error' ? ' error' : ''), role: 'status', dataset: { at: Date.now() } }, message);
     $('#toasts').append(t);
+    // Two at a time: older notes make room.
+    const all = document.querySelectorAll('.toast');
+    for (let i = 0; i < all.length - 2; i++) all[i].remove();
     setTimeout(() => t.remove(), kind === 'error' ? 7000 : 3500);
   }
 
@@ -823,22 +826,52 @@
     return runs && runs.find((r) => r.status === 'running');
   }
 
+  // Counter names are `{what}.{how}.{side}` (e.g. `tags.renamed.wecom`).
+  const SIDE_WORDS = { wecom: 'in WeCom', mall: 'in the mall', hub: 'in the hub' };
+  function counterLabel(key) {
+    const parts = String(key).split('.');
+    const words = parts.map((p, i) => (i > 0 && SIDE_WORDS[p] ? SIDE_WORDS[p] : p.replace(/_/g, ' ')));
+    const text = words.join(' ');
+    return text.charAt(0).toUpperCase() + text.slice(1);
+  }
+
+  // The report: what differed, by side, and what the run changed, by side (a rename found in
+  // the mall is repaired in WeCom and the hub), as two tables.
   function reportTable(run) {
-    const drift = run.drift || {};
-    const repaired = run.repaired || {};
-    const keys = [...new Set([...Object.keys(drift), ...Object.keys(repaired)])].sort();
-    if (!keys.length) {
-      return h('div', { class: 'empty' }, run.status === 'running'
+    const num = (v) => Number(v) || 0;
+    const table = (title, counts, testid) => {
+      const keys = Object.keys(counts || {}).sort();
+      const total = keys.reduce((n, k) => n + num(counts[k]), 0);
+      return h('div', {},
+        h('table', { class: 'report', dataset: { testid } },
+          h('thead', {}, h('tr', {}, h('th', {}, title), h('th', { class: 'num' }, String(total)))),
+          h('tbody', {}, keys.length
+            ? keys.map((k) => h('tr', {}, h('td', { title: k }, counterLabel(k)), h('td', { class: 'num' }, num(counts[k]))))
+            : h('tr', {}, h('td', { class: 'muted', colspan: 2 }, 'none')))));
+    };
+    const found = Object.keys(run.drift || {}).length;
+    const repaired = Object.keys(run.repaired || {}).length;
+    if (!found && !repaired) {
+      return h('div', { class: 'empty', dataset: { testid: 'run-report' } }, run.status === 'running'
         ? 'Nothing found yet.'
         : [h('b', {}, 'No drift'), 'All three sides already agreed.']);
     }
-    const num = (v) => (typeof v === 'number' ? v : v === undefined ? 0 : Number(v) || 0);
-    const total = (m) => keys.reduce((n, k) => n + num(m[k]), 0);
-    return h('table', { class: 'report', dataset: { testid: 'run-report' } },
-      h('thead', {}, h('tr', {}, h('th', {}, 'What differed'), h('th', { class: 'num' }, 'Found'), h('th', { class: 'num' }, 'Repaired'))),
-      h('tbody', {},
-        keys.map((k) => h('tr', {}, h('td', {}, humanize(k)), h('td', { class: 'num' }, num(drift[k])), h('td', { class: 'num' }, num(repaired[k])))),
-        h('tr', {}, h('td', {}, h('b', {}, 'Total')), h('td', { class: 'num' }, h('b', {}, total(drift))), h('td', { class: 'num' }, h('b', {}, total(repaired))))));
+    return h('div', { class: 'report-grid', dataset: { testid: 'run-report' } },
+      table('Drift found', run.drift, 'drift'),
+      table('Repaired', run.repaired, 'repaired'));
+  }
+
+  // What the run left alone and why: counts of skips, and matches it would not guess.
+  function skippedList(run) {
+    const skipped = Object.entries(run.skipped || {});
+    const ambiguous = run.ambiguous || [];
+    if (!skipped.length && !ambiguous.length) return null;
+    return h('div', { style: 'margin-top:16px' },
+      h('h3', {}, 'Left for you to decide'),
+      skipped.length ? h('table', {},
+        h('thead', {}, h('tr', {}, h('th', {}, 'Skipped'), h('th', { class: 'num' }, 'Count'))),
+        h('tbody', {}, skipped.map(([k, v]) => h('tr', {}, h('td', { title: k }, counterLabel(k)), h('td', { class: 'num' }, v))))) : null,
+      ambiguous.length ? h('ul', { class: 'ambiguous' }, ambiguous.map((a) => h('li', {}, a))) : null);
   }
 
   function runPanel(run) {
@@ -847,7 +880,7 @@
     const done = Number(p.pages_done) || 0;
     const pct = run.status === 'running' ? (known ? Math.min(100, Math.round((done / known) * 100)) : 0) : 100;
     const bar = h('div', {
-      class: 'progress' + (run.status === 'running' && !known ? ' indeterminate' : '') + (run.status === 'done' ? ' done' : '') + (run.status === 'failed' ? ' failed' : ''),
+      class: 'progress' + (run.status === 'running' && !done ? ' indeterminate' : '') + (run.status === 'done' ? ' done' : '') + (run.status === 'failed' ? ' failed' : ''),
       role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': pct,
     }, h('div', { class: 'bar', style: `width:${pct}%` }));
     return h('div', { class: 'card', dataset: { testid: 'run', status: run.status } },
@@ -864,7 +897,8 @@
         h('span', {}, run.status === 'running' ? 'Running for ' : 'Took ', h('b', {}, duration(run.started_at, run.finished_at)))),
       run.error ? h('p', { class: 'form-error' }, run.error) : null,
       h('h3', { style: 'margin-top:18px' }, 'Report'),
-      reportTable(run));
+      reportTable(run),
+      skippedList(run));
   }
 
   async function pageSync(main, arg, gen) {
@@ -909,7 +943,7 @@
               const sum = (m) => Object.values(m || {}).reduce((n, v) => n + (Number(v) || 0), 0);
               return h('tr', {},
                 h('td', { class: 'nowrap' }, h('a', { href: link('sync', r.run_id) }, fmtTime(r.started_at))),
-                h('td', {}, scopeLabel(r.scope)),
+                h('td', {}, scopeLabel(r.scope), ' ', h('span', { class: 'side ' + (r.origin || 'operator') }, r.origin === 'system' ? 'nightly' : r.origin || 'operator')),
                 h('td', {}, h('span', { class: 'badge ' + r.status }, r.status)),
                 h('td', { class: 'num' }, sum(r.drift)), h('td', { class: 'num' }, sum(r.repaired)),
                 h('td', { class: 'nowrap' }, r.status === 'running' ? '…' : duration(r.started_at, r.finished_at)));

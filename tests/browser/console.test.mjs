@@ -275,7 +275,7 @@ test('a permanent WeCom failure shows failed, is parked as a dead letter, and go
   await shot('09-redriven');
 });
 
-test('a manual sync shows its progress and its report', async (t) => {
+test('a manual sync shows its progress, then a report of the drift it found and repaired', async (t) => {
   const probe = await admin('/sync');
   if (probe.status === 501) {
     const reason = 'the server answers 501 for the sync routes (full reconciliation is not in this build)';
@@ -286,16 +286,43 @@ test('a manual sync shows its progress and its report', async (t) => {
     t.skip(reason);
     return;
   }
-  await page.locator('.sidebar a[data-page="sync"]').click();
-  await page.locator('button[data-scope="library"]').click();
-  await page.locator('[data-testid="run"] .progress').waitFor();
-  await page.locator('[data-testid="run"][data-status="done"]').waitFor();
-  await page.locator('[data-testid="run"] .empty, [data-testid="run-report"]').first().waitFor();
+  // Drift events never told tagsync about: the mall renames 银卡 without sending a webhook.
+  const silver = await mallTag('会员等级', '银卡');
+  const renamed = await getJson(`${demo.mallControl}/tags/${silver.id}?silent=true`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: '银卡会员' }),
+  });
+  assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
+  // A slow mall (every answer held back 1.5 s) keeps the run going long enough to watch it.
+  const slow = (delay_ms) => getJson(`${demo.mallControl}/faults`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ delay_ms }),
+  });
+  assert.equal((await slow(1500)).status, 200);
+  try {
+    await page.locator('.sidebar a[data-page="sync"]').click();
+    await page.locator('button[data-scope="library"]').click();
+    await page.locator('[data-testid="run"][data-status="running"] .progress').waitFor();
+    assert.equal(await page.locator('button[data-scope="library"]').isDisabled(), true, 'no second run while one is going');
+    await shot('10-sync-running');
+    await page.locator('[data-testid="run"][data-status="done"]').waitFor({ timeout: 60_000 });
+  } finally {
+    await slow(0);
+  }
+  const report = page.locator('[data-testid="run-report"]');
+  await report.waitFor();
+  // Found in the mall, repaired in WeCom (the hub takes the name as well).
+  await report.locator('[data-testid="drift"] tr', { hasText: 'Tags renamed in the mall' }).waitFor();
+  await report.locator('[data-testid="repaired"] tr', { hasText: 'Tags renamed in WeCom' }).waitFor();
   const runId = await page.locator('[data-testid="run"] .id').textContent();
   const run = await admin(`/sync/${runId}`);
   assert.equal(run.status, 200);
   assert.equal(run.body.status, 'done');
-  await shot('10-sync-report');
+  await shot('11-sync-report');
+  // The mall's rename was carried: WeCom has the new name too.
+  assert.ok(await until('WeCom to hold 银卡会员', () => wecomHas('会员等级', '银卡会员')));
 });
 
 test('the audit log lists what happened as a table', async () => {
@@ -303,7 +330,7 @@ test('the audit log lists what happened as a table', async () => {
   await page.locator('tbody tr code').first().waitFor();
   const actions = await page.locator('tbody tr code').allTextContents();
   assert.ok(actions.some((a) => a.startsWith('dead_letters.redriven')), actions.join(', '));
-  await shot('11-audit');
+  await shot('12-audit');
 });
 
 test('switches are toggles that change the tenant settings', async () => {

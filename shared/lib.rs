@@ -16,6 +16,7 @@
 //! | [`retry`] | retrying one transient failure of an outbound call in place |
 //! | [`http`] | transport-neutral request/response and the one error → status mapping |
 //! | [`handlers`] | admin API, WeCom callback, mall webhook, job worker, nightly trigger |
+//! | [`console`] | the operator's web console at `/admin/`: static assets compiled in |
 //! | [`runtime`] | the two ways to run: `serve` (axum + worker pool + timer) and `lambda` adapters |
 //! | [`sim`] | WeCom and mall simulators: real HTTP servers for tests and the demo |
 //! | [`metrics`] | counters of events, jobs and API calls: Prometheus text and CloudWatch embedded metrics |
@@ -24,6 +25,7 @@
 
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod handlers;
 pub mod http;

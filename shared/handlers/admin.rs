@@ -19,6 +19,10 @@ pub(super) async fn route(
     authorize(app, req)?;
     let m = &req.method;
     match segments {
+        ["v1", "tenants"] => match *m {
+            Method::GET => list_tenants(app).await,
+            _ => Err(ApiError::MethodNotAllowed("use GET".into())),
+        },
         ["v1", "tenants", tenant] => {
             let tenant = parse_tenant(tenant)?;
             match *m {
@@ -90,6 +94,14 @@ fn tenant_view(t: &Tenant) -> serde_json::Value {
         "created_at": t.created_at.to_rfc3339(),
         "updated_at": t.updated_at.to_rfc3339(),
     })
+}
+
+/// Every tenant of the deployment (the console's tenant picker), by id, without secrets.
+async fn list_tenants(app: &App) -> Result<HttpResponse, ApiError> {
+    let mut tenants = app.store.list_tenants().await?;
+    tenants.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    let views: Vec<_> = tenants.iter().map(tenant_view).collect();
+    Ok(HttpResponse::json(200, &json!({"tenants": views})))
 }
 
 const TENANT_FIELDS: &[&str] = &[

@@ -161,6 +161,15 @@ fn sync_view<A, B, C, D>(wecom: &SideLink<A, B>, mall: &SideLink<C, D>) -> Value
     json!({"wecom": wecom.state, "mall": mall.state})
 }
 
+/// Why a side failed, while it shows `failed` (the console shows it beside the badge).
+fn errors_view<A, B, C, D>(wecom: &SideLink<A, B>, mall: &SideLink<C, D>) -> Value {
+    let why = |state: SyncState, error: &Option<String>| match state {
+        SyncState::Failed => json!(error),
+        _ => Value::Null,
+    };
+    json!({"wecom": why(wecom.state, &wecom.error), "mall": why(mall.state, &mall.error)})
+}
+
 fn tag_view(t: &Tag) -> Value {
     json!({
         "id": t.id,
@@ -170,6 +179,7 @@ fn tag_view(t: &Tag) -> Value {
         "wecom_id": t.wecom.id,
         "mall_id": t.mall.id,
         "sync": sync_view(&t.wecom, &t.mall),
+        "errors": errors_view(&t.wecom, &t.mall),
     })
 }
 
@@ -182,6 +192,7 @@ fn group_view(g: &TagGroup, tags: &[&Tag]) -> Value {
         "wecom_id": g.wecom.id,
         "mall_id": g.mall.id,
         "sync": sync_view(&g.wecom, &g.mall),
+        "errors": errors_view(&g.wecom, &g.mall),
         "tags": tags.iter().map(|t| tag_view(t)).collect::<Vec<_>>(),
     })
 }

@@ -96,6 +96,9 @@ pub async fn dispatch(app: &App, surface: Surface, req: HttpRequest) -> HttpResp
         ["metrics"] if allowed(Surface::Admin) => {
             admin::authorize(app, &req).map(|()| HttpResponse::text(200, app.metrics.prometheus()))
         }
+        ["admin", rest @ ..] if allowed(Surface::Admin) && crate::console::serves(rest) => {
+            crate::console::respond(&req, rest)
+        }
         ["admin", rest @ ..] if allowed(Surface::Admin) => admin::route(app, &req, rest).await,
         _ => Err(ApiError::NotFound(format!(
             "no route for {} {}",

@@ -15,6 +15,8 @@ const CALLBACK_TOKEN: &str = "demoCallbackToken";
 const AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 const MALL_TOKEN: &str = "demo-mall-token";
 const WEBHOOK_SECRET: &str = "demo-webhook-secret";
+/// How long each seeding step may take to be carried everywhere (it takes well under a second).
+const SEED_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The running simulators; dropping them stops them.
 pub struct Demo {
@@ -42,8 +44,10 @@ pub async fn start_simulators() -> std::io::Result<Demo> {
     Ok(Demo { wecom, mall })
 }
 
-/// Registers the demo tenant, seeds both simulators (before they are wired, so the seed sends
-/// no events), then points their callbacks and webhooks at tagsync. Returns what to print.
+/// Registers the demo tenant, points both simulators' callbacks and webhooks at tagsync, then
+/// seeds a small world through all three sides (a few groups and tags from each, customers with
+/// relations, bound members, tags on them), waiting after each step until tagsync has carried
+/// it everywhere. Returns what to print.
 pub async fn seed(
     app: &App,
     demo: &Demo,
@@ -80,45 +84,8 @@ pub async fn seed(
         .map_err(|e| e.to_string())?;
     app.tenants.forget(&tenant.id);
 
-    let err = |e: &dyn std::fmt::Display| e.to_string();
-    let console = demo.wecom.console();
-    let level = console
-        .create_group("客户等级", 20, &[("VIP客户", 2), ("普通客户", 1)])
-        .map_err(|e| err(&e))?;
-    console
-        .create_group("来源渠道", 10, &[("线下门店", 2), ("小程序", 1)])
-        .map_err(|e| err(&e))?;
-    for (userid, customer) in [
-        ("sales_li", "wm_alice"),
-        ("sales_wang", "wm_alice"),
-        ("sales_li", "wm_bob"),
-    ] {
-        console
-            .add_relation(userid, customer, Some("demo"))
-            .map_err(|e| err(&e))?;
-    }
-    console
-        .tag_relation("sales_li", "wm_alice", &[&level.tag_ids[0]], &[])
-        .map_err(|e| err(&e))?;
-
-    let operator = demo.mall.operator();
-    let grades = operator.create_group("会员等级", 20).map_err(|e| err(&e))?;
-    let gold = operator
-        .create_tag(&grades.id, "金卡", 2)
-        .map_err(|e| err(&e))?;
-    operator
-        .create_tag(&grades.id, "银卡", 1)
-        .map_err(|e| err(&e))?;
-    let alice = operator
-        .create_member(NewMember::external("wm_alice"))
-        .map_err(|e| err(&e))?;
-    operator
-        .create_member(NewMember::external("wm_bob"))
-        .map_err(|e| err(&e))?;
-    operator
-        .tag_member(&alice.id, &gold.id)
-        .map_err(|e| err(&e))?;
-
+    // Wired first, so every seeded change is seen by tagsync the way a real one would be:
+    // WeCom's console sends callbacks, the mall sends webhooks, the operator uses the admin API.
     demo.wecom
         .set_callback_url(Some(format!("{tagsync_base}/wecom/callback/{TENANT}")));
     demo.mall.set_webhook(
@@ -130,15 +97,116 @@ pub async fn seed(
         .verify_url(&format!("{tagsync_base}/wecom/callback/{TENANT}"))
         .await?;
 
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let settled = |step: &'static str| async move {
+        crate::sim::world::settle_sides(app, &demo.wecom, &demo.mall, SEED_SETTLE)
+            .await
+            .map_err(|e| format!("demo seed, {step}: {e}"))
+    };
+
+    // 1. The tag library, a part from each side. Groups made in WeCom's admin console are
+    //    read-only for tagsync's app there (WeCom lets an app edit only its own tags).
+    let console = demo.wecom.console();
+    let level = console
+        .create_group("客户等级", 20, &[("VIP客户", 2), ("普通客户", 1)])
+        .map_err(|e| err(&e))?;
+    console
+        .create_group("来源渠道", 10, &[("线下门店", 2), ("小程序", 1)])
+        .map_err(|e| err(&e))?;
+    let operator = demo.mall.operator();
+    let grades = operator.create_group("会员等级", 30).map_err(|e| err(&e))?;
+    let gold = operator
+        .create_tag(&grades.id, "金卡", 2)
+        .map_err(|e| err(&e))?;
+    let silver = operator
+        .create_tag(&grades.id, "银卡", 1)
+        .map_err(|e| err(&e))?;
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!(
+            "{tagsync_base}/admin/v1/tenants/{TENANT}/tag-groups"
+        ))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({"name": "购买意向", "order": 5, "tags": [
+            {"name": "高意向", "order": 3}, {"name": "中意向", "order": 2}, {"name": "低意向", "order": 1}]}))
+        .send()
+        .await
+        .map_err(|e| err(&e))?;
+    if created.status() != 201 {
+        return Err(format!(
+            "demo seed: creating a hub group answered {}",
+            created.status()
+        ));
+    }
+    settled("tag library").await?;
+
+    // 2. Customers and members: three WeCom customers followed by two salespeople; mall
+    //    members bound to two of them, and one member the mall knows only by phone.
+    for (external, name) in [
+        ("wm_alice", "Alice 陈"),
+        ("wm_bob", "Bob 王"),
+        ("wm_carol", "Carol 李"),
+    ] {
+        demo.wecom.add_customer(external, name);
+    }
+    for (userid, customer) in [
+        ("sales_li", "wm_alice"),
+        ("sales_wang", "wm_alice"),
+        ("sales_li", "wm_bob"),
+        ("sales_wang", "wm_carol"),
+    ] {
+        console
+            .add_relation(userid, customer, Some("demo"))
+            .map_err(|e| err(&e))?;
+    }
+    let alice = operator
+        .create_member(NewMember::external("wm_alice"))
+        .map_err(|e| err(&e))?;
+    let bob = operator
+        .create_member(NewMember::external("wm_bob"))
+        .map_err(|e| err(&e))?;
+    operator
+        .create_member(NewMember {
+            mobile: Some("13800000000".into()),
+            ..NewMember::default()
+        })
+        .map_err(|e| err(&e))?;
+    settled("customers and members").await?;
+
+    // 3. Tags on people: a salesperson tags Alice in WeCom; the mall gives Alice and Bob a
+    //    membership grade. Each reaches the other side.
+    console
+        .tag_relation("sales_li", "wm_alice", &[&level.tag_ids[0]], &[])
+        .map_err(|e| err(&e))?;
+    operator
+        .tag_member(&alice.id, &gold.id)
+        .map_err(|e| err(&e))?;
+    operator
+        .tag_member(&bob.id, &silver.id)
+        .map_err(|e| err(&e))?;
+    settled("member tags").await?;
+
+    // Where 普通客户 lives in the mall, so the printed check can look for it on Bob.
+    let ordinary_in_mall = demo
+        .mall
+        .library()
+        .into_iter()
+        .flat_map(|g| g.tags)
+        .find(|t| t.name == "普通客户")
+        .map(|t| t.id.to_string())
+        .unwrap_or_default();
+
     let (w, m) = (
         demo.wecom.control_url(),
         format!("{}/control", demo.mall.base_url()),
     );
+    let mall_api = demo.mall.base_url();
     let mut out = String::new();
     let _ = writeln!(
         out,
         "tagsync demo: tenant `{TENANT}` wired to a WeCom simulator and a mall simulator (all on loopback)"
     );
+    let _ = writeln!(out, "  console     {tagsync_base}/admin/");
     let _ = writeln!(
         out,
         "  tagsync     {tagsync_base}   admin token: {admin_token}"
@@ -148,39 +216,55 @@ pub async fn seed(
         "  WeCom sim   {}   control: {w}",
         demo.wecom.base_url()
     );
-    let _ = writeln!(out, "  mall sim    {}   control: {m}", demo.mall.base_url());
+    let _ = writeln!(out, "  mall sim    {mall_api}   control: {m}");
     let _ = writeln!(
         out,
-        "\nTry these (each is a person acting on one side; that side tells tagsync):"
+        "\nOpen the console, paste the admin token, and pick tenant `{TENANT}`: the tag library shows\n\
+         each group and tag on both sides (the WeCom-made ones are read-only for tagsync in WeCom).\n\
+         Members to look up: {} (Alice, bound to wm_alice), {} (Bob, bound to wm_bob).",
+        alice.id, bob.id
     );
     let _ = writeln!(
         out,
-        "  # a mall operator renames the tag 金卡 (the mall sends a signed webhook)"
+        "\nThen make a change on one side and watch it arrive on the others (each command is a\n\
+         person acting on one side; that side tells tagsync, which carries it):"
+    );
+    let _ = writeln!(
+        out,
+        "  # 1. a mall operator renames the tag 金卡 to 黑金卡 (the mall sends a signed webhook)"
     );
     let _ = writeln!(
         out,
         "  curl -s -X PATCH {m}/tags/{} -H 'content-type: application/json' -d '{{\"name\":\"黑金卡\"}}'",
         gold.id
     );
+    let _ = writeln!(out, "  #    a moment later WeCom has it (prints 黑金卡):");
+    let _ = writeln!(out, "  curl -s {w}/library | grep -o 黑金卡");
     let _ = writeln!(
         out,
-        "  # a salesperson tags customer wm_bob in the WeCom client (WeCom sends an encrypted callback)"
+        "  # 2. salesperson sales_li tags customer wm_bob 普通客户 in WeCom (an encrypted callback)"
     );
     let _ = writeln!(
         out,
         "  curl -s -X POST {w}/relations/tags -H 'content-type: application/json' -d '{{\"userid\":\"sales_li\",\"external_userid\":\"wm_bob\",\"add\":[\"{}\"]}}'",
         level.tag_ids[1]
     );
-    let _ = writeln!(out, "  # what tagsync received and did, newest first");
+    let _ = writeln!(
+        out,
+        "  #    a moment later Bob carries it in the mall (prints its mall id, {ordinary_in_mall}):"
+    );
+    let _ = writeln!(
+        out,
+        "  curl -s {mall_api}/members/{} -H 'Authorization: Bearer {MALL_TOKEN}' | grep -o {ordinary_in_mall}",
+        bob.id
+    );
+    let _ = writeln!(
+        out,
+        "  # 3. what tagsync received and did, newest first (or the console's Audit page)"
+    );
     let _ = writeln!(
         out,
         "  curl -s {tagsync_base}/admin/v1/tenants/{TENANT}/audit -H 'Authorization: Bearer {admin_token}'"
-    );
-    let _ = writeln!(out, "  # both sides as the simulators hold them");
-    let _ = writeln!(out, "  curl -s {w}/library; curl -s {m}/state");
-    let _ = writeln!(
-        out,
-        "\nEach change reaches the other side within a moment (the audit log shows what was applied where). The seeded objects were created before tagsync was wired, so tagsync learns each one when it is first changed; a manual sync that imports everything at once comes with reconciliation."
     );
     Ok(out)
 }

@@ -293,3 +293,88 @@ async fn bodies_over_the_limit_are_refused_with_413() {
     assert_eq!(resp.status(), 413);
     t.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_console_is_served_without_a_token_and_lists_nothing_without_one() {
+    let t = spawn_app().await;
+    let page = t.client.get(t.url("/admin/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers()["cache-control"], "no-cache");
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("app.js?v="), "{html}");
+    // Without the slash the page's relative links would resolve against `/`.
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(t.url("/admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 308);
+    assert_eq!(bare.headers()["location"], "admin/");
+    for (asset, content_type) in [
+        ("style.css", "text/css; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
+        let r = t
+            .client
+            .get(t.url(&format!("/admin/{asset}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        assert_eq!(r.headers()["content-type"], content_type);
+    }
+    assert_eq!(
+        t.client
+            .get(t.url("/admin/nope.js"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // The API next to it still wants the token.
+    let list = t
+        .client
+        .get(t.url("/admin/v1/tenants"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 401);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn tenants_are_listed_by_id_without_secrets() {
+    let t = spawn_app().await;
+    t.put_tenant("zeta").await;
+    t.put_tenant("acme").await;
+    let (status, body) = t.admin(Method::GET, "/admin/v1/tenants", None).await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme", "zeta"]);
+    let text = body.to_string();
+    for secret in [
+        "corp_secret",
+        "callback_token",
+        "mall_api_token",
+        "mall_webhook_secret",
+    ] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    t.shutdown().await;
+}

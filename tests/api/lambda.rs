@@ -57,6 +57,44 @@ async fn admin_function_answers_an_api_gateway_v2_request() {
 }
 
 #[tokio::test]
+async fn admin_function_serves_the_console_page_and_its_assets() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_fixture_token(dir.path());
+    let req = lambda_http::request::from_str(&fixture("apigw-v2-console.json")).unwrap();
+    let resp = lambda::http(&app, Surface::Admin, req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let page = String::from_utf8_lossy(resp.body().as_ref()).into_owned();
+    assert!(page.contains("tagsync console"), "{page}");
+    // The page links its script with a version; the Lambda serves that too, as text.
+    let js = page
+        .split("src=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let mut asset: Value = serde_json::from_str(&fixture("apigw-v2-console.json")).unwrap();
+    let (path, query) = js.split_once('?').unwrap();
+    asset["rawPath"] = json!(format!("/admin/{path}"));
+    asset["rawQueryString"] = json!(query);
+    asset["requestContext"]["http"]["path"] = json!(format!("/admin/{path}"));
+    let req = lambda_http::request::from_str(&asset.to_string()).unwrap();
+    let resp = lambda::http(&app, Surface::Admin, req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(matches!(resp.body(), lambda_http::Body::Text(_)));
+    assert!(
+        resp.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+}
+
+#[tokio::test]
 async fn wecom_callback_function_answers_the_url_verification_request() {
     let dir = tempfile::tempdir().unwrap();
     let app = app_with_fixture_token(dir.path());

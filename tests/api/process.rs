@@ -228,7 +228,7 @@ async fn sigterm_lets_the_job_in_flight_finish_before_exit() {
 }
 
 #[tokio::test]
-async fn demo_wires_both_simulators_and_a_change_in_the_mall_reaches_wecom() {
+async fn demo_wires_both_simulators_and_its_printed_commands_carry_changes_both_ways() {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -244,10 +244,11 @@ async fn demo_wires_both_simulators_and_a_change_in_the_mall_reaches_wecom() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start tagsync serve --demo");
-    // Read what the demo prints, up to its closing sentence.
+    // Read what the demo prints, up to its last command (the audit log): it prints once the
+    // seeded world has been carried everywhere.
     let mut out = String::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap());
-    while !out.contains("comes with reconciliation.") {
+    while !out.contains("/admin/v1/tenants/demo/audit") {
         let mut line = String::new();
         assert!(
             lines.read_line(&mut line).unwrap() > 0,
@@ -324,6 +325,57 @@ async fn demo_wires_both_simulators_and_a_change_in_the_mall_reaches_wecom() {
             async move {
                 let text = client.get(&url).send().await.ok()?.text().await.ok()?;
                 text.contains("黑金卡").then_some(())
+            }
+        },
+    )
+    .await;
+
+    // The second printed command: a salesperson tags wm_bob in WeCom; the printed check finds
+    // the tag's mall id on Bob's mall member.
+    let tag_cmd = out
+        .lines()
+        .find(|l| l.contains("-X POST") && l.contains("/relations/tags"))
+        .unwrap();
+    let url = tag_cmd.split_whitespace().nth(4).unwrap();
+    let body: Value =
+        serde_json::from_str(tag_cmd.split("-d '").nth(1).unwrap().trim_end_matches('\'')).unwrap();
+    let tagged = client.post(url).json(&body).send().await.unwrap();
+    assert_eq!(tagged.status(), 200);
+    let check = out
+        .lines()
+        .find(|l| l.contains("/members/") && l.contains("grep -o"))
+        .unwrap();
+    let member_url = check.split_whitespace().nth(2).unwrap().to_string();
+    let mall_token = check
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_string();
+    let mall_tag = check.split("grep -o ").nth(1).unwrap().trim().to_string();
+    assert!(
+        !mall_tag.is_empty(),
+        "the check names the mall tag id: {check}"
+    );
+    wait_for(
+        "the WeCom tag to reach Bob's mall member",
+        Duration::from_secs(20),
+        || {
+            let (client, url, token) = (client.clone(), member_url.clone(), mall_token.clone());
+            let tag = mall_tag.clone();
+            async move {
+                let text = client
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                text.contains(&format!("\"{tag}\"")).then_some(())
             }
         },
     )

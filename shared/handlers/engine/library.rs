@@ -985,6 +985,20 @@ impl<'a> Cx<'a> {
                 )));
             }
         }
+        // The tag left a WeCom group (it vanished from WeCom, or shows in another group than
+        // its base: a move): if it was that group's last, WeCom dropped the group. Looked at
+        // before the new base is written, so a failed look is retried with the job (the
+        // stored base still names the group), never lost.
+        if let Some(s) = stored.as_ref().filter(|s| s.wecom.id.is_some()) {
+            let was_in = s.wecom.base.as_ref().map_or(&s.group_id, |b| &b.group_id);
+            let left = match &wecom {
+                None => true,
+                Some((_, seen)) => &seen.group_id != was_in,
+            };
+            if left {
+                self.old_group_dropped(&was_in.clone()).await?;
+            }
+        }
         let changed = match &stored {
             Some(s) => s != &x,
             None => true,
@@ -1001,12 +1015,6 @@ impl<'a> Cx<'a> {
             x.version += 1;
         }
 
-        // The tag vanished from WeCom: if it was its group's last, WeCom dropped the group.
-        if wecom.is_none()
-            && let Some(s) = stored.as_ref().filter(|s| s.wecom.id.is_some())
-        {
-            self.old_group_dropped(&s.group_id).await?;
-        }
         let wecom_before = wecom.as_ref().map(|(_, s)| json!(s));
         match plan.wecom.op.clone() {
             LibraryOp::Nothing => {}

@@ -360,10 +360,10 @@ async fn customer_tagged_with_a_brand_new_wecom_tag_gets_it_everywhere() {
 
 /// The hub's operator creates a tag and renames it right away, while the create's job is
 /// still creating it in the mall (the answer is late here). The job's write of what it did
-/// loses to the rename's; its retry no longer finds a tag of the new name in the mall and
-/// creates a second one: the mall keeps an orphan of the old name.
+/// loses to the rename's; its retry used to find no tag of the new name in the mall and
+/// create a second one, leaving an orphan of the old name. Now the mall's link is carried
+/// onto the renamed tag, and the rename's job renames the one mall tag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: a hub rename racing the tag's mall create leaves an orphan in the mall"]
 async fn hub_tag_renamed_while_its_create_is_carried_leaves_no_orphan() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let g1 = w.hub_group("G1").await.expect("hub G1");
@@ -386,6 +386,35 @@ async fn hub_tag_renamed_while_its_create_is_carried_leaves_no_orphan() {
     .await;
     w.mall.update_faults(|f| f.delay_ms = 0);
     converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The group face of the same: the hub's operator creates an empty group (it reaches the
+/// mall at once) and renames it while the mall's answer to the create is late. The mall's
+/// group is carried onto the renamed group and renamed, not created a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_group_renamed_while_its_create_is_carried_leaves_no_orphan() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.mall.update_faults(|f| f.delay_ms = 300);
+    let (status, created) = w
+        .admin(
+            Method::POST,
+            "/tag-groups",
+            Some(json!({"name": "G3", "order": 4, "tags": []})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tag-groups/{}", created["id"].as_str().unwrap_or_default()),
+        Some(json!({"name": "G4"})),
+    )
+    .await;
+    w.mall.update_faults(|f| f.delay_ms = 0);
+    converges(&w, &members).await;
+    assert!(w.mall_group("G3").is_none(), "no orphan G3 in the mall");
     w.stop().await;
 }
 

@@ -241,6 +241,77 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    /// Writes tag `x` after `side` confirmed an operation, with `writes`. The operator may
+    /// have edited the tag since this job read it (the admin API takes no library lock): on a
+    /// version conflict the side's link (id, base, state) is carried onto the fresh tag and
+    /// written again, so what the side did is never forgotten — a retry would otherwise, say,
+    /// create the tag there a second time under its new name.
+    async fn save_tag(&self, x: &mut Tag, side: Side, writes: Vec<Write>) -> Step<()> {
+        let mut next = x.clone();
+        for _ in 0..3 {
+            let mut all = writes.clone();
+            all.push(Write::Tag(next.clone()));
+            match self.app.store.transact(all).await {
+                Ok(()) => {
+                    next.version += 1;
+                    *x = next;
+                    return Ok(());
+                }
+                Err(e) if e.is_conflict() => {
+                    let fresh = self.app.store.get_tag(self.t(), &x.id).await?;
+                    // Unchanged: the conflict is elsewhere (an id already mapped).
+                    let Some(mut fresh) = fresh.filter(|f| f.version != next.version) else {
+                        return Err(e.into());
+                    };
+                    let edited = tag_json(&fresh) != tag_json(&next);
+                    match side {
+                        Side::Wecom => carry_link(&mut fresh.wecom, &next.wecom, edited),
+                        Side::Mall => carry_link(&mut fresh.mall, &next.mall, edited),
+                    }
+                    next = fresh;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StepError::retry(
+            format!("tag {} kept changing while saving", x.id),
+            None,
+        ))
+    }
+
+    /// [`Cx::save_tag`] for a group.
+    async fn save_group(&self, g: &mut TagGroup, side: Side, writes: Vec<Write>) -> Step<()> {
+        let mut next = g.clone();
+        for _ in 0..3 {
+            let mut all = writes.clone();
+            all.push(Write::Group(next.clone()));
+            match self.app.store.transact(all).await {
+                Ok(()) => {
+                    next.version += 1;
+                    *g = next;
+                    return Ok(());
+                }
+                Err(e) if e.is_conflict() => {
+                    let fresh = self.app.store.get_group(self.t(), &g.id).await?;
+                    let Some(mut fresh) = fresh.filter(|f| f.version != next.version) else {
+                        return Err(e.into());
+                    };
+                    let edited = group_json(&fresh) != group_json(&next);
+                    match side {
+                        Side::Wecom => carry_link(&mut fresh.wecom, &next.wecom, edited),
+                        Side::Mall => carry_link(&mut fresh.mall, &next.mall, edited),
+                    }
+                    next = fresh;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StepError::retry(
+            format!("group {} kept changing while saving", g.id),
+            None,
+        ))
+    }
+
     // -----------------------------------------------------------------------------------
     // Groups.
 
@@ -466,9 +537,7 @@ impl<'a> Cx<'a> {
                     }
                     Err(e) => return self.fail_group(g, Side::Wecom, e).await,
                 }
-                writes.push(Write::Group(g.clone()));
-                self.commit(writes).await?;
-                g.version += 1;
+                self.save_group(&mut g, Side::Wecom, writes).await?;
                 self.wecom_lib = None;
             }
             LibraryOp::Move { .. } => {}
@@ -610,8 +679,7 @@ impl<'a> Cx<'a> {
                 }
                 Err(e) => return self.fail_group(g, Side::Mall, e).await,
             }
-            writes.push(Write::Group(g.clone()));
-            self.commit(writes).await?;
+            self.save_group(&mut g, Side::Mall, writes).await?;
             self.mall_lib = None;
         }
 
@@ -699,8 +767,8 @@ impl<'a> Cx<'a> {
                 Side::Wecom => g.wecom.fail(&failure.0.reason),
                 Side::Mall => g.mall.fail(&failure.0.reason),
             }
-            if let Err(e) = self.app.store.put_group(&mut g).await {
-                tracing::warn!(error = %e, "could not record the failure on the group");
+            if let Err(e) = self.save_group(&mut g, side, Vec::new()).await {
+                tracing::warn!(error = %e.reason, "could not record the failure on the group");
             }
         }
         Err(StepError {
@@ -1207,9 +1275,7 @@ impl<'a> Cx<'a> {
         x.wecom.base = after;
         x.wecom.state = SyncState::Synced;
         x.wecom.error = None;
-        writes.push(Write::Tag(x.clone()));
-        self.commit(writes).await?;
-        x.version += 1;
+        self.save_tag(&mut x, Side::Wecom, writes).await?;
         self.wecom_lib = None;
         Ok(x)
     }
@@ -1234,9 +1300,7 @@ impl<'a> Cx<'a> {
             before,
             None,
         )));
-        writes.push(Write::Tag(x.clone()));
-        self.commit(writes).await?;
-        x.version += 1;
+        self.save_tag(&mut x, Side::Wecom, writes).await?;
         Ok(x)
     }
 
@@ -1410,9 +1474,7 @@ impl<'a> Cx<'a> {
         }));
         g.wecom.state = SyncState::Synced;
         g.wecom.error = None;
-        writes.push(Write::Group(g.clone()));
-        self.commit(writes).await?;
-        g.version += 1;
+        self.save_group(g, Side::Wecom, writes).await?;
         // Bring the group's own fields over if WeCom's differ (a merged same-name group).
         if g.wecom.base.as_ref().map(|b| b.order) != Some(g.order) {
             let id = g.id.clone();
@@ -1583,9 +1645,7 @@ impl<'a> Cx<'a> {
             Some(json!({"name": name})),
             Some(json!({"name": temp})),
         );
-        self.app
-            .store
-            .transact(vec![Write::Tag(o), Write::Audit(entry)])
+        self.save_tag(&mut o, side, vec![Write::Audit(entry)])
             .await?;
         if !self.after.contains(other) {
             self.after.push(other.clone());
@@ -1661,8 +1721,8 @@ impl<'a> Cx<'a> {
                 Side::Wecom => x.wecom.fail(&e.reason),
                 Side::Mall => x.mall.fail(&e.reason),
             }
-            if let Err(err) = self.app.store.put_tag(&mut x).await {
-                tracing::warn!(error = %err, "could not record the failure on the tag");
+            if let Err(err) = self.save_tag(&mut x, side, Vec::new()).await {
+                tracing::warn!(error = %err.reason, "could not record the failure on the tag");
             }
         }
         Err(StepError {
@@ -1762,9 +1822,7 @@ impl<'a> Cx<'a> {
             before,
             after.as_ref().map(|s| json!(s)),
         )));
-        writes.push(Write::Tag(x.clone()));
-        self.commit(writes).await?;
-        x.version += 1;
+        self.save_tag(&mut x, Side::Mall, writes).await?;
         self.mall_lib = None;
         Ok(x)
     }
@@ -1941,6 +1999,16 @@ fn stale_group_links(stored: Option<&TagGroup>, g: &TagGroup) -> Vec<IdLink> {
         ));
     }
     out
+}
+
+/// Carries a side's link onto a fresh copy of its object. If the operator edited the object
+/// meanwhile, the side is still pending: the edit's own job brings it there.
+fn carry_link<I: Clone, S: Clone>(to: &mut SideLink<I, S>, from: &SideLink<I, S>, edited: bool) {
+    let state = to.state;
+    *to = from.clone();
+    if edited && state == SyncState::Pending && from.state == SyncState::Synced {
+        to.state = SyncState::Pending;
+    }
 }
 
 fn group_json(g: &TagGroup) -> serde_json::Value {

@@ -1136,6 +1136,7 @@ impl<'a> Cx<'a> {
         let entity = format!("tag:{id}");
         let before = seen.as_ref().map(|s| json!(s));
         let mut writes = Vec::new();
+        let mut moved_from = None;
         match op {
             LibraryOp::Create => {
                 let s = after.clone().expect("a create has a snapshot");
@@ -1224,6 +1225,7 @@ impl<'a> Cx<'a> {
                     id.as_str(),
                 )));
                 x.wecom.id = Some(new.clone());
+                moved_from = Some(old.clone());
                 writes.push(Write::Audit(self.entry(
                     Actor::Wecom,
                     "tag.moved",
@@ -1277,7 +1279,39 @@ impl<'a> Cx<'a> {
         x.wecom.error = None;
         self.save_tag(&mut x, Side::Wecom, writes).await?;
         self.wecom_lib = None;
+        if let Some(old) = moved_from {
+            self.remember_moved(&old).await?;
+        }
         Ok(x)
+    }
+
+    /// After a move's id switch: relations a member job tagged with the old WeCom id while
+    /// the move ran (after its re-mark, before the old tag's deletion took it off them again)
+    /// get their member's job. A member job that tags later sees the new id, and one that
+    /// saved its work after this look notices the switch itself and looks again.
+    async fn remember_moved(&self, old: &WecomTagId) -> Step<()> {
+        let t = self.t();
+        let mut kinds = Vec::new();
+        for customer in self.app.store.list_customers(t).await? {
+            let carried = self
+                .app
+                .store
+                .get_customer(t, &customer)
+                .await?
+                .is_some_and(|c| c.relations.values().any(|tags| tags.contains(old)));
+            if carried && let Some(b) = self.app.store.binding_by_customer(t, &customer).await? {
+                kinds.push(JobKind::SyncMember {
+                    member: b.member_id,
+                    hint: Hint::from(self.origin),
+                });
+            }
+        }
+        if !kinds.is_empty() {
+            super::enqueue(self.app, self.tenant, kinds)
+                .await
+                .map_err(|e| StepError::retry(format!("queueing member jobs: {e}"), None))?;
+        }
+        Ok(())
     }
 
     /// WeCom refused to edit the tag (not this app's): it keeps WeCom's value there, shown as

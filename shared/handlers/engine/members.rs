@@ -42,6 +42,7 @@ pub async fn sync_member(
         hint,
         ids: IdCache::default(),
         waiting: BTreeSet::new(),
+        wecom_used: BTreeMap::new(),
     };
     let result = cx.run(member).await;
     held.release(app).await;
@@ -67,6 +68,8 @@ struct Cx<'a> {
     ids: IdCache,
     /// Tags this job could not put on a side yet (not created there yet).
     waiting: BTreeSet<String>,
+    /// The WeCom id each hub tag had when this job put it on (or took it off) relations.
+    wecom_used: BTreeMap<HubTagId, String>,
 }
 
 impl Cx<'_> {
@@ -136,7 +139,12 @@ impl Cx<'_> {
         let mut out = Vec::new();
         for t in tags {
             match self.side_of(side, t).await? {
-                Some(id) => out.push(id),
+                Some(id) => {
+                    if side == Side::Wecom {
+                        self.wecom_used.insert(t.clone(), id.clone());
+                    }
+                    out.push(id)
+                }
                 None if self.live(t).await? => {
                     self.waiting.insert(format!("{t} in {side}"));
                 }
@@ -429,6 +437,7 @@ impl Cx<'_> {
             }
         }
         self.save(&mut tags, customer_rel, entries).await?;
+        self.moved_meanwhile().await?;
         if !self.waiting.is_empty() {
             let waiting: Vec<&str> = self.waiting.iter().map(String::as_str).collect();
             return Err(StepError::retry(
@@ -438,6 +447,25 @@ impl Cx<'_> {
                 ),
                 Some(RETRY_SOON),
             ));
+        }
+        Ok(())
+    }
+
+    /// A tag this job put on relations by its WeCom id may have moved meanwhile (WeCom: a new
+    /// tag in the new group, the relations the move knew of re-marked, the old id deleted —
+    /// and with it what this job put on). Looked at after this job's work is saved: the move
+    /// either saw that work (and queued this member again) or switched ids before this look.
+    async fn moved_meanwhile(&self) -> Step<()> {
+        for (tag, used) in &self.wecom_used {
+            let now = self.app.store.get_tag(&self.tenant.id, tag).await?;
+            if let Some(x) = now.filter(|x| x.deleted_at.is_none())
+                && x.wecom.id.as_ref().map(|i| i.as_str()) != Some(used.as_str())
+            {
+                return Err(StepError::retry(
+                    format!("tag {tag} moved in WeCom while this job tagged with it; again"),
+                    Some(RETRY_SOON),
+                ));
+            }
         }
         Ok(())
     }

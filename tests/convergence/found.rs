@@ -207,11 +207,10 @@ async fn console_group_whose_tag_fails_transiently_in_the_mall_still_gets_it() {
 }
 
 /// A person deletes the last tag of a console group in WeCom: WeCom drops the group, the
-/// hub and the mall keep it (empty). Creating a group of that name again in WeCom gives
-/// the hub a second group of the same name (instead of linking the kept one), whose mall
-/// create is refused and parked.
+/// hub and the mall keep it (empty). Creating a group of that name again in WeCom used to
+/// give the hub a second group of the same name, whose mall create was parked; now the new
+/// WeCom group is linked to the kept hub group (WeCom would merge a create by name into it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: a group WeCom dropped and the console recreates by name becomes a second hub group"]
 async fn group_recreated_in_wecom_after_wecom_dropped_it_is_linked_not_duplicated() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let w1 = w.wecom_tag("WG1", "w1").expect("WeCom WG1/w1").id;
@@ -325,10 +324,10 @@ async fn concurrent_creates_of_one_name_leave_no_duplicate() {
 }
 
 /// WeCom drops the console group `WG1` with its last tag (the hub and the mall keep it,
-/// empty); then a person renames another group to `WG1` in WeCom. The hub ends with two
-/// groups named `WG1` and the rename's mall leg is parked.
+/// empty); then a person renames another group to `WG1` in WeCom. The hub used to end with
+/// two groups named `WG1` and the rename's mall leg parked; now the WeCom group passes to the
+/// kept `WG1` with its tags, and `G2` stays (empty) in the hub and the mall.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: a WeCom rename onto the name of a group WeCom dropped makes a second hub group"]
 async fn wecom_rename_onto_a_dropped_groups_name_leaves_no_duplicate() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let w1 = w.wecom_tag("WG1", "w1").expect("WeCom WG1/w1").id;

@@ -329,6 +329,31 @@ impl<'a> Cx<'a> {
             );
             stored = self.app.store.get_group(&t, &id).await?;
         }
+        // The event's WeCom group maps to another hub group by now (WeCom renamed it onto
+        // that group's name, see `relink_group`): that group is the one to bring up to date.
+        if let (Some(s), Some(w)) = (&stored, &hint.wecom_id)
+            && s.wecom.id.as_ref().is_none_or(|i| i.as_str() != w)
+            && let Some(other) = self.hub_id(Side::Wecom, EntityKind::Group, w).await?
+            && other != id.as_str()
+            && self.depth < 4
+        {
+            self.depth += 1;
+            let other = HubGroupId::new_unchecked(other);
+            let r = Box::pin(self.group(other, hint.clone(), true)).await;
+            self.depth -= 1;
+            return r;
+        }
+        // A WeCom group new to the hub, named like a hub group WeCom does not show (one WeCom
+        // dropped when its last tag went, or one not created there yet): it is that group —
+        // WeCom would put that group's next tag into it by name anyway.
+        if stored.is_none()
+            && let Some(w) = &hint.wecom_id
+            && let Some(name) = self.wecom_group_name(w).await?
+            && let Some(kept) = self.kept_group_named(&name, &id).await?
+        {
+            id = kept.id.clone();
+            stored = Some(kept);
+        }
         let wecom_id = stored
             .as_ref()
             .and_then(|g| g.wecom.id.as_ref().map(|i| i.to_string()))
@@ -358,6 +383,16 @@ impl<'a> Cx<'a> {
                 .map(mall_group_snapshot),
             None => None,
         };
+        // Likewise a WeCom group renamed (in WeCom) onto such a group's name becomes that
+        // group's; this one keeps its name and no WeCom group, and its tags there follow.
+        if let (Some(s), Some(seen), Some(w)) = (&stored, &wecom_seen, &wecom_id)
+            && s.name != seen.name
+            && s.wecom.base.as_ref().is_some_and(|b| b.name != seen.name)
+            && let Some(kept) = self.kept_group_named(&seen.name, &id).await?
+        {
+            let w = WecomGroupId::new_unchecked(w.clone());
+            return self.relink_group(s.clone(), kept, w).await;
+        }
         let tags = self.app.store.list_tags(&t).await?;
         // WeCom no longer shows a group whose live hub tags still have WeCom ids: either the
         // console deleted the group (its own event says so) or its last tags went (their
@@ -693,8 +728,9 @@ impl<'a> Cx<'a> {
                 Box::pin(self.tag(tag.id.clone(), Hint::from(self.origin))).await?;
             }
         } else if children {
-            // Tags WeCom shows in this group that the hub does not know, or knows but has not
-            // finished syncing (an earlier try of this job stopped half-way through them).
+            // Tags WeCom shows in this group that the hub does not know, knows but has not
+            // finished syncing (an earlier try of this job stopped half-way through them), or
+            // knows in another group (this WeCom group was another hub group's before).
             if let Some(wid) = &g.wecom.id {
                 let shown: Vec<String> = {
                     let lib = self.wecom_lib().await?;
@@ -714,9 +750,10 @@ impl<'a> Cx<'a> {
                         Some(known) => {
                             let known = HubTagId::new_unchecked(known);
                             let unfinished = tags.iter().find(|x| x.id == known).is_none_or(|x| {
-                                [x.wecom.state, x.mall.state]
-                                    .iter()
-                                    .any(|s| matches!(s, SyncState::Pending | SyncState::Failed))
+                                x.group_id != id
+                                    || [x.wecom.state, x.mall.state].iter().any(|s| {
+                                        matches!(s, SyncState::Pending | SyncState::Failed)
+                                    })
                             });
                             if unfinished {
                                 Box::pin(self.tag(known, Hint::from(self.origin))).await?;
@@ -752,6 +789,68 @@ impl<'a> Cx<'a> {
             }
         }
         Ok(())
+    }
+
+    async fn wecom_group_name(&mut self, wecom_id: &str) -> Step<Option<String>> {
+        Ok(self
+            .wecom_lib()
+            .await?
+            .iter()
+            .find(|g| g.group_id.as_str() == wecom_id)
+            .map(|g| g.group_name.clone()))
+    }
+
+    /// The live hub group named `name` (other than `except`) that has no WeCom group.
+    async fn kept_group_named(&self, name: &str, except: &HubGroupId) -> Step<Option<TagGroup>> {
+        Ok(self
+            .app
+            .store
+            .list_groups(self.t())
+            .await?
+            .into_iter()
+            .find(|g| {
+                g.deleted_at.is_none() && g.name == name && &g.id != except && g.wecom.id.is_none()
+            }))
+    }
+
+    /// WeCom group `w`, linked to hub group `from`, was renamed in WeCom to the name of hub
+    /// group `to`, which has no WeCom group: `w` becomes `to`'s (one transaction), `from` is
+    /// left as if WeCom had dropped it, and `to` is brought up to date with the tags WeCom
+    /// shows in `w` (they moved to `to`, as far as the hub can tell).
+    async fn relink_group(
+        &mut self,
+        mut from: TagGroup,
+        mut to: TagGroup,
+        w: WecomGroupId,
+    ) -> Step<()> {
+        let t = self.t().clone();
+        from.wecom = SideLink::default();
+        to.wecom = SideLink {
+            id: Some(w.clone()),
+            ..SideLink::default()
+        };
+        let entry = self.entry(
+            Actor::Hub,
+            "group.relinked",
+            format!("group:{}", to.id),
+            Some(json!({"wecom_id": w, "group": from.id})),
+            Some(json!({"wecom_id": w, "group": to.id})),
+        );
+        self.commit(vec![
+            Write::Relink(link(
+                &t,
+                Side::Wecom,
+                EntityKind::Group,
+                w.as_str(),
+                to.id.as_str(),
+            )),
+            Write::Group(from),
+            Write::Group(to.clone()),
+            Write::Audit(entry),
+        ])
+        .await?;
+        // Its job revisits the tags WeCom shows in `w` (the hub has them in `from`).
+        Box::pin(self.group(to.id.clone(), Hint::from(self.origin), true)).await
     }
 
     /// Records a side's failure on the group (shown by the admin API) and parks or retries.

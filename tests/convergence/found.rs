@@ -297,9 +297,9 @@ async fn concurrent_rename_and_create_of_one_name_leave_no_duplicate() {
 /// Two sides create a tag of one name in one group at once: the mall's operator first, then
 /// the hub's operator (before the mall's tag reached the hub), and the mall's job runs first.
 /// WeCom merges the second create into the first tag, which the hub already links to the
-/// mall's: the hub keeps two tags named `d` in `G1` and parks the second.
+/// mall's: the hub used to keep two tags named `d` in `G1` and park the second. Now the second
+/// is merged into the first (which keeps every side object) and retired in the hub.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: two sides creating one name at once leave two hub tags of that name"]
 async fn concurrent_creates_of_one_name_leave_no_duplicate() {
     let (w, members) = seeded(WorldOptions::default()).await;
     // A library job holds the library lock for a while (its WeCom edit is answered late):

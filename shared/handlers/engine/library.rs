@@ -861,6 +861,9 @@ impl<'a> Cx<'a> {
         why: impl Into<StepFailure>,
     ) -> Step<()> {
         let failure: StepFailure = why.into();
+        if failure.0.merged {
+            return Err(failure.0);
+        }
         if failure.0.retry.is_none() {
             match side {
                 Side::Wecom => g.wecom.fail(&failure.0.reason),
@@ -870,10 +873,10 @@ impl<'a> Cx<'a> {
                 tracing::warn!(error = %e.reason, "could not record the failure on the group");
             }
         }
-        Err(StepError {
-            retry: failure.0.retry,
-            reason: format!("group {} on {side}: {}", g.id, failure.0.reason),
-        })
+        Err(StepError::from_parts(
+            failure.0.retry,
+            format!("group {} on {side}: {}", g.id, failure.0.reason),
+        ))
     }
 
     /// The audit entry of a change the merge made to the hub object, if it changed.
@@ -1031,8 +1034,16 @@ impl<'a> Cx<'a> {
         )))
     }
 
-    /// Brings tag `id` up to date.
+    /// Brings tag `id` up to date. A tag found to duplicate another ends here (see
+    /// [`Cx::merge_into`]): the other carries on with what it held.
     async fn tag(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
+        match self.tag_once(id, hint).await {
+            Err(e) if e.merged => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn tag_once(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
         let t = self.t().clone();
         let mut stored = self.app.store.get_tag(&t, &id).await?;
         let mut id = id;
@@ -1042,6 +1053,37 @@ impl<'a> Cx<'a> {
                     .await?,
             );
             stored = self.app.store.get_tag(&t, &id).await?;
+        }
+        // The event's side object belongs to another hub tag by now (this one was merged
+        // into it): that one is the tag to bring up to date — never read the side object as
+        // this tag's.
+        if let Some(s) = &stored
+            && self.depth < 4
+        {
+            for (side, side_id, own) in [
+                (
+                    Side::Wecom,
+                    &hint.wecom_id,
+                    s.wecom.id.as_ref().map(|i| i.as_str()),
+                ),
+                (
+                    Side::Mall,
+                    &hint.mall_id,
+                    s.mall.id.as_ref().map(|i| i.as_str()),
+                ),
+            ] {
+                if let Some(side_id) = side_id
+                    && own != Some(side_id.as_str())
+                    && let Some(other) = self.hub_id(side, EntityKind::Tag, side_id).await?
+                    && other != id.as_str()
+                {
+                    self.depth += 1;
+                    let other = HubTagId::new_unchecked(other);
+                    let r = Box::pin(self.tag(other, hint.clone())).await;
+                    self.depth -= 1;
+                    return r;
+                }
+            }
         }
         // A tag whose group was deleted goes with it.
         if let Some(s) = stored.as_mut()
@@ -1513,7 +1555,7 @@ impl<'a> Cx<'a> {
                 }
                 Some(other) if other == x.id.as_str() => return Ok(same.id.clone()),
                 Some(other) => {
-                    self.step_aside(Side::Wecom, &HubTagId::new_unchecked(other), &s.name)
+                    self.step_aside(Side::Wecom, &x.id, &HubTagId::new_unchecked(other), &s.name)
                         .await?;
                 }
             }
@@ -1648,7 +1690,7 @@ impl<'a> Cx<'a> {
                 Err(e) if is_wecom(&e, WECOM_NAME_TAKEN) && attempt == 0 => {
                     let name = name.unwrap_or_default().to_owned();
                     let holder = self.wecom_sibling(x, &name).await?;
-                    self.step_aside(Side::Wecom, &holder, &name).await?;
+                    self.step_aside(Side::Wecom, &x.id, &holder, &name).await?;
                 }
                 Err(e) => return Err(StepError::from(e).into()),
             }
@@ -1687,7 +1729,13 @@ impl<'a> Cx<'a> {
     /// Sibling `other` holds `name` on `side`. If the hub is renaming (or deleting) it away,
     /// it gets a temporary name there now and its own name after this job's work; otherwise
     /// the names truly collide and the job parks.
-    async fn step_aside(&mut self, side: Side, other: &HubTagId, name: &str) -> Step<()> {
+    async fn step_aside(
+        &mut self,
+        side: Side,
+        me: &HubTagId,
+        other: &HubTagId,
+        name: &str,
+    ) -> Step<()> {
         let t = self.t().clone();
         let Some(mut o) = self.app.store.get_tag(&t, other).await? else {
             return Err(StepError::park(format!(
@@ -1713,9 +1761,7 @@ impl<'a> Cx<'a> {
             }
         }
         if o.name == name && o.deleted_at.is_none() {
-            return Err(StepError::park(format!(
-                "the name `{name}` is held on {side} by hub tag {other} in the same group; two tags cannot share a name — rename one of them"
-            )));
+            return self.merge_into(me, o, side, name).await;
         }
         let temp = temporary_name(name, other.as_str());
         match side {
@@ -1786,6 +1832,80 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    /// Hub tag `me` wants `name` on `side`, where hub tag `o` holds it, and both are named so
+    /// in one group in the hub: two sides created one tag at once (the hub's admin and the
+    /// mall, say, before either heard of the other's). They end as one: `o` takes over the
+    /// side objects `me` has (never two on one side: WeCom merges same-name creates and the
+    /// mall refuses them), and `me` is retired in the hub without touching any side. The job
+    /// ends with a `merged` outcome; `o` is brought up to date.
+    async fn merge_into(&mut self, me: &HubTagId, mut o: Tag, side: Side, name: &str) -> Step<()> {
+        let t = self.t().clone();
+        let clash = || {
+            StepError::park(format!(
+                "the name `{name}` is held on {side} by hub tag {} in the same group; two tags cannot share a name — rename one of them",
+                o.id
+            ))
+        };
+        let Some(mut x) = self.app.store.get_tag(&t, me).await? else {
+            return Err(clash());
+        };
+        if x.deleted_at.is_some()
+            || x.group_id != o.group_id
+            || x.name != o.name
+            || (x.wecom.id.is_some() && o.wecom.id.is_some())
+            || (x.mall.id.is_some() && o.mall.id.is_some())
+        {
+            return Err(clash());
+        }
+        let mut writes = Vec::new();
+        if let Some(w) = x.wecom.id.clone() {
+            o.wecom = x.wecom.clone();
+            writes.push(Write::Relink(link(
+                &t,
+                Side::Wecom,
+                EntityKind::Tag,
+                w.as_str(),
+                o.id.as_str(),
+            )));
+        }
+        if let Some(m) = x.mall.id.clone() {
+            o.mall = x.mall.clone();
+            writes.push(Write::Relink(link(
+                &t,
+                Side::Mall,
+                EntityKind::Tag,
+                m.as_str(),
+                o.id.as_str(),
+            )));
+        }
+        let before = tag_json(&x);
+        x.deleted_at = Some(self.now());
+        x.wecom = SideLink::default();
+        x.mall = SideLink::default();
+        x.wecom.state = SyncState::Synced;
+        x.mall.state = SyncState::Synced;
+        writes.push(Write::Audit(self.entry(
+            Actor::Hub,
+            "tag.merged",
+            format!("tag:{me}"),
+            Some(before),
+            Some(json!({"merged_into": o.id})),
+        )));
+        writes.push(Write::Tag(x));
+        writes.push(Write::Tag(o.clone()));
+        self.commit(writes).await?;
+        if self.depth < 4 {
+            self.depth += 1;
+            let r = Box::pin(self.tag(o.id.clone(), Hint::from(self.origin))).await;
+            self.depth -= 1;
+            r?;
+        }
+        Err(StepError::merged(format!(
+            "hub tag {me} duplicated hub tag {} (`{name}`) and was merged into it",
+            o.id
+        )))
+    }
+
     /// Re-marks every relation tagsync knows carried WeCom tag `old` with `new` (one
     /// `mark_tag` per relation, adding the new and removing the old) and rewrites their
     /// bases. Returns how many relations were re-marked.
@@ -1841,7 +1961,9 @@ impl<'a> Cx<'a> {
     /// it) before the job parks.
     async fn unreadable(&self, stored: Option<Tag>, side: Side, e: StepError) -> Step<()> {
         match stored {
-            Some(x) if e.retry.is_none() => self.fail_tag(x, side, e.into()).await.map(|_| ()),
+            Some(x) if e.retry.is_none() && !e.merged => {
+                self.fail_tag(x, side, e.into()).await.map(|_| ())
+            }
             _ => Err(e),
         }
     }
@@ -1849,6 +1971,9 @@ impl<'a> Cx<'a> {
     /// Records a side's permanent failure on the tag and parks; a transient one retries.
     async fn fail_tag(&self, mut x: Tag, side: Side, failure: StepFailure) -> Step<Tag> {
         let e = failure.0;
+        if e.merged {
+            return Err(e);
+        }
         if e.retry.is_none() {
             match side {
                 Side::Wecom => x.wecom.fail(&e.reason),
@@ -1858,10 +1983,10 @@ impl<'a> Cx<'a> {
                 tracing::warn!(error = %err.reason, "could not record the failure on the tag");
             }
         }
-        Err(StepError {
-            retry: e.retry,
-            reason: format!("tag {} on {side}: {}", x.id, e.reason),
-        })
+        Err(StepError::from_parts(
+            e.retry,
+            format!("tag {} on {side}: {}", x.id, e.reason),
+        ))
     }
 
     async fn apply_mall_tag(
@@ -2014,8 +2139,13 @@ impl<'a> Cx<'a> {
                                 return Ok(MallTagId::new_unchecked(existing));
                             }
                             Some(h) if attempt == 0 => {
-                                self.step_aside(Side::Mall, &HubTagId::new_unchecked(h), &s.name)
-                                    .await?;
+                                self.step_aside(
+                                    Side::Mall,
+                                    &x.id,
+                                    &HubTagId::new_unchecked(h),
+                                    &s.name,
+                                )
+                                .await?;
                             }
                             Some(_) => return Err(StepError::from(e).into()),
                         }
@@ -2039,8 +2169,13 @@ impl<'a> Cx<'a> {
                         let name = patch.name.clone().unwrap_or_else(|| x.name.clone());
                         match self.hub_id(Side::Mall, EntityKind::Tag, &existing).await? {
                             Some(h) => {
-                                self.step_aside(Side::Mall, &HubTagId::new_unchecked(h), &name)
-                                    .await?
+                                self.step_aside(
+                                    Side::Mall,
+                                    &x.id,
+                                    &HubTagId::new_unchecked(h),
+                                    &name,
+                                )
+                                .await?
                             }
                             None => {
                                 return Err(StepError::park(format!(

@@ -48,7 +48,15 @@ pub enum JobKind {
     },
     /// An event a side reported, recorded as it arrived (after its signature was checked and
     /// it was deduplicated). The worker turns it into "bring entity K up to date" work.
-    Inbound { event: InboundEvent },
+    Inbound {
+        event: InboundEvent,
+        /// A WeCom callback whose dedupe key was seen before: a re-send, or a second change
+        /// of the same kind to the same object within the same second (callbacks carry no
+        /// event id). Its jobs run again (they read the side, so a re-send costs only a
+        /// look); the operator's trace already holds the event.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        repeat: bool,
+    },
     /// Bring one hub tag group up to date on every side.
     SyncGroup {
         group: HubGroupId,
@@ -121,12 +129,15 @@ impl JobKind {
             JobKind::Probe { .. } => "probe",
             JobKind::Inbound {
                 event: InboundEvent::WecomTag { .. },
+                ..
             } => "inbound_wecom_tag",
             JobKind::Inbound {
                 event: InboundEvent::WecomContact { .. },
+                ..
             } => "inbound_wecom_contact",
             JobKind::Inbound {
                 event: InboundEvent::Mall { .. },
+                ..
             } => "inbound_mall",
             JobKind::SyncGroup { .. } => "sync_group",
             JobKind::SyncTag { .. } => "sync_tag",

@@ -19,6 +19,17 @@ pub enum Accepted {
 /// How long a claim blocks a concurrent duplicate while the first copy is being queued.
 const CLAIM_LOCK_MS: i64 = 30_000;
 
+/// What an event whose dedupe key was seen before still gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRepeat {
+    /// Nothing: the key names one event (the mall's event ids), so this is a re-send.
+    Drop,
+    /// Queued again, marked as a repeat: the key may also name a second change (WeCom
+    /// callbacks carry no event id; their key holds `CreateTime` in seconds), and the event's
+    /// level-triggered jobs read the side, so running them again costs a look at most.
+    Requeue,
+}
+
 /// Dedupes on `key` (kept `ttl_secs`), enqueues the event as a job, then completes the key.
 /// If queueing fails the key is released and the caller answers 5xx, so the platform's retry
 /// is not mistaken for a duplicate.
@@ -28,6 +39,7 @@ pub async fn accept(
     key: &str,
     ttl_secs: i64,
     event: InboundEvent,
+    on_repeat: OnRepeat,
 ) -> Result<Accepted, ApiError> {
     let source = match &event {
         InboundEvent::WecomTag { .. } | InboundEvent::WecomContact { .. } => "wecom",
@@ -45,6 +57,16 @@ pub async fn accept(
                 metrics::EVENTS,
                 &[("source", source), ("outcome", "duplicate")],
             );
+            if on_repeat == OnRepeat::Requeue {
+                let kind = JobKind::Inbound {
+                    event,
+                    repeat: true,
+                };
+                // Not queued: the platform retries, and the retry is requeued then.
+                app.queue
+                    .send(&[Job::new(tenant.clone(), kind, now)])
+                    .await?;
+            }
             return Ok(Accepted::Duplicate);
         }
         // Another copy of this event is being queued right now; if it fails, the platform's
@@ -56,7 +78,14 @@ pub async fn accept(
         }
         Claim::Acquired => {}
     }
-    let job = Job::new(tenant.clone(), JobKind::Inbound { event }, now);
+    let job = Job::new(
+        tenant.clone(),
+        JobKind::Inbound {
+            event,
+            repeat: false,
+        },
+        now,
+    );
     if let Err(e) = app.queue.send(std::slice::from_ref(&job)).await {
         if let Err(release) = app.store.release(key).await {
             tracing::error!(key, error = %release, "could not release the dedupe claim; the platform's retry is blocked until the claim lapses");

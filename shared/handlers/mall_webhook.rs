@@ -2,7 +2,7 @@
 //! the signature and the replay window, parse strictly, dedupe by `event_id`, enqueue, and
 //! answer 202 only once the job is queued.
 
-use super::inbound::{Accepted, accept};
+use super::inbound::{Accepted, OnRepeat, accept};
 use super::inbound_tenant;
 use crate::app::App;
 use crate::domain::InboundEvent;
@@ -61,7 +61,17 @@ pub async fn handle(app: &App, tenant: &str, req: &HttpRequest) -> Result<HttpRe
         body,
     };
     let key = format!("mall#{}#{}", tenant.id, hook.event_id);
-    if accept(app, &tenant.id, &key, DEDUPE_TTL_SECS, event).await? == Accepted::Duplicate {
+    if accept(
+        app,
+        &tenant.id,
+        &key,
+        DEDUPE_TTL_SECS,
+        event,
+        OnRepeat::Drop,
+    )
+    .await?
+        == Accepted::Duplicate
+    {
         tracing::info!(tenant = %tenant.id, event_id = %hook.event_id, "duplicate webhook: already queued");
     }
     Ok(HttpResponse::empty(202))

@@ -2,7 +2,7 @@
 //! callbacks (admin-api.md; wecom-api.md §4–5). Verify, decrypt, check the corp, parse, dedupe,
 //! enqueue — never a call to WeCom on the request path, and a 200 only once the job is queued.
 
-use super::inbound::{Accepted, accept};
+use super::inbound::{Accepted, OnRepeat, accept};
 use super::inbound_tenant;
 use crate::app::App;
 use crate::domain::{InboundEvent, Tenant};
@@ -128,10 +128,21 @@ async fn receive(app: &App, tenant: &Tenant, event: WecomEvent) -> Result<HttpRe
         }
     };
     let key = format!("wecom#{}#{}", tenant.id, event.dedupe_key());
-    match accept(app, &tenant.id, &key, DEDUPE_TTL_SECS, inbound).await? {
+    // A repeated key is queued again: WeCom gives two changes of one kind to one object
+    // within one second the same key (see `OnRepeat::Requeue`).
+    match accept(
+        app,
+        &tenant.id,
+        &key,
+        DEDUPE_TTL_SECS,
+        inbound,
+        OnRepeat::Requeue,
+    )
+    .await?
+    {
         Accepted::Queued => {}
         Accepted::Duplicate => {
-            tracing::info!(tenant = %tenant.id, "duplicate callback: already queued")
+            tracing::info!(tenant = %tenant.id, "callback seen before: its jobs run again, its event is recorded once")
         }
     }
     Ok(HttpResponse::empty(200))

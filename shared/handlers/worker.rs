@@ -170,7 +170,9 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
         } => probe(app, &tenant, job, note, *fail, *work_ms).await,
         // Jobs queued before a switch went off wait for the manual sync like new changes.
         kind if !engine::allowed(&tenant.settings, kind) => Outcome::Done,
-        JobKind::Inbound { event } => engine::intake::run(app, &tenant, job, event).await,
+        JobKind::Inbound { event, repeat } => {
+            engine::intake::run(app, &tenant, job, event, *repeat).await
+        }
         JobKind::SyncGroup { group, hint } => {
             engine::library::sync_group(app, &tenant, job, group, hint).await
         }

@@ -77,6 +77,9 @@ pub enum Write {
     Link(IdLink),
     /// Remove an id-map entry (no condition).
     Unlink(IdLink),
+    /// Point an id-map entry at `hub_id`, whatever it pointed at (no condition): a side
+    /// object passing from one hub object to another under the tenant's library lock.
+    Relink(IdLink),
     Binding(MemberBinding),
     MemberTags(MemberTags),
     Customer(CustomerRelations),

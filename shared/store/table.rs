@@ -279,6 +279,14 @@ impl<B: ItemBackend> TableStore<B> {
                     condition: Condition::Absent,
                 }]
             }
+            Write::Relink(link) => {
+                let (pk, sk) = keys::link(&link.tenant, link.side, link.kind, &link.side_id);
+                let data = encode(&pk, &link)?;
+                vec![ItemWrite::Put {
+                    item: Item::new(pk, sk, 1, data),
+                    condition: Condition::None,
+                }]
+            }
             Write::Unlink(link) => {
                 let (pk, sk) = keys::link(&link.tenant, link.side, link.kind, &link.side_id);
                 vec![ItemWrite::Delete {

@@ -502,10 +502,20 @@ pub async fn id_link_of_an_already_linked_side_id_is_rejected(store: Arc<dyn Sto
         .expect("unlink");
     assert_eq!(lookup().await.unwrap(), None);
     store
-        .transact(vec![Write::Link(second)])
+        .transact(vec![Write::Link(second.clone())])
         .await
         .expect("relink");
     assert_eq!(lookup().await.unwrap().as_deref(), Some("hub-2"));
+
+    // A relink points a mapped side id at another hub object without a condition.
+    store
+        .transact(vec![Write::Relink(IdLink {
+            hub_id: "hub-3".into(),
+            ..second
+        })])
+        .await
+        .expect("relink over an existing entry");
+    assert_eq!(lookup().await.unwrap().as_deref(), Some("hub-3"));
 }
 
 pub async fn audit_lists_newest_first_in_cursor_pages(store: Arc<dyn Store>) {

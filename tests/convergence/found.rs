@@ -59,9 +59,9 @@ async fn admin_ok(w: &World, method: Method, path: &str, body: Option<Value>) {
 
 /// WeCom callbacks carry no event id; tagsync dedupes them on (change, object, CreateTime in
 /// seconds), so a second change of the same kind to the same object within one second looks
-/// like a re-send of the first and is dropped — after the first one's job already ran.
+/// like a re-send of the first. It used to be dropped — after the first one's job already ran;
+/// now a repeated callback still runs its (level-triggered) jobs, which read WeCom again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: WeCom callbacks of one kind for one object within one second are deduplicated as re-sends"]
 async fn two_wecom_renames_of_one_tag_in_one_second_both_arrive() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let a = w.wecom_tag("G1", "a").expect("WeCom G1/a").id;
@@ -207,11 +207,10 @@ async fn console_group_whose_tag_fails_transiently_in_the_mall_still_gets_it() {
 }
 
 /// A person deletes the last tag of a console group in WeCom: WeCom drops the group, the
-/// hub and the mall keep it (empty). Creating a group of that name again in WeCom gives
-/// the hub a second group of the same name (instead of linking the kept one), whose mall
-/// create is refused and parked.
+/// hub and the mall keep it (empty). Creating a group of that name again in WeCom used to
+/// give the hub a second group of the same name, whose mall create was parked; now the new
+/// WeCom group is linked to the kept hub group (WeCom would merge a create by name into it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: a group WeCom dropped and the console recreates by name becomes a second hub group"]
 async fn group_recreated_in_wecom_after_wecom_dropped_it_is_linked_not_duplicated() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let w1 = w.wecom_tag("WG1", "w1").expect("WeCom WG1/w1").id;
@@ -244,10 +243,11 @@ async fn member_tagged_with_a_brand_new_mall_tag_gets_it_in_wecom_too() {
 
 /// A tag moved between groups in WeCom is created in the new group and deleted from the
 /// old; if that emptied the old group WeCom drops it, and the hub clears the group's WeCom
-/// id — in a read of WeCom's library after the delete. When that read fails transiently the
-/// retried job finds the move done and the hub group keeps a WeCom id WeCom no longer has.
+/// id — in a read of WeCom's library after the delete. When that read failed transiently the
+/// retried job found the move done and the hub group kept a WeCom id WeCom no longer has; now
+/// the check runs whenever WeCom shows the tag out of its base's group, before the new base
+/// is written, so the retry makes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: the dropped-group check after a move is lost when its read fails"]
 async fn group_emptied_by_a_move_forgets_its_wecom_id_despite_a_failed_read() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let c = hub_tag(&w, "G2", "c").await;
@@ -297,9 +297,9 @@ async fn concurrent_rename_and_create_of_one_name_leave_no_duplicate() {
 /// Two sides create a tag of one name in one group at once: the mall's operator first, then
 /// the hub's operator (before the mall's tag reached the hub), and the mall's job runs first.
 /// WeCom merges the second create into the first tag, which the hub already links to the
-/// mall's: the hub keeps two tags named `d` in `G1` and parks the second.
+/// mall's: the hub used to keep two tags named `d` in `G1` and park the second. Now the second
+/// is merged into the first (which keeps every side object) and retired in the hub.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: two sides creating one name at once leave two hub tags of that name"]
 async fn concurrent_creates_of_one_name_leave_no_duplicate() {
     let (w, members) = seeded(WorldOptions::default()).await;
     // A library job holds the library lock for a while (its WeCom edit is answered late):
@@ -324,10 +324,10 @@ async fn concurrent_creates_of_one_name_leave_no_duplicate() {
 }
 
 /// WeCom drops the console group `WG1` with its last tag (the hub and the mall keep it,
-/// empty); then a person renames another group to `WG1` in WeCom. The hub ends with two
-/// groups named `WG1` and the rename's mall leg is parked.
+/// empty); then a person renames another group to `WG1` in WeCom. The hub used to end with
+/// two groups named `WG1` and the rename's mall leg parked; now the WeCom group passes to the
+/// kept `WG1` with its tags, and `G2` stays (empty) in the hub and the mall.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: a WeCom rename onto the name of a group WeCom dropped makes a second hub group"]
 async fn wecom_rename_onto_a_dropped_groups_name_leaves_no_duplicate() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let w1 = w.wecom_tag("WG1", "w1").expect("WeCom WG1/w1").id;
@@ -359,10 +359,10 @@ async fn customer_tagged_with_a_brand_new_wecom_tag_gets_it_everywhere() {
 
 /// The hub's operator creates a tag and renames it right away, while the create's job is
 /// still creating it in the mall (the answer is late here). The job's write of what it did
-/// loses to the rename's; its retry no longer finds a tag of the new name in the mall and
-/// creates a second one: the mall keeps an orphan of the old name.
+/// loses to the rename's; its retry used to find no tag of the new name in the mall and
+/// create a second one, leaving an orphan of the old name. Now the mall's link is carried
+/// onto the renamed tag, and the rename's job renames the one mall tag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: a hub rename racing the tag's mall create leaves an orphan in the mall"]
 async fn hub_tag_renamed_while_its_create_is_carried_leaves_no_orphan() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let g1 = w.hub_group("G1").await.expect("hub G1");
@@ -388,13 +388,43 @@ async fn hub_tag_renamed_while_its_create_is_carried_leaves_no_orphan() {
     w.stop().await;
 }
 
+/// The group face of the same: the hub's operator creates an empty group (it reaches the
+/// mall at once) and renames it while the mall's answer to the create is late. The mall's
+/// group is carried onto the renamed group and renamed, not created a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_group_renamed_while_its_create_is_carried_leaves_no_orphan() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.mall.update_faults(|f| f.delay_ms = 300);
+    let (status, created) = w
+        .admin(
+            Method::POST,
+            "/tag-groups",
+            Some(json!({"name": "G3", "order": 4, "tags": []})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tag-groups/{}", created["id"].as_str().unwrap_or_default()),
+        Some(json!({"name": "G4"})),
+    )
+    .await;
+    w.mall.update_faults(|f| f.delay_ms = 0);
+    converges(&w, &members).await;
+    assert!(w.mall_group("G3").is_none(), "no orphan G3 in the mall");
+    w.stop().await;
+}
+
 /// The hub's operator moves a tag to another group (in WeCom: create in the new group,
 /// re-mark the relations that carry the old tag, delete the old tag); the mall's operator
 /// tags a member with it meanwhile. The member job puts the old WeCom tag on the relations
-/// after they were re-marked, and the old tag's deletion takes it off again: the mall keeps
-/// the tag, the relations do not.
+/// after they were re-marked, and the old tag's deletion takes it off again (the mall kept
+/// the tag, the relations did not). Now the move, once it switched ids, queues the members
+/// whose relations it finds carrying the old id, and a member job that saved after that look
+/// sees the switch and looks again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: a member tagged with the old WeCom id while the tag moves loses it in WeCom"]
 async fn member_tagged_while_its_tag_moves_keeps_it_in_wecom() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let b = hub_tag(&w, "G1", "b").await;

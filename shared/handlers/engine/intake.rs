@@ -15,10 +15,37 @@ use crate::mall::client::{IdempotencyKey, MemberLookup};
 use crate::mall::webhook::{MallEvent, parse_event};
 use crate::ports::Write;
 
-pub async fn run(app: &App, tenant: &Tenant, job: &Job, event: &InboundEvent) -> Outcome {
+pub async fn run(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    event: &InboundEvent,
+    repeat: bool,
+) -> Outcome {
     if is_echo(event) {
         return Outcome::Done;
     }
+    if !repeat && let retry @ Outcome::RetryAfter { .. } = record(app, tenant, job, event).await {
+        return retry;
+    }
+    let kinds = match jobs_for(app, tenant, event).await {
+        Ok(k) => k,
+        Err(e) => return e.into_outcome(),
+    };
+    match enqueue(app, tenant, kinds).await {
+        Ok(n) => {
+            tracing::debug!(job_id = %job.id, queued = n, repeat, "event turned into sync jobs");
+            Outcome::Done
+        }
+        Err(e) => Outcome::RetryAfter {
+            delay: None,
+            reason: format!("queueing sync jobs: {e}"),
+        },
+    }
+}
+
+/// The operator's trace of what the side reported (`event.received`), once per event.
+async fn record(app: &App, tenant: &Tenant, job: &Job, event: &InboundEvent) -> Outcome {
     // First the operator's trace of what the side reported, once per event (a redelivery
     // finds it written and goes on to queue the jobs, which is harmless to repeat).
     let (side, entity) = match event {
@@ -54,23 +81,7 @@ pub async fn run(app: &App, tenant: &Tenant, job: &Job, event: &InboundEvent) ->
         after: serde_json::to_value(event).ok(),
         origin: side.as_str().into(),
     };
-    if let retry @ Outcome::RetryAfter { .. } = record_once(app, job, entry).await {
-        return retry;
-    }
-    let kinds = match jobs_for(app, tenant, event).await {
-        Ok(k) => k,
-        Err(e) => return e.into_outcome(),
-    };
-    match enqueue(app, tenant, kinds).await {
-        Ok(n) => {
-            tracing::debug!(job_id = %job.id, queued = n, "event turned into sync jobs");
-            Outcome::Done
-        }
-        Err(e) => Outcome::RetryAfter {
-            delay: None,
-            reason: format!("queueing sync jobs: {e}"),
-        },
-    }
+    record_once(app, job, entry).await
 }
 
 /// A mall webhook caused by one of tagsync's own writes.

@@ -241,6 +241,77 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    /// Writes tag `x` after `side` confirmed an operation, with `writes`. The operator may
+    /// have edited the tag since this job read it (the admin API takes no library lock): on a
+    /// version conflict the side's link (id, base, state) is carried onto the fresh tag and
+    /// written again, so what the side did is never forgotten — a retry would otherwise, say,
+    /// create the tag there a second time under its new name.
+    async fn save_tag(&self, x: &mut Tag, side: Side, writes: Vec<Write>) -> Step<()> {
+        let mut next = x.clone();
+        for _ in 0..3 {
+            let mut all = writes.clone();
+            all.push(Write::Tag(next.clone()));
+            match self.app.store.transact(all).await {
+                Ok(()) => {
+                    next.version += 1;
+                    *x = next;
+                    return Ok(());
+                }
+                Err(e) if e.is_conflict() => {
+                    let fresh = self.app.store.get_tag(self.t(), &x.id).await?;
+                    // Unchanged: the conflict is elsewhere (an id already mapped).
+                    let Some(mut fresh) = fresh.filter(|f| f.version != next.version) else {
+                        return Err(e.into());
+                    };
+                    let edited = tag_json(&fresh) != tag_json(&next);
+                    match side {
+                        Side::Wecom => carry_link(&mut fresh.wecom, &next.wecom, edited),
+                        Side::Mall => carry_link(&mut fresh.mall, &next.mall, edited),
+                    }
+                    next = fresh;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StepError::retry(
+            format!("tag {} kept changing while saving", x.id),
+            None,
+        ))
+    }
+
+    /// [`Cx::save_tag`] for a group.
+    async fn save_group(&self, g: &mut TagGroup, side: Side, writes: Vec<Write>) -> Step<()> {
+        let mut next = g.clone();
+        for _ in 0..3 {
+            let mut all = writes.clone();
+            all.push(Write::Group(next.clone()));
+            match self.app.store.transact(all).await {
+                Ok(()) => {
+                    next.version += 1;
+                    *g = next;
+                    return Ok(());
+                }
+                Err(e) if e.is_conflict() => {
+                    let fresh = self.app.store.get_group(self.t(), &g.id).await?;
+                    let Some(mut fresh) = fresh.filter(|f| f.version != next.version) else {
+                        return Err(e.into());
+                    };
+                    let edited = group_json(&fresh) != group_json(&next);
+                    match side {
+                        Side::Wecom => carry_link(&mut fresh.wecom, &next.wecom, edited),
+                        Side::Mall => carry_link(&mut fresh.mall, &next.mall, edited),
+                    }
+                    next = fresh;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StepError::retry(
+            format!("group {} kept changing while saving", g.id),
+            None,
+        ))
+    }
+
     // -----------------------------------------------------------------------------------
     // Groups.
 
@@ -257,6 +328,31 @@ impl<'a> Cx<'a> {
                     .await?,
             );
             stored = self.app.store.get_group(&t, &id).await?;
+        }
+        // The event's WeCom group maps to another hub group by now (WeCom renamed it onto
+        // that group's name, see `relink_group`): that group is the one to bring up to date.
+        if let (Some(s), Some(w)) = (&stored, &hint.wecom_id)
+            && s.wecom.id.as_ref().is_none_or(|i| i.as_str() != w)
+            && let Some(other) = self.hub_id(Side::Wecom, EntityKind::Group, w).await?
+            && other != id.as_str()
+            && self.depth < 4
+        {
+            self.depth += 1;
+            let other = HubGroupId::new_unchecked(other);
+            let r = Box::pin(self.group(other, hint.clone(), true)).await;
+            self.depth -= 1;
+            return r;
+        }
+        // A WeCom group new to the hub, named like a hub group WeCom does not show (one WeCom
+        // dropped when its last tag went, or one not created there yet): it is that group —
+        // WeCom would put that group's next tag into it by name anyway.
+        if stored.is_none()
+            && let Some(w) = &hint.wecom_id
+            && let Some(name) = self.wecom_group_name(w).await?
+            && let Some(kept) = self.kept_group_named(&name, &id).await?
+        {
+            id = kept.id.clone();
+            stored = Some(kept);
         }
         let wecom_id = stored
             .as_ref()
@@ -287,6 +383,16 @@ impl<'a> Cx<'a> {
                 .map(mall_group_snapshot),
             None => None,
         };
+        // Likewise a WeCom group renamed (in WeCom) onto such a group's name becomes that
+        // group's; this one keeps its name and no WeCom group, and its tags there follow.
+        if let (Some(s), Some(seen), Some(w)) = (&stored, &wecom_seen, &wecom_id)
+            && s.name != seen.name
+            && s.wecom.base.as_ref().is_some_and(|b| b.name != seen.name)
+            && let Some(kept) = self.kept_group_named(&seen.name, &id).await?
+        {
+            let w = WecomGroupId::new_unchecked(w.clone());
+            return self.relink_group(s.clone(), kept, w).await;
+        }
         let tags = self.app.store.list_tags(&t).await?;
         // WeCom no longer shows a group whose live hub tags still have WeCom ids: either the
         // console deleted the group (its own event says so) or its last tags went (their
@@ -466,9 +572,7 @@ impl<'a> Cx<'a> {
                     }
                     Err(e) => return self.fail_group(g, Side::Wecom, e).await,
                 }
-                writes.push(Write::Group(g.clone()));
-                self.commit(writes).await?;
-                g.version += 1;
+                self.save_group(&mut g, Side::Wecom, writes).await?;
                 self.wecom_lib = None;
             }
             LibraryOp::Move { .. } => {}
@@ -610,8 +714,7 @@ impl<'a> Cx<'a> {
                 }
                 Err(e) => return self.fail_group(g, Side::Mall, e).await,
             }
-            writes.push(Write::Group(g.clone()));
-            self.commit(writes).await?;
+            self.save_group(&mut g, Side::Mall, writes).await?;
             self.mall_lib = None;
         }
 
@@ -625,8 +728,9 @@ impl<'a> Cx<'a> {
                 Box::pin(self.tag(tag.id.clone(), Hint::from(self.origin))).await?;
             }
         } else if children {
-            // Tags WeCom shows in this group that the hub does not know, or knows but has not
-            // finished syncing (an earlier try of this job stopped half-way through them).
+            // Tags WeCom shows in this group that the hub does not know, knows but has not
+            // finished syncing (an earlier try of this job stopped half-way through them), or
+            // knows in another group (this WeCom group was another hub group's before).
             if let Some(wid) = &g.wecom.id {
                 let shown: Vec<String> = {
                     let lib = self.wecom_lib().await?;
@@ -646,9 +750,10 @@ impl<'a> Cx<'a> {
                         Some(known) => {
                             let known = HubTagId::new_unchecked(known);
                             let unfinished = tags.iter().find(|x| x.id == known).is_none_or(|x| {
-                                [x.wecom.state, x.mall.state]
-                                    .iter()
-                                    .any(|s| matches!(s, SyncState::Pending | SyncState::Failed))
+                                x.group_id != id
+                                    || [x.wecom.state, x.mall.state].iter().any(|s| {
+                                        matches!(s, SyncState::Pending | SyncState::Failed)
+                                    })
                             });
                             if unfinished {
                                 Box::pin(self.tag(known, Hint::from(self.origin))).await?;
@@ -686,6 +791,68 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    async fn wecom_group_name(&mut self, wecom_id: &str) -> Step<Option<String>> {
+        Ok(self
+            .wecom_lib()
+            .await?
+            .iter()
+            .find(|g| g.group_id.as_str() == wecom_id)
+            .map(|g| g.group_name.clone()))
+    }
+
+    /// The live hub group named `name` (other than `except`) that has no WeCom group.
+    async fn kept_group_named(&self, name: &str, except: &HubGroupId) -> Step<Option<TagGroup>> {
+        Ok(self
+            .app
+            .store
+            .list_groups(self.t())
+            .await?
+            .into_iter()
+            .find(|g| {
+                g.deleted_at.is_none() && g.name == name && &g.id != except && g.wecom.id.is_none()
+            }))
+    }
+
+    /// WeCom group `w`, linked to hub group `from`, was renamed in WeCom to the name of hub
+    /// group `to`, which has no WeCom group: `w` becomes `to`'s (one transaction), `from` is
+    /// left as if WeCom had dropped it, and `to` is brought up to date with the tags WeCom
+    /// shows in `w` (they moved to `to`, as far as the hub can tell).
+    async fn relink_group(
+        &mut self,
+        mut from: TagGroup,
+        mut to: TagGroup,
+        w: WecomGroupId,
+    ) -> Step<()> {
+        let t = self.t().clone();
+        from.wecom = SideLink::default();
+        to.wecom = SideLink {
+            id: Some(w.clone()),
+            ..SideLink::default()
+        };
+        let entry = self.entry(
+            Actor::Hub,
+            "group.relinked",
+            format!("group:{}", to.id),
+            Some(json!({"wecom_id": w, "group": from.id})),
+            Some(json!({"wecom_id": w, "group": to.id})),
+        );
+        self.commit(vec![
+            Write::Relink(link(
+                &t,
+                Side::Wecom,
+                EntityKind::Group,
+                w.as_str(),
+                to.id.as_str(),
+            )),
+            Write::Group(from),
+            Write::Group(to.clone()),
+            Write::Audit(entry),
+        ])
+        .await?;
+        // Its job revisits the tags WeCom shows in `w` (the hub has them in `from`).
+        Box::pin(self.group(to.id.clone(), Hint::from(self.origin), true)).await
+    }
+
     /// Records a side's failure on the group (shown by the admin API) and parks or retries.
     async fn fail_group(
         &self,
@@ -694,19 +861,22 @@ impl<'a> Cx<'a> {
         why: impl Into<StepFailure>,
     ) -> Step<()> {
         let failure: StepFailure = why.into();
+        if failure.0.merged {
+            return Err(failure.0);
+        }
         if failure.0.retry.is_none() {
             match side {
                 Side::Wecom => g.wecom.fail(&failure.0.reason),
                 Side::Mall => g.mall.fail(&failure.0.reason),
             }
-            if let Err(e) = self.app.store.put_group(&mut g).await {
-                tracing::warn!(error = %e, "could not record the failure on the group");
+            if let Err(e) = self.save_group(&mut g, side, Vec::new()).await {
+                tracing::warn!(error = %e.reason, "could not record the failure on the group");
             }
         }
-        Err(StepError {
-            retry: failure.0.retry,
-            reason: format!("group {} on {side}: {}", g.id, failure.0.reason),
-        })
+        Err(StepError::from_parts(
+            failure.0.retry,
+            format!("group {} on {side}: {}", g.id, failure.0.reason),
+        ))
     }
 
     /// The audit entry of a change the merge made to the hub object, if it changed.
@@ -864,8 +1034,16 @@ impl<'a> Cx<'a> {
         )))
     }
 
-    /// Brings tag `id` up to date.
+    /// Brings tag `id` up to date. A tag found to duplicate another ends here (see
+    /// [`Cx::merge_into`]): the other carries on with what it held.
     async fn tag(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
+        match self.tag_once(id, hint).await {
+            Err(e) if e.merged => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn tag_once(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
         let t = self.t().clone();
         let mut stored = self.app.store.get_tag(&t, &id).await?;
         let mut id = id;
@@ -875,6 +1053,37 @@ impl<'a> Cx<'a> {
                     .await?,
             );
             stored = self.app.store.get_tag(&t, &id).await?;
+        }
+        // The event's side object belongs to another hub tag by now (this one was merged
+        // into it): that one is the tag to bring up to date — never read the side object as
+        // this tag's.
+        if let Some(s) = &stored
+            && self.depth < 4
+        {
+            for (side, side_id, own) in [
+                (
+                    Side::Wecom,
+                    &hint.wecom_id,
+                    s.wecom.id.as_ref().map(|i| i.as_str()),
+                ),
+                (
+                    Side::Mall,
+                    &hint.mall_id,
+                    s.mall.id.as_ref().map(|i| i.as_str()),
+                ),
+            ] {
+                if let Some(side_id) = side_id
+                    && own != Some(side_id.as_str())
+                    && let Some(other) = self.hub_id(side, EntityKind::Tag, side_id).await?
+                    && other != id.as_str()
+                {
+                    self.depth += 1;
+                    let other = HubTagId::new_unchecked(other);
+                    let r = Box::pin(self.tag(other, hint.clone())).await;
+                    self.depth -= 1;
+                    return r;
+                }
+            }
         }
         // A tag whose group was deleted goes with it.
         if let Some(s) = stored.as_mut()
@@ -985,6 +1194,20 @@ impl<'a> Cx<'a> {
                 )));
             }
         }
+        // The tag left a WeCom group (it vanished from WeCom, or shows in another group than
+        // its base: a move): if it was that group's last, WeCom dropped the group. Looked at
+        // before the new base is written, so a failed look is retried with the job (the
+        // stored base still names the group), never lost.
+        if let Some(s) = stored.as_ref().filter(|s| s.wecom.id.is_some()) {
+            let was_in = s.wecom.base.as_ref().map_or(&s.group_id, |b| &b.group_id);
+            let left = match &wecom {
+                None => true,
+                Some((_, seen)) => &seen.group_id != was_in,
+            };
+            if left {
+                self.old_group_dropped(&was_in.clone()).await?;
+            }
+        }
         let changed = match &stored {
             Some(s) => s != &x,
             None => true,
@@ -1001,12 +1224,6 @@ impl<'a> Cx<'a> {
             x.version += 1;
         }
 
-        // The tag vanished from WeCom: if it was its group's last, WeCom dropped the group.
-        if wecom.is_none()
-            && let Some(s) = stored.as_ref().filter(|s| s.wecom.id.is_some())
-        {
-            self.old_group_dropped(&s.group_id).await?;
-        }
         let wecom_before = wecom.as_ref().map(|(_, s)| json!(s));
         match plan.wecom.op.clone() {
             LibraryOp::Nothing => {}
@@ -1060,6 +1277,7 @@ impl<'a> Cx<'a> {
         let entity = format!("tag:{id}");
         let before = seen.as_ref().map(|s| json!(s));
         let mut writes = Vec::new();
+        let mut moved_from = None;
         match op {
             LibraryOp::Create => {
                 let s = after.clone().expect("a create has a snapshot");
@@ -1148,6 +1366,7 @@ impl<'a> Cx<'a> {
                     id.as_str(),
                 )));
                 x.wecom.id = Some(new.clone());
+                moved_from = Some(old.clone());
                 writes.push(Write::Audit(self.entry(
                     Actor::Wecom,
                     "tag.moved",
@@ -1199,11 +1418,41 @@ impl<'a> Cx<'a> {
         x.wecom.base = after;
         x.wecom.state = SyncState::Synced;
         x.wecom.error = None;
-        writes.push(Write::Tag(x.clone()));
-        self.commit(writes).await?;
-        x.version += 1;
+        self.save_tag(&mut x, Side::Wecom, writes).await?;
         self.wecom_lib = None;
+        if let Some(old) = moved_from {
+            self.remember_moved(&old).await?;
+        }
         Ok(x)
+    }
+
+    /// After a move's id switch: relations a member job tagged with the old WeCom id while
+    /// the move ran (after its re-mark, before the old tag's deletion took it off them again)
+    /// get their member's job. A member job that tags later sees the new id, and one that
+    /// saved its work after this look notices the switch itself and looks again.
+    async fn remember_moved(&self, old: &WecomTagId) -> Step<()> {
+        let t = self.t();
+        let mut kinds = Vec::new();
+        for customer in self.app.store.list_customers(t).await? {
+            let carried = self
+                .app
+                .store
+                .get_customer(t, &customer)
+                .await?
+                .is_some_and(|c| c.relations.values().any(|tags| tags.contains(old)));
+            if carried && let Some(b) = self.app.store.binding_by_customer(t, &customer).await? {
+                kinds.push(JobKind::SyncMember {
+                    member: b.member_id,
+                    hint: Hint::from(self.origin),
+                });
+            }
+        }
+        if !kinds.is_empty() {
+            super::enqueue(self.app, self.tenant, kinds)
+                .await
+                .map_err(|e| StepError::retry(format!("queueing member jobs: {e}"), None))?;
+        }
+        Ok(())
     }
 
     /// WeCom refused to edit the tag (not this app's): it keeps WeCom's value there, shown as
@@ -1226,9 +1475,7 @@ impl<'a> Cx<'a> {
             before,
             None,
         )));
-        writes.push(Write::Tag(x.clone()));
-        self.commit(writes).await?;
-        x.version += 1;
+        self.save_tag(&mut x, Side::Wecom, writes).await?;
         Ok(x)
     }
 
@@ -1308,7 +1555,7 @@ impl<'a> Cx<'a> {
                 }
                 Some(other) if other == x.id.as_str() => return Ok(same.id.clone()),
                 Some(other) => {
-                    self.step_aside(Side::Wecom, &HubTagId::new_unchecked(other), &s.name)
+                    self.step_aside(Side::Wecom, &x.id, &HubTagId::new_unchecked(other), &s.name)
                         .await?;
                 }
             }
@@ -1402,9 +1649,7 @@ impl<'a> Cx<'a> {
         }));
         g.wecom.state = SyncState::Synced;
         g.wecom.error = None;
-        writes.push(Write::Group(g.clone()));
-        self.commit(writes).await?;
-        g.version += 1;
+        self.save_group(g, Side::Wecom, writes).await?;
         // Bring the group's own fields over if WeCom's differ (a merged same-name group).
         if g.wecom.base.as_ref().map(|b| b.order) != Some(g.order) {
             let id = g.id.clone();
@@ -1445,7 +1690,7 @@ impl<'a> Cx<'a> {
                 Err(e) if is_wecom(&e, WECOM_NAME_TAKEN) && attempt == 0 => {
                     let name = name.unwrap_or_default().to_owned();
                     let holder = self.wecom_sibling(x, &name).await?;
-                    self.step_aside(Side::Wecom, &holder, &name).await?;
+                    self.step_aside(Side::Wecom, &x.id, &holder, &name).await?;
                 }
                 Err(e) => return Err(StepError::from(e).into()),
             }
@@ -1484,7 +1729,13 @@ impl<'a> Cx<'a> {
     /// Sibling `other` holds `name` on `side`. If the hub is renaming (or deleting) it away,
     /// it gets a temporary name there now and its own name after this job's work; otherwise
     /// the names truly collide and the job parks.
-    async fn step_aside(&mut self, side: Side, other: &HubTagId, name: &str) -> Step<()> {
+    async fn step_aside(
+        &mut self,
+        side: Side,
+        me: &HubTagId,
+        other: &HubTagId,
+        name: &str,
+    ) -> Step<()> {
         let t = self.t().clone();
         let Some(mut o) = self.app.store.get_tag(&t, other).await? else {
             return Err(StepError::park(format!(
@@ -1510,9 +1761,7 @@ impl<'a> Cx<'a> {
             }
         }
         if o.name == name && o.deleted_at.is_none() {
-            return Err(StepError::park(format!(
-                "the name `{name}` is held on {side} by hub tag {other} in the same group; two tags cannot share a name — rename one of them"
-            )));
+            return self.merge_into(me, o, side, name).await;
         }
         let temp = temporary_name(name, other.as_str());
         match side {
@@ -1575,14 +1824,86 @@ impl<'a> Cx<'a> {
             Some(json!({"name": name})),
             Some(json!({"name": temp})),
         );
-        self.app
-            .store
-            .transact(vec![Write::Tag(o), Write::Audit(entry)])
+        self.save_tag(&mut o, side, vec![Write::Audit(entry)])
             .await?;
         if !self.after.contains(other) {
             self.after.push(other.clone());
         }
         Ok(())
+    }
+
+    /// Hub tag `me` wants `name` on `side`, where hub tag `o` holds it, and both are named so
+    /// in one group in the hub: two sides created one tag at once (the hub's admin and the
+    /// mall, say, before either heard of the other's). They end as one: `o` takes over the
+    /// side objects `me` has (never two on one side: WeCom merges same-name creates and the
+    /// mall refuses them), and `me` is retired in the hub without touching any side. The job
+    /// ends with a `merged` outcome; `o` is brought up to date.
+    async fn merge_into(&mut self, me: &HubTagId, mut o: Tag, side: Side, name: &str) -> Step<()> {
+        let t = self.t().clone();
+        let clash = || {
+            StepError::park(format!(
+                "the name `{name}` is held on {side} by hub tag {} in the same group; two tags cannot share a name — rename one of them",
+                o.id
+            ))
+        };
+        let Some(mut x) = self.app.store.get_tag(&t, me).await? else {
+            return Err(clash());
+        };
+        if x.deleted_at.is_some()
+            || x.group_id != o.group_id
+            || x.name != o.name
+            || (x.wecom.id.is_some() && o.wecom.id.is_some())
+            || (x.mall.id.is_some() && o.mall.id.is_some())
+        {
+            return Err(clash());
+        }
+        let mut writes = Vec::new();
+        if let Some(w) = x.wecom.id.clone() {
+            o.wecom = x.wecom.clone();
+            writes.push(Write::Relink(link(
+                &t,
+                Side::Wecom,
+                EntityKind::Tag,
+                w.as_str(),
+                o.id.as_str(),
+            )));
+        }
+        if let Some(m) = x.mall.id.clone() {
+            o.mall = x.mall.clone();
+            writes.push(Write::Relink(link(
+                &t,
+                Side::Mall,
+                EntityKind::Tag,
+                m.as_str(),
+                o.id.as_str(),
+            )));
+        }
+        let before = tag_json(&x);
+        x.deleted_at = Some(self.now());
+        x.wecom = SideLink::default();
+        x.mall = SideLink::default();
+        x.wecom.state = SyncState::Synced;
+        x.mall.state = SyncState::Synced;
+        writes.push(Write::Audit(self.entry(
+            Actor::Hub,
+            "tag.merged",
+            format!("tag:{me}"),
+            Some(before),
+            Some(json!({"merged_into": o.id})),
+        )));
+        writes.push(Write::Tag(x));
+        writes.push(Write::Tag(o.clone()));
+        self.commit(writes).await?;
+        if self.depth < 4 {
+            self.depth += 1;
+            let r = Box::pin(self.tag(o.id.clone(), Hint::from(self.origin))).await;
+            self.depth -= 1;
+            r?;
+        }
+        Err(StepError::merged(format!(
+            "hub tag {me} duplicated hub tag {} (`{name}`) and was merged into it",
+            o.id
+        )))
     }
 
     /// Re-marks every relation tagsync knows carried WeCom tag `old` with `new` (one
@@ -1640,7 +1961,9 @@ impl<'a> Cx<'a> {
     /// it) before the job parks.
     async fn unreadable(&self, stored: Option<Tag>, side: Side, e: StepError) -> Step<()> {
         match stored {
-            Some(x) if e.retry.is_none() => self.fail_tag(x, side, e.into()).await.map(|_| ()),
+            Some(x) if e.retry.is_none() && !e.merged => {
+                self.fail_tag(x, side, e.into()).await.map(|_| ())
+            }
             _ => Err(e),
         }
     }
@@ -1648,19 +1971,22 @@ impl<'a> Cx<'a> {
     /// Records a side's permanent failure on the tag and parks; a transient one retries.
     async fn fail_tag(&self, mut x: Tag, side: Side, failure: StepFailure) -> Step<Tag> {
         let e = failure.0;
+        if e.merged {
+            return Err(e);
+        }
         if e.retry.is_none() {
             match side {
                 Side::Wecom => x.wecom.fail(&e.reason),
                 Side::Mall => x.mall.fail(&e.reason),
             }
-            if let Err(err) = self.app.store.put_tag(&mut x).await {
-                tracing::warn!(error = %err, "could not record the failure on the tag");
+            if let Err(err) = self.save_tag(&mut x, side, Vec::new()).await {
+                tracing::warn!(error = %err.reason, "could not record the failure on the tag");
             }
         }
-        Err(StepError {
-            retry: e.retry,
-            reason: format!("tag {} on {side}: {}", x.id, e.reason),
-        })
+        Err(StepError::from_parts(
+            e.retry,
+            format!("tag {} on {side}: {}", x.id, e.reason),
+        ))
     }
 
     async fn apply_mall_tag(
@@ -1754,9 +2080,7 @@ impl<'a> Cx<'a> {
             before,
             after.as_ref().map(|s| json!(s)),
         )));
-        writes.push(Write::Tag(x.clone()));
-        self.commit(writes).await?;
-        x.version += 1;
+        self.save_tag(&mut x, Side::Mall, writes).await?;
         self.mall_lib = None;
         Ok(x)
     }
@@ -1815,8 +2139,13 @@ impl<'a> Cx<'a> {
                                 return Ok(MallTagId::new_unchecked(existing));
                             }
                             Some(h) if attempt == 0 => {
-                                self.step_aside(Side::Mall, &HubTagId::new_unchecked(h), &s.name)
-                                    .await?;
+                                self.step_aside(
+                                    Side::Mall,
+                                    &x.id,
+                                    &HubTagId::new_unchecked(h),
+                                    &s.name,
+                                )
+                                .await?;
                             }
                             Some(_) => return Err(StepError::from(e).into()),
                         }
@@ -1840,8 +2169,13 @@ impl<'a> Cx<'a> {
                         let name = patch.name.clone().unwrap_or_else(|| x.name.clone());
                         match self.hub_id(Side::Mall, EntityKind::Tag, &existing).await? {
                             Some(h) => {
-                                self.step_aside(Side::Mall, &HubTagId::new_unchecked(h), &name)
-                                    .await?
+                                self.step_aside(
+                                    Side::Mall,
+                                    &x.id,
+                                    &HubTagId::new_unchecked(h),
+                                    &name,
+                                )
+                                .await?
                             }
                             None => {
                                 return Err(StepError::park(format!(
@@ -1933,6 +2267,16 @@ fn stale_group_links(stored: Option<&TagGroup>, g: &TagGroup) -> Vec<IdLink> {
         ));
     }
     out
+}
+
+/// Carries a side's link onto a fresh copy of its object. If the operator edited the object
+/// meanwhile, the side is still pending: the edit's own job brings it there.
+fn carry_link<I: Clone, S: Clone>(to: &mut SideLink<I, S>, from: &SideLink<I, S>, edited: bool) {
+    let state = to.state;
+    *to = from.clone();
+    if edited && state == SyncState::Pending && from.state == SyncState::Synced {
+        to.state = SyncState::Pending;
+    }
 }
 
 fn group_json(g: &TagGroup) -> serde_json::Value {

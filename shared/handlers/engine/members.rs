@@ -82,6 +82,7 @@ pub async fn repair(
         waiting: BTreeSet::new(),
         view,
         applied: Applied::default(),
+        wecom_used: BTreeMap::new(),
     };
     let result = cx.run(member).await;
     held.release(app).await;
@@ -106,6 +107,8 @@ struct Cx<'a> {
     waiting: BTreeSet<String>,
     view: View,
     applied: Applied,
+    /// The WeCom id each hub tag had when this job put it on (or took it off) relations.
+    wecom_used: BTreeMap<HubTagId, String>,
 }
 
 impl Cx<'_> {
@@ -175,7 +178,12 @@ impl Cx<'_> {
         let mut out = Vec::new();
         for t in tags {
             match self.side_of(side, t).await? {
-                Some(id) => out.push(id),
+                Some(id) => {
+                    if side == Side::Wecom {
+                        self.wecom_used.insert(t.clone(), id.clone());
+                    }
+                    out.push(id)
+                }
                 None if self.live(t).await? => {
                     self.waiting.insert(format!("{t} in {side}"));
                 }
@@ -485,6 +493,7 @@ impl Cx<'_> {
             }
         }
         self.save(&mut tags, customer_rel, entries).await?;
+        self.moved_meanwhile().await?;
         if !self.waiting.is_empty() {
             let waiting: Vec<&str> = self.waiting.iter().map(String::as_str).collect();
             return Err(StepError::retry(
@@ -526,6 +535,25 @@ impl Cx<'_> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A tag this job put on relations by its WeCom id may have moved meanwhile (WeCom: a new
+    /// tag in the new group, the relations the move knew of re-marked, the old id deleted —
+    /// and with it what this job put on). Looked at after this job's work is saved: the move
+    /// either saw that work (and queued this member again) or switched ids before this look.
+    async fn moved_meanwhile(&self) -> Step<()> {
+        for (tag, used) in &self.wecom_used {
+            let now = self.app.store.get_tag(&self.tenant.id, tag).await?;
+            if let Some(x) = now.filter(|x| x.deleted_at.is_none())
+                && x.wecom.id.as_ref().map(|i| i.as_str()) != Some(used.as_str())
+            {
+                return Err(StepError::retry(
+                    format!("tag {tag} moved in WeCom while this job tagged with it; again"),
+                    Some(RETRY_SOON),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A call failed: what is done so far stays recorded (the retry does only the rest), and

@@ -64,11 +64,14 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
     }
 }
 
-/// A failed step of a sync job, already decided: retry later or park with the reason.
+/// A failed step of a sync job, already decided: retry later or park with the reason — or,
+/// with `merged`, no failure at all: the object turned out to duplicate another, which took
+/// it over, so what remains of this object's work is done by that one's.
 #[derive(Debug)]
 pub struct StepError {
     pub retry: Option<Option<Duration>>,
     pub reason: String,
+    pub merged: bool,
 }
 
 impl StepError {
@@ -76,15 +79,36 @@ impl StepError {
         Self {
             retry: None,
             reason: reason.into(),
+            merged: false,
         }
     }
     pub fn retry(reason: impl Into<String>, after: Option<Duration>) -> Self {
         Self {
             retry: Some(after),
             reason: reason.into(),
+            merged: false,
+        }
+    }
+    /// A retry (`Some`) or a park (`None`).
+    pub fn from_parts(retry: Option<Option<Duration>>, reason: String) -> Self {
+        Self {
+            retry,
+            reason,
+            merged: false,
+        }
+    }
+    pub fn merged(reason: impl Into<String>) -> Self {
+        Self {
+            retry: None,
+            reason: reason.into(),
+            merged: true,
         }
     }
     pub fn into_outcome(self) -> Outcome {
+        if self.merged {
+            tracing::info!(reason = self.reason, "merged into its duplicate");
+            return Outcome::Done;
+        }
         match self.retry {
             Some(delay) => Outcome::RetryAfter {
                 delay,

@@ -139,6 +139,21 @@ pub async fn seed(
         ));
     }
     settled("tag library").await?;
+    // A mall operator renames 小程序, a tag made in WeCom's admin console. WeCom lets tagsync's
+    // app edit only tags it created, so WeCom keeps its name and the console shows the tag
+    // read-only there: the demo shows every state but `failed`.
+    if let Some(t) = demo
+        .mall
+        .library()
+        .into_iter()
+        .flat_map(|g| g.tags)
+        .find(|t| t.name == "小程序")
+    {
+        operator
+            .rename_tag(&t.id, "小程序商城")
+            .map_err(|e| err(&e))?;
+        settled("a rename WeCom refuses").await?;
+    }
 
     // 2. Customers and members: three WeCom customers followed by two salespeople; mall
     //    members bound to two of them, and one member the mall knows only by phone.
@@ -220,7 +235,8 @@ pub async fn seed(
     let _ = writeln!(
         out,
         "\nOpen the console, paste the admin token, and pick tenant `{TENANT}`: the tag library shows\n\
-         each group and tag on both sides (the WeCom-made ones are read-only for tagsync in WeCom).\n\
+         each group and tag on both sides. 小程序商城 is read-only in WeCom (it was made in WeCom's\n\
+         admin console, and WeCom lets tagsync's app edit only its own tags), so WeCom keeps 小程序.\n\
          Members to look up: {} (Alice, bound to wm_alice), {} (Bob, bound to wm_bob).",
         alice.id, bob.id
     );

@@ -192,13 +192,16 @@ test('a wrong token is refused; the admin token opens the console on the demo te
   await shot('02-overview');
 });
 
-test('the tag library shows the seeded groups and tags synced on both sides, with their ids', async () => {
+test('the tag library shows the seeded groups and tags on both sides, with their states and ids', async () => {
   await page.locator('.sidebar a[data-page="library"]').click();
   await sideBadge('金卡', 'wecom', 'synced').waitFor();
   await sideBadge('金卡', 'mall', 'synced').waitFor();
   const mallId = await tagRow('金卡').locator('td[data-side="mall"] .id').textContent();
   const gold = await mallTag('会员等级', '金卡');
   assert.equal(mallId, gold.id, 'the mall id shown is the mall simulator\'s');
+  // Renamed in the mall, refused by WeCom (made in WeCom's admin console): read-only there.
+  await sideBadge('小程序商城', 'wecom', 'read_only').waitFor();
+  await sideBadge('小程序商城', 'mall', 'synced').waitFor();
   await shot('03-library');
 });
 

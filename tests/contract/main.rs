@@ -42,6 +42,7 @@ macro_rules! store_contract {
             audit_lists_newest_first_in_cursor_pages,
             tenants_are_listed,
             customers_with_relations_are_listed_per_tenant,
+            runs_are_versioned_and_listed_newest_first,
         ]);
     };
 }

@@ -654,3 +654,46 @@ pub async fn customers_with_relations_are_listed_per_tenant(store: Arc<dyn Store
     assert!(read.relations.is_empty());
     assert_eq!(read.version, 2);
 }
+
+/// A reconciliation run item: written with optimistic versions (two page jobs recording at
+/// once: one wins, the other re-reads), read back whole with its chains, listed newest first.
+pub async fn runs_are_versioned_and_listed_newest_first(store: Arc<dyn Store>) {
+    let t = tenant_id(&format!("runs-{}", new_ordered_id()));
+    let mut first = SyncRun::new(
+        t.clone(),
+        RunId::new_unchecked(new_ordered_id()),
+        RunScope::All,
+        Actor::Operator,
+        now(),
+    );
+    store.put_run(&mut first).await.expect("create run");
+    assert_eq!(first.version, 1);
+    let mut mine = first.clone();
+    let mut theirs = first.clone();
+    mine.chains.get_mut("library").unwrap().page = 1;
+    mine.drift.insert("tags.renamed.wecom".into(), 2);
+    store.put_run(&mut mine).await.expect("first writer wins");
+    theirs.chains.get_mut("library").unwrap().done = true;
+    let err = store.put_run(&mut theirs).await.expect_err("stale writer");
+    assert!(err.is_conflict(), "{err}");
+    let read = store.get_run(&t, &first.id).await.unwrap().expect("stored");
+    assert_eq!(read, mine, "the run round-trips with its chains and counts");
+
+    let mut second = SyncRun::new(
+        t.clone(),
+        RunId::new_unchecked(new_ordered_id()),
+        RunScope::Members,
+        Actor::System,
+        now(),
+    );
+    store.put_run(&mut second).await.expect("second run");
+    let listed: Vec<RunId> = store
+        .list_runs(&t, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, vec![second.id.clone(), first.id.clone()]);
+    assert_eq!(store.list_runs(&t, 1).await.unwrap()[0].id, second.id);
+}

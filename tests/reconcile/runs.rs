@@ -80,3 +80,41 @@ async fn the_nightly_trigger_runs_all_and_repairs_silent_changes() {
     member_tags_everywhere(&w, &member, &["会员等级/黄金卡"]).await;
     w.stop().await;
 }
+
+#[tokio::test]
+async fn a_run_ends_failed_with_the_reason_when_the_feature_is_switched_off_midway() {
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 2)]).await;
+    w.wecom.inject(
+        ApiOp::GetCorpTagList,
+        Fault::next(1, FaultKind::Delay(Duration::from_secs(1))),
+    );
+    let (status, started) = w
+        .admin(Method::POST, "/sync", Some(json!({"scope": "all"})))
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let (status, _) = w
+        .admin(
+            Method::PATCH,
+            "/settings",
+            Some(json!({"tags_enabled": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let run = s(&started["run_id"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let (_, r) = w.admin(Method::GET, &format!("/sync/{run}"), None).await;
+        if r["status"] != "running" {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(report["status"], "failed", "{report:#}");
+    assert!(
+        report["error"].as_str().unwrap().contains("tags_enabled"),
+        "{report:#}"
+    );
+    w.stop().await;
+}

@@ -59,8 +59,9 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
         JobKind::SyncMember { hint, .. } => {
             settings.tags_enabled && (settings.member_sync || hint.run.is_some())
         }
-        JobKind::Inbound { .. } | JobKind::RunChain { .. } => settings.tags_enabled,
-        JobKind::Probe { .. } => true,
+        JobKind::Inbound { .. } => settings.tags_enabled,
+        // A run's page ends the run itself when the feature went off (its report says so).
+        JobKind::RunChain { .. } | JobKind::Probe { .. } => true,
     }
 }
 

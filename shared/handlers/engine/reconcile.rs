@@ -166,6 +166,11 @@ async fn advance_inner(
     if run.status == RunStatus::Done {
         return Ok(());
     }
+    if !tenant.settings.tags_enabled {
+        let why = "the customer-tag feature (tags_enabled) was switched off during the run";
+        finish(app, run, RunStatus::Failed, Some(why.into())).await?;
+        return Ok(());
+    }
     let Some(state) = run.chains.get(chain).cloned() else {
         return Err(StepError::park(format!(
             "run {run_id} has no chain {chain}"

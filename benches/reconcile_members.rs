@@ -22,11 +22,11 @@
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tagsync::domain::{MallTagId, MemberId};
 use tagsync::sim::mall::{MallSim, MallSimConfig, NewMember};
+use tagsync::sim::process::ServeProcess;
 use tagsync::sim::wecom::{SimConfig, WecomSim};
 use tagsync::wecom::classify::ApiOp;
 
@@ -78,58 +78,20 @@ fn options() -> Options {
 }
 
 /// `tagsync serve` as an operator runs it, pointed at the WeCom simulator.
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Serve {
-    fn start(data: &std::path::Path, wecom: &WecomSim, workers: usize) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tagsync"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--nightly", "off"])
-            .args(["--workers", &workers.to_string(), "--data"])
-            .arg(data)
-            .env("TAGSYNC_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("TAGSYNC_WECOM_API_BASE", wecom.base_url())
-            .env(
+fn serve(data: &std::path::Path, wecom: &WecomSim, workers: usize) -> ServeProcess {
+    ServeProcess::start(
+        env!("CARGO_BIN_EXE_tagsync"),
+        data,
+        &["--workers", &workers.to_string()],
+        &[
+            ("TAGSYNC_ADMIN_TOKEN", ADMIN_TOKEN.into()),
+            ("TAGSYNC_WECOM_API_BASE", wecom.base_url()),
+            (
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or("warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tagsync serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("tagsync's first line");
-        let base = line
-            .trim()
-            .strip_prefix("tagsync listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Serve { child, base }
-    }
-
-    /// Peak resident memory of the process so far (VmHWM), in MB.
-    fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("/proc status of tagsync serve");
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM");
-        kb / 1024.0
-    }
-
-    /// SIGTERM, then wait: a graceful stop.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
+            ),
+        ],
+    )
 }
 
 async fn admin(
@@ -230,7 +192,7 @@ async fn round(o: &Options, n: usize) -> Result<Measured, String> {
     ));
     std::fs::create_dir_all(&data).expect("data dir");
     let http = reqwest::Client::new();
-    let mut serve = Serve::start(&data, &wecom, o.workers);
+    let mut serve = serve(&data, &wecom, o.workers);
     let sim = wecom.config();
     let (status, body) = admin(&http, &serve.base, reqwest::Method::PUT, "", Some(json!({
         "corp_id": sim.corp_id.as_str(), "agent_id": sim.agent_id,
@@ -323,8 +285,8 @@ async fn round(o: &Options, n: usize) -> Result<Measured, String> {
         first["repaired"]
     );
     // Restart: the measured run's peak memory is its own.
-    serve.stop();
-    serve = Serve::start(&data, &wecom, o.workers);
+    let _ = serve.stop();
+    serve = self::serve(&data, &wecom, o.workers);
 
     // Drift: every `1000 / permille`-th customer; even ones gain a tag in the mall, odd ones
     // lose their first tag on their first WeCom relation.
@@ -429,7 +391,7 @@ async fn round(o: &Options, n: usize) -> Result<Measured, String> {
     }
     let pages_done = report["progress"]["pages_done"].as_u64().unwrap_or(0);
     eprintln!("  run: {report}");
-    serve.stop();
+    let _ = serve.stop();
     wecom.stop().await;
     mall.stop().await;
     let _ = std::fs::remove_dir_all(&data);

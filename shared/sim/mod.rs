@@ -2,5 +2,6 @@
 //! `../shared` documents them, for tests and the demo.
 
 pub mod mall;
+pub mod process;
 pub mod wecom;
 pub mod world;

@@ -4,12 +4,11 @@
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tagsync::domain::{MallTagId, MemberId};
 use tagsync::sim::mall::{MallSim, MallSimConfig, NewMember};
+use tagsync::sim::process::ServeProcess;
 use tagsync::sim::wecom::{Fault, FaultKind, SimConfig, Trigger, WecomSim};
 use tagsync::wecom::classify::ApiOp;
 
@@ -19,41 +18,27 @@ const CUSTOMERS: usize = 400;
 const SALES: usize = 10;
 const TAGS: usize = 6;
 
-struct Serve {
-    child: Child,
-    base: String,
-}
+struct Serve(ServeProcess);
 
 impl Serve {
     fn start(data: &Path, wecom: &WecomSim) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tagsync"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--nightly", "off"])
-            .args(["--workers", "4", "--job-timeout", "2", "--data"])
-            .arg(data)
-            .env("TAGSYNC_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("TAGSYNC_WECOM_API_BASE", wecom.base_url())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tagsync serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("tagsync listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
-        Serve { child, base }
+        Serve(ServeProcess::start(
+            env!("CARGO_BIN_EXE_tagsync"),
+            data,
+            &["--workers", "4", "--job-timeout", "2"],
+            &[
+                ("TAGSYNC_ADMIN_TOKEN", ADMIN_TOKEN.into()),
+                ("TAGSYNC_WECOM_API_BASE", wecom.base_url()),
+                ("RUST_LOG", "warn".into()),
+            ],
+        ))
     }
 
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = reqwest::Client::new()
             .request(
                 method,
-                format!("{}/admin/v1/tenants/{TENANT}{path}", self.base),
+                format!("{}/admin/v1/tenants/{TENANT}{path}", self.0.base),
             )
             .bearer_auth(ADMIN_TOKEN);
         if let Some(b) = body {
@@ -66,16 +51,8 @@ impl Serve {
         body
     }
 
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL tagsync");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn kill(self) {
+        self.0.kill();
     }
 }
 

@@ -329,7 +329,6 @@ pub async fn member_of_customer(
     if let Some(b) = app.store.binding_by_customer(t, customer).await? {
         return Ok(Some(b.member_id));
     }
-    let ep = App::mall_endpoint(tenant);
     let unionid = match app
         .wecom
         .get_external_contact(&App::wecom_credentials(tenant), customer)
@@ -340,6 +339,18 @@ pub async fn member_of_customer(
         Err(e) if !e.retryable() => None,
         Err(e) => return Err(e.into()),
     };
+    find_in_mall(app, tenant, customer, unionid).await
+}
+
+/// Looks an unbound customer up in the mall — by `unionid` when WeCom gave one, then by the
+/// external userid — and binds the member found.
+pub async fn find_in_mall(
+    app: &App,
+    tenant: &Tenant,
+    customer: &ExternalUserId,
+    unionid: Option<String>,
+) -> Step<Option<MemberId>> {
+    let ep = App::mall_endpoint(tenant);
     let mut found = None;
     if let Some(u) = &unionid {
         found = app
@@ -356,6 +367,6 @@ pub async fn member_of_customer(
     let Some(member) = found else {
         return Ok(None);
     };
-    bind(app, t, &member.id, Some(customer.clone()), unionid).await?;
+    bind(app, &tenant.id, &member.id, Some(customer.clone()), unionid).await?;
     Ok(Some(member.id))
 }

@@ -12,13 +12,14 @@
 //! renewed by every page; a run that stops moving for [`STALL_MS`] lets the lease lapse, is
 //! reported stalled and no longer blocks a new run.
 
+use super::intake::{bind, find_in_mall};
 use super::library::{sync_group, sync_tag};
 use super::members::{Applied, View, repair};
-use super::{Step, StepError, intake::bind};
+use super::{Step, StepError};
 use crate::app::App;
 use crate::domain::*;
 use crate::handlers::worker::Outcome;
-use crate::mall::client::{MallGroupWithTags, MallMember, MemberLookup};
+use crate::mall::client::{MallGroupWithTags, MallMember};
 use crate::ports::{QueueError, StoreError, Write};
 use crate::sync::reconcile::{self as pure, Counts, Match, SideGroup, SideLib, SideTag, Target};
 use crate::wecom::client::TagGroupInfo;
@@ -1134,36 +1135,7 @@ async fn customer(
     };
     let member = match app.store.binding_by_customer(t, &customer).await? {
         Some(b) => Some(b.member_id),
-        None => {
-            let ep = App::mall_endpoint(&cx.tenant);
-            let mut found = None;
-            if let Some(u) = &listed.unionid {
-                found = app
-                    .mall
-                    .lookup_member(&ep, MemberLookup::Unionid(u))
-                    .await?;
-            }
-            if found.is_none() {
-                found = app
-                    .mall
-                    .lookup_member(&ep, MemberLookup::ExternalUserid(&customer))
-                    .await?;
-            }
-            match found {
-                Some(m) => {
-                    bind(
-                        app,
-                        t,
-                        &m.id,
-                        Some(customer.clone()),
-                        listed.unionid.clone(),
-                    )
-                    .await?;
-                    Some(m.id)
-                }
-                None => None,
-            }
-        }
+        None => find_in_mall(app, &cx.tenant, &customer, listed.unionid.clone()).await?,
     };
     let Some(member) = member else {
         bump(&mut x.skipped, "customers.unbound.wecom", 1);

@@ -32,7 +32,9 @@ fi
 command -v node >/dev/null || { echo "node (>= 20) is needed for the browser tests" >&2; exit 1; }
 
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
-cargo build --locked --bin tagsync
+# --all-targets: the same features as `cargo test --all-targets` just built, so after it this
+# is a no-op instead of a second build of the dependencies.
+cargo build --locked --all-targets
 
 shots=target/browser-screenshots
 mkdir -p "$shots"

@@ -447,3 +447,57 @@ async fn member_tagged_while_its_tag_moves_keeps_it_in_wecom() {
     converges(&w, &members).await;
     w.stop().await;
 }
+
+/// The mall's operator renames `G1` to `G3` and then `G2` to `G1` (free by then in the mall);
+/// the first webhook is held back, so tagsync carries the second first. WeCom refuses `G1`
+/// for the old `G2` while its own `G1` still has that name (it used to park): the holder is
+/// brought up to date first (renamed `G3`), then the rename goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_renamed_onto_a_name_its_holder_is_leaving_in_the_wrong_order() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    // Hold the library lock for a while, so the two renames' jobs queue behind it in the
+    // order their (reordered) webhooks arrived.
+    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
+    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    w.mall.operator().reorder_tag(&b, 5).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    w.mall.update_faults(|f| f.reorder_webhooks_next = 1);
+    let op = w.mall.operator();
+    let g1 = w.mall_group("G1").expect("mall G1").group.id;
+    let g2 = w.mall_group("G2").expect("mall G2").group.id;
+    op.rename_group(&g1, "G3").unwrap();
+    op.rename_group(&g2, "G1").unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The group face of `concurrent_creates_of_one_name_leave_no_duplicate`: the mall's operator
+/// and the hub's create a group of one name at once (the mall's job runs first). The hub's
+/// group finds the name held in the mall by the mall's group (it used to park: two hub groups
+/// of one name); it is merged into it, with its tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_group_creates_of_one_name_end_as_one_group() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    // Hold the library lock for a while, so both creates' jobs queue behind it in order.
+    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
+    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    let op = w.mall.operator();
+    op.reorder_tag(&b, 5).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let g3 = op.create_group("G3", 4).unwrap();
+    op.create_tag(&g3.id, "a", 1).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    admin_ok(
+        &w,
+        Method::POST,
+        "/tag-groups",
+        Some(json!({"name": "G3", "order": 4, "tags": [{"name": "b", "order": 2}]})),
+    )
+    .await;
+    converges(&w, &members).await;
+    let g3 = w.mall_group("G3").expect("mall G3");
+    let mut names: Vec<&str> = g3.tags.iter().map(|t| t.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b"], "one G3 with both tags");
+    w.stop().await;
+}

@@ -80,13 +80,22 @@ where
         wecom_lib: None,
         mall_lib: None,
         after: Vec::new(),
+        after_groups: Vec::new(),
         depth: 0,
     };
     let mut result = work(&mut cx).await;
     // Siblings that got a temporary name are brought to their own names now.
     while result.is_ok() {
+        if let Some(group) = cx.after_groups.pop() {
+            result = cx.group(group, Hint::from(origin), false).await;
+            continue;
+        }
         let Some(tag) = cx.after.pop() else { break };
         result = cx.tag(tag, Hint::from(origin)).await;
+    }
+    // A job whose object was merged into its duplicate is done (see `Cx::merge_into`).
+    if result.as_ref().is_err_and(|e| e.merged) {
+        result = Ok(());
     }
     held.release(app).await;
     match result {
@@ -108,6 +117,8 @@ struct Cx<'a> {
     mall_lib: Option<Vec<MallGroupWithTags>>,
     /// Tags to bring up to date once this job's own work is done.
     after: Vec<HubTagId>,
+    /// Groups likewise (given a temporary name on a side).
+    after_groups: Vec<HubGroupId>,
     /// Inline recursion depth (an unknown group found while syncing a tag): bounded.
     depth: u32,
 }
@@ -319,6 +330,13 @@ impl<'a> Cx<'a> {
     /// does not know (a console-created group sends one event for the group and its tags)
     /// and its live tags WeCom still lacks (created with the group's first tag).
     async fn group(&mut self, id: HubGroupId, hint: Hint, children: bool) -> Step<()> {
+        match self.group_once(id, hint, children).await {
+            Err(e) if e.merged => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn group_once(&mut self, id: HubGroupId, hint: Hint, children: bool) -> Step<()> {
         let t = self.t().clone();
         let mut stored = self.app.store.get_group(&t, &id).await?;
         let mut id = id;
@@ -498,15 +516,8 @@ impl<'a> Cx<'a> {
                 let wid = g.wecom.id.clone().expect("an update or delete has an id");
                 let result = match &op {
                     LibraryOp::Update { name, order } => {
-                        self.app
-                            .wecom
-                            .edit_corp_tag(
-                                &self.creds,
-                                EditTarget::Group(&wid),
-                                name.as_deref(),
-                                *order,
-                            )
-                            .await
+                        self.wecom_group_edit(&id, &wid, name.as_deref(), *order)
+                            .await?
                     }
                     _ => self
                         .app
@@ -583,76 +594,30 @@ impl<'a> Cx<'a> {
         if !matches!(mall_op, LibraryOp::Nothing | LibraryOp::MarkReadOnly) {
             let before = mall_seen.as_ref().map(|s| json!(s));
             let after = plan.mall.base_after.clone();
-            let result: Result<Option<MallGroupId>, MallError> = match &mall_op {
-                LibraryOp::Create => {
-                    let s = after.clone().expect("a create has a snapshot");
-                    match self
-                        .app
-                        .mall
-                        .create_group(
-                            &self.ep,
-                            &self.key(&format!("create-group:{id}:v{}", g.version)),
-                            &s.name,
-                            Some(s.order),
-                        )
-                        .await
-                    {
-                        Ok(created) => Ok(Some(created.id)),
-                        Err(e) => match e.existing_id() {
-                            // Adopt a same-name group nobody maps (a retried or crashed create).
-                            Some(existing)
-                                if self
-                                    .hub_id(Side::Mall, EntityKind::Group, existing)
-                                    .await?
-                                    .is_none() =>
-                            {
-                                let existing = MallGroupId::new_unchecked(existing);
-                                self.app
-                                    .mall
-                                    .update_group(
-                                        &self.ep,
-                                        &self.key(&format!("adopt-group:{id}:v{}", g.version)),
-                                        &existing,
-                                        &GroupPatch {
-                                            name: None,
-                                            order: Some(s.order),
-                                        },
-                                    )
-                                    .await
-                                    .map(|_| Some(existing))
-                            }
-                            _ => Err(e),
-                        },
-                    }
+            // A name another hub group holds in the mall makes it step aside first (once).
+            let mut attempt = 0;
+            let result: Result<Option<MallGroupId>, MallError> = loop {
+                attempt += 1;
+                let r = self
+                    .mall_group_op(&g, &mall_op, after.as_ref(), attempt)
+                    .await?;
+                let wanted = match &mall_op {
+                    LibraryOp::Create => after.as_ref().map(|s| s.name.clone()),
+                    LibraryOp::Update { name, .. } => name.clone(),
+                    _ => None,
+                };
+                if let (Err(e), Some(name), 1) = (&r, wanted, attempt)
+                    && let Some(existing) = e.existing_id()
+                    && let Some(other) =
+                        self.hub_id(Side::Mall, EntityKind::Group, existing).await?
+                    && other != id.as_str()
+                {
+                    let other = HubGroupId::new_unchecked(other);
+                    self.group_step_aside(Side::Mall, &id, &other, &name)
+                        .await?;
+                    continue;
                 }
-                LibraryOp::Update { name, order } => {
-                    let mid = g.mall.id.clone().expect("an update has an id");
-                    self.app
-                        .mall
-                        .update_group(
-                            &self.ep,
-                            &self.key(&format!("update-group:{id}:v{}", g.version)),
-                            &mid,
-                            &GroupPatch {
-                                name: name.clone(),
-                                order: *order,
-                            },
-                        )
-                        .await
-                        .map(|_| None)
-                }
-                _ => {
-                    let mid = g.mall.id.clone().expect("a delete has an id");
-                    self.app
-                        .mall
-                        .delete_group(
-                            &self.ep,
-                            &self.key(&format!("delete-group:{id}:v{}", g.version)),
-                            &mid,
-                        )
-                        .await
-                        .map(|_| None)
-                }
+                break r;
             };
             let mut writes = Vec::new();
             match result {
@@ -789,6 +754,338 @@ impl<'a> Cx<'a> {
             }
         }
         Ok(())
+    }
+
+    /// One mall call for group `g`'s planned operation (`attempt` keys a second try after a
+    /// sibling stepped aside, which the mall must not answer from its record of the first).
+    async fn mall_group_op(
+        &mut self,
+        g: &TagGroup,
+        op: &LibraryOp,
+        after: Option<&GroupSnapshot>,
+        attempt: u32,
+    ) -> Step<Result<Option<MallGroupId>, MallError>> {
+        let id = g.id.clone();
+        Ok(match op {
+            LibraryOp::Create => {
+                let s = after.expect("a create has a snapshot");
+                match self
+                    .app
+                    .mall
+                    .create_group(
+                        &self.ep,
+                        &self.key(&format!("create-group:{id}:v{}:{attempt}", g.version)),
+                        &s.name,
+                        Some(s.order),
+                    )
+                    .await
+                {
+                    Ok(created) => Ok(Some(created.id)),
+                    Err(e) => match e.existing_id() {
+                        // Adopt a same-name group nobody maps (a retried or crashed create).
+                        Some(existing)
+                            if self
+                                .hub_id(Side::Mall, EntityKind::Group, existing)
+                                .await?
+                                .is_none() =>
+                        {
+                            let existing = MallGroupId::new_unchecked(existing);
+                            self.app
+                                .mall
+                                .update_group(
+                                    &self.ep,
+                                    &self.key(&format!("adopt-group:{id}:v{}", g.version)),
+                                    &existing,
+                                    &GroupPatch {
+                                        name: None,
+                                        order: Some(s.order),
+                                    },
+                                )
+                                .await
+                                .map(|_| Some(existing))
+                        }
+                        _ => Err(e),
+                    },
+                }
+            }
+            LibraryOp::Update { name, order } => {
+                let mid = g.mall.id.clone().expect("an update has an id");
+                self.app
+                    .mall
+                    .update_group(
+                        &self.ep,
+                        &self.key(&format!("update-group:{id}:v{}:{attempt}", g.version)),
+                        &mid,
+                        &GroupPatch {
+                            name: name.clone(),
+                            order: *order,
+                        },
+                    )
+                    .await
+                    .map(|_| None)
+            }
+            _ => {
+                let mid = g.mall.id.clone().expect("a delete has an id");
+                self.app
+                    .mall
+                    .delete_group(
+                        &self.ep,
+                        &self.key(&format!("delete-group:{id}:v{}", g.version)),
+                        &mid,
+                    )
+                    .await
+                    .map(|_| None)
+            }
+        })
+    }
+
+    /// Edits WeCom group `wid` of hub group `me`. A name another group holds there makes
+    /// that group step aside first (once); WeCom's last answer is returned.
+    async fn wecom_group_edit(
+        &mut self,
+        me: &HubGroupId,
+        wid: &WecomGroupId,
+        name: Option<&str>,
+        order: Option<u32>,
+    ) -> Step<Result<(), WecomError>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = self
+                .app
+                .wecom
+                .edit_corp_tag(&self.creds, EditTarget::Group(wid), name, order)
+                .await;
+            let (Err(e), Some(name), 1) = (&r, name, attempt) else {
+                return Ok(r);
+            };
+            if !is_wecom(e, WECOM_NAME_TAKEN) {
+                return Ok(r);
+            }
+            self.wecom_lib = None;
+            let holder = self
+                .wecom_lib()
+                .await?
+                .iter()
+                .find(|g| g.group_name == name && &g.group_id != wid)
+                .map(|g| g.group_id.clone());
+            // Gone meanwhile: the next try finds the name free.
+            let Some(holder) = holder else { continue };
+            let Some(other) = self
+                .hub_id(Side::Wecom, EntityKind::Group, holder.as_str())
+                .await?
+            else {
+                return Err(StepError::park(format!(
+                    "the name `{name}` is taken in WeCom by tag group {holder}, which tagsync does not manage; rename or delete it"
+                )));
+            };
+            self.group_step_aside(Side::Wecom, me, &HubGroupId::new_unchecked(other), name)
+                .await?;
+        }
+    }
+
+    /// Group `other` holds `name` on `side`, which hub group `me` wants there. `other` is
+    /// brought up to date first (its own change may still be queued: a rename away, or a
+    /// WeCom rename that makes its WeCom group `me`'s); if it still holds the name, then
+    /// either the hub has two groups of that name (created at once on two sides: `me` is
+    /// merged into `other`) or `other` is renaming away and gets a temporary name there now
+    /// and its own after this job's work. `Ok`: try again.
+    async fn group_step_aside(
+        &mut self,
+        side: Side,
+        me: &HubGroupId,
+        other: &HubGroupId,
+        name: &str,
+    ) -> Step<()> {
+        let t = self.t().clone();
+        let read = |o: Option<TagGroup>| {
+            o.ok_or_else(|| {
+                StepError::park(format!(
+                    "the name `{name}` is taken on {side} by an unknown hub group {other}"
+                ))
+            })
+        };
+        let mut o = read(self.app.store.get_group(&t, other).await?)?;
+        if o.deleted_at.is_none() && self.depth < 3 {
+            self.depth += 1;
+            let r = Box::pin(self.group(other.clone(), Hint::from(self.origin), false)).await;
+            self.depth -= 1;
+            r?;
+            o = read(self.app.store.get_group(&t, other).await?)?;
+        }
+        let holds = match side {
+            Side::Wecom => o.wecom.base.as_ref().map(|b| b.name.as_str()),
+            Side::Mall => o.mall.base.as_ref().map(|b| b.name.as_str()),
+        };
+        if holds != Some(name) {
+            return Ok(());
+        }
+        if o.name == name && o.deleted_at.is_none() {
+            return self.merge_group_into(me, o, side, name).await;
+        }
+        let temp = temporary_name(name, other.as_str());
+        match side {
+            Side::Wecom => {
+                let wid = o.wecom.id.clone().ok_or_else(|| {
+                    StepError::park(format!(
+                        "hub group {other} holds `{name}` in WeCom without an id"
+                    ))
+                })?;
+                match self
+                    .app
+                    .wecom
+                    .edit_corp_tag(&self.creds, EditTarget::Group(&wid), Some(&temp), None)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if is_wecom(&e, WECOM_NOT_OURS) => {
+                        return Err(StepError::park(format!(
+                            "the name `{name}` is held in WeCom by read-only tag group {other}; rename it in WeCom"
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                if let Some(b) = o.wecom.base.as_mut() {
+                    b.name = temp.clone();
+                }
+                self.wecom_lib = None;
+            }
+            Side::Mall => {
+                let mid = o.mall.id.clone().ok_or_else(|| {
+                    StepError::park(format!(
+                        "hub group {other} holds `{name}` in the mall without an id"
+                    ))
+                })?;
+                self.app
+                    .mall
+                    .update_group(
+                        &self.ep,
+                        &self.key(&format!("step-aside:{other}:{temp}:v{}", o.version)),
+                        &mid,
+                        &GroupPatch {
+                            name: Some(temp.clone()),
+                            order: None,
+                        },
+                    )
+                    .await?;
+                if let Some(b) = o.mall.base.as_mut() {
+                    b.name = temp.clone();
+                }
+                self.mall_lib = None;
+            }
+        }
+        let entry = self.entry(
+            match side {
+                Side::Wecom => Actor::Wecom,
+                Side::Mall => Actor::Mall,
+            },
+            "group.renamed_temporarily",
+            format!("group:{other}"),
+            Some(json!({"name": name})),
+            Some(json!({"name": temp})),
+        );
+        self.save_group(&mut o, side, vec![Write::Audit(entry)])
+            .await?;
+        if !self.after_groups.contains(other) {
+            self.after_groups.push(other.clone());
+        }
+        Ok(())
+    }
+
+    /// Hub groups `me` and `o` share a name: two sides created one group at once. As for
+    /// tags ([`Cx::merge_into`]), `o` takes over the side groups `me` has (never two on one
+    /// side) and `me`'s tags, and `me` is retired in the hub without touching any side.
+    async fn merge_group_into(
+        &mut self,
+        me: &HubGroupId,
+        mut o: TagGroup,
+        side: Side,
+        name: &str,
+    ) -> Step<()> {
+        let t = self.t().clone();
+        let clash = || {
+            StepError::park(format!(
+                "the name `{name}` is held on {side} by hub group {}; two groups cannot share a name — rename one of them",
+                o.id
+            ))
+        };
+        let Some(mut x) = self.app.store.get_group(&t, me).await? else {
+            return Err(clash());
+        };
+        let tags: Vec<Tag> = self
+            .app
+            .store
+            .list_tags(&t)
+            .await?
+            .into_iter()
+            .filter(|y| &y.group_id == me)
+            .collect();
+        if x.deleted_at.is_some()
+            || x.name != o.name
+            || (x.wecom.id.is_some() && o.wecom.id.is_some())
+            || (x.mall.id.is_some() && o.mall.id.is_some())
+            || tags.len() > 90
+        {
+            return Err(clash());
+        }
+        let mut writes = Vec::new();
+        if let Some(w) = x.wecom.id.clone() {
+            o.wecom = x.wecom.clone();
+            writes.push(Write::Relink(link(
+                &t,
+                Side::Wecom,
+                EntityKind::Group,
+                w.as_str(),
+                o.id.as_str(),
+            )));
+        }
+        if let Some(m) = x.mall.id.clone() {
+            o.mall = x.mall.clone();
+            writes.push(Write::Relink(link(
+                &t,
+                Side::Mall,
+                EntityKind::Group,
+                m.as_str(),
+                o.id.as_str(),
+            )));
+        }
+        // The tags (and what their sides hold: the side groups are `o`'s now) go along.
+        for mut y in tags {
+            y.group_id = o.id.clone();
+            if let Some(b) = y.wecom.base.as_mut().filter(|b| &b.group_id == me) {
+                b.group_id = o.id.clone();
+            }
+            if let Some(b) = y.mall.base.as_mut().filter(|b| &b.group_id == me) {
+                b.group_id = o.id.clone();
+            }
+            writes.push(Write::Tag(y));
+        }
+        let before = group_json(&x);
+        x.deleted_at = Some(self.now());
+        x.wecom = SideLink::default();
+        x.mall = SideLink::default();
+        x.wecom.state = SyncState::Synced;
+        x.mall.state = SyncState::Synced;
+        writes.push(Write::Audit(self.entry(
+            Actor::Hub,
+            "group.merged",
+            format!("group:{me}"),
+            Some(before),
+            Some(json!({"merged_into": o.id})),
+        )));
+        writes.push(Write::Group(x));
+        writes.push(Write::Group(o.clone()));
+        self.commit(writes).await?;
+        if self.depth < 4 {
+            self.depth += 1;
+            let r = Box::pin(self.group(o.id.clone(), Hint::from(self.origin), true)).await;
+            self.depth -= 1;
+            r?;
+        }
+        Err(StepError::merged(format!(
+            "hub group {me} duplicated hub group {} (`{name}`) and was merged into it",
+            o.id
+        )))
     }
 
     async fn wecom_group_name(&mut self, wecom_id: &str) -> Step<Option<String>> {
@@ -1509,21 +1806,33 @@ impl<'a> Cx<'a> {
     /// adopts a same-name tag nobody maps. Returns the WeCom id.
     async fn wecom_create(&mut self, x: &Tag, s: &TagSnapshot) -> Result<WecomTagId, StepFailure> {
         let t = self.t().clone();
-        let mut group = self.group_for_create(&s.group_id).await?;
-        let lib = self.wecom_lib().await?.clone();
-        // The group's WeCom id, if WeCom still has it; else a same-name WeCom group nobody
-        // maps (WeCom would merge into it anyway).
-        let mut wgroup = group
-            .wecom
-            .id
-            .clone()
-            .filter(|w| lib.iter().any(|g| &g.group_id == w));
-        if wgroup.is_none() {
-            if let Some(same) = lib.iter().find(|g| g.group_name == group.name) {
+        let mut stepped = false;
+        let (mut group, lib, wgroup) = loop {
+            let group = self.group_for_create(&s.group_id).await?;
+            let lib = self.wecom_lib().await?.clone();
+            // The group's WeCom id, if WeCom still has it; else a same-name WeCom group nobody
+            // maps (WeCom would merge into it anyway).
+            let mut wgroup = group
+                .wecom
+                .id
+                .clone()
+                .filter(|w| lib.iter().any(|g| &g.group_id == w));
+            if wgroup.is_none()
+                && let Some(same) = lib.iter().find(|g| g.group_name == group.name)
+            {
                 match self
                     .hub_id(Side::Wecom, EntityKind::Group, same.group_id.as_str())
                     .await?
                 {
+                    // Another hub group's: it steps aside (once), then look again.
+                    Some(other) if other != group.id.as_str() && !stepped => {
+                        stepped = true;
+                        let other = HubGroupId::new_unchecked(other);
+                        self.group_step_aside(Side::Wecom, &group.id, &other, &group.name)
+                            .await?;
+                        self.wecom_lib = None;
+                        continue;
+                    }
                     Some(other) if other != group.id.as_str() => {
                         return Err(StepError::park(format!(
                             "WeCom's tag group `{}` belongs to another hub group ({other}); rename one of them",
@@ -1534,7 +1843,8 @@ impl<'a> Cx<'a> {
                     _ => wgroup = Some(same.group_id.clone()),
                 }
             }
-        }
+            break (group, lib, wgroup);
+        };
         // A same-name tag in the target group.
         if let Some(wg) = &wgroup
             && let Some(same) = lib

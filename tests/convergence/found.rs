@@ -501,3 +501,27 @@ async fn concurrent_group_creates_of_one_name_end_as_one_group() {
     assert_eq!(names, ["a", "b"], "one G3 with both tags");
     w.stop().await;
 }
+
+/// The hub's operator creates a tag; while tagsync creates it in WeCom (the answer is late
+/// here), the mall's operator deletes its group. The mall's create then answers 404 (no such
+/// group), which used to park the job; now the job looks again, and the group's deletion
+/// (which takes its tags) wins everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_created_in_a_group_the_mall_deletes_meanwhile_is_deleted_everywhere() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::AddCorpTag, delay(400));
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    admin_ok(
+        &w,
+        Method::POST,
+        "/tags",
+        Some(json!({"group_id": g1["id"], "name": "d", "order": 3})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mall_g1 = w.mall_group("G1").expect("mall G1").group.id;
+    w.mall.operator().delete_group(&mall_g1).unwrap();
+    converges(&w, &members).await;
+    assert!(w.hub_group("G1").await.is_none(), "G1 is deleted");
+    w.stop().await;
+}

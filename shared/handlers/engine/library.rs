@@ -2424,6 +2424,9 @@ impl<'a> Cx<'a> {
                 .await
             {
                 Ok(created) => return Ok(created.id),
+                // The group was deleted in the mall meanwhile: the next try reads that, and
+                // the deletion (which takes the group's tags) wins over the create.
+                Err(e) if e.is_not_found() => return Err(vanished(Side::Mall).into()),
                 Err(e) => match e.existing_id().map(str::to_owned) {
                     Some(existing) => {
                         match self.hub_id(Side::Mall, EntityKind::Tag, &existing).await? {

@@ -525,3 +525,54 @@ async fn tag_created_in_a_group_the_mall_deletes_meanwhile_is_deleted_everywhere
     assert!(w.hub_group("G1").await.is_none(), "G1 is deleted");
     w.stop().await;
 }
+
+/// The hub's operator renames `G1` to `G3` while the mall's operator creates a group `G3`
+/// (the mall's job runs first). The two are different groups, each with its own objects on
+/// both sides, so they cannot be merged: the rename onto the other's name is refused (`G1`
+/// gets its name back) rather than parking with two hub groups named `G3`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_rename_onto_a_group_the_mall_creates_meanwhile_is_refused() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
+    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    let op = w.mall.operator();
+    op.reorder_tag(&b, 5).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let g3 = op.create_group("G3", 5).unwrap();
+    op.create_tag(&g3.id, "a", 1).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tag-groups/{}", g1["id"].as_str().unwrap_or_default()),
+        Some(json!({"name": "G3"})),
+    )
+    .await;
+    converges(&w, &members).await;
+    assert!(w.hub_group("G1").await.is_some(), "G1 kept its name");
+    w.stop().await;
+}
+
+/// Found with seed 16830750553396291977 (the "console tag name reused during a hub move"
+/// race): a person renames tagsync's tag `G1/c` to `w1` in WeCom while the hub's operator
+/// moves it (still `c` to the hub) into `WG1`, where the console's own `w1` lives. The two
+/// `w1` in `WG1` are different tags with objects on both sides; the move is refused (the tag
+/// stays in `G1` as `w1`) instead of parking with two hub tags `w1` and crossed links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_renamed_in_wecom_while_the_hub_moves_it_onto_a_console_name() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let a = w.wecom_tag("G1", "a").expect("WeCom G1/a").id;
+    let t = hub_tag(&w, "G1", "a").await;
+    let wg1 = w.hub_group("WG1").await.expect("hub WG1");
+    w.wecom.console().rename(&a, "w1").unwrap();
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", t["id"].as_str().unwrap_or_default()),
+        Some(json!({"group_id": wg1["id"]})),
+    )
+    .await;
+    converges(&w, &members).await;
+    w.stop().await;
+}

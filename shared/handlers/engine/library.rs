@@ -26,7 +26,10 @@ use crate::handlers::worker::Outcome;
 use crate::mall::client::{GroupPatch, IdempotencyKey, MallError, MallGroupWithTags, TagPatch};
 use crate::mall::webhook::MallTag;
 use crate::ports::Write;
-use crate::sync::library::{GroupFacts, LibraryOp, Merged, Observed, merge_group, merge_tag};
+use crate::sync::library::{
+    GroupFacts, LibraryOp, Merged, Observed, merge_group, merge_tag, refused_group_change,
+    refused_tag_change,
+};
 use crate::wecom::client::{
     AddTarget, EditTarget, NewTag, TagGroupInfo, WecomCredentials, WecomError,
 };
@@ -93,8 +96,8 @@ where
         let Some(tag) = cx.after.pop() else { break };
         result = cx.tag(tag, Hint::from(origin)).await;
     }
-    // A job whose object was merged into its duplicate is done (see `Cx::merge_into`).
-    if result.as_ref().is_err_and(|e| e.merged) {
+    // A job whose run was superseded by a nested one is done (see `Cx::merge_into`).
+    if result.as_ref().is_err_and(|e| e.superseded) {
         result = Ok(());
     }
     held.release(app).await;
@@ -331,7 +334,7 @@ impl<'a> Cx<'a> {
     /// and its live tags WeCom still lacks (created with the group's first tag).
     async fn group(&mut self, id: HubGroupId, hint: Hint, children: bool) -> Step<()> {
         match self.group_once(id, hint, children).await {
-            Err(e) if e.merged => Ok(()),
+            Err(e) if e.superseded => Ok(()),
             r => r,
         }
     }
@@ -992,9 +995,11 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
-    /// Hub groups `me` and `o` share a name: two sides created one group at once. As for
-    /// tags ([`Cx::merge_into`]), `o` takes over the side groups `me` has (never two on one
-    /// side) and `me`'s tags, and `me` is retired in the hub without touching any side.
+    /// Hub groups `me` and `o` share a name. As for tags ([`Cx::merge_into`]): created at once
+    /// on two sides, `o` takes over the side groups `me` has (never two on one side) and
+    /// `me`'s tags, and `me` is retired in the hub without touching any side; two groups with
+    /// their own objects on one side keep apart, the one renamed onto the name getting its
+    /// former name back (`refused_group_change`).
     async fn merge_group_into(
         &mut self,
         me: &HubGroupId,
@@ -1003,15 +1008,60 @@ impl<'a> Cx<'a> {
         name: &str,
     ) -> Step<()> {
         let t = self.t().clone();
+        let holder = o.id.clone();
         let clash = || {
             StepError::park(format!(
-                "the name `{name}` is held on {side} by hub group {}; two groups cannot share a name — rename one of them",
-                o.id
+                "the name `{name}` is held on {side} by hub group {holder}; two groups cannot share a name — rename one of them"
             ))
         };
         let Some(mut x) = self.app.store.get_group(&t, me).await? else {
             return Err(clash());
         };
+        if x.deleted_at.is_none()
+            && x.name == o.name
+            && ((x.wecom.id.is_some() && o.wecom.id.is_some())
+                || (x.mall.id.is_some() && o.mall.id.is_some()))
+        {
+            // Each holds its own group on a side: not one group created twice. The one
+            // renamed onto the name gets its former name back (see `refused_group_change`).
+            let Some((refused, back)) = refused_group_change(&x, &o) else {
+                return Err(clash());
+            };
+            let (xid, oid) = (x.id.clone(), o.id.clone());
+            let mut y = if refused == x.id { x } else { o };
+            let before = group_json(&y);
+            y.name = back.name;
+            y.name_at = self.now();
+            for state in [&mut y.wecom.state, &mut y.mall.state] {
+                if *state != SyncState::ReadOnly {
+                    *state = SyncState::Pending;
+                }
+            }
+            let entry = self.entry(
+                Actor::Hub,
+                "group.change_refused",
+                format!("group:{}", y.id),
+                Some(before),
+                Some(json!({
+                    "group": group_json(&y),
+                    "clashed_with": if y.id == xid { &oid } else { &xid },
+                })),
+            );
+            self.commit(vec![Write::Group(y.clone()), Write::Audit(entry)])
+                .await?;
+            if self.depth < 4 {
+                self.depth += 1;
+                let r = Box::pin(self.group(y.id.clone(), Hint::from(self.origin), false)).await;
+                self.depth -= 1;
+                r?;
+            }
+            if y.id == *me {
+                return Err(StepError::superseded(format!(
+                    "hub group {me} came onto `{name}`, held by hub group {oid}: its rename was refused"
+                )));
+            }
+            return Ok(());
+        }
         let tags: Vec<Tag> = self
             .app
             .store
@@ -1082,7 +1132,7 @@ impl<'a> Cx<'a> {
             self.depth -= 1;
             r?;
         }
-        Err(StepError::merged(format!(
+        Err(StepError::superseded(format!(
             "hub group {me} duplicated hub group {} (`{name}`) and was merged into it",
             o.id
         )))
@@ -1158,7 +1208,7 @@ impl<'a> Cx<'a> {
         why: impl Into<StepFailure>,
     ) -> Step<()> {
         let failure: StepFailure = why.into();
-        if failure.0.merged {
+        if failure.0.superseded {
             return Err(failure.0);
         }
         if failure.0.retry.is_none() {
@@ -1335,7 +1385,7 @@ impl<'a> Cx<'a> {
     /// [`Cx::merge_into`]): the other carries on with what it held.
     async fn tag(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
         match self.tag_once(id, hint).await {
-            Err(e) if e.merged => Ok(()),
+            Err(e) if e.superseded => Ok(()),
             r => r,
         }
     }
@@ -2143,29 +2193,86 @@ impl<'a> Cx<'a> {
     }
 
     /// Hub tag `me` wants `name` on `side`, where hub tag `o` holds it, and both are named so
-    /// in one group in the hub: two sides created one tag at once (the hub's admin and the
-    /// mall, say, before either heard of the other's). They end as one: `o` takes over the
+    /// in one group in the hub. If two sides created one tag at once (the hub's admin and the
+    /// mall, say, before either heard of the other's), they end as one: `o` takes over the
     /// side objects `me` has (never two on one side: WeCom merges same-name creates and the
-    /// mall refuses them), and `me` is retired in the hub without touching any side. The job
-    /// ends with a `merged` outcome; `o` is brought up to date.
+    /// mall refuses them), and `me` is retired in the hub without touching any side. If each
+    /// holds its own object on a side, they are two tags, and the one that came onto the name
+    /// by a rename or a move has that change refused (`refused_tag_change`). Either way the
+    /// one that carries on is brought up to date, and a run of `me` that is moot ends
+    /// `superseded`.
     async fn merge_into(&mut self, me: &HubTagId, mut o: Tag, side: Side, name: &str) -> Step<()> {
         let t = self.t().clone();
+        let holder = o.id.clone();
         let clash = || {
             StepError::park(format!(
-                "the name `{name}` is held on {side} by hub tag {} in the same group; two tags cannot share a name — rename one of them",
-                o.id
+                "the name `{name}` is held on {side} by hub tag {holder} in the same group; two tags cannot share a name — rename one of them"
             ))
         };
         let Some(mut x) = self.app.store.get_tag(&t, me).await? else {
             return Err(clash());
         };
-        if x.deleted_at.is_some()
-            || x.group_id != o.group_id
-            || x.name != o.name
-            || (x.wecom.id.is_some() && o.wecom.id.is_some())
+        if x.deleted_at.is_some() || x.group_id != o.group_id || x.name != o.name {
+            return Err(clash());
+        }
+        if (x.wecom.id.is_some() && o.wecom.id.is_some())
             || (x.mall.id.is_some() && o.mall.id.is_some())
         {
-            return Err(clash());
+            // Each holds its own object on a side: not one tag created twice.
+            let Some((refused, back)) = refused_tag_change(&x, &o) else {
+                return Err(clash());
+            };
+            let (xid, oid) = (x.id.clone(), o.id.clone());
+            let mut y = if refused == x.id { x } else { o };
+            if back.group_id != y.group_id
+                && self
+                    .app
+                    .store
+                    .get_group(&t, &back.group_id)
+                    .await?
+                    .is_none_or(|g| g.deleted_at.is_some())
+            {
+                return Err(clash());
+            }
+            let before = tag_json(&y);
+            let now = self.now();
+            if back.name != y.name {
+                y.name = back.name;
+                y.name_at = now;
+            } else {
+                y.group_id = back.group_id;
+                y.group_at = now;
+            }
+            for state in [&mut y.wecom.state, &mut y.mall.state] {
+                if *state != SyncState::ReadOnly {
+                    *state = SyncState::Pending;
+                }
+            }
+            let entry = self.entry(
+                Actor::Hub,
+                "tag.change_refused",
+                format!("tag:{}", y.id),
+                Some(before),
+                Some(json!({
+                    "tag": tag_json(&y),
+                    "clashed_with": if y.id == xid { &oid } else { &xid },
+                })),
+            );
+            self.commit(vec![Write::Tag(y.clone()), Write::Audit(entry)])
+                .await?;
+            // The refused one brings its sides back; if that is `me`, this run is moot.
+            if self.depth < 4 {
+                self.depth += 1;
+                let r = Box::pin(self.tag(y.id.clone(), Hint::from(self.origin))).await;
+                self.depth -= 1;
+                r?;
+            }
+            if y.id == *me {
+                return Err(StepError::superseded(format!(
+                    "hub tag {me} came onto `{name}`, held by hub tag {oid}: its change was refused"
+                )));
+            }
+            return Ok(());
         }
         let mut writes = Vec::new();
         if let Some(w) = x.wecom.id.clone() {
@@ -2210,7 +2317,7 @@ impl<'a> Cx<'a> {
             self.depth -= 1;
             r?;
         }
-        Err(StepError::merged(format!(
+        Err(StepError::superseded(format!(
             "hub tag {me} duplicated hub tag {} (`{name}`) and was merged into it",
             o.id
         )))
@@ -2271,7 +2378,7 @@ impl<'a> Cx<'a> {
     /// it) before the job parks.
     async fn unreadable(&self, stored: Option<Tag>, side: Side, e: StepError) -> Step<()> {
         match stored {
-            Some(x) if e.retry.is_none() && !e.merged => {
+            Some(x) if e.retry.is_none() && !e.superseded => {
                 self.fail_tag(x, side, e.into()).await.map(|_| ())
             }
             _ => Err(e),
@@ -2281,7 +2388,7 @@ impl<'a> Cx<'a> {
     /// Records a side's permanent failure on the tag and parks; a transient one retries.
     async fn fail_tag(&self, mut x: Tag, side: Side, failure: StepFailure) -> Step<Tag> {
         let e = failure.0;
-        if e.merged {
+        if e.superseded {
             return Err(e);
         }
         if e.retry.is_none() {

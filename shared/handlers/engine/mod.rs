@@ -60,13 +60,14 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
 }
 
 /// A failed step of a sync job, already decided: retry later or park with the reason — or,
-/// with `merged`, no failure at all: the object turned out to duplicate another, which took
-/// it over, so what remains of this object's work is done by that one's.
+/// with `superseded`, no failure at all: a name collision was settled (the object merged
+/// into its duplicate, or its clashing change refused) and brought up to date by a nested
+/// run, so what remains of this run's work is moot.
 #[derive(Debug)]
 pub struct StepError {
     pub retry: Option<Option<Duration>>,
     pub reason: String,
-    pub merged: bool,
+    pub superseded: bool,
 }
 
 impl StepError {
@@ -74,14 +75,14 @@ impl StepError {
         Self {
             retry: None,
             reason: reason.into(),
-            merged: false,
+            superseded: false,
         }
     }
     pub fn retry(reason: impl Into<String>, after: Option<Duration>) -> Self {
         Self {
             retry: Some(after),
             reason: reason.into(),
-            merged: false,
+            superseded: false,
         }
     }
     /// A retry (`Some`) or a park (`None`).
@@ -89,19 +90,19 @@ impl StepError {
         Self {
             retry,
             reason,
-            merged: false,
+            superseded: false,
         }
     }
-    pub fn merged(reason: impl Into<String>) -> Self {
+    pub fn superseded(reason: impl Into<String>) -> Self {
         Self {
             retry: None,
             reason: reason.into(),
-            merged: true,
+            superseded: true,
         }
     }
     pub fn into_outcome(self) -> Outcome {
-        if self.merged {
-            tracing::info!(reason = self.reason, "merged into its duplicate");
+        if self.superseded {
+            tracing::info!(reason = self.reason, "superseded by a nested run");
             return Outcome::Done;
         }
         match self.retry {

@@ -576,3 +576,34 @@ async fn tag_renamed_in_wecom_while_the_hub_moves_it_onto_a_console_name() {
     converges(&w, &members).await;
     w.stop().await;
 }
+
+/// The hub's operator moves `G2/c` to `G1` and deletes `G1` at once (both before the move's
+/// job runs, here behind a held library lock): the tag's job deletes it in WeCom from `G2`,
+/// which WeCom then drops. The dropped-group check used to look at `G1` (the tag's hub group
+/// by then) and the hub kept `G2`'s stale WeCom id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_moved_and_its_new_group_deleted_at_once_lets_the_old_group_go_in_wecom() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
+    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    w.mall.operator().reorder_tag(&b, 5).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c = hub_tag(&w, "G2", "c").await;
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", c["id"].as_str().unwrap_or_default()),
+        Some(json!({"group_id": g1["id"]})),
+    )
+    .await;
+    admin_ok(
+        &w,
+        Method::DELETE,
+        &format!("/tag-groups/{}", g1["id"].as_str().unwrap_or_default()),
+        None,
+    )
+    .await;
+    converges(&w, &members).await;
+    w.stop().await;
+}

@@ -1757,7 +1757,9 @@ impl<'a> Cx<'a> {
                     before,
                     None,
                 )));
-                self.old_group_dropped(&x.group_id).await?;
+                // The group WeCom had it in (the hub may have moved it meanwhile).
+                let was_in = seen.as_ref().map_or(&x.group_id, |s| &s.group_id).clone();
+                self.old_group_dropped(&was_in).await?;
                 x.wecom.id = None;
             }
             LibraryOp::Nothing | LibraryOp::MarkReadOnly => return Ok(x),

@@ -526,25 +526,32 @@ fn tag_diff(seen: &TagSnapshot, merged: &TagSnapshot) -> LibraryOp {
 /// returns to that base's name (or else group). If both came by a change, the later one is
 /// refused. Returns the tag to change and where it returns to; `None` when neither changed.
 pub fn refused_tag_change(a: &Tag, b: &Tag) -> Option<(HubTagId, TagSnapshot)> {
-    fn came_from(t: &Tag) -> Option<(Timestamp, TagSnapshot)> {
-        let base = [t.wecom.base.as_ref(), t.mall.base.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|b| b.name != t.name || b.group_id != t.group_id)?;
-        let mut back = TagSnapshot {
-            name: t.name.clone(),
-            order: t.order,
-            group_id: t.group_id.clone(),
-        };
-        if base.name != t.name {
-            back.name = base.name.clone();
-            Some((t.name_at, back))
-        } else {
-            back.group_id = base.group_id.clone();
-            Some((t.group_at, back))
-        }
+    refused(
+        (a.id.clone(), tag_came_from(a)),
+        (b.id.clone(), tag_came_from(b)),
+    )
+}
+
+/// Where a tag was before the change that brought it to its name and group, as a side's base
+/// still shows it (its former name, or else its former group), and when that change was
+/// made; `None` when every base agrees with the hub.
+pub fn tag_came_from(t: &Tag) -> Option<(Timestamp, TagSnapshot)> {
+    let base = [t.wecom.base.as_ref(), t.mall.base.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|b| b.name != t.name || b.group_id != t.group_id)?;
+    let mut back = TagSnapshot {
+        name: t.name.clone(),
+        order: t.order,
+        group_id: t.group_id.clone(),
+    };
+    if base.name != t.name {
+        back.name = base.name.clone();
+        Some((t.name_at, back))
+    } else {
+        back.group_id = base.group_id.clone();
+        Some((t.group_at, back))
     }
-    refused((a.id.clone(), came_from(a)), (b.id.clone(), came_from(b)))
 }
 
 /// [`refused_tag_change`] for groups: a group renamed onto another's name returns to the

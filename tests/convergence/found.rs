@@ -607,3 +607,43 @@ async fn tag_moved_and_its_new_group_deleted_at_once_lets_the_old_group_go_in_we
     converges(&w, &members).await;
     w.stop().await;
 }
+
+/// The console's `WG1/w1` is called `b` in the mall (and the hub) but keeps its name in WeCom
+/// (tagsync may not rename it there). Then the mall's operator moves `G1/a` into `WG1` while
+/// a person renames it to `w1` in WeCom: WeCom's `WG1` cannot take a second `w1`, and the
+/// holder cannot step aside (not this app's). The rename onto that name is refused (the tag
+/// keeps `a`) instead of parking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_renamed_onto_a_read_only_tags_wecom_name_during_a_move_is_refused() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let op = w.mall.operator();
+    let w1 = w.mall_tag("WG1", "w1").expect("mall WG1/w1").id;
+    op.rename_tag(&w1, "b").unwrap();
+    must_settle(&w).await;
+    let a = w.mall_tag("G1", "a").expect("mall G1/a").id;
+    let wg1 = w.mall_group("WG1").expect("mall WG1").group.id;
+    let wa = w.wecom_tag("G1", "a").expect("WeCom G1/a").id;
+    op.move_tag(&a, &wg1).unwrap();
+    w.wecom.console().rename(&wa, "w1").unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// A person deletes the last tag of a console group in WeCom (WeCom drops the group) and at
+/// once creates a group of that name again. The deletion's job fails to read WeCom at first,
+/// so the hub still holds the dropped group's WeCom id when the new group's job runs: the
+/// kept hub group is still the one to link (it used to become a second hub group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_recreated_in_wecom_before_the_hub_noticed_the_drop_is_linked_not_duplicated() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let w1 = w.wecom_tag("WG1", "w1").expect("WeCom WG1/w1").id;
+    w.wecom.inject(
+        ApiOp::GetCorpTagList,
+        Fault::next(3, FaultKind::Errcode(-1)),
+    );
+    let console = w.wecom.console();
+    console.delete(&w1).unwrap();
+    console.create_group("WG1", 1, &[("w2", 1)]).unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}

@@ -28,7 +28,7 @@ use crate::mall::webhook::MallTag;
 use crate::ports::Write;
 use crate::sync::library::{
     GroupFacts, LibraryOp, Merged, Observed, merge_group, merge_tag, refused_group_change,
-    refused_tag_change,
+    refused_tag_change, tag_came_from,
 };
 use crate::wecom::client::{
     AddTarget, EditTarget, NewTag, TagGroupInfo, WecomCredentials, WecomError,
@@ -370,9 +370,23 @@ impl<'a> Cx<'a> {
         if stored.is_none()
             && let Some(w) = &hint.wecom_id
             && let Some(name) = self.wecom_group_name(w).await?
-            && let Some(kept) = self.kept_group_named(&name, &id).await?
+            && let Some(mut kept) = self.kept_group_named(&name, &id).await?
         {
             id = kept.id.clone();
+            // A stale WeCom id (the drop not noticed yet) goes: the new group replaces it.
+            if let Some(stale) = kept.wecom.id.take() {
+                kept.wecom = SideLink::default();
+                let unlink = link(
+                    &t,
+                    Side::Wecom,
+                    EntityKind::Group,
+                    stale.as_str(),
+                    id.as_str(),
+                );
+                self.commit(vec![Write::Unlink(unlink), Write::Group(kept.clone())])
+                    .await?;
+                kept.version += 1;
+            }
             stored = Some(kept);
         }
         let wecom_id = stored
@@ -1030,6 +1044,25 @@ impl<'a> Cx<'a> {
             let (xid, oid) = (x.id.clone(), o.id.clone());
             let mut y = if refused == x.id { x } else { o };
             let before = group_json(&y);
+            // As for tags (`refuse_tag_change`): each side's base takes the name the side
+            // shows, so the hub's name goes there rather than the side's coming back.
+            if let Some(w) = y.wecom.id.clone()
+                && let Some(shown) = self.wecom_group_name(w.as_str()).await?
+                && let Some(b) = y.wecom.base.as_mut()
+            {
+                b.name = shown;
+            }
+            if let Some(m) = y.mall.id.clone() {
+                let shown = self
+                    .mall_lib()
+                    .await?
+                    .iter()
+                    .find(|g| g.group.id == m)
+                    .map(|g| g.group.name.clone());
+                if let (Some(shown), Some(b)) = (shown, y.mall.base.as_mut()) {
+                    b.name = shown;
+                }
+            }
             y.name = back.name;
             y.name_at = self.now();
             for state in [&mut y.wecom.state, &mut y.mall.state] {
@@ -1147,8 +1180,19 @@ impl<'a> Cx<'a> {
             .map(|g| g.group_name.clone()))
     }
 
-    /// The live hub group named `name` (other than `except`) that has no WeCom group.
-    async fn kept_group_named(&self, name: &str, except: &HubGroupId) -> Step<Option<TagGroup>> {
+    /// The live hub group named `name` (other than `except`) that has no WeCom group (or
+    /// one WeCom no longer shows: dropped, and not noticed yet).
+    async fn kept_group_named(
+        &mut self,
+        name: &str,
+        except: &HubGroupId,
+    ) -> Step<Option<TagGroup>> {
+        let shown: std::collections::HashSet<WecomGroupId> = self
+            .wecom_lib()
+            .await?
+            .iter()
+            .map(|g| g.group_id.clone())
+            .collect();
         Ok(self
             .app
             .store
@@ -1156,7 +1200,10 @@ impl<'a> Cx<'a> {
             .await?
             .into_iter()
             .find(|g| {
-                g.deleted_at.is_none() && g.name == name && &g.id != except && g.wecom.id.is_none()
+                g.deleted_at.is_none()
+                    && g.name == name
+                    && &g.id != except
+                    && g.wecom.id.as_ref().is_none_or(|w| !shown.contains(w))
             }))
     }
 
@@ -1171,6 +1218,17 @@ impl<'a> Cx<'a> {
         w: WecomGroupId,
     ) -> Step<()> {
         let t = self.t().clone();
+        let mut writes = Vec::new();
+        // `to`'s stale WeCom id (a group WeCom dropped, not noticed yet) goes.
+        if let Some(stale) = to.wecom.id.as_ref().filter(|s| *s != &w) {
+            writes.push(Write::Unlink(link(
+                &t,
+                Side::Wecom,
+                EntityKind::Group,
+                stale.as_str(),
+                to.id.as_str(),
+            )));
+        }
         from.wecom = SideLink::default();
         to.wecom = SideLink {
             id: Some(w.clone()),
@@ -1183,7 +1241,7 @@ impl<'a> Cx<'a> {
             Some(json!({"wecom_id": w, "group": from.id})),
             Some(json!({"wecom_id": w, "group": to.id})),
         );
-        self.commit(vec![
+        writes.extend([
             Write::Relink(link(
                 &t,
                 Side::Wecom,
@@ -1194,8 +1252,8 @@ impl<'a> Cx<'a> {
             Write::Group(from),
             Write::Group(to.clone()),
             Write::Audit(entry),
-        ])
-        .await?;
+        ]);
+        self.commit(writes).await?;
         // Its job revisits the tags WeCom shows in `w` (the hub has them in `from`).
         Box::pin(self.group(to.id.clone(), Hint::from(self.origin), true)).await
     }
@@ -2140,7 +2198,15 @@ impl<'a> Cx<'a> {
                     .await
                 {
                     Ok(()) => {}
+                    // The holder keeps its name in WeCom (not this app's): the change that
+                    // brought `me` onto that name is refused instead, if there is one.
                     Err(e) if is_wecom(&e, WECOM_NOT_OURS) => {
+                        let x = self.app.store.get_tag(&t, me).await?;
+                        if let Some(x) = x.filter(|x| x.deleted_at.is_none())
+                            && let Some((_, back)) = tag_came_from(&x)
+                        {
+                            return self.refuse_tag_change(x, back, me, other, name).await;
+                        }
                         return Err(StepError::park(format!(
                             "the name `{name}` is held in WeCom by read-only tag {other}; rename it in WeCom"
                         )));
@@ -2224,57 +2290,9 @@ impl<'a> Cx<'a> {
             let Some((refused, back)) = refused_tag_change(&x, &o) else {
                 return Err(clash());
             };
-            let (xid, oid) = (x.id.clone(), o.id.clone());
-            let mut y = if refused == x.id { x } else { o };
-            if back.group_id != y.group_id
-                && self
-                    .app
-                    .store
-                    .get_group(&t, &back.group_id)
-                    .await?
-                    .is_none_or(|g| g.deleted_at.is_some())
-            {
-                return Err(clash());
-            }
-            let before = tag_json(&y);
-            let now = self.now();
-            if back.name != y.name {
-                y.name = back.name;
-                y.name_at = now;
-            } else {
-                y.group_id = back.group_id;
-                y.group_at = now;
-            }
-            for state in [&mut y.wecom.state, &mut y.mall.state] {
-                if *state != SyncState::ReadOnly {
-                    *state = SyncState::Pending;
-                }
-            }
-            let entry = self.entry(
-                Actor::Hub,
-                "tag.change_refused",
-                format!("tag:{}", y.id),
-                Some(before),
-                Some(json!({
-                    "tag": tag_json(&y),
-                    "clashed_with": if y.id == xid { &oid } else { &xid },
-                })),
-            );
-            self.commit(vec![Write::Tag(y.clone()), Write::Audit(entry)])
-                .await?;
-            // The refused one brings its sides back; if that is `me`, this run is moot.
-            if self.depth < 4 {
-                self.depth += 1;
-                let r = Box::pin(self.tag(y.id.clone(), Hint::from(self.origin))).await;
-                self.depth -= 1;
-                r?;
-            }
-            if y.id == *me {
-                return Err(StepError::superseded(format!(
-                    "hub tag {me} came onto `{name}`, held by hub tag {oid}: its change was refused"
-                )));
-            }
-            return Ok(());
+            let oid = o.id.clone();
+            let y = if refused == x.id { x } else { o };
+            return self.refuse_tag_change(y, back, me, &oid, name).await;
         }
         let mut writes = Vec::new();
         if let Some(w) = x.wecom.id.clone() {
@@ -2323,6 +2341,141 @@ impl<'a> Cx<'a> {
             "hub tag {me} duplicated hub tag {} (`{name}`) and was merged into it",
             o.id
         )))
+    }
+
+    /// Refuses the change that brought tag `y` onto `name` (held by hub tag `other`): it
+    /// returns to `back` (its former name, or else group) as a hub edit, brought to its sides
+    /// now. `Ok`: `y` was the holder, try again; `superseded` when `y` is `me`.
+    async fn refuse_tag_change(
+        &mut self,
+        mut y: Tag,
+        back: TagSnapshot,
+        me: &HubTagId,
+        other: &HubTagId,
+        name: &str,
+    ) -> Step<()> {
+        let t = self.t().clone();
+        if back.group_id != y.group_id
+            && self
+                .app
+                .store
+                .get_group(&t, &back.group_id)
+                .await?
+                .is_none_or(|g| g.deleted_at.is_some())
+        {
+            return Err(StepError::park(format!(
+                "hub tags {me} and {other} both hold `{name}` in one group, and the one to give way has no group to return to; rename one of them"
+            )));
+        }
+        let before = tag_json(&y);
+        let now = self.now();
+        // Each side's base takes the refused value where the side shows it, so that the next
+        // merge does not take the side's (older) change for a new one: the hub's value wins
+        // and goes to the side.
+        let (wecom_now, mall_now) = self.tag_where_shown(&y).await?;
+        let renaming = back.name != y.name;
+        for (base, shown) in [
+            (y.wecom.base.as_mut(), wecom_now),
+            (y.mall.base.as_mut(), mall_now),
+        ] {
+            if let (Some(base), Some((name, group))) = (base, shown) {
+                if renaming {
+                    base.name = name;
+                } else if let Some(group) = group {
+                    base.group_id = group;
+                }
+            }
+        }
+        if renaming {
+            y.name = back.name;
+            y.name_at = now;
+        } else {
+            y.group_id = back.group_id;
+            y.group_at = now;
+        }
+        for state in [&mut y.wecom.state, &mut y.mall.state] {
+            if *state != SyncState::ReadOnly {
+                *state = SyncState::Pending;
+            }
+        }
+        let entry = self.entry(
+            Actor::Hub,
+            "tag.change_refused",
+            format!("tag:{}", y.id),
+            Some(before),
+            Some(json!({
+                "tag": tag_json(&y),
+                "clashed_with": if &y.id == me { other } else { me },
+            })),
+        );
+        self.commit(vec![Write::Tag(y.clone()), Write::Audit(entry)])
+            .await?;
+        // The refused one brings its sides back; if that is `me`, this run is moot.
+        if self.depth < 4 {
+            self.depth += 1;
+            let r = Box::pin(self.tag(y.id.clone(), Hint::from(self.origin))).await;
+            self.depth -= 1;
+            r?;
+        }
+        if y.id == *me {
+            return Err(StepError::superseded(format!(
+                "hub tag {me} came onto `{name}`, held by hub tag {other}: its change was refused"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The name and (hub) group each side shows tag `y` under now, by its ids.
+    #[allow(clippy::type_complexity)]
+    async fn tag_where_shown(
+        &mut self,
+        y: &Tag,
+    ) -> Step<(
+        Option<(String, Option<HubGroupId>)>,
+        Option<(String, Option<HubGroupId>)>,
+    )> {
+        let wecom = match &y.wecom.id {
+            Some(wid) => {
+                let found = self.wecom_lib().await?.iter().find_map(|g| {
+                    g.tag
+                        .iter()
+                        .find(|x| &x.id == wid)
+                        .map(|x| (x.name.clone(), g.group_id.to_string()))
+                });
+                match found {
+                    Some((name, g)) => Some((
+                        name,
+                        self.hub_id(Side::Wecom, EntityKind::Group, &g)
+                            .await?
+                            .map(HubGroupId::new_unchecked),
+                    )),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        let mall = match &y.mall.id {
+            Some(mid) => {
+                let found = self
+                    .mall_lib()
+                    .await?
+                    .iter()
+                    .flat_map(|g| g.tags.iter())
+                    .find(|x| &x.id == mid)
+                    .map(|x| (x.name.clone(), x.group_id.to_string()));
+                match found {
+                    Some((name, g)) => Some((
+                        name,
+                        self.hub_id(Side::Mall, EntityKind::Group, &g)
+                            .await?
+                            .map(HubGroupId::new_unchecked),
+                    )),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        Ok((wecom, mall))
     }
 
     /// Re-marks every relation tagsync knows carried WeCom tag `old` with `new` (one

@@ -647,3 +647,48 @@ async fn group_recreated_in_wecom_before_the_hub_noticed_the_drop_is_linked_not_
     converges(&w, &members).await;
     w.stop().await;
 }
+
+/// The hub's operator creates a tag in `G1` while a person deletes `G1` in WeCom (before the
+/// create reaches it, the answer held here): `add_corp_tag` answers 40068 (no such group),
+/// which used to park the job; now it looks again and the group's deletion wins everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_created_in_a_group_wecom_deletes_meanwhile_is_deleted_everywhere() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::AddCorpTag, delay(400));
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    admin_ok(
+        &w,
+        Method::POST,
+        "/tags",
+        Some(json!({"group_id": g1["id"], "name": "d", "order": 3})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let wg1 = w.wecom_group("G1").expect("WeCom G1").id;
+    w.wecom.console().delete(&wg1).unwrap();
+    converges(&w, &members).await;
+    assert!(w.hub_group("G1").await.is_none(), "G1 is deleted");
+    w.stop().await;
+}
+
+/// The hub's operator renames the console's `WG1/w1` to `d` (WeCom keeps `w1`: not this
+/// app's) while the mall's operator creates `WG1/d`, whose webhook is held back: the rename's
+/// mall leg meets a `d` the hub does not know yet. It used to park at once ("not managed");
+/// now it retries until the mall's tag arrives, and then the rename onto its name is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_rename_onto_a_mall_tag_whose_webhook_is_late_waits_for_it() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let w1 = hub_tag(&w, "WG1", "w1").await;
+    let wg1 = w.mall_group("WG1").expect("mall WG1").group.id;
+    w.mall.update_faults(|f| f.reorder_webhooks_next = 1);
+    w.mall.operator().create_tag(&wg1, "d", 5).unwrap();
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", w1["id"].as_str().unwrap_or_default()),
+        Some(json!({"name": "d"})),
+    )
+    .await;
+    converges(&w, &members).await;
+    w.stop().await;
+}

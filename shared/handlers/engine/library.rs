@@ -2005,7 +2005,15 @@ impl<'a> Cx<'a> {
                     .await
             }
         }
-        .map_err(StepError::from)?;
+        .map_err(|e| {
+            // The group was deleted in WeCom meanwhile: the next try reads that, and the
+            // deletion (which takes the group's tags) wins over the create.
+            if is_wecom(&e, WECOM_UNKNOWN_ID) {
+                vanished(Side::Wecom)
+            } else {
+                StepError::from(e)
+            }
+        })?;
         self.wecom_lib = None;
         let wg = created.group_id.clone();
         if group.wecom.id.as_ref() != Some(&wg) {
@@ -2546,7 +2554,7 @@ impl<'a> Cx<'a> {
         if e.superseded {
             return Err(e);
         }
-        if e.retry.is_none() {
+        if e.retry.is_none() || e.shown {
             match side {
                 Side::Wecom => x.wecom.fail(&e.reason),
                 Side::Mall => x.mall.fail(&e.reason),
@@ -2752,10 +2760,16 @@ impl<'a> Cx<'a> {
                                 )
                                 .await?
                             }
+                            // Every mall tag is synced: one the hub does not know is most
+                            // likely on its way in (its webhook still coming). Retried, and
+                            // parked if it never comes (made without a webhook).
                             None => {
-                                return Err(StepError::park(format!(
-                                    "the name `{name}` is taken in the mall by tag {existing} which tagsync does not manage; rename or delete it"
-                                ))
+                                return Err(StepError::retry_shown(
+                                    format!(
+                                        "the name `{name}` is taken in the mall by tag {existing} which tagsync does not manage (yet); rename or delete it"
+                                    ),
+                                    None,
+                                )
                                 .into());
                             }
                         }

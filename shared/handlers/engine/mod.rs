@@ -68,6 +68,8 @@ pub struct StepError {
     pub retry: Option<Option<Duration>>,
     pub reason: String,
     pub superseded: bool,
+    /// Shown on the object (the side `failed`, with the reason) even while it is retried.
+    pub shown: bool,
 }
 
 impl StepError {
@@ -76,6 +78,7 @@ impl StepError {
             retry: None,
             reason: reason.into(),
             superseded: false,
+            shown: false,
         }
     }
     pub fn retry(reason: impl Into<String>, after: Option<Duration>) -> Self {
@@ -83,6 +86,14 @@ impl StepError {
             retry: Some(after),
             reason: reason.into(),
             superseded: false,
+            shown: false,
+        }
+    }
+    /// A retry that the operator sees on the object meanwhile (it may end parked).
+    pub fn retry_shown(reason: impl Into<String>, after: Option<Duration>) -> Self {
+        Self {
+            shown: true,
+            ..Self::retry(reason, after)
         }
     }
     /// A retry (`Some`) or a park (`None`).
@@ -91,6 +102,7 @@ impl StepError {
             retry,
             reason,
             superseded: false,
+            shown: false,
         }
     }
     pub fn superseded(reason: impl Into<String>) -> Self {
@@ -98,6 +110,7 @@ impl StepError {
             retry: None,
             reason: reason.into(),
             superseded: true,
+            shown: false,
         }
     }
     pub fn into_outcome(self) -> Outcome {

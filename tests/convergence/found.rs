@@ -692,3 +692,34 @@ async fn hub_rename_onto_a_mall_tag_whose_webhook_is_late_waits_for_it() {
     converges(&w, &members).await;
     w.stop().await;
 }
+
+/// The hub's operator moves `G2/c` to `G1` and creates a new `G2/c` right after; the move's
+/// job fails at first, so the create's job finds WeCom's `c` in `G2` still held by the moving
+/// tag. Brought up to date, the holder moves away and frees the name (it used to be taken for
+/// a second tag of that name in `G2` and park).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_created_onto_the_name_of_a_tag_moving_away_waits_for_the_move() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let c = hub_tag(&w, "G2", "c").await;
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    let g2 = w.hub_group("G2").await.expect("hub G2");
+    // The move's first call (an edit probing ownership) fails, in place and again.
+    w.wecom
+        .inject(ApiOp::EditCorpTag, Fault::next(3, FaultKind::Errcode(-1)));
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", c["id"].as_str().unwrap_or_default()),
+        Some(json!({"group_id": g1["id"]})),
+    )
+    .await;
+    admin_ok(
+        &w,
+        Method::POST,
+        "/tags",
+        Some(json!({"group_id": g2["id"], "name": "c", "order": 2})),
+    )
+    .await;
+    converges(&w, &members).await;
+    w.stop().await;
+}

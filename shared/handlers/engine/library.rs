@@ -2170,6 +2170,12 @@ impl<'a> Cx<'a> {
                 "the name `{name}` is taken on {side} by an unknown hub tag {other}"
             )));
         };
+        // The group where the name is wanted (`me`'s): the sibling may hold the name there
+        // on the side while the hub already has it elsewhere (a move on its way).
+        let target = self.app.store.get_tag(&t, me).await?.map(|x| x.group_id);
+        let wants = |o: &Tag| {
+            o.name == name && o.deleted_at.is_none() && Some(&o.group_id) == target.as_ref()
+        };
         if o.name == name && o.deleted_at.is_none() && self.depth < 3 {
             // The hub has not heard yet that the sibling is moving away (its own event is
             // still queued): bring it up to date first, then look again.
@@ -2180,15 +2186,15 @@ impl<'a> Cx<'a> {
             o = self.app.store.get_tag(&t, other).await?.ok_or_else(|| {
                 StepError::park(format!("hub tag {other} vanished while stepping aside"))
             })?;
-            let holds = match side {
-                Side::Wecom => o.wecom.base.as_ref().map(|b| b.name.as_str()),
-                Side::Mall => o.mall.base.as_ref().map(|b| b.name.as_str()),
+            let base = match side {
+                Side::Wecom => o.wecom.base.as_ref(),
+                Side::Mall => o.mall.base.as_ref(),
             };
-            if holds != Some(name) {
+            if base.is_none_or(|b| b.name != name || Some(&b.group_id) != target.as_ref()) {
                 return Ok(());
             }
         }
-        if o.name == name && o.deleted_at.is_none() {
+        if wants(&o) {
             return self.merge_into(me, o, side, name).await;
         }
         let temp = temporary_name(name, other.as_str());

@@ -1103,9 +1103,14 @@ impl<'a> Cx<'a> {
             .into_iter()
             .filter(|y| &y.group_id == me)
             .collect();
-        if x.deleted_at.is_some()
-            || x.name != o.name
-            || (x.wecom.id.is_some() && o.wecom.id.is_some())
+        if x.deleted_at.is_some() || x.name != o.name {
+            // As for tags: `me` changed meanwhile, so the step that met the name is stale.
+            return Err(StepError::retry(
+                format!("hub group {me} changed while a clash on `{name}` was settled; again"),
+                Some(std::time::Duration::from_millis(200)),
+            ));
+        }
+        if (x.wecom.id.is_some() && o.wecom.id.is_some())
             || (x.mall.id.is_some() && o.mall.id.is_some())
             || tags.len() > 90
         {
@@ -2027,7 +2032,11 @@ impl<'a> Cx<'a> {
                 ))])
                 .await?;
             }
+            let stale = group.wecom.id.is_some();
             self.link_wecom_group(&mut group, &wg).await?;
+            if stale {
+                self.gone_with_wecom_group(&group.id, &x.id).await?;
+            }
         }
         let _ = t;
         created
@@ -2038,6 +2047,37 @@ impl<'a> Cx<'a> {
             .ok_or_else(|| {
                 StepError::retry("WeCom's add_corp_tag answer lacks the new tag", None).into()
             })
+    }
+
+    /// Hub group `group` had a WeCom group WeCom no longer shows (deleted in the console, or
+    /// dropped), and got a new one: its tags (other than `except`, being created) still linked
+    /// to WeCom tags that are gone went with the old group, which their jobs now find (the
+    /// old group's own event may find no link left to act on).
+    async fn gone_with_wecom_group(&mut self, group: &HubGroupId, except: &HubTagId) -> Step<()> {
+        let shown: std::collections::HashSet<WecomTagId> = self
+            .wecom_lib()
+            .await?
+            .iter()
+            .flat_map(|g| g.tag.iter().map(|x| x.id.clone()))
+            .collect();
+        let gone: Vec<HubTagId> = self
+            .app
+            .store
+            .list_tags(self.t())
+            .await?
+            .into_iter()
+            .filter(|y| {
+                &y.group_id == group
+                    && &y.id != except
+                    && y.deleted_at.is_none()
+                    && y.wecom.id.as_ref().is_some_and(|w| !shown.contains(w))
+            })
+            .map(|y| y.id)
+            .collect();
+        for y in gone {
+            Box::pin(self.tag(y, Hint::from(self.origin))).await?;
+        }
+        Ok(())
     }
 
     /// Points hub group `g` at WeCom group `wg` (its base: what WeCom shows).
@@ -2295,7 +2335,12 @@ impl<'a> Cx<'a> {
             return Err(clash());
         };
         if x.deleted_at.is_some() || x.group_id != o.group_id || x.name != o.name {
-            return Err(clash());
+            // `me` changed meanwhile (a nested run settled the clash another way): the step
+            // that met the name is stale; the job starts again from what is stored now.
+            return Err(StepError::retry(
+                format!("hub tag {me} changed while a clash on `{name}` was settled; again"),
+                Some(std::time::Duration::from_millis(200)),
+            ));
         }
         if (x.wecom.id.is_some() && o.wecom.id.is_some())
             || (x.mall.id.is_some() && o.mall.id.is_some())

@@ -519,6 +519,79 @@ fn tag_diff(seen: &TagSnapshot, merged: &TagSnapshot) -> LibraryOp {
     }
 }
 
+/// Two live hub tags came to one name in one group, each holding its own object on a side
+/// (say a rename in WeCom and a move in the hub took one onto the name while the mall created
+/// another there): they cannot be merged. The one that came there by a change — a side's base
+/// still shows it under another name, or in another group — has that change refused: it
+/// returns to that base's name (or else group). If both came by a change, the later one is
+/// refused. Returns the tag to change and where it returns to; `None` when neither changed.
+pub fn refused_tag_change(a: &Tag, b: &Tag) -> Option<(HubTagId, TagSnapshot)> {
+    refused(
+        (a.id.clone(), tag_came_from(a)),
+        (b.id.clone(), tag_came_from(b)),
+    )
+}
+
+/// Where a tag was before the change that brought it to its name and group, as a side's base
+/// still shows it (its former name, or else its former group), and when that change was
+/// made; `None` when every base agrees with the hub.
+pub fn tag_came_from(t: &Tag) -> Option<(Timestamp, TagSnapshot)> {
+    let base = [t.wecom.base.as_ref(), t.mall.base.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|b| b.name != t.name || b.group_id != t.group_id)?;
+    let mut back = TagSnapshot {
+        name: t.name.clone(),
+        order: t.order,
+        group_id: t.group_id.clone(),
+    };
+    if base.name != t.name {
+        back.name = base.name.clone();
+        Some((t.name_at, back))
+    } else {
+        back.group_id = base.group_id.clone();
+        Some((t.group_at, back))
+    }
+}
+
+/// [`refused_tag_change`] for groups: a group renamed onto another's name returns to the
+/// name a side's base still shows.
+pub fn refused_group_change(a: &TagGroup, b: &TagGroup) -> Option<(HubGroupId, GroupSnapshot)> {
+    fn came_from(g: &TagGroup) -> Option<(Timestamp, GroupSnapshot)> {
+        let base = [g.wecom.base.as_ref(), g.mall.base.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|b| b.name != g.name)?;
+        Some((
+            g.name_at,
+            GroupSnapshot {
+                name: base.name.clone(),
+                order: g.order,
+            },
+        ))
+    }
+    refused((a.id.clone(), came_from(a)), (b.id.clone(), came_from(b)))
+}
+
+/// Of two changes, the one refused: the only one, or the later (the other's id breaks a tie).
+fn refused<I: Ord, S>(
+    a: (I, Option<(Timestamp, S)>),
+    b: (I, Option<(Timestamp, S)>),
+) -> Option<(I, S)> {
+    match (a, b) {
+        ((ia, Some((ta, sa))), (ib, Some((tb, sb)))) => {
+            if (ta, &ia) >= (tb, &ib) {
+                Some((ia, sa))
+            } else {
+                Some((ib, sb))
+            }
+        }
+        ((ia, Some((_, sa))), _) => Some((ia, sa)),
+        (_, (ib, Some((_, sb)))) => Some((ib, sb)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,6 +686,63 @@ mod tests {
             name: Some(name.into()),
             order: None,
         }
+    }
+
+    #[test]
+    fn of_two_tags_on_one_name_the_one_renamed_onto_it_is_refused() {
+        // `a` was renamed c → d in the hub (its sides still show c); `b` was created as d.
+        let mut a = synced_tag(&snap("c", 1, "g1"), t(1));
+        a.name = "d".into();
+        a.name_at = t(5);
+        let mut b = synced_tag(&snap("d", 2, "g1"), t(9));
+        b.id = HubTagId::new_unchecked("t2");
+        assert_eq!(
+            refused_tag_change(&a, &b),
+            Some((tid(), snap("c", 1, "g1"))),
+            "a gets its name back, whatever the times"
+        );
+        assert_eq!(refused_tag_change(&b, &a).map(|(i, _)| i), Some(tid()));
+    }
+
+    #[test]
+    fn of_two_tags_changed_onto_one_name_the_later_change_is_refused() {
+        // `a` moved g1 → g2 at 5; `b` was renamed x → d at 7: b's rename is refused.
+        let mut a = synced_tag(&snap("d", 1, "g1"), t(1));
+        a.group_id = gid("g2");
+        a.group_at = t(5);
+        let mut b = synced_tag(&snap("x", 2, "g2"), t(1));
+        b.id = HubTagId::new_unchecked("t2");
+        b.name = "d".into();
+        b.name_at = t(7);
+        let (id, back) = refused_tag_change(&a, &b).expect("one is refused");
+        assert_eq!((id.as_str(), back), ("t2", snap("x", 2, "g2")));
+        // Moved earlier than the rename: a's move would be refused, the group given back.
+        b.name_at = t(3);
+        assert_eq!(
+            refused_tag_change(&a, &b),
+            Some((tid(), snap("d", 1, "g1")))
+        );
+    }
+
+    #[test]
+    fn two_tags_created_with_one_name_have_no_change_to_refuse() {
+        let a = synced_tag(&snap("d", 1, "g1"), t(1));
+        let mut b = synced_tag(&snap("d", 2, "g1"), t(2));
+        b.id = HubTagId::new_unchecked("t2");
+        assert_eq!(refused_tag_change(&a, &b), None);
+    }
+
+    #[test]
+    fn a_group_renamed_onto_another_groups_name_gets_its_name_back() {
+        let mut a = synced_group(&gsnap("G1", 3), t(1));
+        a.name = "G3".into();
+        a.name_at = t(4);
+        let mut b = synced_group(&gsnap("G3", 5), t(6));
+        b.id = gid("g2");
+        assert_eq!(
+            refused_group_change(&b, &a),
+            Some((gid("g1"), gsnap("G1", 3)))
+        );
     }
 
     #[test]

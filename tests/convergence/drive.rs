@@ -36,22 +36,19 @@ pub const WECOM_OPS: [ApiOp; 7] = [
     ApiOp::GetExternalContact,
 ];
 
-/// Known engine problems a run may step around (`TAGSYNC_PROPTEST_AVOID`, comma-separated),
-/// to look for others while they are open. Unset, the run avoids `same-second`, `name-races`
-/// and `recreated-groups` (still open); `none` avoids nothing:
+/// Patterns a run may step around (`TAGSYNC_PROPTEST_AVOID`, comma-separated), each once a
+/// known engine problem, kept to narrow down a failure (does it need this pattern?). Unset or
+/// `none`, a run avoids nothing:
 /// - `same-second`: the console waits for the next second before a change whose callback
-///   would repeat one of the same second (same change, same object): tagsync takes the
-///   second for a re-send of the first;
-/// - `unlinked-tags`: member edits use only tags linked on all three sides (a member job that
-///   runs before its tag is linked leaves the tag out, and nothing runs it again);
+///   would repeat one of the same second (same change, same object, same `CreateTime`);
+/// - `unlinked-tags`: member edits use only tags linked on all three sides;
 /// - `racing-deletes`: every deletion starts from a quiet system and is carried before the
-///   next edit (deletions racing other jobs for the same object park them or are lost);
+///   next edit;
 /// - `name-races`: no edit gives a name that another side's edit since the last quiet moment
-///   gave (two sides creating or renaming into one name concurrently leave the hub with two
-///   objects of that name and park their jobs);
+///   gave (concurrent creates, renames and moves into one name);
 /// - `stale-member-marks`: the hub's member view may list tags since deleted;
 /// - `recreated-groups`: the console gives no group the name of a hub group WeCom dropped
-///   (emptied) and the hub kept — tagsync makes a second hub group of that name;
+///   (emptied) and the hub kept;
 /// - `failures`: no injected failures (delivery chaos only).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Avoid {
@@ -68,11 +65,6 @@ impl Avoid {
     pub fn from_env() -> Self {
         let mut a = Avoid::default();
         let Ok(v) = std::env::var("TAGSYNC_PROPTEST_AVOID") else {
-            // The default run steps around the problems still open (see the closing note of
-            // the sync engine issue); `TAGSYNC_PROPTEST_AVOID=none` looks at everything.
-            a.same_second = true;
-            a.name_races = true;
-            a.recreated_groups = true;
             return a;
         };
         for item in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
@@ -661,8 +653,8 @@ impl<'a> Driver<'a> {
 
     /// With `TAGSYNC_PROPTEST_AVOID=same-second`: before a console change whose callback
     /// would repeat one sent in the same second (same change, same object, same
-    /// `CreateTime`), wait for the next second — so a run can look past tagsync treating
-    /// the second as a re-send of the first (callbacks carry no event id).
+    /// `CreateTime`), wait for the next second, so that no two callbacks share a dedupe key
+    /// (callbacks carry no event id; tagsync runs a repeated key's jobs again).
     async fn space(&mut self, key: String) {
         if !self.avoid.same_second {
             return;

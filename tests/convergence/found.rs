@@ -447,3 +447,279 @@ async fn member_tagged_while_its_tag_moves_keeps_it_in_wecom() {
     converges(&w, &members).await;
     w.stop().await;
 }
+
+/// The mall's operator renames `G1` to `G3` and then `G2` to `G1` (free by then in the mall);
+/// the first webhook is held back, so tagsync carries the second first. WeCom refuses `G1`
+/// for the old `G2` while its own `G1` still has that name (it used to park): the holder is
+/// brought up to date first (renamed `G3`), then the rename goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_renamed_onto_a_name_its_holder_is_leaving_in_the_wrong_order() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    // Hold the library lock for a while, so the two renames' jobs queue behind it in the
+    // order their (reordered) webhooks arrived.
+    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
+    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    w.mall.operator().reorder_tag(&b, 5).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    w.mall.update_faults(|f| f.reorder_webhooks_next = 1);
+    let op = w.mall.operator();
+    let g1 = w.mall_group("G1").expect("mall G1").group.id;
+    let g2 = w.mall_group("G2").expect("mall G2").group.id;
+    op.rename_group(&g1, "G3").unwrap();
+    op.rename_group(&g2, "G1").unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The group face of `concurrent_creates_of_one_name_leave_no_duplicate`: the mall's operator
+/// and the hub's create a group of one name at once (the mall's job runs first). The hub's
+/// group finds the name held in the mall by the mall's group (it used to park: two hub groups
+/// of one name); it is merged into it, with its tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_group_creates_of_one_name_end_as_one_group() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    // Hold the library lock for a while, so both creates' jobs queue behind it in order.
+    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
+    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    let op = w.mall.operator();
+    op.reorder_tag(&b, 5).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let g3 = op.create_group("G3", 4).unwrap();
+    op.create_tag(&g3.id, "a", 1).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    admin_ok(
+        &w,
+        Method::POST,
+        "/tag-groups",
+        Some(json!({"name": "G3", "order": 4, "tags": [{"name": "b", "order": 2}]})),
+    )
+    .await;
+    converges(&w, &members).await;
+    let g3 = w.mall_group("G3").expect("mall G3");
+    let mut names: Vec<&str> = g3.tags.iter().map(|t| t.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b"], "one G3 with both tags");
+    w.stop().await;
+}
+
+/// The hub's operator creates a tag; while tagsync creates it in WeCom (the answer is late
+/// here), the mall's operator deletes its group. The mall's create then answers 404 (no such
+/// group), which used to park the job; now the job looks again, and the group's deletion
+/// (which takes its tags) wins everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_created_in_a_group_the_mall_deletes_meanwhile_is_deleted_everywhere() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::AddCorpTag, delay(400));
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    admin_ok(
+        &w,
+        Method::POST,
+        "/tags",
+        Some(json!({"group_id": g1["id"], "name": "d", "order": 3})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mall_g1 = w.mall_group("G1").expect("mall G1").group.id;
+    w.mall.operator().delete_group(&mall_g1).unwrap();
+    converges(&w, &members).await;
+    assert!(w.hub_group("G1").await.is_none(), "G1 is deleted");
+    w.stop().await;
+}
+
+/// The hub's operator renames `G1` to `G3` while the mall's operator creates a group `G3`
+/// (the mall's job runs first). The two are different groups, each with its own objects on
+/// both sides, so they cannot be merged: the rename onto the other's name is refused (`G1`
+/// gets its name back) rather than parking with two hub groups named `G3`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_rename_onto_a_group_the_mall_creates_meanwhile_is_refused() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
+    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    let op = w.mall.operator();
+    op.reorder_tag(&b, 5).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let g3 = op.create_group("G3", 5).unwrap();
+    op.create_tag(&g3.id, "a", 1).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tag-groups/{}", g1["id"].as_str().unwrap_or_default()),
+        Some(json!({"name": "G3"})),
+    )
+    .await;
+    converges(&w, &members).await;
+    assert!(w.hub_group("G1").await.is_some(), "G1 kept its name");
+    w.stop().await;
+}
+
+/// Found with seed 16830750553396291977 (the "console tag name reused during a hub move"
+/// race): a person renames tagsync's tag `G1/c` to `w1` in WeCom while the hub's operator
+/// moves it (still `c` to the hub) into `WG1`, where the console's own `w1` lives. The two
+/// `w1` in `WG1` are different tags with objects on both sides; the move is refused (the tag
+/// stays in `G1` as `w1`) instead of parking with two hub tags `w1` and crossed links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_renamed_in_wecom_while_the_hub_moves_it_onto_a_console_name() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let a = w.wecom_tag("G1", "a").expect("WeCom G1/a").id;
+    let t = hub_tag(&w, "G1", "a").await;
+    let wg1 = w.hub_group("WG1").await.expect("hub WG1");
+    w.wecom.console().rename(&a, "w1").unwrap();
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", t["id"].as_str().unwrap_or_default()),
+        Some(json!({"group_id": wg1["id"]})),
+    )
+    .await;
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The hub's operator moves `G2/c` to `G1` and deletes `G1` at once (both before the move's
+/// job runs, here behind a held library lock): the tag's job deletes it in WeCom from `G2`,
+/// which WeCom then drops. The dropped-group check used to look at `G1` (the tag's hub group
+/// by then) and the hub kept `G2`'s stale WeCom id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_moved_and_its_new_group_deleted_at_once_lets_the_old_group_go_in_wecom() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
+    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    w.mall.operator().reorder_tag(&b, 5).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c = hub_tag(&w, "G2", "c").await;
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", c["id"].as_str().unwrap_or_default()),
+        Some(json!({"group_id": g1["id"]})),
+    )
+    .await;
+    admin_ok(
+        &w,
+        Method::DELETE,
+        &format!("/tag-groups/{}", g1["id"].as_str().unwrap_or_default()),
+        None,
+    )
+    .await;
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The console's `WG1/w1` is called `b` in the mall (and the hub) but keeps its name in WeCom
+/// (tagsync may not rename it there). Then the mall's operator moves `G1/a` into `WG1` while
+/// a person renames it to `w1` in WeCom: WeCom's `WG1` cannot take a second `w1`, and the
+/// holder cannot step aside (not this app's). The rename onto that name is refused (the tag
+/// keeps `a`) instead of parking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_renamed_onto_a_read_only_tags_wecom_name_during_a_move_is_refused() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let op = w.mall.operator();
+    let w1 = w.mall_tag("WG1", "w1").expect("mall WG1/w1").id;
+    op.rename_tag(&w1, "b").unwrap();
+    must_settle(&w).await;
+    let a = w.mall_tag("G1", "a").expect("mall G1/a").id;
+    let wg1 = w.mall_group("WG1").expect("mall WG1").group.id;
+    let wa = w.wecom_tag("G1", "a").expect("WeCom G1/a").id;
+    op.move_tag(&a, &wg1).unwrap();
+    w.wecom.console().rename(&wa, "w1").unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// A person deletes the last tag of a console group in WeCom (WeCom drops the group) and at
+/// once creates a group of that name again. The deletion's job fails to read WeCom at first,
+/// so the hub still holds the dropped group's WeCom id when the new group's job runs: the
+/// kept hub group is still the one to link (it used to become a second hub group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_recreated_in_wecom_before_the_hub_noticed_the_drop_is_linked_not_duplicated() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let w1 = w.wecom_tag("WG1", "w1").expect("WeCom WG1/w1").id;
+    w.wecom.inject(
+        ApiOp::GetCorpTagList,
+        Fault::next(3, FaultKind::Errcode(-1)),
+    );
+    let console = w.wecom.console();
+    console.delete(&w1).unwrap();
+    console.create_group("WG1", 1, &[("w2", 1)]).unwrap();
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The hub's operator creates a tag in `G1` while a person deletes `G1` in WeCom (before the
+/// create reaches it, the answer held here): `add_corp_tag` answers 40068 (no such group),
+/// which used to park the job; now it looks again and the group's deletion wins everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_created_in_a_group_wecom_deletes_meanwhile_is_deleted_everywhere() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::AddCorpTag, delay(400));
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    admin_ok(
+        &w,
+        Method::POST,
+        "/tags",
+        Some(json!({"group_id": g1["id"], "name": "d", "order": 3})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let wg1 = w.wecom_group("G1").expect("WeCom G1").id;
+    w.wecom.console().delete(&wg1).unwrap();
+    converges(&w, &members).await;
+    assert!(w.hub_group("G1").await.is_none(), "G1 is deleted");
+    w.stop().await;
+}
+
+/// The hub's operator renames the console's `WG1/w1` to `d` (WeCom keeps `w1`: not this
+/// app's) while the mall's operator creates `WG1/d`, whose webhook is held back: the rename's
+/// mall leg meets a `d` the hub does not know yet. It used to park at once ("not managed");
+/// now it retries until the mall's tag arrives, and then the rename onto its name is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_rename_onto_a_mall_tag_whose_webhook_is_late_waits_for_it() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let w1 = hub_tag(&w, "WG1", "w1").await;
+    let wg1 = w.mall_group("WG1").expect("mall WG1").group.id;
+    w.mall.update_faults(|f| f.reorder_webhooks_next = 1);
+    w.mall.operator().create_tag(&wg1, "d", 5).unwrap();
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", w1["id"].as_str().unwrap_or_default()),
+        Some(json!({"name": "d"})),
+    )
+    .await;
+    converges(&w, &members).await;
+    w.stop().await;
+}
+
+/// The hub's operator moves `G2/c` to `G1` and creates a new `G2/c` right after; the move's
+/// job fails at first, so the create's job finds WeCom's `c` in `G2` still held by the moving
+/// tag. Brought up to date, the holder moves away and frees the name (it used to be taken for
+/// a second tag of that name in `G2` and park).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_created_onto_the_name_of_a_tag_moving_away_waits_for_the_move() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let c = hub_tag(&w, "G2", "c").await;
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    let g2 = w.hub_group("G2").await.expect("hub G2");
+    // The move's first call (an edit probing ownership) fails, in place and again.
+    w.wecom
+        .inject(ApiOp::EditCorpTag, Fault::next(3, FaultKind::Errcode(-1)));
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", c["id"].as_str().unwrap_or_default()),
+        Some(json!({"group_id": g1["id"]})),
+    )
+    .await;
+    admin_ok(
+        &w,
+        Method::POST,
+        "/tags",
+        Some(json!({"group_id": g2["id"], "name": "c", "order": 2})),
+    )
+    .await;
+    converges(&w, &members).await;
+    w.stop().await;
+}

@@ -7,9 +7,8 @@
 //!
 //! Each test (each property case) runs its own [`tagsync::sim::world::World`] on loopback.
 //!
-//! - `property`: the property test (proptest, driven by hand: one runtime and world per case).
-//!   It still finds open races and is `#[ignore]`d until they are fixed:
-//!   `cargo test --test convergence -- --ignored` runs it and the open `found` cases;
+//! - `property`: the property test (proptest, driven by hand: one runtime and world per case),
+//!   10 cases by default; `TAGSYNC_PROPTEST_CASES=40` (or more) looks harder;
 //! - `faults`: 100 changes under 30 % transient failure on both sides;
 //! - `parked`: permanent failures, dead letters and redrive;
 //! - `found`: sequences the property test found, reduced and made deterministic;
@@ -20,8 +19,8 @@
 //! - `TAGSYNC_PROPTEST_SEED`: the property test's seed (printed by every run; random if unset);
 //! - `TAGSYNC_PROPTEST_SHRINK_ITERS` (default 32): how hard a failure is shrunk;
 //! - `TAGSYNC_PROPTEST_SIDES` (default `wecom,mall,hub`): the sides the edits come from;
-//! - `TAGSYNC_PROPTEST_AVOID` (default `same-second,name-races,recreated-groups`; `none` for
-//!   nothing): known engine problems to step around while looking for others (`drive::Avoid`);
+//! - `TAGSYNC_PROPTEST_AVOID` (default: nothing): patterns to step around, to narrow down a
+//!   failure (`drive::Avoid`);
 //! - `TAGSYNC_FAULTS_SEED`: the fault test's seed (fixed by default);
 //! - `TAGSYNC_CONVERGENCE_VERBOSE=1`: print steps as they run, and tagsync's audit trail
 //!   with a failure.

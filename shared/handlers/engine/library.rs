@@ -26,7 +26,10 @@ use crate::handlers::worker::Outcome;
 use crate::mall::client::{GroupPatch, IdempotencyKey, MallError, MallGroupWithTags, TagPatch};
 use crate::mall::webhook::MallTag;
 use crate::ports::Write;
-use crate::sync::library::{GroupFacts, LibraryOp, Merged, Observed, merge_group, merge_tag};
+use crate::sync::library::{
+    GroupFacts, LibraryOp, Merged, Observed, merge_group, merge_tag, refused_group_change,
+    refused_tag_change, tag_came_from,
+};
 use crate::wecom::client::{
     AddTarget, EditTarget, NewTag, TagGroupInfo, WecomCredentials, WecomError,
 };
@@ -80,13 +83,22 @@ where
         wecom_lib: None,
         mall_lib: None,
         after: Vec::new(),
+        after_groups: Vec::new(),
         depth: 0,
     };
     let mut result = work(&mut cx).await;
     // Siblings that got a temporary name are brought to their own names now.
     while result.is_ok() {
+        if let Some(group) = cx.after_groups.pop() {
+            result = cx.group(group, Hint::from(origin), false).await;
+            continue;
+        }
         let Some(tag) = cx.after.pop() else { break };
         result = cx.tag(tag, Hint::from(origin)).await;
+    }
+    // A job whose run was superseded by a nested one is done (see `Cx::merge_into`).
+    if result.as_ref().is_err_and(|e| e.superseded) {
+        result = Ok(());
     }
     held.release(app).await;
     match result {
@@ -108,6 +120,8 @@ struct Cx<'a> {
     mall_lib: Option<Vec<MallGroupWithTags>>,
     /// Tags to bring up to date once this job's own work is done.
     after: Vec<HubTagId>,
+    /// Groups likewise (given a temporary name on a side).
+    after_groups: Vec<HubGroupId>,
     /// Inline recursion depth (an unknown group found while syncing a tag): bounded.
     depth: u32,
 }
@@ -319,6 +333,13 @@ impl<'a> Cx<'a> {
     /// does not know (a console-created group sends one event for the group and its tags)
     /// and its live tags WeCom still lacks (created with the group's first tag).
     async fn group(&mut self, id: HubGroupId, hint: Hint, children: bool) -> Step<()> {
+        match self.group_once(id, hint, children).await {
+            Err(e) if e.superseded => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn group_once(&mut self, id: HubGroupId, hint: Hint, children: bool) -> Step<()> {
         let t = self.t().clone();
         let mut stored = self.app.store.get_group(&t, &id).await?;
         let mut id = id;
@@ -349,9 +370,23 @@ impl<'a> Cx<'a> {
         if stored.is_none()
             && let Some(w) = &hint.wecom_id
             && let Some(name) = self.wecom_group_name(w).await?
-            && let Some(kept) = self.kept_group_named(&name, &id).await?
+            && let Some(mut kept) = self.kept_group_named(&name, &id).await?
         {
             id = kept.id.clone();
+            // A stale WeCom id (the drop not noticed yet) goes: the new group replaces it.
+            if let Some(stale) = kept.wecom.id.take() {
+                kept.wecom = SideLink::default();
+                let unlink = link(
+                    &t,
+                    Side::Wecom,
+                    EntityKind::Group,
+                    stale.as_str(),
+                    id.as_str(),
+                );
+                self.commit(vec![Write::Unlink(unlink), Write::Group(kept.clone())])
+                    .await?;
+                kept.version += 1;
+            }
             stored = Some(kept);
         }
         let wecom_id = stored
@@ -498,15 +533,8 @@ impl<'a> Cx<'a> {
                 let wid = g.wecom.id.clone().expect("an update or delete has an id");
                 let result = match &op {
                     LibraryOp::Update { name, order } => {
-                        self.app
-                            .wecom
-                            .edit_corp_tag(
-                                &self.creds,
-                                EditTarget::Group(&wid),
-                                name.as_deref(),
-                                *order,
-                            )
-                            .await
+                        self.wecom_group_edit(&id, &wid, name.as_deref(), *order)
+                            .await?
                     }
                     _ => self
                         .app
@@ -583,76 +611,30 @@ impl<'a> Cx<'a> {
         if !matches!(mall_op, LibraryOp::Nothing | LibraryOp::MarkReadOnly) {
             let before = mall_seen.as_ref().map(|s| json!(s));
             let after = plan.mall.base_after.clone();
-            let result: Result<Option<MallGroupId>, MallError> = match &mall_op {
-                LibraryOp::Create => {
-                    let s = after.clone().expect("a create has a snapshot");
-                    match self
-                        .app
-                        .mall
-                        .create_group(
-                            &self.ep,
-                            &self.key(&format!("create-group:{id}:v{}", g.version)),
-                            &s.name,
-                            Some(s.order),
-                        )
-                        .await
-                    {
-                        Ok(created) => Ok(Some(created.id)),
-                        Err(e) => match e.existing_id() {
-                            // Adopt a same-name group nobody maps (a retried or crashed create).
-                            Some(existing)
-                                if self
-                                    .hub_id(Side::Mall, EntityKind::Group, existing)
-                                    .await?
-                                    .is_none() =>
-                            {
-                                let existing = MallGroupId::new_unchecked(existing);
-                                self.app
-                                    .mall
-                                    .update_group(
-                                        &self.ep,
-                                        &self.key(&format!("adopt-group:{id}:v{}", g.version)),
-                                        &existing,
-                                        &GroupPatch {
-                                            name: None,
-                                            order: Some(s.order),
-                                        },
-                                    )
-                                    .await
-                                    .map(|_| Some(existing))
-                            }
-                            _ => Err(e),
-                        },
-                    }
+            // A name another hub group holds in the mall makes it step aside first (once).
+            let mut attempt = 0;
+            let result: Result<Option<MallGroupId>, MallError> = loop {
+                attempt += 1;
+                let r = self
+                    .mall_group_op(&g, &mall_op, after.as_ref(), attempt)
+                    .await?;
+                let wanted = match &mall_op {
+                    LibraryOp::Create => after.as_ref().map(|s| s.name.clone()),
+                    LibraryOp::Update { name, .. } => name.clone(),
+                    _ => None,
+                };
+                if let (Err(e), Some(name), 1) = (&r, wanted, attempt)
+                    && let Some(existing) = e.existing_id()
+                    && let Some(other) =
+                        self.hub_id(Side::Mall, EntityKind::Group, existing).await?
+                    && other != id.as_str()
+                {
+                    let other = HubGroupId::new_unchecked(other);
+                    self.group_step_aside(Side::Mall, &id, &other, &name)
+                        .await?;
+                    continue;
                 }
-                LibraryOp::Update { name, order } => {
-                    let mid = g.mall.id.clone().expect("an update has an id");
-                    self.app
-                        .mall
-                        .update_group(
-                            &self.ep,
-                            &self.key(&format!("update-group:{id}:v{}", g.version)),
-                            &mid,
-                            &GroupPatch {
-                                name: name.clone(),
-                                order: *order,
-                            },
-                        )
-                        .await
-                        .map(|_| None)
-                }
-                _ => {
-                    let mid = g.mall.id.clone().expect("a delete has an id");
-                    self.app
-                        .mall
-                        .delete_group(
-                            &self.ep,
-                            &self.key(&format!("delete-group:{id}:v{}", g.version)),
-                            &mid,
-                        )
-                        .await
-                        .map(|_| None)
-                }
+                break r;
             };
             let mut writes = Vec::new();
             match result {
@@ -791,6 +773,409 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
+    /// One mall call for group `g`'s planned operation (`attempt` keys a second try after a
+    /// sibling stepped aside, which the mall must not answer from its record of the first).
+    async fn mall_group_op(
+        &mut self,
+        g: &TagGroup,
+        op: &LibraryOp,
+        after: Option<&GroupSnapshot>,
+        attempt: u32,
+    ) -> Step<Result<Option<MallGroupId>, MallError>> {
+        let id = g.id.clone();
+        Ok(match op {
+            LibraryOp::Create => {
+                let s = after.expect("a create has a snapshot");
+                match self
+                    .app
+                    .mall
+                    .create_group(
+                        &self.ep,
+                        &self.key(&format!("create-group:{id}:v{}:{attempt}", g.version)),
+                        &s.name,
+                        Some(s.order),
+                    )
+                    .await
+                {
+                    Ok(created) => Ok(Some(created.id)),
+                    Err(e) => match e.existing_id() {
+                        // Adopt a same-name group nobody maps (a retried or crashed create).
+                        Some(existing)
+                            if self
+                                .hub_id(Side::Mall, EntityKind::Group, existing)
+                                .await?
+                                .is_none() =>
+                        {
+                            let existing = MallGroupId::new_unchecked(existing);
+                            self.app
+                                .mall
+                                .update_group(
+                                    &self.ep,
+                                    &self.key(&format!("adopt-group:{id}:v{}", g.version)),
+                                    &existing,
+                                    &GroupPatch {
+                                        name: None,
+                                        order: Some(s.order),
+                                    },
+                                )
+                                .await
+                                .map(|_| Some(existing))
+                        }
+                        _ => Err(e),
+                    },
+                }
+            }
+            LibraryOp::Update { name, order } => {
+                let mid = g.mall.id.clone().expect("an update has an id");
+                self.app
+                    .mall
+                    .update_group(
+                        &self.ep,
+                        &self.key(&format!("update-group:{id}:v{}:{attempt}", g.version)),
+                        &mid,
+                        &GroupPatch {
+                            name: name.clone(),
+                            order: *order,
+                        },
+                    )
+                    .await
+                    .map(|_| None)
+            }
+            _ => {
+                let mid = g.mall.id.clone().expect("a delete has an id");
+                self.app
+                    .mall
+                    .delete_group(
+                        &self.ep,
+                        &self.key(&format!("delete-group:{id}:v{}", g.version)),
+                        &mid,
+                    )
+                    .await
+                    .map(|_| None)
+            }
+        })
+    }
+
+    /// Edits WeCom group `wid` of hub group `me`. A name another group holds there makes
+    /// that group step aside first (once); WeCom's last answer is returned.
+    async fn wecom_group_edit(
+        &mut self,
+        me: &HubGroupId,
+        wid: &WecomGroupId,
+        name: Option<&str>,
+        order: Option<u32>,
+    ) -> Step<Result<(), WecomError>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = self
+                .app
+                .wecom
+                .edit_corp_tag(&self.creds, EditTarget::Group(wid), name, order)
+                .await;
+            let (Err(e), Some(name), 1) = (&r, name, attempt) else {
+                return Ok(r);
+            };
+            if !is_wecom(e, WECOM_NAME_TAKEN) {
+                return Ok(r);
+            }
+            self.wecom_lib = None;
+            let holder = self
+                .wecom_lib()
+                .await?
+                .iter()
+                .find(|g| g.group_name == name && &g.group_id != wid)
+                .map(|g| g.group_id.clone());
+            // Gone meanwhile: the next try finds the name free.
+            let Some(holder) = holder else { continue };
+            let Some(other) = self
+                .hub_id(Side::Wecom, EntityKind::Group, holder.as_str())
+                .await?
+            else {
+                return Err(StepError::park(format!(
+                    "the name `{name}` is taken in WeCom by tag group {holder}, which tagsync does not manage; rename or delete it"
+                )));
+            };
+            self.group_step_aside(Side::Wecom, me, &HubGroupId::new_unchecked(other), name)
+                .await?;
+        }
+    }
+
+    /// Group `other` holds `name` on `side`, which hub group `me` wants there. `other` is
+    /// brought up to date first (its own change may still be queued: a rename away, or a
+    /// WeCom rename that makes its WeCom group `me`'s); if it still holds the name, then
+    /// either the hub has two groups of that name (created at once on two sides: `me` is
+    /// merged into `other`) or `other` is renaming away and gets a temporary name there now
+    /// and its own after this job's work. `Ok`: try again.
+    async fn group_step_aside(
+        &mut self,
+        side: Side,
+        me: &HubGroupId,
+        other: &HubGroupId,
+        name: &str,
+    ) -> Step<()> {
+        let t = self.t().clone();
+        let read = |o: Option<TagGroup>| {
+            o.ok_or_else(|| {
+                StepError::park(format!(
+                    "the name `{name}` is taken on {side} by an unknown hub group {other}"
+                ))
+            })
+        };
+        let mut o = read(self.app.store.get_group(&t, other).await?)?;
+        if o.deleted_at.is_none() && self.depth < 3 {
+            self.depth += 1;
+            let r = Box::pin(self.group(other.clone(), Hint::from(self.origin), false)).await;
+            self.depth -= 1;
+            r?;
+            o = read(self.app.store.get_group(&t, other).await?)?;
+        }
+        let holds = match side {
+            Side::Wecom => o.wecom.base.as_ref().map(|b| b.name.as_str()),
+            Side::Mall => o.mall.base.as_ref().map(|b| b.name.as_str()),
+        };
+        if holds != Some(name) {
+            return Ok(());
+        }
+        if o.name == name && o.deleted_at.is_none() {
+            return self.merge_group_into(me, o, side, name).await;
+        }
+        let temp = temporary_name(name, other.as_str());
+        match side {
+            Side::Wecom => {
+                let wid = o.wecom.id.clone().ok_or_else(|| {
+                    StepError::park(format!(
+                        "hub group {other} holds `{name}` in WeCom without an id"
+                    ))
+                })?;
+                match self
+                    .app
+                    .wecom
+                    .edit_corp_tag(&self.creds, EditTarget::Group(&wid), Some(&temp), None)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if is_wecom(&e, WECOM_NOT_OURS) => {
+                        return Err(StepError::park(format!(
+                            "the name `{name}` is held in WeCom by read-only tag group {other}; rename it in WeCom"
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                if let Some(b) = o.wecom.base.as_mut() {
+                    b.name = temp.clone();
+                }
+                self.wecom_lib = None;
+            }
+            Side::Mall => {
+                let mid = o.mall.id.clone().ok_or_else(|| {
+                    StepError::park(format!(
+                        "hub group {other} holds `{name}` in the mall without an id"
+                    ))
+                })?;
+                self.app
+                    .mall
+                    .update_group(
+                        &self.ep,
+                        &self.key(&format!("step-aside:{other}:{temp}:v{}", o.version)),
+                        &mid,
+                        &GroupPatch {
+                            name: Some(temp.clone()),
+                            order: None,
+                        },
+                    )
+                    .await?;
+                if let Some(b) = o.mall.base.as_mut() {
+                    b.name = temp.clone();
+                }
+                self.mall_lib = None;
+            }
+        }
+        let entry = self.entry(
+            match side {
+                Side::Wecom => Actor::Wecom,
+                Side::Mall => Actor::Mall,
+            },
+            "group.renamed_temporarily",
+            format!("group:{other}"),
+            Some(json!({"name": name})),
+            Some(json!({"name": temp})),
+        );
+        self.save_group(&mut o, side, vec![Write::Audit(entry)])
+            .await?;
+        if !self.after_groups.contains(other) {
+            self.after_groups.push(other.clone());
+        }
+        Ok(())
+    }
+
+    /// Hub groups `me` and `o` share a name. As for tags ([`Cx::merge_into`]): created at once
+    /// on two sides, `o` takes over the side groups `me` has (never two on one side) and
+    /// `me`'s tags, and `me` is retired in the hub without touching any side; two groups with
+    /// their own objects on one side keep apart, the one renamed onto the name getting its
+    /// former name back (`refused_group_change`).
+    async fn merge_group_into(
+        &mut self,
+        me: &HubGroupId,
+        mut o: TagGroup,
+        side: Side,
+        name: &str,
+    ) -> Step<()> {
+        let t = self.t().clone();
+        let holder = o.id.clone();
+        let clash = || {
+            StepError::park(format!(
+                "the name `{name}` is held on {side} by hub group {holder}; two groups cannot share a name — rename one of them"
+            ))
+        };
+        let Some(mut x) = self.app.store.get_group(&t, me).await? else {
+            return Err(clash());
+        };
+        if x.deleted_at.is_none()
+            && x.name == o.name
+            && ((x.wecom.id.is_some() && o.wecom.id.is_some())
+                || (x.mall.id.is_some() && o.mall.id.is_some()))
+        {
+            // Each holds its own group on a side: not one group created twice. The one
+            // renamed onto the name gets its former name back (see `refused_group_change`).
+            let Some((refused, back)) = refused_group_change(&x, &o) else {
+                return Err(clash());
+            };
+            let (xid, oid) = (x.id.clone(), o.id.clone());
+            let mut y = if refused == x.id { x } else { o };
+            let before = group_json(&y);
+            // As for tags (`refuse_tag_change`): each side's base takes the name the side
+            // shows, so the hub's name goes there rather than the side's coming back.
+            if let Some(w) = y.wecom.id.clone()
+                && let Some(shown) = self.wecom_group_name(w.as_str()).await?
+                && let Some(b) = y.wecom.base.as_mut()
+            {
+                b.name = shown;
+            }
+            if let Some(m) = y.mall.id.clone() {
+                let shown = self
+                    .mall_lib()
+                    .await?
+                    .iter()
+                    .find(|g| g.group.id == m)
+                    .map(|g| g.group.name.clone());
+                if let (Some(shown), Some(b)) = (shown, y.mall.base.as_mut()) {
+                    b.name = shown;
+                }
+            }
+            y.name = back.name;
+            y.name_at = self.now();
+            for state in [&mut y.wecom.state, &mut y.mall.state] {
+                if *state != SyncState::ReadOnly {
+                    *state = SyncState::Pending;
+                }
+            }
+            let entry = self.entry(
+                Actor::Hub,
+                "group.change_refused",
+                format!("group:{}", y.id),
+                Some(before),
+                Some(json!({
+                    "group": group_json(&y),
+                    "clashed_with": if y.id == xid { &oid } else { &xid },
+                })),
+            );
+            self.commit(vec![Write::Group(y.clone()), Write::Audit(entry)])
+                .await?;
+            if self.depth < 4 {
+                self.depth += 1;
+                let r = Box::pin(self.group(y.id.clone(), Hint::from(self.origin), false)).await;
+                self.depth -= 1;
+                r?;
+            }
+            if y.id == *me {
+                return Err(StepError::superseded(format!(
+                    "hub group {me} came onto `{name}`, held by hub group {oid}: its rename was refused"
+                )));
+            }
+            return Ok(());
+        }
+        let tags: Vec<Tag> = self
+            .app
+            .store
+            .list_tags(&t)
+            .await?
+            .into_iter()
+            .filter(|y| &y.group_id == me)
+            .collect();
+        if x.deleted_at.is_some() || x.name != o.name {
+            // As for tags: `me` changed meanwhile, so the step that met the name is stale.
+            return Err(StepError::retry(
+                format!("hub group {me} changed while a clash on `{name}` was settled; again"),
+                Some(std::time::Duration::from_millis(200)),
+            ));
+        }
+        if (x.wecom.id.is_some() && o.wecom.id.is_some())
+            || (x.mall.id.is_some() && o.mall.id.is_some())
+            || tags.len() > 90
+        {
+            return Err(clash());
+        }
+        let mut writes = Vec::new();
+        if let Some(w) = x.wecom.id.clone() {
+            o.wecom = x.wecom.clone();
+            writes.push(Write::Relink(link(
+                &t,
+                Side::Wecom,
+                EntityKind::Group,
+                w.as_str(),
+                o.id.as_str(),
+            )));
+        }
+        if let Some(m) = x.mall.id.clone() {
+            o.mall = x.mall.clone();
+            writes.push(Write::Relink(link(
+                &t,
+                Side::Mall,
+                EntityKind::Group,
+                m.as_str(),
+                o.id.as_str(),
+            )));
+        }
+        // The tags (and what their sides hold: the side groups are `o`'s now) go along.
+        for mut y in tags {
+            y.group_id = o.id.clone();
+            if let Some(b) = y.wecom.base.as_mut().filter(|b| &b.group_id == me) {
+                b.group_id = o.id.clone();
+            }
+            if let Some(b) = y.mall.base.as_mut().filter(|b| &b.group_id == me) {
+                b.group_id = o.id.clone();
+            }
+            writes.push(Write::Tag(y));
+        }
+        let before = group_json(&x);
+        x.deleted_at = Some(self.now());
+        x.wecom = SideLink::default();
+        x.mall = SideLink::default();
+        x.wecom.state = SyncState::Synced;
+        x.mall.state = SyncState::Synced;
+        writes.push(Write::Audit(self.entry(
+            Actor::Hub,
+            "group.merged",
+            format!("group:{me}"),
+            Some(before),
+            Some(json!({"merged_into": o.id})),
+        )));
+        writes.push(Write::Group(x));
+        writes.push(Write::Group(o.clone()));
+        self.commit(writes).await?;
+        if self.depth < 4 {
+            self.depth += 1;
+            let r = Box::pin(self.group(o.id.clone(), Hint::from(self.origin), true)).await;
+            self.depth -= 1;
+            r?;
+        }
+        Err(StepError::superseded(format!(
+            "hub group {me} duplicated hub group {} (`{name}`) and was merged into it",
+            o.id
+        )))
+    }
+
     async fn wecom_group_name(&mut self, wecom_id: &str) -> Step<Option<String>> {
         Ok(self
             .wecom_lib()
@@ -800,8 +1185,19 @@ impl<'a> Cx<'a> {
             .map(|g| g.group_name.clone()))
     }
 
-    /// The live hub group named `name` (other than `except`) that has no WeCom group.
-    async fn kept_group_named(&self, name: &str, except: &HubGroupId) -> Step<Option<TagGroup>> {
+    /// The live hub group named `name` (other than `except`) that has no WeCom group (or
+    /// one WeCom no longer shows: dropped, and not noticed yet).
+    async fn kept_group_named(
+        &mut self,
+        name: &str,
+        except: &HubGroupId,
+    ) -> Step<Option<TagGroup>> {
+        let shown: std::collections::HashSet<WecomGroupId> = self
+            .wecom_lib()
+            .await?
+            .iter()
+            .map(|g| g.group_id.clone())
+            .collect();
         Ok(self
             .app
             .store
@@ -809,7 +1205,10 @@ impl<'a> Cx<'a> {
             .await?
             .into_iter()
             .find(|g| {
-                g.deleted_at.is_none() && g.name == name && &g.id != except && g.wecom.id.is_none()
+                g.deleted_at.is_none()
+                    && g.name == name
+                    && &g.id != except
+                    && g.wecom.id.as_ref().is_none_or(|w| !shown.contains(w))
             }))
     }
 
@@ -824,6 +1223,17 @@ impl<'a> Cx<'a> {
         w: WecomGroupId,
     ) -> Step<()> {
         let t = self.t().clone();
+        let mut writes = Vec::new();
+        // `to`'s stale WeCom id (a group WeCom dropped, not noticed yet) goes.
+        if let Some(stale) = to.wecom.id.as_ref().filter(|s| *s != &w) {
+            writes.push(Write::Unlink(link(
+                &t,
+                Side::Wecom,
+                EntityKind::Group,
+                stale.as_str(),
+                to.id.as_str(),
+            )));
+        }
         from.wecom = SideLink::default();
         to.wecom = SideLink {
             id: Some(w.clone()),
@@ -836,7 +1246,7 @@ impl<'a> Cx<'a> {
             Some(json!({"wecom_id": w, "group": from.id})),
             Some(json!({"wecom_id": w, "group": to.id})),
         );
-        self.commit(vec![
+        writes.extend([
             Write::Relink(link(
                 &t,
                 Side::Wecom,
@@ -847,8 +1257,8 @@ impl<'a> Cx<'a> {
             Write::Group(from),
             Write::Group(to.clone()),
             Write::Audit(entry),
-        ])
-        .await?;
+        ]);
+        self.commit(writes).await?;
         // Its job revisits the tags WeCom shows in `w` (the hub has them in `from`).
         Box::pin(self.group(to.id.clone(), Hint::from(self.origin), true)).await
     }
@@ -861,7 +1271,7 @@ impl<'a> Cx<'a> {
         why: impl Into<StepFailure>,
     ) -> Step<()> {
         let failure: StepFailure = why.into();
-        if failure.0.merged {
+        if failure.0.superseded {
             return Err(failure.0);
         }
         if failure.0.retry.is_none() {
@@ -1038,7 +1448,7 @@ impl<'a> Cx<'a> {
     /// [`Cx::merge_into`]): the other carries on with what it held.
     async fn tag(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
         match self.tag_once(id, hint).await {
-            Err(e) if e.merged => Ok(()),
+            Err(e) if e.superseded => Ok(()),
             r => r,
         }
     }
@@ -1410,7 +1820,9 @@ impl<'a> Cx<'a> {
                     before,
                     None,
                 )));
-                self.old_group_dropped(&x.group_id).await?;
+                // The group WeCom had it in (the hub may have moved it meanwhile).
+                let was_in = seen.as_ref().map_or(&x.group_id, |s| &s.group_id).clone();
+                self.old_group_dropped(&was_in).await?;
                 x.wecom.id = None;
             }
             LibraryOp::Nothing | LibraryOp::MarkReadOnly => return Ok(x),
@@ -1509,21 +1921,33 @@ impl<'a> Cx<'a> {
     /// adopts a same-name tag nobody maps. Returns the WeCom id.
     async fn wecom_create(&mut self, x: &Tag, s: &TagSnapshot) -> Result<WecomTagId, StepFailure> {
         let t = self.t().clone();
-        let mut group = self.group_for_create(&s.group_id).await?;
-        let lib = self.wecom_lib().await?.clone();
-        // The group's WeCom id, if WeCom still has it; else a same-name WeCom group nobody
-        // maps (WeCom would merge into it anyway).
-        let mut wgroup = group
-            .wecom
-            .id
-            .clone()
-            .filter(|w| lib.iter().any(|g| &g.group_id == w));
-        if wgroup.is_none() {
-            if let Some(same) = lib.iter().find(|g| g.group_name == group.name) {
+        let mut stepped = false;
+        let (mut group, lib, wgroup) = loop {
+            let group = self.group_for_create(&s.group_id).await?;
+            let lib = self.wecom_lib().await?.clone();
+            // The group's WeCom id, if WeCom still has it; else a same-name WeCom group nobody
+            // maps (WeCom would merge into it anyway).
+            let mut wgroup = group
+                .wecom
+                .id
+                .clone()
+                .filter(|w| lib.iter().any(|g| &g.group_id == w));
+            if wgroup.is_none()
+                && let Some(same) = lib.iter().find(|g| g.group_name == group.name)
+            {
                 match self
                     .hub_id(Side::Wecom, EntityKind::Group, same.group_id.as_str())
                     .await?
                 {
+                    // Another hub group's: it steps aside (once), then look again.
+                    Some(other) if other != group.id.as_str() && !stepped => {
+                        stepped = true;
+                        let other = HubGroupId::new_unchecked(other);
+                        self.group_step_aside(Side::Wecom, &group.id, &other, &group.name)
+                            .await?;
+                        self.wecom_lib = None;
+                        continue;
+                    }
                     Some(other) if other != group.id.as_str() => {
                         return Err(StepError::park(format!(
                             "WeCom's tag group `{}` belongs to another hub group ({other}); rename one of them",
@@ -1534,7 +1958,8 @@ impl<'a> Cx<'a> {
                     _ => wgroup = Some(same.group_id.clone()),
                 }
             }
-        }
+            break (group, lib, wgroup);
+        };
         // A same-name tag in the target group.
         if let Some(wg) = &wgroup
             && let Some(same) = lib
@@ -1585,7 +2010,15 @@ impl<'a> Cx<'a> {
                     .await
             }
         }
-        .map_err(StepError::from)?;
+        .map_err(|e| {
+            // The group was deleted in WeCom meanwhile: the next try reads that, and the
+            // deletion (which takes the group's tags) wins over the create.
+            if is_wecom(&e, WECOM_UNKNOWN_ID) {
+                vanished(Side::Wecom)
+            } else {
+                StepError::from(e)
+            }
+        })?;
         self.wecom_lib = None;
         let wg = created.group_id.clone();
         if group.wecom.id.as_ref() != Some(&wg) {
@@ -1599,7 +2032,11 @@ impl<'a> Cx<'a> {
                 ))])
                 .await?;
             }
+            let stale = group.wecom.id.is_some();
             self.link_wecom_group(&mut group, &wg).await?;
+            if stale {
+                self.gone_with_wecom_group(&group.id, &x.id).await?;
+            }
         }
         let _ = t;
         created
@@ -1610,6 +2047,37 @@ impl<'a> Cx<'a> {
             .ok_or_else(|| {
                 StepError::retry("WeCom's add_corp_tag answer lacks the new tag", None).into()
             })
+    }
+
+    /// Hub group `group` had a WeCom group WeCom no longer shows (deleted in the console, or
+    /// dropped), and got a new one: its tags (other than `except`, being created) still linked
+    /// to WeCom tags that are gone went with the old group, which their jobs now find (the
+    /// old group's own event may find no link left to act on).
+    async fn gone_with_wecom_group(&mut self, group: &HubGroupId, except: &HubTagId) -> Step<()> {
+        let shown: std::collections::HashSet<WecomTagId> = self
+            .wecom_lib()
+            .await?
+            .iter()
+            .flat_map(|g| g.tag.iter().map(|x| x.id.clone()))
+            .collect();
+        let gone: Vec<HubTagId> = self
+            .app
+            .store
+            .list_tags(self.t())
+            .await?
+            .into_iter()
+            .filter(|y| {
+                &y.group_id == group
+                    && &y.id != except
+                    && y.deleted_at.is_none()
+                    && y.wecom.id.as_ref().is_some_and(|w| !shown.contains(w))
+            })
+            .map(|y| y.id)
+            .collect();
+        for y in gone {
+            Box::pin(self.tag(y, Hint::from(self.origin))).await?;
+        }
+        Ok(())
     }
 
     /// Points hub group `g` at WeCom group `wg` (its base: what WeCom shows).
@@ -1742,6 +2210,12 @@ impl<'a> Cx<'a> {
                 "the name `{name}` is taken on {side} by an unknown hub tag {other}"
             )));
         };
+        // The group where the name is wanted (`me`'s): the sibling may hold the name there
+        // on the side while the hub already has it elsewhere (a move on its way).
+        let target = self.app.store.get_tag(&t, me).await?.map(|x| x.group_id);
+        let wants = |o: &Tag| {
+            o.name == name && o.deleted_at.is_none() && Some(&o.group_id) == target.as_ref()
+        };
         if o.name == name && o.deleted_at.is_none() && self.depth < 3 {
             // The hub has not heard yet that the sibling is moving away (its own event is
             // still queued): bring it up to date first, then look again.
@@ -1752,15 +2226,15 @@ impl<'a> Cx<'a> {
             o = self.app.store.get_tag(&t, other).await?.ok_or_else(|| {
                 StepError::park(format!("hub tag {other} vanished while stepping aside"))
             })?;
-            let holds = match side {
-                Side::Wecom => o.wecom.base.as_ref().map(|b| b.name.as_str()),
-                Side::Mall => o.mall.base.as_ref().map(|b| b.name.as_str()),
+            let base = match side {
+                Side::Wecom => o.wecom.base.as_ref(),
+                Side::Mall => o.mall.base.as_ref(),
             };
-            if holds != Some(name) {
+            if base.is_none_or(|b| b.name != name || Some(&b.group_id) != target.as_ref()) {
                 return Ok(());
             }
         }
-        if o.name == name && o.deleted_at.is_none() {
+        if wants(&o) {
             return self.merge_into(me, o, side, name).await;
         }
         let temp = temporary_name(name, other.as_str());
@@ -1778,7 +2252,15 @@ impl<'a> Cx<'a> {
                     .await
                 {
                     Ok(()) => {}
+                    // The holder keeps its name in WeCom (not this app's): the change that
+                    // brought `me` onto that name is refused instead, if there is one.
                     Err(e) if is_wecom(&e, WECOM_NOT_OURS) => {
+                        let x = self.app.store.get_tag(&t, me).await?;
+                        if let Some(x) = x.filter(|x| x.deleted_at.is_none())
+                            && let Some((_, back)) = tag_came_from(&x)
+                        {
+                            return self.refuse_tag_change(x, back, me, other, name).await;
+                        }
                         return Err(StepError::park(format!(
                             "the name `{name}` is held in WeCom by read-only tag {other}; rename it in WeCom"
                         )));
@@ -1833,29 +2315,43 @@ impl<'a> Cx<'a> {
     }
 
     /// Hub tag `me` wants `name` on `side`, where hub tag `o` holds it, and both are named so
-    /// in one group in the hub: two sides created one tag at once (the hub's admin and the
-    /// mall, say, before either heard of the other's). They end as one: `o` takes over the
+    /// in one group in the hub. If two sides created one tag at once (the hub's admin and the
+    /// mall, say, before either heard of the other's), they end as one: `o` takes over the
     /// side objects `me` has (never two on one side: WeCom merges same-name creates and the
-    /// mall refuses them), and `me` is retired in the hub without touching any side. The job
-    /// ends with a `merged` outcome; `o` is brought up to date.
+    /// mall refuses them), and `me` is retired in the hub without touching any side. If each
+    /// holds its own object on a side, they are two tags, and the one that came onto the name
+    /// by a rename or a move has that change refused (`refused_tag_change`). Either way the
+    /// one that carries on is brought up to date, and a run of `me` that is moot ends
+    /// `superseded`.
     async fn merge_into(&mut self, me: &HubTagId, mut o: Tag, side: Side, name: &str) -> Step<()> {
         let t = self.t().clone();
+        let holder = o.id.clone();
         let clash = || {
             StepError::park(format!(
-                "the name `{name}` is held on {side} by hub tag {} in the same group; two tags cannot share a name — rename one of them",
-                o.id
+                "the name `{name}` is held on {side} by hub tag {holder} in the same group; two tags cannot share a name — rename one of them"
             ))
         };
         let Some(mut x) = self.app.store.get_tag(&t, me).await? else {
             return Err(clash());
         };
-        if x.deleted_at.is_some()
-            || x.group_id != o.group_id
-            || x.name != o.name
-            || (x.wecom.id.is_some() && o.wecom.id.is_some())
+        if x.deleted_at.is_some() || x.group_id != o.group_id || x.name != o.name {
+            // `me` changed meanwhile (a nested run settled the clash another way): the step
+            // that met the name is stale; the job starts again from what is stored now.
+            return Err(StepError::retry(
+                format!("hub tag {me} changed while a clash on `{name}` was settled; again"),
+                Some(std::time::Duration::from_millis(200)),
+            ));
+        }
+        if (x.wecom.id.is_some() && o.wecom.id.is_some())
             || (x.mall.id.is_some() && o.mall.id.is_some())
         {
-            return Err(clash());
+            // Each holds its own object on a side: not one tag created twice.
+            let Some((refused, back)) = refused_tag_change(&x, &o) else {
+                return Err(clash());
+            };
+            let oid = o.id.clone();
+            let y = if refused == x.id { x } else { o };
+            return self.refuse_tag_change(y, back, me, &oid, name).await;
         }
         let mut writes = Vec::new();
         if let Some(w) = x.wecom.id.clone() {
@@ -1900,10 +2396,145 @@ impl<'a> Cx<'a> {
             self.depth -= 1;
             r?;
         }
-        Err(StepError::merged(format!(
+        Err(StepError::superseded(format!(
             "hub tag {me} duplicated hub tag {} (`{name}`) and was merged into it",
             o.id
         )))
+    }
+
+    /// Refuses the change that brought tag `y` onto `name` (held by hub tag `other`): it
+    /// returns to `back` (its former name, or else group) as a hub edit, brought to its sides
+    /// now. `Ok`: `y` was the holder, try again; `superseded` when `y` is `me`.
+    async fn refuse_tag_change(
+        &mut self,
+        mut y: Tag,
+        back: TagSnapshot,
+        me: &HubTagId,
+        other: &HubTagId,
+        name: &str,
+    ) -> Step<()> {
+        let t = self.t().clone();
+        if back.group_id != y.group_id
+            && self
+                .app
+                .store
+                .get_group(&t, &back.group_id)
+                .await?
+                .is_none_or(|g| g.deleted_at.is_some())
+        {
+            return Err(StepError::park(format!(
+                "hub tags {me} and {other} both hold `{name}` in one group, and the one to give way has no group to return to; rename one of them"
+            )));
+        }
+        let before = tag_json(&y);
+        let now = self.now();
+        // Each side's base takes the refused value where the side shows it, so that the next
+        // merge does not take the side's (older) change for a new one: the hub's value wins
+        // and goes to the side.
+        let (wecom_now, mall_now) = self.tag_where_shown(&y).await?;
+        let renaming = back.name != y.name;
+        for (base, shown) in [
+            (y.wecom.base.as_mut(), wecom_now),
+            (y.mall.base.as_mut(), mall_now),
+        ] {
+            if let (Some(base), Some((name, group))) = (base, shown) {
+                if renaming {
+                    base.name = name;
+                } else if let Some(group) = group {
+                    base.group_id = group;
+                }
+            }
+        }
+        if renaming {
+            y.name = back.name;
+            y.name_at = now;
+        } else {
+            y.group_id = back.group_id;
+            y.group_at = now;
+        }
+        for state in [&mut y.wecom.state, &mut y.mall.state] {
+            if *state != SyncState::ReadOnly {
+                *state = SyncState::Pending;
+            }
+        }
+        let entry = self.entry(
+            Actor::Hub,
+            "tag.change_refused",
+            format!("tag:{}", y.id),
+            Some(before),
+            Some(json!({
+                "tag": tag_json(&y),
+                "clashed_with": if &y.id == me { other } else { me },
+            })),
+        );
+        self.commit(vec![Write::Tag(y.clone()), Write::Audit(entry)])
+            .await?;
+        // The refused one brings its sides back; if that is `me`, this run is moot.
+        if self.depth < 4 {
+            self.depth += 1;
+            let r = Box::pin(self.tag(y.id.clone(), Hint::from(self.origin))).await;
+            self.depth -= 1;
+            r?;
+        }
+        if y.id == *me {
+            return Err(StepError::superseded(format!(
+                "hub tag {me} came onto `{name}`, held by hub tag {other}: its change was refused"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The name and (hub) group each side shows tag `y` under now, by its ids.
+    #[allow(clippy::type_complexity)]
+    async fn tag_where_shown(
+        &mut self,
+        y: &Tag,
+    ) -> Step<(
+        Option<(String, Option<HubGroupId>)>,
+        Option<(String, Option<HubGroupId>)>,
+    )> {
+        let wecom = match &y.wecom.id {
+            Some(wid) => {
+                let found = self.wecom_lib().await?.iter().find_map(|g| {
+                    g.tag
+                        .iter()
+                        .find(|x| &x.id == wid)
+                        .map(|x| (x.name.clone(), g.group_id.to_string()))
+                });
+                match found {
+                    Some((name, g)) => Some((
+                        name,
+                        self.hub_id(Side::Wecom, EntityKind::Group, &g)
+                            .await?
+                            .map(HubGroupId::new_unchecked),
+                    )),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        let mall = match &y.mall.id {
+            Some(mid) => {
+                let found = self
+                    .mall_lib()
+                    .await?
+                    .iter()
+                    .flat_map(|g| g.tags.iter())
+                    .find(|x| &x.id == mid)
+                    .map(|x| (x.name.clone(), x.group_id.to_string()));
+                match found {
+                    Some((name, g)) => Some((
+                        name,
+                        self.hub_id(Side::Mall, EntityKind::Group, &g)
+                            .await?
+                            .map(HubGroupId::new_unchecked),
+                    )),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        Ok((wecom, mall))
     }
 
     /// Re-marks every relation tagsync knows carried WeCom tag `old` with `new` (one
@@ -1961,7 +2592,7 @@ impl<'a> Cx<'a> {
     /// it) before the job parks.
     async fn unreadable(&self, stored: Option<Tag>, side: Side, e: StepError) -> Step<()> {
         match stored {
-            Some(x) if e.retry.is_none() && !e.merged => {
+            Some(x) if e.retry.is_none() && !e.superseded => {
                 self.fail_tag(x, side, e.into()).await.map(|_| ())
             }
             _ => Err(e),
@@ -1971,10 +2602,10 @@ impl<'a> Cx<'a> {
     /// Records a side's permanent failure on the tag and parks; a transient one retries.
     async fn fail_tag(&self, mut x: Tag, side: Side, failure: StepFailure) -> Step<Tag> {
         let e = failure.0;
-        if e.merged {
+        if e.superseded {
             return Err(e);
         }
-        if e.retry.is_none() {
+        if e.retry.is_none() || e.shown {
             match side {
                 Side::Wecom => x.wecom.fail(&e.reason),
                 Side::Mall => x.mall.fail(&e.reason),
@@ -2114,6 +2745,9 @@ impl<'a> Cx<'a> {
                 .await
             {
                 Ok(created) => return Ok(created.id),
+                // The group was deleted in the mall meanwhile: the next try reads that, and
+                // the deletion (which takes the group's tags) wins over the create.
+                Err(e) if e.is_not_found() => return Err(vanished(Side::Mall).into()),
                 Err(e) => match e.existing_id().map(str::to_owned) {
                     Some(existing) => {
                         match self.hub_id(Side::Mall, EntityKind::Tag, &existing).await? {
@@ -2177,10 +2811,16 @@ impl<'a> Cx<'a> {
                                 )
                                 .await?
                             }
+                            // Every mall tag is synced: one the hub does not know is most
+                            // likely on its way in (its webhook still coming). Retried, and
+                            // parked if it never comes (made without a webhook).
                             None => {
-                                return Err(StepError::park(format!(
-                                    "the name `{name}` is taken in the mall by tag {existing} which tagsync does not manage; rename or delete it"
-                                ))
+                                return Err(StepError::retry_shown(
+                                    format!(
+                                        "the name `{name}` is taken in the mall by tag {existing} which tagsync does not manage (yet); rename or delete it"
+                                    ),
+                                    None,
+                                )
                                 .into());
                             }
                         }

@@ -66,13 +66,16 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
 }
 
 /// A failed step of a sync job, already decided: retry later or park with the reason — or,
-/// with `merged`, no failure at all: the object turned out to duplicate another, which took
-/// it over, so what remains of this object's work is done by that one's.
+/// with `superseded`, no failure at all: a name collision was settled (the object merged
+/// into its duplicate, or its clashing change refused) and brought up to date by a nested
+/// run, so what remains of this run's work is moot.
 #[derive(Debug)]
 pub struct StepError {
     pub retry: Option<Option<Duration>>,
     pub reason: String,
-    pub merged: bool,
+    pub superseded: bool,
+    /// Shown on the object (the side `failed`, with the reason) even while it is retried.
+    pub shown: bool,
 }
 
 impl StepError {
@@ -80,14 +83,23 @@ impl StepError {
         Self {
             retry: None,
             reason: reason.into(),
-            merged: false,
+            superseded: false,
+            shown: false,
         }
     }
     pub fn retry(reason: impl Into<String>, after: Option<Duration>) -> Self {
         Self {
             retry: Some(after),
             reason: reason.into(),
-            merged: false,
+            superseded: false,
+            shown: false,
+        }
+    }
+    /// A retry that the operator sees on the object meanwhile (it may end parked).
+    pub fn retry_shown(reason: impl Into<String>, after: Option<Duration>) -> Self {
+        Self {
+            shown: true,
+            ..Self::retry(reason, after)
         }
     }
     /// A retry (`Some`) or a park (`None`).
@@ -95,19 +107,21 @@ impl StepError {
         Self {
             retry,
             reason,
-            merged: false,
+            superseded: false,
+            shown: false,
         }
     }
-    pub fn merged(reason: impl Into<String>) -> Self {
+    pub fn superseded(reason: impl Into<String>) -> Self {
         Self {
             retry: None,
             reason: reason.into(),
-            merged: true,
+            superseded: true,
+            shown: false,
         }
     }
     pub fn into_outcome(self) -> Outcome {
-        if self.merged {
-            tracing::info!(reason = self.reason, "merged into its duplicate");
+        if self.superseded {
+            tracing::info!(reason = self.reason, "superseded by a nested run");
             return Outcome::Done;
         }
         match self.retry {

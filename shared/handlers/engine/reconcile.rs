@@ -693,23 +693,8 @@ async fn link_matches(
                     mall: synced(MallGroupId::new_unchecked(mall.id.clone()), snap(mall)),
                     version: 0,
                 };
-                let writes = vec![
-                    Write::Group(g),
-                    Write::Link(link(
-                        t,
-                        Side::Wecom,
-                        EntityKind::Group,
-                        &wecom.id,
-                        id.as_str(),
-                    )),
-                    Write::Link(link(
-                        t,
-                        Side::Mall,
-                        EntityKind::Group,
-                        &mall.id,
-                        id.as_str(),
-                    )),
-                ];
+                let links = both_links(t, EntityKind::Group, &wecom.id, &mall.id, id.as_str());
+                let writes = [vec![Write::Group(g)], links].concat();
                 if commit_link(app, writes).await? {
                     groups += 1;
                     if wecom.order != mall.order {
@@ -751,17 +736,8 @@ async fn link_matches(
                     mall: synced(MallTagId::new_unchecked(mall.id.clone()), snap(mall)),
                     version: 0,
                 };
-                let writes = vec![
-                    Write::Tag(x),
-                    Write::Link(link(
-                        t,
-                        Side::Wecom,
-                        EntityKind::Tag,
-                        &wecom.id,
-                        id.as_str(),
-                    )),
-                    Write::Link(link(t, Side::Mall, EntityKind::Tag, &mall.id, id.as_str())),
-                ];
+                let links = both_links(t, EntityKind::Tag, &wecom.id, &mall.id, id.as_str());
+                let writes = [vec![Write::Tag(x)], links].concat();
                 if commit_link(app, writes).await? {
                     tags += 1;
                     if wecom.order != mall.order {
@@ -792,14 +768,26 @@ fn synced<I, S>(id: I, base: S) -> SideLink<I, S> {
     }
 }
 
-fn link(t: &TenantId, side: Side, kind: EntityKind, side_id: &str, hub_id: &str) -> IdLink {
-    IdLink {
-        tenant: t.clone(),
-        side,
-        kind,
-        side_id: side_id.to_owned(),
-        hub_id: hub_id.to_owned(),
-    }
+/// The id-map entries of a hub object linked to a WeCom and a mall object at once.
+fn both_links(
+    t: &TenantId,
+    kind: EntityKind,
+    wecom_id: &str,
+    mall_id: &str,
+    hub_id: &str,
+) -> Vec<Write> {
+    [(Side::Wecom, wecom_id), (Side::Mall, mall_id)]
+        .into_iter()
+        .map(|(side, side_id)| {
+            Write::Link(IdLink {
+                tenant: t.clone(),
+                side,
+                kind,
+                side_id: side_id.to_owned(),
+                hub_id: hub_id.to_owned(),
+            })
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------

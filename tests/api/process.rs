@@ -193,7 +193,7 @@ async fn sigterm_lets_the_job_in_flight_finish_before_exit() {
 
 #[tokio::test]
 async fn demo_wires_both_simulators_and_its_printed_commands_carry_changes_both_ways() {
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args([
             "serve",
             "--demo",
@@ -208,10 +208,20 @@ async fn demo_wires_both_simulators_and_its_printed_commands_carry_changes_both_
         .stderr(Stdio::null())
         .spawn()
         .expect("start tagsync serve --demo");
+    // Killed however the test ends (a failed assertion must not leave the demo running).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(child);
+    let child_stdout = child.0.stdout.take().unwrap();
     // Read what the demo prints, up to its last command (the audit log): it prints once the
     // seeded world has been carried everywhere.
     let mut out = String::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = BufReader::new(child_stdout);
     while !out.contains("/admin/v1/tenants/demo/audit") {
         let mut line = String::new();
         assert!(
@@ -348,6 +358,5 @@ async fn demo_wires_both_simulators_and_its_printed_commands_carry_changes_both_
         },
     )
     .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 }

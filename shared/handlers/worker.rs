@@ -21,6 +21,21 @@ pub enum Outcome {
     Park {
         reason: String,
     },
+    /// Something the job needs is on its way (another job is creating, moving or deleting
+    /// it): look again after [`WAIT`], doubled per receive (0.5, 1, 2, 4 s before the last
+    /// receive), so a slow neighbour under load does not get the job parked.
+    Wait {
+        reason: String,
+    },
+}
+
+/// The first look-again delay of [`Outcome::Wait`].
+pub const WAIT: Duration = Duration::from_millis(500);
+
+/// How long a waiting job waits before its next receive: [`WAIT`] doubled per receive, at most
+/// 16 times (no jitter: what it waits for is one other job, not a crowd).
+pub fn wait_delay(receive_count: u32) -> Duration {
+    WAIT.saturating_mul(1u32 << receive_count.saturating_sub(1).min(4))
 }
 
 /// What to do with a delivery.
@@ -45,13 +60,17 @@ pub fn settle(app: &App, delivery: &Delivery, outcome: Outcome) -> Settlement {
     match outcome {
         Outcome::Done => Settlement::Ack,
         Outcome::Park { reason } => Settlement::Park { reason },
-        Outcome::RetryAfter { reason, .. }
+        Outcome::RetryAfter { reason, .. } | Outcome::Wait { reason }
             if delivery.receive_count >= app.queue.max_receives() =>
         {
             Settlement::Park {
                 reason: format!("{reason} (gave up after {} tries)", delivery.receive_count),
             }
         }
+        Outcome::Wait { reason } => Settlement::Retry {
+            delay: wait_delay(delivery.receive_count),
+            error: reason,
+        },
         Outcome::RetryAfter { delay, reason } => {
             let w = &app.config.worker;
             Settlement::Retry {
@@ -259,5 +278,11 @@ mod tests {
             );
         }
         assert!(backoff(40, base, max) <= max);
+    }
+
+    #[test]
+    fn a_waiting_job_looks_again_after_a_delay_that_doubles_per_receive() {
+        let waits: Vec<u128> = (1..=7).map(|n| wait_delay(n).as_millis()).collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 8000, 8000]);
     }
 }

@@ -19,8 +19,6 @@ use crate::sync::members::{SideTags, merge_member_tags};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// How soon a member job looks again when a tag it needs is being created or deleted.
-const RETRY_SOON: std::time::Duration = std::time::Duration::from_millis(500);
 /// WeCom corp tags on a follow relation (type 1); personal tags (2) cannot be written by API.
 const CORP_TAG: i64 = 1;
 
@@ -400,10 +398,7 @@ impl Cx<'_> {
                     // after which this member's next try leaves it out.
                     Err(e) if e.errcode == Some(WECOM_UNKNOWN_ID) => {
                         let rel = customer_rel.clone();
-                        let wait = StepError::retry(
-                            format!("{e}; a tag was deleted meanwhile"),
-                            Some(RETRY_SOON),
-                        );
+                        let wait = StepError::wait(format!("{e}; a tag was deleted meanwhile"));
                         return Err(self.stop(&mut tags, rel, entries, wait).await);
                     }
                     Err(e) => {
@@ -480,10 +475,7 @@ impl Cx<'_> {
                         let failure = if e.unknown_ids.is_empty() {
                             e.into()
                         } else {
-                            StepError::retry(
-                                format!("{e}; a tag was deleted meanwhile"),
-                                Some(RETRY_SOON),
-                            )
+                            StepError::wait(format!("{e}; a tag was deleted meanwhile"))
                         };
                         return Err(self.stop(&mut tags, customer_rel, entries, failure).await);
                     }
@@ -496,13 +488,10 @@ impl Cx<'_> {
         self.moved_meanwhile().await?;
         if !self.waiting.is_empty() {
             let waiting: Vec<&str> = self.waiting.iter().map(String::as_str).collect();
-            return Err(StepError::retry(
-                format!(
-                    "waiting for tags to be created first: {}",
-                    waiting.join(", ")
-                ),
-                Some(RETRY_SOON),
-            ));
+            return Err(StepError::wait(format!(
+                "waiting for tags to be created first: {}",
+                waiting.join(", ")
+            )));
         }
         Ok(())
     }
@@ -547,10 +536,9 @@ impl Cx<'_> {
             if let Some(x) = now.filter(|x| x.deleted_at.is_none())
                 && x.wecom.id.as_ref().map(|i| i.as_str()) != Some(used.as_str())
             {
-                return Err(StepError::retry(
-                    format!("tag {tag} moved in WeCom while this job tagged with it; again"),
-                    Some(RETRY_SOON),
-                ));
+                return Err(StepError::wait(format!(
+                    "tag {tag} moved in WeCom while this job tagged with it; again"
+                )));
             }
         }
         Ok(())

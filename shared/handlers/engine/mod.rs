@@ -76,6 +76,8 @@ pub struct StepError {
     pub superseded: bool,
     /// Shown on the object (the side `failed`, with the reason) even while it is retried.
     pub shown: bool,
+    /// A retry because something the job needs is still on its way ([`Outcome::Wait`]).
+    pub waiting: bool,
 }
 
 impl StepError {
@@ -85,6 +87,7 @@ impl StepError {
             reason: reason.into(),
             superseded: false,
             shown: false,
+            waiting: false,
         }
     }
     pub fn retry(reason: impl Into<String>, after: Option<Duration>) -> Self {
@@ -93,6 +96,7 @@ impl StepError {
             reason: reason.into(),
             superseded: false,
             shown: false,
+            waiting: false,
         }
     }
     /// A retry that the operator sees on the object meanwhile (it may end parked).
@@ -109,6 +113,15 @@ impl StepError {
             reason,
             superseded: false,
             shown: false,
+            waiting: false,
+        }
+    }
+    /// Something this job needs is on its way (a tag another job is creating, moving or
+    /// deleting): look again soon, with a growing delay ([`Outcome::Wait`]).
+    pub fn wait(reason: impl Into<String>) -> Self {
+        Self {
+            waiting: true,
+            ..Self::retry(reason, None)
         }
     }
     pub fn superseded(reason: impl Into<String>) -> Self {
@@ -117,6 +130,7 @@ impl StepError {
             reason: reason.into(),
             superseded: true,
             shown: false,
+            waiting: false,
         }
     }
     pub fn into_outcome(self) -> Outcome {
@@ -125,6 +139,9 @@ impl StepError {
             return Outcome::Done;
         }
         match self.retry {
+            Some(_) if self.waiting => Outcome::Wait {
+                reason: self.reason,
+            },
             Some(delay) => Outcome::RetryAfter {
                 delay,
                 reason: self.reason,

@@ -609,7 +609,9 @@ async fn library_page(
         };
         match outcome {
             Outcome::Done => {}
-            Outcome::RetryAfter { reason, .. } | Outcome::Park { reason } => {
+            Outcome::RetryAfter { reason, .. }
+            | Outcome::Park { reason }
+            | Outcome::Wait { reason } => {
                 defer(app, t, kind, &mut r.skipped, &reason).await?;
             }
         }

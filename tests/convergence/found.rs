@@ -723,3 +723,53 @@ async fn tag_created_onto_the_name_of_a_tag_moving_away_waits_for_the_move() {
     converges(&w, &members).await;
     w.stop().await;
 }
+
+/// Found with seed 5935053429626645059 (40 cases): the read-only face of
+/// `hub_rename_onto_a_group_the_mall_creates_meanwhile_is_refused`. The hub's operator renames
+/// the console's `WG1` (tagsync may not rename it in WeCom) to `G3` while the mall's operator
+/// creates a group `G3` (the mall's job runs first). The rename onto the other's name is
+/// refused (`WG1` keeps its name) instead of parking "the mall already has a tag group named
+/// `G3` … managed as another hub group".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_rename_of_a_console_group_onto_a_group_the_mall_creates_meanwhile_is_refused() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
+    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    let op = w.mall.operator();
+    op.reorder_tag(&b, 5).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let g3 = op.create_group("G3", 5).unwrap();
+    op.create_tag(&g3.id, "a", 1).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let wg1 = w.hub_group("WG1").await.expect("hub WG1");
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tag-groups/{}", wg1["id"].as_str().unwrap_or_default()),
+        Some(json!({"name": "G3"})),
+    )
+    .await;
+    converges(&w, &members).await;
+    assert!(w.hub_group("WG1").await.is_some(), "WG1 kept its name");
+    w.stop().await;
+}
+
+/// The same with the mall's webhook for its new `G3` held back: the rename's job meets the
+/// mall's `G3` before the hub knows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_rename_of_a_console_group_onto_a_mall_group_whose_webhook_is_late_is_refused() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    w.mall.update_faults(|f| f.reorder_webhooks_next = 1);
+    w.mall.operator().create_group("G3", 5).unwrap();
+    let wg1 = w.hub_group("WG1").await.expect("hub WG1");
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tag-groups/{}", wg1["id"].as_str().unwrap_or_default()),
+        Some(json!({"name": "G3"})),
+    )
+    .await;
+    converges(&w, &members).await;
+    assert!(w.hub_group("WG1").await.is_some(), "WG1 kept its name");
+    w.stop().await;
+}

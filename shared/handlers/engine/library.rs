@@ -625,14 +625,34 @@ impl<'a> Cx<'a> {
                 };
                 if let (Err(e), Some(name), 1) = (&r, wanted, attempt)
                     && let Some(existing) = e.existing_id()
-                    && let Some(other) =
-                        self.hub_id(Side::Mall, EntityKind::Group, existing).await?
-                    && other != id.as_str()
                 {
-                    let other = HubGroupId::new_unchecked(other);
-                    self.group_step_aside(Side::Mall, &id, &other, &name)
-                        .await?;
-                    continue;
+                    match self.hub_id(Side::Mall, EntityKind::Group, existing).await? {
+                        Some(other) if other != id.as_str() => {
+                            let other = HubGroupId::new_unchecked(other);
+                            self.group_step_aside(Side::Mall, &id, &other, &name)
+                                .await?;
+                            continue;
+                        }
+                        Some(_) => {}
+                        // As for tags (`mall_update`): every mall group is synced, so one the
+                        // hub does not know is most likely on its way in (its webhook still
+                        // coming; a create adopted it already if nobody maps it). Retried, and
+                        // parked if it never comes (made without a webhook).
+                        None => {
+                            return self
+                                .fail_group(
+                                    g,
+                                    Side::Mall,
+                                    StepError::retry_shown(
+                                        format!(
+                                            "the name `{name}` is taken in the mall by tag group {existing} which tagsync does not manage (yet); rename or delete it"
+                                        ),
+                                        None,
+                                    ),
+                                )
+                                .await;
+                        }
+                    }
                 }
                 break r;
             };
@@ -1274,7 +1294,7 @@ impl<'a> Cx<'a> {
         if failure.0.superseded {
             return Err(failure.0);
         }
-        if failure.0.retry.is_none() {
+        if failure.0.retry.is_none() || failure.0.shown {
             match side {
                 Side::Wecom => g.wecom.fail(&failure.0.reason),
                 Side::Mall => g.mall.fail(&failure.0.reason),

@@ -17,10 +17,6 @@ const FAIL: f64 = 0.3;
 const BURST: usize = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open (issue #5): under load a member job waiting for a tag that is still being \
-            created uses its 5 receives at 500 ms each and is parked (gave up after 5 tries) \
-            while the tag's own job keeps failing at 30 %; see docs/sync-engine.md. Run with \
-            --ignored"]
 async fn thirty_percent_transient_failures_still_converge_without_dead_letters() {
     let started = Instant::now();
     let w = start().await;

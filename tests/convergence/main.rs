@@ -10,8 +10,6 @@
 //! - `property`: the property test (proptest, driven by hand: one runtime and world per case),
 //!   10 cases by default; `TAGSYNC_PROPTEST_CASES=40` (or more) looks harder;
 //! - `faults`: 100 changes under 30 % transient failure on both sides;
-//!   (`property` and `faults` are `#[ignore]`d until two open failures are fixed, see
-//!   docs/sync-engine.md; `cargo test --test convergence -- --ignored` runs them)
 //! - `parked`: permanent failures, dead letters and redrive;
 //! - `found`: sequences the property test found, reduced and made deterministic;
 //! - `model` (abstract edits and their generators) and `drive` (carrying them out, checks).

@@ -261,67 +261,40 @@ impl<'a> Cx<'a> {
     /// written again, so what the side did is never forgotten — a retry would otherwise, say,
     /// create the tag there a second time under its new name.
     async fn save_tag(&self, x: &mut Tag, side: Side, writes: Vec<Write>) -> Step<()> {
-        let mut next = x.clone();
-        for _ in 0..3 {
-            let mut all = writes.clone();
-            all.push(Write::Tag(next.clone()));
-            match self.app.store.transact(all).await {
-                Ok(()) => {
-                    next.version += 1;
-                    *x = next;
-                    return Ok(());
-                }
-                Err(e) if e.is_conflict() => {
-                    let fresh = self.app.store.get_tag(self.t(), &x.id).await?;
-                    // Unchanged: the conflict is elsewhere (an id already mapped).
-                    let Some(mut fresh) = fresh.filter(|f| f.version != next.version) else {
-                        return Err(e.into());
-                    };
-                    let edited = tag_json(&fresh) != tag_json(&next);
-                    match side {
-                        Side::Wecom => carry_link(&mut fresh.wecom, &next.wecom, edited),
-                        Side::Mall => carry_link(&mut fresh.mall, &next.mall, edited),
-                    }
-                    next = fresh;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StepError::retry(
-            format!("tag {} kept changing while saving", x.id),
-            None,
-        ))
+        self.save(x, side, writes).await
     }
 
     /// [`Cx::save_tag`] for a group.
     async fn save_group(&self, g: &mut TagGroup, side: Side, writes: Vec<Write>) -> Step<()> {
-        let mut next = g.clone();
+        self.save(g, side, writes).await
+    }
+
+    async fn save<T: Saved>(&self, x: &mut T, side: Side, writes: Vec<Write>) -> Step<()> {
+        let mut next = x.clone();
         for _ in 0..3 {
             let mut all = writes.clone();
-            all.push(Write::Group(next.clone()));
+            all.push(next.write());
             match self.app.store.transact(all).await {
                 Ok(()) => {
-                    next.version += 1;
-                    *g = next;
+                    next.set_version(next.version() + 1);
+                    *x = next;
                     return Ok(());
                 }
                 Err(e) if e.is_conflict() => {
-                    let fresh = self.app.store.get_group(self.t(), &g.id).await?;
-                    let Some(mut fresh) = fresh.filter(|f| f.version != next.version) else {
+                    let fresh = T::read(self.app, self.t(), x).await?;
+                    // Unchanged: the conflict is elsewhere (an id already mapped).
+                    let Some(mut fresh) = fresh.filter(|f| f.version() != next.version()) else {
                         return Err(e.into());
                     };
-                    let edited = group_json(&fresh) != group_json(&next);
-                    match side {
-                        Side::Wecom => carry_link(&mut fresh.wecom, &next.wecom, edited),
-                        Side::Mall => carry_link(&mut fresh.mall, &next.mall, edited),
-                    }
+                    let edited = fresh.json() != next.json();
+                    fresh.carry(&next, side, edited);
                     next = fresh;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         Err(StepError::retry(
-            format!("group {} kept changing while saving", g.id),
+            format!("{} kept changing while saving", x.name()),
             None,
         ))
     }
@@ -2936,6 +2909,86 @@ fn carry_link<I: Clone, S: Clone>(to: &mut SideLink<I, S>, from: &SideLink<I, S>
     *to = from.clone();
     if edited && state == SyncState::Pending && from.state == SyncState::Synced {
         to.state = SyncState::Pending;
+    }
+}
+
+/// What [`Cx::save`] needs of a tag or a group.
+trait Saved: Clone + Send + Sync {
+    fn write(&self) -> Write;
+    fn version(&self) -> u64;
+    fn set_version(&mut self, v: u64);
+    fn json(&self) -> serde_json::Value;
+    /// `tag {id}` / `group {id}`, for messages.
+    fn name(&self) -> String;
+    /// Takes `side`'s link from `from` (see [`carry_link`]).
+    fn carry(&mut self, from: &Self, side: Side, edited: bool);
+    /// The stored copy of this object.
+    fn read<'a>(
+        app: &'a App,
+        t: &'a TenantId,
+        this: &'a Self,
+    ) -> Pin<Box<dyn Future<Output = crate::ports::StoreResult<Option<Self>>> + Send + 'a>>;
+}
+
+impl Saved for Tag {
+    fn write(&self) -> Write {
+        Write::Tag(self.clone())
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, v: u64) {
+        self.version = v;
+    }
+    fn json(&self) -> serde_json::Value {
+        tag_json(self)
+    }
+    fn name(&self) -> String {
+        format!("tag {}", self.id)
+    }
+    fn carry(&mut self, from: &Self, side: Side, edited: bool) {
+        match side {
+            Side::Wecom => carry_link(&mut self.wecom, &from.wecom, edited),
+            Side::Mall => carry_link(&mut self.mall, &from.mall, edited),
+        }
+    }
+    fn read<'a>(
+        app: &'a App,
+        t: &'a TenantId,
+        this: &'a Self,
+    ) -> Pin<Box<dyn Future<Output = crate::ports::StoreResult<Option<Self>>> + Send + 'a>> {
+        Box::pin(app.store.get_tag(t, &this.id))
+    }
+}
+
+impl Saved for TagGroup {
+    fn write(&self) -> Write {
+        Write::Group(self.clone())
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, v: u64) {
+        self.version = v;
+    }
+    fn json(&self) -> serde_json::Value {
+        group_json(self)
+    }
+    fn name(&self) -> String {
+        format!("group {}", self.id)
+    }
+    fn carry(&mut self, from: &Self, side: Side, edited: bool) {
+        match side {
+            Side::Wecom => carry_link(&mut self.wecom, &from.wecom, edited),
+            Side::Mall => carry_link(&mut self.mall, &from.mall, edited),
+        }
+    }
+    fn read<'a>(
+        app: &'a App,
+        t: &'a TenantId,
+        this: &'a Self,
+    ) -> Pin<Box<dyn Future<Output = crate::ports::StoreResult<Option<Self>>> + Send + 'a>> {
+        Box::pin(app.store.get_group(t, &this.id))
     }
 }
 

@@ -8,6 +8,8 @@
 //!   and as JSON endpoints under `/control/` (no bearer; see [`MallSim`] for the list);
 //! - fault injection ([`Faults`]): 500s, slow answers, dropped, duplicated and reordered
 //!   webhooks;
+//! - holds ([`MallSim::hold`]): one API request held before (or after) it takes effect until
+//!   the test releases it, so an operator can act exactly between tagsync's read and write;
 //! - a log of every API request and every webhook delivery, for assertions.
 //!
 //! State lives behind one `std::sync::Mutex`: every request is handled start to finish under
@@ -21,6 +23,7 @@ use crate::mall::client::{
 };
 use crate::mall::webhook::{self, MAX_NAME_CHARS, MallEvent, MallTag, MallTagGroup};
 use crate::ports::{Clock, SystemClock};
+use crate::sim::hold::{self, ControlHold, ControlWait, Hold, Phase, Registry, Trap};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxumState};
@@ -268,6 +271,9 @@ impl SimError {
 /// | `POST /control/members` | `{"unionid"?, "external_userid"?, "mobile"?}` | create a member |
 /// | `POST /control/members/{id}/bind` | same | bind identities (`member.bound`) |
 /// | `POST /control/members/{id}/tags` | `{"add"?: […], "remove"?: […]}` | tag/untag |
+/// | `POST /control/holds` | `{"method", "path", "phase"?, "match"?}` | arm a hold → `{"id"}` |
+/// | `POST /control/holds/{id}/wait` | `{"timeout_ms"?}` | wait until held → `{"held", "request"?}` |
+/// | `POST /control/holds/{id}/release` | — | let the held request go on (or disarm) |
 pub struct MallSim {
     shared: Arc<Shared>,
     addr: SocketAddr,
@@ -300,12 +306,14 @@ impl MallSim {
                 requests: Vec::new(),
                 deliveries: Vec::new(),
                 events: Vec::new(),
+                holds: Vec::new(),
             }),
             outbox,
             pending: AtomicUsize::new(0),
             settled: Notify::new(),
             http,
             config,
+            control_holds: Registry::default(),
         });
         let dispatcher = tokio::spawn(dispatch(shared.clone(), inbox));
         let app = router(shared.clone());
@@ -419,6 +427,21 @@ impl MallSim {
     /// Changes some faults, e.g. `sim.update_faults(|f| f.fail_next = 2)`.
     pub fn update_faults(&self, change: impl FnOnce(&mut Faults)) {
         change(&mut self.shared.lock().faults);
+    }
+
+    /// Holds the next API request `method path` (`path` exact, or ending in `*` for a
+    /// prefix: `/tags/*`) whose logged form `{"method", "path", "body"}` has the fields of
+    /// `matching` (`Value::Null`: any) at `phase`: before it takes effect (before auth, the
+    /// rate limit and injected faults), or after, before its answer goes back. The returned
+    /// [`Hold`] says when a request is held; it goes on when the [`hold::Held`] is released
+    /// or dropped.
+    pub fn hold(&self, method: &str, path: &str, phase: Phase, matching: Value) -> Hold {
+        let (trap, hold) = hold::arm(phase, matching);
+        self.shared
+            .lock()
+            .holds
+            .push(((method.to_ascii_uppercase(), path.to_owned()), trap));
+        hold
     }
 
     /// Requests per second per token; `None` turns the limit off.
@@ -603,6 +626,8 @@ struct Shared {
     settled: Notify,
     http: reqwest::Client,
     config: MallSimConfig,
+    /// Holds armed through `/control/holds`.
+    control_holds: Registry,
 }
 
 /// Objects are kept by a sequence number from one counter; their ids are `g_{n}`, `t_{n}`
@@ -622,6 +647,8 @@ struct State {
     requests: Vec<ApiRequestLog>,
     deliveries: Vec<WebhookDelivery>,
     events: Vec<Value>,
+    /// Armed holds by (method, path pattern), first armed first (see [`MallSim::hold`]).
+    holds: Vec<((String, String), Trap)>,
 }
 
 #[derive(Clone)]
@@ -1091,6 +1118,16 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The armed hold (if any) for this request at `phase`, taken off the list.
+    fn take_hold(&self, phase: Phase, request: &Value) -> Option<Trap> {
+        hold::take_trap(
+            &mut self.lock().holds,
+            |k| route_matches(k, request),
+            phase,
+            request,
+        )
+    }
+
     /// Queues one signed webhook per event, in order, under the state lock.
     fn emit(&self, st: &mut State, events: Vec<MallEvent>, origin: Option<&str>) {
         let occurred_at = self.config.clock.now().to_rfc3339();
@@ -1366,6 +1403,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/control/members", post(control_create_member))
         .route("/control/members/{id}/bind", post(control_bind_member))
         .route("/control/members/{id}/tags", post(control_member_tags))
+        .route("/control/holds", post(control_hold))
+        .route("/control/holds/{id}/wait", post(control_hold_wait))
+        .route("/control/holds/{id}/release", post(control_hold_release))
         .fallback(api)
         .with_state(shared)
 }
@@ -1385,7 +1425,11 @@ async fn api(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let (answer, delay_ms) = {
+    let held = json!({"method": method.as_str(), "path": uri.path(), "body": logged_body(&body)});
+    if let Some(trap) = shared.take_hold(Phase::Before, &held) {
+        trap.spring(held.clone()).await;
+    }
+    let (answer, delay_ms, after) = {
         let mut st = shared.lock();
         let answer = shared.handle(&mut st, &method, &uri, token, key.as_deref(), &body);
         st.requests.push(ApiRequestLog {
@@ -1400,12 +1444,31 @@ async fn api(
             retry_after: answer.retry_after,
             replayed: answer.replayed,
         });
-        (answer, st.faults.delay_ms)
+        let after = hold::take_trap(
+            &mut st.holds,
+            |k| route_matches(k, &held),
+            Phase::After,
+            &held,
+        );
+        (answer, st.faults.delay_ms, after)
     };
+    if let Some(trap) = after {
+        trap.spring(held).await;
+    }
     if delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
     }
     answer.into_response()
+}
+
+/// Whether a hold's (method, path pattern) names this request (`{"method", "path", …}`).
+fn route_matches((method, pattern): &(String, String), request: &Value) -> bool {
+    let path = request["path"].as_str().unwrap_or_default();
+    let path_ok = match pattern.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => path == pattern,
+    };
+    path_ok && request["method"].as_str() == Some(method.as_str())
 }
 
 fn logged_body(body: &[u8]) -> Option<Value> {
@@ -1791,6 +1854,61 @@ fn operator(shared: &Shared, q: ControlQuery) -> Operator<'_> {
     }
 }
 
+#[derive(Deserialize)]
+struct ControlHoldBody {
+    method: String,
+    path: String,
+    #[serde(flatten)]
+    hold: ControlHold,
+}
+
+async fn control_hold(AxumState(shared): AxumState<Arc<Shared>>, body: Bytes) -> Response {
+    let b: ControlHoldBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return Answer::error(SimError::invalid(e.to_string())).into_response(),
+    };
+    let (trap, hold) = hold::arm(b.hold.phase, b.hold.matching);
+    shared
+        .lock()
+        .holds
+        .push(((b.method.to_ascii_uppercase(), b.path), trap));
+    let id = shared.control_holds.add(hold);
+    Answer::ok(201, json!({ "id": id })).into_response()
+}
+
+async fn control_hold_wait(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Response {
+    let wait: ControlWait = if body.is_empty() {
+        ControlWait::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(w) => w,
+            Err(e) => return Answer::error(SimError::invalid(e.to_string())).into_response(),
+        }
+    };
+    let result = shared
+        .control_holds
+        .wait(id, wait.within())
+        .await
+        .map_err(SimError::not_found);
+    control_answer(200, result)
+}
+
+async fn control_hold_release(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    Path(id): Path<u64>,
+) -> Response {
+    let result = shared
+        .control_holds
+        .release(id)
+        .map(|()| json!({ "released": id }))
+        .map_err(SimError::not_found);
+    control_answer(200, result)
+}
+
 async fn control_state(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
     let st = shared.lock();
     let members: Vec<&MallMember> = st.members.values().collect();
@@ -2020,6 +2138,7 @@ mod tests {
             requests: Vec::new(),
             deliveries: Vec::new(),
             events: Vec::new(),
+            holds: Vec::new(),
         }
     }
 

@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::domain::{CorpId, Secret, Timestamp};
 use crate::ports::{Clock, SystemClock};
+use crate::sim::hold::{self, ControlHold, ControlWait, Hold, Phase, Registry, Trap};
 use crate::wecom::classify::ApiOp;
 use crate::wecom::client::WecomCredentials;
 use crate::wecom::crypto::{CallbackCrypto, build_envelope, cdata};
@@ -272,6 +273,8 @@ struct SimState {
     calls: Vec<ApiCall>,
     callbacks: Vec<CallbackRecord>,
     faults: HashMap<ApiOp, Vec<Fault>>,
+    /// Armed holds (see [`WecomSim::hold`]), first armed first.
+    holds: Vec<(ApiOp, Trap)>,
     rate_limits: HashMap<ApiOp, u32>,
     /// (minute index, calls answered in it).
     rate_counts: HashMap<ApiOp, (i64, u32)>,
@@ -294,6 +297,8 @@ struct Core {
     http: reqwest::Client,
     state: Mutex<SimState>,
     deliveries: mpsc::UnboundedSender<Delivery>,
+    /// Holds armed through `/control/holds`.
+    control_holds: Registry,
 }
 
 /// An API error answer: errcode and errmsg.
@@ -565,6 +570,11 @@ impl Core {
         }
         faults.retain(|f| !matches!(f.trigger, Trigger::Next(0)));
         hit
+    }
+
+    /// The armed hold (if any) for this call at `phase`, taken off the list.
+    fn take_hold(&self, op: ApiOp, phase: Phase, request: &Value) -> Option<Trap> {
+        hold::take_trap(&mut self.lock().holds, |k| *k == op, phase, request)
     }
 
     fn log_call(&self, op: ApiOp, request: Value, errcode: Option<i64>, http_status: u16) {
@@ -1769,6 +1779,7 @@ impl WecomSim {
             http: reqwest::Client::new(),
             state: Mutex::new(state),
             deliveries: tx,
+            control_holds: Registry::default(),
         });
         let delivery = {
             let core = core.clone();
@@ -1899,6 +1910,17 @@ impl WecomSim {
 
     pub fn clear_faults(&self) {
         self.core.lock().faults.clear();
+    }
+
+    /// Holds the next call of `op` whose request (as [`WecomSim::calls`] logs it) has the
+    /// fields of `matching` (`Value::Null`: any call) at `phase`: before it takes effect, or
+    /// after, before its answer goes back. The returned [`Hold`] says when a call is held;
+    /// the call goes on when the [`hold::Held`] is released or dropped. Injected faults
+    /// come first (a call answered by a fault is not held).
+    pub fn hold(&self, op: ApiOp, phase: Phase, matching: Value) -> Hold {
+        let (trap, hold) = hold::arm(phase, matching);
+        self.core.lock().holds.push((op, trap));
+        hold
     }
 
     /// Calls per minute for `op` beyond which WeCom answers 45009; `None` = unlimited.
@@ -2034,6 +2056,9 @@ fn router(core: Arc<Core>) -> Router {
         .route("/control/tokens/invalidate", post(ctl_invalidate_tokens))
         .route("/control/faults", post(ctl_fault))
         .route("/control/faults/clear", post(ctl_clear_faults))
+        .route("/control/holds", post(ctl_hold))
+        .route("/control/holds/{id}/wait", post(ctl_hold_wait))
+        .route("/control/holds/{id}/release", post(ctl_hold_release))
         .route("/control/rate_limits", post(ctl_rate_limit))
         .route("/control/quirks", post(ctl_quirks))
         .route("/control/callback_url", post(ctl_callback_url))
@@ -2103,7 +2128,12 @@ async fn api(
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
     }
+    if let Some(trap) = core.take_hold(op, Phase::Before, &logged) {
+        trap.spring(logged.clone()).await;
+    }
     let result = parsed.and_then(|body| core.answer(op, &query, &body));
+    let after = core.take_hold(op, Phase::After, &logged);
+    let held = after.as_ref().map(|_| logged.clone());
     let answer = match result {
         Ok(mut v) => {
             v["errcode"] = json!(0);
@@ -2118,6 +2148,9 @@ async fn api(
             json!({ "errcode": code, "errmsg": msg })
         }
     };
+    if let (Some(trap), Some(request)) = (after, held) {
+        trap.spring(request).await;
+    }
     axum::Json(answer).into_response()
 }
 
@@ -2371,6 +2404,54 @@ async fn ctl_fault(
         .or_default()
         .push(Fault { kind, trigger });
     ctl_result(Ok(()))
+}
+
+#[derive(Deserialize)]
+struct CtlHold {
+    /// The API path, e.g. `externalcontact/mark_tag`.
+    op: String,
+    #[serde(flatten)]
+    hold: ControlHold,
+}
+
+/// Arms a hold (see [`WecomSim::hold`]): `{"op", "phase"?: "before"|"after", "match"?: {…}}`
+/// → `{"id"}`.
+async fn ctl_hold(
+    AxumState(core): AxumState<Arc<Core>>,
+    axum::Json(b): axum::Json<CtlHold>,
+) -> Response {
+    let Some(op) = ApiOp::from_path(&b.op) else {
+        return ctl_result::<()>(Err(SimError::NotFound(format!("API {}", b.op))));
+    };
+    let (trap, hold) = hold::arm(b.hold.phase, b.hold.matching);
+    core.lock().holds.push((op, trap));
+    ctl_result(Ok(json!({ "id": core.control_holds.add(hold) })))
+}
+
+/// Waits until hold `id`'s call is held: `{"timeout_ms"?}` → `{"held", "request"?}`.
+async fn ctl_hold_wait(
+    AxumState(core): AxumState<Arc<Core>>,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Response {
+    let wait: ControlWait = if body.is_empty() {
+        ControlWait::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(w) => w,
+            Err(e) => return ctl_result::<()>(Err(SimError::Invalid(e.to_string()))),
+        }
+    };
+    ctl_result(
+        core.control_holds
+            .wait(id, wait.within())
+            .await
+            .map_err(SimError::NotFound),
+    )
+}
+
+async fn ctl_hold_release(AxumState(core): AxumState<Arc<Core>>, Path(id): Path<u64>) -> Response {
+    ctl_result(core.control_holds.release(id).map_err(SimError::NotFound))
 }
 
 async fn ctl_clear_faults(AxumState(core): AxumState<Arc<Core>>) -> Response {

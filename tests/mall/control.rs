@@ -263,3 +263,81 @@ async fn faults_rate_limit_webhook_target_and_log_are_controllable_over_http() {
     assert_eq!(s, 204);
     assert!(m.sim.requests().is_empty() && m.sim.deliveries().is_empty());
 }
+
+/// A request held before it takes effect lets the operator act first: the member's answer
+/// then shows the operator's tag next to the client's (the answer a job must not take for
+/// what it did).
+#[tokio::test]
+async fn a_request_held_before_it_takes_effect_goes_on_only_when_released() {
+    use tagsync::sim::hold::Phase;
+    let m = spawn_mall().await;
+    let op = m.sim.operator();
+    let g = op.create_group("Level", 1).unwrap();
+    let a = op.create_tag(&g.id, "A", 1).unwrap().id;
+    let c = op.create_tag(&g.id, "C", 2).unwrap().id;
+    let member = op
+        .create_member(tagsync::sim::mall::NewMember::default())
+        .unwrap()
+        .id;
+    let path = format!("/members/{member}/tags");
+    let mut hold = m.sim.hold("post", &path, Phase::Before, Value::Null);
+    let k = key("member-tags");
+    let call = m
+        .client
+        .change_member_tags(&m.ep, &k, &member, std::slice::from_ref(&a), &[]);
+    let act = async {
+        let held = hold.held(std::time::Duration::from_secs(10)).await.unwrap();
+        assert_eq!(held.request["path"], path.as_str());
+        assert_eq!(held.request["body"]["add"], json!([a.as_str()]));
+        assert!(m.sim.member(&member).unwrap().tag_ids.is_empty());
+        op.tag_member(&member, &c).unwrap();
+        held.release();
+    };
+    let (answer, ()) = tokio::join!(call, act);
+    let mut tags = answer.unwrap().tag_ids;
+    tags.sort();
+    let mut both = vec![a, c];
+    both.sort();
+    assert_eq!(tags, both, "the answer shows both tags");
+}
+
+#[tokio::test]
+async fn holds_are_armed_waited_for_and_released_over_http() {
+    use reqwest::Method as M;
+    let m = spawn_mall().await;
+    let (s, armed) = call(
+        &m,
+        M::POST,
+        "/control/holds",
+        Some(json!({"method": "GET", "path": "/tag-*", "phase": "after"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{armed}");
+    let id = armed["id"].as_u64().expect("a hold id");
+    let (s, idle) = call(
+        &m,
+        M::POST,
+        &format!("/control/holds/{id}/wait"),
+        Some(json!({"timeout_ms": 10})),
+    )
+    .await;
+    assert_eq!((s, &idle["held"]), (200, &json!(false)));
+    let read = m.client.list_groups(&m.ep);
+    let act = async {
+        let (_, held) = call(
+            &m,
+            M::POST,
+            &format!("/control/holds/{id}/wait"),
+            Some(json!({"timeout_ms": 10000})),
+        )
+        .await;
+        assert_eq!(held["held"], true, "{held}");
+        assert_eq!(held["request"]["path"], "/tag-groups");
+        let (s, _) = call(&m, M::POST, &format!("/control/holds/{id}/release"), None).await;
+        assert_eq!(s, 200);
+    };
+    let (groups, ()) = tokio::join!(read, act);
+    assert!(groups.unwrap().is_empty());
+    let (s, _) = call(&m, M::POST, &format!("/control/holds/{id}/release"), None).await;
+    assert_eq!(s, 404, "a released hold is gone");
+}

@@ -164,3 +164,129 @@ async fn a_probabilistic_fault_of_one_always_fires() {
     h.sim.clear_faults();
     h.client.get_follow_user_list(&h.creds).await.unwrap();
 }
+
+/// A hold keeps a call from taking effect until the test releases it: what a person does in
+/// the console meanwhile happens first (here, a tag put on the relation), and the held
+/// `mark_tag` then adds its own tag next to it.
+#[tokio::test]
+async fn a_call_held_before_it_takes_effect_goes_on_only_when_released() {
+    use tagsync::sim::hold::Phase;
+    let h = harness().await;
+    h.sim.silent().add_relation("alice", "wmC1", None).unwrap();
+    let g = h
+        .sim
+        .silent()
+        .create_group("G", 0, &[("t", 0), ("u", 0)])
+        .unwrap();
+    let user = tagsync::domain::WecomUserId::parse("alice").unwrap();
+    let ext = tagsync::domain::ExternalUserId::parse("wmC1").unwrap();
+    let t = tagsync::domain::WecomTagId::parse(g.tag_ids[0].clone()).unwrap();
+    let mut hold = h.sim.hold(
+        ApiOp::MarkTag,
+        Phase::Before,
+        serde_json::json!({"userid": "alice"}),
+    );
+    let call = h
+        .client
+        .mark_tag(&h.creds, &user, &ext, std::slice::from_ref(&t), &[]);
+    let act = async {
+        let held = hold.held(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(held.request["add_tag"], serde_json::json!([t.as_str()]));
+        assert_eq!(
+            h.sim.relation_tags("alice", "wmC1").unwrap(),
+            Vec::<String>::new(),
+            "not applied while held"
+        );
+        h.sim
+            .console()
+            .tag_relation("alice", "wmC1", &[g.tag_ids[1].as_str()], &[])
+            .unwrap();
+        held.release();
+    };
+    let (result, ()) = tokio::join!(call, act);
+    result.unwrap();
+    assert_eq!(
+        h.sim.relation_tags("alice", "wmC1").unwrap(),
+        vec![g.tag_ids[1].clone(), g.tag_ids[0].clone()]
+    );
+}
+
+/// Held after it took effect, a call's answer waits: the side already shows the change.
+#[tokio::test]
+async fn a_call_held_after_it_took_effect_is_answered_when_released() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tagsync::sim::hold::Phase;
+    let h = harness().await;
+    let mut hold = h
+        .sim
+        .hold(ApiOp::AddCorpTag, Phase::After, serde_json::Value::Null);
+    let answered = AtomicBool::new(false);
+    let tags = [tagsync::wecom::client::NewTag {
+        name: "t".into(),
+        order: Some(1),
+    }];
+    let call = async {
+        let target = tagsync::wecom::client::AddTarget::Named {
+            name: "G",
+            order: Some(2),
+        };
+        let r = h.client.add_corp_tag(&h.creds, target, &tags).await;
+        answered.store(true, Ordering::SeqCst);
+        r
+    };
+    let act = async {
+        let held = hold.held(Duration::from_secs(10)).await.unwrap();
+        assert!(
+            h.sim.library().iter().any(|g| g.name == "G"),
+            "applied before the answer"
+        );
+        assert!(
+            !answered.load(Ordering::SeqCst),
+            "the answer waits while held"
+        );
+        held.release();
+    };
+    let (created, ()) = tokio::join!(call, act);
+    assert_eq!(created.unwrap().group_name, "G");
+}
+
+/// The same over the control surface: arm, wait until held, release.
+#[tokio::test]
+async fn holds_are_armed_waited_for_and_released_over_http() {
+    let h = harness().await;
+    let http = reqwest::Client::new();
+    let ctl = h.sim.control_url();
+    let post = |path: String, body: serde_json::Value| {
+        let req = http.post(format!("{ctl}{path}")).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (_, armed) = post(
+        "/holds".into(),
+        serde_json::json!({"op": "externalcontact/get_corp_tag_list"}),
+    )
+    .await;
+    let id = armed["result"]["id"].as_u64().expect("a hold id");
+    let (_, idle) = post(
+        format!("/holds/{id}/wait"),
+        serde_json::json!({"timeout_ms": 10}),
+    )
+    .await;
+    assert_eq!(idle["result"]["held"], false);
+    let call = h.client.get_corp_tag_list(&h.creds, &[], &[]);
+    let act = async {
+        let (_, held) = post(
+            format!("/holds/{id}/wait"),
+            serde_json::json!({"timeout_ms": 10000}),
+        )
+        .await;
+        assert_eq!(held["result"]["held"], true, "{held}");
+        let (status, _) = post(format!("/holds/{id}/release"), serde_json::Value::Null).await;
+        assert_eq!(status, 200);
+    };
+    let (result, ()) = tokio::join!(call, act);
+    result.unwrap();
+}

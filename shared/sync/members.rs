@@ -135,6 +135,24 @@ pub fn merge_member_tags(
     }
 }
 
+/// A side's base once tagsync's write there is confirmed: what the job read there, plus
+/// exactly what it added and minus what it removed. Never the side's answer to the write (or
+/// a read after it): that may also show a change someone else made in the meantime, which
+/// must stay a difference from the base so that the next merge takes it for that side's
+/// change and carries it everywhere. Works on hub ids (the mall) and side ids (relations).
+pub fn base_after_write<'a, T: Ord + Clone + 'a>(
+    read: &BTreeSet<T>,
+    added: impl IntoIterator<Item = &'a T>,
+    removed: impl IntoIterator<Item = &'a T>,
+) -> BTreeSet<T> {
+    let mut base = read.clone();
+    for r in removed {
+        base.remove(r);
+    }
+    base.extend(added.into_iter().cloned());
+    base
+}
+
 /// (to add, to remove) to turn `have` into `want`.
 fn difference(
     have: &BTreeSet<HubTagId>,
@@ -338,6 +356,47 @@ mod tests {
         assert_eq!(out.tags, h);
     }
 
+    #[test]
+    fn base_after_a_write_is_what_was_read_plus_what_was_applied() {
+        let base = base_after_write(&set(&["a", "b"]), &set(&["c"]), &set(&["b"]));
+        assert_eq!(base, set(&["a", "c"]));
+        // The same call on side ids (a relation's WeCom tags).
+        let read: BTreeSet<String> = ["et1".to_owned()].into();
+        let added = ["et2".to_owned()];
+        assert_eq!(
+            base_after_write(&read, &added, &[]),
+            BTreeSet::from(["et1".to_owned(), "et2".to_owned()])
+        );
+    }
+
+    /// Issue 12 §1: the job read the mall member with `b`, added `a`; the mall's operator
+    /// added `c` meanwhile, so the answer to the write shows `a, b, c`. With the base taken
+    /// from what was read and applied, the next merge (the webhook's job) sees `c` as the
+    /// mall's change and carries it to the hub and every relation, instead of removing it.
+    #[test]
+    fn a_tag_someone_added_while_tagsync_wrote_stays_a_change_of_that_side() {
+        let h = hub(&["b"], 1);
+        let rels = relations(vec![("alice", side(&["a", "b"], &["b"], 5))]);
+        let first = merge_member_tags(&h, &side(&["b"], &["b"], 2), &rels);
+        let plan = first.plan.mall.clone().expect("the mall gets a");
+        assert_eq!(plan.add, set(&["a"]));
+        let mut hub2 = first.tags.clone();
+        hub2.mall_base = base_after_write(&set(&["b"]), &plan.add, &plan.remove);
+        assert_eq!(hub2.mall_base, set(&["a", "b"]), "not the answer's a, b, c");
+
+        let rels2 = relations(vec![("alice", side(&["a", "b"], &["a", "b"], 7))]);
+        let next = merge_member_tags(&hub2, &side(&["a", "b", "c"], &["a", "b"], 6), &rels2);
+        assert_eq!(next.desired, set(&["a", "b", "c"]));
+        assert_eq!(next.plan.mall, None, "nothing is taken off the mall");
+        assert_eq!(next.plan.relations[0].add, set(&["c"]));
+
+        // Taking the answer for the base (the old behaviour) loses it.
+        let mut stale = first.tags.clone();
+        stale.mall_base = set(&["a", "b", "c"]);
+        let lost = merge_member_tags(&stale, &side(&["a", "b", "c"], &["a", "b", "c"], 6), &rels2);
+        assert!(!lost.desired.contains(&tag("c")));
+    }
+
     // --- properties -------------------------------------------------------------------
 
     const UNIVERSE: [&str; 4] = ["a", "b", "c", "d"];
@@ -410,6 +469,48 @@ mod tests {
             prop_assert_eq!(&again.tags, &out.tags);
             prop_assert_eq!(&again.plan, &out.plan);
             prop_assert_eq!(&again.desired, &out.desired);
+        }
+
+        /// Whatever someone else adds to or removes from a side while tagsync writes there,
+        /// and whatever the write was, the change survives the next merge: with the base
+        /// taken from what was read plus what was applied, the foreign change is newer than
+        /// every mark and wins.
+        #[test]
+        fn a_change_made_during_a_write_survives_the_next_merge(
+            (h, mall, rels) in any_case(),
+            foreign in prop::sample::select(&UNIVERSE[..]),
+            foreign_add in any::<bool>(),
+        ) {
+            let out = merge_member_tags(&h, &mall, &rels);
+            let foreign = tag(foreign);
+            let mut hub2 = out.tags.clone();
+            let mut shown = out.desired.clone();
+            if let Some(p) = &out.plan.mall {
+                hub2.mall_base = base_after_write(&mall.tags, &p.add, &p.remove);
+            }
+            // Someone else's change, seen in the answer (or any later read).
+            if foreign_add {
+                shown.insert(foreign.clone());
+            } else {
+                shown.remove(&foreign);
+            }
+            let mall2 = SideTags {
+                tags: shown,
+                base: hub2.mall_base.clone(),
+                at: t(100),
+            };
+            let in_step = SideTags {
+                tags: out.desired.clone(),
+                base: out.desired.clone(),
+                at: t(100),
+            };
+            let rels2: BTreeMap<_, _> = rels.keys().map(|u| (u.clone(), in_step.clone())).collect();
+            let next = merge_member_tags(&hub2, &mall2, &rels2);
+            // The base is what tagsync knows the mall holds: the merged set, not the answer.
+            prop_assert_eq!(&hub2.mall_base, &out.desired);
+            if out.desired.contains(&foreign) != foreign_add {
+                prop_assert_eq!(next.desired.contains(&foreign), foreign_add);
+            }
         }
 
         #[test]

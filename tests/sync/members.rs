@@ -2,7 +2,8 @@
 //! the hub and on every follow relation of that customer.
 
 use crate::steps::*;
-use serde_json::json;
+use serde_json::{Value, json};
+use tagsync::sim::hold::Phase;
 use tagsync::sim::mall::NewMember;
 
 #[tokio::test]
@@ -124,5 +125,56 @@ async fn member_bound_by_webhook_syncs_from_then_on() {
         .unwrap();
     settle(&w).await;
     member_tags_everywhere(&w, &member, &["会员等级/金卡", "会员等级/银卡"]).await;
+    w.stop().await;
+}
+
+/// Issue 12 §1, "the lost change": a WeCom callback starts a member job; between that job's
+/// read of member M in the mall and its `POST /members/M/tags`, the mall's operator adds
+/// `铜卡` to M (the mall sends its webhook). The POST's answer lists `铜卡` too; it used to
+/// become M's mall base, so the webhook's job saw no change in the mall and took `铜卡` off M
+/// (the hub had no mark for it): the operator's tag was lost and never reached WeCom.
+#[tokio::test]
+async fn tag_added_in_the_mall_while_a_member_job_writes_there_survives_everywhere() {
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 3), ("银卡", 2), ("铜卡", 1)]).await;
+    let member = bound_member(&w, "wm_alice", &["sales_li", "sales_wang"]).await;
+    let silver = mall_tag_id(&w, "会员等级", "银卡");
+    w.mall.operator().tag_member(&member, &silver).unwrap();
+    settle(&w).await;
+    member_tags_everywhere(&w, &member, &["会员等级/银卡"]).await;
+
+    let mut hold = w.mall.hold(
+        "POST",
+        &format!("/members/{member}/tags"),
+        Phase::Before,
+        Value::Null,
+    );
+    let gold = wecom_tag(&w, "会员等级", "金卡").id;
+    w.wecom
+        .console()
+        .tag_relation("sales_li", "wm_alice", &[gold.as_str()], &[])
+        .unwrap();
+    let held = hold.held(HELD_WITHIN).await.expect("the member job's POST");
+    let bronze = mall_tag_id(&w, "会员等级", "铜卡");
+    w.mall.operator().tag_member(&member, &bronze).unwrap();
+    held.release();
+    settle(&w).await;
+
+    let trail = audit(&w).await;
+    let hub_bronze = s(&hub_tag(&w, "会员等级", "铜卡").await["id"]);
+    let wecom_bronze = wecom_tag(&w, "会员等级", "铜卡").id;
+    let removed = removals_of(&trail, &[&hub_bronze, &wecom_bronze, bronze.as_str()]);
+    assert!(
+        removed.is_empty(),
+        "the operator's 铜卡 was taken off somewhere:\n{}\naudit trail:\n{}",
+        render_audit(&removed.into_iter().cloned().collect::<Vec<_>>()),
+        render_audit(&trail)
+    );
+    member_tags_everywhere(
+        &w,
+        &member,
+        &["会员等级/金卡", "会员等级/银卡", "会员等级/铜卡"],
+    )
+    .await;
     w.stop().await;
 }

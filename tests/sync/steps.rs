@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::time::Duration;
-use tagsync::domain::{MallGroupId, MallTagId, MemberId};
+use tagsync::domain::{AuditEntry, MallGroupId, MallTagId, MemberId};
 use tagsync::mall::client::MallGroupWithTags;
 use tagsync::mall::webhook::MallTag;
 use tagsync::sim::wecom::{SimGroup, SimTag};
@@ -14,6 +14,9 @@ pub use reqwest::Method;
 
 /// Long enough for a slow machine; a test that waits this long has failed anyway.
 const SETTLE: Duration = Duration::from_secs(30);
+
+/// How long a test waits for a simulator to hold the call it armed a hold for.
+pub const HELD_WITHIN: Duration = Duration::from_secs(30);
 
 pub async fn start() -> World {
     World::start(WorldOptions::default()).await
@@ -138,4 +141,60 @@ pub async fn member_tags_everywhere(w: &World, member: &MemberId, expected: &[&s
     if let Err(e) = view.expect_everywhere(expected) {
         panic!("member {member}: {e}");
     }
+}
+
+/// tagsync's audit trail, oldest first.
+pub async fn audit(w: &World) -> Vec<AuditEntry> {
+    let mut entries = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = w
+            .app
+            .store
+            .list_audit(&w.tenant, cursor.as_deref(), 200)
+            .await
+            .expect("the audit trail is readable");
+        entries.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    entries.reverse();
+    entries
+}
+
+/// The audit trail, one line per entry, for a failure message.
+pub fn render_audit(entries: &[AuditEntry]) -> String {
+    let show = |v: &Option<Value>| v.as_ref().map_or("-".to_owned(), Value::to_string);
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "  {:?} {} {} by {}: {} → {}",
+                e.side,
+                e.action,
+                e.entity,
+                e.origin,
+                show(&e.before),
+                show(&e.after)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Entries that took any of `ids` (a tag's hub, WeCom and mall ids) off a member or a
+/// relation: it was in their `before` list and is not in their `after` list.
+pub fn removals_of<'a>(entries: &'a [AuditEntry], ids: &[&str]) -> Vec<&'a AuditEntry> {
+    let holds = |v: &Option<Value>| {
+        v.as_ref()
+            .and_then(Value::as_array)
+            .is_some_and(|xs| xs.iter().any(|x| ids.contains(&x.as_str().unwrap_or(""))))
+    };
+    entries
+        .iter()
+        .filter(|e| e.action.ends_with("tags_changed"))
+        .filter(|e| holds(&e.before) && !holds(&e.after))
+        .collect()
 }

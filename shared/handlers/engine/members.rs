@@ -15,7 +15,7 @@ use crate::domain::*;
 use crate::handlers::worker::Outcome;
 use crate::mall::client::{IdempotencyKey, MallMember};
 use crate::ports::Write;
-use crate::sync::members::{SideTags, merge_member_tags};
+use crate::sync::members::{SideTags, base_after_write, merge_member_tags};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -406,11 +406,10 @@ impl Cx<'_> {
                         return Err(self.stop(&mut tags, rel, entries, e.into()).await);
                     }
                 }
-                let mut after = current.clone();
-                for r in &remove {
-                    after.remove(r);
-                }
-                after.extend(add.iter().cloned());
+                // `mark_tag` answers nothing about the relation; what it holds as far as
+                // tagsync knows is what was read plus this call (a change someone made there
+                // meanwhile stays a difference from the base; see `base_after_write`).
+                let after = base_after_write(&current, &add, &remove);
                 self.applied.relations_marked += 1;
                 self.applied.wecom_added +=
                     add.iter().filter(|i| !current.contains(*i)).count() as u64;
@@ -452,14 +451,20 @@ impl Cx<'_> {
                     .change_member_tags(&ep, &key, member, &add_m, &remove_m)
                     .await
                 {
-                    Ok(after) => {
-                        let after_ids: Vec<String> =
-                            after.tag_ids.iter().map(|i| i.to_string()).collect();
+                    // The answer lists the member's tags after the call, which may include a
+                    // change the mall's operator made since this job read the member (issue
+                    // 12 §1): the base is what was read plus what this call did, so such a
+                    // change stays the mall's, and its webhook's job carries it everywhere.
+                    Ok(_) => {
+                        let read: BTreeSet<String> = mall_ids.iter().cloned().collect();
+                        let after_ids = base_after_write(&read, &add, &remove);
                         self.applied.mall_added +=
                             add.iter().filter(|i| !mall_ids.contains(*i)).count() as u64;
                         self.applied.mall_removed +=
                             remove.iter().filter(|i| mall_ids.contains(*i)).count() as u64;
-                        tags.mall_base = self.hub_ids(Side::Mall, &after_ids).await?;
+                        let added = self.hub_ids(Side::Mall, &add).await?;
+                        let removed = self.hub_ids(Side::Mall, &remove).await?;
+                        tags.mall_base = base_after_write(&mall_side.tags, &added, &removed);
                         entries.push(audit(
                             &t,
                             now,

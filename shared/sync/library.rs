@@ -1222,7 +1222,68 @@ mod tests {
         second == first || (first.op == LibraryOp::MarkReadOnly && second.op == LibraryOp::Nothing)
     }
 
+    /// What a side shows once `op` was applied to what the job read there (`seen`): the
+    /// fields the op sets, the rest as read.
+    fn applied_to(seen: &TagSnapshot, op: &LibraryOp) -> TagSnapshot {
+        let mut s = seen.clone();
+        let (name, order, group) = match op {
+            LibraryOp::Update { name, order } => (name, order, None),
+            LibraryOp::Move {
+                to_group,
+                name,
+                order,
+            } => (name, order, Some(to_group)),
+            _ => return s,
+        };
+        if let Some(n) = name {
+            s.name = n.clone();
+        }
+        if let Some(o) = order {
+            s.order = *o;
+        }
+        if let Some(g) = group {
+            s.group_id = g.clone();
+        }
+        s
+    }
+
     proptest! {
+        /// The base a side gets after an update or move is what the job read there plus
+        /// exactly the fields the op sets — never anything else the side might show by
+        /// then. So a field someone else changes on that side while the op is carried (one
+        /// the op does not set) is still a change of that side at the next merge, and wins.
+        #[test]
+        fn a_tag_base_after_a_write_is_what_was_read_plus_what_was_set(
+            hub in any_hub_tag(), w in any_observed(any_snap()), m in any_observed(any_snap()),
+        ) {
+            let Some(out) = merge_tag(&tenant(), &tid(), hub.as_ref(), &w, &m) else {
+                return Ok(());
+            };
+            for (plan, obs, wecom) in [(&out.plan.wecom, &w, true), (&out.plan.mall, &m, false)] {
+                let (LibraryOp::Update { order, .. } | LibraryOp::Move { order, .. }) = &plan.op
+                else {
+                    continue;
+                };
+                let Some(seen) = obs.seen.as_option() else { continue };
+                prop_assert_eq!(plan.base_after.as_ref(), Some(&applied_to(seen, &plan.op)));
+                if order.is_some() || obs.read_only {
+                    continue;
+                }
+                // Someone reorders the object there while the op is carried.
+                let mut hub2 = out.hub.clone();
+                let link = if wecom { &mut hub2.wecom.base } else { &mut hub2.mall.base };
+                *link = plan.base_after.clone();
+                let mut shown = applied_to(seen, &plan.op);
+                shown.order = 7;
+                let next = Observed::present(shown, t(100));
+                let (w2, m2) = if wecom { (next, m.clone()) } else { (w.clone(), next) };
+                let again = merge_tag(&tenant(), &tid(), Some(&hub2), &w2, &m2).unwrap();
+                if again.hub.deleted_at.is_none() {
+                    prop_assert_eq!(again.hub.order, 7);
+                }
+            }
+        }
+
         #[test]
         fn applying_a_tag_plan_converges_in_one_step(
             hub in any_hub_tag(), w in any_observed(any_snap()), m in any_observed(any_snap()),

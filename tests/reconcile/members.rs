@@ -96,3 +96,46 @@ async fn the_members_run_binds_customers_the_mall_knows_and_reports_the_others()
     member_tags_everywhere(&w, &carol.id, &["会员等级/金卡"]).await;
     w.stop().await;
 }
+
+/// A run repairs a member through the same member code as the jobs, from what its page
+/// read: another app put 银卡 on one of alice's relations (WeCom tells nobody), and the run's
+/// `POST /members/{alice}/tags` carrying it to the mall is held while the mall's operator tags
+/// alice 金卡. The operator's tag is not taken for in sync (it is not in what the page read
+/// nor in what the repair applied) and reaches every relation.
+#[tokio::test]
+async fn a_tag_the_mall_adds_while_a_run_repairs_the_member_there_survives_everywhere() {
+    use tagsync::sim::hold::Phase;
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 2), ("银卡", 1)]).await;
+    let alice = bound_member(&w, "wm_alice", &["sales_li", "sales_wang"]).await;
+    let silver_w = wecom_tag(&w, "会员等级", "银卡").id;
+    w.wecom
+        .silent()
+        .tag_relation("sales_li", "wm_alice", &[silver_w.as_str()], &[])
+        .unwrap();
+    settle(&w).await;
+
+    let mut hold = w.mall.hold(
+        "POST",
+        &format!("/members/{alice}/tags"),
+        Phase::Before,
+        serde_json::Value::Null,
+    );
+    let operator = async {
+        let held = hold.held(HELD_WITHIN).await.expect("the repair's POST");
+        w.mall
+            .operator()
+            .tag_member(&alice, &mall_tag_id(&w, "会员等级", "金卡"))
+            .unwrap();
+        held.release();
+    };
+    let (report, ()) = tokio::join!(run_sync(&w, "members"), operator);
+    assert_eq!(
+        counts(&report, "drift"),
+        pairs(&[("member_tags.added.wecom", 1)]),
+        "{report:#}"
+    );
+    settle(&w).await;
+    member_tags_everywhere(&w, &alice, &["会员等级/金卡", "会员等级/银卡"]).await;
+    w.stop().await;
+}

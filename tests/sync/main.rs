@@ -7,6 +7,7 @@ mod concurrency;
 mod create;
 mod delete;
 mod echo;
+mod meanwhile;
 mod members;
 mod move_tag;
 mod order;

@@ -198,3 +198,16 @@ pub fn removals_of<'a>(entries: &'a [AuditEntry], ids: &[&str]) -> Vec<&'a Audit
         .filter(|e| holds(&e.before) && !holds(&e.after))
         .collect()
 }
+
+/// Polls `condition` (every 10 ms) until it holds; fails the test with `what` after
+/// [`HELD_WITHIN`].
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + HELD_WITHIN;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -17,8 +17,8 @@
 //!   a temporary name; otherwise the job parks with both names in the reason.
 
 use super::{
-    Step, StepError, WECOM_NAME_TAKEN, WECOM_NO_RELATION, WECOM_NOT_OURS, WECOM_UNKNOWN_ID, audit,
-    library_lock, lock,
+    Step, StepError, WECOM_CORP_TAG, WECOM_NAME_TAKEN, WECOM_NO_RELATION, WECOM_NOT_OURS,
+    WECOM_UNKNOWN_ID, audit, library_lock, lock, member_lock,
 };
 use crate::app::App;
 use crate::domain::*;
@@ -1740,8 +1740,12 @@ impl<'a> Cx<'a> {
                     Ok(w) => w,
                     Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
                 };
-                let remarked = match self.remark(&old, &new).await {
-                    Ok(n) => n,
+                let (remarked, changed) = match self.remark(&old, &new).await {
+                    Ok(r) => r,
+                    Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
+                };
+                let carried = match self.carry_onto_moved(&old, &new, seen.as_ref()).await {
+                    Ok(c) => c,
                     Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
                 };
                 match self
@@ -1769,7 +1773,7 @@ impl<'a> Cx<'a> {
                     id.as_str(),
                 )));
                 x.wecom.id = Some(new.clone());
-                moved_from = Some(old.clone());
+                moved_from = Some((old.clone(), changed, carried));
                 writes.push(Write::Audit(self.entry(
                     Actor::Wecom,
                     "tag.moved",
@@ -1825,8 +1829,19 @@ impl<'a> Cx<'a> {
         x.wecom.error = None;
         self.save_tag(&mut x, Side::Wecom, writes).await?;
         self.wecom_lib = None;
-        if let Some(old) = moved_from {
-            self.remember_moved(&old).await?;
+        if let Some((old, changed, carried)) = moved_from {
+            self.remember_moved(&old, changed).await?;
+            if carried {
+                // The new tag shows a change this job did not make: its job takes it for
+                // WeCom's and brings it to the other sides.
+                let kinds = vec![JobKind::SyncTag {
+                    tag: x.id.clone(),
+                    hint: Hint::from(self.origin),
+                }];
+                super::enqueue(self.app, self.tenant, kinds)
+                    .await
+                    .map_err(|e| StepError::retry(format!("queueing a tag job: {e}"), None))?;
+            }
         }
         Ok(x)
     }
@@ -1834,10 +1849,18 @@ impl<'a> Cx<'a> {
     /// After a move's id switch: relations a member job tagged with the old WeCom id while
     /// the move ran (after its re-mark, before the old tag's deletion took it off them again)
     /// get their member's job. A member job that tags later sees the new id, and one that
-    /// saved its work after this look notices the switch itself and looks again.
-    async fn remember_moved(&self, old: &WecomTagId) -> Step<()> {
+    /// saved its work after this look notices the switch itself and looks again. `changed`:
+    /// members whose relations the re-mark found changed by someone else (see
+    /// [`Cx::remark`]), whose change may have no event on its way.
+    async fn remember_moved(&self, old: &WecomTagId, changed: Vec<MemberId>) -> Step<()> {
         let t = self.t();
-        let mut kinds = Vec::new();
+        let mut kinds: Vec<JobKind> = changed
+            .into_iter()
+            .map(|member| JobKind::SyncMember {
+                member,
+                hint: Hint::from(self.origin),
+            })
+            .collect();
         for customer in self.app.store.list_customers(t).await? {
             let carried = self
                 .app
@@ -1858,6 +1881,48 @@ impl<'a> Cx<'a> {
                 .map_err(|e| StepError::retry(format!("queueing member jobs: {e}"), None))?;
         }
         Ok(())
+    }
+
+    /// A move made a new WeCom tag from what this job read of the old one (`seen`); before the
+    /// old one goes, a change someone made to it since (a console rename or reorder, whose
+    /// callback's job would otherwise find only the new tag as this job made it) is carried
+    /// onto the new one. The base stays what this job created, so the change remains WeCom's
+    /// for the tag's next job. `Ok(true)`: something was carried. A change the new group
+    /// cannot take (its name held there) is left behind, with a log line.
+    async fn carry_onto_moved(
+        &mut self,
+        old: &WecomTagId,
+        new: &WecomTagId,
+        seen: Option<&TagSnapshot>,
+    ) -> Result<bool, StepFailure> {
+        let Some(seen) = seen else { return Ok(false) };
+        self.wecom_lib = None;
+        let now = self
+            .wecom_lib()
+            .await?
+            .iter()
+            .flat_map(|g| g.tag.iter())
+            .find(|y| &y.id == old)
+            .cloned();
+        let Some(now) = now else { return Ok(false) };
+        let name = (now.name != seen.name).then_some(now.name.as_str());
+        let order = (now.order != seen.order).then_some(now.order);
+        if name.is_none() && order.is_none() {
+            return Ok(false);
+        }
+        match self
+            .app
+            .wecom
+            .edit_corp_tag(&self.creds, EditTarget::Tag(new), name, order)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.retryable() => Err(StepError::from(e).into()),
+            Err(e) => {
+                tracing::warn!(tag = %new, error = %e, "a change made to a moving tag meanwhile could not follow it");
+                Ok(false)
+            }
+        }
     }
 
     /// WeCom refused to edit the tag (not this app's): it keeps WeCom's value there, shown as
@@ -1965,7 +2030,11 @@ impl<'a> Cx<'a> {
                 .await?
             {
                 None => {
-                    self.link_wecom_group(&mut group, wg).await?;
+                    let read = lib
+                        .iter()
+                        .find(|g| &g.group_id == wg)
+                        .map(wecom_group_snapshot);
+                    self.link_wecom_group(&mut group, wg, read).await?;
                     if same.order != s.order {
                         self.wecom_edit(x, &same.id, None, Some(s.order)).await?;
                     }
@@ -2015,6 +2084,34 @@ impl<'a> Cx<'a> {
         self.wecom_lib = None;
         let wg = created.group_id.clone();
         if group.wecom.id.as_ref() != Some(&wg) {
+            // The group's base: as this job read it, or as this job created it — never as
+            // WeCom shows it after the create, which may hold a change someone made since
+            // (a console rename, say: its callback's job must find it a WeCom change).
+            let known = match &wgroup {
+                Some(w) => lib
+                    .iter()
+                    .find(|g| &g.group_id == w)
+                    .map(wecom_group_snapshot),
+                None => Some(GroupSnapshot {
+                    name: group.name.clone(),
+                    order: group.order,
+                }),
+            };
+            // WeCom merged the create into a same-name group made meanwhile (by the console,
+            // or by another app, which WeCom reports to nobody): its job looks at it.
+            let answered = GroupSnapshot {
+                name: created.group_name.clone(),
+                order: created.order,
+            };
+            if known.as_ref().is_some_and(|k| *k != answered) {
+                let kinds = vec![JobKind::SyncGroup {
+                    group: group.id.clone(),
+                    hint: Hint::from(self.origin),
+                }];
+                super::enqueue(self.app, self.tenant, kinds)
+                    .await
+                    .map_err(|e| StepError::retry(format!("queueing a group job: {e}"), None))?;
+            }
             if wgroup.is_none() {
                 self.commit(vec![Write::Audit(self.entry(
                     Actor::Wecom,
@@ -2026,7 +2123,7 @@ impl<'a> Cx<'a> {
                 .await?;
             }
             let stale = group.wecom.id.is_some();
-            self.link_wecom_group(&mut group, &wg).await?;
+            self.link_wecom_group(&mut group, &wg, known).await?;
             if stale {
                 self.gone_with_wecom_group(&group.id, &x.id).await?;
             }
@@ -2073,18 +2170,18 @@ impl<'a> Cx<'a> {
         Ok(())
     }
 
-    /// Points hub group `g` at WeCom group `wg` (its base: what WeCom shows).
-    async fn link_wecom_group(&mut self, g: &mut TagGroup, wg: &WecomGroupId) -> Step<()> {
+    /// Points hub group `g` at WeCom group `wg`, with `known` for its base: the group as this
+    /// job read it (adopted) or created it; never a read after this job's write.
+    async fn link_wecom_group(
+        &mut self,
+        g: &mut TagGroup,
+        wg: &WecomGroupId,
+        known: Option<GroupSnapshot>,
+    ) -> Step<()> {
         if g.wecom.id.as_ref() == Some(wg) {
             return Ok(());
         }
         let t = self.t().clone();
-        let shown = self
-            .wecom_lib()
-            .await?
-            .iter()
-            .find(|x| &x.group_id == wg)
-            .map(wecom_group_snapshot);
         let mut writes = Vec::new();
         if let Some(old) = &g.wecom.id {
             writes.push(Write::Unlink(link(
@@ -2103,8 +2200,8 @@ impl<'a> Cx<'a> {
             g.id.as_str(),
         )));
         g.wecom.id = Some(wg.clone());
-        // The base is what WeCom shows; if it differs from the hub the group job renames it.
-        g.wecom.base = shown.or(Some(GroupSnapshot {
+        // If the base differs from the hub the group job brings the hub's value there.
+        g.wecom.base = known.or(Some(GroupSnapshot {
             name: g.name.clone(),
             order: g.order,
         }));
@@ -2530,55 +2627,133 @@ impl<'a> Cx<'a> {
         Ok((wecom, mall))
     }
 
-    /// Re-marks every relation tagsync knows carried WeCom tag `old` with `new` (one
-    /// `mark_tag` per relation, adding the new and removing the old) and rewrites their
-    /// bases. Returns how many relations were re-marked.
-    async fn remark(&mut self, old: &WecomTagId, new: &WecomTagId) -> Result<usize, StepFailure> {
+    /// Re-marks the relations of every customer whose stored bases carry WeCom tag `old`
+    /// with `new` (one `mark_tag` per relation, adding the new and removing the old), and
+    /// moves `old` to `new` in those bases. Returns how many relations were re-marked and the
+    /// members whose relations someone else changed (see below).
+    ///
+    /// Each customer is done under its member's lock (so no member job reads or writes its
+    /// relations halfway through), after reading its relations from WeCom: only a relation
+    /// that shows `old` is re-marked, so a relation someone took it off (its member job not
+    /// run yet, or another app's API write, which WeCom reports to nobody) does not get it
+    /// back. The bases change only by the id: whatever a relation shows beyond them stays a
+    /// difference for the member's next job, which is queued here (no event may be coming).
+    async fn remark(
+        &mut self,
+        old: &WecomTagId,
+        new: &WecomTagId,
+    ) -> Result<(usize, Vec<MemberId>), StepFailure> {
         let t = self.t().clone();
         let mut n = 0;
+        let mut changed = Vec::new();
         for customer in self.app.store.list_customers(&t).await? {
-            let Some(mut c) = self.app.store.get_customer(&t, &customer).await? else {
-                continue;
+            let carries = |c: &Option<CustomerRelations>| {
+                c.as_ref()
+                    .is_some_and(|c| c.relations.values().any(|tags| tags.contains(old)))
             };
-            let carrying: Vec<WecomUserId> = c
-                .relations
-                .iter()
-                .filter(|(_, tags)| tags.contains(old))
-                .map(|(u, _)| u.clone())
-                .collect();
-            if carrying.is_empty() {
+            if !carries(&self.app.store.get_customer(&t, &customer).await?) {
                 continue;
             }
-            for userid in carrying {
+            let member = self
+                .app
+                .store
+                .binding_by_customer(&t, &customer)
+                .await?
+                .map(|b| b.member_id);
+            let held = match &member {
+                Some(m) => Some(lock(self.app, member_lock(&t, m)).await?),
+                None => None,
+            };
+            let result = self.remark_customer(&customer, old, new).await;
+            if let Some(held) = held {
+                held.release(self.app).await;
+            }
+            let (marked, foreign) = result?;
+            n += marked;
+            if let (true, Some(m)) = (foreign, member) {
+                changed.push(m);
+            }
+        }
+        Ok((n, changed))
+    }
+
+    /// [`Cx::remark`] for one customer, its member's lock held. Returns how many relations
+    /// were re-marked and whether WeCom showed them other than their stored bases.
+    async fn remark_customer(
+        &mut self,
+        customer: &ExternalUserId,
+        old: &WecomTagId,
+        new: &WecomTagId,
+    ) -> Result<(usize, bool), StepFailure> {
+        let t = self.t().clone();
+        // Read again under the lock: a member job may have written it meanwhile.
+        let Some(mut c) = self.app.store.get_customer(&t, customer).await? else {
+            return Ok((0, false));
+        };
+        if !c.relations.values().any(|tags| tags.contains(old)) {
+            return Ok((0, false));
+        }
+        let shown = match self
+            .app
+            .wecom
+            .get_external_contact(&self.creds, customer)
+            .await
+        {
+            Ok(detail) => detail
+                .follow_user
+                .into_iter()
+                .map(|f| {
+                    let tags: std::collections::BTreeSet<WecomTagId> = f
+                        .tags
+                        .into_iter()
+                        .filter(|x| x.kind == WECOM_CORP_TAG)
+                        .filter_map(|x| x.tag_id)
+                        .collect();
+                    (f.userid, tags)
+                })
+                .collect::<std::collections::BTreeMap<_, _>>(),
+            // No such customer any more: nothing to re-mark; its member's job drops the
+            // relations.
+            Err(e) if !e.retryable() => return Ok((0, true)),
+            Err(e) => return Err(StepError::from(e).into()),
+        };
+        let mut foreign = c.relations.keys().any(|u| !shown.contains_key(u));
+        let mut n = 0;
+        for (userid, tags) in &shown {
+            let base = c.relations.get(userid);
+            foreign |= base != Some(tags);
+            if tags.contains(old) {
                 match self
                     .app
                     .wecom
                     .mark_tag(
                         &self.creds,
-                        &userid,
-                        &customer,
+                        userid,
+                        customer,
                         std::slice::from_ref(new),
                         std::slice::from_ref(old),
                     )
                     .await
                 {
-                    Ok(()) => {}
+                    Ok(()) => n += 1,
                     Err(e) if is_wecom(&e, WECOM_NO_RELATION) => {
-                        c.relations.remove(&userid);
+                        c.relations.remove(userid);
                         continue;
                     }
                     Err(e) => return Err(StepError::from(e).into()),
                 }
-                if let Some(tags) = c.relations.get_mut(&userid) {
-                    tags.remove(old);
-                    tags.insert(new.clone());
-                }
-                n += 1;
             }
-            c.updated_at = self.now();
-            self.app.store.transact(vec![Write::Customer(c)]).await?;
+            // The base changes by the id only (what the relation showed beyond it stays a
+            // difference for the member's job).
+            if let Some(base) = c.relations.get_mut(userid)
+                && base.remove(old)
+            {
+                base.insert(new.clone());
+            }
         }
-        Ok(n)
+        c.updated_at = self.now();
+        self.app.store.transact(vec![Write::Customer(c)]).await?;
+        Ok((n, foreign))
     }
 
     /// A side could not be read: a permanent failure is recorded on the tag (if the hub has

@@ -9,7 +9,9 @@
 //! or the reconciliation, puts it there once it exists).
 
 use super::intake::bind;
-use super::{Step, StepError, WECOM_NO_RELATION, WECOM_UNKNOWN_ID, audit, lock, member_lock};
+use super::{
+    Step, StepError, WECOM_CORP_TAG, WECOM_NO_RELATION, WECOM_UNKNOWN_ID, audit, lock, member_lock,
+};
 use crate::app::App;
 use crate::domain::*;
 use crate::handlers::worker::Outcome;
@@ -18,9 +20,6 @@ use crate::ports::Write;
 use crate::sync::members::{SideTags, base_after_write, merge_member_tags};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// WeCom corp tags on a follow relation (type 1); personal tags (2) cannot be written by API.
-const CORP_TAG: i64 = 1;
 
 pub async fn sync_member(
     app: &App,
@@ -515,7 +514,7 @@ impl Cx<'_> {
                     let ids = f
                         .tags
                         .iter()
-                        .filter(|x| x.kind == CORP_TAG)
+                        .filter(|x| x.kind == WECOM_CORP_TAG)
                         .filter_map(|x| x.tag_id.as_ref().map(|i| i.to_string()))
                         .collect();
                     shown.insert(f.userid, ids);

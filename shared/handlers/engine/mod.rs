@@ -26,6 +26,9 @@ pub(crate) const WECOM_NAME_TAKEN: i64 = 40071;
 pub(crate) const WECOM_UNKNOWN_ID: i64 = 40068;
 /// WeCom: the relation does not exist (any more).
 pub(crate) const WECOM_NO_RELATION: i64 = 84061;
+/// WeCom corp tags on a follow relation (type 1); personal tags (2) cannot be written by API
+/// and rule-group tags (3) are not synced.
+pub(crate) const WECOM_CORP_TAG: i64 = 1;
 
 /// Queues sync jobs for `tenant`, dropping those its switches hold back: nothing while the
 /// feature is off, library jobs while `auto_sync` is off, member jobs while `member_sync` is

@@ -153,6 +153,21 @@ pub fn base_after_write<'a, T: Ord + Clone + 'a>(
     base
 }
 
+/// A member job's result written over a copy someone changed since the job read it (the
+/// operator, through the admin API): the job's mall base stays (it says what the job did in
+/// the mall, which must not later look like the mall's own change), and per tag the later
+/// mark wins (the fresh one on equal times). The version is the fresh copy's.
+pub fn carry_onto(fresh: &MemberTags, ours: &MemberTags) -> MemberTags {
+    let mut out = fresh.clone();
+    for (tag, mark) in &ours.marks {
+        if out.marks.get(tag).is_none_or(|f| mark.at > f.at) {
+            out.marks.insert(tag.clone(), mark.clone());
+        }
+    }
+    out.mall_base = ours.mall_base.clone();
+    out
+}
+
 /// (to add, to remove) to turn `have` into `want`.
 fn difference(
     have: &BTreeSet<HubTagId>,
@@ -395,6 +410,27 @@ mod tests {
         stale.mall_base = set(&["a", "b", "c"]);
         let lost = merge_member_tags(&stale, &side(&["a", "b", "c"], &["a", "b", "c"], 6), &rels2);
         assert!(!lost.desired.contains(&tag("c")));
+    }
+
+    #[test]
+    fn a_job_result_carried_onto_an_operator_edit_keeps_the_later_marks_and_the_jobs_base() {
+        let mut ours = hub(&["a", "b"], 5);
+        ours.mall_base = set(&["a", "b", "x"]);
+        let mut fresh = hub(&["c"], 3);
+        fresh.version = 7;
+        fresh.marks.insert(
+            tag("b"),
+            TagMark {
+                present: false,
+                at: t(9),
+            },
+        );
+        let out = carry_onto(&fresh, &ours);
+        assert_eq!(out.mall_base, set(&["a", "b", "x"]));
+        assert_eq!(out.version, 7);
+        assert!(out.marks[&tag("a")].present, "ours, later");
+        assert!(!out.marks[&tag("b")].present, "the operator's, later");
+        assert!(out.marks[&tag("c")].present, "the operator's, untouched");
     }
 
     // --- properties -------------------------------------------------------------------

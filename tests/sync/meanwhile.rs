@@ -200,3 +200,42 @@ async fn group_renamed_in_wecom_while_tagsync_reorders_it_there_keeps_both_chang
     assert_eq!(hub_group(&w, "会员级别").await["order"], 30);
     w.stop().await;
 }
+
+/// The hub's operator untags a member while a member job (carrying the mall's tag to the
+/// relations) waits on its `mark_tag`. The job's save then meets the operator's newer marks;
+/// what the job did on the sides is still recorded (its bases carried onto the operator's
+/// marks), so the operator's job takes the tag off everywhere. The job used to drop its
+/// bases with the conflict, and its own writes then looked like new changes on both sides.
+#[tokio::test]
+async fn member_untagged_in_the_hub_while_tagsync_tags_it_in_wecom_stays_untagged() {
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 2), ("银卡", 1)]).await;
+    let member = bound_member(&w, "wm_alice", &["sales_li", "sales_wang"]).await;
+    let mut hold = w.wecom.hold(
+        ApiOp::MarkTag,
+        Phase::Before,
+        json!({"userid": "sales_li", "external_userid": "wm_alice"}),
+    );
+    w.mall
+        .operator()
+        .tag_member(&member, &mall_tag_id(&w, "会员等级", "金卡"))
+        .unwrap();
+    let held = hold
+        .held(HELD_WITHIN)
+        .await
+        .expect("the member job's mark_tag");
+    let gold = hub_tag(&w, "会员等级", "金卡").await["id"].clone();
+    let (status, body) = w
+        .admin(
+            Method::POST,
+            &format!("/members/{member}/tags"),
+            Some(json!({"remove": [gold]})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    held.release();
+    settle(&w).await;
+
+    member_tags_everywhere(&w, &member, &[]).await;
+    w.stop().await;
+}

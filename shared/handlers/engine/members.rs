@@ -17,7 +17,7 @@ use crate::domain::*;
 use crate::handlers::worker::Outcome;
 use crate::mall::client::{IdempotencyKey, MallMember};
 use crate::ports::Write;
-use crate::sync::members::{SideTags, base_after_write, merge_member_tags};
+use crate::sync::members::{SideTags, base_after_write, carry_onto, merge_member_tags};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -565,60 +565,76 @@ impl Cx<'_> {
 
     /// Writes the member's marks and mall base, the customer's relation bases and the audit
     /// entries in one transaction (at most 100 writes: entries beyond are dropped with a log
-    /// line rather than failing the job).
+    /// line rather than failing the job). Whatever this job did on the sides is recorded even
+    /// when the operator changed the member's marks meanwhile (the admin API takes no member
+    /// lock): the bases are carried onto the fresh copy (`carry_onto`), since a base lost
+    /// here would make this job's own writes look like the sides' changes to the next job.
     async fn save(
         &self,
         tags: &mut MemberTags,
         customer: Option<CustomerRelations>,
         mut entries: Vec<AuditEntry>,
     ) -> Step<()> {
-        let stored_tags = self
-            .app
-            .store
-            .get_member_tags(&tags.tenant, &tags.member_id)
-            .await?;
-        let mut writes = Vec::new();
-        let tags_changed = stored_tags
-            .as_ref()
-            .is_none_or(|s| s.marks != tags.marks || s.mall_base != tags.mall_base);
-        if tags_changed {
-            writes.push(Write::MemberTags(tags.clone()));
-        }
-        if let Some(mut c) = customer {
-            let stored = self
-                .app
-                .store
-                .get_customer(&c.tenant, &c.external_userid)
-                .await?;
-            if stored.as_ref().is_none_or(|s| s.relations != c.relations) {
-                c.updated_at = self.app.clock.now();
-                writes.push(Write::Customer(c));
-            }
-        }
-        if writes.is_empty() && entries.is_empty() {
-            return Ok(());
-        }
-        if entries.len() + writes.len() > 90 {
+        if entries.len() > 88 {
             tracing::warn!(
-                dropped = entries.len() + writes.len() - 90,
+                dropped = entries.len() - 88,
                 "too many audit entries for one transaction"
             );
-            entries.truncate(90 - writes.len());
+            entries.truncate(88);
         }
-        writes.extend(entries.into_iter().map(Write::Audit));
-        match self.app.store.transact(writes).await {
-            Ok(()) => {
-                if tags_changed {
-                    tags.version += 1;
-                }
-                Ok(())
+        let mut customer = customer;
+        for _ in 0..3 {
+            let stored_tags = self
+                .app
+                .store
+                .get_member_tags(&tags.tenant, &tags.member_id)
+                .await?;
+            if let Some(fresh) = stored_tags.as_ref().filter(|s| s.version != tags.version) {
+                *tags = carry_onto(fresh, tags);
             }
-            Err(e) if e.is_conflict() => Err(StepError::retry(
-                format!("member {} changed while syncing; again", tags.member_id),
-                Some(std::time::Duration::ZERO),
-            )),
-            Err(e) => Err(e.into()),
+            let mut writes = Vec::new();
+            let tags_changed = stored_tags
+                .as_ref()
+                .is_none_or(|s| s.marks != tags.marks || s.mall_base != tags.mall_base);
+            if tags_changed {
+                writes.push(Write::MemberTags(tags.clone()));
+            }
+            if let Some(c) = customer.as_mut() {
+                let stored = self
+                    .app
+                    .store
+                    .get_customer(&c.tenant, &c.external_userid)
+                    .await?;
+                // Under the member's lock nobody else writes the relations' bases; a newer
+                // copy only moves the version on.
+                c.version = stored.as_ref().map_or(0, |s| s.version);
+                if stored.as_ref().is_none_or(|s| s.relations != c.relations) {
+                    c.updated_at = self.app.clock.now();
+                    writes.push(Write::Customer(c.clone()));
+                }
+            }
+            if writes.is_empty() && entries.is_empty() {
+                return Ok(());
+            }
+            writes.extend(entries.iter().cloned().map(Write::Audit));
+            match self.app.store.transact(writes).await {
+                Ok(()) => {
+                    if tags_changed {
+                        tags.version += 1;
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
+        Err(StepError::retry(
+            format!(
+                "member {} kept changing while saving; again",
+                tags.member_id
+            ),
+            Some(std::time::Duration::ZERO),
+        ))
     }
 }
 

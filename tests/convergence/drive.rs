@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use tagsync::domain::MemberId;
+use tagsync::domain::{MallTagId, MemberId};
 use tagsync::mall::client::MallGroupWithTags;
+use tagsync::sim::hold::{Hold, Phase};
 use tagsync::sim::mall::{Faults, NewMember};
 use tagsync::sim::wecom::{Fault, FaultKind, Owner, SimGroup};
 use tagsync::sim::world::{Activity, World, WorldOptions};
@@ -500,6 +501,37 @@ pub struct Driver<'a> {
     claims: HashMap<String, Side>,
     pub avoid: Avoid,
     started: Instant,
+    /// Holds armed by `Meanwhile` steps whose write has not come yet.
+    pending: Vec<Pending>,
+    /// Settles so far: changes between two settles are concurrent.
+    epoch: usize,
+    /// The side and side id of the tag the last member edit touched.
+    touched: Option<(Side, String)>,
+    /// Every member edit applied: (member, hub tag, epoch).
+    touches: Vec<(MemberId, String, usize)>,
+    /// What third parties did while tagsync's writes were held, to be found everywhere.
+    pub expected: Vec<Expected>,
+}
+
+/// A hold armed by a `Meanwhile` step.
+struct Pending {
+    hold: Hold,
+    write: Write,
+    side: Side,
+    edit: Edit,
+    step: usize,
+}
+
+/// A member tag change a third party made while tagsync's write was held: unless another
+/// member edit touched the same (member, tag) since the settle before it, or the tag is gone,
+/// the member must end with (`present`) or without the tag on every side.
+#[derive(Clone, Debug)]
+pub struct Expected {
+    pub member: MemberId,
+    pub hub_tag: String,
+    pub present: bool,
+    epoch: usize,
+    pub what: String,
 }
 
 impl<'a> Driver<'a> {
@@ -515,6 +547,11 @@ impl<'a> Driver<'a> {
             claims: HashMap::new(),
             avoid: Avoid::from_env(),
             started: Instant::now(),
+            pending: Vec::new(),
+            epoch: 0,
+            touched: None,
+            touches: Vec::new(),
+            expected: Vec::new(),
         }
     }
 
@@ -537,6 +574,7 @@ impl<'a> Driver<'a> {
     /// Runs one step. `Err` only when the system itself failed (a settle that never came,
     /// an admin API that answered 5xx, a re-sent callback refused).
     pub async fn run(&mut self, step: &Step) -> Result<(), String> {
+        self.serve_pending().await?;
         match step {
             Step::Edit(side, edit) => {
                 let done = self.edit(*side, edit).await?;
@@ -544,9 +582,7 @@ impl<'a> Driver<'a> {
                     && matches!(edit, Edit::DeleteTag { .. } | Edit::DeleteGroup { .. })
                     && matches!(done, Done::Applied(_))
                 {
-                    settle(self.w, "the settle after a deletion").await?;
-                    self.doomed_groups.clear();
-                    self.claims.clear();
+                    self.settle("the settle after a deletion").await?;
                 }
                 match done {
                     Done::Applied(what) => {
@@ -561,13 +597,75 @@ impl<'a> Driver<'a> {
             }
             Step::Settle => {
                 self.note("settle".into());
-                settle(self.w, "a settle step").await?;
-                self.doomed_groups.clear();
-                self.claims.clear();
+                self.settle("a settle step").await?;
             }
             Step::Pause(i) => {
                 self.note(step.to_string());
-                tokio::time::sleep(Duration::from_millis(pause_ms(*i))).await;
+                let until = Instant::now() + Duration::from_millis(pause_ms(*i));
+                while Instant::now() < until {
+                    self.serve_pending().await?;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            Step::Meanwhile {
+                write,
+                side,
+                edit,
+                pick,
+            } => {
+                let hold = match write {
+                    Write::MallMemberTags => {
+                        self.w
+                            .mall
+                            .hold("POST", "/members/*", Phase::Before, Value::Null)
+                    }
+                    Write::MallTag => {
+                        self.w
+                            .mall
+                            .hold("PATCH", "/tags/*", Phase::Before, Value::Null)
+                    }
+                    Write::MallGroup => {
+                        self.w
+                            .mall
+                            .hold("PATCH", "/tag-groups/*", Phase::Before, Value::Null)
+                    }
+                    Write::WecomMarkTag => {
+                        self.w
+                            .wecom
+                            .hold(ApiOp::MarkTag, Phase::Before, Value::Null)
+                    }
+                    Write::WecomEdit => {
+                        self.w
+                            .wecom
+                            .hold(ApiOp::EditCorpTag, Phase::Before, Value::Null)
+                    }
+                    Write::WecomAdd => {
+                        self.w
+                            .wecom
+                            .hold(ApiOp::AddCorpTag, Phase::Before, Value::Null)
+                    }
+                };
+                let n = self.log.len() + 1;
+                self.pending.push(Pending {
+                    hold,
+                    write: *write,
+                    side: *side,
+                    edit: *edit,
+                    step: n,
+                });
+                let (trigger_side, trigger) = write.trigger(*pick);
+                let done = self.edit(trigger_side, &trigger).await?;
+                let what = match done {
+                    Done::Applied(what) => {
+                        self.applied += 1;
+                        what
+                    }
+                    Done::Skipped(why) => {
+                        self.skipped += 1;
+                        format!("skipped: {why}")
+                    }
+                };
+                self.note(format!("{step} → armed; {trigger_side}: {what}"));
             }
             Step::Redeliver(i) => {
                 let what = redeliver(self.w, *i).await?;
@@ -586,9 +684,7 @@ impl<'a> Driver<'a> {
         if self.avoid.racing_deletes
             && matches!(edit, Edit::DeleteTag { .. } | Edit::DeleteGroup { .. })
         {
-            settle(w, "the settle before a deletion").await?;
-            self.doomed_groups.clear();
-            self.claims.clear();
+            self.settle("the settle before a deletion").await?;
         }
         let hub = w.hub_groups().await;
         let wecom = w.wecom_library();
@@ -634,19 +730,266 @@ impl<'a> Driver<'a> {
             let Some(m) = pick(&self.members, member).cloned() else {
                 return Ok(Done::Skipped("no member".into()));
             };
-            return match side {
-                Side::Wecom => Ok(self
-                    .wecom_member(&m, &wecom, &hub, relation, tag, add)
-                    .await),
-                Side::Mall => Ok(self.mall_member(&m, &mall, &hub, &p, tag, add)),
-                Side::Hub => self.hub_member(&m, &hub, &p, tag, add).await,
+            self.touched = None;
+            let done = match side {
+                Side::Wecom => {
+                    self.wecom_member(&m, &wecom, &hub, relation, tag, add)
+                        .await
+                }
+                Side::Mall => self.mall_member(&m, &mall, &hub, &p, tag, add),
+                Side::Hub => self.hub_member(&m, &hub, &p, tag, add).await?,
             };
+            if let Some((side, id)) = self.touched.take()
+                && let Some(hub_tag) = hub_tag_id(&hub, side, &id)
+            {
+                self.touches.push((m.id.clone(), hub_tag, self.epoch));
+            }
+            return Ok(done);
         }
         match side {
             Side::Wecom => Ok(self.wecom_edit(&wecom, edit).await),
             Side::Mall => Ok(self.mall_edit(&hub, &mall, &p, edit)),
             Side::Hub => self.hub_edit(&hub, &p, edit).await,
         }
+    }
+
+    /// Settles, serving the holds of `Meanwhile` steps whose write comes meanwhile (a held
+    /// write keeps its job, and so the system, from going quiet). Changes after it are
+    /// concurrent with none before.
+    pub async fn settle(&mut self, when: &str) -> Result<(), String> {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            self.serve_pending().await?;
+            match self.w.settle(Duration::from_millis(250)).await {
+                Ok(()) if !self.serve_pending().await? => break,
+                Ok(()) => {}
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "{when}: {e}\nproblems so far: {:#?}",
+                        self.w.problems().await
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
+        self.doomed_groups.clear();
+        self.claims.clear();
+        self.epoch += 1;
+        Ok(())
+    }
+
+    /// Disarms the holds whose write never came (before the final checks).
+    pub fn disarm(&mut self) {
+        for p in self.pending.drain(..) {
+            self.log.push(format!(
+                "     (step {}: tagsync made no {} after it; disarmed)",
+                p.step, p.write
+            ));
+        }
+    }
+
+    /// For every `Meanwhile` hold whose write is held now: the third party's edit, then the
+    /// release. `Ok(true)` if any was served.
+    async fn serve_pending(&mut self) -> Result<bool, String> {
+        let mut served = false;
+        let mut i = 0;
+        while i < self.pending.len() {
+            let Some(held) = self.pending[i].hold.try_held() else {
+                i += 1;
+                continue;
+            };
+            let p = self.pending.remove(i);
+            let request = held.request.clone();
+            let done = if p.write.is_member() {
+                self.meanwhile_member(&p, &request).await
+            } else {
+                // Boxed: an edit may settle, which serves holds.
+                Box::pin(self.edit(p.side, &p.edit)).await
+            };
+            held.release();
+            served = true;
+            let what = match done? {
+                Done::Applied(what) => {
+                    self.applied += 1;
+                    what
+                }
+                Done::Skipped(why) => {
+                    self.skipped += 1;
+                    format!("skipped: {why}")
+                }
+            };
+            self.note(format!(
+                "(step {}) tagsync's {} held ({}); meanwhile {}: {what}; released",
+                p.step,
+                p.write,
+                compact(&request),
+                p.side
+            ));
+        }
+        Ok(served)
+    }
+
+    /// A third party changes the tags of the member whose write (`request`) tagsync is
+    /// making: the mall's operator or the hub's tags or untags it, or a person in WeCom does
+    /// on the relation being written (or another one of the customer's). Only a change that
+    /// changes something is made (an add of a tag the member lacks there, a removal of one
+    /// it has), and it is remembered as [`Expected`].
+    async fn meanwhile_member(&mut self, p: &Pending, request: &Value) -> Result<Done, String> {
+        let Edit::MemberTag {
+            relation, tag, add, ..
+        } = p.edit
+        else {
+            return Ok(Done::Skipped("not a member edit".into()));
+        };
+        let path = request["path"].as_str().unwrap_or_default();
+        let member = match p.write {
+            Write::MallMemberTags => path
+                .strip_prefix("/members/")
+                .and_then(|r| r.strip_suffix("/tags"))
+                .and_then(|id| self.members.iter().find(|m| m.id.as_str() == id)),
+            _ => {
+                let customer = request["external_userid"].as_str().unwrap_or_default();
+                self.members.iter().find(|m| m.customer == customer)
+            }
+        };
+        let Some(m) = member.cloned() else {
+            return Ok(Done::Skipped(format!(
+                "no member of ours in {}",
+                compact(request)
+            )));
+        };
+        let w = self.w;
+        let hub = w.hub_groups().await;
+        let (side_id, outcome): (String, Result<(), String>) = match p.side {
+            Side::Mall => {
+                let has: Vec<MallTagId> =
+                    w.mall.member(&m.id).map(|x| x.tag_ids).unwrap_or_default();
+                let mut all: Vec<MallTagId> = w
+                    .mall
+                    .library()
+                    .into_iter()
+                    .flat_map(|g| g.tags.into_iter().map(|t| t.id))
+                    .collect();
+                all.sort();
+                let candidates: Vec<MallTagId> =
+                    all.into_iter().filter(|t| has.contains(t) != add).collect();
+                let Some(t) = pick(&candidates, tag).cloned() else {
+                    return Ok(Done::Skipped("no mall tag to change".into()));
+                };
+                let op = w.mall.operator();
+                let r = if add {
+                    op.tag_member(&m.id, &t)
+                } else {
+                    op.untag_member(&m.id, &t)
+                };
+                (t.to_string(), r.map(|_| ()).map_err(|e| e.to_string()))
+            }
+            Side::Wecom => {
+                let userid = match request["userid"].as_str() {
+                    Some(u) if relation % 2 == 0 => u.to_owned(),
+                    _ => match pick(&m.userids, relation) {
+                        Some(u) => u.clone(),
+                        None => return Ok(Done::Skipped("no relation".into())),
+                    },
+                };
+                let has = w
+                    .wecom
+                    .relation_tags(&userid, &m.customer)
+                    .unwrap_or_default();
+                let mut all: Vec<String> = w
+                    .wecom_library()
+                    .into_iter()
+                    .flat_map(|g| g.tags.into_iter().map(|t| t.id))
+                    .collect();
+                all.sort();
+                let candidates: Vec<String> =
+                    all.into_iter().filter(|t| has.contains(t) != add).collect();
+                let Some(t) = pick(&candidates, tag).cloned() else {
+                    return Ok(Done::Skipped("no WeCom tag to change".into()));
+                };
+                let (a, r): (&[&str], &[&str]) = if add {
+                    (&[t.as_str()], &[])
+                } else {
+                    (&[], &[t.as_str()])
+                };
+                let r = w.wecom.console().tag_relation(&userid, &m.customer, a, r);
+                (t.clone(), r.map_err(|e| e.to_string()))
+            }
+            Side::Hub => {
+                let (status, view) = w
+                    .admin(Method::GET, &format!("/members/{}", m.id), None)
+                    .await;
+                let has: Vec<String> = if status == 200 {
+                    view["tag_ids"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(s)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let mut all: Vec<String> = hub_groups(&hub)
+                    .iter()
+                    .flat_map(|g| g["tags"].as_array().cloned().unwrap_or_default())
+                    .map(|t| s(&t["id"]))
+                    .collect();
+                all.sort();
+                let candidates: Vec<String> =
+                    all.into_iter().filter(|t| has.contains(t) != add).collect();
+                let Some(t) = pick(&candidates, tag).cloned() else {
+                    return Ok(Done::Skipped("no hub tag to change".into()));
+                };
+                let body = if add {
+                    json!({"add": [t]})
+                } else {
+                    json!({"remove": [t]})
+                };
+                let (status, answer) = w
+                    .admin(Method::POST, &format!("/members/{}/tags", m.id), Some(body))
+                    .await;
+                let r = match status {
+                    200..=299 => Ok(()),
+                    400..=499 => Err(format!("the hub refused ({status}): {answer}")),
+                    _ => return Err(format!("POST …/members/{}/tags: {status} {answer}", m.id)),
+                };
+                (t.clone(), r)
+            }
+        };
+        if let Err(e) = outcome {
+            return Ok(Done::Skipped(format!("{} refused: {e}", p.side)));
+        }
+        let verb = if add { "tagged" } else { "untagged" };
+        let Some(hub_tag) = hub_tag_id(&hub, p.side, &side_id) else {
+            return Ok(Done::Applied(format!(
+                "{verb} member {} with {} {side_id} (not linked in the hub yet: not followed)",
+                m.id, p.side
+            )));
+        };
+        let name = tag_name(&hub, &hub_tag);
+        self.expected.push(Expected {
+            member: m.id.clone(),
+            hub_tag: hub_tag.clone(),
+            present: add,
+            epoch: self.epoch,
+            what: format!("step {}: {verb} member {} with {name}", p.step, m.id),
+        });
+        Ok(Done::Applied(format!("{verb} member {} with {name}", m.id)))
+    }
+
+    /// The expectations no other member edit touched since the settle before them.
+    pub fn expectations(&self) -> Vec<Expected> {
+        self.expected
+            .iter()
+            .filter(|e| {
+                !self
+                    .touches
+                    .iter()
+                    .any(|(m, t, epoch)| *m == e.member && *t == e.hub_tag && *epoch >= e.epoch)
+            })
+            .cloned()
+            .collect()
     }
 
     // WeCom: a person in the console (who may edit anything, tagsync's objects included).
@@ -829,6 +1172,9 @@ impl<'a> Driver<'a> {
             .get(id.as_str())
             .cloned()
             .unwrap_or_else(|| id.clone());
+        if r.is_ok() {
+            self.touched = Some((Side::Wecom, id.clone()));
+        }
         match r {
             Ok(()) => Done::Applied(format!(
                 "{} {name} on relation {userid} → {} (member {})",
@@ -1060,6 +1406,9 @@ impl<'a> Driver<'a> {
             .get(id.as_str())
             .cloned()
             .unwrap_or_else(|| id.to_string());
+        if r.is_ok() {
+            self.touched = Some((Side::Mall, id.to_string()));
+        }
         match r {
             Ok(_) => Done::Applied(format!(
                 "{} member {} with {name}",
@@ -1280,6 +1629,9 @@ impl<'a> Driver<'a> {
             .cloned()
             .unwrap_or_else(|| id.clone());
         let (status, answer) = self.w.admin(Method::POST, &path, Some(body)).await;
+        if (200..300).contains(&status) {
+            self.touched = Some((Side::Hub, id.clone()));
+        }
         match status {
             200..=299 => Ok(Done::Applied(format!(
                 "{} member {} with {name}",
@@ -1295,6 +1647,74 @@ impl<'a> Driver<'a> {
             _ => Err(format!("POST …{path}: {status} {answer}")),
         }
     }
+}
+
+/// The hub tag whose `side` id is `id` (on the hub side: the hub id itself, if it is one).
+fn hub_tag_id(hub: &Value, side: Side, id: &str) -> Option<String> {
+    let key = match side {
+        Side::Wecom => "wecom_id",
+        Side::Mall => "mall_id",
+        Side::Hub => "id",
+    };
+    hub_groups(hub)
+        .iter()
+        .flat_map(|g| g["tags"].as_array().cloned().unwrap_or_default())
+        .find(|t| t[key].as_str() == Some(id))
+        .map(|t| s(&t["id"]))
+}
+
+/// `group/tag` of hub tag `id`, or the id.
+fn tag_name(hub: &Value, id: &str) -> String {
+    hub_groups(hub)
+        .iter()
+        .find_map(|g| {
+            g["tags"]
+                .as_array()?
+                .iter()
+                .find(|t| t["id"] == id)
+                .map(|t| format!("{}/{}", s(&g["name"]), s(&t["name"])))
+        })
+        .unwrap_or_else(|| id.to_owned())
+}
+
+/// A held request, short.
+fn compact(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 160 {
+        format!("{}…", text.chars().take(160).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// What is wrong with what third parties did while tagsync's writes were held: each change
+/// (see [`Driver::expectations`]) of a tag the hub still has must be in the hub's member view
+/// (and so, the members being converged, on every side).
+pub async fn expectation_problems(w: &World, expected: &[Expected]) -> Vec<String> {
+    let hub = w.hub_groups().await;
+    let mut out = Vec::new();
+    for e in expected {
+        if hub_tag_id(&hub, Side::Hub, &e.hub_tag).is_none() {
+            continue; // deleted (or merged into another) since: nothing to keep
+        }
+        let (status, view) = w
+            .admin(Method::GET, &format!("/members/{}", e.member), None)
+            .await;
+        let has = status == 200
+            && view["tag_ids"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|i| i == e.hub_tag.as_str()));
+        if has != e.present {
+            out.push(format!(
+                "lost: {} — member {} {} {} in the hub ({status} {view})",
+                e.what,
+                e.member,
+                if has { "has" } else { "lacks" },
+                tag_name(&hub, &e.hub_tag)
+            ));
+        }
+    }
+    out
 }
 
 /// WeCom re-sends callback `pick` (among those delivered already), exactly as it sent it:

@@ -128,6 +128,71 @@ impl Edit {
     }
 }
 
+/// A write tagsync makes on a side, which a `Meanwhile` step has the simulator hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// `POST /members/{id}/tags`.
+    MallMemberTags,
+    /// `mark_tag`.
+    WecomMarkTag,
+    /// `PATCH /tags/{id}`.
+    MallTag,
+    /// `PATCH /tag-groups/{id}`.
+    MallGroup,
+    /// `edit_corp_tag`.
+    WecomEdit,
+    /// `add_corp_tag`.
+    WecomAdd,
+}
+
+impl Write {
+    pub fn is_member(self) -> bool {
+        matches!(self, Write::MallMemberTags | Write::WecomMarkTag)
+    }
+
+    /// An edit that makes tagsync write this (`pick` chooses what it touches): a member
+    /// tagged on another side, a tag reordered or created in the hub or the mall.
+    pub fn trigger(self, pick: u8) -> (Side, Edit) {
+        let member = Edit::MemberTag {
+            member: pick,
+            relation: pick / 2,
+            tag: pick / 4,
+            add: true,
+        };
+        let order = pick / 3;
+        match self {
+            Write::MallMemberTags if pick % 2 == 0 => (Side::Hub, member),
+            Write::MallMemberTags => (Side::Wecom, member),
+            Write::WecomMarkTag if pick % 2 == 0 => (Side::Hub, member),
+            Write::WecomMarkTag => (Side::Mall, member),
+            Write::MallTag => (Side::Hub, Edit::ReorderTag { tag: pick, order }),
+            Write::MallGroup => (Side::Hub, Edit::ReorderGroup { group: pick, order }),
+            Write::WecomEdit => (Side::Mall, Edit::ReorderTag { tag: pick, order }),
+            Write::WecomAdd => (
+                Side::Hub,
+                Edit::CreateTag {
+                    group: pick,
+                    name: pick / 2,
+                    order,
+                },
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Write {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Write::MallMemberTags => "POST /members/{id}/tags",
+            Write::WecomMarkTag => "mark_tag",
+            Write::MallTag => "PATCH /tags/{id}",
+            Write::MallGroup => "PATCH /tag-groups/{id}",
+            Write::WecomEdit => "edit_corp_tag",
+            Write::WecomAdd => "add_corp_tag",
+        })
+    }
+}
+
 /// One step of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -140,6 +205,17 @@ pub enum Step {
     Redeliver(u8),
     /// The mall holds its next webhook back until the one after it has gone out.
     HoldNextWebhook,
+    /// A third party acts between tagsync's read and its write: the simulator holds
+    /// tagsync's next `write` (an edit made at once makes tagsync write it: `Write::trigger`
+    /// with `pick`); once it is held, `edit` is made on `side` (for a member write, a change
+    /// of that member's tags: its `relation`, `tag` and `add` pick what), then the write is
+    /// released. The change must survive and reach every side.
+    Meanwhile {
+        write: Write,
+        side: Side,
+        edit: Edit,
+        pick: u8,
+    },
 }
 
 impl fmt::Display for Step {
@@ -150,6 +226,18 @@ impl fmt::Display for Step {
             Step::Pause(ms) => write!(f, "pause {} ms", pause_ms(*ms)),
             Step::Redeliver(i) => write!(f, "WeCom re-sends callback pick {i}"),
             Step::HoldNextWebhook => f.write_str("the mall holds its next webhook back"),
+            Step::Meanwhile {
+                write,
+                side,
+                edit,
+                pick,
+            } => {
+                let (ts, te) = write.trigger(*pick);
+                write!(
+                    f,
+                    "meanwhile: hold tagsync's next {write} (made by {ts}: {te:?}), then {side}: {edit:?}"
+                )
+            }
         }
     }
 }
@@ -199,14 +287,45 @@ pub fn edit() -> impl Strategy<Value = Edit> {
     ]
 }
 
-pub fn step(sides: Vec<Side>) -> impl Strategy<Value = Step> {
+fn member_edit() -> impl Strategy<Value = Edit> {
+    (idx(), idx(), prop_oneof![3 => Just(true), 1 => Just(false)]).prop_map(
+        |(relation, tag, add)| Edit::MemberTag {
+            member: 0,
+            relation,
+            tag,
+            add,
+        },
+    )
+}
+
+/// A third party acting while tagsync's write is held: mostly member writes (a change of the
+/// member being written), else a library write and any edit.
+pub fn meanwhile(sides: Vec<Side>) -> impl Strategy<Value = Step> {
     let side = proptest::sample::select(sides);
+    let member_write = prop_oneof![Just(Write::MallMemberTags), Just(Write::WecomMarkTag)];
+    let library_write = prop_oneof![
+        Just(Write::MallTag),
+        Just(Write::MallGroup),
+        Just(Write::WecomEdit),
+        Just(Write::WecomAdd),
+    ];
+    prop_oneof![
+        3 => (member_write, side.clone(), member_edit(), idx())
+            .prop_map(|(write, side, edit, pick)| Step::Meanwhile { write, side, edit, pick }),
+        1 => (library_write, side, edit(), idx())
+            .prop_map(|(write, side, edit, pick)| Step::Meanwhile { write, side, edit, pick }),
+    ]
+}
+
+pub fn step(sides: Vec<Side>) -> impl Strategy<Value = Step> {
+    let side = proptest::sample::select(sides.clone());
     prop_oneof![
         20 => (side, edit()).prop_map(|(s, e)| Step::Edit(s, e)),
         3 => Just(Step::Settle),
         3 => idx().prop_map(Step::Pause),
         1 => idx().prop_map(Step::Redeliver),
         1 => Just(Step::HoldNextWebhook),
+        4 => meanwhile(sides),
     ]
 }
 

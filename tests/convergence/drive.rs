@@ -507,8 +507,8 @@ pub struct Driver<'a> {
     epoch: usize,
     /// The side and side id of the tag the last member edit touched.
     touched: Option<(Side, String)>,
-    /// Every member edit applied: (member, hub tag, epoch).
-    touches: Vec<(MemberId, String, usize)>,
+    /// Every member edit applied: (member, hub tag, epoch, the [`Expected`] it made if any).
+    touches: Vec<(MemberId, String, usize, Option<usize>)>,
     /// What third parties did while tagsync's writes were held, to be found everywhere.
     pub expected: Vec<Expected>,
 }
@@ -742,7 +742,7 @@ impl<'a> Driver<'a> {
             if let Some((side, id)) = self.touched.take()
                 && let Some(hub_tag) = hub_tag_id(&hub, side, &id)
             {
-                self.touches.push((m.id.clone(), hub_tag, self.epoch));
+                self.touches.push((m.id.clone(), hub_tag, self.epoch, None));
             }
             return Ok(done);
         }
@@ -968,6 +968,9 @@ impl<'a> Driver<'a> {
             )));
         };
         let name = tag_name(&hub, &hub_tag);
+        let index = self.expected.len();
+        self.touches
+            .push((m.id.clone(), hub_tag.clone(), self.epoch, Some(index)));
         self.expected.push(Expected {
             member: m.id.clone(),
             hub_tag: hub_tag.clone(),
@@ -982,13 +985,13 @@ impl<'a> Driver<'a> {
     pub fn expectations(&self) -> Vec<Expected> {
         self.expected
             .iter()
-            .filter(|e| {
-                !self
-                    .touches
-                    .iter()
-                    .any(|(m, t, epoch)| *m == e.member && *t == e.hub_tag && *epoch >= e.epoch)
+            .enumerate()
+            .filter(|(i, e)| {
+                !self.touches.iter().any(|(m, t, epoch, own)| {
+                    *own != Some(*i) && *m == e.member && *t == e.hub_tag && *epoch >= e.epoch
+                })
             })
-            .cloned()
+            .map(|(_, e)| e.clone())
             .collect()
     }
 

@@ -66,9 +66,12 @@ pub fn respond(req: &HttpRequest, rest: &[&str]) -> Result<HttpResponse, ApiErro
             return Err(ApiError::NotFound(format!("no console asset {}", req.path)));
         }
     };
-    // The page is revalidated every time (it names the current assets); a versioned asset
-    // never changes under its URL.
-    let cache = if content_type.starts_with("text/html") || req.query_param("v").is_none() {
+    // The page is revalidated every time (it names the current assets); an asset asked for
+    // with its own content hash never changes under that URL. Any other `v` (an old build's,
+    // or made up) is answered but not cached for good: it would pin today's body to a URL
+    // that names another.
+    let own = req.query_param("v") == Some(version(body).as_str());
+    let cache = if content_type.starts_with("text/html") || !own {
         "no-cache"
     } else {
         "public, max-age=31536000, immutable"
@@ -122,6 +125,23 @@ mod tests {
         );
         let page_cache = page.headers.iter().find(|(k, _)| *k == "cache-control");
         assert_eq!(page_cache.map(|(_, v)| v.as_str()), Some("no-cache"));
+    }
+
+    #[test]
+    fn an_asset_asked_for_with_a_hash_not_its_own_is_not_cached_immutable() {
+        let cache = |r: &HttpResponse| {
+            r.headers
+                .iter()
+                .find(|(k, _)| *k == "cache-control")
+                .map(|(_, v)| v.clone())
+        };
+        for v in ["v=0000deadbeef", &format!("v={}", version(STYLE_CSS)), ""] {
+            let r = get("/admin/app.js", v);
+            assert_eq!(r.status, 200);
+            assert_eq!(cache(&r).as_deref(), Some("no-cache"), "app.js?{v}");
+        }
+        let own = get("/admin/app.js", &format!("v={}", version(APP_JS)));
+        assert!(cache(&own).unwrap().contains("immutable"));
     }
 
     #[test]

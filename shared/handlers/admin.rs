@@ -17,6 +17,7 @@ pub(super) async fn route(
     segments: &[&str],
 ) -> Result<HttpResponse, ApiError> {
     authorize(app, req)?;
+    require_json(req)?;
     let m = &req.method;
     match segments {
         ["v1", "tenants"] => match *m {
@@ -80,6 +81,30 @@ pub(super) fn authorize(app: &App, req: &HttpRequest) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Unauthorized("wrong bearer token".into()))
+    }
+}
+
+/// A request carrying a body must say it is JSON (415 otherwise): every admin route with a
+/// body reads JSON, and requiring the type keeps a cross-site form post (which cannot send
+/// `application/json` without a preflight) from ever being read as one.
+fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    if req.body.is_empty() {
+        return Ok(());
+    }
+    let sent = req.header("content-type").unwrap_or("");
+    let essence = sent.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else if sent.is_empty() {
+        Err(ApiError::UnsupportedMediaType(
+            "the body must be JSON, sent with `Content-Type: application/json` (none was given)"
+                .into(),
+        ))
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "the body must be JSON, sent with `Content-Type: application/json` (not `{}`)",
+            sent.chars().take(100).collect::<String>()
+        )))
     }
 }
 

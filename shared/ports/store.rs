@@ -115,6 +115,9 @@ pub struct Page<T> {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// A cheap read that fails when the store cannot be used (`/healthz`).
+    async fn check(&self) -> StoreResult<()>;
+
     // Tenants.
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
     /// Creates (version 0) or updates a tenant; on success `tenant.version` is the new version.

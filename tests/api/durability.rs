@@ -84,7 +84,7 @@ fn signed_webhook(body: &[u8]) -> HttpRequest {
 #[tokio::test]
 async fn an_event_the_queue_cannot_take_gets_a_5xx_and_its_retry_is_queued_once() {
     let dir = tempfile::tempdir().unwrap();
-    let base = sqlite_app(dir.path());
+    let base = sqlite_app(dir.path()).await;
     let queue = Arc::new(Switchable {
         inner: base.queue.clone(),
         down: AtomicBool::new(true),

@@ -9,6 +9,7 @@ use tagsync::app::App;
 use tagsync::config::Config;
 use tagsync::ports::SystemClock;
 use tagsync::runtime::serve::{Nightly, ServeOptions};
+use tagsync::store::sealing::SecretKey;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
@@ -34,15 +35,21 @@ pub fn test_config() -> Config {
     config
 }
 
-pub fn sqlite_app(dir: &std::path::Path) -> App {
-    App::sqlite(dir, test_config(), Arc::new(SystemClock))
-        .unwrap()
-        .0
+pub async fn sqlite_app(dir: &std::path::Path) -> App {
+    App::sqlite(
+        dir,
+        test_config(),
+        Arc::new(SystemClock),
+        SecretKey::generate(),
+    )
+    .await
+    .unwrap()
+    .0
 }
 
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let app = sqlite_app(dir.path());
+    let app = sqlite_app(dir.path()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -50,6 +57,7 @@ pub async fn spawn_app() -> TestApp {
         workers: 2,
         nightly: Nightly::Off,
         shutdown_grace: Duration::from_secs(5),
+        ..ServeOptions::default()
     };
     let server = tokio::spawn(tagsync::runtime::serve::serve(
         app.clone(),

@@ -21,10 +21,12 @@ fn fixture(name: &str) -> String {
 /// The fixtures' admin token (what the deployment would configure).
 const FIXTURE_TOKEN: &str = "fixture-admin-token-0123456789";
 
-fn app_with_fixture_token(dir: &std::path::Path) -> App {
+async fn app_with_fixture_token(dir: &std::path::Path) -> App {
     let mut config = test_config();
     config.admin_token = tagsync::domain::Secret::new(FIXTURE_TOKEN);
-    App::sqlite(dir, config, Arc::new(tagsync::ports::SystemClock))
+    let key = tagsync::store::sealing::SecretKey::generate();
+    App::sqlite(dir, config, Arc::new(tagsync::ports::SystemClock), key)
+        .await
         .unwrap()
         .0
 }
@@ -32,7 +34,7 @@ fn app_with_fixture_token(dir: &std::path::Path) -> App {
 #[tokio::test]
 async fn admin_function_answers_an_api_gateway_v2_request() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_fixture_token(dir.path());
+    let app = app_with_fixture_token(dir.path()).await;
     let req = lambda_http::request::from_str(&fixture("apigw-v2-put-tenant.json")).unwrap();
     let resp = lambda::http(&app, Surface::Admin, req).await.unwrap();
     assert_eq!(resp.status(), 201);
@@ -59,7 +61,7 @@ async fn admin_function_answers_an_api_gateway_v2_request() {
 #[tokio::test]
 async fn admin_function_serves_the_console_page_and_its_assets() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_fixture_token(dir.path());
+    let app = app_with_fixture_token(dir.path()).await;
     let req = lambda_http::request::from_str(&fixture("apigw-v2-console.json")).unwrap();
     let resp = lambda::http(&app, Surface::Admin, req).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -97,7 +99,7 @@ async fn admin_function_serves_the_console_page_and_its_assets() {
 #[tokio::test]
 async fn wecom_callback_function_answers_the_url_verification_request() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_fixture_token(dir.path());
+    let app = app_with_fixture_token(dir.path()).await;
     let mut tenant = tagsync_tenant("sample");
     // WeCom's official sample app (wecom-api.md §4.5 Set A).
     tenant.corp_id = tagsync::domain::CorpId::parse("wx5823bf96d3bd56c7").unwrap();
@@ -120,7 +122,7 @@ async fn wecom_callback_function_answers_the_url_verification_request() {
 #[tokio::test]
 async fn mall_webhook_function_accepts_a_signed_delivery() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_fixture_token(dir.path());
+    let app = app_with_fixture_token(dir.path()).await;
     let mut tenant = tagsync_tenant("acme");
     app.store.put_tenant(&mut tenant).await.unwrap();
     // The signature covers the current time (300 s replay window): sign the fixture's body now.
@@ -143,7 +145,7 @@ async fn mall_webhook_function_accepts_a_signed_delivery() {
 #[tokio::test]
 async fn each_https_function_serves_only_its_own_routes() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_fixture_token(dir.path());
+    let app = app_with_fixture_token(dir.path()).await;
     let req = lambda_http::request::from_str(&fixture("apigw-v2-put-tenant.json")).unwrap();
     let resp = lambda::http(&app, Surface::MallWebhook, req).await.unwrap();
     assert_eq!(
@@ -156,7 +158,7 @@ async fn each_https_function_serves_only_its_own_routes() {
 #[tokio::test]
 async fn reconcile_function_handles_the_scheduled_event() {
     let dir = tempfile::tempdir().unwrap();
-    let t_app = app_with_fixture_token(dir.path());
+    let t_app = app_with_fixture_token(dir.path()).await;
     for (name, enabled) in [("on1", true), ("off1", false), ("on2", true)] {
         let mut tenant = tagsync_tenant(name);
         tenant.settings.tags_enabled = enabled;
@@ -221,7 +223,7 @@ async fn sync_worker_reports_exactly_the_failing_message_of_an_sqs_batch() {
     ));
 
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = sqlite_app(dir.path());
+    let sqlite = sqlite_app(dir.path()).await;
     let app = App::new(
         sqlite.store.clone(),
         queue.clone(),

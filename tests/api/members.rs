@@ -89,7 +89,7 @@ impl Direct {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = Self {
-            app: sqlite_app(dir.path()),
+            app: sqlite_app(dir.path()).await,
             _dir: dir,
         };
         let (status, body) = d

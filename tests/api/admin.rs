@@ -181,6 +181,7 @@ async fn put_tenant_refuses_bad_input_with_400_naming_the_field() {
         .client
         .put(t.url("/admin/v1/tenants/acme"))
         .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await

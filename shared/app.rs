@@ -154,6 +154,8 @@ impl App {
             .map_err(|e| in_dir(&e))?;
         let sealed = store.seal_plain_records().await.map_err(|e| in_dir(&e))?;
         if sealed > 0 {
+            // The plain versions must not stay behind in the WAL's older page images.
+            db.checkpoint().await.map_err(|e| in_dir(&e))?;
             tracing::info!(
                 tenants = sealed,
                 "sealed tenant secrets stored plain by an older version"

@@ -105,6 +105,9 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     // (only an OS crash may lose the last transactions), which is what `serve` needs.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Deleted and overwritten content is zeroed, so an old plain secret (or any record the
+    // store replaced) does not linger in free pages of a copied file.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     // Another process on the same file (the CLI beside `serve`) waits rather than fails.
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
@@ -248,6 +251,14 @@ impl SqliteDb {
         let path = dir.join(DB_FILE);
         private_db_files(&path).map_err(io)?;
         Self::open(&path)
+    }
+
+    /// Moves every committed write from the WAL into the database file and empties the WAL,
+    /// so page images from before (e.g. plain secrets just sealed) leave the disk.
+    pub async fn checkpoint(&self) -> StoreResult<()> {
+        self.read(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+            .await
+            .map_err(unavailable("checkpoint"))
     }
 
     /// Whether `dir` holds a store (the operator's CLI works only on an existing one).

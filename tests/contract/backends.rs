@@ -69,13 +69,19 @@ pub async fn dynamo_items() -> ItemsUnderTest {
 
 /// A fresh table of this test's own.
 async fn dynamo_table() -> DynamoItems {
+    let (client, table) = dynamo_client_and_table().await;
+    DynamoItems::new(client, table)
+}
+
+/// A fresh table of this test's own, by name, for cases that open it more than once.
+pub async fn dynamo_client_and_table() -> (aws_sdk_dynamodb::Client, String) {
     let config = aws_config_for("TAGSYNC_TEST_DYNAMODB_ENDPOINT").await;
     let client = aws_sdk_dynamodb::Client::new(&config);
     let table = unique_name("tagsync-contract");
     create_table(&client, &table)
         .await
         .unwrap_or_else(|e| panic!("create DynamoDB table {table}: {e}"));
-    DynamoItems::new(client, table)
+    (client, table)
 }
 
 pub async fn sqlite_queue() -> QueueUnderTest {
@@ -101,7 +107,7 @@ pub async fn sqs_queue() -> QueueUnderTest {
 
 /// SDK configuration for a local stand-in whose endpoint the test script exported. A missing
 /// endpoint fails the test: an AWS-backed case must never pass without having run.
-async fn aws_config_for(endpoint_var: &str) -> aws_config::SdkConfig {
+pub async fn aws_config_for(endpoint_var: &str) -> aws_config::SdkConfig {
     let endpoint = std::env::var(endpoint_var).unwrap_or_else(|_| {
         panic!(
             "{endpoint_var} is not set, so the AWS-backed contract tests cannot reach their \

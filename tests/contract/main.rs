@@ -10,6 +10,7 @@
 mod backends;
 mod items_cases;
 mod queue_cases;
+mod sealing;
 mod store_cases;
 
 /// One test per case for one backend: builds a fresh backend with `$fixture`, then runs

@@ -166,8 +166,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .join(format!("tagsync-demo-{}", uuid::Uuid::new_v4().simple())),
                 None => PathBuf::from("./tagsync-data"),
             };
-            // Everything that can be refused is checked before the data directory is touched:
-            // the arguments (by clap), the key, the address.
+            // Everything that can be refused is checked before anything is written: the
+            // arguments (by clap), the address, the key (whose file, if made here, lies outside
+            // the data directory).
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             let env_key = std::env::var(SECRET_KEY_ENV).ok().filter(|k| !k.is_empty());
             let (key, origin) = serve_secret_key(&data, secret_key_file.as_deref(), env_key)?;
             if let KeyOrigin::Generated(path) = &origin {
@@ -177,9 +181,6 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     path.display()
                 );
             }
-            let listener = tokio::net::TcpListener::bind(&listen)
-                .await
-                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             // The simulators come before the app: tagsync's WeCom API base points at the WeCom one.
             let sims = if demo {
                 Some(tagsync::runtime::demo::start_simulators().await?)

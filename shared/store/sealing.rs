@@ -145,9 +145,9 @@ impl Sealer {
     }
 
     /// Seals `plain`, bound to `aad` (where it is stored). A fresh random nonce per value.
-    pub fn seal(&self, aad: &str, plain: &str) -> String {
+    pub fn seal(&self, aad: &str, plain: &str) -> Result<String, SealError> {
         let nonce: [u8; NONCE_LEN] = rand::random();
-        // Encryption fails only for plaintexts over 64 GiB.
+        // AES-GCM refuses only plaintexts over 64 GiB.
         let sealed = self
             .cipher
             .encrypt(
@@ -157,10 +157,13 @@ impl Sealer {
                     aad: aad.as_bytes(),
                 },
             )
-            .unwrap_or_default();
+            .map_err(|_| SealError::Open {
+                at: aad.to_string(),
+                reason: "could not be sealed".into(),
+            })?;
         let mut blob = nonce.to_vec();
         blob.extend(sealed);
-        format!("{PREFIX}{}:{}", self.key_id, B64.encode(blob))
+        Ok(format!("{PREFIX}{}:{}", self.key_id, B64.encode(blob)))
     }
 
     /// Opens a value [`seal`](Self::seal) made for the same `aad`.
@@ -415,7 +418,9 @@ mod tests {
     fn a_sealed_value_opens_only_with_its_key_and_where_it_was_sealed() {
         let key = SecretKey::generate();
         let sealer = Sealer::new(&key);
-        let sealed = sealer.seal("TENANT#a|META|/secrets/corp_secret", "s3cret");
+        let sealed = sealer
+            .seal("TENANT#a|META|/secrets/corp_secret", "s3cret")
+            .unwrap();
         assert!(Sealer::is_sealed(&sealed));
         assert!(!sealed.contains("s3cret"));
         assert_eq!(
@@ -440,7 +445,9 @@ mod tests {
         // Two seals of one value differ (fresh nonces).
         assert_ne!(
             sealed,
-            sealer.seal("TENANT#a|META|/secrets/corp_secret", "s3cret")
+            sealer
+                .seal("TENANT#a|META|/secrets/corp_secret", "s3cret")
+                .unwrap()
         );
     }
 

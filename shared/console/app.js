@@ -135,10 +135,15 @@
     }
   }
 
+  // localStorage may be refused (a locked-down browser): the choice then lasts for this page.
+  function savedLanguage() {
+    try { return localStorage.getItem(LANG_KEY); } catch { return null; }
+  }
+
   // The operator's choice, kept in this browser; the page is drawn again in it.
   function switchLanguage(lang) {
     if (lang === i18n.lang) return;
-    localStorage.setItem(LANG_KEY, lang);
+    try { localStorage.setItem(LANG_KEY, lang); } catch { /* see savedLanguage */ }
     useLanguage(lang);
     translateStatic();
     if ($('#dialog').open) $('#dialog').close();
@@ -896,7 +901,7 @@
         h('div', { class: 'tag-picker' },
           groups.map((g) => h('fieldset', {}, data('legend', null, g.name),
             g.tags.length ? g.tags.map((x) => h('label', { translate: 'no' },
-              h('input', { type: 'checkbox', value: x.id, checked: had.has(x.id) }), x.name)) : h('span', { class: 'muted' }, t('members.group_empty'))))),
+              h('input', { type: 'checkbox', value: x.id, checked: had.has(x.id) }), x.name)) : h('span', { class: 'muted' }, t('members.no_tags'))))),
         h('div', { class: 'buttons', style: 'display:flex;gap:8px;justify-content:flex-end;margin-top:16px' },
           h('button', { type: 'button', class: 'btn', onclick: () => { state.editing = false; render(); } }, t('common.cancel')),
           h('button', { type: 'submit', class: 'btn btn-primary', dataset: { action: 'save-tags' } }, t('members.save_tags'))));
@@ -1161,9 +1166,12 @@
   // A field in words, or its own name when the table does not know it.
   const keyLabel = (k) => h('span', { class: 'muted', translate: has('field.' + k) ? null : 'no' }, label('field', k), ' ');
 
+  // A field's value; fields that hold a code the table knows (a run's scope) in words.
+  const fieldValue = (k, v, idx) => (k === 'scope' && typeof v === 'string' ? labelNode('scope', v) : fmtValue(v, idx));
+
   function pairs(obj, idx) {
     const keys = Object.keys(obj).filter((k) => !QUIET_KEYS.has(k) && obj[k] !== null && obj[k] !== undefined);
-    return keys.map((k) => h('span', { class: 'pair' }, keyLabel(k), fmtValue(obj[k], idx)));
+    return keys.map((k) => h('span', { class: 'pair' }, keyLabel(k), fieldValue(k, obj[k], idx)));
   }
 
   function describeChange(before, after, idx) {
@@ -1173,7 +1181,7 @@
         .filter((k) => !QUIET_KEYS.has(k) && JSON.stringify(before[k]) !== JSON.stringify(after[k]));
       if (!keys.length) return h('span', { class: 'faint' }, t('audit.no_change'));
       return keys.map((k) => h('span', { class: 'pair' }, keyLabel(k),
-        h('s', { class: 'faint' }, fmtValue(before[k], idx)), ' → ', fmtValue(after[k], idx)));
+        h('s', { class: 'faint' }, fieldValue(k, before[k], idx)), ' → ', fieldValue(k, after[k], idx)));
     }
     if (isObj(after)) return pairs(after, idx);
     if (after !== null && after !== undefined) return fmtValue(after, idx);
@@ -1356,7 +1364,7 @@
       $('#boot-error').hidden = false;
       return;
     }
-    useLanguage(pickLanguage(localStorage.getItem(LANG_KEY), browserLanguages()));
+    useLanguage(pickLanguage(savedLanguage(), browserLanguages()));
     translateStatic();
 
     $('#login-form').addEventListener('submit', async (ev) => {

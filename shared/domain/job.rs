@@ -36,7 +36,8 @@ impl Job {
 pub enum JobKind {
     /// A diagnostic job an operator enqueues (`tagsync queue probe`) to prove the pipeline
     /// end to end: the worker records an audit entry. With `fail` set it fails retryably on
-    /// every try, so it exercises retries, the dead-letter queue, its alarm and redrive.
+    /// every try, so it exercises retries, the dead-letter queue, its alarm and redrive; with
+    /// `panic` set it panics instead.
     Probe {
         #[serde(default)]
         note: String,
@@ -45,6 +46,11 @@ pub enum JobKind {
         /// Simulated work time in milliseconds (to exercise shutdown and crash recovery).
         #[serde(default)]
         work_ms: u64,
+        /// Panics on every try, which proves that a panicking job ends only itself: the
+        /// worker (or the Lambda batch) goes on, and the job is retried, then parked with the
+        /// panic's message.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        panic: bool,
     },
     /// An event a side reported, recorded as it arrived (after its signature was checked and
     /// it was deduplicated). The worker turns it into "bring entity K up to date" work.

@@ -94,6 +94,8 @@ fn delivery_of(m: &SqsMessage) -> Delivery {
 /// The SQS worker: runs every message of the batch and reports only the ones to retry in
 /// `batchItemFailures` (the event source mapping has `ReportBatchItemFailures`). Lambda
 /// deletes the rest: done ones, and parked ones (already copied to the DLQ with their reason).
+/// Each job runs isolated (`worker::outcome_of`): one that panics is reported for retry like
+/// any failure, and the rest of the batch runs on.
 pub async fn sqs(
     app: &App,
     event: LambdaEvent<SqsEvent>,
@@ -115,16 +117,15 @@ pub async fn sqs(
                     }
                     true
                 }
-                worker::Settlement::Park { reason } => match app.queue.park(&d, &reason).await {
-                    Ok(()) => {
-                        tracing::error!(reason, "job parked");
-                        false
+                worker::Settlement::Park { reason, side } => {
+                    match worker::park(app, &d, &reason, side).await {
+                        Ok(()) => false,
+                        Err(e) => {
+                            tracing::error!(error = %e, reason, "could not park the job; it will be retried");
+                            true
+                        }
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, reason, "could not park the job; it will be retried");
-                        true
-                    }
-                },
+                }
             }
         }
         .instrument(worker::job_span(&d))

@@ -147,10 +147,14 @@ impl SqliteDb {
     }
 
     /// Runs a read on the reader connection, off the async threads.
-    pub async fn read<T: Send + 'static>(
+    pub async fn read<T, E>(
         &self,
-        f: impl FnOnce(&Connection) -> T + Send + 'static,
-    ) -> T {
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<WriteFailed> + Send + 'static,
+    {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let n = inner
@@ -162,7 +166,8 @@ impl SqliteDb {
             f(&conn)
         })
         .await
-        .expect("sqlite read panicked")
+        // The read's thread panicked or the runtime is shutting down: a failed read.
+        .unwrap_or_else(|e| Err(E::from(WriteFailed(format!("sqlite read: {e}")))))
     }
 
     /// Runs a write atomically (in its own savepoint) and answers once it is committed. An

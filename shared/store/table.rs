@@ -156,8 +156,8 @@ fn audit_put(entry: &AuditEntry) -> StoreResult<ItemWrite> {
     })
 }
 
-/// Marks an idempotency key completed until `expires_at` (its lock cleared).
-fn completed_put(key: &str, expires_at: Timestamp) -> StoreResult<ItemWrite> {
+/// An idempotency key's record, completed until `expires_at` (its lock cleared).
+fn completed_item(key: &str, expires_at: Timestamp) -> StoreResult<Item> {
     let (pk, sk) = keys::idempotency(key);
     let data = encode(
         &pk,
@@ -167,10 +167,7 @@ fn completed_put(key: &str, expires_at: Timestamp) -> StoreResult<ItemWrite> {
     )?;
     let mut item = Item::new(pk, sk, 2, data);
     item.expiration = Some(expires_at.secs());
-    Ok(ItemWrite::Put {
-        item,
-        condition: Condition::None,
-    })
+    Ok(item)
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -355,11 +352,8 @@ impl<B: ItemBackend> TableStore<B> {
                 now,
                 expires_at,
             } => {
-                let ItemWrite::Put { item, .. } = completed_put(&key, expires_at)? else {
-                    unreachable!("completed_put builds a put")
-                };
                 vec![ItemWrite::Put {
-                    item,
+                    item: completed_item(&key, expires_at)?,
                     condition: Condition::Claimable {
                         now_millis: now.millis(),
                         owner: None,

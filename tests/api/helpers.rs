@@ -189,3 +189,25 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A tenant as the store keeps it, for tests that write it directly.
+pub fn tagsync_tenant(id: &str) -> tagsync::domain::Tenant {
+    use tagsync::domain::*;
+    Tenant {
+        id: TenantId::parse(id).unwrap(),
+        corp_id: CorpId::parse("wwcorp").unwrap(),
+        agent_id: "1000002".into(),
+        mall_api_base: "https://mall.example.com".into(),
+        secrets: TenantSecrets {
+            corp_secret: Secret::new("s"),
+            callback_token: Secret::new("t"),
+            encoding_aes_key: Secret::new("k"),
+            mall_api_token: Secret::new("m"),
+            mall_webhook_secret: Secret::new("w"),
+        },
+        settings: Settings::default(),
+        created_at: Timestamp::from_millis(0),
+        updated_at: Timestamp::from_millis(0),
+        version: 0,
+    }
+}

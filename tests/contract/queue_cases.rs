@@ -24,6 +24,7 @@ fn job(note: &str) -> Job {
             note: note.into(),
             fail: false,
             work_ms: 0,
+            panic: false,
         },
         SystemClock.now(),
     )

@@ -157,21 +157,18 @@ impl App {
         let queue_url = var("TAGSYNC_QUEUE_URL")?;
         let dlq_url = var("TAGSYNC_DLQ_URL")?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let store = crate::store::dynamo::DynamoStore::new(crate::store::dynamo::DynamoItems::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            table,
+        let store: Arc<dyn Store> = Arc::new(crate::store::dynamo::DynamoStore::new(
+            crate::store::dynamo::DynamoItems::new(aws_sdk_dynamodb::Client::new(&sdk), table),
         ));
-        let queue = crate::queue::sqs::SqsQueue::new(
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let sqs = crate::queue::sqs::SqsQueue::new(
             aws_sdk_sqs::Client::new(&sdk),
             queue_url,
             dlq_url,
             MAX_RECEIVES,
         );
-        Ok(Self::new(
-            Arc::new(store),
-            Arc::new(queue),
-            Arc::new(SystemClock),
-            config,
-        ))
+        // SQS counts per queue; the status route counts per tenant through marks in the store.
+        let queue = crate::queue::counted::TenantCounted::new(sqs, store.clone(), clock.clone());
+        Ok(Self::new(store, Arc::new(queue), clock, config))
     }
 }

@@ -397,7 +397,7 @@
     const renderQueue = (s) => {
       clear(queue).append(
         h('div', { class: 'card-head' }, h('h2', {}, 'Queue'), h('span', { class: 'spacer' }),
-          h('span', { class: 'muted' }, 'whole deployment')),
+          h('span', { class: 'muted' }, s.queue.scope === 'deployment' ? 'whole deployment' : 'this tenant')),
         h('div', { class: 'stats' },
           h('div', { class: 'stat' }, h('b', {}, s.queue.pending), h('span', {}, 'pending')),
           h('div', { class: 'stat' }, h('b', {}, s.queue.in_flight), h('span', {}, 'in flight')),

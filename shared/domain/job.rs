@@ -185,3 +185,28 @@ pub enum InboundEvent {
         body: serde_json::Value,
     },
 }
+
+/// Where one queued job stands, kept in the store for a queue that cannot count one tenant's
+/// jobs (SQS; see `queue::counted`): written when the job is sent, received, retried and
+/// parked, removed when it is done. Keyed by job id, so a redelivery or a duplicate copy
+/// rewrites the same mark instead of counting twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueMark {
+    pub tenant: TenantId,
+    pub job: JobId,
+    #[serde(flatten)]
+    pub state: MarkState,
+    /// Dropped then whatever it says: the queue keeps no message longer (its retention).
+    pub expires_at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum MarkState {
+    /// Waiting for a first try or for a retry.
+    Waiting,
+    /// Received for the `receive`-th time, invisible to other workers until `until`.
+    Running { receive: u32, until: Timestamp },
+    /// Parked in the dead letters.
+    Dead,
+}

@@ -104,10 +104,19 @@ pub async fn sqs(
     for m in &event.payload.records {
         let d = delivery_of(m);
         let failed = async {
+            app.queue.started(&d, app.config.worker.visibility).await;
             let settlement = worker::settle(app, &d, worker::outcome_of(app, &d).await);
             worker::count(app, &d, &settlement);
             match settlement {
-                worker::Settlement::Ack => false,
+                // Lambda deletes the message; the queue hears that it is done (if it cannot
+                // record that, the message comes back as a duplicate of a done job).
+                worker::Settlement::Ack => match app.queue.finished(&d).await {
+                    Ok(()) => false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a done job could not be recorded; it comes back");
+                        true
+                    }
+                },
                 worker::Settlement::Retry { delay, error } => {
                     tracing::warn!(?delay, error, "job will be retried");
                     // Best effort: if the visibility change fails, the message still comes back

@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     parked_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, visible_at);
+CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant, state);
 ";
 
 fn unavailable(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {

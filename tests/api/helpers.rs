@@ -211,3 +211,24 @@ pub fn tagsync_tenant(id: &str) -> tagsync::domain::Tenant {
         version: 0,
     }
 }
+
+/// `GET …/status` of a tenant, answered by the handler itself (no server: its workers would
+/// drain the queue under the test).
+pub async fn status_of(app: &tagsync::app::App, tenant: &str) -> Value {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    let req = tagsync::http::HttpRequest {
+        method: reqwest::Method::GET,
+        path: format!("/admin/v1/tenants/{tenant}/status"),
+        query: Vec::new(),
+        headers,
+        body: Default::default(),
+        request_id: "status-test".into(),
+    };
+    let resp = tagsync::handlers::dispatch(app, tagsync::handlers::Surface::Admin, req).await;
+    assert_eq!(resp.status, 200);
+    resp.body_json().unwrap()
+}

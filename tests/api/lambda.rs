@@ -473,3 +473,88 @@ async fn sync_worker_reports_only_the_panicking_message_and_parks_one_on_its_las
         dead[0].reason
     );
 }
+
+/// `GET …/status` on the AWS path (SQS on moto, the store on DynamoDB Local): each tenant's
+/// jobs are counted through their marks in the store as the Lambda worker runs, retries and
+/// parks them — waiting, then done, waiting for a retry, or dead — never another tenant's.
+#[tokio::test]
+async fn status_counts_each_tenant_on_sqs_through_queue_marks_in_dynamodb() {
+    let client = aws_sdk_sqs::Client::new(&local_aws("TAGSYNC_TEST_SQS_ENDPOINT").await);
+    let sqs = sqs_queue(&client).await;
+    let queue_url = sqs.queue_url().to_owned();
+    let dynamo = aws_sdk_dynamodb::Client::new(&local_aws("TAGSYNC_TEST_DYNAMODB_ENDPOINT").await);
+    let table = format!("lambda-{}", uuid::Uuid::new_v4().simple());
+    tagsync::store::dynamo::create_table(&dynamo, &table)
+        .await
+        .unwrap();
+    let store: Arc<dyn tagsync::ports::Store> = Arc::new(tagsync::store::dynamo::DynamoStore::new(
+        tagsync::store::dynamo::DynamoItems::new(dynamo, table),
+    ));
+    let clock: Arc<dyn tagsync::ports::Clock> = Arc::new(tagsync::ports::SystemClock);
+    let queue = Arc::new(tagsync::queue::counted::TenantCounted::new(
+        sqs,
+        store.clone(),
+        clock.clone(),
+    ));
+    let app = App::new(store, queue.clone(), clock, test_config());
+    for id in ["acme", "beta"] {
+        app.store.put_tenant(&mut tagsync_tenant(id)).await.unwrap();
+    }
+    let status = |tenant: &'static str| {
+        let app = app.clone();
+        async move { status_of(&app, tenant).await["queue"].clone() }
+    };
+
+    let acme = [
+        probe_job("acme", false, false),
+        probe_job("acme", false, false),
+    ];
+    let fails = probe_job("beta", true, false);
+    let panics = probe_job("beta", false, true);
+    let beta = [
+        fails.clone(),
+        panics.clone(),
+        probe_job("beta", false, false),
+    ];
+    queue.send(&acme).await.unwrap();
+    queue.send(&beta).await.unwrap();
+    assert_eq!(
+        status("acme").await,
+        json!({"pending": 2, "in_flight": 0, "dead": 0, "scope": "tenant"})
+    );
+    assert_eq!(
+        status("beta").await,
+        json!({"pending": 3, "in_flight": 0, "dead": 0, "scope": "tenant"})
+    );
+
+    // One batch: acme's jobs are done; beta's failing job waits for its retry, its panicking
+    // job is on its last receive (parked), its third is done.
+    let all: Vec<Job> = acme.iter().chain(beta.iter()).cloned().collect();
+    let last = panics.id.clone();
+    let (event, ids) = lambda_batch(
+        &client,
+        &queue_url,
+        &all,
+        |j| {
+            if j.id == last { 5 } else { 1 }
+        },
+    )
+    .await;
+    let response = lambda::sqs(&app, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, [ids[fails.id.as_str()].clone()]);
+    assert_eq!(
+        status("acme").await,
+        json!({"pending": 0, "in_flight": 0, "dead": 0, "scope": "tenant"})
+    );
+    assert_eq!(
+        status("beta").await,
+        json!({"pending": 1, "in_flight": 0, "dead": 1, "scope": "tenant"})
+    );
+}

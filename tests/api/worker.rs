@@ -221,3 +221,45 @@ async fn a_panicking_job_is_parked_with_its_message_and_the_pool_keeps_processin
     );
     t.shutdown().await;
 }
+
+/// Two tenants with work queued on one SQLite queue: each tenant's status counts only its own
+/// jobs — waiting, running and parked — and says so (`scope: tenant`).
+#[tokio::test]
+async fn status_counts_only_the_asked_tenants_jobs_when_two_tenants_are_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = sqlite_app(dir.path());
+    for tenant in ["acme", "beta"] {
+        let mut t = tagsync_tenant(tenant);
+        app.store.put_tenant(&mut t).await.unwrap();
+    }
+    let acme: Vec<Job> = (0..3).map(|_| probe("acme", false)).collect();
+    let beta: Vec<Job> = (0..2).map(|_| probe("beta", false)).collect();
+    app.queue.send(&acme).await.unwrap();
+    app.queue.send(&beta).await.unwrap();
+    // Two of acme's jobs are received (the oldest first); one of them is parked.
+    let received = app
+        .queue
+        .receive(2, Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 2);
+    for d in &received {
+        assert_eq!(d.job.as_ref().unwrap().tenant.as_str(), "acme");
+    }
+    app.queue.park(&received[0], "test").await.unwrap();
+
+    let acme = status_of(&app, "acme").await;
+    assert_eq!(
+        acme["queue"],
+        json!({"pending": 1, "in_flight": 1, "dead": 1, "scope": "tenant"}),
+        "{acme}"
+    );
+    let beta = status_of(&app, "beta").await;
+    assert_eq!(
+        beta["queue"],
+        json!({"pending": 2, "in_flight": 0, "dead": 0, "scope": "tenant"}),
+        "{beta}"
+    );
+    let all = app.queue.counts().await.unwrap();
+    assert_eq!((all.pending, all.in_flight, all.dead), (3, 1, 1));
+}

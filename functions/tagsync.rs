@@ -79,7 +79,8 @@ enum QueueAction {
     /// Pending, in-flight and dead counts.
     Status,
     /// Enqueue diagnostic probe jobs: each records an audit entry when processed. `--fail`
-    /// makes them fail on every try, to exercise retries, dead letters and redrive.
+    /// makes them fail on every try, to exercise retries, dead letters and redrive; `--panic`
+    /// makes them panic, to show that a panicking job ends only itself.
     Probe {
         #[arg(long)]
         tenant: String,
@@ -87,6 +88,8 @@ enum QueueAction {
         count: usize,
         #[arg(long)]
         fail: bool,
+        #[arg(long)]
+        panic: bool,
         /// Simulated work per job, in milliseconds.
         #[arg(long, default_value_t = 0)]
         work_ms: u64,
@@ -241,6 +244,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     tenant,
                     count,
                     fail,
+                    panic,
                     work_ms,
                     note,
                 } => {
@@ -254,6 +258,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                                     note: note.clone(),
                                     fail,
                                     work_ms,
+                                    panic,
                                 },
                                 now,
                             )

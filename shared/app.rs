@@ -193,17 +193,16 @@ impl App {
             .seal_plain_records()
             .await
             .map_err(|e| ConfigError(format!("sealing tenant secrets: {e}")))?;
-        let queue = crate::queue::sqs::SqsQueue::new(
+        let store: Arc<dyn Store> = Arc::new(store);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let sqs = crate::queue::sqs::SqsQueue::new(
             aws_sdk_sqs::Client::new(&sdk),
             queue_url,
             dlq_url,
             MAX_RECEIVES,
         );
-        Ok(Self::new(
-            Arc::new(store),
-            Arc::new(queue),
-            Arc::new(SystemClock),
-            config,
-        ))
+        // SQS counts per queue; the status route counts per tenant through marks in the store.
+        let queue = crate::queue::counted::TenantCounted::new(sqs, store.clone(), clock.clone());
+        Ok(Self::new(store, Arc::new(queue), clock, config))
     }
 }

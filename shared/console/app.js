@@ -540,7 +540,7 @@
     const renderQueue = (s) => {
       clear(queue).append(
         h('div', { class: 'card-head' }, h('h2', {}, t('overview.queue')), h('span', { class: 'spacer' }),
-          h('span', { class: 'muted' }, t('overview.queue_scope'))),
+          h('span', { class: 'muted' }, t(s.queue.scope === 'deployment' ? 'overview.queue_scope' : 'overview.queue_scope_tenant'))),
         h('div', { class: 'stats' },
           h('div', { class: 'stat' }, h('b', {}, s.queue.pending), h('span', {}, t('overview.pending'))),
           h('div', { class: 'stat' }, h('b', {}, s.queue.in_flight), h('span', {}, t('overview.in_flight'))),

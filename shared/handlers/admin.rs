@@ -303,14 +303,20 @@ pub(super) async fn append_audit(
 }
 
 async fn status(app: &App, t: &Tenant) -> Result<HttpResponse, ApiError> {
-    // The queue is shared by every tenant of a deployment, so its counts are deployment-wide:
-    // pending and in_flight both 0 still means every accepted change was applied or parked.
-    let counts = app.queue.counts().await?;
+    // The tenant's own jobs (the SQLite queue counts them; on SQS, marks in the store do). A
+    // queue that can only count everything says so with `scope`: pending and in_flight both 0
+    // still mean every accepted change was applied or parked.
+    let (counts, scope) = match app.queue.tenant_counts(&t.id).await? {
+        Some(c) => (c, "tenant"),
+        None => (app.queue.counts().await?, "deployment"),
+    };
+    let mut queue = json!(counts);
+    queue["scope"] = json!(scope);
     let last_run = app.store.list_runs(&t.id, 1).await?.into_iter().next();
     Ok(HttpResponse::json(
         200,
         &json!({
-            "queue": counts,
+            "queue": queue,
             "last_event_at": app.store.last_event_at(&t.id).await?.map(|a| a.to_rfc3339()),
             "last_run": last_run.map(|r| json!({"run_id": r.id, "scope": r.scope, "status": r.status, "started_at": r.started_at.to_rfc3339()})),
             "settings": t.settings,

@@ -9,6 +9,7 @@ pub mod library;
 pub mod mall_webhook;
 mod members;
 pub mod nightly;
+pub mod parked;
 mod sync;
 pub mod wecom_callback;
 pub mod worker;

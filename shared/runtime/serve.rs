@@ -274,10 +274,9 @@ fn into_axum(r: HttpResponse, request_id: &str) -> Response {
     }
     builder.body(Body::from(r.body)).unwrap_or_else(|e| {
         tracing::error!(error = %e, "response could not be built");
-        Response::builder()
-            .status(500)
-            .body(Body::empty())
-            .expect("static response")
+        let mut fallback = Response::new(Body::empty());
+        *fallback.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+        fallback
     })
 }
 

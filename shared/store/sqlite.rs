@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     parked_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, visible_at);
+CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant, state);
 ";
 
 fn unavailable(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -267,10 +268,14 @@ impl SqliteDb {
     }
 
     /// Runs a read on the reader connection, off the async threads.
-    pub async fn read<T: Send + 'static>(
+    pub async fn read<T, E>(
         &self,
-        f: impl FnOnce(&Connection) -> T + Send + 'static,
-    ) -> T {
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<WriteFailed> + Send + 'static,
+    {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let n = inner
@@ -282,7 +287,8 @@ impl SqliteDb {
             f(&conn)
         })
         .await
-        .expect("sqlite read panicked")
+        // The read's thread panicked or the runtime is shutting down: a failed read.
+        .unwrap_or_else(|e| Err(E::from(WriteFailed(format!("sqlite read: {e}")))))
     }
 
     /// Runs a write atomically (in its own savepoint) and answers once it is committed. An

@@ -15,6 +15,7 @@
 //! | lease | `LEASE#{name}` | `-` |
 //! | access token | `TOKEN#{corp}#{secret fingerprint}` | `-` |
 //! | the key record of sealed secrets (`sealing.rs`) | `SEALING` | `KEY` |
+//! | queue mark (a tenant's queued job, counted on SQS) | `QUEUE#{t}` | `{job id}` |
 //!
 //! Tenant secrets and access tokens are sealed (see [`super::sealing`]) when the store has a
 //! sealer; every other field is stored as it is.
@@ -288,6 +289,18 @@ mod keys {
     pub fn token(corp: &CorpId, fp: &str) -> (String, String) {
         (format!("TOKEN#{corp}#{fp}"), "-".into())
     }
+    pub fn queue_marks(t: &TenantId) -> String {
+        format!("QUEUE#{t}")
+    }
+}
+
+/// A queue mark's item at `version`, expiring with the mark.
+fn mark_item(mark: &QueueMark, version: u64) -> StoreResult<Item> {
+    let pk = keys::queue_marks(&mark.tenant);
+    let data = encode(&pk, mark)?;
+    let mut item = Item::new(pk, mark.job.to_string(), version, data);
+    item.expiration = Some(mark.expires_at.secs());
+    Ok(item)
 }
 
 fn encode<T: Serialize>(key: &str, value: &T) -> StoreResult<String> {
@@ -353,8 +366,8 @@ fn audit_put(entry: &AuditEntry) -> StoreResult<ItemWrite> {
     })
 }
 
-/// Marks an idempotency key completed until `expires_at` (its lock cleared).
-fn completed_put(key: &str, expires_at: Timestamp) -> StoreResult<ItemWrite> {
+/// An idempotency key's record, completed until `expires_at` (its lock cleared).
+fn completed_item(key: &str, expires_at: Timestamp) -> StoreResult<Item> {
     let (pk, sk) = keys::idempotency(key);
     let data = encode(
         &pk,
@@ -364,10 +377,7 @@ fn completed_put(key: &str, expires_at: Timestamp) -> StoreResult<ItemWrite> {
     )?;
     let mut item = Item::new(pk, sk, 2, data);
     item.expiration = Some(expires_at.secs());
-    Ok(ItemWrite::Put {
-        item,
-        condition: Condition::None,
-    })
+    Ok(item)
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -552,11 +562,8 @@ impl<B: ItemBackend> TableStore<B> {
                 now,
                 expires_at,
             } => {
-                let ItemWrite::Put { item, .. } = completed_put(&key, expires_at)? else {
-                    unreachable!("completed_put builds a put")
-                };
                 vec![ItemWrite::Put {
-                    item,
+                    item: completed_item(&key, expires_at)?,
                     condition: Condition::Claimable {
                         now_millis: now.millis(),
                         owner: None,
@@ -1001,5 +1008,62 @@ impl<B: ItemBackend> Store for TableStore<B> {
             Err(e) if e.is_conflict() => Ok(()),
             other => other,
         }
+    }
+
+    async fn put_queue_marks(&self, marks: &[QueueMark]) -> StoreResult<()> {
+        // In transactions of at most 100 (one send is at most a few hundred jobs): far fewer
+        // round trips than one write each.
+        for chunk in marks.chunks(100) {
+            let writes = chunk
+                .iter()
+                .map(|m| {
+                    Ok(ItemWrite::Put {
+                        item: mark_item(m, 1)?,
+                        condition: Condition::None,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            self.backend.transact(writes).await?;
+        }
+        Ok(())
+    }
+
+    async fn update_queue_mark(&self, mark: &QueueMark) -> StoreResult<bool> {
+        let pk = keys::queue_marks(&mark.tenant);
+        let sk = mark.job.to_string();
+        // Read, then write only over what was read: a delete in between wins.
+        for _ in 0..5 {
+            let Some(current) = self.backend.get(&pk, &sk).await? else {
+                return Ok(false);
+            };
+            let put = ItemWrite::Put {
+                item: mark_item(mark, current.version + 1)?,
+                condition: Condition::Version(current.version),
+            };
+            match self.backend.write(put).await {
+                Ok(()) => return Ok(true),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict {
+            key: format!("{pk}|{sk}"),
+            reason: "the queue mark kept changing".into(),
+        })
+    }
+
+    async fn delete_queue_mark(&self, tenant: &TenantId, job: &JobId) -> StoreResult<()> {
+        self.backend
+            .write(ItemWrite::Delete {
+                pk: keys::queue_marks(tenant),
+                sk: job.to_string(),
+                condition: Condition::None,
+            })
+            .await
+    }
+
+    async fn list_queue_marks(&self, tenant: &TenantId) -> StoreResult<Vec<QueueMark>> {
+        let items = self.query_all(keys::queue_marks(tenant), "", false).await?;
+        items.iter().map(decode).collect()
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use tagsync::ports::{Queue, Store, SystemClock};
+use tagsync::queue::counted::TenantCounted;
 use tagsync::queue::sqlite::SqliteQueue;
 use tagsync::queue::sqs::{SqsQueue, create_queues};
 use tagsync::store::dynamo::{DynamoItems, DynamoStore, create_table};
@@ -93,14 +94,29 @@ pub async fn sqlite_queue() -> QueueUnderTest {
 }
 
 pub async fn sqs_queue() -> QueueUnderTest {
+    QueueUnderTest {
+        queue: Arc::new(fresh_sqs().await),
+        _dir: None,
+    }
+}
+
+/// A fresh queue and DLQ of this test's own on moto.
+async fn fresh_sqs() -> SqsQueue {
     let config = aws_config_for("TAGSYNC_TEST_SQS_ENDPOINT").await;
     let client = aws_sdk_sqs::Client::new(&config);
     let name = unique_name("tagsync-contract");
     let (queue_url, dlq_url) = create_queues(&client, &name)
         .await
         .unwrap_or_else(|e| panic!("create SQS queues {name}: {e}"));
+    SqsQueue::new(client, queue_url, dlq_url, MAX_RECEIVES)
+}
+
+/// SQS (moto) counted per tenant through marks in a DynamoDB Local table, as the Lambdas run.
+pub async fn sqs_counted_queue() -> QueueUnderTest {
+    let store: Arc<dyn Store> = Arc::new(DynamoStore::new(dynamo_table().await));
+    let queue = TenantCounted::new(fresh_sqs().await, store, Arc::new(SystemClock));
     QueueUnderTest {
-        queue: Arc::new(SqsQueue::new(client, queue_url, dlq_url, MAX_RECEIVES)),
+        queue: Arc::new(queue),
         _dir: None,
     }
 }

@@ -419,7 +419,7 @@ async fn sync_worker_reports_only_the_panicking_message_and_parks_one_on_its_las
     let client = aws_sdk_sqs::Client::new(&local_aws("TAGSYNC_TEST_SQS_ENDPOINT").await);
     let queue = Arc::new(sqs_queue(&client).await);
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = sqlite_app(dir.path());
+    let sqlite = sqlite_app(dir.path()).await;
     let app = App::new(
         sqlite.store.clone(),
         queue.clone(),

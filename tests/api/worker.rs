@@ -227,7 +227,7 @@ async fn a_panicking_job_is_parked_with_its_message_and_the_pool_keeps_processin
 #[tokio::test]
 async fn status_counts_only_the_asked_tenants_jobs_when_two_tenants_are_busy() {
     let dir = tempfile::tempdir().unwrap();
-    let app = sqlite_app(dir.path());
+    let app = sqlite_app(dir.path()).await;
     for tenant in ["acme", "beta"] {
         let mut t = tagsync_tenant(tenant);
         app.store.put_tenant(&mut t).await.unwrap();

@@ -6,8 +6,9 @@
 //!
 //! Each round starts a fresh [`World`] (not timed): a 10-tag library created through the admin
 //! API and carried to both sides, then 500 customers with two relations each seeded in WeCom
-//! and 500 mall members bound to them, all silently (no callback, no webhook: tagsync learns
-//! the bindings only when a member job reads the mall member). The 2,000 items (4 per member,
+//! and 500 mall members bound to them, all silently (no callback, no webhook), then a member
+//! sync, as the nightly one would, so the hub knows the members (the batch route acts only on
+//! members the hub or the mall knows, and asks the mall about at most 50 it has never seen). The 2,000 items (4 per member,
 //! random adds and removes of hub tag ids from a seeded generator, shuffled) are the same in
 //! every round. Timed: the POST, then `World::settle`. After each round every member must hold
 //! its expected tags in the hub, the mall and on both relations, nothing may be parked or
@@ -324,6 +325,36 @@ fn is_member_read(method: &str, path: &str) -> bool {
     method == "GET" && path.contains("/members/") && !path.ends_with("/tags")
 }
 
+/// Runs a member sync and waits for it to be done and carried everywhere.
+async fn member_sync(w: &World) -> Result<(), String> {
+    let (status, started) = w
+        .admin(
+            reqwest::Method::POST,
+            "/sync",
+            Some(json!({"scope": "members"})),
+        )
+        .await;
+    if status != 202 {
+        return Err(format!("POST …/sync answered {status}: {started}"));
+    }
+    let run = started["run_id"].as_str().unwrap_or_default().to_owned();
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let (_, report) = w
+            .admin(reqwest::Method::GET, &format!("/sync/{run}"), None)
+            .await;
+        match report["status"].as_str() {
+            Some("done") => break,
+            Some("failed") => return Err(format!("the member sync failed: {report}")),
+            _ if Instant::now() > deadline => {
+                return Err(format!("the member sync is not done: {report}"));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    w.settle(SETTLE_TIMEOUT).await
+}
+
 async fn round(o: &Options, workers: usize, batch: &[Item], want: &[BTreeSet<usize>]) -> Round {
     let mut r = Round {
         workers,
@@ -403,6 +434,9 @@ async fn round(o: &Options, workers: usize, batch: &[Item], want: &[BTreeSet<usi
     }
     if let Err(e) = w.settle(SETTLE_TIMEOUT).await {
         r.failures.push(format!("setup (seeding): {e}"));
+    }
+    if let Err(e) = member_sync(&w).await {
+        r.failures.push(format!("setup (member sync): {e}"));
     }
     if !r.failures.is_empty() {
         w.stop().await;

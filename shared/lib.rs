@@ -9,7 +9,7 @@
 //! | [`domain`] | pure model: id newtypes, tenants, the tag library, members, jobs, runs, audit |
 //! | [`sync`] | the sync engine, pure: merge what each side shows with the hub and plan changes |
 //! | [`ports`] | the traits handlers depend on: [`ports::Store`], [`ports::Queue`], [`ports::Clock`] |
-//! | [`store`] | the typed store over one pk/sk table, with SQLite and DynamoDB backends |
+//! | [`store`] | the typed store over one pk/sk table, with SQLite and DynamoDB backends; tenant secrets sealed at rest |
 //! | [`queue`] | the durable SQLite queue and the SQS queue |
 //! | [`wecom`] | WeCom: callback crypto and events, API client, shared token, rate limiter, errcode classifier |
 //! | [`mall`] | the mall: webhook signatures and events, API client with its classifier |

@@ -1,10 +1,20 @@
 // tagsync console: a small single-page app over the admin API (/admin/v1/…). Plain JS, no
 // build step. Every element is built with textContent (never innerHTML from data), because
 // the page holds the admin token and names come from three systems.
+//
+// Every word it shows comes from messages.json, in the operator's language: `t('key')` for a
+// string, `tn('key', {name: node})` when a value is an element, `label('group', code)` for a
+// code the server sends (a state, a side, an audit action) that has a message
+// `group.code` or is shown as it is. Keys are literals (tests/browser/i18n.test.mjs checks
+// them against the table and looks for English left in this file). Values that come from the
+// systems (names, ids, codes, the server's own error text) are marked translate="no".
 'use strict';
 
 (() => {
   const TOKEN_KEY = 'tagsync.adminToken';
+  const LANG_KEY = 'tagsync.lang';
+  // The console's languages, the first is the default.
+  const LANGUAGES = ['zh-CN', 'en'];
   // How often the visible page re-reads the API (states change as jobs run).
   const REFRESH_MS = 3000;
   // How often a running sync is polled for its progress.
@@ -21,7 +31,132 @@
     refreshing: false,
     collapsed: new Set(), // library groups the operator folded
     editing: false, // a form on the page is being edited: do not re-render under the user
+    loginError: null, // the sign-in card's error, re-rendered when the language changes
   };
+
+  // ---- language -------------------------------------------------------------------------
+
+  const i18n = { lang: LANGUAGES[0], messages: null, plural: null, dates: null };
+
+  // The saved choice wins; else the first of the browser's languages that is Chinese (any
+  // zh-*: the table is Simplified Chinese) or English decides; else Chinese.
+  function pickLanguage(saved, browser) {
+    if (LANGUAGES.includes(saved)) return saved;
+    for (const tag of browser || []) {
+      const primary = String(tag).toLowerCase().split('-')[0];
+      if (primary === 'zh') return 'zh-CN';
+      if (primary === 'en') return 'en';
+    }
+    return LANGUAGES[0];
+  }
+
+  function browserLanguages() {
+    return navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language];
+  }
+
+  function useLanguage(lang) {
+    i18n.lang = lang;
+    i18n.plural = new Intl.PluralRules(lang);
+    // Dates in the browser's own locale (its regional format) when it speaks the console's
+    // language, else in the console's language: never one language's dates in the other's page.
+    const primary = lang.split('-')[0];
+    const locales = browserLanguages().filter((l) => String(l).toLowerCase().split('-')[0] === primary).concat([lang]);
+    i18n.dates = new Intl.DateTimeFormat(locales, {
+      year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
+    });
+    document.documentElement.lang = lang;
+  }
+
+  const has = (key) => Object.prototype.hasOwnProperty.call(i18n.messages[i18n.lang], key);
+
+  function message(key, vars) {
+    if (!has(key)) {
+      // tests/browser/i18n.test.mjs keeps this from happening; the browser tests fail on it.
+      console.error(`tagsync console: no message ${key} in ${i18n.lang}`);
+      return key;
+    }
+    const m = i18n.messages[i18n.lang][key];
+    // Counted messages are {one, other, …} by the language's plural rules (Chinese: other).
+    if (typeof m === 'object') return m[i18n.plural.select(Number(vars && vars.count))] ?? m.other;
+    return m;
+  }
+
+  // A message as parts: `{name}` takes vars.name (a string, a number or a node); `…` in a
+  // message is code, shown as such and never interpolated.
+  function tn(key, vars) {
+    const out = [];
+    message(key, vars).split(/(`[^`]*`)/).forEach((piece) => {
+      if (piece.startsWith('`') && piece.endsWith('`') && piece.length > 1) {
+        out.push(h('code', { translate: 'no' }, piece.slice(1, -1)));
+        return;
+      }
+      for (const part of piece.split(/(\{\w+\})/)) {
+        const name = part.startsWith('{') && part.endsWith('}') ? part.slice(1, -1) : null;
+        if (name !== null && vars && name in vars) out.push(vars[name] instanceof Node ? vars[name] : String(vars[name]));
+        else if (part) out.push(part);
+      }
+    });
+    return out;
+  }
+
+  // A message as one string (for attributes, titles, toasts).
+  function t(key, vars) {
+    return tn(key, vars).map((p) => (p instanceof Node ? p.textContent : p)).join('');
+  }
+
+  // A code the server sends, in words when the table knows it, else as it is.
+  function label(group, code) {
+    const key = `${group}.${code}`;
+    return has(key) ? t(key) : String(code);
+  }
+
+  // The same as an element: a code the table does not know is shown as code, untranslated.
+  function labelNode(group, code) {
+    return has(`${group}.${code}`) ? label(group, code) : data('code', null, String(code));
+  }
+
+  // The parts of the page that are not built by a page function.
+  function translateStatic() {
+    for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+    for (const attr of ['title', 'placeholder', 'aria-label']) {
+      for (const el of document.querySelectorAll(`[data-i18n-${attr}]`)) el.setAttribute(attr, t(el.getAttribute(`data-i18n-${attr}`)));
+    }
+    document.title = t('app.title');
+    append(clear($('#login-hint')), tn('login.hint'));
+    const err = $('#login-error');
+    clear(err);
+    if (state.loginError) append(err, state.loginError());
+    for (const slot of document.querySelectorAll('.lang-slot')) {
+      clear(slot).append(h('div', { class: 'lang-switch', role: 'group', 'aria-label': t('lang.switch') },
+        LANGUAGES.map((l) => h('button', {
+          type: 'button', lang: l, translate: 'no', dataset: { lang: l }, 'aria-pressed': String(l === i18n.lang),
+          onclick: () => switchLanguage(l),
+        }, label('lang', l)))));
+    }
+  }
+
+  // localStorage may be refused (a locked-down browser): the choice then lasts for this page.
+  function savedLanguage() {
+    try { return localStorage.getItem(LANG_KEY); } catch { return null; }
+  }
+
+  // The operator's choice, kept in this browser; the page is drawn again in it.
+  function switchLanguage(lang) {
+    if (lang === i18n.lang) return;
+    try { localStorage.setItem(LANG_KEY, lang); } catch { /* see savedLanguage */ }
+    useLanguage(lang);
+    translateStatic();
+    if ($('#dialog').open) $('#dialog').close();
+    // Notes already shown stay in the language they were written in: they go.
+    clear($('#toasts'));
+    if (state.token && !$('#shell').hidden) route();
+  }
+
+  async function loadMessages() {
+    const res = await fetch($('#messages').href);
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    i18n.messages = await res.json();
+  }
 
   // ---- DOM ------------------------------------------------------------------------------
 
@@ -45,8 +180,9 @@
     return el;
   }
 
+  // `children`: a node, a string, or (nested) arrays of them.
   function append(el, children) {
-    for (const c of children.flat(Infinity)) {
+    for (const c of [children].flat(Infinity)) {
       if (c === null || c === undefined || c === false) continue;
       el.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
@@ -58,67 +194,74 @@
     return el;
   }
 
-  function toast(message, kind) {
-    const t = h('div', { class: 'toast' + (kind === 'error' ? ' error' : ''), role: 'status', dataset: { at: Date.now() } }, message);
-    $('#toasts').append(t);
+  // A value from one of the systems (a name, an id, a code): shown as it is, never translated.
+  const data = (tag, cls, value) => h(tag, { class: cls, translate: 'no' }, value);
+
+  function toast(content, kind) {
+    const el = h('div', { class: 'toast' + (kind === 'error' ? ' error' : ''), role: 'status', dataset: { at: Date.now() } }, content);
+    $('#toasts').append(el);
     // Two at a time: older notes make room.
     const all = document.querySelectorAll('.toast');
     for (let i = 0; i < all.length - 2; i++) all[i].remove();
-    setTimeout(() => t.remove(), kind === 'error' ? 7000 : 3500);
+    setTimeout(() => el.remove(), kind === 'error' ? 7000 : 3500);
   }
 
   // ---- formatting -----------------------------------------------------------------------
 
-  const pad = (n) => String(n).padStart(2, '0');
   function fmtTime(iso) {
     if (!iso) return '—';
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return String(iso);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    return i18n.dates.format(d);
   }
   function ago(iso) {
-    if (!iso) return 'never';
+    if (!iso) return t('time.never');
     const s = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
-    if (s < 5) return 'just now';
-    if (s < 60) return `${s} s ago`;
-    if (s < 3600) return `${Math.round(s / 60)} min ago`;
-    if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+    if (s < 5) return t('time.just_now');
+    if (s < 60) return t('time.seconds_ago', { count: s });
+    if (s < 3600) return t('time.minutes_ago', { count: Math.round(s / 60) });
+    if (s < 86400) return t('time.hours_ago', { count: Math.round(s / 3600) });
     return fmtTime(iso);
   }
   function duration(from, to) {
     if (!from) return '—';
     const ms = (to ? new Date(to) : new Date()) - new Date(from);
-    if (ms < 1000) return `${ms} ms`;
-    if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
-    return `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+    if (ms < 1000) return t('time.ms', { count: ms });
+    if (ms < 60000) return t('time.seconds', { count: (ms / 1000).toFixed(1) });
+    return t('time.minutes_seconds', { minutes: Math.floor(ms / 60000), seconds: Math.round((ms % 60000) / 1000) });
   }
-  const humanize = (key) => String(key).replace(/[_.]+/g, ' ').replace(/^\w/, (c) => c.toUpperCase());
-  const plural = (n, one, many) => `${n} ${n === 1 ? one : many || one + 's'}`;
 
-  const STATE_LABEL = { synced: 'synced', pending: 'pending', failed: 'failed', read_only: 'read-only' };
-  const STATE_HELP = {
-    synced: 'The same on this side as in the hub',
-    pending: 'On its way to this side',
-    failed: 'Could not be carried to this side',
-    read_only: "WeCom lets tagsync's app edit only tags it created: this one is used as it is",
-  };
+  const STATES = ['synced', 'pending', 'failed', 'read_only'];
   function stateBadge(s) {
-    return h('span', { class: 'badge ' + s, title: STATE_HELP[s] || s }, STATE_LABEL[s] || s);
+    return h('span', { class: 'badge ' + s, title: label('state_help', s) }, label('state', s));
   }
 
   // ---- API ------------------------------------------------------------------------------
 
+  // `code` is the server's error code (or `network`), `detail` its own words (English: the
+  // API's messages are for logs and scripts as much as for this page).
   class ApiError extends Error {
-    constructor(status, code, message) {
-      super(message);
+    constructor(status, code, detail) {
+      super(detail);
       this.status = status;
       this.code = code;
+      this.detail = detail;
     }
+  }
+
+  // What went wrong, for the operator: the kind of error in their language, then the detail.
+  function problem(e) {
+    let what;
+    if (e instanceof ApiError) what = has('error.' + e.code) ? label('error', e.code) : t('error.http', { status: e.status });
+    else what = t('error.unexpected');
+    return e.detail || e.message ? tn('error.with_detail', { what, detail: data('span', null, e.detail || e.message) }) : what;
   }
 
   async function api(method, path, body) {
     const headers = { Authorization: 'Bearer ' + state.token };
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    // Every write says it is JSON (the API requires it), even with an empty object for a body.
+    if (method !== 'GET') headers['content-type'] = 'application/json';
+    if (body === undefined && (method === 'POST' || method === 'PATCH')) body = {};
     let res;
     try {
       res = await fetch('v1' + path, {
@@ -128,42 +271,44 @@
         cache: 'no-store',
       });
     } catch (e) {
-      throw new ApiError(0, 'network', 'tagsync cannot be reached (' + e.message + ')');
+      throw new ApiError(0, 'network', e.message);
     }
     const text = await res.text();
-    let data = null;
+    let json = null;
     if (text) {
-      try { data = JSON.parse(text); } catch { data = text; }
+      try { json = JSON.parse(text); } catch { json = text; }
     }
     if (res.status === 401 && state.token) {
-      signOut('The admin token was refused. Sign in again.');
-      throw new ApiError(401, 'unauthorized', 'the admin token was refused');
+      signOut(() => t('login.token_refused_again'));
+      throw new ApiError(401, 'unauthorized', json && json.error ? json.error.message : '');
     }
     if (!res.ok) {
-      const err = data && data.error;
-      throw new ApiError(res.status, err ? err.code : 'http_' + res.status, err ? err.message : `HTTP ${res.status}`);
+      const err = json && json.error;
+      throw new ApiError(res.status, err ? err.code : 'http_' + res.status, err ? err.message : '');
     }
-    return data;
+    return json;
   }
   const tpath = (rest) => `/tenants/${encodeURIComponent(state.tenant)}${rest}`;
 
   // ---- sign-in and shell ----------------------------------------------------------------
 
-  function showLogin(message) {
+  // `error`: a function giving the message, so it follows a change of language.
+  function showLogin(error) {
     $('#shell').hidden = true;
     $('#login').hidden = false;
-    const err = $('#login-error');
-    err.hidden = !message;
-    err.textContent = message || '';
+    state.loginError = error || null;
+    const err = clear($('#login-error'));
+    err.hidden = !error;
+    if (error) append(err, error());
     $('#token').focus();
   }
 
-  function signOut(message) {
+  function signOut(error) {
     state.token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     state.refresh = null;
     state.gen++;
-    showLogin(message);
+    showLogin(error);
   }
 
   async function signIn(token) {
@@ -171,6 +316,7 @@
     const { tenants } = await api('GET', '/tenants');
     sessionStorage.setItem(TOKEN_KEY, token);
     state.tenants = tenants;
+    state.loginError = null;
     $('#login').hidden = true;
     $('#shell').hidden = false;
     fillTenants();
@@ -179,7 +325,7 @@
 
   function fillTenants() {
     const sel = clear($('#tenant-select'));
-    for (const t of state.tenants) sel.append(h('option', { value: t.tenant }, t.tenant));
+    for (const x of state.tenants) sel.append(h('option', { value: x.tenant }, x.tenant));
     sel.disabled = state.tenants.length === 0;
   }
 
@@ -210,7 +356,7 @@
   function route() {
     if (!state.token) return;
     const { tenant, page, arg } = parseHash();
-    const known = state.tenants.map((t) => t.tenant);
+    const known = state.tenants.map((x) => x.tenant);
     if (!tenant || !known.includes(tenant) || !PAGES[page]) {
       if (known.length) {
         location.replace(link(PAGES[page] ? page : 'overview', null, known.includes(tenant) ? tenant : known[0]));
@@ -229,14 +375,10 @@
       a.classList.toggle('active', a.dataset.page === page);
     }
     // Notes about an earlier page go when the operator moves on (fresh ones stay).
-    for (const t of document.querySelectorAll('.toast')) if (Date.now() - Number(t.dataset.at) > 1500) t.remove();
+    for (const el of document.querySelectorAll('.toast')) if (Date.now() - Number(el.dataset.at) > 1500) el.remove();
     const main = clear($('#main'));
     if (!known.length) {
-      main.append(
-        h('div', { class: 'card empty' },
-          h('b', {}, 'No tenants yet'),
-          'Register one with ', h('code', {}, 'PUT /admin/v1/tenants/{tenant}'),
-          ' (see the README), or start ', h('code', {}, 'tagsync serve --demo'), '.'));
+      main.append(h('div', { class: 'card empty' }, h('b', {}, t('shell.no_tenants')), tn('shell.no_tenants_help')));
       return;
     }
     PAGES[page](main, arg, gen).catch((e) => showError(main, e, gen));
@@ -245,7 +387,7 @@
 
   function showError(main, e, gen) {
     if (gen !== state.gen || e.status === 401) return;
-    main.append(h('div', { class: 'form-error', role: 'alert' }, 'Could not load this page: ' + e.message));
+    main.append(h('div', { class: 'form-error', role: 'alert' }, tn('page.load_failed', { problem: h('span', {}, problem(e)) })));
   }
 
   const current = (gen) => gen === state.gen;
@@ -260,11 +402,12 @@
       await state.refresh();
       await refreshDeadCount();
       live.classList.remove('stale');
-      live.textContent = 'live';
+      live.dataset.i18n = 'live.live';
     } catch (e) {
       live.classList.add('stale');
-      live.textContent = e.status === 0 ? 'offline' : 'refresh failed';
+      live.dataset.i18n = e.status === 0 ? 'live.offline' : 'live.failed';
     } finally {
+      live.textContent = t(live.dataset.i18n);
       state.refreshing = false;
     }
   }
@@ -291,7 +434,7 @@
     const add = (ids, v) => { for (const id of ids) if (id) byId.set(id, v); };
     for (const g of groups) {
       add([g.id, g.wecom_id, g.mall_id], { kind: 'group', name: g.name });
-      for (const t of g.tags) add([t.id, t.wecom_id, t.mall_id], { kind: 'tag', name: t.name, group: g.name, groupId: g.id });
+      for (const x of g.tags) add([x.id, x.wecom_id, x.mall_id], { kind: 'tag', name: x.name, group: g.name, groupId: g.id });
     }
     return byId;
   }
@@ -300,8 +443,8 @@
 
   // A form in the modal dialog. `fields`: {name, label, type: text|number|textarea|select,
   // value, hint, options: [{value, label}], required}. `onSubmit(values)` may throw: the
-  // message is shown in the dialog and it stays open.
-  function openDialog({ title, fields = [], note, message, submit = 'Save', danger = false, onSubmit }) {
+  // problem is shown in the dialog and it stays open.
+  function openDialog({ title, fields = [], note, message, submit, danger = false, onSubmit }) {
     const dlg = $('#dialog');
     clear(dlg);
     const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
@@ -316,7 +459,7 @@
           input = h('textarea', { id, name: f.name, rows: 4, placeholder: f.placeholder || '' });
           input.value = f.value || '';
         } else if (f.type === 'select') {
-          input = h('select', { id, name: f.name },
+          input = h('select', { id, name: f.name, translate: 'no' },
             f.options.map((o) => h('option', { value: o.value, selected: o.value === f.value }, o.label)));
         } else {
           input = h('input', {
@@ -331,8 +474,8 @@
       note ? h('div', { class: 'note' }, note) : null,
       error,
       h('div', { class: 'buttons' },
-        h('button', { type: 'button', class: 'btn', onclick: () => dlg.close() }, 'Cancel'),
-        h('button', { type: 'submit', class: 'btn ' + (danger ? 'btn-danger' : 'btn-primary') }, submit)));
+        h('button', { type: 'button', class: 'btn', onclick: () => dlg.close() }, t('common.cancel')),
+        h('button', { type: 'submit', class: 'btn ' + (danger ? 'btn-danger' : 'btn-primary') }, submit || t('common.save'))));
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const values = {};
@@ -344,7 +487,7 @@
         await onSubmit(values);
         dlg.close();
       } catch (e) {
-        error.textContent = e.message;
+        append(clear(error), problem(e));
         error.hidden = false;
       } finally {
         button.disabled = false;
@@ -363,76 +506,77 @@
   // ---- page: overview -------------------------------------------------------------------
 
   const SWITCHES = [
-    ['tags_enabled', 'Customer-tag sync', 'The master switch. Off: tagsync still answers WeCom and the mall, but records and carries nothing.'],
-    ['auto_sync', 'Automatic tag-library sync', 'Carry tag groups and tags created, renamed, reordered, moved or deleted on any side.'],
-    ['member_sync', 'Automatic member-tag sync', 'Carry tags put on or taken off customers and members.'],
+    ['tags_enabled', () => t('switch.tags_enabled'), () => t('switch.tags_enabled_help')],
+    ['auto_sync', () => t('switch.auto_sync'), () => t('switch.auto_sync_help')],
+    ['member_sync', () => t('switch.member_sync'), () => t('switch.member_sync_help')],
   ];
 
   async function pageOverview(main, _arg, gen) {
     const [tenant, status] = await Promise.all([api('GET', tpath('')), api('GET', tpath('/status'))]);
     if (!current(gen)) return;
     const switches = h('div', { class: 'card' },
-      h('div', { class: 'card-head' }, h('h2', {}, 'Switches')),
-      SWITCHES.map(([key, label, help]) => {
-        const input = h('input', { type: 'checkbox', role: 'switch', 'aria-label': label, checked: tenant.settings[key], dataset: { setting: key } });
+      h('div', { class: 'card-head' }, h('h2', {}, t('overview.switches'))),
+      SWITCHES.map(([key, name, help]) => {
+        const input = h('input', { type: 'checkbox', role: 'switch', 'aria-label': name(), checked: tenant.settings[key], dataset: { setting: key } });
         input.addEventListener('change', async () => {
           input.disabled = true;
           try {
             const after = await api('PATCH', tpath('/settings'), { [key]: input.checked });
             input.checked = after[key];
-            toast(`${label} turned ${after[key] ? 'on' : 'off'}`);
+            toast(t(after[key] ? 'overview.switch_on' : 'overview.switch_off', { name: name() }));
           } catch (e) {
             input.checked = !input.checked;
-            toast(e.message, 'error');
+            toast(problem(e), 'error');
           } finally {
             input.disabled = false;
           }
         });
         return h('div', { class: 'switch-row' },
-          h('div', { class: 'label' }, h('b', {}, label), h('span', {}, help)),
+          h('div', { class: 'label' }, h('b', {}, name()), h('span', {}, help())),
           h('label', { class: 'toggle' }, input, h('span', { class: 'track' })));
       }));
 
     const queue = h('div', { class: 'card' });
     const renderQueue = (s) => {
       clear(queue).append(
-        h('div', { class: 'card-head' }, h('h2', {}, 'Queue'), h('span', { class: 'spacer' }),
-          h('span', { class: 'muted' }, 'whole deployment')),
+        h('div', { class: 'card-head' }, h('h2', {}, t('overview.queue')), h('span', { class: 'spacer' }),
+          h('span', { class: 'muted' }, t(s.queue.scope === 'deployment' ? 'overview.queue_scope' : 'overview.queue_scope_tenant'))),
         h('div', { class: 'stats' },
-          h('div', { class: 'stat' }, h('b', {}, s.queue.pending), h('span', {}, 'pending')),
-          h('div', { class: 'stat' }, h('b', {}, s.queue.in_flight), h('span', {}, 'in flight')),
+          h('div', { class: 'stat' }, h('b', {}, s.queue.pending), h('span', {}, t('overview.pending'))),
+          h('div', { class: 'stat' }, h('b', {}, s.queue.in_flight), h('span', {}, t('overview.in_flight'))),
           h('div', { class: 'stat' + (s.queue.dead ? ' alert' : '') }, h('b', {}, s.queue.dead),
-            h('span', {}, s.queue.dead ? h('a', { href: link('dead-letters') }, 'dead letters') : 'dead letters'))),
+            h('span', {}, s.queue.dead ? h('a', { href: link('dead-letters') }, t('overview.dead')) : t('overview.dead')))),
         h('dl', { class: 'facts', style: 'margin-top:14px' },
-          h('dt', {}, 'Last event'), h('dd', { title: fmtTime(s.last_event_at) }, ago(s.last_event_at)),
-          h('dt', {}, 'Last manual or nightly run'),
+          h('dt', {}, t('overview.last_event')), h('dd', { title: fmtTime(s.last_event_at) }, ago(s.last_event_at)),
+          h('dt', {}, t('overview.last_run')),
           h('dd', {}, s.last_run
-            ? [h('a', { href: link('sync', s.last_run.run_id) }, scopeLabel(s.last_run.scope)), ' ',
-              h('span', { class: 'badge ' + s.last_run.status }, s.last_run.status), ' ',
+            ? [h('a', { href: link('sync', s.last_run.run_id) }, labelNode('scope', s.last_run.scope)), ' ',
+              h('span', { class: 'badge ' + s.last_run.status }, labelNode('run_status', s.last_run.status)), ' ',
               h('span', { class: 'muted' }, ago(s.last_run.started_at))]
-            : h('span', { class: 'muted' }, 'none yet'))));
+            : h('span', { class: 'muted' }, t('overview.no_run')))));
     };
     renderQueue(status);
 
     const connection = h('div', { class: 'card' },
-      h('div', { class: 'card-head' }, h('h2', {}, 'Connection')),
+      h('div', { class: 'card-head' }, h('h2', {}, t('overview.connection'))),
       h('dl', { class: 'facts' },
-        h('dt', {}, 'WeCom corp'), h('dd', {}, h('span', { class: 'mono' }, tenant.corp_id)),
-        h('dt', {}, 'WeCom app'), h('dd', {}, 'AgentId ', h('span', { class: 'mono' }, tenant.agent_id)),
-        h('dt', {}, 'Mall API'), h('dd', {}, h('span', { class: 'mono' }, tenant.mall_api_base)),
-        h('dt', {}, 'Registered'), h('dd', {}, fmtTime(tenant.created_at)),
-        h('dt', {}, 'Secrets'), h('dd', { class: 'muted' }, 'write-only: never shown')));
+        h('dt', {}, t('overview.corp')), h('dd', {}, data('span', 'mono', tenant.corp_id)),
+        h('dt', {}, t('overview.app')), h('dd', {}, tn('overview.agent_id', { id: data('span', 'mono', tenant.agent_id) })),
+        h('dt', {}, t('overview.mall_api')), h('dd', {}, data('span', 'mono', tenant.mall_api_base)),
+        h('dt', {}, t('overview.registered')), h('dd', { dataset: { testid: 'registered' } }, fmtTime(tenant.created_at)),
+        h('dt', {}, t('overview.secrets')), h('dd', { class: 'muted' }, t('overview.secrets_hidden'))));
 
     const actions = h('div', { class: 'card' },
-      h('div', { class: 'card-head' }, h('h2', {}, 'Manual sync')),
-      h('p', { class: 'muted' }, 'Compare all three sides now and repair whatever events missed.'),
+      h('div', { class: 'card-head' }, h('h2', {}, t('nav.sync'))),
+      h('p', { class: 'muted' }, t('overview.sync_lead')),
       h('div', { class: 'inline-form' },
-        h('button', { class: 'btn btn-primary', onclick: () => startRun('library') }, 'Sync tags'),
-        h('button', { class: 'btn', onclick: () => startRun('members') }, 'Sync member tags'),
-        h('a', { href: link('sync'), style: 'margin-left:8px' }, 'Runs and reports →')));
+        h('button', { class: 'btn btn-primary', onclick: () => startRun('library') }, label('scope', 'library')),
+        h('button', { class: 'btn', onclick: () => startRun('members') }, label('scope', 'members')),
+        h('a', { href: link('sync'), style: 'margin-left:8px' }, t('overview.runs_link'))));
 
     append(main, [
-      h('div', { class: 'page-head' }, h('h1', {}, 'Overview'), h('span', { class: 'muted' }, 'tenant ', h('b', {}, state.tenant))),
+      h('div', { class: 'page-head' }, h('h1', {}, t('nav.overview')),
+        h('span', { class: 'muted' }, tn('overview.tenant', { tenant: data('b', null, state.tenant) }))),
       h('div', { class: 'grid-2' }, switches, queue, actions, connection),
     ]);
     state.refresh = async () => {
@@ -450,21 +594,21 @@
     const summary = h('span', { class: 'summary' });
     const tbody = h('tbody');
     const search = h('input', {
-      type: 'search', class: 'search', placeholder: 'Filter by name', 'aria-label': 'Filter by name',
+      type: 'search', class: 'search', placeholder: t('library.filter'), 'aria-label': t('library.filter'),
       oninput: () => { filter = search.value.trim().toLowerCase(); render(); },
     });
     append(main, [
       h('div', { class: 'page-head' },
-        h('h1', {}, 'Tag library'), summary, h('span', { class: 'spacer' }), search,
-        h('button', { class: 'btn btn-primary', onclick: () => newGroup() }, '+ New group')),
-      h('p', { class: 'page-sub' },
-        'Every tag group and tag, and where each stands in WeCom and the mall. Changes made here reach both; changes made there show up here. Larger order comes first.'),
-      h('div', { class: 'legend' }, 'States:', ['synced', 'pending', 'failed', 'read_only'].map(stateBadge)),
+        h('h1', {}, t('nav.library')), summary, h('span', { class: 'spacer' }), search,
+        h('button', { class: 'btn btn-primary', dataset: { action: 'new-group' }, onclick: () => newGroup() }, t('library.new_group'))),
+      h('p', { class: 'page-sub' }, t('library.lead')),
+      h('div', { class: 'legend' }, t('library.states'), STATES.map(stateBadge)),
       h('div', { class: 'card flush', style: 'margin-top:10px' },
         h('table', { class: 'tree' },
           h('thead', {}, h('tr', {},
-            h('th', { class: 'col-name' }, 'Name'), h('th', { class: 'num col-order' }, 'Order'),
-            h('th', { class: 'col-side' }, 'WeCom'), h('th', { class: 'col-side' }, 'Mall'), h('th', { class: 'col-actions' }, ''))),
+            h('th', { class: 'col-name' }, t('library.name')), h('th', { class: 'num col-order' }, t('library.order')),
+            h('th', { class: 'col-side' }, label('side', 'wecom')), h('th', { class: 'col-side' }, label('side', 'mall')),
+            h('th', { class: 'col-actions' }, ''))),
           tbody)),
     ]);
 
@@ -472,12 +616,13 @@
       const s = obj.sync[side];
       const id = obj[side + '_id'];
       const err = obj.errors && obj.errors[side];
-      const label = side === 'wecom' ? 'WeCom' : 'mall';
       return h('td', { dataset: { side } },
         h('div', { class: 'state' },
           h('div', { class: 'line' }, stateBadge(s),
-            id ? h('span', { class: 'id', title: `${label} id ${id}` }, id) : h('span', { class: 'id', title: `not created in ${label === 'mall' ? 'the mall' : label} yet` }, 'no id yet')),
-          err ? h('span', { class: 'error-text' }, err) : null));
+            id
+              ? h('span', { class: 'id', translate: 'no', title: t('library.side_id', { side: label('side', side), id }) }, id)
+              : h('span', { class: 'id', title: t('library.no_id_help', { side: label('side', side) }) }, t('library.no_id'))),
+          err ? data('span', 'error-text', err) : null));
     };
 
     function render() {
@@ -485,7 +630,7 @@
       const counts = { synced: 0, pending: 0, failed: 0, read_only: 0 };
       const rows = [];
       const visible = groups.filter((g) => !filter || g.name.toLowerCase().includes(filter) ||
-        g.tags.some((t) => t.name.toLowerCase().includes(filter)));
+        g.tags.some((x) => x.name.toLowerCase().includes(filter)));
       groups.forEach((g, gi) => {
         for (const o of [g, ...g.tags]) {
           objects++;
@@ -495,47 +640,46 @@
         if (!visible.includes(g)) return;
         const open = !state.collapsed.has(g.id) || !!filter;
         rows.push(h('tr', { class: 'group-row', dataset: { kind: 'group', id: g.id, name: g.name } },
-          h('td', { class: 'name', title: 'hub id ' + g.id },
+          h('td', { class: 'name', title: t('common.hub_id', { id: g.id }) },
             h('button', {
-              class: 'caret', 'aria-label': open ? 'Fold' : 'Unfold', 'aria-expanded': String(open),
+              class: 'caret', 'aria-label': t(open ? 'library.fold' : 'library.unfold'), 'aria-expanded': String(open),
               onclick: () => { if (open) state.collapsed.add(g.id); else state.collapsed.delete(g.id); render(); },
             }, open ? '▼' : '▶'),
-            g.name, h('span', { class: 'tag-count' }, plural(g.tags.length, 'tag'))),
+            data('span', null, g.name), h('span', { class: 'tag-count' }, t('count.tags', { count: g.tags.length }))),
           h('td', { class: 'num' }, g.order),
           sideCell(g, 'wecom'), sideCell(g, 'mall'),
           h('td', { class: 'actions' },
-            h('button', { class: 'icon-btn', title: 'Add a tag to this group', onclick: () => newTag(g) }, '+ Tag'),
-            h('button', { class: 'icon-btn', title: 'Move up', 'aria-label': 'Move group up', disabled: gi === 0, onclick: () => swap(groups, gi, gi - 1, 'tag-groups') }, '↑'),
-            h('button', { class: 'icon-btn', title: 'Move down', 'aria-label': 'Move group down', disabled: gi === groups.length - 1, onclick: () => swap(groups, gi, gi + 1, 'tag-groups') }, '↓'),
-            h('button', { class: 'icon-btn', onclick: () => editGroup(g) }, 'Edit'),
-            h('button', { class: 'icon-btn danger', onclick: () => deleteGroup(g) }, 'Delete'))));
+            h('button', { class: 'icon-btn', dataset: { action: 'new-tag' }, title: t('library.new_tag_help'), onclick: () => newTag(g) }, t('library.new_tag')),
+            h('button', { class: 'icon-btn', title: t('library.up'), 'aria-label': t('library.group_up'), disabled: gi === 0, onclick: () => swap(groups, gi, gi - 1, 'tag-groups') }, '↑'),
+            h('button', { class: 'icon-btn', title: t('library.down'), 'aria-label': t('library.group_down'), disabled: gi === groups.length - 1, onclick: () => swap(groups, gi, gi + 1, 'tag-groups') }, '↓'),
+            h('button', { class: 'icon-btn', dataset: { action: 'edit' }, onclick: () => editGroup(g) }, t('common.edit')),
+            h('button', { class: 'icon-btn danger', dataset: { action: 'delete' }, onclick: () => deleteGroup(g) }, t('common.delete')))));
         if (!open) return;
-        g.tags.forEach((t, ti) => {
-          if (filter && !g.name.toLowerCase().includes(filter) && !t.name.toLowerCase().includes(filter)) return;
-          rows.push(h('tr', { class: 'tag-row', dataset: { kind: 'tag', id: t.id, name: t.name, group: g.name } },
-            h('td', { class: 'name', title: 'hub id ' + t.id }, t.name),
-            h('td', { class: 'num' }, t.order),
-            sideCell(t, 'wecom'), sideCell(t, 'mall'),
+        g.tags.forEach((x, ti) => {
+          if (filter && !g.name.toLowerCase().includes(filter) && !x.name.toLowerCase().includes(filter)) return;
+          rows.push(h('tr', { class: 'tag-row', dataset: { kind: 'tag', id: x.id, name: x.name, group: g.name } },
+            h('td', { class: 'name', title: t('common.hub_id', { id: x.id }) }, data('span', null, x.name)),
+            h('td', { class: 'num' }, x.order),
+            sideCell(x, 'wecom'), sideCell(x, 'mall'),
             h('td', { class: 'actions' },
-              h('button', { class: 'icon-btn', title: 'Move up', 'aria-label': 'Move tag up', disabled: ti === 0, onclick: () => swap(g.tags, ti, ti - 1, 'tags') }, '↑'),
-              h('button', { class: 'icon-btn', title: 'Move down', 'aria-label': 'Move tag down', disabled: ti === g.tags.length - 1, onclick: () => swap(g.tags, ti, ti + 1, 'tags') }, '↓'),
-              h('button', { class: 'icon-btn', onclick: () => editTag(g, t) }, 'Edit'),
-              h('button', { class: 'icon-btn danger', onclick: () => deleteTag(t) }, 'Delete'))));
+              h('button', { class: 'icon-btn', title: t('library.up'), 'aria-label': t('library.tag_up'), disabled: ti === 0, onclick: () => swap(g.tags, ti, ti - 1, 'tags') }, '↑'),
+              h('button', { class: 'icon-btn', title: t('library.down'), 'aria-label': t('library.tag_down'), disabled: ti === g.tags.length - 1, onclick: () => swap(g.tags, ti, ti + 1, 'tags') }, '↓'),
+              h('button', { class: 'icon-btn', dataset: { action: 'edit' }, onclick: () => editTag(g, x) }, t('common.edit')),
+              h('button', { class: 'icon-btn danger', dataset: { action: 'delete' }, onclick: () => deleteTag(x) }, t('common.delete')))));
         });
       });
       clear(tbody).append(...rows);
       if (!groups.length) {
         tbody.append(h('tr', {}, h('td', { colspan: 5 },
-          h('div', { class: 'empty' }, h('b', {}, 'No tag groups yet'),
-            'Create one here, or in WeCom or the mall: it shows up here as soon as tagsync hears of it.'))));
+          h('div', { class: 'empty' }, h('b', {}, t('library.empty')), t('library.empty_help')))));
       }
       const tags = groups.reduce((n, g) => n + g.tags.length, 0);
       const problems = [];
-      if (counts.pending) problems.push(h('span', {}, h('b', {}, counts.pending), ' pending'));
-      if (counts.failed) problems.push(h('span', {}, h('b', {}, counts.failed), ' failed'));
+      if (counts.pending) problems.push(h('span', {}, tn('library.summary_pending', { count: h('b', {}, counts.pending) })));
+      if (counts.failed) problems.push(h('span', {}, tn('library.summary_failed', { count: h('b', {}, counts.failed) })));
       append(clear(summary), [
-        plural(groups.length, 'group'), ' · ', plural(tags, 'tag'),
-        objects === 0 ? '' : [' · ', problems.length ? problems.flatMap((p, i) => (i ? [', ', p] : [p])) : 'all carried to both sides'],
+        t('count.groups', { count: groups.length }), ' · ', t('count.tags', { count: tags }),
+        objects === 0 ? '' : [' · ', problems.length ? problems.flatMap((p, i) => (i ? [t('common.list_separator'), p] : [p])) : t('library.summary_ok')],
       ]);
     }
 
@@ -550,20 +694,22 @@
       if (row) { row.classList.add('flash'); row.scrollIntoView({ block: 'nearest' }); }
     }
     const optOrder = (v) => (v === '' || v === undefined ? undefined : Number(v));
+    const orderField = (value) => ({ name: 'order', label: t('library.order'), type: 'number', value, hint: value === undefined ? t('library.order_hint') : null });
+    const quoted = (name) => data('span', null, name);
 
     function newGroup() {
       openDialog({
-        title: 'New tag group',
+        title: t('library.new_group_title'),
         fields: [
-          { name: 'name', label: 'Name', required: true, placeholder: 'e.g. 客户等级' },
-          { name: 'order', label: 'Order', type: 'number', hint: 'Optional. Larger comes first.' },
-          { name: 'tags', label: 'Tags', type: 'textarea', placeholder: 'One per line', hint: 'Optional. WeCom keeps no empty groups: the group reaches WeCom with its first tag.' },
+          { name: 'name', label: t('library.name'), required: true, placeholder: t('library.group_name_example') },
+          orderField(),
+          { name: 'tags', label: t('library.tags'), type: 'textarea', placeholder: t('library.tags_placeholder'), hint: t('library.tags_hint') },
         ],
-        submit: 'Create group',
+        submit: t('library.create_group'),
         onSubmit: async (v) => {
           const tags = v.tags.split('\n').map((s) => s.trim()).filter(Boolean).map((name) => ({ name }));
           const g = await api('POST', tpath('/tag-groups'), { name: v.name.trim(), order: optOrder(v.order), tags });
-          toast(`Group “${g.name}” created`);
+          toast(tn('library.group_created', { name: quoted(g.name) }));
           await reload();
           flash(g.id);
         },
@@ -571,18 +717,18 @@
     }
     function newTag(g) {
       openDialog({
-        title: `New tag in “${g.name}”`,
+        title: tn('library.new_tag_title', { group: quoted(g.name) }),
         fields: [
-          { name: 'name', label: 'Name', required: true },
-          { name: 'order', label: 'Order', type: 'number', hint: 'Optional. Larger comes first.' },
+          { name: 'name', label: t('library.name'), required: true },
+          orderField(),
         ],
-        submit: 'Create tag',
+        submit: t('library.create_tag'),
         onSubmit: async (v) => {
-          const t = await api('POST', tpath('/tags'), { group_id: g.id, name: v.name.trim(), order: optOrder(v.order) });
-          toast(`Tag “${t.name}” created`);
+          const x = await api('POST', tpath('/tags'), { group_id: g.id, name: v.name.trim(), order: optOrder(v.order) });
+          toast(tn('library.tag_created', { name: quoted(x.name) }));
           state.collapsed.delete(g.id);
           await reload();
-          flash(t.id);
+          flash(x.id);
         },
       });
     }
@@ -592,69 +738,67 @@
       if (v.order !== '' && Number(v.order) !== obj.order) patch.order = Number(v.order);
       return patch;
     }
-    const readOnlyNote = (obj) => (obj.sync.wecom === 'read_only'
-      ? 'This one was made in WeCom outside tagsync, which lets only its creator edit it: a rename reaches the hub and the mall, and WeCom keeps its own name.'
-      : null);
+    const readOnlyNote = (obj) => (obj.sync.wecom === 'read_only' ? t('library.read_only_note') : null);
     function editGroup(g) {
       openDialog({
-        title: 'Edit group',
+        title: t('library.edit_group'),
         fields: [
-          { name: 'name', label: 'Name', value: g.name, required: true },
-          { name: 'order', label: 'Order', type: 'number', value: g.order },
+          { name: 'name', label: t('library.name'), value: g.name, required: true },
+          orderField(g.order),
         ],
         note: readOnlyNote(g),
         onSubmit: async (v) => {
           const patch = changed(v, g);
           if (!Object.keys(patch).length) return;
           await api('PATCH', tpath('/tag-groups/' + encodeURIComponent(g.id)), patch);
-          toast('Group saved');
+          toast(t('library.group_saved'));
           await reload();
           flash(g.id);
         },
       });
     }
-    function editTag(g, t) {
+    function editTag(g, x) {
       openDialog({
-        title: 'Edit tag',
+        title: t('library.edit_tag'),
         fields: [
-          { name: 'name', label: 'Name', value: t.name, required: true },
-          { name: 'order', label: 'Order', type: 'number', value: t.order },
-          { name: 'group_id', label: 'Group', type: 'select', value: g.id, options: groups.map((x) => ({ value: x.id, label: x.name })),
-            hint: 'Moving a tag keeps it on every customer; in WeCom, which cannot move tags, it is re-created in the new group.' },
+          { name: 'name', label: t('library.name'), value: x.name, required: true },
+          orderField(x.order),
+          { name: 'group_id', label: t('library.group'), type: 'select', value: g.id, options: groups.map((o) => ({ value: o.id, label: o.name })),
+            hint: t('library.move_hint') },
         ],
-        note: readOnlyNote(t),
+        note: readOnlyNote(x),
         onSubmit: async (v) => {
-          const patch = changed(v, t);
+          const patch = changed(v, x);
           if (v.group_id !== g.id) patch.group_id = v.group_id;
           if (!Object.keys(patch).length) return;
-          await api('PATCH', tpath('/tags/' + encodeURIComponent(t.id)), patch);
-          toast(patch.group_id ? 'Tag moved' : 'Tag saved');
+          await api('PATCH', tpath('/tags/' + encodeURIComponent(x.id)), patch);
+          toast(t(patch.group_id ? 'library.tag_moved' : 'library.tag_saved'));
           if (patch.group_id) state.collapsed.delete(patch.group_id);
           await reload();
-          flash(t.id);
+          flash(x.id);
         },
       });
     }
     function deleteGroup(g) {
       confirmDialog({
-        title: `Delete group “${g.name}”?`,
-        message: `The group and its ${plural(g.tags.length, 'tag')} are deleted in the hub, WeCom and the mall, and taken off every customer and member.`,
-        submit: 'Delete group', danger: true,
+        title: tn('library.delete_group_title', { name: quoted(g.name) }),
+        message: t('library.delete_group_message', { count: g.tags.length }),
+        submit: t('library.delete_group'), danger: true,
         onSubmit: async () => {
           await api('DELETE', tpath('/tag-groups/' + encodeURIComponent(g.id)));
-          toast(`Group “${g.name}” deleted`);
+          toast(tn('library.group_deleted', { name: quoted(g.name) }));
           await reload();
         },
       });
     }
-    function deleteTag(t) {
+    function deleteTag(x) {
       confirmDialog({
-        title: `Delete tag “${t.name}”?`,
-        message: 'It is deleted in the hub, WeCom and the mall, and taken off every customer and member.',
-        submit: 'Delete tag', danger: true,
+        title: tn('library.delete_tag_title', { name: quoted(x.name) }),
+        message: t('library.delete_tag_message'),
+        submit: t('library.delete_tag'), danger: true,
         onSubmit: async () => {
-          await api('DELETE', tpath('/tags/' + encodeURIComponent(t.id)));
-          toast(`Tag “${t.name}” deleted`);
+          await api('DELETE', tpath('/tags/' + encodeURIComponent(x.id)));
+          toast(tn('library.tag_deleted', { name: quoted(x.name) }));
           await reload();
         },
       });
@@ -674,7 +818,7 @@
         await reload();
         flash(a.id);
       } catch (e) {
-        toast(e.message, 'error');
+        toast(problem(e), 'error');
       }
     }
 
@@ -685,19 +829,18 @@
   // ---- page: members --------------------------------------------------------------------
 
   async function pageMembers(main, arg, gen) {
-    const input = h('input', { type: 'text', name: 'member', placeholder: 'Mall member id, e.g. m_14', value: arg || '', 'aria-label': 'Mall member id', spellcheck: 'false' });
+    const input = h('input', { type: 'text', name: 'member', placeholder: t('members.placeholder'), value: arg || '', 'aria-label': t('members.id'), spellcheck: 'false' });
     const result = h('div', { class: 'stack' });
     append(main, [
-      h('div', { class: 'page-head' }, h('h1', {}, 'Members')),
-      h('p', { class: 'page-sub' },
-        "Look up a mall member to see its tags and edit them. A change reaches the member in the mall and every salesperson's relation with the WeCom customer it is bound to."),
+      h('div', { class: 'page-head' }, h('h1', {}, t('nav.members'))),
+      h('p', { class: 'page-sub' }, t('members.lead')),
       h('form', {
         class: 'card inline-form', onsubmit: (ev) => {
           ev.preventDefault();
           const id = input.value.trim();
           if (id) go('members', id);
         },
-      }, input, h('button', { class: 'btn btn-primary', type: 'submit' }, 'Look up')),
+      }, input, h('button', { class: 'btn btn-primary', type: 'submit', dataset: { action: 'look-up' } }, t('members.look_up'))),
       result,
     ]);
     if (!arg) {
@@ -710,7 +853,10 @@
       member = await api('GET', tpath('/members/' + encodeURIComponent(arg)));
     } catch (e) {
       if (e.status !== 404) throw e;
-      if (current(gen)) result.append(h('div', { class: 'card empty' }, h('b', {}, `No member “${arg}”`), 'tagsync has not seen this mall member: check the id, or wait for the mall to report it.'));
+      if (current(gen)) {
+        result.append(h('div', { class: 'card empty' },
+          h('b', {}, tn('members.not_found', { id: data('span', null, arg) })), t('members.not_found_help')));
+      }
       return;
     }
     if (!current(gen)) return;
@@ -718,10 +864,10 @@
     const names = () => tagIndex(groups);
     const chips = (ids) => {
       const idx = names();
-      if (!ids.length) return h('span', { class: 'muted' }, 'no tags');
+      if (!ids.length) return h('span', { class: 'muted' }, t('members.no_tags'));
       return ids.map((id) => {
-        const t = idx.get(id);
-        return h('span', { class: 'chip', title: 'hub id ' + id }, t ? [h('small', {}, t.group + ' /'), t.name] : id);
+        const x = idx.get(id);
+        return h('span', { class: 'chip', translate: 'no', title: t('common.hub_id', { id }) }, x ? [h('small', {}, x.group + ' /'), x.name] : id);
       });
     };
 
@@ -729,20 +875,21 @@
       clear(result);
       const view = h('div', { class: 'card' },
         h('div', { class: 'member-head' },
-          h('h2', {}, 'Member ', h('span', { class: 'mono', style: 'font-size:16px' }, member.member_id)),
+          h('h2', {}, tn('members.member', { id: data('span', 'mono member-id', member.member_id) })),
           member.external_userid
-            ? h('span', { class: 'badge plain' }, 'bound to WeCom customer ', h('span', { class: 'mono' }, member.external_userid))
-            : h('span', { class: 'badge plain' }, 'not bound to a WeCom customer'),
+            ? h('span', { class: 'badge plain' }, tn('members.bound', { id: data('span', 'mono', member.external_userid) }))
+            : h('span', { class: 'badge plain' }, t('members.unbound')),
           h('span', { class: 'spacer', style: 'flex:1' }),
-          h('button', { class: 'btn btn-primary', onclick: edit }, 'Edit tags')),
-        h('h3', { style: 'margin-top:16px' }, 'Tags'),
+          h('button', { class: 'btn btn-primary', dataset: { action: 'edit-tags' }, onclick: edit }, t('members.edit_tags'))),
+        h('h3', { style: 'margin-top:16px' }, t('members.tags')),
         h('div', { dataset: { testid: 'member-tags' } }, chips(member.tag_ids)));
       const relations = h('div', { class: 'card flush' },
-        h('div', { style: 'padding:14px 20px 6px' }, h('h2', {}, 'In WeCom, per salesperson')),
+        h('div', { style: 'padding:14px 20px 6px' }, h('h2', {}, t('members.relations'))),
         member.relations.length
-          ? h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Salesperson (userid)'), h('th', {}, 'Tags on the customer'))),
-            h('tbody', {}, member.relations.map((r) => h('tr', {}, h('td', { class: 'mono' }, r.userid), h('td', {}, chips(r.tag_ids))))))
-          : h('div', { class: 'empty' }, member.external_userid ? 'No salesperson follows this customer.' : 'The member is not bound to a WeCom customer.'));
+          ? h('table', { dataset: { testid: 'relations' } },
+            h('thead', {}, h('tr', {}, h('th', {}, t('members.salesperson')), h('th', {}, t('members.customer_tags')))),
+            h('tbody', {}, member.relations.map((r) => h('tr', {}, data('td', 'mono', r.userid), h('td', {}, chips(r.tag_ids))))))
+          : h('div', { class: 'empty' }, t(member.external_userid ? 'members.no_relations' : 'members.no_relations_unbound')));
       result.append(view, relations);
     }
 
@@ -750,14 +897,14 @@
       state.editing = true;
       const had = new Set(member.tag_ids);
       const form = h('form', { class: 'card' },
-        h('div', { class: 'card-head' }, h('h2', {}, 'Edit tags of ', h('span', { class: 'mono' }, member.member_id))),
+        h('div', { class: 'card-head' }, h('h2', {}, tn('members.edit_title', { id: data('span', 'mono', member.member_id) }))),
         h('div', { class: 'tag-picker' },
-          groups.map((g) => h('fieldset', {}, h('legend', {}, g.name),
-            g.tags.length ? g.tags.map((t) => h('label', {},
-              h('input', { type: 'checkbox', value: t.id, checked: had.has(t.id) }), t.name)) : h('span', { class: 'muted' }, 'no tags')))),
+          groups.map((g) => h('fieldset', {}, data('legend', null, g.name),
+            g.tags.length ? g.tags.map((x) => h('label', { translate: 'no' },
+              h('input', { type: 'checkbox', value: x.id, checked: had.has(x.id) }), x.name)) : h('span', { class: 'muted' }, t('members.no_tags'))))),
         h('div', { class: 'buttons', style: 'display:flex;gap:8px;justify-content:flex-end;margin-top:16px' },
-          h('button', { type: 'button', class: 'btn', onclick: () => { state.editing = false; render(); } }, 'Cancel'),
-          h('button', { type: 'submit', class: 'btn btn-primary' }, 'Save tags')));
+          h('button', { type: 'button', class: 'btn', onclick: () => { state.editing = false; render(); } }, t('common.cancel')),
+          h('button', { type: 'submit', class: 'btn btn-primary', dataset: { action: 'save-tags' } }, t('members.save_tags'))));
       form.addEventListener('submit', async (ev) => {
         ev.preventDefault();
         const checked = new Set([...form.querySelectorAll('input[type=checkbox]:checked')].map((c) => c.value));
@@ -767,10 +914,10 @@
         if (!add.length && !remove.length) return render();
         try {
           await api('POST', tpath(`/members/${encodeURIComponent(member.member_id)}/tags`), { add, remove });
-          toast(`Saved: ${plural(add.length, 'tag')} added, ${remove.length} removed; carrying to WeCom and the mall`);
+          toast(t('members.saved', { added: add.length, removed: remove.length }));
           await reload();
         } catch (e) {
-          toast(e.message, 'error');
+          toast(problem(e), 'error');
           render();
         }
       });
@@ -791,9 +938,6 @@
 
   // ---- page: manual sync ----------------------------------------------------------------
 
-  const SCOPES = { library: 'Sync tags', members: 'Sync member tags', all: 'Sync everything' };
-  const scopeLabel = (s) => SCOPES[s] || s;
-
   // Starts a run and shows it; 409 (a run is going) shows the running one instead.
   async function startRun(scope) {
     try {
@@ -801,13 +945,13 @@
       go('sync', run_id);
     } catch (e) {
       if (e.status === 409) {
-        toast('A sync of this tenant is already running: showing it');
+        toast(t('sync.already_running'));
         const running = await runningRun();
         go('sync', running ? running.run_id : null);
       } else if (e.status === 501) {
-        toast('This server does not offer manual syncs yet (501)', 'error');
+        toast(t('sync.not_offered_short'), 'error');
       } else {
-        toast(e.message, 'error');
+        toast(problem(e), 'error');
       }
     }
   }
@@ -826,13 +970,16 @@
     return runs && runs.find((r) => r.status === 'running');
   }
 
-  // Counter names are `{what}.{how}.{side}` (e.g. `tags.renamed.wecom`).
-  const SIDE_WORDS = { wecom: 'in WeCom', mall: 'in the mall', hub: 'in the hub' };
+  // Counter names are `{what}.{how}.{side}` (e.g. `tags.renamed.wecom`) or `{what}.{how}`:
+  // in words when the table knows every part, else the name itself.
   function counterLabel(key) {
-    const parts = String(key).split('.');
-    const words = parts.map((p, i) => (i > 0 && SIDE_WORDS[p] ? SIDE_WORDS[p] : p.replace(/_/g, ' ')));
-    const text = words.join(' ');
-    return text.charAt(0).toUpperCase() + text.slice(1);
+    const [what, how, side, ...rest] = String(key).split('.');
+    const known = has('counter.what.' + what) && has('counter.how.' + how) && !rest.length &&
+      (side === undefined || has('counter.side.' + side));
+    if (!known) return key;
+    const words = { what: t('counter.what.' + what), how: t('counter.how.' + how) };
+    if (side === undefined) return t('counter.phrase', words);
+    return t('counter.phrase_side', { ...words, side: t('counter.side.' + side) });
   }
 
   // The report: what differed, by side, and what the run changed, by side (a rename found in
@@ -846,32 +993,33 @@
         h('table', { class: 'report', dataset: { testid } },
           h('thead', {}, h('tr', {}, h('th', {}, title), h('th', { class: 'num' }, String(total)))),
           h('tbody', {}, keys.length
-            ? keys.map((k) => h('tr', {}, h('td', { title: k }, counterLabel(k)), h('td', { class: 'num' }, num(counts[k]))))
-            : h('tr', {}, h('td', { class: 'muted', colspan: 2 }, 'none')))));
+            ? keys.map((k) => h('tr', { dataset: { counter: k } }, h('td', { title: k }, counterLabel(k)), h('td', { class: 'num' }, num(counts[k]))))
+            : h('tr', {}, h('td', { class: 'muted', colspan: 2 }, t('common.none'))))));
     };
     const found = Object.keys(run.drift || {}).length;
     const repaired = Object.keys(run.repaired || {}).length;
     if (!found && !repaired) {
       return h('div', { class: 'empty', dataset: { testid: 'run-report' } }, run.status === 'running'
-        ? 'Nothing found yet.'
-        : [h('b', {}, 'No drift'), 'All three sides already agreed.']);
+        ? t('sync.nothing_yet')
+        : [h('b', {}, t('sync.no_drift')), t('sync.no_drift_help')]);
     }
     return h('div', { class: 'report-grid', dataset: { testid: 'run-report' } },
-      table('Drift found', run.drift, 'drift'),
-      table('Repaired', run.repaired, 'repaired'));
+      table(t('sync.drift'), run.drift, 'drift'),
+      table(t('sync.repaired'), run.repaired, 'repaired'));
   }
 
-  // What the run left alone and why: counts of skips, and matches it would not guess.
+  // What the run left alone and why: counts of skips, and matches it would not guess (the
+  // server's own words).
   function skippedList(run) {
     const skipped = Object.entries(run.skipped || {});
     const ambiguous = run.ambiguous || [];
     if (!skipped.length && !ambiguous.length) return null;
     return h('div', { style: 'margin-top:16px' },
-      h('h3', {}, 'Left for you to decide'),
+      h('h3', {}, t('sync.left_alone')),
       skipped.length ? h('table', {},
-        h('thead', {}, h('tr', {}, h('th', {}, 'Skipped'), h('th', { class: 'num' }, 'Count'))),
-        h('tbody', {}, skipped.map(([k, v]) => h('tr', {}, h('td', { title: k }, counterLabel(k)), h('td', { class: 'num' }, v))))) : null,
-      ambiguous.length ? h('ul', { class: 'ambiguous' }, ambiguous.map((a) => h('li', {}, a))) : null);
+        h('thead', {}, h('tr', {}, h('th', {}, t('sync.skipped')), h('th', { class: 'num' }, t('sync.count')))),
+        h('tbody', {}, skipped.map(([k, v]) => h('tr', { dataset: { counter: k } }, h('td', { title: k }, counterLabel(k)), h('td', { class: 'num' }, v))))) : null,
+      ambiguous.length ? h('ul', { class: 'ambiguous' }, ambiguous.map((a) => data('li', null, a))) : null);
   }
 
   function runPanel(run) {
@@ -885,18 +1033,18 @@
     }, h('div', { class: 'bar', style: `width:${pct}%` }));
     return h('div', { class: 'card', dataset: { testid: 'run', status: run.status } },
       h('div', { class: 'card-head' },
-        h('h2', {}, scopeLabel(run.scope)),
-        h('span', { class: 'badge ' + run.status }, run.status),
+        h('h2', {}, labelNode('scope', run.scope)),
+        h('span', { class: 'badge ' + run.status }, labelNode('run_status', run.status)),
         h('span', { class: 'spacer' }),
-        h('span', { class: 'id' }, run.run_id)),
+        data('span', 'id', run.run_id)),
       bar,
       h('div', { class: 'run-meta' },
-        h('span', {}, 'Pages ', h('b', {}, known ? `${done} / ${known}` : done)),
-        h('span', {}, 'Compared ', h('b', {}, p.entities_compared ?? 0)),
-        h('span', {}, 'Started ', h('b', {}, fmtTime(run.started_at))),
-        h('span', {}, run.status === 'running' ? 'Running for ' : 'Took ', h('b', {}, duration(run.started_at, run.finished_at)))),
-      run.error ? h('p', { class: 'form-error' }, run.error) : null,
-      h('h3', { style: 'margin-top:18px' }, 'Report'),
+        h('span', {}, tn('sync.pages', { pages: h('b', {}, known ? `${done} / ${known}` : done) })),
+        h('span', {}, tn('sync.compared', { count: h('b', {}, p.entities_compared ?? 0) })),
+        h('span', {}, tn('sync.started', { at: h('b', {}, fmtTime(run.started_at)) })),
+        h('span', {}, tn(run.status === 'running' ? 'sync.running_for' : 'sync.took', { time: h('b', {}, duration(run.started_at, run.finished_at)) }))),
+      run.error ? h('p', { class: 'form-error' }, data('span', null, run.error)) : null,
+      h('h3', { style: 'margin-top:18px' }, t('sync.report')),
       reportTable(run),
       skippedList(run));
   }
@@ -913,17 +1061,17 @@
         await startRun(scope);
         b.disabled = false;
       },
-    }, scopeLabel(scope));
+    }, label('scope', scope));
     append(main, [
-      h('div', { class: 'page-head' }, h('h1', {}, 'Manual sync')),
-      h('p', { class: 'page-sub' }, 'Compare WeCom, the mall and the hub now and repair whatever events missed. The nightly run does the same for every tenant.'),
+      h('div', { class: 'page-head' }, h('h1', {}, t('nav.sync'))),
+      h('p', { class: 'page-sub' }, t('sync.lead')),
       notice,
       h('div', { class: 'actions-row' },
         h('div', { class: 'card action-card' },
-          h('div', { class: 'text' }, h('b', {}, 'Sync tags'), h('span', {}, 'Tag groups and tags: names, order, groups, deletions.')),
+          h('div', { class: 'text' }, h('b', {}, label('scope', 'library')), h('span', {}, t('sync.library_help'))),
           button('library', true)),
         h('div', { class: 'card action-card' },
-          h('div', { class: 'text' }, h('b', {}, 'Sync member tags'), h('span', {}, 'Which tags every bound member and customer carries.')),
+          h('div', { class: 'text' }, h('b', {}, label('scope', 'members')), h('span', {}, t('sync.members_help'))),
           button('members', true))),
       panel,
       history,
@@ -935,20 +1083,22 @@
       clear(history);
       if (runs === null) return;
       history.append(h('div', { class: 'card flush' },
-        h('div', { style: 'padding:14px 20px 6px' }, h('h2', {}, 'Recent runs')),
+        h('div', { style: 'padding:14px 20px 6px' }, h('h2', {}, t('sync.recent'))),
         runs.length
           ? h('table', {},
-            h('thead', {}, h('tr', {}, h('th', {}, 'Started'), h('th', {}, 'What'), h('th', {}, 'Status'), h('th', { class: 'num' }, 'Found'), h('th', { class: 'num' }, 'Repaired'), h('th', {}, 'Took'))),
+            h('thead', {}, h('tr', {}, h('th', {}, t('sync.col_started')), h('th', {}, t('sync.col_what')), h('th', {}, t('sync.col_status')),
+              h('th', { class: 'num' }, t('sync.col_found')), h('th', { class: 'num' }, t('sync.col_repaired')), h('th', {}, t('sync.col_took')))),
             h('tbody', {}, runs.map((r) => {
               const sum = (m) => Object.values(m || {}).reduce((n, v) => n + (Number(v) || 0), 0);
+              const origin = r.origin || 'operator';
               return h('tr', {},
                 h('td', { class: 'nowrap' }, h('a', { href: link('sync', r.run_id) }, fmtTime(r.started_at))),
-                h('td', {}, scopeLabel(r.scope), ' ', h('span', { class: 'side ' + (r.origin || 'operator') }, r.origin === 'system' ? 'nightly' : r.origin || 'operator')),
-                h('td', {}, h('span', { class: 'badge ' + r.status }, r.status)),
+                h('td', {}, labelNode('scope', r.scope), ' ', h('span', { class: 'side ' + (origin === 'system' ? 'nightly' : origin) }, labelNode('run_origin', origin))),
+                h('td', {}, h('span', { class: 'badge ' + r.status }, labelNode('run_status', r.status))),
                 h('td', { class: 'num' }, sum(r.drift)), h('td', { class: 'num' }, sum(r.repaired)),
                 h('td', { class: 'nowrap' }, r.status === 'running' ? '…' : duration(r.started_at, r.finished_at)));
             })))
-          : h('div', { class: 'empty' }, 'No runs yet.')));
+          : h('div', { class: 'empty' }, t('sync.no_runs'))));
     }
 
     // A run being watched is polled quickly until it ends; the page timer does the rest.
@@ -959,7 +1109,7 @@
           run = await api('GET', tpath('/sync/' + encodeURIComponent(runId)));
         } catch (e) {
           if (!current(gen)) return;
-          clear(panel).append(h('p', { class: 'form-error' }, e.status === 404 ? `No run ${runId}.` : e.message));
+          clear(panel).append(h('p', { class: 'form-error' }, e.status === 404 ? tn('sync.no_such_run', { id: data('span', 'mono', runId) }) : problem(e)));
           return;
         }
         if (!current(gen)) return;
@@ -978,7 +1128,7 @@
       await api('GET', tpath('/sync'));
     } catch (e) {
       if (e.status === 501) {
-        notice.append(h('p', { class: 'notice' }, 'This server does not offer manual syncs yet: it answered 501 Not Implemented. Events are still carried as they arrive.'));
+        notice.append(h('p', { class: 'notice', dataset: { testid: 'sync-not-offered' } }, t('sync.not_offered')));
         for (const b of main.querySelectorAll('button[data-scope]')) b.disabled = true;
         return;
       }
@@ -996,28 +1146,32 @@
   function fmtValue(v, idx) {
     if (v === null || v === undefined) return '—';
     if (Array.isArray(v)) {
-      if (!v.length) return 'none';
+      if (!v.length) return t('common.none');
       const items = v.slice(0, 8).map((x) => fmtValue(x, idx));
-      return [items.flatMap((x, i) => (i ? [', ', x] : [x])), v.length > 8 ? ` … (${v.length})` : ''];
+      return [items.flatMap((x, i) => (i ? [t('common.list_separator'), x] : [x])), v.length > 8 ? ` … (${v.length})` : ''];
     }
     if (typeof v === 'object') return Object.keys(v).length ? '{…}' : '—';
     // Epoch milliseconds (the mall's `occurred_at` in recorded events).
     if (typeof v === 'number' && v > 1e12 && v < 1e13) return fmtTime(new Date(v).toISOString());
+    if (typeof v === 'boolean') return t(v ? 'common.yes' : 'common.no');
     const str = String(v);
     const known = idx.get(str);
-    if (known) return h('span', { title: str }, known.name);
-    if (LONG_ID.test(str)) return h('span', { class: 'mono', title: str }, str.slice(0, 8) + '…');
-    return str;
+    if (known) return h('span', { title: str, translate: 'no' }, known.name);
+    if (LONG_ID.test(str)) return h('span', { class: 'mono', title: str, translate: 'no' }, str.slice(0, 8) + '…');
+    return data('span', null, str);
   }
   // Fields that are bookkeeping rather than the change itself.
   // (An event's whole body is in the cell's tooltip.)
   const QUIET_KEYS = new Set(['id', 'errors', 'sync', 'version', 'created_at', 'updated_at', 'body', 'side']);
-  const KEY_LABEL = { group_id: 'group', tag_ids: 'tags', wecom_id: 'WeCom id', mall_id: 'mall id' };
-  const keyLabel = (k) => KEY_LABEL[k] || String(k).replace(/_/g, ' ');
+  // A field in words, or its own name when the table does not know it.
+  const keyLabel = (k) => h('span', { class: 'muted', translate: has('field.' + k) ? null : 'no' }, label('field', k), ' ');
+
+  // A field's value; fields that hold a code the table knows (a run's scope) in words.
+  const fieldValue = (k, v, idx) => (k === 'scope' && typeof v === 'string' ? labelNode('scope', v) : fmtValue(v, idx));
 
   function pairs(obj, idx) {
     const keys = Object.keys(obj).filter((k) => !QUIET_KEYS.has(k) && obj[k] !== null && obj[k] !== undefined);
-    return keys.map((k) => h('span', { class: 'pair' }, h('span', { class: 'muted' }, keyLabel(k) + ' '), fmtValue(obj[k], idx)));
+    return keys.map((k) => h('span', { class: 'pair' }, keyLabel(k), fieldValue(k, obj[k], idx)));
   }
 
   function describeChange(before, after, idx) {
@@ -1025,14 +1179,14 @@
     if (isObj(before) && isObj(after)) {
       const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])]
         .filter((k) => !QUIET_KEYS.has(k) && JSON.stringify(before[k]) !== JSON.stringify(after[k]));
-      if (!keys.length) return h('span', { class: 'faint' }, 'no visible change');
-      return keys.map((k) => h('span', { class: 'pair' }, h('span', { class: 'muted' }, keyLabel(k) + ' '),
-        h('s', { class: 'faint' }, fmtValue(before[k], idx)), ' → ', fmtValue(after[k], idx)));
+      if (!keys.length) return h('span', { class: 'faint' }, t('audit.no_change'));
+      return keys.map((k) => h('span', { class: 'pair' }, keyLabel(k),
+        h('s', { class: 'faint' }, fieldValue(k, before[k], idx)), ' → ', fieldValue(k, after[k], idx)));
     }
     if (isObj(after)) return pairs(after, idx);
     if (after !== null && after !== undefined) return fmtValue(after, idx);
-    if (isObj(before)) return [h('span', { class: 'muted' }, 'was '), pairs(before, idx)];
-    if (before !== null && before !== undefined) return [h('span', { class: 'muted' }, 'was '), fmtValue(before, idx)];
+    if (isObj(before)) return [h('span', { class: 'muted' }, t('audit.was') + ' '), pairs(before, idx)];
+    if (before !== null && before !== undefined) return [h('span', { class: 'muted' }, t('audit.was') + ' '), fmtValue(before, idx)];
     return '';
   }
 
@@ -1040,8 +1194,14 @@
     const [kind, ...rest] = String(entity).split(':');
     const id = rest.join(':');
     const known = idx.get(id);
-    if (known) return [humanize(kind) + ' ', h('b', {}, known.name)];
-    return [humanize(kind) + ' ', h('span', { class: 'mono' }, id || entity)];
+    if (known) return [labelNode('entity', kind), ' ', data('b', null, known.name)];
+    return [labelNode('entity', kind), ' ', data('span', 'mono', id || entity)];
+  }
+
+  // Who caused an entry: `kind` or `kind:id` (e.g. a bulk run's `bulk:{run_id}`).
+  function originBadge(origin) {
+    const [kind, ...rest] = String(origin).split(':');
+    return h('span', { class: 'side ' + kind, title: rest.length ? origin : null }, labelNode('origin', kind), rest.length ? data('span', 'id', ' ' + rest.join(':')) : null);
   }
 
   async function pageAudit(main, _arg, gen) {
@@ -1051,31 +1211,33 @@
     let filter = '';
     const idx = tagIndex(await loadLibrary());
     const tbody = h('tbody');
-    const more = h('button', { class: 'btn', onclick: () => loadMore() }, 'Load older entries');
-    const search = h('input', { type: 'search', class: 'search', placeholder: 'Filter', 'aria-label': 'Filter entries', oninput: () => { filter = search.value.trim().toLowerCase(); render(); } });
+    const more = h('button', { class: 'btn', onclick: () => loadMore() }, t('audit.older'));
+    const search = h('input', { type: 'search', class: 'search', placeholder: t('audit.filter'), 'aria-label': t('audit.filter_help'), oninput: () => { filter = search.value.trim().toLowerCase(); render(); } });
     append(main, [
-      h('div', { class: 'page-head' }, h('h1', {}, 'Audit log'), h('span', { class: 'spacer' }), search),
-      h('p', { class: 'page-sub' }, 'Every operator action and every change applied on a side, newest first. Side: where it was applied; origin: who caused it.'),
+      h('div', { class: 'page-head' }, h('h1', {}, t('nav.audit')), h('span', { class: 'spacer' }), search),
+      h('p', { class: 'page-sub' }, t('audit.lead')),
       h('div', { class: 'card flush' },
         h('table', { class: 'audit' },
-          h('colgroup', {}, h('col', { style: 'width:158px' }), h('col', { style: 'width:92px' }), h('col', { style: 'width:200px' }),
+          h('colgroup', {}, h('col', { style: 'width:196px' }), h('col', { style: 'width:92px' }), h('col', { style: 'width:200px' }),
             h('col', { style: 'width:22%' }), h('col'), h('col', { style: 'width:110px' })),
-          h('thead', {}, h('tr', {}, h('th', {}, 'When'), h('th', {}, 'Side'), h('th', {}, 'Action'), h('th', {}, 'Entity'), h('th', {}, 'Change'), h('th', {}, 'Origin'))),
+          h('thead', {}, h('tr', {}, h('th', {}, t('audit.col_when')), h('th', {}, t('audit.col_side')), h('th', {}, t('audit.col_action')),
+            h('th', {}, t('audit.col_entity')), h('th', {}, t('audit.col_change')), h('th', {}, t('audit.col_origin')))),
           tbody)),
       h('div', { style: 'margin-top:12px' }, more),
     ]);
 
     function render() {
-      const shown = entries.filter((e) => !filter || [e.action, e.entity, e.side, e.origin, JSON.stringify(e.after), JSON.stringify(e.before)]
+      const shown = entries.filter((e) => !filter || [e.action, label('action', e.action), e.entity, e.side, e.origin, JSON.stringify(e.after), JSON.stringify(e.before)]
         .some((s) => String(s).toLowerCase().includes(filter)));
       clear(tbody).append(...shown.map((e) => h('tr', {},
         h('td', { class: 'nowrap', title: e.at }, fmtTime(e.at)),
-        h('td', {}, h('span', { class: 'side ' + e.side }, e.side)),
-        h('td', { class: 'nowrap' }, h('code', {}, e.action)),
+        h('td', {}, h('span', { class: 'side ' + e.side }, labelNode('side', e.side))),
+        // The action in words, and its code (the API's and the docs' name for it).
+        h('td', { class: 'action' }, has('action.' + e.action) ? h('div', {}, label('action', e.action)) : null, data('code', null, e.action)),
         h('td', { class: 'entity', title: e.entity }, describeEntity(e.entity, idx)),
         h('td', { class: 'change', title: e.after && e.after.body ? JSON.stringify(e.after.body, null, 1) : null }, describeChange(e.before, e.after, idx)),
-        h('td', {}, h('span', { class: 'side ' + e.origin }, e.origin)))));
-      if (!shown.length) tbody.append(h('tr', {}, h('td', { colspan: 6 }, h('div', { class: 'empty' }, entries.length ? 'Nothing matches the filter.' : 'Nothing recorded yet.'))));
+        h('td', {}, originBadge(e.origin)))));
+      if (!shown.length) tbody.append(h('tr', {}, h('td', { colspan: 6 }, h('div', { class: 'empty' }, t(entries.length ? 'audit.no_match' : 'audit.empty')))));
       more.hidden = !cursor;
     }
     async function loadMore() {
@@ -1106,20 +1268,20 @@
 
   function describeJob(d, idx) {
     const job = d.job || {};
-    const name = (id) => (idx.get(id) ? idx.get(id).name : null);
+    const name = (id) => data('b', null, idx.get(id) ? idx.get(id).name : id);
     switch (d.kind) {
-      case 'sync_tag': return ['Carry tag ', h('b', {}, name(job.tag) || job.tag)];
-      case 'sync_group': return ['Carry group ', h('b', {}, name(job.group) || job.group)];
-      case 'sync_member': return ['Carry the tags of member ', h('b', { class: 'mono' }, job.member)];
+      case 'sync_tag': return tn('job.sync_tag', { name: name(job.tag) });
+      case 'sync_group': return tn('job.sync_group', { name: name(job.group) });
+      case 'sync_member': return tn('job.sync_member', { id: data('b', 'mono', job.member) });
       case 'inbound': {
         const ev = job.event || {};
-        if (ev.side === 'mall') return ['Mall event ', h('code', {}, ev.event_type)];
-        if (ev.side === 'wecom_tag') return ['WeCom tag event ', h('code', {}, ev.change)];
-        if (ev.side === 'wecom_contact') return ['WeCom contact event ', h('code', {}, ev.change)];
-        return 'Inbound event';
+        if (ev.side === 'mall') return tn('job.mall_event', { type: data('code', null, ev.event_type) });
+        if (ev.side === 'wecom_tag') return tn('job.wecom_tag_event', { type: data('code', null, ev.change) });
+        if (ev.side === 'wecom_contact') return tn('job.wecom_contact_event', { type: data('code', null, ev.change) });
+        return t('job.inbound');
       }
-      case 'probe': return ['Diagnostic probe', job.note ? ` (${job.note})` : ''];
-      default: return d.kind || 'unreadable job';
+      case 'probe': return job.note ? tn('job.probe_note', { note: data('span', null, job.note) }) : t('job.probe');
+      default: return d.kind ? data('code', null, d.kind) : t('job.unreadable');
     }
   }
 
@@ -1129,20 +1291,21 @@
     const selected = new Set();
     const tbody = h('tbody');
     const body = h('div');
-    const redriveSel = h('button', { class: 'btn', onclick: () => redrive([...selected]) }, 'Redrive selected');
-    const redriveAll = h('button', { class: 'btn btn-primary', onclick: () => redrive(null) }, 'Redrive all');
+    const redriveSel = h('button', { class: 'btn', dataset: { action: 'redrive-selected' }, onclick: () => redrive([...selected]) }, t('dead.redrive_selected'));
+    const redriveAll = h('button', { class: 'btn btn-primary', dataset: { action: 'redrive-all' }, onclick: () => redrive(null) }, t('dead.redrive_all'));
     const all = h('input', {
-      type: 'checkbox', 'aria-label': 'Select all',
+      type: 'checkbox', 'aria-label': t('dead.select_all'),
       onchange: () => { for (const d of letters) (all.checked ? selected.add(d.message_id) : selected.delete(d.message_id)); render(); },
     });
     append(main, [
-      h('div', { class: 'page-head' }, h('h1', {}, 'Dead letters'), h('span', { class: 'spacer' }), redriveSel, redriveAll),
-      h('p', { class: 'page-sub' }, 'Jobs that failed for good, or on every try, are parked here with their last error. Fix the cause (a permission, a trusted IP, a token), then send them back to the queue.'),
+      h('div', { class: 'page-head' }, h('h1', {}, t('nav.dead_letters')), h('span', { class: 'spacer' }), redriveSel, redriveAll),
+      h('p', { class: 'page-sub' }, t('dead.lead')),
       body,
     ]);
     const table = h('div', { class: 'card flush' },
       h('table', {},
-        h('thead', {}, h('tr', {}, h('th', { style: 'width:1%' }, all), h('th', {}, 'Parked'), h('th', {}, 'Job'), h('th', {}, 'Last error'), h('th', { class: 'num' }, 'Tries'))),
+        h('thead', {}, h('tr', {}, h('th', { style: 'width:1%' }, all), h('th', {}, t('dead.col_parked')), h('th', {}, t('dead.col_job')),
+          h('th', {}, t('dead.col_error')), h('th', { class: 'num' }, t('dead.col_tries')))),
         tbody));
 
     function render() {
@@ -1150,22 +1313,22 @@
       clear(body);
       redriveAll.disabled = !letters.length;
       redriveSel.disabled = !selected.size;
-      redriveSel.textContent = selected.size ? `Redrive selected (${selected.size})` : 'Redrive selected';
+      redriveSel.textContent = selected.size ? t('dead.redrive_selected_n', { count: selected.size }) : t('dead.redrive_selected');
       if (!letters.length) {
-        body.append(h('div', { class: 'card empty', dataset: { testid: 'no-dead-letters' } }, h('b', {}, 'No dead letters'), 'Every job of this tenant was applied or is still on its way.'));
+        body.append(h('div', { class: 'card empty', dataset: { testid: 'no-dead-letters' } }, h('b', {}, t('dead.empty')), t('dead.empty_help')));
         return;
       }
       all.checked = selected.size === letters.length;
       clear(tbody).append(...letters.map((d) => {
         const box = h('input', {
-          type: 'checkbox', 'aria-label': 'Select', checked: selected.has(d.message_id),
+          type: 'checkbox', 'aria-label': t('dead.select'), checked: selected.has(d.message_id),
           onchange: () => { if (box.checked) selected.add(d.message_id); else selected.delete(d.message_id); render(); },
         });
         return h('tr', { dataset: { kind: d.kind || '' } },
           h('td', {}, box),
           h('td', { class: 'nowrap', title: d.parked_at || '' }, d.parked_at ? fmtTime(d.parked_at) : '—'),
-          h('td', {}, describeJob(d, idx), h('div', { class: 'id' }, 'job ', d.job_id || d.message_id)),
-          h('td', { class: 'error-text', style: 'font-size:13px' }, d.error),
+          h('td', {}, describeJob(d, idx), h('div', { class: 'id' }, tn('dead.job_id', { id: data('span', null, d.job_id || d.message_id) }))),
+          h('td', { class: 'error-text', style: 'font-size:13px', translate: 'no' }, d.error),
           h('td', { class: 'num' }, d.receive_count));
       }));
       body.append(table);
@@ -1179,13 +1342,13 @@
     }
     async function redrive(ids) {
       try {
-        const res = await api('POST', tpath('/dead-letters:redrive'), ids ? { message_ids: ids } : undefined);
-        toast(`${plural(res.redriven, 'job')} sent back to the queue`);
+        const res = await api('POST', tpath('/dead-letters:redrive'), ids ? { message_ids: ids } : {});
+        toast(t('dead.redriven', { count: res.redriven }));
         selected.clear();
         await reload();
         await refreshDeadCount();
       } catch (e) {
-        toast(e.message, 'error');
+        toast(problem(e), 'error');
       }
     }
     await reload();
@@ -1194,18 +1357,27 @@
 
   // ---- start ----------------------------------------------------------------------------
 
-  document.addEventListener('DOMContentLoaded', () => {
+  document.addEventListener('DOMContentLoaded', async () => {
+    try {
+      await loadMessages();
+    } catch {
+      $('#boot-error').hidden = false;
+      return;
+    }
+    useLanguage(pickLanguage(savedLanguage(), browserLanguages()));
+    translateStatic();
+
     $('#login-form').addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const token = $('#token').value.trim();
-      const button = ev.target.querySelector('button');
+      const button = ev.target.querySelector('button[type=submit]');
       button.disabled = true;
       try {
         await signIn(token);
         $('#token').value = '';
       } catch (e) {
         state.token = null;
-        showLogin(e.status === 401 ? 'That token was refused.' : e.message);
+        showLogin(e.status === 401 ? () => t('login.token_refused') : () => problem(e));
       } finally {
         button.disabled = false;
       }
@@ -1222,7 +1394,7 @@
     if (!saved) return showLogin();
     signIn(saved).catch((e) => {
       state.token = null;
-      showLogin(e.status === 401 ? 'The saved token was refused. Sign in again.' : e.message);
+      showLogin(e.status === 401 ? () => t('login.saved_token_refused') : () => problem(e));
     });
   });
 })();

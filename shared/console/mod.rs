@@ -2,7 +2,8 @@
 //! (no build step, no files to deploy beside it), served by the same router as the admin API,
 //! so `tagsync serve` and the admin Lambda both have it. The page itself talks only to
 //! `/admin/v1/…` with the admin token the operator types in; the assets hold no secrets and
-//! need no token.
+//! need no token. Every word the page shows is in `messages.json` (zh-CN and en), fetched by
+//! app.js under the same CSP and content-hash scheme as the other assets.
 
 use crate::http::{ApiError, HttpRequest, HttpResponse};
 use http::Method;
@@ -12,6 +13,7 @@ use std::sync::LazyLock;
 const INDEX: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");
 const STYLE_CSS: &str = include_str!("style.css");
+const MESSAGES_JSON: &str = include_str!("messages.json");
 const FAVICON: &str = include_str!("favicon.svg");
 
 /// Whether the path after `/admin` names the console rather than the API (`/admin/v1/…`).
@@ -41,6 +43,10 @@ static PAGE: LazyLock<String> = LazyLock::new(|| {
             "{{favicon.svg}}",
             &format!("favicon.svg?v={}", version(FAVICON)),
         )
+        .replace(
+            "{{messages.json}}",
+            &format!("messages.json?v={}", version(MESSAGES_JSON)),
+        )
 });
 
 /// Only this origin's own scripts and styles: the page holds the admin token, so no inline
@@ -62,13 +68,17 @@ pub fn respond(req: &HttpRequest, rest: &[&str]) -> Result<HttpResponse, ApiErro
         ["app.js"] => (APP_JS, "text/javascript; charset=utf-8"),
         ["style.css"] => (STYLE_CSS, "text/css; charset=utf-8"),
         ["favicon.svg"] => (FAVICON, "image/svg+xml"),
+        ["messages.json"] => (MESSAGES_JSON, "application/json; charset=utf-8"),
         _ => {
             return Err(ApiError::NotFound(format!("no console asset {}", req.path)));
         }
     };
-    // The page is revalidated every time (it names the current assets); a versioned asset
-    // never changes under its URL.
-    let cache = if content_type.starts_with("text/html") || req.query_param("v").is_none() {
+    // The page is revalidated every time (it names the current assets); an asset asked for
+    // with its own content hash never changes under that URL. Any other `v` (an old build's,
+    // or made up) is answered but not cached for good: it would pin today's body to a URL
+    // that names another.
+    let own = req.query_param("v") == Some(version(body).as_str());
+    let cache = if content_type.starts_with("text/html") || !own {
         "no-cache"
     } else {
         "public, max-age=31536000, immutable"
@@ -122,6 +132,43 @@ mod tests {
         );
         let page_cache = page.headers.iter().find(|(k, _)| *k == "cache-control");
         assert_eq!(page_cache.map(|(_, v)| v.as_str()), Some("no-cache"));
+    }
+
+    #[test]
+    fn the_message_table_is_served_versioned_as_json_with_both_languages() {
+        let html = String::from_utf8_lossy(&get("/admin/", "").body).into_owned();
+        let v = version(MESSAGES_JSON);
+        assert!(html.contains(&format!("messages.json?v={v}")), "{html}");
+        let asset = get("/admin/messages.json", &format!("v={v}"));
+        assert_eq!(asset.status, 200);
+        assert_eq!(asset.content_type, Some("application/json; charset=utf-8"));
+        assert!(
+            asset
+                .headers
+                .iter()
+                .any(|(k, val)| *k == "cache-control" && val.contains("immutable"))
+        );
+        let table: serde_json::Value = serde_json::from_slice(&asset.body).expect("valid JSON");
+        for lang in ["zh-CN", "en"] {
+            assert!(table[lang].is_object(), "{lang} is in the table");
+        }
+    }
+
+    #[test]
+    fn an_asset_asked_for_with_a_hash_not_its_own_is_not_cached_immutable() {
+        let cache = |r: &HttpResponse| {
+            r.headers
+                .iter()
+                .find(|(k, _)| *k == "cache-control")
+                .map(|(_, v)| v.clone())
+        };
+        for v in ["v=0000deadbeef", &format!("v={}", version(STYLE_CSS)), ""] {
+            let r = get("/admin/app.js", v);
+            assert_eq!(r.status, 200);
+            assert_eq!(cache(&r).as_deref(), Some("no-cache"), "app.js?{v}");
+        }
+        let own = get("/admin/app.js", &format!("v={}", version(APP_JS)));
+        assert!(cache(&own).unwrap().contains("immutable"));
     }
 
     #[test]

@@ -36,7 +36,8 @@ impl Job {
 pub enum JobKind {
     /// A diagnostic job an operator enqueues (`tagsync queue probe`) to prove the pipeline
     /// end to end: the worker records an audit entry. With `fail` set it fails retryably on
-    /// every try, so it exercises retries, the dead-letter queue, its alarm and redrive.
+    /// every try, so it exercises retries, the dead-letter queue, its alarm and redrive; with
+    /// `panic` set it panics instead.
     Probe {
         #[serde(default)]
         note: String,
@@ -45,6 +46,11 @@ pub enum JobKind {
         /// Simulated work time in milliseconds (to exercise shutdown and crash recovery).
         #[serde(default)]
         work_ms: u64,
+        /// Panics on every try, which proves that a panicking job ends only itself: the
+        /// worker (or the Lambda batch) goes on, and the job is retried, then parked with the
+        /// panic's message.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        panic: bool,
     },
     /// An event a side reported, recorded as it arrived (after its signature was checked and
     /// it was deduplicated). The worker turns it into "bring entity K up to date" work.
@@ -178,4 +184,29 @@ pub enum InboundEvent {
         origin_request_id: Option<String>,
         body: serde_json::Value,
     },
+}
+
+/// Where one queued job stands, kept in the store for a queue that cannot count one tenant's
+/// jobs (SQS; see `queue::counted`): written when the job is sent, received, retried and
+/// parked, removed when it is done. Keyed by job id, so a redelivery or a duplicate copy
+/// rewrites the same mark instead of counting twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueMark {
+    pub tenant: TenantId,
+    pub job: JobId,
+    #[serde(flatten)]
+    pub state: MarkState,
+    /// Dropped then whatever it says: the queue keeps no message longer (its retention).
+    pub expires_at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum MarkState {
+    /// Waiting for a first try or for a retry.
+    Waiting,
+    /// Received for the `receive`-th time, invisible to other workers until `until`.
+    Running { receive: u32, until: Timestamp },
+    /// Parked in the dead letters.
+    Dead,
 }

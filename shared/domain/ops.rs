@@ -53,6 +53,16 @@ pub enum RunScope {
     All,
 }
 
+impl RunScope {
+    /// The chain a run of this scope starts with, and what it walks.
+    pub fn first_chain(self) -> (&'static str, Walk) {
+        match self {
+            RunScope::Library | RunScope::All => ("library", Walk::Library),
+            RunScope::Members => ("mall_members", Walk::MallMembers),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
@@ -142,6 +152,9 @@ pub struct Chain {
     /// reports what was found the first time, not the remainder its first try left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub found: Option<Found>,
+    /// The chain's page job is parked: the run is failed until a redrive of it succeeds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parked: bool,
 }
 
 /// The drift one page found (see [`Chain::found`]).
@@ -162,10 +175,7 @@ impl SyncRun {
         origin: Actor,
         now: Timestamp,
     ) -> Self {
-        let first = match scope {
-            RunScope::Library | RunScope::All => ("library", Walk::Library),
-            RunScope::Members => ("mall_members", Walk::MallMembers),
-        };
+        let first = scope.first_chain();
         let mut chains = BTreeMap::new();
         chains.insert(
             first.0.to_owned(),
@@ -176,6 +186,7 @@ impl SyncRun {
                 done: false,
                 parent: None,
                 found: None,
+                parked: false,
             },
         );
         let mut run = Self {

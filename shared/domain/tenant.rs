@@ -5,8 +5,8 @@ use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A secret value. It is stored (the store is encrypted at rest in both backends' deployments)
-/// but never printed: `Debug` and `Display` show `***`, and no API view contains it.
+/// A secret value. It is stored sealed (`store::sealing`: every field of [`TenantSecrets`] is)
+/// and never printed: `Debug` and `Display` show `***`, and no API view contains it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);

@@ -17,6 +17,7 @@ pub(super) async fn route(
     segments: &[&str],
 ) -> Result<HttpResponse, ApiError> {
     authorize(app, req)?;
+    require_json(req)?;
     let m = &req.method;
     match segments {
         ["v1", "tenants"] => match *m {
@@ -80,6 +81,30 @@ pub(super) fn authorize(app: &App, req: &HttpRequest) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Unauthorized("wrong bearer token".into()))
+    }
+}
+
+/// A request carrying a body must say it is JSON (415 otherwise): every admin route with a
+/// body reads JSON, and requiring the type keeps a cross-site form post (which cannot send
+/// `application/json` without a preflight) from ever being read as one.
+fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    if req.body.is_empty() {
+        return Ok(());
+    }
+    let sent = req.header("content-type").unwrap_or("");
+    let essence = sent.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else if sent.is_empty() {
+        Err(ApiError::UnsupportedMediaType(
+            "the body must be JSON, sent with `Content-Type: application/json` (none was given)"
+                .into(),
+        ))
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "the body must be JSON, sent with `Content-Type: application/json` (not `{}`)",
+            sent.chars().take(100).collect::<String>()
+        )))
     }
 }
 
@@ -278,14 +303,20 @@ pub(super) async fn append_audit(
 }
 
 async fn status(app: &App, t: &Tenant) -> Result<HttpResponse, ApiError> {
-    // The queue is shared by every tenant of a deployment, so its counts are deployment-wide:
-    // pending and in_flight both 0 still means every accepted change was applied or parked.
-    let counts = app.queue.counts().await?;
+    // The tenant's own jobs (the SQLite queue counts them; on SQS, marks in the store do). A
+    // queue that can only count everything says so with `scope`: pending and in_flight both 0
+    // still mean every accepted change was applied or parked.
+    let (counts, scope) = match app.queue.tenant_counts(&t.id).await? {
+        Some(c) => (c, "tenant"),
+        None => (app.queue.counts().await?, "deployment"),
+    };
+    let mut queue = json!(counts);
+    queue["scope"] = json!(scope);
     let last_run = app.store.list_runs(&t.id, 1).await?.into_iter().next();
     Ok(HttpResponse::json(
         200,
         &json!({
-            "queue": counts,
+            "queue": queue,
             "last_event_at": app.store.last_event_at(&t.id).await?.map(|a| a.to_rfc3339()),
             "last_run": last_run.map(|r| json!({"run_id": r.id, "scope": r.scope, "status": r.status, "started_at": r.started_at.to_rfc3339()})),
             "settings": t.settings,

@@ -151,7 +151,52 @@ fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
             "field `{field}` must not start or end with whitespace"
         )));
     }
+    if let Some(c) = name.chars().find(|c| is_bidi_control(*c)) {
+        return Err(ApiError::BadRequest(format!(
+            "field `{field}` must not contain bidirectional controls (U+{:04X}): they make a \
+             name read differently from what it is",
+            c as u32
+        )));
+    }
+    if name.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
+        return Err(ApiError::BadRequest(format!(
+            "field `{field}` has no visible character"
+        )));
+    }
     Ok(())
+}
+
+/// Unicode's explicit bidirectional formatting characters (embeddings, overrides, isolates and
+/// the marks), which can reorder what a name shows.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that render as nothing: zero-width spaces and joiners, the word joiner and
+/// invisible operators, the BOM, soft hyphen, variation selectors, Hangul fillers, tag
+/// characters and the like. Allowed inside a name (emoji sequences use some), not as all of it.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200D}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{206A}'..='\u{206F}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E007F}'
+            | '\u{E0100}'..='\u{E01EF}'
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -700,5 +745,33 @@ mod tests {
         assert!(check_name("name", "vip\u{3000}").is_err());
         assert!(check_name("name", "v\u{7}ip").is_err());
         assert!(check_name("name", "v i p").is_ok());
+    }
+
+    #[test]
+    fn names_of_only_invisible_characters_or_with_bidi_controls_are_refused() {
+        for invisible in [
+            "\u{200B}",
+            "\u{200B}\u{200C}\u{200D}",
+            "\u{FEFF}\u{2060}",
+            "\u{3164}",
+            "\u{200B} \u{200B}",
+            "\u{00AD}\u{FE0F}",
+        ] {
+            let e = check_name("name", invisible).unwrap_err().to_string();
+            assert!(e.contains("no visible character"), "{invisible:?}: {e}");
+        }
+        for bidi in [
+            "vip\u{202E}gpj.exe",
+            "\u{2067}客户\u{2069}",
+            "a\u{200F}b",
+            "\u{061C}x",
+        ] {
+            let e = check_name("name", bidi).unwrap_err().to_string();
+            assert!(e.contains("bidirectional"), "{bidi:?}: {e}");
+        }
+        // Joiners and selectors inside real text stay allowed (emoji sequences use them).
+        assert!(check_name("name", "👨\u{200D}👩\u{200D}👧 家庭").is_ok());
+        assert!(check_name("name", "❤\u{FE0F}").is_ok());
+        assert!(check_name("name", "金卡").is_ok());
     }
 }

@@ -25,8 +25,14 @@ pub const MAX_BATCH_ITEMS: usize = 10_000;
 const CONCURRENCY: usize = 32;
 /// How often a member write is re-read and re-applied after a concurrent change to it.
 const WRITE_ATTEMPTS: usize = 5;
-/// How many unknown tag ids a 400 lists by name.
+/// How many unknown tag ids a 400 lists by name (and unknown members an answer lists).
 const LISTED_UNKNOWN: usize = 20;
+/// Most members one request asks the mall about (members the hub has not seen yet): a second
+/// of the mall's default 50 requests a second. A member sync makes the hub know every mall
+/// member, so a larger batch of unseen ones waits for it instead of a mall call each.
+const MALL_LOOKUPS: usize = 50;
+/// Mall look-ups at once (they share the tenant's mall rate limit with the jobs).
+const MALL_LOOKUP_CONCURRENCY: usize = 8;
 
 const CHANGE_FIELDS: &[&str] = &["add", "remove"];
 const BATCH_FIELDS: &[&str] = &["items"];
@@ -216,6 +222,118 @@ where
 }
 
 // ---------------------------------------------------------------------------------------
+// Whether members exist.
+
+/// Whether the hub has seen the member: a binding or hub tags, left by a webhook, a job or a
+/// member sync.
+async fn known_to_hub(app: &App, t: &TenantId, member: &MemberId) -> Result<bool, ApiError> {
+    if app.store.get_binding(t, member).await?.is_some() {
+        return Ok(true);
+    }
+    Ok(app.store.get_member_tags(t, member).await?.is_some())
+}
+
+/// Whether the mall has the member (`GET /members/{id}`): a member created in the mall a
+/// moment ago, before any webhook or sync told the hub, is a member all the same.
+async fn known_to_mall(app: &App, tenant: &Tenant, member: &MemberId) -> Result<bool, ApiError> {
+    app.mall
+        .get_member(&App::mall_endpoint(tenant), member)
+        .await
+        .map(|m| m.is_some())
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "the mall could not be asked whether member `{member}` exists ({e}); try again"
+            ))
+        })
+}
+
+/// Why a member was left out.
+enum Unknown {
+    /// Neither the hub nor the mall knows it.
+    Nowhere,
+    /// The hub has not seen it and the request's mall look-ups were used up.
+    NotLookedUp,
+    /// The hub has not seen it and the mall could not be asked (busy, unreachable).
+    NotChecked(String),
+}
+
+/// Splits `members` into those that exist (known to the hub, else to the mall) and those
+/// that do not, asking the mall about at most [`MALL_LOOKUPS`] of them.
+async fn existing_members(
+    app: &App,
+    tenant: &Tenant,
+    members: Vec<MemberId>,
+) -> Result<(BTreeSet<MemberId>, Vec<(MemberId, Unknown)>), ApiError> {
+    let seen = concurrently(members, |m| {
+        let app = app.clone();
+        let t = tenant.id.clone();
+        async move {
+            let known = known_to_hub(&app, &t, &m).await;
+            (m, known)
+        }
+    })
+    .await?;
+    let mut known = BTreeSet::new();
+    let mut unseen = Vec::new();
+    for (m, k) in seen {
+        if k? {
+            known.insert(m);
+        } else {
+            unseen.push(m);
+        }
+    }
+    let mut unknown = Vec::new();
+    let ask: Vec<MemberId> = if unseen.len() > MALL_LOOKUPS {
+        let rest = unseen.split_off(MALL_LOOKUPS);
+        unknown.extend(rest.into_iter().map(|m| (m, Unknown::NotLookedUp)));
+        unseen
+    } else {
+        unseen
+    };
+    let asked = super::bounded(ask, MALL_LOOKUP_CONCURRENCY, |m| {
+        let app = app.clone();
+        let tenant = tenant.clone();
+        async move {
+            let exists = known_to_mall(&app, &tenant, &m).await;
+            (m, exists)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("a mall look-up task failed: {e}")))?;
+    // One look-up refused (rate limited, say) leaves that member out, named, rather than
+    // failing the whole batch.
+    for (m, exists) in asked {
+        match exists {
+            Ok(true) => {
+                known.insert(m);
+            }
+            Ok(false) => unknown.push((m, Unknown::Nowhere)),
+            Err(e) => unknown.push((m, Unknown::NotChecked(e.to_string()))),
+        }
+    }
+    Ok((known, unknown))
+}
+
+/// The answer's account of unknown members: the first few by id, and how many in all.
+fn unknown_view(unknown: &[(MemberId, Unknown)]) -> Value {
+    let listed: Vec<Value> = unknown
+        .iter()
+        .take(LISTED_UNKNOWN)
+        .map(|(m, why)| {
+            let reason = match why {
+                Unknown::Nowhere => "neither the hub nor the mall knows this member".to_string(),
+                Unknown::NotLookedUp => "not seen by the hub yet, and this batch's mall look-ups \
+                                         were used up: run a member sync, then send it again"
+                    .to_string(),
+                Unknown::NotChecked(e) => format!("not seen by the hub yet, and {e}"),
+            };
+            json!({"member_id": m, "reason": reason})
+        })
+        .collect();
+    json!({"count": unknown.len(), "members": listed})
+}
+
+// ---------------------------------------------------------------------------------------
 // The member's hub tags.
 
 fn present(mt: &MemberTags) -> Vec<HubTagId> {
@@ -307,7 +425,11 @@ async fn view(app: &App, t: &TenantId, member: &MemberId) -> Result<HttpResponse
     );
     let (binding, tags) = (binding?, tags?);
     if binding.is_none() && tags.is_none() {
-        return Err(unknown_member(member.as_str()));
+        // Not seen by the hub yet; if the mall has it, it is a member without hub tags.
+        let tenant = super::load_tenant(app, t).await?;
+        if !known_to_mall(app, &tenant, member).await? {
+            return Err(unknown_member(member.as_str()));
+        }
     }
     let external = binding.and_then(|b| b.external_userid);
     let customer = match &external {
@@ -388,6 +510,11 @@ async fn change(
     let mut named = Vec::new();
     let change = read_change(&body, &mut named)?;
     check_live_tags(app, &tenant.id, named).await?;
+    if !known_to_hub(app, &tenant.id, member).await? && !known_to_mall(app, tenant, member).await? {
+        return Err(ApiError::NotFound(format!(
+            "unknown member `{member}`: neither the hub nor the mall knows it"
+        )));
+    }
 
     let after = write_marks(app, &tenant.id, member, &change.marks, None).await?;
     let queued = engine::enqueue(app, tenant, vec![sync_member(member.clone())]).await?;
@@ -431,6 +558,16 @@ async fn batch(app: &App, tenant: &Tenant, req: &HttpRequest) -> Result<HttpResp
     }
     check_live_tags(app, &tenant.id, named).await?;
 
+    // Members nobody knows are left out (and named in the answer), not queued for nothing.
+    let (known, unknown) = existing_members(app, tenant, members.keys().cloned().collect()).await?;
+    if known.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no member of the batch is known (to the hub or the mall): {}",
+            unknown_view(&unknown)
+        )));
+    }
+    members.retain(|m, _| known.contains(m));
+
     let batch_id = new_ordered_id();
     let count = members.len();
     let written = concurrently(members.into_iter().collect(), |(member, marks)| {
@@ -466,7 +603,12 @@ async fn batch(app: &App, tenant: &Tenant, req: &HttpRequest) -> Result<HttpResp
     }
     Ok(HttpResponse::json(
         202,
-        &json!({"batch_id": batch_id, "members": count, "items": items.len()}),
+        &json!({
+            "batch_id": batch_id,
+            "members": count,
+            "items": items.len(),
+            "unknown_members": unknown_view(&unknown),
+        }),
     ))
 }
 

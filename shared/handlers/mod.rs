@@ -9,6 +9,7 @@ pub mod library;
 pub mod mall_webhook;
 mod members;
 pub mod nightly;
+pub mod parked;
 mod sync;
 pub mod wecom_callback;
 pub mod worker;
@@ -77,10 +78,7 @@ pub async fn dispatch(app: &App, surface: Surface, req: HttpRequest) -> HttpResp
                 || allowed(Surface::WecomCallback)
                 || allowed(Surface::MallWebhook) =>
         {
-            Ok(HttpResponse::json(
-                200,
-                &serde_json::json!({"status": "ok"}),
-            ))
+            Ok(health(app).await)
         }
         ["wecom", "callback", tenant] if allowed(Surface::WecomCallback) => refused_counted(
             app,
@@ -105,7 +103,36 @@ pub async fn dispatch(app: &App, surface: Surface, req: HttpRequest) -> HttpResp
             req.method, req.path
         ))),
     };
-    result.unwrap_or_else(ApiError::into_response)
+    with_api_headers(result.unwrap_or_else(ApiError::into_response))
+}
+
+/// `/healthz`: 200 when the store answers a read, 503 when it does not (the details go to the
+/// log, not to an unauthenticated caller).
+async fn health(app: &App) -> HttpResponse {
+    match app.store.check().await {
+        Ok(()) => HttpResponse::json(200, &serde_json::json!({"status": "ok"})),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: the store is unusable");
+            HttpResponse::json(
+                503,
+                &serde_json::json!({"status": "unavailable", "store": "unusable"}),
+            )
+        }
+    }
+}
+
+/// Every answer: never sniffed as another type, and never cached unless the route said
+/// otherwise (the console's assets do); API answers carry tenant data.
+fn with_api_headers(mut r: HttpResponse) -> HttpResponse {
+    let has =
+        |r: &HttpResponse, name: &str| r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    if !has(&r, "x-content-type-options") {
+        r = r.with_header("x-content-type-options", "nosniff");
+    }
+    if !has(&r, "cache-control") {
+        r = r.with_header("cache-control", "no-store");
+    }
+    r
 }
 
 /// Runs `f` over `items`, at most `limit` at once, and answers the results in the order of

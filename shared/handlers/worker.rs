@@ -13,13 +13,17 @@ use tracing::Instrument;
 pub enum Outcome {
     Done,
     /// A transient failure: try again after `delay` (None: the worker's backoff decides).
+    /// `side`: the side the failure came from, when known (shown on the job's object if the
+    /// job ends parked).
     RetryAfter {
         delay: Option<Duration>,
         reason: String,
+        side: Option<Side>,
     },
     /// A failure retrying cannot fix: park it where an operator sees and can redrive it.
     Park {
         reason: String,
+        side: Option<Side>,
     },
     /// Something the job needs is on its way (another job is creating, moving or deleting
     /// it): look again after [`WAIT`], doubled per receive (0.5, 1, 2, 4 s before the last
@@ -38,12 +42,38 @@ pub fn wait_delay(receive_count: u32) -> Duration {
     WAIT.saturating_mul(1u32 << receive_count.saturating_sub(1).min(4))
 }
 
+impl Outcome {
+    /// A transient failure whose side is unknown, retried after the worker's backoff.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Outcome::RetryAfter {
+            delay: None,
+            reason: reason.into(),
+            side: None,
+        }
+    }
+
+    /// A permanent failure whose side is unknown.
+    pub fn park(reason: impl Into<String>) -> Self {
+        Outcome::Park {
+            reason: reason.into(),
+            side: None,
+        }
+    }
+}
+
 /// What to do with a delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Settlement {
     Ack,
-    Retry { delay: Duration, error: String },
-    Park { reason: String },
+    Retry {
+        delay: Duration,
+        error: String,
+    },
+    /// `side`: see [`Outcome::Park`].
+    Park {
+        reason: String,
+        side: Option<Side>,
+    },
 }
 
 /// Exponential backoff with ±20 % jitter: `base · 2^(receives−1)`, capped at `max`.
@@ -59,19 +89,26 @@ pub fn backoff(receive_count: u32, base: Duration, max: Duration) -> Duration {
 pub fn settle(app: &App, delivery: &Delivery, outcome: Outcome) -> Settlement {
     match outcome {
         Outcome::Done => Settlement::Ack,
-        Outcome::Park { reason } => Settlement::Park { reason },
-        Outcome::RetryAfter { reason, .. } | Outcome::Wait { reason }
+        Outcome::Park { reason, side } => Settlement::Park { reason, side },
+        Outcome::RetryAfter { reason, side, .. }
             if delivery.receive_count >= app.queue.max_receives() =>
         {
             Settlement::Park {
                 reason: format!("{reason} (gave up after {} tries)", delivery.receive_count),
+                side,
+            }
+        }
+        Outcome::Wait { reason } if delivery.receive_count >= app.queue.max_receives() => {
+            Settlement::Park {
+                reason: format!("{reason} (gave up after {} tries)", delivery.receive_count),
+                side: None,
             }
         }
         Outcome::Wait { reason } => Settlement::Retry {
             delay: wait_delay(delivery.receive_count),
             error: reason,
         },
-        Outcome::RetryAfter { delay, reason } => {
+        Outcome::RetryAfter { delay, reason, .. } => {
             let w = &app.config.worker;
             Settlement::Retry {
                 delay: delay.unwrap_or_else(|| {
@@ -118,14 +155,51 @@ pub fn count(app: &App, delivery: &Delivery, settlement: &Settlement) {
 /// Runs a delivery's job, or parks a body that is not a job this version understands.
 pub async fn outcome_of(app: &App, delivery: &Delivery) -> Outcome {
     match &delivery.job {
-        Ok(job) => run_job(app, job).await,
-        Err(body) => Outcome::Park {
-            reason: format!(
-                "message is not a job this version understands: {}",
-                truncate(body, 200)
-            ),
-        },
+        Ok(job) => isolated(app, job).await,
+        Err(body) => Outcome::park(format!(
+            "message is not a job this version understands: {}",
+            truncate(body, 200)
+        )),
     }
+}
+
+/// Runs `job` as a task of its own, so a panic in it ends only this job: the pool's worker (or
+/// the Lambda's batch) carries on, and the panic becomes the job's failure, retried like any
+/// transient one and parked with the panic's message after the last try.
+async fn isolated(app: &App, job: &Job) -> Outcome {
+    let task = {
+        let (app, job) = (app.clone(), job.clone());
+        tokio::spawn(async move { run_job(&app, &job).await }.in_current_span())
+    };
+    // Dropped unfinished (the worker abandoned at shutdown): the job's task stops with it.
+    let mut task = AbortOnDrop(task);
+    match (&mut task.0).await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => {
+            let message = panic_message(e.into_panic().as_ref());
+            tracing::error!(panic = message, "job panicked");
+            Outcome::retry(format!("the job panicked: {message}"))
+        }
+        Err(e) => Outcome::retry(format!("the job's task ended early: {e}")),
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a panic said (`panic!` with a literal gives a `&str`, with arguments a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    truncate(text, 500).to_owned()
 }
 
 /// Runs one delivery end to end on a queue that settles itself (`tagsync serve`).
@@ -139,15 +213,28 @@ pub async fn process(app: &App, delivery: &Delivery) -> Result<Settlement, Queue
                 tracing::warn!(?delay, error, "job will be retried");
                 app.queue.retry(delivery, *delay, error).await?
             }
-            Settlement::Park { reason } => {
-                tracing::error!(reason, "job parked");
-                app.queue.park(delivery, reason).await?
-            }
+            Settlement::Park { reason, side } => park(app, delivery, reason, *side).await?,
         }
         Ok(settlement)
     }
     .instrument(job_span(delivery))
     .await
+}
+
+/// Parks a delivery, then shows the failure where operators look: the job's library object
+/// `failed` with the reason (see [`super::parked::show`]), its sync run `failed`.
+pub async fn park(
+    app: &App,
+    delivery: &Delivery,
+    reason: &str,
+    side: Option<Side>,
+) -> Result<(), QueueError> {
+    app.queue.park(delivery, reason).await?;
+    tracing::error!(reason, "job parked");
+    if let Ok(job) = &delivery.job {
+        super::parked::show(app, job, reason, side).await;
+    }
+    Ok(())
 }
 
 fn truncate(s: &str, n: usize) -> &str {
@@ -165,20 +252,13 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
     let tenant = match app.store.get_tenant(&job.tenant).await {
         Ok(Some(t)) => t,
         Ok(None) => {
-            return Outcome::Park {
-                reason: format!("unknown tenant `{}`", job.tenant),
-            };
+            return Outcome::park(format!("unknown tenant `{}`", job.tenant));
         }
         Err(e) if e.retryable() => {
-            return Outcome::RetryAfter {
-                delay: None,
-                reason: format!("reading tenant: {e}"),
-            };
+            return Outcome::retry(format!("reading tenant: {e}"));
         }
         Err(e) => {
-            return Outcome::Park {
-                reason: format!("reading tenant: {e}"),
-            };
+            return Outcome::park(format!("reading tenant: {e}"));
         }
     };
     match &job.kind {
@@ -186,7 +266,14 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
             note,
             fail,
             work_ms,
-        } => probe(app, &tenant, job, note, *fail, *work_ms).await,
+            panic,
+        } => {
+            if *panic {
+                // The diagnostic's whole point: a real panic inside a job (see `isolated`).
+                panic!("probe asked to panic");
+            }
+            probe(app, &tenant, job, note, *fail, *work_ms).await
+        }
         // Jobs queued before a switch went off wait for the manual sync like new changes.
         kind if !engine::allowed(&tenant.settings, kind) => Outcome::Done,
         JobKind::Inbound { event, repeat } => {
@@ -217,10 +304,7 @@ async fn probe(
     work_ms: u64,
 ) -> Outcome {
     if fail {
-        return Outcome::RetryAfter {
-            delay: None,
-            reason: "probe asked to fail".into(),
-        };
+        return Outcome::retry("probe asked to fail");
     }
     if work_ms > 0 {
         tokio::time::sleep(Duration::from_millis(work_ms)).await;
@@ -254,10 +338,7 @@ pub(crate) async fn record_once(app: &App, job: &Job, entry: AuditEntry) -> Outc
         Ok(()) => Outcome::Done,
         // The key is completed already: this delivery is a duplicate and the entry exists.
         Err(e) if e.is_conflict() => Outcome::Done,
-        Err(e) => Outcome::RetryAfter {
-            delay: None,
-            reason: format!("recording {}: {e}", job.kind.name()),
-        },
+        Err(e) => Outcome::retry(format!("recording {}: {e}", job.kind.name())),
     }
 }
 

@@ -133,6 +133,12 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     Conflict(String),
+    /// The body is not JSON where JSON is required (the message names the type sent).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request did not arrive in time.
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     NotImplemented(String),
     /// A dependency failed in a way worth retrying (the caller should retry; platforms do).
@@ -151,6 +157,8 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::Conflict(_) => 409,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::Timeout(_) => 408,
             ApiError::NotImplemented(_) => 501,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
@@ -165,6 +173,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "invalid_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Conflict(_) => "conflict",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Timeout(_) => "request_timeout",
             ApiError::NotImplemented(_) => "not_implemented",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",

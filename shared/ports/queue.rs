@@ -1,7 +1,7 @@
 //! The queue port: at-least-once delivery of jobs with a visibility timeout, retries after a
 //! delay, and a dead-letter area an operator can list and redrive.
 
-use crate::domain::{Job, Timestamp};
+use crate::domain::{Job, MarkState, QueueMark, TenantId, Timestamp};
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -59,6 +59,25 @@ pub struct QueueCounts {
     pub dead: u64,
 }
 
+impl QueueCounts {
+    /// One tenant's counts from its jobs' marks at `now`. A mark still `running` past its
+    /// visibility is visible again (pending) — or, after the last allowed receive, moved to
+    /// the dead letters by the queue itself (dead): the worker never settled it.
+    pub fn of_marks(marks: &[QueueMark], now: Timestamp, max_receives: u32) -> Self {
+        let mut counts = QueueCounts::default();
+        for mark in marks.iter().filter(|m| m.expires_at > now) {
+            match mark.state {
+                MarkState::Waiting => counts.pending += 1,
+                MarkState::Running { until, .. } if until > now => counts.in_flight += 1,
+                MarkState::Running { receive, .. } if receive >= max_receives => counts.dead += 1,
+                MarkState::Running { .. } => counts.pending += 1,
+                MarkState::Dead => counts.dead += 1,
+            }
+        }
+        counts
+    }
+}
+
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
     /// Sends jobs durably: when this returns Ok, every job is stored.
@@ -82,11 +101,69 @@ pub trait Queue: Send + Sync + 'static {
     ) -> Result<(), QueueError>;
     /// Move to the dead letters with `reason`.
     async fn park(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
+    /// Counts of the whole queue (every tenant's jobs).
     async fn counts(&self) -> Result<QueueCounts, QueueError>;
+    /// Counts of one tenant's jobs; `None` when this queue cannot tell tenants apart (SQS on
+    /// its own: see `queue::counted`).
+    async fn tenant_counts(&self, _tenant: &TenantId) -> Result<Option<QueueCounts>, QueueError> {
+        Ok(None)
+    }
+    /// A delivery handed to the worker by its runtime rather than by [`Queue::receive`] (the
+    /// Lambda event source mapping) starts running now, for up to `visibility`.
+    async fn started(&self, _delivery: &Delivery, _visibility: Duration) {}
+    /// A delivery its runtime deletes itself (Lambda deletes a batch's successful messages)
+    /// is done. An error asks the runtime to deliver it again instead (it will be a duplicate
+    /// of a done job, which changes nothing).
+    async fn finished(&self, _delivery: &Delivery) -> Result<(), QueueError> {
+        Ok(())
+    }
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError>;
     /// Sends dead letters back to the queue as fresh messages (receive count reset): those
     /// named by `message_ids`, or all when `None`. Returns how many moved.
     async fn redrive(&self, message_ids: Option<&[String]>) -> Result<usize, QueueError>;
     /// After this many receives a failing job is parked instead of retried.
     fn max_receives(&self) -> u32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::JobId;
+
+    fn mark(state: MarkState, expires_at: i64) -> QueueMark {
+        QueueMark {
+            tenant: TenantId::parse("t").unwrap(),
+            job: JobId::new_unchecked("j"),
+            state,
+            expires_at: Timestamp::from_millis(expires_at),
+        }
+    }
+
+    #[test]
+    fn marks_count_waiting_running_and_dead_and_a_lapsed_last_receive_as_dead() {
+        let now = Timestamp::from_millis(1_000);
+        let running = |receive, until| MarkState::Running {
+            receive,
+            until: Timestamp::from_millis(until),
+        };
+        let marks = [
+            mark(MarkState::Waiting, 9_000),
+            mark(running(1, 2_000), 9_000),
+            // Its visibility lapsed: visible again, so waiting.
+            mark(running(2, 500), 9_000),
+            // Its last allowed receive lapsed unsettled: the queue parks it itself.
+            mark(running(5, 500), 9_000),
+            mark(MarkState::Dead, 9_000),
+            // Expired with the queue's retention: gone.
+            mark(MarkState::Waiting, 999),
+        ];
+        assert_eq!(
+            QueueCounts::of_marks(&marks, now, 5),
+            QueueCounts {
+                pending: 2,
+                in_flight: 1,
+                dead: 2,
+            }
+        );
+    }
 }

@@ -115,6 +115,9 @@ pub struct Page<T> {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// A cheap read that fails when the store cannot be used (`/healthz`).
+    async fn check(&self) -> StoreResult<()>;
+
     // Tenants.
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
     /// Creates (version 0) or updates a tenant; on success `tenant.version` is the new version.
@@ -223,4 +226,14 @@ pub trait Store: Send + Sync + 'static {
         secret_fingerprint: &str,
         token: &str,
     ) -> StoreResult<()>;
+
+    // Queue marks: one tenant's queued jobs, for a queue that cannot count them (SQS).
+    /// Writes each mark, replacing its job's mark if there is one.
+    async fn put_queue_marks(&self, marks: &[QueueMark]) -> StoreResult<()>;
+    /// Replaces the mark of `mark.job` only if the job has one: a job done meanwhile (its
+    /// mark deleted) stays done. Returns whether a mark was replaced.
+    async fn update_queue_mark(&self, mark: &QueueMark) -> StoreResult<bool>;
+    async fn delete_queue_mark(&self, tenant: &TenantId, job: &JobId) -> StoreResult<()>;
+    /// The tenant's marks that have not expired.
+    async fn list_queue_marks(&self, tenant: &TenantId) -> StoreResult<Vec<QueueMark>>;
 }

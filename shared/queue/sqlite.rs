@@ -4,7 +4,7 @@
 //! its visibility timeout; a job received `max_receives` times whose visibility lapses again
 //! (e.g. the process died mid-job) is parked, like SQS's redrive policy does.
 
-use crate::domain::{Job, Timestamp};
+use crate::domain::{Job, TenantId, Timestamp};
 use crate::ports::{Clock, DeadLetter, Delivery, Queue, QueueCounts, QueueError};
 use crate::store::sqlite::SqliteDb;
 use async_trait::async_trait;
@@ -90,6 +90,25 @@ impl SqliteQueue {
             })
             .await
             .map_err(unavailable("receive"))
+    }
+
+    /// Counts the jobs of `tenant`, or of everyone.
+    async fn count_where(&self, tenant: Option<String>) -> Result<QueueCounts, QueueError> {
+        let now = self.clock.now().millis();
+        self.db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT
+                        COALESCE(SUM(state = 'ready' AND (receipt IS NULL OR visible_at <= ?1)), 0),
+                        COALESCE(SUM(state = 'ready' AND receipt IS NOT NULL AND visible_at > ?1), 0),
+                        COALESCE(SUM(state = 'dead'), 0)
+                     FROM jobs WHERE ?2 IS NULL OR tenant = ?2",
+                    params![now, tenant],
+                    |r| Ok(QueueCounts { pending: r.get::<_, i64>(0)? as u64, in_flight: r.get::<_, i64>(1)? as u64, dead: r.get::<_, i64>(2)? as u64 }),
+                )
+            })
+            .await
+            .map_err(unavailable("counts"))
     }
 
     /// Runs `update` against the in-flight row of `delivery` (it gets the receipt); no row
@@ -207,21 +226,11 @@ impl Queue for SqliteQueue {
     }
 
     async fn counts(&self) -> Result<QueueCounts, QueueError> {
-        let now = self.clock.now().millis();
-        self.db
-            .read(move |c| {
-                c.query_row(
-                    "SELECT
-                        COALESCE(SUM(state = 'ready' AND (receipt IS NULL OR visible_at <= ?1)), 0),
-                        COALESCE(SUM(state = 'ready' AND receipt IS NOT NULL AND visible_at > ?1), 0),
-                        COALESCE(SUM(state = 'dead'), 0)
-                     FROM jobs",
-                    params![now],
-                    |r| Ok(QueueCounts { pending: r.get::<_, i64>(0)? as u64, in_flight: r.get::<_, i64>(1)? as u64, dead: r.get::<_, i64>(2)? as u64 }),
-                )
-            })
-            .await
-            .map_err(unavailable("counts"))
+        self.count_where(None).await
+    }
+
+    async fn tenant_counts(&self, tenant: &TenantId) -> Result<Option<QueueCounts>, QueueError> {
+        self.count_where(Some(tenant.to_string())).await.map(Some)
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {

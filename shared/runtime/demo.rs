@@ -61,6 +61,9 @@ pub async fn seed(
         .get_tenant(&tenant_id)
         .await
         .map_err(|e| e.to_string())?;
+    // A data directory of an earlier demo run: its hub keeps what it had, and the seed (which
+    // would find its names taken) is skipped.
+    let restarted = existing.is_some();
     let mut tenant = Tenant {
         id: tenant_id,
         corp_id: CorpId::new_unchecked(CORP),
@@ -96,6 +99,9 @@ pub async fn seed(
     demo.wecom
         .verify_url(&format!("{tagsync_base}/wecom/callback/{TENANT}"))
         .await?;
+    if restarted {
+        return Ok(restart_notice(demo, tagsync_base, admin_token));
+    }
 
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let settled = |step: &'static str| async move {
@@ -283,4 +289,37 @@ pub async fn seed(
         "  curl -s {tagsync_base}/admin/v1/tenants/{TENANT}/audit -H 'Authorization: Bearer {admin_token}'"
     );
     Ok(out)
+}
+
+/// What a restart on an earlier demo's data directory prints instead of the seed's commands.
+fn restart_notice(demo: &Demo, tagsync_base: &str, admin_token: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "tagsync demo: tenant `{TENANT}` restarted on its earlier data, wired to new simulators"
+    );
+    let _ = writeln!(out, "  console     {tagsync_base}/admin/");
+    let _ = writeln!(
+        out,
+        "  tagsync     {tagsync_base}   admin token: {admin_token}"
+    );
+    let _ = writeln!(
+        out,
+        "  WeCom sim   {}   control: {}",
+        demo.wecom.base_url(),
+        demo.wecom.control_url()
+    );
+    let _ = writeln!(
+        out,
+        "  mall sim    {}   control: {}/control",
+        demo.mall.base_url(),
+        demo.mall.base_url()
+    );
+    let _ = writeln!(
+        out,
+        "\nThe hub keeps what the earlier run left, so the seed was skipped. The simulators keep\n\
+         nothing between runs: they start empty, and the earlier run's ids are not theirs. For a\n\
+         fresh seeded world with its try-it commands, start the demo without --data."
+    );
+    out
 }

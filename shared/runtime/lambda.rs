@@ -94,6 +94,8 @@ fn delivery_of(m: &SqsMessage) -> Delivery {
 /// The SQS worker: runs every message of the batch and reports only the ones to retry in
 /// `batchItemFailures` (the event source mapping has `ReportBatchItemFailures`). Lambda
 /// deletes the rest: done ones, and parked ones (already copied to the DLQ with their reason).
+/// Each job runs isolated (`worker::outcome_of`): one that panics is reported for retry like
+/// any failure, and the rest of the batch runs on.
 pub async fn sqs(
     app: &App,
     event: LambdaEvent<SqsEvent>,
@@ -102,10 +104,19 @@ pub async fn sqs(
     for m in &event.payload.records {
         let d = delivery_of(m);
         let failed = async {
+            app.queue.started(&d, app.config.worker.visibility).await;
             let settlement = worker::settle(app, &d, worker::outcome_of(app, &d).await);
             worker::count(app, &d, &settlement);
             match settlement {
-                worker::Settlement::Ack => false,
+                // Lambda deletes the message; the queue hears that it is done (if it cannot
+                // record that, the message comes back as a duplicate of a done job).
+                worker::Settlement::Ack => match app.queue.finished(&d).await {
+                    Ok(()) => false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a done job could not be recorded; it comes back");
+                        true
+                    }
+                },
                 worker::Settlement::Retry { delay, error } => {
                     tracing::warn!(?delay, error, "job will be retried");
                     // Best effort: if the visibility change fails, the message still comes back
@@ -115,16 +126,15 @@ pub async fn sqs(
                     }
                     true
                 }
-                worker::Settlement::Park { reason } => match app.queue.park(&d, &reason).await {
-                    Ok(()) => {
-                        tracing::error!(reason, "job parked");
-                        false
+                worker::Settlement::Park { reason, side } => {
+                    match worker::park(app, &d, &reason, side).await {
+                        Ok(()) => false,
+                        Err(e) => {
+                            tracing::error!(error = %e, reason, "could not park the job; it will be retried");
+                            true
+                        }
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, reason, "could not park the job; it will be retried");
-                        true
-                    }
-                },
+                }
             }
         }
         .instrument(worker::job_span(&d))

@@ -1,7 +1,12 @@
-//! `tagsync serve`: every handler in one process — an axum listener routing to
-//! [`handlers::dispatch`], a pool of workers draining the SQLite queue, and the nightly
-//! timer. Dependencies come in as arguments (the listener, the app, a shutdown future), so
-//! tests start a real server on port 0.
+//! `tagsync serve`: every handler in one process — an HTTP/1 listener (hyper, axum's router)
+//! routing to [`handlers::dispatch`], a pool of workers draining the SQLite queue, and the
+//! nightly timer. Dependencies come in as arguments (the listener, the app, a shutdown
+//! future), so tests start a real server on port 0.
+//!
+//! Connections are bounded: at most [`ServeOptions::max_connections`] are served at once
+//! (more wait in the kernel's listen backlog), and one that sends no complete request head
+//! within [`ServeOptions::header_read_timeout`] — on opening or between keep-alive requests —
+//! is closed, so idle or slow sockets cannot pile up.
 
 use crate::app::App;
 use crate::handlers::{self, Surface, nightly, worker};
@@ -10,9 +15,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
 #[derive(Clone, Debug)]
@@ -22,7 +28,24 @@ pub struct ServeOptions {
     pub nightly: Nightly,
     /// How long in-flight jobs may take to finish after shutdown is asked for.
     pub shutdown_grace: Duration,
+    /// Connections served at once; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// A request head must be complete this long after the connection opened or its previous
+    /// answer was sent; otherwise the connection is closed (this is also the keep-alive idle
+    /// timeout).
+    pub header_read_timeout: Duration,
+    /// A request body must be complete this long after its head (else 408).
+    pub body_read_timeout: Duration,
 }
+
+/// Default [`ServeOptions::max_connections`]: far above what a WeCom corp, a mall and a few
+/// operators need at once, far below the process's file limit.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Default [`ServeOptions::header_read_timeout`]: WeCom and malls send a whole request at once,
+/// and a proxy in front re-opens a closed keep-alive connection.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`ServeOptions::body_read_timeout`]: the largest body (4 MiB) over a slow link.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for ServeOptions {
     fn default() -> Self {
@@ -33,6 +56,9 @@ impl Default for ServeOptions {
                 minute: 0,
             },
             shutdown_grace: Duration::from_secs(20),
+            max_connections: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: BODY_READ_TIMEOUT,
         }
     }
 }
@@ -61,7 +87,10 @@ impl std::str::FromStr for Nightly {
             let secs: u64 = secs
                 .parse()
                 .map_err(|_| format!("`{s}`: expected every:SECONDS"))?;
-            return Ok(Nightly::Every(Duration::from_secs(secs.max(1))));
+            if secs == 0 {
+                return Err(format!("`{s}`: the interval must be at least 1 second"));
+            }
+            return Ok(Nightly::Every(Duration::from_secs(secs)));
         }
         let (h, m) = s
             .split_once(':')
@@ -93,11 +122,12 @@ pub async fn serve(
     }
     let timer = tokio::spawn(nightly_loop(app.clone(), opts.nightly, stop_rx.clone()));
 
-    let router = axum::Router::new().fallback(route).with_state(app.clone());
-    tracing::info!(addr = %listener.local_addr()?, workers = opts.workers, nightly = ?opts.nightly, "tagsync serve ready");
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let router = axum::Router::new().fallback(route).with_state(Routed {
+        app: app.clone(),
+        body_read_timeout: opts.body_read_timeout,
+    });
+    tracing::info!(addr = %listener.local_addr()?, workers = opts.workers, nightly = ?opts.nightly, max_connections = opts.max_connections, "tagsync serve ready");
+    accept_loop(listener, router, &opts, shutdown).await;
 
     tracing::info!("shutting down: finishing in-flight jobs");
     let _ = stop_tx.send(true);
@@ -110,23 +140,106 @@ pub async fn serve(
         tracing::warn!(grace = ?opts.shutdown_grace, "jobs still running after the grace period; they will be redelivered");
         workers.abort_all();
     }
-    result
+    Ok(())
 }
 
-async fn route(State(app): State<App>, req: axum::extract::Request) -> Response {
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
+/// Accepts connections until `shutdown`, each holding one of `max_connections` permits while
+/// it lives; then stops accepting and gives the open ones `shutdown_grace` to finish their
+/// requests (idle ones are closed at once).
+async fn accept_loop(
+    listener: TcpListener,
+    router: axum::Router,
+    opts: &ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let limit = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    tokio::pin!(shutdown);
+    loop {
+        // The permit is taken before accepting: at the cap, new connections wait in the
+        // backlog rather than being accepted and left unserved.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone());
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the grace period; closing them");
+    }
+}
+
+#[derive(Clone)]
+struct Routed {
+    app: App,
+    body_read_timeout: Duration,
+}
+
+/// A request id from the caller is kept only when it is short and plain, so it cannot forge
+/// log fields or flood a log line; anything else gets a fresh one.
+pub fn request_id(offered: Option<&str>) -> String {
+    offered
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+async fn route(State(routed): State<Routed>, req: axum::extract::Request) -> Response {
+    let Routed {
+        app,
+        body_read_timeout,
+    } = routed;
+    let request_id = request_id(
+        req.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
     let (parts, body) = req.into_parts();
     let span = tracing::info_span!("request", request_id = %request_id, method = %parts.method, path = %parts.uri.path());
     async move {
-        let response = match axum::body::to_bytes(body, MAX_BODY).await {
-            Err(_) => ApiError::PayloadTooLarge(MAX_BODY).into_response(),
-            Ok(body) => {
+        let body = tokio::time::timeout(body_read_timeout, axum::body::to_bytes(body, MAX_BODY));
+        let response = match body.await {
+            Err(_) => ApiError::Timeout(format!(
+                "the request body did not arrive within {} s",
+                body_read_timeout.as_secs()
+            ))
+            .into_response(),
+            Ok(Err(_)) => ApiError::PayloadTooLarge(MAX_BODY).into_response(),
+            Ok(Ok(body)) => {
                 let req = HttpRequest {
                     method: parts.method,
                     path: parts.uri.path().to_string(),
@@ -161,10 +274,9 @@ fn into_axum(r: HttpResponse, request_id: &str) -> Response {
     }
     builder.body(Body::from(r.body)).unwrap_or_else(|e| {
         tracing::error!(error = %e, "response could not be built");
-        Response::builder()
-            .status(500)
-            .body(Body::empty())
-            .expect("static response")
+        let mut fallback = Response::new(Body::empty());
+        *fallback.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+        fallback
     })
 }
 
@@ -249,6 +361,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn request_ids_are_taken_only_when_short_and_plain() {
+        assert_eq!(request_id(Some("req-1.a_B")), "req-1.a_B");
+        let long = "a".repeat(64);
+        assert_eq!(request_id(Some(&long)), long);
+        for forged in [
+            "",
+            "a b",
+            "x\" level=error msg=\"forged",
+            "id\nnext",
+            "ключ",
+            &"a".repeat(65),
+        ] {
+            let id = request_id(Some(forged));
+            assert_ne!(id, forged);
+            assert_eq!(id.len(), 32, "a fresh uuid: {id}");
+        }
+        assert_eq!(request_id(None).len(), 32);
+    }
+
+    #[test]
     fn nightly_schedule_parses_and_finds_the_next_time() {
         assert_eq!("off".parse::<Nightly>(), Ok(Nightly::Off));
         assert_eq!(
@@ -263,6 +395,7 @@ mod tests {
             Ok(Nightly::Every(Duration::from_secs(5)))
         );
         assert!("25:00".parse::<Nightly>().is_err());
+        assert!("every:0".parse::<Nightly>().is_err());
         // 2026-11-21T18:00:00Z → 19:00 is one hour away; at 19:00 exactly, a day away.
         let six_pm = 1_763_748_000_000 - 1_763_748_000_000 % 86_400_000 + 18 * 3_600_000;
         assert_eq!(until_next(six_pm, 19, 0), Duration::from_secs(3600));

@@ -32,6 +32,14 @@ impl ServeProcess {
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+        // A key of its own per data directory, the same on every start (so restarts open the
+        // store), unless the caller gives one: tests must not share the user's key file.
+        if !env
+            .iter()
+            .any(|(k, _)| k.starts_with("TAGSYNC_SECRET_KEY") || *k == "HOME")
+        {
+            cmd.env("TAGSYNC_SECRET_KEY", test_key(data));
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -77,6 +85,15 @@ impl ServeProcess {
             .status();
         self.child.wait().expect("wait for tagsync serve")
     }
+}
+
+/// A secret key derived from the data directory's path (for test processes only: anyone who
+/// knows the path knows the key).
+pub fn test_key(data: &Path) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("tagsync test key {}", data.display()));
+    base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
 impl Drop for ServeProcess {

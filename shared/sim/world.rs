@@ -223,7 +223,9 @@ impl World {
         config.worker.base_backoff = opts.base_backoff;
         config.worker.max_backoff = opts.max_backoff;
         config.worker.visibility = opts.visibility;
-        let (app, _db) = App::sqlite(&data.0, config, Arc::new(SystemClock))
+        let key = crate::store::sealing::SecretKey::generate();
+        let (app, _db) = App::sqlite(&data.0, config, Arc::new(SystemClock), key)
+            .await
             .unwrap_or_else(|e| panic!("tagsync's store: {e}"));
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -238,6 +240,7 @@ impl World {
                 workers: opts.workers.max(1),
                 nightly: Nightly::Off,
                 shutdown_grace: Duration::from_secs(5),
+                ..ServeOptions::default()
             },
             async {
                 // A dropped sender (a dropped world) stops the server too.

@@ -302,7 +302,8 @@ impl ItemBackend for DynamoItems {
                 .collect();
             return Err(StoreError::TransactionConflict { failed });
         }
-        let what = format!("transaction of {} writes (first {})", keys.len(), keys[0]);
+        let first = keys.first().map_or("-", String::as_str);
+        let what = format!("transaction of {} writes (first {first})", keys.len());
         Err(sdk_error("TransactWriteItems", &what, err))
     }
 }

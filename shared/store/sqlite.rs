@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     parked_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, visible_at);
+CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant, state);
 ";
 
 fn unavailable(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -105,21 +106,124 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     // (only an OS crash may lose the last transactions), which is what `serve` needs.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Deleted and overwritten content is zeroed, so an old plain secret (or any record the
+    // store replaced) does not linger in free pages of a copied file.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     // Another process on the same file (the CLI beside `serve`) waits rather than fails.
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
 
+/// The database file of a data directory.
+pub const DB_FILE: &str = "tagsync.db";
+
+/// A database that cannot be used as it is: SQLite says it is not a database, or
+/// `PRAGMA quick_check` finds damage. Names the file and what to do.
+fn damaged(path: &Path, detail: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: path.display().to_string(),
+        message: format!(
+            "the database is damaged ({detail}); tagsync will not start on it: restore \
+             {} from a backup, or move it away to start with an empty store",
+            path.display()
+        ),
+    }
+}
+
+/// SQLite's verdicts that mean "this file is not a (sound) database".
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Runs `PRAGMA quick_check` (a full scan of pages and indexes, without the slower
+/// cross-checks of `integrity_check`): `Ok` when it answers `ok`.
+fn quick_check(conn: &Connection) -> rusqlite::Result<Result<(), String>> {
+    let mut stmt = conn.prepare("PRAGMA quick_check")?;
+    let problems: Vec<String> = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        Ok(Ok(()))
+    } else {
+        let mut shown: Vec<String> = problems.iter().take(3).cloned().collect();
+        if problems.len() > 3 {
+            shown.push(format!("and {} more", problems.len() - 3));
+        }
+        Ok(Err(format!("quick_check: {}", shown.join("; "))))
+    }
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &Path, _: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Creates `dir` (and its missing parents) if needed. A directory created here is 0700 —
+/// exactly, whatever the umask — since it holds the store; an existing one keeps its mode.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    set_mode(dir, 0o700)
+}
+
+/// The database file, created empty if missing, and its WAL and shared-memory files if they
+/// exist: all 0600, whatever the umask (SQLite gives the WAL files the database's mode).
+fn private_db_files(path: &Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    drop(opts.open(path)?);
+    set_mode(path, 0o600)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = path.with_file_name(format!("{DB_FILE}{suffix}"));
+        if side.exists() {
+            set_mode(&side, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteDb {
+    /// Opens the database at `path` (created if missing) and checks it: a file that is not a
+    /// database or fails `PRAGMA quick_check` is refused with [`StoreError::Corrupt`].
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let writer = connect(path).map_err(unavailable("open"))?;
-        writer
-            .execute_batch(SCHEMA)
-            .map_err(unavailable("migrate"))?;
+        let open_err = |op: &'static str| {
+            move |e: rusqlite::Error| {
+                if is_damage(&e) {
+                    damaged(path, &e.to_string())
+                } else {
+                    StoreError::Unavailable {
+                        op,
+                        message: format!("{}: {e}", path.display()),
+                    }
+                }
+            }
+        };
+        let writer = connect(path).map_err(open_err("open"))?;
+        quick_check(&writer)
+            .map_err(open_err("quick_check"))?
+            .map_err(|detail| damaged(path, &detail))?;
+        writer.execute_batch(SCHEMA).map_err(open_err("migrate"))?;
         let readers = (0..READERS)
             .map(|_| connect(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(unavailable("open"))?;
+            .map_err(open_err("open"))?;
         let (tx, rx) = mpsc::channel::<WriteOp>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -137,20 +241,41 @@ impl SqliteDb {
         })
     }
 
-    /// Opens (creating as needed) `dir/tagsync.db`.
+    /// Opens (creating as needed) `dir/tagsync.db`: the directory 0700 when created here, the
+    /// database files 0600.
     pub fn open_in_dir(dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
+        let io = |e: std::io::Error| StoreError::Unavailable {
             op: "open",
             message: format!("{}: {e}", dir.display()),
-        })?;
-        Self::open(&dir.join("tagsync.db"))
+        };
+        create_private_dir(dir).map_err(io)?;
+        let path = dir.join(DB_FILE);
+        private_db_files(&path).map_err(io)?;
+        Self::open(&path)
+    }
+
+    /// Moves every committed write from the WAL into the database file and empties the WAL,
+    /// so page images from before (e.g. plain secrets just sealed) leave the disk.
+    pub async fn checkpoint(&self) -> StoreResult<()> {
+        self.read(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+            .await
+            .map_err(unavailable("checkpoint"))
+    }
+
+    /// Whether `dir` holds a store (the operator's CLI works only on an existing one).
+    pub fn exists_in(dir: &Path) -> bool {
+        dir.join(DB_FILE).is_file()
     }
 
     /// Runs a read on the reader connection, off the async threads.
-    pub async fn read<T: Send + 'static>(
+    pub async fn read<T, E>(
         &self,
-        f: impl FnOnce(&Connection) -> T + Send + 'static,
-    ) -> T {
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<WriteFailed> + Send + 'static,
+    {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let n = inner
@@ -162,7 +287,8 @@ impl SqliteDb {
             f(&conn)
         })
         .await
-        .expect("sqlite read panicked")
+        // The read's thread panicked or the runtime is shutting down: a failed read.
+        .unwrap_or_else(|e| Err(E::from(WriteFailed(format!("sqlite read: {e}")))))
     }
 
     /// Runs a write atomically (in its own savepoint) and answers once it is committed. An

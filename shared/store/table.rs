@@ -14,8 +14,14 @@
 //! | idempotency record | `IDEMP#{key}` | `-` |
 //! | lease | `LEASE#{name}` | `-` |
 //! | access token | `TOKEN#{corp}#{secret fingerprint}` | `-` |
+//! | the key record of sealed secrets (`sealing.rs`) | `SEALING` | `KEY` |
+//! | queue mark (a tenant's queued job, counted on SQS) | `QUEUE#{t}` | `{job id}` |
+//!
+//! Tenant secrets and access tokens are sealed (see [`super::sealing`]) when the store has a
+//! sealer; every other field is stored as it is.
 
 use super::item::{Condition, Direction, Item, ItemBackend, ItemWrite, Query};
+use super::sealing::{KeyRecord, KeySource, SealError, Sealer, SecretPaths};
 use crate::domain::*;
 use crate::ports::{Claim, Page, Store, StoreError, StoreResult, Write};
 use async_trait::async_trait;
@@ -30,7 +36,17 @@ pub struct TableStore<B> {
     /// When this process last wrote each tenant's last-event time: a burst of events writes
     /// it once per [`LAST_EVENT_RESOLUTION_MS`], not once per event.
     last_event_written: std::sync::Mutex<std::collections::HashMap<TenantId, Timestamp>>,
+    /// Seals tenant secrets and access tokens; without one (tests of the layout) they are
+    /// stored as they are.
+    sealer: Option<Sealer>,
 }
+
+/// A tenant's secrets: every member of `secrets`, present and future.
+const TENANT_SECRETS: SecretPaths = SecretPaths(&["/secrets/*"]);
+/// A cached WeCom access token.
+const TOKEN_SECRETS: SecretPaths = SecretPaths(&["/token"]);
+/// Where the key record lives.
+const KEY_RECORD: (&str, &str) = ("SEALING", "KEY");
 
 /// How fresh `last_event_at` is kept (the status route shows it; a second is plenty).
 const LAST_EVENT_RESOLUTION_MS: i64 = 1000;
@@ -40,10 +56,192 @@ impl<B: ItemBackend> TableStore<B> {
         Self {
             backend,
             last_event_written: Default::default(),
+            sealer: None,
         }
     }
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// The store with its secrets sealed by `source`'s key: reads the key record, or writes
+    /// it when the store has none yet (its first start), and refuses a key that is not the
+    /// record's. Then seals what an older version left plain ([`Self::seal_plain_records`]).
+    pub async fn unlock(mut self, source: &KeySource) -> Result<Self, SealError> {
+        let (pk, sk) = KEY_RECORD;
+        // Two first starts at once (two Lambda sandboxes): one record wins, the other reads it.
+        for _ in 0..3 {
+            if let Some(item) = self.backend.get(pk, sk).await? {
+                let record: KeyRecord = decode(&item)?;
+                self.sealer = Some(Sealer::new(&source.key_for(&record).await?));
+                return Ok(self);
+            }
+            let (record, key) = source.new_record().await?;
+            let write = ItemWrite::Put {
+                item: Item::new(pk, sk, 1, encode(pk, &record)?),
+                condition: Condition::Absent,
+            };
+            match self.backend.write(write).await {
+                Ok(()) => {
+                    self.sealer = Some(Sealer::new(&key));
+                    return Ok(self);
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(SealError::Store(StoreError::Unavailable {
+            op: "key record",
+            message: "written and gone again three times".into(),
+        }))
+    }
+
+    /// Seals tenant secrets stored plain (by a version before sealing); answers how many
+    /// tenants it sealed. Safe to run from several processes at once (versioned writes).
+    /// Access tokens cached plain are sealed when next refreshed (within two hours).
+    pub async fn seal_plain_records(&self) -> StoreResult<usize> {
+        let Some(sealer) = &self.sealer else {
+            return Ok(0);
+        };
+        let mut sealed = 0;
+        for listed in self.query_all("TENANTS".into(), "", true).await? {
+            // Where the listing shows nothing plain, nothing is left to do (the usual case: a
+            // cold start costs one query). Otherwise the item is re-read, since the listing
+            // comes from the index (eventually consistent in DynamoDB).
+            if !has_plain(&listed.data) {
+                continue;
+            }
+            let Some(item) = self.backend.get(&listed.pk, &listed.sk).await? else {
+                continue;
+            };
+            let mut json: serde_json::Value =
+                serde_json::from_str(&item.data).map_err(|e| StoreError::Corrupt {
+                    key: item.key(),
+                    message: e.to_string(),
+                })?;
+            let mut plain = false;
+            let at = format!("{}|{}", item.pk, item.sk);
+            TENANT_SECRETS
+                .for_each(&mut json, |path, value| {
+                    if !Sealer::is_sealed(value) {
+                        *value = sealer.seal(&format!("{at}|{path}"), value)?;
+                        plain = true;
+                    }
+                    Ok(())
+                })
+                .map_err(|e| sealing_corrupt(&item.key(), e))?;
+            if !plain {
+                continue;
+            }
+            let mut next = item.clone();
+            next.version = item.version + 1;
+            next.data = encode(&at, &json)?;
+            match self
+                .backend
+                .write(ItemWrite::Put {
+                    item: next,
+                    condition: Condition::Version(item.version),
+                })
+                .await
+            {
+                Ok(()) => sealed += 1,
+                // Rewritten meanwhile: the writer sealed it.
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// `value` as stored at `pk`/`sk`, its secrets at `paths` sealed.
+    fn encode_sealed<T: Serialize>(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: &T,
+        paths: SecretPaths,
+    ) -> StoreResult<String> {
+        let at = format!("{pk}|{sk}");
+        let mut json = serde_json::to_value(value).map_err(|e| StoreError::Corrupt {
+            key: at.clone(),
+            message: e.to_string(),
+        })?;
+        if let Some(sealer) = &self.sealer {
+            paths
+                .for_each(&mut json, |path, v| {
+                    if !Sealer::is_sealed(v) {
+                        *v = sealer.seal(&format!("{at}|{path}"), v)?;
+                    }
+                    Ok(())
+                })
+                .map_err(|e| sealing_corrupt(&at, e))?;
+        }
+        encode(&at, &json)
+    }
+
+    /// An item's value with its secrets at `paths` opened (plain ones, from before sealing,
+    /// are taken as they are).
+    fn decode_sealed<T: DeserializeOwned>(
+        &self,
+        item: &Item,
+        paths: SecretPaths,
+    ) -> StoreResult<T> {
+        let corrupt = |message: String| StoreError::Corrupt {
+            key: item.key(),
+            message,
+        };
+        let mut json: serde_json::Value =
+            serde_json::from_str(&item.data).map_err(|e| corrupt(e.to_string()))?;
+        let at = format!("{}|{}", item.pk, item.sk);
+        paths
+            .for_each(&mut json, |path, v| {
+                if Sealer::is_sealed(v) {
+                    let sealer = self.sealer.as_ref().ok_or_else(|| SealError::Open {
+                        at: format!("{at}|{path}"),
+                        reason: "this store was opened without a secret key".into(),
+                    })?;
+                    *v = sealer.open(&format!("{at}|{path}"), v)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| sealing_corrupt(&item.key(), e))?;
+        serde_json::from_value(json).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// A versioned put whose secrets at `paths` are sealed.
+    fn sealed_put<T: Serialize>(
+        &self,
+        pk: String,
+        sk: String,
+        value: &T,
+        version: u64,
+        paths: SecretPaths,
+    ) -> StoreResult<ItemWrite> {
+        let data = self.encode_sealed(&pk, &sk, value, paths)?;
+        Ok(ItemWrite::Put {
+            item: Item::new(pk, sk, version + 1, data),
+            condition: version_condition(version),
+        })
+    }
+}
+
+/// Whether a stored tenant has a secret that is not sealed (an unreadable item counts: the
+/// re-read reports it).
+fn has_plain(data: &str) -> bool {
+    let Ok(mut json) = serde_json::from_str::<serde_json::Value>(data) else {
+        return true;
+    };
+    let mut plain = false;
+    let _ = TENANT_SECRETS.for_each(&mut json, |_, v| {
+        plain |= !Sealer::is_sealed(v);
+        Ok(())
+    });
+    plain
+}
+
+fn sealing_corrupt(key: &str, e: SealError) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
     }
 }
 
@@ -91,6 +289,18 @@ mod keys {
     pub fn token(corp: &CorpId, fp: &str) -> (String, String) {
         (format!("TOKEN#{corp}#{fp}"), "-".into())
     }
+    pub fn queue_marks(t: &TenantId) -> String {
+        format!("QUEUE#{t}")
+    }
+}
+
+/// A queue mark's item at `version`, expiring with the mark.
+fn mark_item(mark: &QueueMark, version: u64) -> StoreResult<Item> {
+    let pk = keys::queue_marks(&mark.tenant);
+    let data = encode(&pk, mark)?;
+    let mut item = Item::new(pk, mark.job.to_string(), version, data);
+    item.expiration = Some(mark.expires_at.secs());
+    Ok(item)
 }
 
 fn encode<T: Serialize>(key: &str, value: &T) -> StoreResult<String> {
@@ -156,8 +366,8 @@ fn audit_put(entry: &AuditEntry) -> StoreResult<ItemWrite> {
     })
 }
 
-/// Marks an idempotency key completed until `expires_at` (its lock cleared).
-fn completed_put(key: &str, expires_at: Timestamp) -> StoreResult<ItemWrite> {
+/// An idempotency key's record, completed until `expires_at` (its lock cleared).
+fn completed_item(key: &str, expires_at: Timestamp) -> StoreResult<Item> {
     let (pk, sk) = keys::idempotency(key);
     let data = encode(
         &pk,
@@ -167,10 +377,7 @@ fn completed_put(key: &str, expires_at: Timestamp) -> StoreResult<ItemWrite> {
     )?;
     let mut item = Item::new(pk, sk, 2, data);
     item.expiration = Some(expires_at.secs());
-    Ok(ItemWrite::Put {
-        item,
-        condition: Condition::None,
-    })
+    Ok(item)
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -355,11 +562,8 @@ impl<B: ItemBackend> TableStore<B> {
                 now,
                 expires_at,
             } => {
-                let ItemWrite::Put { item, .. } = completed_put(&key, expires_at)? else {
-                    unreachable!("completed_put builds a put")
-                };
                 vec![ItemWrite::Put {
-                    item,
+                    item: completed_item(&key, expires_at)?,
                     condition: Condition::Claimable {
                         now_millis: now.millis(),
                         owner: None,
@@ -378,14 +582,25 @@ impl<B: ItemBackend> TableStore<B> {
 
 #[async_trait]
 impl<B: ItemBackend> Store for TableStore<B> {
+    async fn check(&self) -> StoreResult<()> {
+        self.backend.get("HEALTH", "-").await.map(|_| ())
+    }
+
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
-        self.get_entity(keys::tenant(id), |t: &mut Tenant, v| t.version = v)
-            .await
+        let (pk, sk) = keys::tenant(id);
+        match self.backend.get(&pk, &sk).await? {
+            None => Ok(None),
+            Some(item) => {
+                let mut t: Tenant = self.decode_sealed(&item, TENANT_SECRETS)?;
+                t.version = item.version;
+                Ok(Some(t))
+            }
+        }
     }
 
     async fn put_tenant(&self, tenant: &mut Tenant) -> StoreResult<()> {
         let (pk, sk) = keys::tenant(&tenant.id);
-        let mut write = versioned_put(pk, sk, &*tenant, tenant.version)?;
+        let mut write = self.sealed_put(pk, sk, &*tenant, tenant.version, TENANT_SECRETS)?;
         if let ItemWrite::Put { item, .. } = &mut write {
             item.gsi1pk = Some("TENANTS".into());
             item.gsi1sk = Some(tenant.id.to_string());
@@ -397,7 +612,14 @@ impl<B: ItemBackend> Store for TableStore<B> {
         // The GSI is eventually consistent in DynamoDB; a tenant created a moment ago may be
         // missing from one nightly listing and is picked up by the next.
         let items = self.query_all("TENANTS".into(), "", true).await?;
-        decode_all(&items, |t: &mut Tenant, v| t.version = v)
+        items
+            .iter()
+            .map(|i| {
+                let mut t: Tenant = self.decode_sealed(i, TENANT_SECRETS)?;
+                t.version = i.version;
+                Ok(t)
+            })
+            .collect()
     }
 
     async fn touch_last_event(&self, tenant: &TenantId, at: Timestamp) -> StoreResult<()> {
@@ -743,16 +965,20 @@ impl<B: ItemBackend> Store for TableStore<B> {
         corp: &CorpId,
         secret_fingerprint: &str,
     ) -> StoreResult<Option<AccessToken>> {
-        self.get_entity(
-            keys::token(corp, secret_fingerprint),
-            |t: &mut AccessToken, v| t.version = v,
-        )
-        .await
+        let (pk, sk) = keys::token(corp, secret_fingerprint);
+        match self.backend.get(&pk, &sk).await? {
+            None => Ok(None),
+            Some(item) => {
+                let mut t: AccessToken = self.decode_sealed(&item, TOKEN_SECRETS)?;
+                t.version = item.version;
+                Ok(Some(t))
+            }
+        }
     }
 
     async fn put_token(&self, token: &mut AccessToken) -> StoreResult<()> {
         let (pk, sk) = keys::token(&token.corp_id, &token.secret_fingerprint);
-        let write = versioned_put(pk, sk, &*token, token.version)?;
+        let write = self.sealed_put(pk, sk, &*token, token.version, TOKEN_SECRETS)?;
         self.put_one(write, &mut token.version).await
     }
 
@@ -782,5 +1008,62 @@ impl<B: ItemBackend> Store for TableStore<B> {
             Err(e) if e.is_conflict() => Ok(()),
             other => other,
         }
+    }
+
+    async fn put_queue_marks(&self, marks: &[QueueMark]) -> StoreResult<()> {
+        // In transactions of at most 100 (one send is at most a few hundred jobs): far fewer
+        // round trips than one write each.
+        for chunk in marks.chunks(100) {
+            let writes = chunk
+                .iter()
+                .map(|m| {
+                    Ok(ItemWrite::Put {
+                        item: mark_item(m, 1)?,
+                        condition: Condition::None,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            self.backend.transact(writes).await?;
+        }
+        Ok(())
+    }
+
+    async fn update_queue_mark(&self, mark: &QueueMark) -> StoreResult<bool> {
+        let pk = keys::queue_marks(&mark.tenant);
+        let sk = mark.job.to_string();
+        // Read, then write only over what was read: a delete in between wins.
+        for _ in 0..5 {
+            let Some(current) = self.backend.get(&pk, &sk).await? else {
+                return Ok(false);
+            };
+            let put = ItemWrite::Put {
+                item: mark_item(mark, current.version + 1)?,
+                condition: Condition::Version(current.version),
+            };
+            match self.backend.write(put).await {
+                Ok(()) => return Ok(true),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict {
+            key: format!("{pk}|{sk}"),
+            reason: "the queue mark kept changing".into(),
+        })
+    }
+
+    async fn delete_queue_mark(&self, tenant: &TenantId, job: &JobId) -> StoreResult<()> {
+        self.backend
+            .write(ItemWrite::Delete {
+                pk: keys::queue_marks(tenant),
+                sk: job.to_string(),
+                condition: Condition::None,
+            })
+            .await
+    }
+
+    async fn list_queue_marks(&self, tenant: &TenantId) -> StoreResult<Vec<QueueMark>> {
+        let items = self.query_all(keys::queue_marks(tenant), "", false).await?;
+        items.iter().map(decode).collect()
     }
 }

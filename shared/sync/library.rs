@@ -8,21 +8,21 @@
 //! deleted object is never resurrected (hub ids are not reused).
 
 use crate::domain::{
-    GroupSnapshot, HubGroupId, HubTagId, SideLink, SyncState, Tag, TagGroup, TagSnapshot, TenantId,
-    Timestamp,
+    GroupSnapshot, HubGroupId, HubTagId, MallGroupId, MallTagId, SideLink, SyncState, Tag,
+    TagGroup, TagSnapshot, TenantId, Timestamp, WecomGroupId, WecomTagId,
 };
 
-/// What one side shows for the object right now.
+/// What one side shows for the object right now: its id there and its fields, or nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Seen<S> {
-    Present(S),
+pub enum Seen<I, S> {
+    Present(I, S),
     Absent,
 }
 
-impl<S> Seen<S> {
+impl<I, S> Seen<I, S> {
     pub fn as_option(&self) -> Option<&S> {
         match self {
-            Seen::Present(s) => Some(s),
+            Seen::Present(_, s) => Some(s),
             Seen::Absent => None,
         }
     }
@@ -32,16 +32,17 @@ impl<S> Seen<S> {
 /// WeCom: the observation time, its callbacks carry none), and whether tagsync may edit it
 /// there (WeCom console tags are read-only to the app).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Observed<S> {
-    pub seen: Seen<S>,
+pub struct Observed<I, S> {
+    pub seen: Seen<I, S>,
     pub at: Timestamp,
     pub read_only: bool,
 }
 
-impl<S> Observed<S> {
-    pub fn present(snapshot: S, at: Timestamp) -> Self {
+impl<I, S> Observed<I, S> {
+    /// The side shows the object `id` with `snapshot`.
+    pub fn present(id: I, snapshot: S, at: Timestamp) -> Self {
         Self {
-            seen: Seen::Present(snapshot),
+            seen: Seen::Present(id, snapshot),
             at,
             read_only: false,
         }
@@ -61,26 +62,36 @@ impl<S> Observed<S> {
     }
 }
 
-/// The one operation planned for one side.
+/// The one operation planned for one side. Operations on the side's object carry its id
+/// there (`I`), and those that make an object carry what it becomes (`S`), so the engine that
+/// applies them never has to look for either.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LibraryOp {
+pub enum LibraryOp<I, S> {
     Nothing,
-    /// Create with the plan's `base_after`. A WeCom group is created together with its first
-    /// tag (WeCom refuses empty groups).
-    Create,
+    /// Create as `after` (also the plan's `base_after`). A WeCom group is created together
+    /// with its first tag (WeCom refuses empty groups).
+    Create {
+        after: S,
+    },
     /// Only the fields that differ are set.
     Update {
+        id: I,
         name: Option<String>,
         order: Option<u32>,
     },
-    /// A tag changes group (plus any other field that differs). WeCom has no move: create in
-    /// the new group, re-mark every relation that carried the old id, delete the old one.
+    /// A tag changes group (plus any other field that differs) to become `after`. WeCom has
+    /// no move: create in the new group, re-mark every relation that carried the old id,
+    /// delete the old one.
     Move {
+        id: I,
         to_group: HubGroupId,
         name: Option<String>,
         order: Option<u32>,
+        after: S,
     },
-    Delete,
+    Delete {
+        id: I,
+    },
     /// The side needs a write tagsync may not make (a read-only WeCom object): leave it as it
     /// is and show `read_only`. Already recorded in the merged hub object; no remote call.
     MarkReadOnly,
@@ -90,30 +101,39 @@ pub enum LibraryOp {
 /// object is gone there). For `Nothing` and `MarkReadOnly` the merged hub object already
 /// carries that base.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SidePlan<S> {
-    pub op: LibraryOp,
+pub struct SidePlan<I, S> {
+    pub op: LibraryOp<I, S>,
     pub base_after: Option<S>,
 }
 
+/// The plan for both sides: WeCom's ids are `W`, the mall's `M`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Plan<S> {
-    pub wecom: SidePlan<S>,
-    pub mall: SidePlan<S>,
+pub struct Plan<W, M, S> {
+    pub wecom: SidePlan<W, S>,
+    pub mall: SidePlan<M, S>,
 }
 
-impl<S> Plan<S> {
+impl<W, M, S> Plan<W, M, S> {
     /// An echo or a duplicate: nothing to send anywhere.
     pub fn is_nothing(&self) -> bool {
-        self.wecom.op == LibraryOp::Nothing && self.mall.op == LibraryOp::Nothing
+        matches!(self.wecom.op, LibraryOp::Nothing) && matches!(self.mall.op, LibraryOp::Nothing)
     }
 }
+
+pub type GroupPlan = Plan<WecomGroupId, MallGroupId, GroupSnapshot>;
+pub type TagPlan = Plan<WecomTagId, MallTagId, TagSnapshot>;
+/// Observations of a group and of a tag on WeCom and on the mall.
+pub type WecomGroupSeen = Observed<WecomGroupId, GroupSnapshot>;
+pub type MallGroupSeen = Observed<MallGroupId, GroupSnapshot>;
+pub type WecomTagSeen = Observed<WecomTagId, TagSnapshot>;
+pub type MallTagSeen = Observed<MallTagId, TagSnapshot>;
 
 /// The merged hub object (fields, their times, `deleted_at`, and the links of the sides that
 /// need no remote call) and the plan for the sides.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Merged<T, S> {
+pub struct Merged<T, P> {
     pub hub: T,
-    pub plan: Plan<S>,
+    pub plan: P,
 }
 
 /// What the group merge needs to know about the group's tags.
@@ -135,10 +155,10 @@ pub fn merge_group(
     tenant: &TenantId,
     id: &HubGroupId,
     hub: Option<&TagGroup>,
-    wecom: &Observed<GroupSnapshot>,
-    mall: &Observed<GroupSnapshot>,
+    wecom: &WecomGroupSeen,
+    mall: &MallGroupSeen,
     facts: GroupFacts,
-) -> Option<Merged<TagGroup, GroupSnapshot>> {
+) -> Option<Merged<TagGroup, GroupPlan>> {
     let mut wecom_base = hub.and_then(|h| h.wecom.base.as_ref());
     let dropped = wecom_base.is_some()
         && wecom.seen == Seen::Absent
@@ -156,16 +176,8 @@ pub fn merge_group(
             deleted_at: h.deleted_at,
         }),
         [
-            SideIn {
-                base: wecom_base,
-                obs: wecom,
-                rank: WECOM,
-            },
-            SideIn {
-                base: hub.and_then(|h| h.mall.base.as_ref()),
-                obs: mall,
-                rank: MALL,
-            },
+            SideIn::new(wecom_base, wecom, WECOM),
+            SideIn::new(hub.and_then(|h| h.mall.base.as_ref()), mall, MALL),
         ],
     )?;
     let deleted = core.deleted_at.is_some();
@@ -225,9 +237,9 @@ pub fn merge_tag(
     tenant: &TenantId,
     id: &HubTagId,
     hub: Option<&Tag>,
-    wecom: &Observed<TagSnapshot>,
-    mall: &Observed<TagSnapshot>,
-) -> Option<Merged<Tag, TagSnapshot>> {
+    wecom: &WecomTagSeen,
+    mall: &MallTagSeen,
+) -> Option<Merged<Tag, TagPlan>> {
     let core = merge_core(
         hub.map(|h| Core {
             value: TagSnapshot {
@@ -239,16 +251,8 @@ pub fn merge_tag(
             deleted_at: h.deleted_at,
         }),
         [
-            SideIn {
-                base: hub.and_then(|h| h.wecom.base.as_ref()),
-                obs: wecom,
-                rank: WECOM,
-            },
-            SideIn {
-                base: hub.and_then(|h| h.mall.base.as_ref()),
-                obs: mall,
-                rank: MALL,
-            },
+            SideIn::new(hub.and_then(|h| h.wecom.base.as_ref()), wecom, WECOM),
+            SideIn::new(hub.and_then(|h| h.mall.base.as_ref()), mall, MALL),
         ],
     )?;
     let deleted = core.deleted_at.is_some();
@@ -356,17 +360,30 @@ struct Core<S> {
     deleted_at: Option<Timestamp>,
 }
 
+/// One side as the merge of fields sees it (the side's id does not matter there).
 struct SideIn<'a, S> {
     base: Option<&'a S>,
-    obs: &'a Observed<S>,
+    seen: Option<&'a S>,
+    at: Timestamp,
     rank: u8,
+}
+
+impl<'a, S> SideIn<'a, S> {
+    fn new<I>(base: Option<&'a S>, obs: &'a Observed<I, S>, rank: u8) -> Self {
+        Self {
+            base,
+            seen: obs.seen.as_option(),
+            at: obs.at,
+            rank,
+        }
+    }
 }
 
 fn merge_core<S: Fields>(hub: Option<Core<S>>, sides: [SideIn<'_, S>; 2]) -> Option<Core<S>> {
     let deletes = sides
         .iter()
-        .filter(|s| s.base.is_some() && s.obs.seen == Seen::Absent)
-        .map(|s| s.obs.at);
+        .filter(|s| s.base.is_some() && s.seen.is_none())
+        .map(|s| s.at);
     let (mut value, mut at, hub_deleted) = match hub {
         Some(h) => (h.value, h.at, h.deleted_at),
         None => {
@@ -374,7 +391,7 @@ fn merge_core<S: Fields>(hub: Option<Core<S>>, sides: [SideIn<'_, S>; 2]) -> Opt
             // side with the latest time (then the tie-break) supplies the whole object.
             let first = sides
                 .iter()
-                .filter_map(|s| s.obs.seen.as_option().map(|v| (s.obs.at, s.rank, v)))
+                .filter_map(|s| s.seen.map(|v| (s.at, s.rank, v)))
                 .max_by_key(|(t, r, _)| (*t, *r))?;
             (first.2.clone(), vec![first.0; S::COUNT], None)
         }
@@ -385,7 +402,7 @@ fn merge_core<S: Fields>(hub: Option<Core<S>>, sides: [SideIn<'_, S>; 2]) -> Opt
         for (field, field_at) in at.iter_mut().enumerate() {
             let mut best: (Timestamp, u8, Option<&S>) = (*field_at, HUB, None);
             for side in &sides {
-                let Some(seen) = side.obs.seen.as_option() else {
+                let Some(seen) = side.seen else {
                     continue;
                 };
                 let changed = match side.base {
@@ -395,8 +412,8 @@ fn merge_core<S: Fields>(hub: Option<Core<S>>, sides: [SideIn<'_, S>; 2]) -> Opt
                     // hub moves.
                     None => true,
                 };
-                if changed && (side.obs.at, side.rank) > (best.0, best.1) {
-                    best = (side.obs.at, side.rank, Some(seen));
+                if changed && (side.at, side.rank) > (best.0, best.1) {
+                    best = (side.at, side.rank, Some(seen));
                 }
             }
             if let (t, _, Some(winner)) = best {
@@ -431,29 +448,32 @@ impl<S> LinkNow<S> {
                 link.state = state;
                 link.error = None;
             }
+            // A side that failed shows it, with its reason, until a try succeeds there
+            // (an operator's edit makes it pending again: the admin routes do that).
+            LinkNow::Pending if link.state == SyncState::Failed => {}
             LinkNow::Pending => link.state = SyncState::Pending,
         }
     }
 }
 
-fn plan_side<S: Fields>(
+fn plan_side<I: Clone, S: Fields>(
     merged: &S,
     deleted: bool,
-    obs: &Observed<S>,
+    obs: &Observed<I, S>,
     state: SyncState,
     wait_for_tags: bool,
-    diff: fn(&S, &S) -> LibraryOp,
-) -> (SidePlan<S>, LinkNow<S>) {
+    diff: fn(I, &S, &S) -> LibraryOp<I, S>,
+) -> (SidePlan<I, S>, LinkNow<S>) {
     let seen = obs.seen.as_option();
     let settled_state = if obs.read_only {
         SyncState::ReadOnly
     } else {
         SyncState::Synced
     };
-    let (op, base_after) = match seen {
-        None if deleted => (LibraryOp::Nothing, None),
+    let (op, base_after) = match &obs.seen {
+        Seen::Absent if deleted => (LibraryOp::Nothing, None),
         // WeCom refuses empty groups: stay pending until the group has a tag.
-        None if wait_for_tags => {
+        Seen::Absent if wait_for_tags => {
             return (
                 SidePlan {
                     op: LibraryOp::Nothing,
@@ -462,10 +482,15 @@ fn plan_side<S: Fields>(
                 LinkNow::Settled(None, SyncState::Pending),
             );
         }
-        None => (LibraryOp::Create, Some(merged.clone())),
-        Some(_) if deleted => (LibraryOp::Delete, None),
-        Some(s) if s == merged => (LibraryOp::Nothing, Some(s.clone())),
-        Some(s) => (diff(s, merged), Some(merged.clone())),
+        Seen::Absent => (
+            LibraryOp::Create {
+                after: merged.clone(),
+            },
+            Some(merged.clone()),
+        ),
+        Seen::Present(id, _) if deleted => (LibraryOp::Delete { id: id.clone() }, None),
+        Seen::Present(_, s) if s == merged => (LibraryOp::Nothing, Some(s.clone())),
+        Seen::Present(id, s) => (diff(id.clone(), s, merged), Some(merged.clone())),
     };
     match op {
         LibraryOp::Nothing => (
@@ -499,23 +524,30 @@ fn changed<T: PartialEq + Clone>(from: &T, to: &T) -> Option<T> {
     (from != to).then(|| to.clone())
 }
 
-fn group_diff(seen: &GroupSnapshot, merged: &GroupSnapshot) -> LibraryOp {
+fn group_diff<I>(
+    id: I,
+    seen: &GroupSnapshot,
+    merged: &GroupSnapshot,
+) -> LibraryOp<I, GroupSnapshot> {
     LibraryOp::Update {
+        id,
         name: changed(&seen.name, &merged.name),
         order: changed(&seen.order, &merged.order),
     }
 }
 
-fn tag_diff(seen: &TagSnapshot, merged: &TagSnapshot) -> LibraryOp {
+fn tag_diff<I>(id: I, seen: &TagSnapshot, merged: &TagSnapshot) -> LibraryOp<I, TagSnapshot> {
     let name = changed(&seen.name, &merged.name);
     let order = changed(&seen.order, &merged.order);
     match changed(&seen.group_id, &merged.group_id) {
         Some(to_group) => LibraryOp::Move {
+            id,
             to_group,
             name,
             order,
+            after: merged.clone(),
         },
-        None => LibraryOp::Update { name, order },
+        None => LibraryOp::Update { id, name, order },
     }
 }
 
@@ -662,27 +694,58 @@ mod tests {
             version: 1,
         }
     }
-    fn tag(
-        hub: Option<&Tag>,
-        wecom: &Observed<TagSnapshot>,
-        mall: &Observed<TagSnapshot>,
-    ) -> Merged<Tag, TagSnapshot> {
+    /// The ids the sides show the test's objects under (as `synced_tag` / `synced_group`).
+    trait TestId {
+        fn test_id() -> Self;
+    }
+    impl TestId for WecomTagId {
+        fn test_id() -> Self {
+            WecomTagId::new_unchecked("et1")
+        }
+    }
+    impl TestId for MallTagId {
+        fn test_id() -> Self {
+            MallTagId::new_unchecked("m1")
+        }
+    }
+    impl TestId for WecomGroupId {
+        fn test_id() -> Self {
+            WecomGroupId::new_unchecked("etg1")
+        }
+    }
+    impl TestId for MallGroupId {
+        fn test_id() -> Self {
+            MallGroupId::new_unchecked("mg1")
+        }
+    }
+    /// The side shows the test's object as `s`.
+    fn seen<I: TestId, S>(s: S, at: Timestamp) -> Observed<I, S> {
+        Observed::present(I::test_id(), s, at)
+    }
+    fn delete<I: TestId, S>() -> LibraryOp<I, S> {
+        LibraryOp::Delete { id: I::test_id() }
+    }
+    fn create<I, S>(after: S) -> LibraryOp<I, S> {
+        LibraryOp::Create { after }
+    }
+    fn tag(hub: Option<&Tag>, wecom: &WecomTagSeen, mall: &MallTagSeen) -> Merged<Tag, TagPlan> {
         merge_tag(&tenant(), &tid(), hub, wecom, mall).expect("someone has the tag")
     }
     fn group(
         hub: Option<&TagGroup>,
-        wecom: &Observed<GroupSnapshot>,
-        mall: &Observed<GroupSnapshot>,
+        wecom: &WecomGroupSeen,
+        mall: &MallGroupSeen,
         live_tags: usize,
-    ) -> Merged<TagGroup, GroupSnapshot> {
+    ) -> Merged<TagGroup, GroupPlan> {
         let facts = GroupFacts {
             live_tags,
             wecom_dropped: false,
         };
         merge_group(&tenant(), &gid("g1"), hub, wecom, mall, facts).expect("someone has it")
     }
-    fn rename(name: &str) -> LibraryOp {
+    fn rename<I: TestId, S>(name: &str) -> LibraryOp<I, S> {
         LibraryOp::Update {
+            id: I::test_id(),
             name: Some(name.into()),
             order: None,
         }
@@ -752,8 +815,8 @@ mod tests {
         let new = snap("Gold", 1, "g1");
         let m = tag(
             Some(&hub),
-            &Observed::present(old.clone(), t(6)),
-            &Observed::present(new.clone(), t(5)),
+            &seen(old.clone(), t(6)),
+            &seen(new.clone(), t(5)),
         );
         assert_eq!((m.hub.name.as_str(), m.hub.name_at), ("Gold", t(5)));
         assert_eq!(m.hub.order_at, t(1), "untouched fields keep their time");
@@ -773,8 +836,8 @@ mod tests {
         let hub = synced_tag(&old, t(1));
         let m = tag(
             Some(&hub),
-            &Observed::present(snap("Gold", 1, "g1"), t(6)),
-            &Observed::present(old, t(2)),
+            &seen(snap("Gold", 1, "g1"), t(6)),
+            &seen(old, t(2)),
         );
         assert_eq!(m.plan.mall.op, rename("Gold"));
         assert_eq!(m.plan.wecom.op, LibraryOp::Nothing);
@@ -788,12 +851,13 @@ mod tests {
         // Both renamed, the mall also reordered: WeCom's later name, the mall's order.
         let m = tag(
             Some(&hub),
-            &Observed::present(snap("Gold", 1, "g1"), t(7)),
-            &Observed::present(snap("Silver", 9, "g1"), t(5)),
+            &seen(snap("Gold", 1, "g1"), t(7)),
+            &seen(snap("Silver", 9, "g1"), t(5)),
         );
         assert_eq!((m.hub.name.as_str(), m.hub.order), ("Gold", 9));
         assert_eq!((m.hub.name_at, m.hub.order_at), (t(7), t(5)));
         let to_wecom = LibraryOp::Update {
+            id: WecomTagId::test_id(),
             name: None,
             order: Some(9),
         };
@@ -807,8 +871,8 @@ mod tests {
         let mut hub = synced_tag(&old, t(1));
         let both = tag(
             Some(&hub),
-            &Observed::present(snap("W", 1, "g1"), t(5)),
-            &Observed::present(snap("M", 1, "g1"), t(5)),
+            &seen(snap("W", 1, "g1"), t(5)),
+            &seen(snap("M", 1, "g1"), t(5)),
         );
         assert_eq!(both.hub.name, "M");
 
@@ -816,8 +880,8 @@ mod tests {
         hub.name_at = t(5);
         let m = tag(
             Some(&hub),
-            &Observed::present(snap("W", 1, "g1"), t(5)),
-            &Observed::present(snap("M", 1, "g1"), t(5)),
+            &seen(snap("W", 1, "g1"), t(5)),
+            &seen(snap("M", 1, "g1"), t(5)),
         );
         assert_eq!(m.hub.name, "H");
         assert_eq!(m.plan.wecom.op, rename("H"));
@@ -832,8 +896,8 @@ mod tests {
         hub.name_at = t(10);
         let m = tag(
             Some(&hub),
-            &Observed::present(old.clone(), t(11)),
-            &Observed::present(snap("Mall", 1, "g1"), t(8)),
+            &seen(old.clone(), t(11)),
+            &seen(snap("Mall", 1, "g1"), t(8)),
         );
         assert_eq!((m.hub.name.as_str(), m.hub.name_at), ("Operator", t(10)));
         assert_eq!(m.plan.mall.op, rename("Operator"));
@@ -847,12 +911,12 @@ mod tests {
         // The rename is even later than the delete: the delete still wins.
         let m = tag(
             Some(&hub),
-            &Observed::present(snap("Gold", 1, "g1"), t(9)),
+            &seen(snap("Gold", 1, "g1"), t(9)),
             &Observed::absent(t(3)),
         );
         assert_eq!(m.hub.deleted_at, Some(t(3)));
         assert_eq!(m.hub.name, "VIP");
-        assert_eq!(m.plan.wecom.op, LibraryOp::Delete);
+        assert_eq!(m.plan.wecom.op, delete());
         assert_eq!(m.plan.wecom.base_after, None);
         assert_eq!(m.plan.mall.op, LibraryOp::Nothing);
         assert_eq!(
@@ -866,25 +930,17 @@ mod tests {
         let old = snap("VIP", 1, "g1");
         let mut hub = synced_tag(&old, t(1));
         hub.deleted_at = Some(t(4));
-        let m = tag(
-            Some(&hub),
-            &Observed::present(old.clone(), t(5)),
-            &Observed::present(old, t(5)),
-        );
-        assert_eq!(m.plan.wecom.op, LibraryOp::Delete);
-        assert_eq!(m.plan.mall.op, LibraryOp::Delete);
+        let m = tag(Some(&hub), &seen(old.clone(), t(5)), &seen(old, t(5)));
+        assert_eq!(m.plan.wecom.op, delete());
+        assert_eq!(m.plan.mall.op, delete());
         assert_eq!(m.hub.deleted_at, Some(t(4)));
     }
 
     #[test]
     fn tag_new_in_mall_is_created_in_wecom() {
         let s = snap("VIP", 2, "g1");
-        let m = tag(
-            None,
-            &Observed::absent(t(6)),
-            &Observed::present(s.clone(), t(5)),
-        );
-        assert_eq!(m.plan.wecom.op, LibraryOp::Create);
+        let m = tag(None, &Observed::absent(t(6)), &seen(s.clone(), t(5)));
+        assert_eq!(m.plan.wecom.op, create(s.clone()));
         assert_eq!(m.plan.wecom.base_after, Some(s.clone()));
         assert_eq!(m.plan.mall.op, LibraryOp::Nothing);
         assert_eq!(m.hub.mall.base, Some(s));
@@ -899,8 +955,8 @@ mod tests {
         hub.wecom = SideLink::default();
         hub.mall = SideLink::default();
         let m = tag(Some(&hub), &Observed::absent(t(2)), &Observed::absent(t(2)));
-        assert_eq!(m.plan.wecom.op, LibraryOp::Create);
-        assert_eq!(m.plan.mall.op, LibraryOp::Create);
+        assert_eq!(m.plan.wecom.op, create(s.clone()));
+        assert_eq!(m.plan.mall.op, create(s));
         assert_eq!(
             m.hub.deleted_at, None,
             "absent without a base is not a delete"
@@ -914,8 +970,8 @@ mod tests {
         let mut hub = synced_group(&gsnap("n0", 0), t(0));
         hub.wecom = SideLink::default();
         hub.mall = SideLink::default();
-        let wecom = Observed::present(gsnap("n1", 0), t(1));
-        let mall = Observed::present(gsnap("n0", 0), t(2));
+        let wecom = seen(gsnap("n1", 0), t(1));
+        let mall = seen(gsnap("n0", 0), t(2));
         let m = group(Some(&hub), &wecom, &mall, 0);
         assert_eq!((m.hub.name.as_str(), m.hub.name_at), ("n0", t(2)));
         assert_eq!(m.plan.wecom.op, rename("n0"));
@@ -939,11 +995,7 @@ mod tests {
     fn echo_plans_nothing() {
         let s = snap("VIP", 1, "g1");
         let hub = synced_tag(&s, t(1));
-        let m = tag(
-            Some(&hub),
-            &Observed::present(s.clone(), t(9)),
-            &Observed::present(s, t(9)),
-        );
+        let m = tag(Some(&hub), &seen(s.clone(), t(9)), &seen(s, t(9)));
         assert!(m.plan.is_nothing());
         assert_eq!(m.hub, hub);
     }
@@ -952,8 +1004,8 @@ mod tests {
     fn read_only_wecom_tag_is_not_renamed() {
         let old = snap("VIP", 1, "g1");
         let hub = synced_tag(&old, t(1));
-        let wecom = Observed::present(old.clone(), t(6)).read_only();
-        let mall = Observed::present(snap("Gold", 1, "g1"), t(5));
+        let wecom = seen(old.clone(), t(6)).read_only();
+        let mall = seen(snap("Gold", 1, "g1"), t(5));
         let m = tag(Some(&hub), &wecom, &mall);
         assert_eq!(m.hub.name, "Gold");
         assert_eq!(m.plan.wecom.op, LibraryOp::MarkReadOnly);
@@ -970,7 +1022,7 @@ mod tests {
         let hub = synced_tag(&s, t(1));
         let m = tag(
             Some(&hub),
-            &Observed::present(s, t(6)).read_only(),
+            &seen(s, t(6)).read_only(),
             &Observed::absent(t(5)),
         );
         assert!(m.hub.deleted_at.is_some());
@@ -983,12 +1035,35 @@ mod tests {
         let hub = synced_tag(&old, t(1));
         let m = tag(
             Some(&hub),
-            &Observed::present(snap("Gold", 1, "g1"), t(6)).read_only(),
-            &Observed::present(old, t(2)),
+            &seen(snap("Gold", 1, "g1"), t(6)).read_only(),
+            &seen(old, t(2)),
         );
         assert_eq!(m.plan.mall.op, rename("Gold"));
         assert_eq!(m.plan.wecom.op, LibraryOp::Nothing);
         assert_eq!(m.hub.wecom.state, SyncState::ReadOnly);
+    }
+
+    #[test]
+    fn a_failed_side_stays_failed_with_its_reason_while_another_try_is_on_its_way() {
+        let old = snap("VIP", 1, "g1");
+        let mut hub = synced_tag(&old, t(1));
+        hub.mall.fail("the mall is unreachable");
+        let m = tag(
+            Some(&hub),
+            &seen(snap("Gold", 1, "g1"), t(6)),
+            &seen(old.clone(), t(2)),
+        );
+        assert_eq!(m.plan.mall.op, rename("Gold"));
+        assert_eq!(m.hub.mall.state, SyncState::Failed);
+        assert_eq!(m.hub.mall.error.as_deref(), Some("the mall is unreachable"));
+        // Once the side shows what the hub wants, it is synced again.
+        let settled = tag(
+            Some(&m.hub),
+            &seen(snap("Gold", 1, "g1"), t(6)),
+            &seen(snap("Gold", 1, "g1"), t(7)),
+        );
+        assert_eq!(settled.hub.mall.state, SyncState::Synced);
+        assert_eq!(settled.hub.mall.error, None);
     }
 
     #[test]
@@ -997,13 +1072,15 @@ mod tests {
         let hub = synced_tag(&old, t(1));
         let m = tag(
             Some(&hub),
-            &Observed::present(old, t(6)),
-            &Observed::present(snap("VIP", 1, "g2"), t(5)),
+            &seen(old, t(6)),
+            &seen(snap("VIP", 1, "g2"), t(5)),
         );
         let to_g2 = LibraryOp::Move {
+            id: WecomTagId::test_id(),
             to_group: gid("g2"),
             name: None,
             order: None,
+            after: snap("VIP", 1, "g2"),
         };
         assert_eq!(m.plan.wecom.op, to_g2);
         assert_eq!((m.hub.group_id.clone(), m.hub.group_at), (gid("g2"), t(5)));
@@ -1013,12 +1090,7 @@ mod tests {
     #[test]
     fn empty_group_waits_for_wecom() {
         let s = gsnap("Level", 1);
-        let m = group(
-            None,
-            &Observed::absent(t(6)),
-            &Observed::present(s, t(5)),
-            0,
-        );
+        let m = group(None, &Observed::absent(t(6)), &seen(s, t(5)), 0);
         assert_eq!(m.plan.wecom.op, LibraryOp::Nothing);
         assert_eq!(m.hub.wecom.state, SyncState::Pending);
         assert_eq!(m.hub.wecom.base, None);
@@ -1028,13 +1100,8 @@ mod tests {
     #[test]
     fn group_is_created_in_wecom_with_its_first_tag() {
         let s = gsnap("Level", 1);
-        let m = group(
-            None,
-            &Observed::absent(t(6)),
-            &Observed::present(s.clone(), t(5)),
-            1,
-        );
-        assert_eq!(m.plan.wecom.op, LibraryOp::Create);
+        let m = group(None, &Observed::absent(t(6)), &seen(s.clone(), t(5)), 1);
+        assert_eq!(m.plan.wecom.op, create(s.clone()));
         assert_eq!(m.plan.wecom.base_after, Some(s));
     }
 
@@ -1045,7 +1112,7 @@ mod tests {
         let m = group(
             Some(&hub),
             &Observed::absent(t(6)),
-            &Observed::present(s.clone(), t(2)),
+            &seen(s.clone(), t(2)),
             0,
         );
         assert_eq!(m.hub.deleted_at, None);
@@ -1056,13 +1123,8 @@ mod tests {
         );
         assert!(m.plan.is_nothing());
         // Its next tag brings it back.
-        let next = group(
-            Some(&m.hub),
-            &Observed::absent(t(8)),
-            &Observed::present(s, t(2)),
-            1,
-        );
-        assert_eq!(next.plan.wecom.op, LibraryOp::Create);
+        let next = group(Some(&m.hub), &Observed::absent(t(8)), &seen(s, t(2)), 1);
+        assert_eq!(next.plan.wecom.op, create(gsnap("Level", 1)));
     }
 
     #[test]
@@ -1078,26 +1140,21 @@ mod tests {
             &gid("g1"),
             Some(&hub),
             &Observed::absent(t(6)),
-            &Observed::present(s, t(2)),
+            &seen(s, t(2)),
             facts,
         )
         .unwrap();
         assert_eq!(m.hub.deleted_at, None);
-        assert_eq!(m.plan.wecom.op, LibraryOp::Create);
+        assert_eq!(m.plan.wecom.op, create(gsnap("Level", 1)));
     }
 
     #[test]
     fn wecom_group_deletion_with_live_tags_deletes_everywhere() {
         let s = gsnap("Level", 1);
         let hub = synced_group(&s, t(1));
-        let m = group(
-            Some(&hub),
-            &Observed::absent(t(6)),
-            &Observed::present(s, t(2)),
-            2,
-        );
+        let m = group(Some(&hub), &Observed::absent(t(6)), &seen(s, t(2)), 2);
         assert_eq!(m.hub.deleted_at, Some(t(6)));
-        assert_eq!(m.plan.mall.op, LibraryOp::Delete);
+        assert_eq!(m.plan.mall.op, delete());
     }
 
     #[test]
@@ -1106,11 +1163,12 @@ mod tests {
         let hub = synced_group(&s, t(1));
         let m = group(
             Some(&hub),
-            &Observed::present(gsnap("Level", 7), t(6)),
-            &Observed::present(s, t(2)),
+            &seen(gsnap("Level", 7), t(6)),
+            &seen(s, t(2)),
             1,
         );
         let reorder = LibraryOp::Update {
+            id: MallGroupId::test_id(),
             name: None,
             order: Some(7),
         };
@@ -1134,11 +1192,11 @@ mod tests {
             Just(SyncState::ReadOnly),
         ]
     }
-    fn any_observed<S: Clone + std::fmt::Debug>(
+    fn any_observed<I: TestId + Clone + std::fmt::Debug, S: Clone + std::fmt::Debug>(
         snap: impl Strategy<Value = S>,
-    ) -> impl Strategy<Value = Observed<S>> {
+    ) -> impl Strategy<Value = Observed<I, S>> {
         (prop::option::of(snap), 0..10i64, any::<bool>()).prop_map(|(s, at, ro)| Observed {
-            seen: s.map_or(Seen::Absent, Seen::Present),
+            seen: s.map_or(Seen::Absent, |s| Seen::Present(I::test_id(), s)),
             at: t(at),
             read_only: ro,
         })
@@ -1195,30 +1253,40 @@ mod tests {
     /// What the worker does once a side confirms its op: the side shows `base_after`, the
     /// link stores it. Returns the side's next observation (later).
     fn confirm<I: Clone, S: Clone>(
-        plan: &SidePlan<S>,
+        plan: &SidePlan<I, S>,
         link: &mut SideLink<I, S>,
-        obs: &Observed<S>,
+        obs: &Observed<I, S>,
         id: I,
-    ) -> Observed<S> {
+    ) -> Observed<I, S> {
         let mut next = obs.clone();
         next.at = t(100);
         if matches!(plan.op, LibraryOp::Nothing | LibraryOp::MarkReadOnly) {
             return next;
         }
         link.base = plan.base_after.clone();
-        link.id = plan.base_after.as_ref().map(|_| id);
+        link.id = plan.base_after.as_ref().map(|_| id.clone());
         link.state = SyncState::Synced;
-        next.seen = plan.base_after.clone().map_or(Seen::Absent, Seen::Present);
+        next.seen = plan
+            .base_after
+            .clone()
+            .map_or(Seen::Absent, |s| Seen::Present(id, s));
         next
     }
 
-    fn no_create_where_present<S>(plan: &Plan<S>, w: &Observed<S>, m: &Observed<S>) -> bool {
-        (plan.wecom.op != LibraryOp::Create || w.seen.as_option().is_none())
-            && (plan.mall.op != LibraryOp::Create || m.seen.as_option().is_none())
+    fn no_create_where_present<W, M, S>(
+        plan: &Plan<W, M, S>,
+        w: &Observed<W, S>,
+        m: &Observed<M, S>,
+    ) -> bool {
+        (!matches!(plan.wecom.op, LibraryOp::Create { .. }) || w.seen.as_option().is_none())
+            && (!matches!(plan.mall.op, LibraryOp::Create { .. }) || m.seen.as_option().is_none())
     }
 
     /// Nothing new: the same ops, except a `MarkReadOnly` already recorded.
-    fn nothing_new<S: PartialEq>(first: &SidePlan<S>, second: &SidePlan<S>) -> bool {
+    fn nothing_new<I: PartialEq, S: PartialEq>(
+        first: &SidePlan<I, S>,
+        second: &SidePlan<I, S>,
+    ) -> bool {
         second == first || (first.op == LibraryOp::MarkReadOnly && second.op == LibraryOp::Nothing)
     }
 

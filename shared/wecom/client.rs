@@ -512,29 +512,27 @@ impl WecomClient {
         external_userid: &ExternalUserId,
     ) -> Result<ContactDetail, WecomError> {
         let op = ApiOp::GetExternalContact;
-        let mut cursor: Option<String> = None;
-        let mut detail: Option<ContactDetail> = None;
-        for _ in 0..MAX_CONTACT_PAGES {
+        let page = |cursor: Option<String>| {
             let mut query = vec![("external_userid", external_userid.to_string())];
-            if let Some(c) = &cursor {
-                query.push(("cursor", c.clone()));
-            }
-            let page: GetContactResp = self.call(creds, op, Payload::Query(query)).await?;
-            match &mut detail {
-                None => {
-                    detail = Some(ContactDetail {
-                        external_contact: page.external_contact,
-                        follow_user: page.follow_user,
-                    })
-                }
-                Some(d) => d.follow_user.extend(page.follow_user),
-            }
-            match page.next_cursor {
-                Some(next) if cursor.as_ref() != Some(&next) => cursor = Some(next),
+            query.extend(cursor.map(|c| ("cursor", c)));
+            self.call::<GetContactResp>(creds, op, Payload::Query(query))
+        };
+        let first = page(None).await?;
+        let mut cursor = first.next_cursor;
+        let mut detail = ContactDetail {
+            external_contact: first.external_contact,
+            follow_user: first.follow_user,
+        };
+        for _ in 1..MAX_CONTACT_PAGES {
+            let Some(current) = cursor.take() else { break };
+            let next = page(Some(current.clone())).await?;
+            detail.follow_user.extend(next.follow_user);
+            match next.next_cursor {
+                Some(c) if c != current => cursor = Some(c),
                 _ => break,
             }
         }
-        Ok(detail.expect("the loop runs at least once"))
+        Ok(detail)
     }
 
     /// One page of the relations of up to 100 members (`limit` ≤ 100), for reconciliation.
@@ -856,6 +854,8 @@ impl WecomClient {
 }
 
 fn json<T: Serialize>(req: &T) -> Payload {
+    // Kept: the request structs are plain strings, numbers and lists of them, which
+    // serde_json always serialises (it fails only on maps with non-string keys).
     Payload::Json(serde_json::to_value(req).expect("request structs always serialise"))
 }
 

@@ -175,6 +175,7 @@ impl CallbackCrypto {
         let ciphertext =
             cbc::Encryptor::<Aes256>::inner_iv_init(self.cipher.clone(), &self.iv.into())
                 .encrypt_padded_mut::<NoPadding>(&mut buf, len)
+                // Kept: `buf` was padded above to a whole number of blocks.
                 .expect("buffer is a whole number of blocks");
         STANDARD.encode(ciphertext)
     }

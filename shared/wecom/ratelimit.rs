@@ -75,8 +75,9 @@ impl RateLimiter {
                             w.calls.push_back(now);
                             return;
                         }
-                        // Full: the oldest call leaves the window first.
-                        w.calls[0] + WINDOW
+                        // Full: the oldest call leaves the window first (a limit of 0 lets
+                        // nothing through; it looks again a window later).
+                        w.calls.front().map_or(now, |oldest| *oldest) + WINDOW
                     }
                 }
             };

@@ -181,6 +181,7 @@ async fn put_tenant_refuses_bad_input_with_400_naming_the_field() {
         .client
         .put(t.url("/admin/v1/tenants/acme"))
         .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
@@ -273,7 +274,10 @@ async fn status_reports_queue_counts_and_no_run_yet() {
         .admin(Method::GET, "/admin/v1/tenants/acme/status", None)
         .await;
     assert_eq!(status, 200);
-    assert_eq!(s["queue"], json!({"pending": 0, "in_flight": 0, "dead": 0}));
+    assert_eq!(
+        s["queue"],
+        json!({"pending": 0, "in_flight": 0, "dead": 0, "scope": "tenant"})
+    );
     assert_eq!(s["last_run"], Value::Null);
     t.shutdown().await;
 }

@@ -84,7 +84,7 @@ fn signed_webhook(body: &[u8]) -> HttpRequest {
 #[tokio::test]
 async fn an_event_the_queue_cannot_take_gets_a_5xx_and_its_retry_is_queued_once() {
     let dir = tempfile::tempdir().unwrap();
-    let base = sqlite_app(dir.path());
+    let base = sqlite_app(dir.path()).await;
     let queue = Arc::new(Switchable {
         inner: base.queue.clone(),
         down: AtomicBool::new(true),
@@ -100,6 +100,7 @@ async fn an_event_the_queue_cannot_take_gets_a_5xx_and_its_retry_is_queued_once(
         "authorization",
         format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
     );
+    headers.insert("content-type", "application/json".parse().unwrap());
     let register = HttpRequest {
         method: http::Method::PUT,
         path: "/admin/v1/tenants/acme".into(),

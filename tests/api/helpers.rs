@@ -9,6 +9,7 @@ use tagsync::app::App;
 use tagsync::config::Config;
 use tagsync::ports::SystemClock;
 use tagsync::runtime::serve::{Nightly, ServeOptions};
+use tagsync::store::sealing::SecretKey;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
@@ -34,15 +35,21 @@ pub fn test_config() -> Config {
     config
 }
 
-pub fn sqlite_app(dir: &std::path::Path) -> App {
-    App::sqlite(dir, test_config(), Arc::new(SystemClock))
-        .unwrap()
-        .0
+pub async fn sqlite_app(dir: &std::path::Path) -> App {
+    App::sqlite(
+        dir,
+        test_config(),
+        Arc::new(SystemClock),
+        SecretKey::generate(),
+    )
+    .await
+    .unwrap()
+    .0
 }
 
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let app = sqlite_app(dir.path());
+    let app = sqlite_app(dir.path()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -50,6 +57,7 @@ pub async fn spawn_app() -> TestApp {
         workers: 2,
         nightly: Nightly::Off,
         shutdown_grace: Duration::from_secs(5),
+        ..ServeOptions::default()
     };
     let server = tokio::spawn(tagsync::runtime::serve::serve(
         app.clone(),
@@ -188,4 +196,47 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A tenant as the store keeps it, for tests that write it directly.
+pub fn tagsync_tenant(id: &str) -> tagsync::domain::Tenant {
+    use tagsync::domain::*;
+    Tenant {
+        id: TenantId::parse(id).unwrap(),
+        corp_id: CorpId::parse("wwcorp").unwrap(),
+        agent_id: "1000002".into(),
+        mall_api_base: "https://mall.example.com".into(),
+        secrets: TenantSecrets {
+            corp_secret: Secret::new("s"),
+            callback_token: Secret::new("t"),
+            encoding_aes_key: Secret::new("k"),
+            mall_api_token: Secret::new("m"),
+            mall_webhook_secret: Secret::new("w"),
+        },
+        settings: Settings::default(),
+        created_at: Timestamp::from_millis(0),
+        updated_at: Timestamp::from_millis(0),
+        version: 0,
+    }
+}
+
+/// `GET …/status` of a tenant, answered by the handler itself (no server: its workers would
+/// drain the queue under the test).
+pub async fn status_of(app: &tagsync::app::App, tenant: &str) -> Value {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    let req = tagsync::http::HttpRequest {
+        method: reqwest::Method::GET,
+        path: format!("/admin/v1/tenants/{tenant}/status"),
+        query: Vec::new(),
+        headers,
+        body: Default::default(),
+        request_id: "status-test".into(),
+    };
+    let resp = tagsync::handlers::dispatch(app, tagsync::handlers::Surface::Admin, req).await;
+    assert_eq!(resp.status, 200);
+    resp.body_json().unwrap()
 }

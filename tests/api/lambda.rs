@@ -21,10 +21,12 @@ fn fixture(name: &str) -> String {
 /// The fixtures' admin token (what the deployment would configure).
 const FIXTURE_TOKEN: &str = "fixture-admin-token-0123456789";
 
-fn app_with_fixture_token(dir: &std::path::Path) -> App {
+async fn app_with_fixture_token(dir: &std::path::Path) -> App {
     let mut config = test_config();
     config.admin_token = tagsync::domain::Secret::new(FIXTURE_TOKEN);
-    App::sqlite(dir, config, Arc::new(tagsync::ports::SystemClock))
+    let key = tagsync::store::sealing::SecretKey::generate();
+    App::sqlite(dir, config, Arc::new(tagsync::ports::SystemClock), key)
+        .await
         .unwrap()
         .0
 }
@@ -32,7 +34,7 @@ fn app_with_fixture_token(dir: &std::path::Path) -> App {
 #[tokio::test]
 async fn admin_function_answers_an_api_gateway_v2_request() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_fixture_token(dir.path());
+    let app = app_with_fixture_token(dir.path()).await;
     let req = lambda_http::request::from_str(&fixture("apigw-v2-put-tenant.json")).unwrap();
     let resp = lambda::http(&app, Surface::Admin, req).await.unwrap();
     assert_eq!(resp.status(), 201);
@@ -59,7 +61,7 @@ async fn admin_function_answers_an_api_gateway_v2_request() {
 #[tokio::test]
 async fn admin_function_serves_the_console_page_and_its_assets() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_fixture_token(dir.path());
+    let app = app_with_fixture_token(dir.path()).await;
     let req = lambda_http::request::from_str(&fixture("apigw-v2-console.json")).unwrap();
     let resp = lambda::http(&app, Surface::Admin, req).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -97,7 +99,7 @@ async fn admin_function_serves_the_console_page_and_its_assets() {
 #[tokio::test]
 async fn wecom_callback_function_answers_the_url_verification_request() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_fixture_token(dir.path());
+    let app = app_with_fixture_token(dir.path()).await;
     let mut tenant = tagsync_tenant("sample");
     // WeCom's official sample app (wecom-api.md §4.5 Set A).
     tenant.corp_id = tagsync::domain::CorpId::parse("wx5823bf96d3bd56c7").unwrap();
@@ -120,7 +122,7 @@ async fn wecom_callback_function_answers_the_url_verification_request() {
 #[tokio::test]
 async fn mall_webhook_function_accepts_a_signed_delivery() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_fixture_token(dir.path());
+    let app = app_with_fixture_token(dir.path()).await;
     let mut tenant = tagsync_tenant("acme");
     app.store.put_tenant(&mut tenant).await.unwrap();
     // The signature covers the current time (300 s replay window): sign the fixture's body now.
@@ -143,7 +145,7 @@ async fn mall_webhook_function_accepts_a_signed_delivery() {
 #[tokio::test]
 async fn each_https_function_serves_only_its_own_routes() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_fixture_token(dir.path());
+    let app = app_with_fixture_token(dir.path()).await;
     let req = lambda_http::request::from_str(&fixture("apigw-v2-put-tenant.json")).unwrap();
     let resp = lambda::http(&app, Surface::MallWebhook, req).await.unwrap();
     assert_eq!(
@@ -156,7 +158,7 @@ async fn each_https_function_serves_only_its_own_routes() {
 #[tokio::test]
 async fn reconcile_function_handles_the_scheduled_event() {
     let dir = tempfile::tempdir().unwrap();
-    let t_app = app_with_fixture_token(dir.path());
+    let t_app = app_with_fixture_token(dir.path()).await;
     for (name, enabled) in [("on1", true), ("off1", false), ("on2", true)] {
         let mut tenant = tagsync_tenant(name);
         tenant.settings.tags_enabled = enabled;
@@ -170,27 +172,6 @@ async fn reconcile_function_handles_the_scheduled_event() {
     let skipped: Vec<_> = report.skipped.iter().map(|t| t.to_string()).collect();
     assert_eq!(due, ["on1", "on2"]);
     assert_eq!(skipped, ["off1"]);
-}
-
-fn tagsync_tenant(id: &str) -> tagsync::domain::Tenant {
-    use tagsync::domain::*;
-    Tenant {
-        id: TenantId::parse(id).unwrap(),
-        corp_id: CorpId::parse("wwcorp").unwrap(),
-        agent_id: "1000002".into(),
-        mall_api_base: "https://mall.example.com".into(),
-        secrets: TenantSecrets {
-            corp_secret: Secret::new("s"),
-            callback_token: Secret::new("t"),
-            encoding_aes_key: Secret::new("k"),
-            mall_api_token: Secret::new("m"),
-            mall_webhook_secret: Secret::new("w"),
-        },
-        settings: Settings::default(),
-        created_at: Timestamp::from_millis(0),
-        updated_at: Timestamp::from_millis(0),
-        version: 0,
-    }
 }
 
 /// The worker with the SQS queue it runs on in AWS (moto in server mode here): a batch of
@@ -221,7 +202,7 @@ async fn sync_worker_reports_exactly_the_failing_message_of_an_sqs_batch() {
     ));
 
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = sqlite_app(dir.path());
+    let sqlite = sqlite_app(dir.path()).await;
     let app = App::new(
         sqlite.store.clone(),
         queue.clone(),
@@ -237,6 +218,7 @@ async fn sync_worker_reports_exactly_the_failing_message_of_an_sqs_batch() {
             note: "ok".into(),
             fail: false,
             work_ms: 0,
+            panic: false,
         },
         Timestamp::from_millis(0),
     );
@@ -246,6 +228,7 @@ async fn sync_worker_reports_exactly_the_failing_message_of_an_sqs_batch() {
             note: "fail".into(),
             fail: true,
             work_ms: 0,
+            panic: false,
         },
         Timestamp::from_millis(0),
     );
@@ -345,5 +328,235 @@ async fn sync_worker_reports_exactly_the_failing_message_of_an_sqs_batch() {
     assert!(
         app.metrics.take_emf(0).is_empty(),
         "the invocation wrote its counts as embedded metrics"
+    );
+}
+
+/// An SQS client for moto (`TAGSYNC_TEST_SQS_ENDPOINT`) or DynamoDB Local
+/// (`TAGSYNC_TEST_DYNAMODB_ENDPOINT`), as `infra/test.sh` starts them.
+async fn local_aws(endpoint_var: &str) -> aws_config::SdkConfig {
+    let endpoint = std::env::var(endpoint_var).unwrap_or_else(|_| {
+        panic!("{endpoint_var} is not set: run infra/test.sh, or `source infra/local-aws.sh && local_aws_start`")
+    });
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// A fresh queue and its DLQ on moto.
+async fn sqs_queue(client: &aws_sdk_sqs::Client) -> tagsync::queue::sqs::SqsQueue {
+    let name = format!("lambda-{}", uuid::Uuid::new_v4().simple());
+    let (queue_url, dlq_url) = tagsync::queue::sqs::create_queues(client, &name)
+        .await
+        .unwrap();
+    tagsync::queue::sqs::SqsQueue::new(client.clone(), queue_url, dlq_url, 5)
+}
+
+/// Receives `jobs` for real (so their receipts are valid) and presents them as the event
+/// source mapping would, each with the receive count `receives` gives its job (SQS's own
+/// count is 1). Returns the event and each job's message id.
+async fn lambda_batch(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    jobs: &[Job],
+    receives: impl Fn(&Job) -> u32,
+) -> (
+    aws_lambda_events::event::sqs::SqsEvent,
+    std::collections::HashMap<String, String>,
+) {
+    let mut received = Vec::new();
+    while received.len() < jobs.len() {
+        let out = client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        received.extend(out.messages.unwrap_or_default());
+    }
+    let template: Value = serde_json::from_str(&fixture("sqs-batch.json")).unwrap();
+    let mut records = Vec::new();
+    let mut ids = std::collections::HashMap::new();
+    for m in &received {
+        let job: Job = serde_json::from_str(m.body().unwrap()).unwrap();
+        let mut record = template["Records"][0].clone();
+        record["body"] = json!(m.body().unwrap());
+        record["messageId"] = json!(m.message_id().unwrap());
+        record["receiptHandle"] = json!(m.receipt_handle().unwrap());
+        record["attributes"]["ApproximateReceiveCount"] = json!(receives(&job).to_string());
+        ids.insert(job.id.to_string(), m.message_id().unwrap().to_string());
+        records.push(record);
+    }
+    let event = serde_json::from_value(json!({ "Records": records })).unwrap();
+    (event, ids)
+}
+
+fn probe_job(tenant: &str, fail: bool, panic: bool) -> Job {
+    Job::new(
+        TenantId::parse(tenant).unwrap(),
+        JobKind::Probe {
+            note: String::new(),
+            fail,
+            work_ms: 0,
+            panic,
+        },
+        Timestamp::from_millis(0),
+    )
+}
+
+/// A batch in which one message's job panics: only that message is reported for retry, the
+/// others run; a message whose job panics on its last allowed receive is parked (not
+/// reported) with the panic's message as its reason.
+#[tokio::test]
+async fn sync_worker_reports_only_the_panicking_message_and_parks_one_on_its_last_try() {
+    let client = aws_sdk_sqs::Client::new(&local_aws("TAGSYNC_TEST_SQS_ENDPOINT").await);
+    let queue = Arc::new(sqs_queue(&client).await);
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sqlite_app(dir.path()).await;
+    let app = App::new(
+        sqlite.store.clone(),
+        queue.clone(),
+        sqlite.clock.clone(),
+        test_config(),
+    );
+    let mut tenant = tagsync_tenant("acme");
+    app.store.put_tenant(&mut tenant).await.unwrap();
+
+    let ok = probe_job("acme", false, false);
+    let panics = probe_job("acme", false, true);
+    let ok2 = probe_job("acme", false, false);
+    let panics_last = probe_job("acme", false, true);
+    let jobs = [ok.clone(), panics.clone(), ok2.clone(), panics_last.clone()];
+    queue.send(&jobs).await.unwrap();
+    let last = panics_last.id.clone();
+    let (event, ids) = lambda_batch(&client, queue.queue_url(), &jobs, |j| {
+        if j.id == last { 5 } else { 1 }
+    })
+    .await;
+
+    let response = lambda::sqs(&app, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, [ids[panics.id.as_str()].clone()]);
+    let audit = app
+        .store
+        .list_audit(&tenant.id, None, 50)
+        .await
+        .unwrap()
+        .items;
+    for job in [&ok, &ok2] {
+        assert!(
+            audit.iter().any(|e| e.entity == format!("job:{}", job.id)),
+            "job {} ran after the panic before it",
+            job.id
+        );
+    }
+    let dead = queue.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].job.as_ref().map(|j| &j.id), Some(&panics_last.id));
+    assert!(
+        dead[0]
+            .reason
+            .contains("the job panicked: probe asked to panic")
+            && dead[0].reason.contains("gave up after 5 tries"),
+        "{}",
+        dead[0].reason
+    );
+}
+
+/// `GET …/status` on the AWS path (SQS on moto, the store on DynamoDB Local): each tenant's
+/// jobs are counted through their marks in the store as the Lambda worker runs, retries and
+/// parks them — waiting, then done, waiting for a retry, or dead — never another tenant's.
+#[tokio::test]
+async fn status_counts_each_tenant_on_sqs_through_queue_marks_in_dynamodb() {
+    let client = aws_sdk_sqs::Client::new(&local_aws("TAGSYNC_TEST_SQS_ENDPOINT").await);
+    let sqs = sqs_queue(&client).await;
+    let queue_url = sqs.queue_url().to_owned();
+    let dynamo = aws_sdk_dynamodb::Client::new(&local_aws("TAGSYNC_TEST_DYNAMODB_ENDPOINT").await);
+    let table = format!("lambda-{}", uuid::Uuid::new_v4().simple());
+    tagsync::store::dynamo::create_table(&dynamo, &table)
+        .await
+        .unwrap();
+    let store: Arc<dyn tagsync::ports::Store> = Arc::new(tagsync::store::dynamo::DynamoStore::new(
+        tagsync::store::dynamo::DynamoItems::new(dynamo, table),
+    ));
+    let clock: Arc<dyn tagsync::ports::Clock> = Arc::new(tagsync::ports::SystemClock);
+    let queue = Arc::new(tagsync::queue::counted::TenantCounted::new(
+        sqs,
+        store.clone(),
+        clock.clone(),
+    ));
+    let app = App::new(store, queue.clone(), clock, test_config());
+    for id in ["acme", "beta"] {
+        app.store.put_tenant(&mut tagsync_tenant(id)).await.unwrap();
+    }
+    let status = |tenant: &'static str| {
+        let app = app.clone();
+        async move { status_of(&app, tenant).await["queue"].clone() }
+    };
+
+    let acme = [
+        probe_job("acme", false, false),
+        probe_job("acme", false, false),
+    ];
+    let fails = probe_job("beta", true, false);
+    let panics = probe_job("beta", false, true);
+    let beta = [
+        fails.clone(),
+        panics.clone(),
+        probe_job("beta", false, false),
+    ];
+    queue.send(&acme).await.unwrap();
+    queue.send(&beta).await.unwrap();
+    assert_eq!(
+        status("acme").await,
+        json!({"pending": 2, "in_flight": 0, "dead": 0, "scope": "tenant"})
+    );
+    assert_eq!(
+        status("beta").await,
+        json!({"pending": 3, "in_flight": 0, "dead": 0, "scope": "tenant"})
+    );
+
+    // One batch: acme's jobs are done; beta's failing job waits for its retry, its panicking
+    // job is on its last receive (parked), its third is done.
+    let all: Vec<Job> = acme.iter().chain(beta.iter()).cloned().collect();
+    let last = panics.id.clone();
+    let (event, ids) = lambda_batch(
+        &client,
+        &queue_url,
+        &all,
+        |j| {
+            if j.id == last { 5 } else { 1 }
+        },
+    )
+    .await;
+    let response = lambda::sqs(&app, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, [ids[fails.id.as_str()].clone()]);
+    assert_eq!(
+        status("acme").await,
+        json!({"pending": 0, "in_flight": 0, "dead": 0, "scope": "tenant"})
+    );
+    assert_eq!(
+        status("beta").await,
+        json!({"pending": 1, "in_flight": 0, "dead": 1, "scope": "tenant"})
     );
 }

@@ -500,6 +500,7 @@ async fn validation_errors_answer_400_naming_the_field() {
         .client
         .post(t.url(GROUPS))
         .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await

@@ -4,6 +4,7 @@
 
 mod admin;
 mod durability;
+mod hardening;
 mod helpers;
 mod lambda;
 mod library;

@@ -12,6 +12,7 @@ use tagsync::domain::*;
 use tagsync::handlers::{Surface, dispatch};
 use tagsync::http::HttpRequest;
 use tagsync::ports::Write;
+use tagsync::sim::mall::{MallSim, MallSimConfig, NewMember};
 
 const MEMBERS: &str = "/admin/v1/tenants/acme/members";
 const BATCH: &str = "/admin/v1/tenants/acme/member-tags:batch";
@@ -20,7 +21,43 @@ async fn setup() -> TestApp {
     let t = spawn_app().await;
     let (status, body) = t.put_tenant("acme").await;
     assert_eq!(status, 201, "{body}");
+    know_members(&t.app, &ROSTER).await;
     t
+}
+
+/// The members these tests change: known to the hub, as a member sync leaves every mall member
+/// (the tenant's mall is not reachable here, so nobody else could vouch for them).
+const ROSTER: [&str; 5] = ["m_1", "m_2", "m_3", "m_9", "m_ok"];
+
+/// A refused request wrote nothing: the member has no hub tags.
+async fn assert_no_hub_tags(t: &TestApp, member: &str) {
+    let stored = t
+        .app
+        .store
+        .get_member_tags(&acme(), &MemberId::new_unchecked(member))
+        .await
+        .unwrap();
+    assert!(stored.is_none(), "{member} has hub tags: {stored:?}");
+}
+
+/// Binds `members` in the hub (unbound to any customer), as a member sync or a webhook would.
+async fn know_members(app: &App, members: &[&str]) {
+    let writes: Vec<Write> = members
+        .iter()
+        .map(|m| {
+            Write::Binding(MemberBinding {
+                tenant: acme(),
+                member_id: MemberId::new_unchecked(*m),
+                external_userid: None,
+                unionid: None,
+                bound_at: Timestamp::from_millis(0),
+                version: 0,
+            })
+        })
+        .collect();
+    for chunk in writes.chunks(100) {
+        app.store.transact(chunk.to_vec()).await.unwrap();
+    }
 }
 
 fn acme() -> TenantId {
@@ -86,16 +123,28 @@ struct Direct {
 }
 
 impl Direct {
+    /// With the tenant's mall at `mall` (the simulator), and the roster known to the hub.
+    async fn with_mall(mall: &MallSim) -> Self {
+        let d = Self::new().await;
+        let mut body = tenant_body();
+        body["mall_api_base"] = json!(mall.base_url());
+        body["mall_api_token"] = json!("mall-sim-token");
+        let (status, answer) = d.call(Method::PUT, "/admin/v1/tenants/acme", body).await;
+        assert_eq!(status, 200, "{answer}");
+        d
+    }
+
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = Self {
-            app: sqlite_app(dir.path()),
+            app: sqlite_app(dir.path()).await,
             _dir: dir,
         };
         let (status, body) = d
             .call(Method::PUT, "/admin/v1/tenants/acme", tenant_body())
             .await;
         assert_eq!(status, 201, "{body}");
+        know_members(&d.app, &ROSTER).await;
         d
     }
 
@@ -105,6 +154,7 @@ impl Direct {
             "authorization",
             format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
         );
+        headers.insert("content-type", "application/json".parse().unwrap());
         let req = HttpRequest {
             method,
             path: path.into(),
@@ -192,10 +242,43 @@ fn synced_members(jobs: &[Job]) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 // The member view.
 
+/// A tenant whose mall is a simulator holding one member (`only_in_mall`, which the hub has
+/// not seen); answers the app, the simulator and that member's id.
+async fn setup_with_mall() -> (TestApp, MallSim, String) {
+    let mall = MallSim::start(MallSimConfig::default()).await.unwrap();
+    let t = spawn_app().await;
+    let mut body = tenant_body();
+    body["mall_api_base"] = json!(mall.base_url());
+    body["mall_api_token"] = json!("mall-sim-token");
+    let (status, answer) = t
+        .admin(Method::PUT, "/admin/v1/tenants/acme", Some(body))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    know_members(&t.app, &ROSTER).await;
+    let only_in_mall = mall_only_member(&mall);
+    (t, mall, only_in_mall)
+}
+
+/// A member created in the mall that the hub has not seen (the simulator numbers its members
+/// `m_1`, `m_2`…: ids the roster already uses are skipped).
+fn mall_only_member(mall: &MallSim) -> String {
+    loop {
+        let id = mall
+            .operator()
+            .create_member(NewMember::external("wm_new"))
+            .unwrap()
+            .id
+            .to_string();
+        if !ROSTER.contains(&id.as_str()) {
+            return id;
+        }
+    }
+}
+
 #[tokio::test]
-async fn a_member_the_hub_has_never_seen_is_404() {
-    let t = setup().await;
-    let (status, body) = member(&t, "m_1").await;
+async fn a_member_neither_the_hub_nor_the_mall_knows_is_404() {
+    let (t, _mall, _) = setup_with_mall().await;
+    let (status, body) = member(&t, "m_nobody").await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "not_found");
     assert!(message(&body).contains("unknown member"), "{body}");
@@ -207,6 +290,120 @@ async fn a_member_the_hub_has_never_seen_is_404() {
         .await;
     assert_eq!(status, 404, "unknown tenant");
     t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_member_only_the_mall_knows_is_shown_without_hub_tags() {
+    let (t, _mall, only_in_mall) = setup_with_mall().await;
+    let (status, body) = member(&t, &only_in_mall).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["member_id"], only_in_mall.as_str());
+    assert_eq!(body["tag_ids"], json!([]));
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tag_change_for_a_member_nobody_knows_is_404_and_writes_and_queues_nothing() {
+    let mall = MallSim::start(MallSimConfig::default()).await.unwrap();
+    let d = Direct::with_mall(&mall).await;
+    let tags = d.create_tags(1).await;
+    let (status, body) = d
+        .call(
+            Method::POST,
+            &format!("{MEMBERS}/m_nobody/tags"),
+            json!({"add": [tags[0]]}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        message(&body).contains("neither the hub nor the mall"),
+        "{body}"
+    );
+    assert!(
+        d.app
+            .store
+            .get_member_tags(&acme(), &MemberId::new_unchecked("m_nobody"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(synced_members(&d.queued_jobs().await).is_empty());
+}
+
+#[tokio::test]
+async fn a_tag_change_for_a_member_only_the_mall_knows_is_accepted_on_first_use() {
+    let (t, _mall, only_in_mall) = setup_with_mall().await;
+    let tags = create_tags(&t, 1).await;
+    let (status, body) = change(&t, &only_in_mall, json!({"add": [tags[0]]})).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["tag_ids"], json!([tags[0]]));
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_leaves_out_unknown_members_names_them_and_queues_only_known_ones() {
+    let mall = MallSim::start(MallSimConfig::default()).await.unwrap();
+    let d = Direct::with_mall(&mall).await;
+    let only_in_mall = mall_only_member(&mall);
+    let tags = d.create_tags(1).await;
+    // 10,000 items for nobody beside two real members: the hub knows m_1, the mall knows the
+    // other. Nobody's items are not written and not queued. (Members are looked up in id
+    // order; the mall's member comes before the `unknown_` ones, within the look-up cap.)
+    let mut items: Vec<Value> = (0..9_998)
+        .map(|i| json!({"member_id": format!("unknown_{i}"), "add": [tags[0]]}))
+        .collect();
+    items.push(json!({"member_id": "m_1", "add": [tags[0]]}));
+    items.push(json!({"member_id": only_in_mall, "add": [tags[0]]}));
+    let (status, body) = d.call(Method::POST, BATCH, json!({"items": items})).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["members"], 2, "{body}");
+    let unknown = &body["unknown_members"];
+    assert_eq!(unknown["count"], 9_998, "{unknown}");
+    let listed = unknown["members"].as_array().unwrap();
+    assert_eq!(listed.len(), 20, "the first 20 are named");
+    assert!(
+        listed
+            .iter()
+            .all(|u| u["member_id"].as_str().unwrap().starts_with("unknown_"))
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|u| !u["reason"].as_str().unwrap().is_empty())
+    );
+    // Only the two real members were queued, and the mall was asked about no more than the
+    // cap of unseen members (not about ten thousand).
+    let mut queued = synced_members(&d.queued_jobs().await);
+    queued.sort();
+    let mut want = vec!["m_1".to_string(), only_in_mall.clone()];
+    want.sort();
+    assert_eq!(queued, want);
+    let looked_up: BTreeSet<String> = mall
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/members/"))
+        .map(|r| r.path.clone())
+        .collect();
+    // 50: the route's cap on mall look-ups per request (`MALL_LOOKUPS`).
+    assert!(
+        looked_up.len() <= 50,
+        "{} members looked up in the mall",
+        looked_up.len()
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_only_unknown_members_is_404_and_writes_and_queues_nothing() {
+    let mall = MallSim::start(MallSimConfig::default()).await.unwrap();
+    let d = Direct::with_mall(&mall).await;
+    let tags = d.create_tags(1).await;
+    let items: Vec<Value> = (0..3)
+        .map(|i| json!({"member_id": format!("ghost_{i}"), "add": [tags[0]]}))
+        .collect();
+    let (status, body) = d.call(Method::POST, BATCH, json!({"items": items})).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(message(&body).contains("ghost_0"), "{body}");
+    assert!(synced_members(&d.queued_jobs().await).is_empty());
 }
 
 #[tokio::test]
@@ -244,15 +441,15 @@ async fn the_member_view_maps_relation_tags_to_hub_ids_and_leaves_out_unmapped_o
         .transact(vec![
             Write::Binding(MemberBinding {
                 tenant: acme(),
-                member_id: MemberId::new_unchecked("m_1"),
-                external_userid: Some(ExternalUserId::new_unchecked("wm_1")),
+                member_id: MemberId::new_unchecked("m_view"),
+                external_userid: Some(ExternalUserId::new_unchecked("wm_view")),
                 unionid: None,
                 bound_at: now,
                 version: 0,
             }),
             Write::Customer(CustomerRelations {
                 tenant: acme(),
-                external_userid: ExternalUserId::new_unchecked("wm_1"),
+                external_userid: ExternalUserId::new_unchecked("wm_view"),
                 relations,
                 updated_at: now,
                 version: 0,
@@ -263,13 +460,13 @@ async fn the_member_view_maps_relation_tags_to_hub_ids_and_leaves_out_unmapped_o
         .await
         .unwrap();
 
-    let (status, view) = member(&t, "m_1").await;
+    let (status, view) = member(&t, "m_view").await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(
         view,
         json!({
-            "member_id": "m_1",
-            "external_userid": "wm_1",
+            "member_id": "m_view",
+            "external_userid": "wm_view",
             "tag_ids": [],
             "relations": [
                 {"userid": "sales_1", "tag_ids": [tags[0]]},
@@ -357,8 +554,7 @@ async fn a_tag_change_refuses_unknown_and_deleted_tag_ids_by_name() {
     assert_eq!(status, 400, "{body}");
     assert!(message(&body).contains(&tags[1]), "a deleted tag: {body}");
 
-    let (status, _) = member(&t, "m_1").await;
-    assert_eq!(status, 404, "a refused change writes nothing");
+    assert_no_hub_tags(&t, "m_1").await;
     assert!(tag_changes(&t).await.is_empty());
     t.shutdown().await;
 }
@@ -376,8 +572,7 @@ async fn a_tag_change_refuses_an_id_in_both_add_and_remove() {
     assert_eq!(status, 400, "{body}");
     assert!(message(&body).contains("remove[0]"), "{body}");
     assert!(message(&body).contains(&tags[1]), "{body}");
-    let (status, _) = member(&t, "m_1").await;
-    assert_eq!(status, 404);
+    assert_no_hub_tags(&t, "m_1").await;
     t.shutdown().await;
 }
 
@@ -443,6 +638,15 @@ async fn a_batch_writes_every_member_once_and_answers_its_counts() {
     let tags = create_tags(&t, 5).await;
     const MEMBERS_N: usize = 500;
     const ITEMS: usize = 2_000;
+    let roster: Vec<String> = (0..MEMBERS_N)
+        .map(|i| format!("m_{i}"))
+        .filter(|m| !ROSTER.contains(&m.as_str()))
+        .collect();
+    know_members(
+        &t.app,
+        &roster.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
     // Item i is for member i % 500, so each member gets four items; the last one removes the
     // tag the first one added (later items win over earlier ones for the same tag).
     let items: Vec<Value> = (0..ITEMS)
@@ -587,8 +791,7 @@ async fn a_batch_names_the_failing_item_by_index_and_writes_nothing() {
         assert_eq!(status, 400, "{body} → {answer}");
         assert!(message(&answer).contains("`items`"), "{answer}");
     }
-    let (status, _) = member(&t, "m_ok").await;
-    assert_eq!(status, 404, "a refused batch writes nothing");
+    assert_no_hub_tags(&t, "m_ok").await;
     assert!(tag_changes(&t).await.is_empty());
     t.shutdown().await;
 }
@@ -606,8 +809,7 @@ async fn a_batch_of_more_than_10000_items_is_refused() {
     assert_eq!(status, 400, "{body}");
     assert!(message(&body).contains("`items`"), "{body}");
     assert!(message(&body).contains("10000"), "{body}");
-    let (status, _) = member(&t, "m_0").await;
-    assert_eq!(status, 404);
+    assert_no_hub_tags(&t, "m_0").await;
     t.shutdown().await;
 }
 

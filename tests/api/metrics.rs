@@ -78,9 +78,16 @@ async fn the_apps_clients_count_their_calls_by_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config();
     config.wecom_api_base = wecom.base_url();
-    let app = tagsync::app::App::sqlite(dir.path(), config, Arc::new(tagsync::ports::SystemClock))
-        .unwrap()
-        .0;
+    let key = tagsync::store::sealing::SecretKey::generate();
+    let app = tagsync::app::App::sqlite(
+        dir.path(),
+        config,
+        Arc::new(tagsync::ports::SystemClock),
+        key,
+    )
+    .await
+    .unwrap()
+    .0;
 
     app.wecom
         .get_follow_user_list(&wecom.credentials())

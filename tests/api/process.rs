@@ -204,6 +204,11 @@ async fn demo_wires_both_simulators_and_its_printed_commands_carry_changes_both_
         ])
         .env("RUST_LOG", "warn")
         .env_remove("TAGSYNC_ADMIN_TOKEN")
+        // A key of its own rather than the user's key file.
+        .env(
+            "TAGSYNC_SECRET_KEY",
+            tagsync::store::sealing::SecretKey::generate().to_base64(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

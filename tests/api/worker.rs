@@ -15,6 +15,21 @@ fn probe(tenant: &str, fail: bool) -> Job {
             note: "test".into(),
             fail,
             work_ms: 0,
+            panic: false,
+        },
+        tagsync::domain::Timestamp::from_millis(0),
+    )
+}
+
+/// A probe that panics on every try.
+fn panicking_probe(tenant: &str) -> Job {
+    Job::new(
+        TenantId::parse(tenant).unwrap(),
+        JobKind::Probe {
+            note: "panic".into(),
+            fail: false,
+            work_ms: 0,
+            panic: true,
         },
         tagsync::domain::Timestamp::from_millis(0),
     )
@@ -152,4 +167,99 @@ async fn a_parked_job_succeeds_when_redriven_after_its_cause_is_fixed() {
         .count();
     assert_eq!(processed, 1);
     t.shutdown().await;
+}
+
+/// Jobs that panic, on every try, more often than the pool has workers: each panic ends only
+/// its job (retried, then parked with the panic's message), never a worker — the jobs sent
+/// afterwards are all done by the same two workers.
+#[tokio::test]
+async fn a_panicking_job_is_parked_with_its_message_and_the_pool_keeps_processing() {
+    let t = spawn_app().await;
+    t.put_tenant("acme").await;
+    // 3 jobs × 5 tries = 15 panics on a pool of 2 workers.
+    let panicking: Vec<Job> = (0..3).map(|_| panicking_probe("acme")).collect();
+    t.app.queue.send(&panicking).await.unwrap();
+    let counts = settled(&t).await;
+    assert_eq!(counts.dead, 3);
+
+    let later: Vec<Job> = (0..10).map(|_| probe("acme", false)).collect();
+    t.app.queue.send(&later).await.unwrap();
+    let counts = settled(&t).await;
+    assert_eq!(counts.dead, 3, "the later jobs are done, not parked");
+    let processed = t
+        .audit("acme")
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "probe.processed")
+        .count();
+    assert_eq!(processed, 10, "every later job ran");
+
+    let (status, body) = t
+        .admin(Method::GET, "/admin/v1/tenants/acme/dead-letters", None)
+        .await;
+    assert_eq!(status, 200);
+    let letters = body["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 3, "{body}");
+    for letter in letters {
+        assert_eq!(
+            letter["receive_count"], 5,
+            "retried before parking: {letter}"
+        );
+        let error = letter["error"].as_str().unwrap();
+        assert!(
+            error.contains("the job panicked: probe asked to panic")
+                && error.contains("gave up after 5 tries"),
+            "{error}"
+        );
+    }
+    let parked = tagsync::metrics::JOBS;
+    assert_eq!(
+        t.app
+            .metrics
+            .get(parked, &[("kind", "probe"), ("outcome", "parked")]),
+        3
+    );
+    t.shutdown().await;
+}
+
+/// Two tenants with work queued on one SQLite queue: each tenant's status counts only its own
+/// jobs — waiting, running and parked — and says so (`scope: tenant`).
+#[tokio::test]
+async fn status_counts_only_the_asked_tenants_jobs_when_two_tenants_are_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = sqlite_app(dir.path()).await;
+    for tenant in ["acme", "beta"] {
+        let mut t = tagsync_tenant(tenant);
+        app.store.put_tenant(&mut t).await.unwrap();
+    }
+    let acme: Vec<Job> = (0..3).map(|_| probe("acme", false)).collect();
+    let beta: Vec<Job> = (0..2).map(|_| probe("beta", false)).collect();
+    app.queue.send(&acme).await.unwrap();
+    app.queue.send(&beta).await.unwrap();
+    // Two of acme's jobs are received (the oldest first); one of them is parked.
+    let received = app
+        .queue
+        .receive(2, Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(received.len(), 2);
+    for d in &received {
+        assert_eq!(d.job.as_ref().unwrap().tenant.as_str(), "acme");
+    }
+    app.queue.park(&received[0], "test").await.unwrap();
+
+    let acme = status_of(&app, "acme").await;
+    assert_eq!(
+        acme["queue"],
+        json!({"pending": 1, "in_flight": 1, "dead": 1, "scope": "tenant"}),
+        "{acme}"
+    );
+    let beta = status_of(&app, "beta").await;
+    assert_eq!(
+        beta["queue"],
+        json!({"pending": 2, "in_flight": 0, "dead": 0, "scope": "tenant"}),
+        "{beta}"
+    );
+    let all = app.queue.counts().await.unwrap();
+    assert_eq!((all.pending, all.in_flight, all.dead), (3, 1, 1));
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use tagsync::ports::{Queue, Store, SystemClock};
+use tagsync::queue::counted::TenantCounted;
 use tagsync::queue::sqlite::SqliteQueue;
 use tagsync::queue::sqs::{SqsQueue, create_queues};
 use tagsync::store::dynamo::{DynamoItems, DynamoStore, create_table};
@@ -69,13 +70,19 @@ pub async fn dynamo_items() -> ItemsUnderTest {
 
 /// A fresh table of this test's own.
 async fn dynamo_table() -> DynamoItems {
+    let (client, table) = dynamo_client_and_table().await;
+    DynamoItems::new(client, table)
+}
+
+/// A fresh table of this test's own, by name, for cases that open it more than once.
+pub async fn dynamo_client_and_table() -> (aws_sdk_dynamodb::Client, String) {
     let config = aws_config_for("TAGSYNC_TEST_DYNAMODB_ENDPOINT").await;
     let client = aws_sdk_dynamodb::Client::new(&config);
     let table = unique_name("tagsync-contract");
     create_table(&client, &table)
         .await
         .unwrap_or_else(|e| panic!("create DynamoDB table {table}: {e}"));
-    DynamoItems::new(client, table)
+    (client, table)
 }
 
 pub async fn sqlite_queue() -> QueueUnderTest {
@@ -87,21 +94,36 @@ pub async fn sqlite_queue() -> QueueUnderTest {
 }
 
 pub async fn sqs_queue() -> QueueUnderTest {
+    QueueUnderTest {
+        queue: Arc::new(fresh_sqs().await),
+        _dir: None,
+    }
+}
+
+/// A fresh queue and DLQ of this test's own on moto.
+async fn fresh_sqs() -> SqsQueue {
     let config = aws_config_for("TAGSYNC_TEST_SQS_ENDPOINT").await;
     let client = aws_sdk_sqs::Client::new(&config);
     let name = unique_name("tagsync-contract");
     let (queue_url, dlq_url) = create_queues(&client, &name)
         .await
         .unwrap_or_else(|e| panic!("create SQS queues {name}: {e}"));
+    SqsQueue::new(client, queue_url, dlq_url, MAX_RECEIVES)
+}
+
+/// SQS (moto) counted per tenant through marks in a DynamoDB Local table, as the Lambdas run.
+pub async fn sqs_counted_queue() -> QueueUnderTest {
+    let store: Arc<dyn Store> = Arc::new(DynamoStore::new(dynamo_table().await));
+    let queue = TenantCounted::new(fresh_sqs().await, store, Arc::new(SystemClock));
     QueueUnderTest {
-        queue: Arc::new(SqsQueue::new(client, queue_url, dlq_url, MAX_RECEIVES)),
+        queue: Arc::new(queue),
         _dir: None,
     }
 }
 
 /// SDK configuration for a local stand-in whose endpoint the test script exported. A missing
 /// endpoint fails the test: an AWS-backed case must never pass without having run.
-async fn aws_config_for(endpoint_var: &str) -> aws_config::SdkConfig {
+pub async fn aws_config_for(endpoint_var: &str) -> aws_config::SdkConfig {
     let endpoint = std::env::var(endpoint_var).unwrap_or_else(|_| {
         panic!(
             "{endpoint_var} is not set, so the AWS-backed contract tests cannot reach their \

@@ -10,6 +10,7 @@
 mod backends;
 mod items_cases;
 mod queue_cases;
+mod sealing;
 mod store_cases;
 
 /// One test per case for one backend: builds a fresh backend with `$fixture`, then runs
@@ -43,6 +44,7 @@ macro_rules! store_contract {
             tenants_are_listed,
             customers_with_relations_are_listed_per_tenant,
             runs_are_versioned_and_listed_newest_first,
+            queue_marks_are_replaced_updated_only_while_present_and_listed_per_tenant,
         ]);
     };
 }
@@ -57,6 +59,17 @@ macro_rules! queue_contract {
             counts_track_pending_in_flight_and_dead,
             send_of_25_jobs_in_one_call_delivers_all,
             job_never_acked_is_parked_after_max_receives,
+        ]);
+    };
+}
+
+/// Every per-tenant counting case, for one queue backend that counts per tenant (SQLite; SQS
+/// with its marks in DynamoDB: `queue::counted`).
+macro_rules! tenant_counts_contract {
+    ($module:ident, $fixture:path) => {
+        for_backend!($module, $fixture, queue, queue_cases: [
+            tenant_counts_follow_each_tenants_jobs_only,
+            tenant_counts_show_a_job_the_queue_parked_itself_as_dead,
         ]);
     };
 }
@@ -78,3 +91,9 @@ store_contract!(store_sqlite, crate::backends::sqlite_store);
 store_contract!(store_dynamo, crate::backends::dynamo_store);
 queue_contract!(queue_sqlite, crate::backends::sqlite_queue);
 queue_contract!(queue_sqs, crate::backends::sqs_queue);
+queue_contract!(queue_sqs_counted, crate::backends::sqs_counted_queue);
+tenant_counts_contract!(tenant_counts_sqlite, crate::backends::sqlite_queue);
+tenant_counts_contract!(
+    tenant_counts_sqs_counted,
+    crate::backends::sqs_counted_queue
+);

@@ -24,6 +24,7 @@ fn job(note: &str) -> Job {
             note: note.into(),
             fail: false,
             work_ms: 0,
+            panic: false,
         },
         SystemClock.now(),
     )
@@ -321,4 +322,102 @@ pub async fn job_never_acked_is_parked_after_max_receives(queue: Arc<dyn Queue>)
     assert_eq!(back.job.as_ref().ok(), Some(&sent));
     queue.ack(&back).await.expect("ack");
     expect_counts(queue, counts(0, 0, 0), "ack after redrive").await;
+}
+
+fn job_of(tenant: &str, note: &str) -> Job {
+    Job::new(
+        TenantId::parse(tenant).expect("tenant id"),
+        JobKind::Probe {
+            note: note.into(),
+            fail: false,
+            work_ms: 0,
+            panic: false,
+        },
+        SystemClock.now(),
+    )
+}
+
+/// Polls one tenant's counts until `expected` holds.
+async fn expect_tenant_counts(queue: &dyn Queue, tenant: &str, expected: QueueCounts, step: &str) {
+    let tenant = TenantId::parse(tenant).expect("tenant id");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let c = queue
+            .tenant_counts(&tenant)
+            .await
+            .expect("tenant counts")
+            .expect("this queue counts per tenant");
+        if c == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {step}: {tenant}'s counts are {c:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two tenants' jobs on one queue: each tenant's counts follow its own jobs through every
+/// step — sent, received, done, retried, parked, redriven — and never the other's.
+pub async fn tenant_counts_follow_each_tenants_jobs_only(queue: Arc<dyn Queue>) {
+    let queue = &*queue;
+    let a: Vec<Job> = (0..3).map(|i| job_of("ta", &format!("a{i}"))).collect();
+    let b: Vec<Job> = (0..2).map(|i| job_of("tb", &format!("b{i}"))).collect();
+    queue.send(&a).await.expect("send a");
+    queue.send(&b).await.expect("send b");
+    expect_tenant_counts(queue, "ta", counts(3, 0, 0), "send").await;
+    expect_tenant_counts(queue, "tb", counts(2, 0, 0), "send").await;
+
+    let all = receive_n(queue, 5, HOLD).await;
+    expect_tenant_counts(queue, "ta", counts(0, 3, 0), "receive").await;
+    expect_tenant_counts(queue, "tb", counts(0, 2, 0), "receive").await;
+
+    let of_a: Vec<&Delivery> = all
+        .iter()
+        .filter(|d| d.job.as_ref().is_ok_and(|j| j.tenant.as_str() == "ta"))
+        .collect();
+    assert_eq!(of_a.len(), 3);
+    queue.ack(of_a[0]).await.expect("ack");
+    queue
+        .retry(of_a[1], HOLD, "transient")
+        .await
+        .expect("retry");
+    queue.park(of_a[2], "permanent").await.expect("park");
+    expect_tenant_counts(queue, "ta", counts(1, 0, 1), "ack, retry and park").await;
+    expect_tenant_counts(queue, "tb", counts(0, 2, 0), "the other tenant's steps").await;
+
+    assert_eq!(queue.redrive(None).await.expect("redrive"), 1);
+    expect_tenant_counts(queue, "ta", counts(2, 0, 0), "redrive").await;
+    expect_tenant_counts(queue, "tb", counts(0, 2, 0), "the other tenant's redrive").await;
+}
+
+/// A job received for the last allowed time and never settled (its worker died) is parked by
+/// the queue itself; its tenant's counts show it dead, not pending for ever.
+pub async fn tenant_counts_show_a_job_the_queue_parked_itself_as_dead(queue: Arc<dyn Queue>) {
+    let queue = &*queue;
+    let sent = job_of("tc", "poison");
+    queue.send(std::slice::from_ref(&sent)).await.expect("send");
+    for _ in 0..queue.max_receives() {
+        receive_one(queue, Duration::from_secs(1)).await;
+    }
+    let tenant = TenantId::parse("tc").expect("tenant id");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        // The SQLite queue parks it on a receive after its visibility lapsed; SQS on its own.
+        let got = queue
+            .receive(10, HOLD, Duration::from_secs(1))
+            .await
+            .expect("receive");
+        assert!(got.is_empty(), "delivered again: {got:?}");
+        let c = queue
+            .tenant_counts(&tenant)
+            .await
+            .expect("tenant counts")
+            .expect("this queue counts per tenant");
+        if c == counts(0, 0, 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "counts are {c:?}");
+    }
 }

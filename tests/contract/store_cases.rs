@@ -697,3 +697,82 @@ pub async fn runs_are_versioned_and_listed_newest_first(store: Arc<dyn Store>) {
     assert_eq!(listed, vec![second.id.clone(), first.id.clone()]);
     assert_eq!(store.list_runs(&t, 1).await.unwrap()[0].id, second.id);
 }
+
+fn mark(tenant: &str, job: &JobId, state: MarkState) -> QueueMark {
+    QueueMark {
+        tenant: tenant_id(tenant),
+        job: job.clone(),
+        state,
+        expires_at: now().plus_secs(3600),
+    }
+}
+
+/// Queue marks (a tenant's queued jobs, counted for SQS): one per job, however often it is
+/// written; an update after the job was done does not bring its mark back; an expired mark
+/// is gone; each tenant lists only its own.
+pub async fn queue_marks_are_replaced_updated_only_while_present_and_listed_per_tenant(
+    store: Arc<dyn Store>,
+) {
+    let jobs: Vec<JobId> = (0..3)
+        .map(|_| JobId::new_unchecked(new_ordered_id()))
+        .collect();
+    let waiting = [
+        mark("qa", &jobs[0], MarkState::Waiting),
+        mark("qa", &jobs[1], MarkState::Waiting),
+        mark("qb", &jobs[2], MarkState::Waiting),
+    ];
+    store.put_queue_marks(&waiting).await.expect("put");
+    // A duplicate send of the same job: still one mark.
+    store
+        .put_queue_marks(&waiting[..1])
+        .await
+        .expect("put again");
+    let listed = store
+        .list_queue_marks(&tenant_id("qa"))
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(
+        store
+            .list_queue_marks(&tenant_id("qb"))
+            .await
+            .expect("list"),
+        waiting[2..].to_vec()
+    );
+
+    let running = mark(
+        "qa",
+        &jobs[0],
+        MarkState::Running {
+            receive: 2,
+            until: now().plus_secs(60),
+        },
+    );
+    assert!(store.update_queue_mark(&running).await.expect("update"));
+    store
+        .delete_queue_mark(&tenant_id("qa"), &jobs[1])
+        .await
+        .expect("delete");
+    // A late copy of the job just done: its mark stays deleted.
+    let late = mark("qa", &jobs[1], MarkState::Waiting);
+    assert!(!store.update_queue_mark(&late).await.expect("update"));
+    assert_eq!(
+        store
+            .list_queue_marks(&tenant_id("qa"))
+            .await
+            .expect("list"),
+        vec![running]
+    );
+
+    let mut expired = mark("qb", &jobs[2], MarkState::Dead);
+    expired.expires_at = now().plus_secs(-10);
+    store.put_queue_marks(&[expired]).await.expect("put");
+    assert!(
+        store
+            .list_queue_marks(&tenant_id("qb"))
+            .await
+            .expect("list")
+            .is_empty(),
+        "an expired mark is not listed"
+    );
+}

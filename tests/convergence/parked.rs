@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use tagsync::sim::mall::MallSimConfig;
 use tagsync::sim::world::World;
 
-/// The tenant's registration as `World::start` makes it, with another mall API token.
-fn registration(w: &World, mall_token: &str) -> Value {
+/// The tenant's registration as `World::start` makes it, with another mall API base and token.
+fn registration(w: &World, mall_base: &str, mall_token: &str) -> Value {
     let sim = w.wecom.config();
     json!({
         "corp_id": sim.corp_id.as_str(),
@@ -16,21 +16,33 @@ fn registration(w: &World, mall_token: &str) -> Value {
         "corp_secret": sim.secret.expose(),
         "callback_token": sim.callback_token,
         "encoding_aes_key": sim.encoding_aes_key,
-        "mall_api_base": w.mall.base_url(),
+        "mall_api_base": mall_base,
         "mall_api_token": mall_token,
         "mall_webhook_secret": MallSimConfig::default().webhook_secret,
     })
 }
 
 async fn put_tenant(w: &World, mall_token: &str) {
+    put_tenant_at(w, &w.mall.base_url(), mall_token).await;
+}
+
+async fn put_tenant_at(w: &World, mall_base: &str, mall_token: &str) {
     let (status, body) = w
         .request(
             Method::PUT,
             &format!("/admin/v1/tenants/{}", w.tenant),
-            Some(registration(w, mall_token)),
+            Some(registration(w, mall_base, mall_token)),
         )
         .await;
     assert_eq!(status, 200, "PUT tenant: {body}");
+}
+
+/// A loopback address nothing listens on: connections to it are refused.
+async fn closed_port() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/api")
 }
 
 async fn dead_letters(w: &World) -> Vec<Value> {
@@ -173,5 +185,79 @@ async fn name_held_by_an_unmanaged_mall_tag_is_parked_and_goes_through_once_free
     assert!(dead_letters(&w).await.is_empty());
     let tag = hub_tag(&w, "G1", "x").await;
     assert_eq!(tag["sync"]["mall"], "synced", "{tag}");
+    w.stop().await;
+}
+
+/// The mall cannot be reached at all (tagsync's registration points at a port nothing listens
+/// on): a group and a tag the operator creates cannot get there. Their jobs are retried, then
+/// parked, and the library shows them `failed` in the mall with the reason — not `pending`, as
+/// if something were still on its way; once the mall is back, a redrive carries them
+/// everywhere and they show `synced`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_mall_parks_the_jobs_and_the_library_shows_them_failed_until_a_redrive_succeeds()
+ {
+    let w = start().await;
+    one_group(&w).await;
+    let token = MallSimConfig::default().tokens[0].clone();
+    put_tenant_at(&w, &closed_port().await, &token).await;
+
+    let (status, created) = w
+        .admin(
+            Method::POST,
+            "/tag-groups",
+            Some(json!({"name": "G2", "tags": [{"name": "c"}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    must_settle(&w).await;
+
+    let parked = dead_letters(&w).await;
+    assert!(
+        !parked.is_empty(),
+        "nothing parked: {:#?}",
+        w.problems().await
+    );
+    for d in &parked {
+        let error = d["error"].as_str().unwrap_or_default();
+        assert!(error.contains("gave up after 5 tries"), "{d:#}");
+    }
+    let group = w.hub_group("G2").await.expect("the hub has G2");
+    let tag = hub_tag(&w, "G2", "c").await;
+    for (what, view) in [("group", &group), ("tag", &tag)] {
+        assert_eq!(view["sync"]["mall"], "failed", "{what}: {view:#}");
+        let why = view["errors"]["mall"].as_str().unwrap_or_default();
+        assert!(
+            why.contains("gave up after 5 tries"),
+            "the {what} shows why: {view:#}"
+        );
+        // WeCom is reachable: reached (synced), or, if the parked job never got there,
+        // failed with the same reason — never left pending.
+        match view["sync"]["wecom"].as_str() {
+            Some("synced") => {}
+            Some("failed") => assert!(view["errors"]["wecom"].is_string(), "{view:#}"),
+            _ => panic!("the {what} is left pending in WeCom: {view:#}"),
+        }
+    }
+
+    put_tenant(&w, &token).await;
+    assert_eq!(redrive(&w).await, parked.len() as u64);
+    must_converge(&w).await;
+    assert!(dead_letters(&w).await.is_empty());
+    let group = w.hub_group("G2").await.expect("the hub has G2");
+    let tag = hub_tag(&w, "G2", "c").await;
+    for view in [&group, &tag] {
+        assert_eq!(
+            view["sync"],
+            json!({"wecom": "synced", "mall": "synced"}),
+            "{view:#}"
+        );
+        assert_eq!(
+            view["errors"],
+            json!({"wecom": null, "mall": null}),
+            "{view:#}"
+        );
+    }
+    assert!(w.mall_tag("G2", "c").is_some(), "{:#?}", w.mall.library());
+    assert!(w.wecom_tag("G2", "c").is_some());
     w.stop().await;
 }

@@ -118,3 +118,90 @@ async fn a_run_ends_failed_with_the_reason_when_the_feature_is_switched_off_midw
     );
     w.stop().await;
 }
+
+/// Polls `GET …/sync/{run}` until the run is no longer running.
+async fn run_ended(w: &tagsync::sim::world::World, run: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, r) = w.admin(Method::GET, &format!("/sync/{run}"), None).await;
+        assert_eq!(status, 200, "{r}");
+        if r["status"] != "running" {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn start_sync(w: &tagsync::sim::world::World, scope: &str) -> (u16, serde_json::Value) {
+    w.admin(Method::POST, "/sync", Some(json!({ "scope": scope })))
+        .await
+}
+
+async fn redrive(w: &tagsync::sim::world::World) -> u64 {
+    let (status, body) = w.admin(Method::POST, "/dead-letters:redrive", None).await;
+    assert_eq!(status, 200, "{body}");
+    body["redriven"].as_u64().unwrap_or(0)
+}
+
+/// The mall answers nothing but errors: the run's library page fails on every try and is
+/// parked. The run shows `failed` with the reason at once — not `running` for ten minutes
+/// until called stalled — and a new manual sync is accepted. The old page, redriven after that
+/// newer run started, does not carry the old run on: it is superseded.
+#[tokio::test]
+async fn a_run_whose_page_is_parked_fails_at_once_and_a_new_manual_sync_is_accepted() {
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 2)]).await;
+    w.mall.update_faults(|f| f.fail_rate = 1.0);
+    let (status, started) = start_sync(&w, "library").await;
+    assert_eq!(status, 202, "{started}");
+    let first = s(&started["run_id"]);
+    let report = run_ended(&w, &first).await;
+    assert_eq!(report["status"], "failed", "{report:#}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("parked") && error.contains("gave up after 5 tries"),
+        "{report:#}"
+    );
+
+    w.mall.update_faults(|f| f.fail_rate = 0.0);
+    let (status, second) = start_sync(&w, "library").await;
+    assert_eq!(status, 202, "a new sync is not blocked: {second}");
+    let second = s(&second["run_id"]);
+    let report = run_ended(&w, &second).await;
+    assert_eq!(report["status"], "done", "{report:#}");
+
+    assert_eq!(redrive(&w).await, 1, "the first run's page goes back");
+    settle(&w).await;
+    let (_, report) = w.admin(Method::GET, &format!("/sync/{first}"), None).await;
+    assert_eq!(report["status"], "failed", "{report:#}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("superseded by a newer run ({second})")),
+        "{report:#}"
+    );
+    w.stop().await;
+}
+
+/// Once the mall answers again, the run's parked page, redriven, carries its run on to `done`
+/// (no newer run started meanwhile).
+#[tokio::test]
+async fn a_parked_page_redriven_after_the_fix_carries_its_run_to_done() {
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 2)]).await;
+    w.mall.update_faults(|f| f.fail_rate = 1.0);
+    let (status, started) = start_sync(&w, "library").await;
+    assert_eq!(status, 202, "{started}");
+    let run = s(&started["run_id"]);
+    assert_eq!(run_ended(&w, &run).await["status"], "failed");
+
+    w.mall.update_faults(|f| f.fail_rate = 0.0);
+    assert_eq!(redrive(&w).await, 1);
+    settle(&w).await;
+    let (_, report) = w.admin(Method::GET, &format!("/sync/{run}"), None).await;
+    assert_eq!(report["status"], "done", "{report:#}");
+    assert_eq!(report["error"], serde_json::Value::Null, "{report:#}");
+    w.stop().await;
+}

@@ -37,10 +37,7 @@ pub async fn run(
             tracing::debug!(job_id = %job.id, queued = n, repeat, "event turned into sync jobs");
             Outcome::Done
         }
-        Err(e) => Outcome::RetryAfter {
-            delay: None,
-            reason: format!("queueing sync jobs: {e}"),
-        },
+        Err(e) => Outcome::retry(format!("queueing sync jobs: {e}")),
     }
 }
 

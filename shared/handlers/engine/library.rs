@@ -180,23 +180,24 @@ impl<'a> Cx<'a> {
     }
 
     async fn wecom_lib(&mut self) -> Step<&Vec<TagGroupInfo>> {
-        if self.wecom_lib.is_none() {
-            let lib = self
-                .app
-                .wecom
-                .get_corp_tag_list(&self.creds, &[], &[])
-                .await?;
-            self.wecom_lib = Some(lib);
-        }
-        Ok(self.wecom_lib.as_ref().expect("just read"))
+        let lib = match self.wecom_lib.take() {
+            Some(lib) => lib,
+            None => {
+                self.app
+                    .wecom
+                    .get_corp_tag_list(&self.creds, &[], &[])
+                    .await?
+            }
+        };
+        Ok(self.wecom_lib.insert(lib))
     }
 
     async fn mall_lib(&mut self) -> Step<&Vec<MallGroupWithTags>> {
-        if self.mall_lib.is_none() {
-            let lib = self.app.mall.list_groups(&self.ep).await?;
-            self.mall_lib = Some(lib);
-        }
-        Ok(self.mall_lib.as_ref().expect("just read"))
+        let lib = match self.mall_lib.take() {
+            Some(lib) => lib,
+            None => self.app.mall.list_groups(&self.ep).await?,
+        };
+        Ok(self.mall_lib.insert(lib))
     }
 
     /// A job for an object new to the hub carries a fresh hub id; if another job linked the
@@ -412,13 +413,17 @@ impl<'a> Cx<'a> {
             && tags
                 .iter()
                 .any(|x| x.group_id == id && x.deleted_at.is_none() && x.wecom.id.is_some());
+        // WeCom shows the group under `wecom_id` (it was looked up by that id); an undecided
+        // group counts as shown as its base (it has a base, so the hub linked it there).
+        let wecom_group = wecom_id.clone().map(WecomGroupId::new_unchecked);
         let mut wobs = match (
             &wecom_seen,
             stored.as_ref().and_then(|g| g.wecom.base.clone()),
+            wecom_group,
         ) {
-            (Some(s), _) => Observed::present(s.clone(), now),
-            (None, Some(base)) if undecided => Observed::present(base, now),
-            (None, _) => Observed::absent(now),
+            (Some(s), _, Some(w)) => Observed::present(w, s.clone(), now),
+            (None, Some(base), Some(w)) if undecided => Observed::present(w, base, now),
+            _ => Observed::absent(now),
         };
         if stored
             .as_ref()
@@ -426,9 +431,9 @@ impl<'a> Cx<'a> {
         {
             wobs = wobs.read_only();
         }
-        let mobs = match mall_seen.clone() {
-            Some(s) => Observed::present(s, mall_at),
-            None => Observed::absent(mall_at),
+        let mobs = match (mall_seen.clone(), mall_id.clone()) {
+            (Some(s), Some(m)) => Observed::present(MallGroupId::new_unchecked(m), s, mall_at),
+            _ => Observed::absent(mall_at),
         };
         let live_tags = tags
             .iter()
@@ -490,8 +495,8 @@ impl<'a> Cx<'a> {
         } else {
             plan.wecom.op.clone()
         };
-        match wecom_op {
-            LibraryOp::Nothing | LibraryOp::Create => {}
+        let wecom_call = match wecom_op {
+            LibraryOp::Nothing | LibraryOp::Create { .. } | LibraryOp::Move { .. } => None,
             LibraryOp::MarkReadOnly => {
                 self.commit(vec![Write::Audit(self.entry(
                     Actor::Wecom,
@@ -501,82 +506,87 @@ impl<'a> Cx<'a> {
                     None,
                 ))])
                 .await?;
+                None
             }
-            op @ (LibraryOp::Update { .. } | LibraryOp::Delete) => {
-                let wid = g.wecom.id.clone().expect("an update or delete has an id");
-                let result = match &op {
-                    LibraryOp::Update { name, order } => {
-                        self.wecom_group_edit(&id, &wid, name.as_deref(), *order)
-                            .await?
+            LibraryOp::Update {
+                id: wid,
+                name,
+                order,
+            } => {
+                let r = self
+                    .wecom_group_edit(&id, &wid, name.as_deref(), order)
+                    .await?;
+                Some((wid, r, false))
+            }
+            LibraryOp::Delete { id: wid } => {
+                let r = self
+                    .app
+                    .wecom
+                    .del_corp_tag(&self.creds, &[], std::slice::from_ref(&wid))
+                    .await
+                    .map(|_| ());
+                Some((wid, r, true))
+            }
+        };
+        if let Some((wid, result, deleted)) = wecom_call {
+            let mut writes = Vec::new();
+            match result {
+                Ok(()) => {
+                    if deleted {
+                        writes.push(Write::Unlink(link(
+                            &t,
+                            Side::Wecom,
+                            EntityKind::Group,
+                            wid.as_str(),
+                            id.as_str(),
+                        )));
+                        g.wecom = SideLink::default();
+                        g.wecom.state = SyncState::Synced;
+                    } else {
+                        g.wecom.base = plan.wecom.base_after.clone();
+                        g.wecom.state = SyncState::Synced;
+                        g.wecom.error = None;
                     }
-                    _ => self
-                        .app
-                        .wecom
-                        .del_corp_tag(&self.creds, &[], std::slice::from_ref(&wid))
-                        .await
-                        .map(|_| ()),
-                };
-                let mut writes = Vec::new();
-                match result {
-                    Ok(()) => {
-                        let deleted = matches!(op, LibraryOp::Delete);
+                    writes.push(Write::Audit(self.entry(
+                        Actor::Wecom,
                         if deleted {
-                            writes.push(Write::Unlink(link(
-                                &t,
-                                Side::Wecom,
-                                EntityKind::Group,
-                                wid.as_str(),
-                                id.as_str(),
-                            )));
-                            g.wecom = SideLink::default();
-                            g.wecom.state = SyncState::Synced;
+                            "group.deleted"
                         } else {
-                            g.wecom.base = plan.wecom.base_after.clone();
-                            g.wecom.state = SyncState::Synced;
-                            g.wecom.error = None;
-                        }
-                        writes.push(Write::Audit(self.entry(
-                            Actor::Wecom,
-                            if deleted {
-                                "group.deleted"
-                            } else {
-                                "group.updated"
-                            },
-                            format!("group:{id}"),
-                            wecom_seen.as_ref().map(|s| json!(s)),
-                            plan.wecom.base_after.as_ref().map(|s| json!(s)),
-                        )));
-                    }
-                    Err(e) if is_wecom(&e, WECOM_NOT_OURS) => {
-                        g.wecom.base = wecom_seen.clone();
-                        g.wecom.state = SyncState::ReadOnly;
-                        writes.push(Write::Audit(self.entry(
-                            Actor::Wecom,
-                            "group.read_only",
-                            format!("group:{id}"),
-                            wecom_seen.as_ref().map(|s| json!(s)),
-                            None,
-                        )));
-                    }
-                    Err(e) if is_wecom(&e, WECOM_UNKNOWN_ID) => return Err(vanished(Side::Wecom)),
-                    Err(e) if is_wecom(&e, WECOM_NAME_TAKEN) => {
-                        return self
-                            .fail_group(
-                                g,
-                                Side::Wecom,
-                                format!(
-                                    "WeCom already has a tag group named `{}`; rename one of them",
-                                    g_name(&plan.wecom.base_after)
-                                ),
-                            )
-                            .await;
-                    }
-                    Err(e) => return self.fail_group(g, Side::Wecom, e).await,
+                            "group.updated"
+                        },
+                        format!("group:{id}"),
+                        wecom_seen.as_ref().map(|s| json!(s)),
+                        plan.wecom.base_after.as_ref().map(|s| json!(s)),
+                    )));
                 }
-                self.save_group(&mut g, Side::Wecom, writes).await?;
-                self.wecom_lib = None;
+                Err(e) if is_wecom(&e, WECOM_NOT_OURS) => {
+                    g.wecom.base = wecom_seen.clone();
+                    g.wecom.state = SyncState::ReadOnly;
+                    writes.push(Write::Audit(self.entry(
+                        Actor::Wecom,
+                        "group.read_only",
+                        format!("group:{id}"),
+                        wecom_seen.as_ref().map(|s| json!(s)),
+                        None,
+                    )));
+                }
+                Err(e) if is_wecom(&e, WECOM_UNKNOWN_ID) => return Err(vanished(Side::Wecom)),
+                Err(e) if is_wecom(&e, WECOM_NAME_TAKEN) => {
+                    return self
+                        .fail_group(
+                            g,
+                            Side::Wecom,
+                            format!(
+                                "WeCom already has a tag group named `{}`; rename one of them",
+                                g_name(&plan.wecom.base_after)
+                            ),
+                        )
+                        .await;
+                }
+                Err(e) => return self.fail_group(g, Side::Wecom, e).await,
             }
-            LibraryOp::Move { .. } => {}
+            self.save_group(&mut g, Side::Wecom, writes).await?;
+            self.wecom_lib = None;
         }
 
         // The mall.
@@ -588,11 +598,9 @@ impl<'a> Cx<'a> {
             let mut attempt = 0;
             let result: Result<Option<MallGroupId>, MallError> = loop {
                 attempt += 1;
-                let r = self
-                    .mall_group_op(&g, &mall_op, after.as_ref(), attempt)
-                    .await?;
+                let r = self.mall_group_op(&g, &mall_op, attempt).await?;
                 let wanted = match &mall_op {
-                    LibraryOp::Create => after.as_ref().map(|s| s.name.clone()),
+                    LibraryOp::Create { after } => Some(after.name.clone()),
                     LibraryOp::Update { name, .. } => name.clone(),
                     _ => None,
                 };
@@ -642,7 +650,7 @@ impl<'a> Cx<'a> {
                         )));
                         g.mall.id = Some(mid);
                     }
-                    if matches!(mall_op, LibraryOp::Delete) {
+                    if matches!(mall_op, LibraryOp::Delete { .. }) {
                         if let Some(mid) = &g.mall.id {
                             writes.push(Write::Unlink(link(
                                 &t,
@@ -659,8 +667,8 @@ impl<'a> Cx<'a> {
                     g.mall.state = SyncState::Synced;
                     g.mall.error = None;
                     let action = match mall_op {
-                        LibraryOp::Create => "group.created",
-                        LibraryOp::Delete => "group.deleted",
+                        LibraryOp::Create { .. } => "group.created",
+                        LibraryOp::Delete { .. } => "group.deleted",
                         _ => "group.updated",
                     };
                     writes.push(Write::Audit(self.entry(
@@ -671,7 +679,7 @@ impl<'a> Cx<'a> {
                         after.as_ref().map(|s| json!(s)),
                     )));
                 }
-                Err(e) if e.is_not_found() && !matches!(mall_op, LibraryOp::Create) => {
+                Err(e) if e.is_not_found() && !matches!(mall_op, LibraryOp::Create { .. }) => {
                     return Err(vanished(Side::Mall));
                 }
                 Err(e) if e.existing_id().is_some() => {
@@ -771,14 +779,13 @@ impl<'a> Cx<'a> {
     async fn mall_group_op(
         &mut self,
         g: &TagGroup,
-        op: &LibraryOp,
-        after: Option<&GroupSnapshot>,
+        op: &LibraryOp<MallGroupId, GroupSnapshot>,
         attempt: u32,
     ) -> Step<Result<Option<MallGroupId>, MallError>> {
         let id = g.id.clone();
         Ok(match op {
-            LibraryOp::Create => {
-                let s = after.expect("a create has a snapshot");
+            LibraryOp::Nothing | LibraryOp::MarkReadOnly | LibraryOp::Move { .. } => Ok(None),
+            LibraryOp::Create { after: s } => {
                 match self
                     .app
                     .mall
@@ -818,34 +825,34 @@ impl<'a> Cx<'a> {
                     },
                 }
             }
-            LibraryOp::Update { name, order } => {
-                let mid = g.mall.id.clone().expect("an update has an id");
-                self.app
-                    .mall
-                    .update_group(
-                        &self.ep,
-                        &self.key(&format!("update-group:{id}:v{}:{attempt}", g.version)),
-                        &mid,
-                        &GroupPatch {
-                            name: name.clone(),
-                            order: *order,
-                        },
-                    )
-                    .await
-                    .map(|_| None)
-            }
-            _ => {
-                let mid = g.mall.id.clone().expect("a delete has an id");
-                self.app
-                    .mall
-                    .delete_group(
-                        &self.ep,
-                        &self.key(&format!("delete-group:{id}:v{}", g.version)),
-                        &mid,
-                    )
-                    .await
-                    .map(|_| None)
-            }
+            LibraryOp::Update {
+                id: mid,
+                name,
+                order,
+            } => self
+                .app
+                .mall
+                .update_group(
+                    &self.ep,
+                    &self.key(&format!("update-group:{id}:v{}:{attempt}", g.version)),
+                    mid,
+                    &GroupPatch {
+                        name: name.clone(),
+                        order: *order,
+                    },
+                )
+                .await
+                .map(|_| None),
+            LibraryOp::Delete { id: mid } => self
+                .app
+                .mall
+                .delete_group(
+                    &self.ep,
+                    &self.key(&format!("delete-group:{id}:v{}", g.version)),
+                    mid,
+                )
+                .await
+                .map(|_| None),
         })
     }
 
@@ -1279,7 +1286,8 @@ impl<'a> Cx<'a> {
         Err(StepError::from_parts(
             failure.0.retry,
             format!("group {} on {side}: {}", g.id, failure.0.reason),
-        ))
+        )
+        .on(side))
     }
 
     /// The audit entry of a change the merge made to the hub object, if it changed.
@@ -1514,7 +1522,7 @@ impl<'a> Cx<'a> {
             Err(e) => return self.unreadable(stored, Side::Mall, e).await,
         };
         let mut wobs = match &wecom {
-            Some((_, s)) => Observed::present(s.clone(), now),
+            Some((w, s)) => Observed::present(w.clone(), s.clone(), now),
             None => Observed::absent(now),
         };
         if stored
@@ -1524,7 +1532,7 @@ impl<'a> Cx<'a> {
             wobs = wobs.read_only();
         }
         let mobs = match &mall {
-            Some((_, s)) => Observed::present(s.clone(), mall_at),
+            Some((m, s)) => Observed::present(m.clone(), s.clone(), mall_at),
             None => Observed::absent(mall_at),
         };
         let Some(Merged { hub: mut x, plan }) = merge_tag(&t, &id, stored.as_ref(), &wobs, &mobs)
@@ -1671,7 +1679,7 @@ impl<'a> Cx<'a> {
     async fn apply_wecom_tag(
         &mut self,
         mut x: Tag,
-        op: LibraryOp,
+        op: LibraryOp<WecomTagId, TagSnapshot>,
         after: Option<TagSnapshot>,
         seen: Option<TagSnapshot>,
     ) -> Step<Tag> {
@@ -1682,8 +1690,7 @@ impl<'a> Cx<'a> {
         let mut writes = Vec::new();
         let mut moved_from = None;
         match op {
-            LibraryOp::Create => {
-                let s = after.clone().expect("a create has a snapshot");
+            LibraryOp::Create { after: s } => {
                 match self.wecom_create(&x, &s).await {
                     Ok(wid) => {
                         writes.push(Write::Link(link(
@@ -1705,27 +1712,28 @@ impl<'a> Cx<'a> {
                     after.as_ref().map(|s| json!(s)),
                 )));
             }
-            LibraryOp::Update { name, order } => {
-                let wid = x.wecom.id.clone().expect("an update has an id");
-                match self.wecom_edit(&x, &wid, name.as_deref(), order).await {
-                    Ok(true) => {
-                        writes.push(Write::Audit(self.entry(
-                            Actor::Wecom,
-                            "tag.updated",
-                            entity,
-                            before,
-                            after.as_ref().map(|s| json!(s)),
-                        )));
-                    }
-                    Ok(false) => {
-                        return self.read_only(x, seen, before, entity, writes).await;
-                    }
-                    Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
+            LibraryOp::Update {
+                id: wid,
+                name,
+                order,
+            } => match self.wecom_edit(&x, &wid, name.as_deref(), order).await {
+                Ok(true) => {
+                    writes.push(Write::Audit(self.entry(
+                        Actor::Wecom,
+                        "tag.updated",
+                        entity,
+                        before,
+                        after.as_ref().map(|s| json!(s)),
+                    )));
                 }
-            }
-            LibraryOp::Move { .. } => {
-                let old = x.wecom.id.clone().expect("a move has an id");
-                let s = after.clone().expect("a move has a snapshot");
+                Ok(false) => {
+                    return self.read_only(x, seen, before, entity, writes).await;
+                }
+                Err(e) => return self.fail_tag(x, Side::Wecom, e).await,
+            },
+            LibraryOp::Move {
+                id: old, after: s, ..
+            } => {
                 // Probe ownership with an edit that changes nothing: a tag this app may not
                 // edit cannot be moved either (its delete would fail after the create).
                 let current_order = seen.as_ref().map(|s| s.order);
@@ -1788,8 +1796,7 @@ impl<'a> Cx<'a> {
                     self.old_group_dropped(&old_group).await?;
                 }
             }
-            LibraryOp::Delete => {
-                let wid = x.wecom.id.clone().expect("a delete has an id");
+            LibraryOp::Delete { id: wid } => {
                 match self
                     .app
                     .wecom
@@ -2782,16 +2789,16 @@ impl<'a> Cx<'a> {
                 tracing::warn!(error = %err.reason, "could not record the failure on the tag");
             }
         }
-        Err(StepError::from_parts(
-            e.retry,
-            format!("tag {} on {side}: {}", x.id, e.reason),
-        ))
+        Err(
+            StepError::from_parts(e.retry, format!("tag {} on {side}: {}", x.id, e.reason))
+                .on(side),
+        )
     }
 
     async fn apply_mall_tag(
         &mut self,
         mut x: Tag,
-        op: LibraryOp,
+        op: LibraryOp<MallTagId, TagSnapshot>,
         after: Option<TagSnapshot>,
         seen: Option<TagSnapshot>,
     ) -> Step<Tag> {
@@ -2801,16 +2808,15 @@ impl<'a> Cx<'a> {
         let before = seen.as_ref().map(|s| json!(s));
         let mut writes = Vec::new();
         let action = match &op {
-            LibraryOp::Create => "tag.created",
+            LibraryOp::Create { .. } => "tag.created",
             LibraryOp::Move { .. } => "tag.moved",
-            LibraryOp::Delete => "tag.deleted",
+            LibraryOp::Delete { .. } => "tag.deleted",
             _ => "tag.updated",
         };
         let result: Result<(), StepFailure> = async {
             match &op {
-                LibraryOp::Create => {
-                    let s = after.clone().expect("a create has a snapshot");
-                    let mid = self.mall_create(&x, &s).await?;
+                LibraryOp::Create { after: s } => {
+                    let mid = self.mall_create(&x, s).await?;
                     writes.push(Write::Link(link(
                         &t,
                         Side::Mall,
@@ -2820,18 +2826,24 @@ impl<'a> Cx<'a> {
                     )));
                     x.mall.id = Some(mid);
                 }
-                LibraryOp::Update { name, order } => {
+                LibraryOp::Update {
+                    id: mid,
+                    name,
+                    order,
+                } => {
                     let patch = TagPatch {
                         name: name.clone(),
                         order: *order,
                         group_id: None,
                     };
-                    self.mall_update(&x, patch).await?;
+                    self.mall_update(&x, mid, patch).await?;
                 }
                 LibraryOp::Move {
+                    id: mid,
                     to_group,
                     name,
                     order,
+                    ..
                 } => {
                     let gid = self.mall_group_id(to_group).await?;
                     let patch = TagPatch {
@@ -2839,16 +2851,15 @@ impl<'a> Cx<'a> {
                         order: *order,
                         group_id: Some(gid),
                     };
-                    self.mall_update(&x, patch).await?;
+                    self.mall_update(&x, mid, patch).await?;
                 }
-                LibraryOp::Delete => {
-                    let mid = x.mall.id.clone().expect("a delete has an id");
+                LibraryOp::Delete { id: mid } => {
                     self.app
                         .mall
                         .delete_tag(
                             &self.ep,
                             &self.key(&format!("delete-tag:{id}:v{}", x.version)),
-                            &mid,
+                            mid,
                         )
                         .await
                         .map_err(StepError::from)?;
@@ -2959,11 +2970,15 @@ impl<'a> Cx<'a> {
         Err(StepError::park("the mall refused the create twice").into())
     }
 
-    async fn mall_update(&mut self, x: &Tag, patch: TagPatch) -> Result<(), StepFailure> {
-        let mid = x.mall.id.clone().expect("an update has an id");
+    async fn mall_update(
+        &mut self,
+        x: &Tag,
+        mid: &MallTagId,
+        patch: TagPatch,
+    ) -> Result<(), StepFailure> {
         for attempt in 0..2 {
             let key = self.key(&format!("update-tag:{}:v{}:{attempt}", x.id, x.version));
-            match self.app.mall.update_tag(&self.ep, &key, &mid, &patch).await {
+            match self.app.mall.update_tag(&self.ep, &key, mid, &patch).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_not_found() => return Err(vanished(Side::Mall).into()),
                 Err(e) => match e.existing_id().map(str::to_owned) {

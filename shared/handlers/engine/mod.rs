@@ -81,6 +81,9 @@ pub struct StepError {
     pub shown: bool,
     /// A retry because something the job needs is still on its way ([`Outcome::Wait`]).
     pub waiting: bool,
+    /// The side the failure came from, when known: shown `failed` on the job's object if
+    /// the job ends parked.
+    pub side: Option<Side>,
 }
 
 impl StepError {
@@ -91,6 +94,7 @@ impl StepError {
             superseded: false,
             shown: false,
             waiting: false,
+            side: None,
         }
     }
     pub fn retry(reason: impl Into<String>, after: Option<Duration>) -> Self {
@@ -100,6 +104,7 @@ impl StepError {
             superseded: false,
             shown: false,
             waiting: false,
+            side: None,
         }
     }
     /// A retry that the operator sees on the object meanwhile (it may end parked).
@@ -117,6 +122,7 @@ impl StepError {
             superseded: false,
             shown: false,
             waiting: false,
+            side: None,
         }
     }
     /// Something this job needs is on its way (a tag another job is creating, moving or
@@ -134,7 +140,13 @@ impl StepError {
             superseded: true,
             shown: false,
             waiting: false,
+            side: None,
         }
+    }
+    /// This failure came from `side`.
+    pub fn on(mut self, side: Side) -> Self {
+        self.side = Some(side);
+        self
     }
     pub fn into_outcome(self) -> Outcome {
         if self.superseded {
@@ -148,9 +160,11 @@ impl StepError {
             Some(delay) => Outcome::RetryAfter {
                 delay,
                 reason: self.reason,
+                side: self.side,
             },
             None => Outcome::Park {
                 reason: self.reason,
+                side: self.side,
             },
         }
     }
@@ -168,21 +182,23 @@ impl From<StoreError> for StepError {
 
 impl From<WecomError> for StepError {
     fn from(e: WecomError) -> Self {
-        if e.retryable() {
+        let step = if e.retryable() {
             Self::retry(e.to_string(), e.retry_after())
         } else {
             Self::park(e.to_string())
-        }
+        };
+        step.on(Side::Wecom)
     }
 }
 
 impl From<MallError> for StepError {
     fn from(e: MallError) -> Self {
-        if e.retryable() {
+        let step = if e.retryable() {
             Self::retry(e.to_string(), e.retry_after())
         } else {
             Self::park(e.to_string())
-        }
+        };
+        step.on(Side::Mall)
     }
 }
 

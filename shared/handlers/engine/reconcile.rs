@@ -10,7 +10,10 @@
 //!
 //! One run per tenant at a time: the store lease `run#{tenant}`, held by the run id and
 //! renewed by every page; a run that stops moving for [`STALL_MS`] lets the lease lapse, is
-//! reported stalled and no longer blocks a new run.
+//! reported stalled and no longer blocks a new run. A run whose page job is parked is failed
+//! at once and gives the lease up ([`page_parked`]): its other chains go on without it, and a
+//! redrive of the parked page takes it again and sets the run running — unless a newer run
+//! started meanwhile, which supersedes it (the old run's pages then stop).
 
 use super::intake::{bind, find_in_mall};
 use super::library::{sync_group, sync_tag};
@@ -80,12 +83,7 @@ pub async fn start(
         return Err(StartError::Busy(running));
     }
     let mut run = SyncRun::new(tenant.id.clone(), id.clone(), scope, origin, now);
-    let first = run
-        .chains
-        .keys()
-        .next()
-        .cloned()
-        .expect("a new run has a chain");
+    let first = scope.first_chain().0.to_owned();
     if let Err(e) = app.store.put_run(&mut run).await {
         let _ = app.store.release_lease(&lock, id.as_str()).await;
         return Err(e.into());
@@ -193,16 +191,36 @@ async fn advance_inner(
         send(app, t, children).await?;
         return Ok(());
     }
-    let now = app.clock.now();
-    if !app
+    // A run a newer one replaced (it failed or stalled, and the operator started another)
+    // stops here: the newer run repairs from what the sides show now.
+    if let Some(newer) = app
         .store
-        .acquire_lease(
-            &run_lock(t),
-            run_id.as_str(),
-            now,
-            now.plus_millis(STALL_MS),
-        )
+        .list_runs(t, 1)
         .await?
+        .into_iter()
+        .next()
+        .filter(|r| r.id > *run_id)
+    {
+        let why = format!("superseded by a newer run ({})", newer.id);
+        if run.error.as_deref() != Some(why.as_str()) {
+            finish(app, run, RunStatus::Failed, Some(why)).await?;
+        }
+        return Ok(());
+    }
+    let now = app.clock.now();
+    // A failed run holds no lease (a new run may start); only its parked chain, redriven,
+    // takes it again. Its other chains go on without it.
+    let takes_lease = run.status != RunStatus::Failed || state.parked;
+    if takes_lease
+        && !app
+            .store
+            .acquire_lease(
+                &run_lock(t),
+                run_id.as_str(),
+                now,
+                now.plus_millis(STALL_MS),
+            )
+            .await?
     {
         // This run stalled and another one started: the newer run does the work.
         finish(
@@ -245,15 +263,12 @@ async fn advance_inner(
             .await
         }
     };
-    let result = match result {
-        Ok(r) => r,
-        Err(e) if e.retry.is_none() => {
-            let reason = format!("{chain} page {page}: {}", e.reason);
-            finish(app, run, RunStatus::Failed, Some(reason.clone())).await?;
-            return Err(StepError::park(reason));
-        }
-        Err(e) => return Err(e),
-    };
+    // A failure names its page; if the job ends parked, the run is failed with it
+    // ([`page_parked`]).
+    let result = result.map_err(|mut e| {
+        e.reason = format!("{chain} page {page}: {}", e.reason);
+        e
+    })?;
     record(app, tenant, run, chain, page, result).await
 }
 
@@ -280,6 +295,7 @@ async fn record(
         state.cursor = r.next_cursor.clone();
         state.done = r.done;
         state.found = None;
+        let redriven = std::mem::take(&mut state.parked);
         for (name, c) in &r.new_chains {
             run.chains.entry(name.clone()).or_insert_with(|| c.clone());
         }
@@ -291,13 +307,13 @@ async fn record(
         run.recount();
         let now = app.clock.now();
         run.progressed_at = Some(now);
-        if run.status == RunStatus::Failed {
-            // A page parked by a permanent failure and redriven after the fix: running again.
+        if run.status == RunStatus::Failed && redriven && !run.chains.values().any(|c| c.parked) {
+            // The parked page, redriven after the fix, went through: running again.
             run.status = RunStatus::Running;
             run.error = None;
             run.finished_at = None;
         }
-        let all_done = run.all_chains_done();
+        let all_done = run.all_chains_done() && run.status == RunStatus::Running;
         if all_done {
             run.status = RunStatus::Done;
             run.finished_at = Some(now);
@@ -397,6 +413,44 @@ async fn send(app: &App, t: &TenantId, kinds: Vec<JobKind>) -> Step<()> {
         .send(&jobs)
         .await
         .map_err(|e| StepError::retry(format!("queueing: {e}"), None))
+}
+
+/// A page job of the run was parked (it failed for good, or on every try): the run is failed
+/// at once with the reason, and gives up the tenant's run lease so a new manual sync can
+/// start. Redriving the page continues the run (see [`advance`]).
+pub async fn page_parked(
+    app: &App,
+    t: &TenantId,
+    run_id: &RunId,
+    chain: &str,
+    reason: &str,
+) -> Step<()> {
+    for _ in 0..20 {
+        let Some(mut run) = app.store.get_run(t, run_id).await? else {
+            return Ok(());
+        };
+        let Some(state) = run.chains.get_mut(chain) else {
+            return Ok(());
+        };
+        // Another copy of the page went through (or the run ended): nothing is parked.
+        if state.done || run.status == RunStatus::Done {
+            return Ok(());
+        }
+        state.parked = true;
+        run.status = RunStatus::Failed;
+        run.error = Some(format!("a page job is parked: {reason}"));
+        run.finished_at = Some(app.clock.now());
+        match app.store.put_run(&mut run).await {
+            Ok(()) => {
+                let _ = app.store.release_lease(&run_lock(t), run_id.as_str()).await;
+                tracing::warn!(run = %run_id, chain, "sync run failed: a page job is parked");
+                return Ok(());
+            }
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StepError::retry("the run item kept changing", None))
 }
 
 async fn finish(app: &App, mut run: SyncRun, status: RunStatus, error: Option<String>) -> Step<()> {
@@ -584,33 +638,32 @@ async fn library_page(
     ordered.extend(targets.into_iter().filter(|x| matches!(x, Target::Tag(_))));
     for target in ordered {
         let mut h = hint.clone();
-        let kind = match target {
-            Target::Group(group) => JobKind::SyncGroup { group, hint: h },
-            Target::Tag(tag) => JobKind::SyncTag { tag, hint: h },
+        let object = match target {
+            Target::Group(group) => LibObject::Group(group),
+            Target::Tag(tag) => LibObject::Tag(tag),
             Target::NewGroup { side, id } => {
                 set_side_id(&mut h, side, id);
-                JobKind::SyncGroup {
-                    group: HubGroupId::new_unchecked(new_ordered_id()),
-                    hint: h,
-                }
+                LibObject::Group(HubGroupId::new_unchecked(new_ordered_id()))
             }
             Target::NewTag { side, id } => {
                 set_side_id(&mut h, side, id);
-                JobKind::SyncTag {
-                    tag: HubTagId::new_unchecked(new_ordered_id()),
-                    hint: h,
-                }
+                LibObject::Tag(HubTagId::new_unchecked(new_ordered_id()))
             }
         };
-        let outcome = match &kind {
-            JobKind::SyncGroup { group, hint } => sync_group(app, tenant, job, group, hint).await,
-            JobKind::SyncTag { tag, hint } => sync_tag(app, tenant, job, tag, hint).await,
-            _ => unreachable!("only library jobs are built above"),
+        let (kind, outcome) = match object {
+            LibObject::Group(group) => {
+                let outcome = sync_group(app, tenant, job, &group, &h).await;
+                (JobKind::SyncGroup { group, hint: h }, outcome)
+            }
+            LibObject::Tag(tag) => {
+                let outcome = sync_tag(app, tenant, job, &tag, &h).await;
+                (JobKind::SyncTag { tag, hint: h }, outcome)
+            }
         };
         match outcome {
             Outcome::Done => {}
             Outcome::RetryAfter { reason, .. }
-            | Outcome::Park { reason }
+            | Outcome::Park { reason, .. }
             | Outcome::Wait { reason } => {
                 defer(app, t, kind, &mut r.skipped, &reason).await?;
             }
@@ -650,10 +703,17 @@ async fn library_page(
                 done: false,
                 parent: Some("library".into()),
                 found: None,
+                parked: false,
             },
         ));
     }
     Ok(r)
+}
+
+/// A library object a repair brings up to date.
+enum LibObject {
+    Group(HubGroupId),
+    Tag(HubTagId),
 }
 
 fn set_side_id(h: &mut Hint, side: Side, id: String) {
@@ -964,6 +1024,7 @@ async fn mall_page(
                 done: false,
                 parent: Some("mall_members".into()),
                 found: None,
+                parked: false,
             },
         ));
     }
@@ -1038,6 +1099,7 @@ async fn users_page(app: &App, tenant: &Tenant) -> Step<PageResult> {
                 done: false,
                 parent: Some("wecom_users".into()),
                 found: None,
+                parked: false,
             },
         ));
     }

@@ -285,6 +285,9 @@ impl Cx<'_> {
         }
 
         let mut relations = BTreeMap::new();
+        // Per relation, the ids waited for below: read but not merged, so kept out of the
+        // relation's new base (else the next job would find them in sync and never carry them).
+        let mut unmerged: BTreeMap<WecomUserId, BTreeSet<String>> = BTreeMap::new();
         for (userid, ids) in &shown {
             let base_ids: Vec<String> = stored_customer
                 .as_ref()
@@ -301,6 +304,10 @@ impl Cx<'_> {
                 for id in ids.iter().filter(|i| !base_ids.contains(i)) {
                     if self.hub_of(Side::Wecom, id).await?.is_none() {
                         self.waiting.insert(format!("WeCom tag {id}"));
+                        unmerged
+                            .entry(userid.clone())
+                            .or_default()
+                            .insert(id.clone());
                     }
                 }
             }
@@ -343,15 +350,27 @@ impl Cx<'_> {
             ));
         }
 
+        // What was read and merged of a relation (its ids less those waited for).
+        let merged_read = |userid: &WecomUserId| -> BTreeSet<String> {
+            let skip = unmerged.get(userid);
+            shown
+                .get(userid)
+                .into_iter()
+                .flatten()
+                .filter(|i| skip.is_none_or(|s| !s.contains(*i)))
+                .cloned()
+                .collect()
+        };
         // WeCom: one mark_tag per relation that differs.
         if let (Some(c), Some(rel)) = (&customer, customer_rel.as_mut()) {
-            for (userid, ids) in &shown {
-                // Relations already showing the desired set: their base is what they show.
+            for userid in shown.keys() {
+                // Relations already showing the desired set: their base is what was read.
                 if merged.relation_bases.contains_key(userid) {
                     rel.relations.insert(
                         userid.clone(),
-                        ids.iter()
-                            .map(|i| WecomTagId::new_unchecked(i.clone()))
+                        merged_read(userid)
+                            .into_iter()
+                            .map(WecomTagId::new_unchecked)
                             .collect(),
                     );
                 }
@@ -359,12 +378,7 @@ impl Cx<'_> {
             for mark in &merged.plan.relations {
                 let add = self.side_ids(Side::Wecom, &mark.add).await?;
                 let remove = self.side_ids(Side::Wecom, &mark.remove).await?;
-                let current: BTreeSet<String> = shown
-                    .get(&mark.userid)
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
+                let current = merged_read(&mark.userid);
                 if add.is_empty() && remove.is_empty() {
                     rel.relations.insert(
                         mark.userid.clone(),

@@ -146,6 +146,27 @@ pub async fn start() -> World {
     World::start(WorldOptions::default()).await
 }
 
+/// How long a test waits for one thing it depends on (a held call, a job's visible effect);
+/// a slow machine stays well inside.
+pub const WITHIN: Duration = Duration::from_secs(30);
+
+/// Polls `holds` every 10 ms until it is true; `Err` naming `what` after [`WITHIN`]. The
+/// one way these tests wait for a condition (never a sleep that hopes it came).
+pub async fn until<F, Fut>(what: &str, mut holds: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    while !holds().await {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("timed out after {WITHIN:?} waiting until {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 /// Settles; `Err` with what still moved and the problems so far.
 pub async fn settle(w: &World, when: &str) -> Result<(), String> {
     if let Err(e) = w.settle(SETTLE).await {

@@ -1,13 +1,16 @@
-//! Sequences the property test found, each reduced to a few steps and made deterministic
-//! (a delayed answer or a held webhook puts the two changes in the order that goes wrong).
-//! Every test starts from `drive::seed` — mall-made `G1[a, b]` and `G2[c]`, console-made
-//! `WG1[w1]`, members `m0` (customer `wm_m0`, followed by `sales_0`, `sales_1`) and `m1`
-//! (`wm_m1`: `sales_1`, `sales_2`) — and ends requiring the three sides to converge.
+//! Sequences the property test found, each reduced to a few steps and made deterministic:
+//! the simulators hold one of tagsync's calls (`tagsync::sim::hold`) until the other change
+//! has been made, so it lands exactly where it went wrong (a held webhook or a fault does it
+//! for a few). Every test starts from `drive::seed` — mall-made `G1[a, b]` and `G2[c]`,
+//! console-made `WG1[w1]`, members `m0` (customer `wm_m0`, followed by `sales_0`, `sales_1`)
+//! and `m1` (`wm_m1`: `sales_1`, `sales_2`) — and ends requiring the three sides to converge
+//! and what its name claims.
 
 use crate::drive::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
+use tagsync::sim::hold::{Held, Phase};
 use tagsync::sim::wecom::{Fault, FaultKind};
 use tagsync::sim::world::{World, WorldOptions};
 use tagsync::wecom::classify::ApiOp;
@@ -45,16 +48,68 @@ async fn hub_tag(w: &World, group: &str, tag: &str) -> Value {
     }
 }
 
-fn delay(ms: u64) -> Fault {
-    Fault::next(1, FaultKind::Delay(Duration::from_millis(ms)))
-}
-
 async fn admin_ok(w: &World, method: Method, path: &str, body: Option<Value>) {
     let (status, answer) = w.admin(method.clone(), path, body).await;
     assert!(
         (200..300).contains(&status),
         "{method} …{path}: {status} {answer}"
     );
+}
+
+/// Holds tagsync's library lock: the mall's operator reorders `G1/b` and the WeCom edit that
+/// carries it is held, so library jobs queued meanwhile wait for the lock, in queue order.
+async fn library_held(w: &World) -> Held {
+    let wecom_b = w.wecom_tag("G1", "b").expect("WeCom G1/b").id;
+    let mut hold = w
+        .wecom
+        .hold(ApiOp::EditCorpTag, Phase::Before, json!({"id": wecom_b}));
+    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    w.mall.operator().reorder_tag(&b, 5).unwrap();
+    hold.held(WITHIN).await.expect("the reorder's edit")
+}
+
+/// Waits until `events` more inbound jobs have finished (each queued its sync job) and
+/// nothing is pending: every job queued so far is running (or waiting for a lock). A test
+/// waits after each change, so that no worker takes an event's job in one batch with a sync
+/// job that waits for the held lock (it would wait behind it).
+async fn intake_done(w: &World, jobs_before: u64, events: u64) {
+    until(
+        "the events' jobs were queued and nothing is pending",
+        || async {
+            let pending = w.app.queue.counts().await.expect("queue counts").pending;
+            w.activity().jobs >= jobs_before + events && pending == 0
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// No side has tag `group/name` (by name) any more.
+async fn gone_everywhere(w: &World, group: &str, names: &[&str]) {
+    for name in names {
+        assert!(w.hub_tag(group, name).await.is_none(), "hub {group}/{name}");
+        assert!(w.mall_tag(group, name).is_none(), "mall {group}/{name}");
+        assert!(w.wecom_tag(group, name).is_none(), "WeCom {group}/{name}");
+    }
+}
+
+/// No side has group `name` any more.
+async fn group_gone_everywhere(w: &World, name: &str) {
+    assert!(w.hub_group(name).await.is_none(), "hub {name}");
+    assert!(w.mall_group(name).is_none(), "mall {name}");
+    assert!(w.wecom_group(name).is_none(), "WeCom {name}");
+}
+
+/// The hub's member view: the names (`group/tag`) of the member's tags.
+async fn hub_member_tags(w: &World, member: &Member) -> Vec<String> {
+    let mut names: Vec<String> = w
+        .member_view(member.id.as_str())
+        .await
+        .hub
+        .into_iter()
+        .collect();
+    names.sort();
+    names
 }
 
 /// WeCom callbacks carry no event id; tagsync dedupes them on (change, object, CreateTime in
@@ -65,57 +120,75 @@ async fn admin_ok(w: &World, method: Method, path: &str, body: Option<Value>) {
 async fn two_wecom_renames_of_one_tag_in_one_second_both_arrive() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let a = w.wecom_tag("G1", "a").expect("WeCom G1/a").id;
-    // Start at the beginning of a second, so both renames fall in it.
+    // The one sleep here is the point of the test, not a wait for tagsync: both renames must
+    // fall in one wall-clock second (the callbacks' `CreateTime`), so start just after a
+    // second begins. Nothing else puts two callbacks in one second for sure.
     let into = chrono::Utc::now().timestamp_subsec_millis();
     tokio::time::sleep(Duration::from_millis(u64::from(1010 - into.min(1000)))).await;
     w.wecom.console().rename(&a, "x").unwrap();
     must_settle(&w).await;
     w.wecom.console().rename(&a, "y").unwrap();
     converges(&w, &members).await;
+    assert_eq!(w.wecom_tag("G1", "y").expect("WeCom G1/y").id, a);
+    assert!(
+        w.mall_tag("G1", "y").is_some(),
+        "the second rename reached the mall"
+    );
+    gone_everywhere(&w, "G1", &["x"]).await;
     w.stop().await;
 }
 
-/// The mall renames a tag; while tagsync carries the rename to WeCom, a person deletes the
-/// tag in WeCom. `edit_corp_tag` answers 40068 (no such tag); the job looks again and the
-/// deletion wins (found by the property test: it used to park).
+/// The mall renames a tag; while tagsync carries the rename to WeCom (its edit held), a
+/// person deletes the tag in WeCom. `edit_corp_tag` answers 40068 (no such tag); the job looks
+/// again and the deletion wins (found by the property test: it used to park).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_deleted_in_wecom_while_a_mall_rename_is_carried_is_deleted_everywhere() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    w.wecom.inject(ApiOp::EditCorpTag, delay(400));
+    let a = w.wecom_tag("G1", "a").expect("WeCom G1/a").id;
+    let mut hold = w
+        .wecom
+        .hold(ApiOp::EditCorpTag, Phase::Before, json!({"id": a}));
     let t = w.mall_tag("G1", "a").expect("mall G1/a").id;
     w.mall.operator().rename_tag(&t, "x").unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let a = w.wecom_tag("G1", "a").expect("WeCom G1/a still").id;
+    let held = hold.held(WITHIN).await.expect("the rename's edit");
     w.wecom.console().delete(&a).unwrap();
+    held.release();
     converges(&w, &members).await;
+    gone_everywhere(&w, "G1", &["a", "x"]).await;
     w.stop().await;
 }
 
 /// The same on the mall's side: WeCom renames a tag; while tagsync carries the rename to the
-/// mall, the mall's operator deletes it there. `PATCH /tags/{id}` answers 404; the job looks
-/// again and the deletion wins (it used to park).
+/// mall (its `PATCH` held), the mall's operator deletes it there. `PATCH /tags/{id}` answers
+/// 404; the job looks again and the deletion wins (it used to park).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_deleted_in_the_mall_while_a_wecom_rename_is_carried_is_deleted_everywhere() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    // The job's read of the mall's library is answered late; the deletion lands meanwhile.
-    w.mall.update_faults(|f| f.delay_ms = 300);
+    let t = w.mall_tag("G1", "a").expect("mall G1/a").id;
+    let mut hold = w
+        .mall
+        .hold("PATCH", &format!("/tags/{t}"), Phase::Before, Value::Null);
     let a = w.wecom_tag("G1", "a").expect("WeCom G1/a").id;
     w.wecom.console().rename(&a, "x").unwrap();
-    tokio::time::sleep(Duration::from_millis(120)).await;
-    w.mall.update_faults(|f| f.delay_ms = 0);
-    let t = w.mall_tag("G1", "a").expect("mall G1/a still").id;
+    let held = hold.held(WITHIN).await.expect("the rename's PATCH");
     w.mall.operator().delete_tag(&t).unwrap();
+    held.release();
     converges(&w, &members).await;
+    gone_everywhere(&w, "G1", &["a", "x"]).await;
     w.stop().await;
 }
 
-/// The operator tags a member in the hub; while tagsync carries it to WeCom, a person
-/// deletes the tag in WeCom. `mark_tag` answers 40068; the member job waits for the tag's
-/// deletion and then converges without it (it used to park).
+/// The operator tags a member in the hub; while tagsync carries it to WeCom (its `mark_tag`
+/// held), a person deletes the tag in WeCom. `mark_tag` answers 40068; the member job waits
+/// for the tag's deletion and then converges without it (it used to park).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_deleted_in_wecom_while_a_member_tag_is_carried_does_not_park_the_member() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    w.wecom.inject(ApiOp::MarkTag, delay(400));
+    let mut hold = w.wecom.hold(
+        ApiOp::MarkTag,
+        Phase::Before,
+        json!({"external_userid": members[0].customer}),
+    );
     let a = hub_tag(&w, "G1", "a").await;
     admin_ok(
         &w,
@@ -124,27 +197,51 @@ async fn tag_deleted_in_wecom_while_a_member_tag_is_carried_does_not_park_the_me
         Some(json!({"add": [a["id"]]})),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let held = hold.held(WITHIN).await.expect("the member job's mark_tag");
     let a = w.wecom_tag("G1", "a").expect("WeCom G1/a still").id;
     w.wecom.console().delete(&a).unwrap();
+    held.release();
     converges(&w, &members).await;
+    assert_eq!(
+        w.app.queue.counts().await.unwrap().dead,
+        0,
+        "nothing parked"
+    );
+    gone_everywhere(&w, "G1", &["a"]).await;
+    assert!(hub_member_tags(&w, &members[0]).await.is_empty());
     w.stop().await;
 }
 
-/// A person tags a customer in WeCom with a tag the mall's operator deletes at once:
-/// `POST /members/{id}/tags` answers 400 (unknown tag id); the member job waits for the
-/// deletion and converges without it (it used to park).
+/// A person tags a customer in WeCom; while tagsync carries the tag to the mall member (its
+/// `POST /members/{id}/tags` held), the mall's operator deletes the tag. The POST answers
+/// 400 (unknown tag id); the member job waits for the deletion and converges without it (it
+/// used to park).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_deleted_in_the_mall_while_a_member_tag_is_carried_does_not_park_the_member() {
     let (w, members) = seeded(WorldOptions::default()).await;
+    let mut hold = w.mall.hold(
+        "POST",
+        &format!("/members/{}/tags", members[0].id),
+        Phase::Before,
+        Value::Null,
+    );
     let c = w.wecom_tag("G2", "c").expect("WeCom G2/c").id;
     w.wecom
         .console()
         .tag_relation("sales_0", "wm_m0", &[c.as_str()], &[])
         .unwrap();
+    let held = hold.held(WITHIN).await.expect("the member job's POST");
     let t = w.mall_tag("G2", "c").expect("mall G2/c").id;
     w.mall.operator().delete_tag(&t).unwrap();
+    held.release();
     converges(&w, &members).await;
+    assert_eq!(
+        w.app.queue.counts().await.unwrap().dead,
+        0,
+        "nothing parked"
+    );
+    gone_everywhere(&w, "G2", &["c"]).await;
+    assert!(hub_member_tags(&w, &members[0]).await.is_empty());
     w.stop().await;
 }
 
@@ -156,8 +253,14 @@ async fn a_deleted_tag_leaves_the_hubs_member_view() {
     let t = w.mall_tag("G1", "a").expect("mall G1/a").id;
     w.mall.operator().tag_member(&members[1].id, &t).unwrap();
     must_settle(&w).await;
+    assert_eq!(hub_member_tags(&w, &members[1]).await, ["G1/a"]);
     w.mall.operator().delete_tag(&t).unwrap();
     converges(&w, &members).await;
+    let (status, view) = w
+        .admin(Method::GET, &format!("/members/{}", members[1].id), None)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["tag_ids"], json!([]), "{view}");
     w.stop().await;
 }
 
@@ -180,29 +283,39 @@ async fn group_deleted_in_wecom_right_after_a_shuffle_is_deleted_everywhere() {
     console.reorder_groups(&order).unwrap();
     console.delete(&g2).unwrap();
     converges(&w, &members).await;
+    group_gone_everywhere(&w, "G2").await;
     w.stop().await;
 }
 
 /// A person creates a group with a tag in WeCom; tagsync creates both in the mall from the
-/// group's job. When the tag's create fails transiently there (three tries in the job), the
-/// retried group job looks at the tag again (unfinished on a side) and the mall gets it.
+/// group's job. When the tag's create fails transiently there (held, then answered 500 on
+/// all three tries in the job), the retried group job looks at the tag again (unfinished on
+/// a side) and the mall gets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_group_whose_tag_fails_transiently_in_the_mall_still_gets_it() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    // Slow mall answers, so the failures can be armed right after the group is created.
-    w.mall.update_faults(|f| f.delay_ms = 100);
+    let mut hold = w.mall.hold(
+        "POST",
+        "/tags",
+        Phase::Before,
+        json!({"body": {"name": "w2"}}),
+    );
     w.wecom
         .console()
         .create_group("WG2", 5, &[("w2", 1)])
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while w.mall_group("WG2").is_none() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let held = hold
+        .held(WITHIN)
+        .await
+        .expect("the tag's create in the mall");
     w.mall.update_faults(|f| f.fail_next = 3);
-    must_settle(&w).await;
-    w.mall.update_faults(|f| f.delay_ms = 0);
+    held.release();
     converges(&w, &members).await;
+    let g = w.mall_group("WG2").expect("mall WG2");
+    assert_eq!(
+        g.tags.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["w2"]
+    );
     w.stop().await;
 }
 
@@ -217,27 +330,45 @@ async fn group_recreated_in_wecom_after_wecom_dropped_it_is_linked_not_duplicate
     w.wecom.console().delete(&w1).unwrap();
     must_settle(&w).await;
     assert!(w.wecom_group("WG1").is_none(), "WeCom dropped the group");
-    w.wecom
+    let again = w
+        .wecom
         .console()
         .create_group("WG1", 1, &[("w1", 1)])
         .unwrap();
     converges(&w, &members).await;
+    let hub = w.hub_groups().await;
+    let named: Vec<&Value> = hub["groups"]
+        .as_array()
+        .map(|gs| gs.iter().filter(|g| g["name"] == "WG1").collect())
+        .unwrap_or_default();
+    assert_eq!(named.len(), 1, "one hub WG1: {hub}");
+    assert_eq!(named[0]["wecom_id"], again.group_id.as_str());
     w.stop().await;
 }
 
 /// The mall's operator creates a tag and tags a member with it at once. The member job
-/// runs while the tag's job is still creating it in WeCom (held up here): WeCom has no id
-/// for it yet, so the member job retries shortly and puts it on the relations once the tag
-/// exists (it used to leave them without it for good).
+/// runs while the tag's job is still creating it in WeCom (its `add_corp_tag` held until the
+/// hub shows the member with the tag): WeCom has no id for it yet, so the member job retries
+/// shortly and puts it on the relations once the tag exists (it used to leave them without
+/// it for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_tagged_with_a_brand_new_mall_tag_gets_it_in_wecom_too() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    w.wecom.inject(ApiOp::AddCorpTag, delay(500));
+    let mut hold = w.wecom.hold(ApiOp::AddCorpTag, Phase::Before, Value::Null);
     let g1 = w.mall_group("G1").expect("mall G1").group.id;
     let op = w.mall.operator();
     let t = op.create_tag(&g1, "d", 4).unwrap();
     op.tag_member(&members[1].id, &t.id).unwrap();
+    let held = hold.held(WITHIN).await.expect("the tag's create in WeCom");
+    until("the member job ran while the create was held", || async {
+        hub_member_tags(&w, &members[1]).await == ["G1/d"]
+    })
+    .await
+    .unwrap();
+    held.release();
     converges(&w, &members).await;
+    let view = w.member_view(members[1].id.as_str()).await;
+    view.expect_everywhere(&["G1/d"]).unwrap();
     w.stop().await;
 }
 
@@ -246,14 +377,14 @@ async fn member_tagged_with_a_brand_new_mall_tag_gets_it_in_wecom_too() {
 /// id — in a read of WeCom's library after the delete. When that read failed transiently the
 /// retried job found the move done and the hub group kept a WeCom id WeCom no longer has; now
 /// the check runs whenever WeCom shows the tag out of its base's group, before the new base
-/// is written, so the retry makes it.
+/// is written, so the retry makes it. (The old tag's delete is held while the failures are
+/// armed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_emptied_by_a_move_forgets_its_wecom_id_despite_a_failed_read() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let c = hub_tag(&w, "G2", "c").await;
     let g1 = w.hub_group("G1").await.expect("hub G1");
-    // Hold the old tag's delete, then fail the reads that follow it.
-    w.wecom.inject(ApiOp::DelCorpTag, delay(300));
+    let mut hold = w.wecom.hold(ApiOp::DelCorpTag, Phase::Before, Value::Null);
     admin_ok(
         &w,
         Method::PATCH,
@@ -261,20 +392,24 @@ async fn group_emptied_by_a_move_forgets_its_wecom_id_despite_a_failed_read() {
         Some(json!({"group_id": g1["id"]})),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let held = hold.held(WITHIN).await.expect("the old tag's delete");
     w.wecom.inject(
         ApiOp::GetCorpTagList,
         Fault::next(3, FaultKind::Errcode(-1)),
     );
+    held.release();
     converges(&w, &members).await;
+    assert!(w.wecom_group("G2").is_none(), "WeCom dropped G2");
+    let g2 = w.hub_group("G2").await.expect("the hub keeps G2");
+    assert!(g2["wecom_id"].is_null(), "{g2}");
     w.stop().await;
 }
 
 /// Two sides give one name in one group at once: the mall's operator renames `G1/a` to `d`
-/// while the hub's operator creates `G1/d` (the hub does not know of the rename yet). The
-/// hub ends with two tags named `d` in `G1` and the rename's job is parked. (Whether the
-/// engine should merge them, rename one, or refuse one is a design choice; no side may end
-/// holding a duplicate.)
+/// while the hub's operator creates `G1/d` (the hub does not know of the rename yet: its
+/// webhook is held back). The hub used to end with two tags named `d` in `G1` and the
+/// rename's job parked; now every side ends with one `d` in `G1` (`converges` checks the
+/// sides for duplicates; the hub is checked here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_rename_and_create_of_one_name_leave_no_duplicate() {
     let (w, members) = seeded(WorldOptions::default()).await;
@@ -291,6 +426,11 @@ async fn concurrent_rename_and_create_of_one_name_leave_no_duplicate() {
     )
     .await;
     converges(&w, &members).await;
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    let ds = g1["tags"]
+        .as_array()
+        .map_or(0, |ts| ts.iter().filter(|t| t["name"] == "d").count());
+    assert_eq!(ds, 1, "one G1/d: {g1}");
     w.stop().await;
 }
 
@@ -302,15 +442,12 @@ async fn concurrent_rename_and_create_of_one_name_leave_no_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_of_one_name_leave_no_duplicate() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    // A library job holds the library lock for a while (its WeCom edit is answered late):
-    // the two creates' jobs queue behind it in the order their changes arrived.
-    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
-    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
-    w.mall.operator().reorder_tag(&b, 5).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The two creates' jobs queue behind a held library job, in the order of the changes.
+    let held = library_held(&w).await;
+    let jobs = w.activity().jobs;
     let g1 = w.mall_group("G1").expect("mall G1").group.id;
-    w.mall.operator().create_tag(&g1, "d", 2).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mall_d = w.mall.operator().create_tag(&g1, "d", 2).unwrap();
+    intake_done(&w, jobs, 1).await;
     let g1 = w.hub_group("G1").await.expect("hub G1");
     admin_ok(
         &w,
@@ -319,7 +456,15 @@ async fn concurrent_creates_of_one_name_leave_no_duplicate() {
         Some(json!({"group_id": g1["id"], "name": "d", "order": 2})),
     )
     .await;
+    held.release();
     converges(&w, &members).await;
+    let d = hub_tag(&w, "G1", "d").await;
+    assert_eq!(d["mall_id"], mall_d.id.as_str(), "the mall's d carries on");
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    let ds = g1["tags"]
+        .as_array()
+        .map_or(0, |ts| ts.iter().filter(|t| t["name"] == "d").count());
+    assert_eq!(ds, 1, "one G1/d: {g1}");
     w.stop().await;
 }
 
@@ -336,37 +481,67 @@ async fn wecom_rename_onto_a_dropped_groups_name_leaves_no_duplicate() {
     let g2 = w.wecom_group("G2").expect("WeCom G2").id;
     w.wecom.console().rename(&g2, "WG1").unwrap();
     converges(&w, &members).await;
+    let wg1 = w.hub_group("WG1").await.expect("hub WG1");
+    assert_eq!(
+        wg1["wecom_id"],
+        g2.as_str(),
+        "the kept WG1 has the renamed WeCom group"
+    );
+    let g2_hub = w.hub_group("G2").await.expect("the hub keeps G2");
+    assert_eq!(g2_hub["tags"], json!([]), "{g2_hub}");
     w.stop().await;
 }
 
 /// The WeCom face of the same: a person creates a tag in WeCom and at once puts it on a
-/// customer. The member job runs before the tag's job has linked it (held up here): the id
-/// maps to no hub tag and is left alone, so the mall and the customer's other relations
-/// never get it.
+/// customer. The member job reads the customer before the tag's job has linked it (that
+/// job's read of WeCom's library held until then): the id maps to no hub tag; the member
+/// job waits for it instead of leaving it alone (which kept it from the mall and the
+/// customer's other relations for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_tagged_with_a_brand_new_wecom_tag_gets_it_everywhere() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    w.wecom.inject(ApiOp::GetCorpTagList, delay(500));
+    let mut hold = w
+        .wecom
+        .hold(ApiOp::GetCorpTagList, Phase::Before, Value::Null);
+    let reads = || {
+        w.wecom
+            .calls()
+            .iter()
+            .filter(|c| {
+                c.op == ApiOp::GetExternalContact && c.request["external_userid"] == "wm_m1"
+            })
+            .count()
+    };
+    let before = reads();
     let g1 = w.wecom_group("G1").expect("WeCom G1").id;
     let console = w.wecom.console();
     let id = console.create_tag(&g1, "w2", 3).unwrap();
     console
         .tag_relation("sales_1", "wm_m1", &[id.as_str()], &[])
         .unwrap();
+    let held = hold.held(WITHIN).await.expect("the tag job's read");
+    until("the member job read the customer", || async {
+        reads() > before
+    })
+    .await
+    .unwrap();
+    held.release();
     converges(&w, &members).await;
+    let view = w.member_view(members[1].id.as_str()).await;
+    view.expect_everywhere(&["G1/w2"]).unwrap();
     w.stop().await;
 }
 
 /// The hub's operator creates a tag and renames it right away, while the create's job is
-/// still creating it in the mall (the answer is late here). The job's write of what it did
-/// loses to the rename's; its retry used to find no tag of the new name in the mall and
-/// create a second one, leaving an orphan of the old name. Now the mall's link is carried
-/// onto the renamed tag, and the rename's job renames the one mall tag.
+/// still creating it in the mall (the create done there, its answer held). The job's write
+/// of what it did loses to the rename's; its retry used to find no tag of the new name in
+/// the mall and create a second one, leaving an orphan of the old name. Now the mall's link
+/// is carried onto the renamed tag, and the rename's job renames the one mall tag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_tag_renamed_while_its_create_is_carried_leaves_no_orphan() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let g1 = w.hub_group("G1").await.expect("hub G1");
-    w.mall.update_faults(|f| f.delay_ms = 300);
+    let mut hold = w.mall.hold("POST", "/tags", Phase::After, Value::Null);
     let (status, created) = w
         .admin(
             Method::POST,
@@ -375,7 +550,10 @@ async fn hub_tag_renamed_while_its_create_is_carried_leaves_no_orphan() {
         )
         .await;
     assert_eq!(status, 201, "{created}");
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let held = hold
+        .held(WITHIN)
+        .await
+        .expect("the mall's answer to the create");
     admin_ok(
         &w,
         Method::PATCH,
@@ -383,18 +561,24 @@ async fn hub_tag_renamed_while_its_create_is_carried_leaves_no_orphan() {
         Some(json!({"name": "e"})),
     )
     .await;
-    w.mall.update_faults(|f| f.delay_ms = 0);
+    held.release();
     converges(&w, &members).await;
+    let g1 = w.mall_group("G1").expect("mall G1");
+    let mut names: Vec<&str> = g1.tags.iter().map(|t| t.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "e"], "one tag, renamed; no orphan d");
     w.stop().await;
 }
 
 /// The group face of the same: the hub's operator creates an empty group (it reaches the
-/// mall at once) and renames it while the mall's answer to the create is late. The mall's
+/// mall at once) and renames it while the mall's answer to the create is held. The mall's
 /// group is carried onto the renamed group and renamed, not created a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_group_renamed_while_its_create_is_carried_leaves_no_orphan() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    w.mall.update_faults(|f| f.delay_ms = 300);
+    let mut hold = w
+        .mall
+        .hold("POST", "/tag-groups", Phase::After, Value::Null);
     let (status, created) = w
         .admin(
             Method::POST,
@@ -403,7 +587,10 @@ async fn hub_group_renamed_while_its_create_is_carried_leaves_no_orphan() {
         )
         .await;
     assert_eq!(status, 201, "{created}");
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let held = hold
+        .held(WITHIN)
+        .await
+        .expect("the mall's answer to the create");
     admin_ok(
         &w,
         Method::PATCH,
@@ -411,26 +598,31 @@ async fn hub_group_renamed_while_its_create_is_carried_leaves_no_orphan() {
         Some(json!({"name": "G4"})),
     )
     .await;
-    w.mall.update_faults(|f| f.delay_ms = 0);
+    held.release();
     converges(&w, &members).await;
     assert!(w.mall_group("G3").is_none(), "no orphan G3 in the mall");
+    let g4 = w.hub_group("G4").await.expect("hub G4");
+    assert_eq!(
+        g4["mall_id"],
+        w.mall_group("G4").expect("mall G4").group.id.as_str()
+    );
     w.stop().await;
 }
 
 /// The hub's operator moves a tag to another group (in WeCom: create in the new group,
 /// re-mark the relations that carry the old tag, delete the old tag); the mall's operator
-/// tags a member with it meanwhile. The member job puts the old WeCom tag on the relations
-/// after they were re-marked, and the old tag's deletion takes it off again (the mall kept
-/// the tag, the relations did not). Now the move, once it switched ids, queues the members
-/// whose relations it finds carrying the old id, and a member job that saved after that look
-/// sees the switch and looks again.
+/// tags a member with it meanwhile (the old tag's delete held until the member job has put
+/// the old WeCom tag on the member's relations). The old tag's deletion used to take it off
+/// them again (the mall kept the tag, the relations did not). Now the move, once it switched
+/// ids, queues the members whose relations it finds carrying the old id, and a member job
+/// that saved after that look sees the switch and looks again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_tagged_while_its_tag_moves_keeps_it_in_wecom() {
     let (w, members) = seeded(WorldOptions::default()).await;
     let b = hub_tag(&w, "G1", "b").await;
+    let old = w.wecom_tag("G1", "b").expect("WeCom G1/b").id;
     let g2 = w.hub_group("G2").await.expect("hub G2");
-    // Hold the move just before the old tag's deletion.
-    w.wecom.inject(ApiOp::DelCorpTag, delay(500));
+    let mut hold = w.wecom.hold(ApiOp::DelCorpTag, Phase::Before, Value::Null);
     admin_ok(
         &w,
         Method::PATCH,
@@ -438,13 +630,26 @@ async fn member_tagged_while_its_tag_moves_keeps_it_in_wecom() {
         Some(json!({"group_id": g2["id"]})),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let held = hold.held(WITHIN).await.expect("the old tag's delete");
     let t = w.mall_tag("G1", "b").map(|t| t.id);
     let t = t
         .or_else(|| w.mall_tag("G2", "b").map(|t| t.id))
         .expect("mall b");
     w.mall.operator().tag_member(&members[1].id, &t).unwrap();
+    until(
+        "the member job put the old WeCom tag on a relation",
+        || async {
+            w.wecom
+                .relation_tags("sales_2", "wm_m1")
+                .is_some_and(|tags| tags.contains(&old))
+        },
+    )
+    .await
+    .unwrap();
+    held.release();
     converges(&w, &members).await;
+    let view = w.member_view(members[1].id.as_str()).await;
+    view.expect_everywhere(&["G2/b"]).unwrap();
     w.stop().await;
 }
 
@@ -455,19 +660,32 @@ async fn member_tagged_while_its_tag_moves_keeps_it_in_wecom() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_renamed_onto_a_name_its_holder_is_leaving_in_the_wrong_order() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    // Hold the library lock for a while, so the two renames' jobs queue behind it in the
-    // order their (reordered) webhooks arrived.
-    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
-    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
-    w.mall.operator().reorder_tag(&b, 5).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The two renames' jobs queue behind a held library job, in the order their (reordered)
+    // webhooks arrived.
+    let held = library_held(&w).await;
+    let jobs = w.activity().jobs;
     w.mall.update_faults(|f| f.reorder_webhooks_next = 1);
     let op = w.mall.operator();
     let g1 = w.mall_group("G1").expect("mall G1").group.id;
     let g2 = w.mall_group("G2").expect("mall G2").group.id;
     op.rename_group(&g1, "G3").unwrap();
     op.rename_group(&g2, "G1").unwrap();
+    intake_done(&w, jobs, 2).await;
+    held.release();
     converges(&w, &members).await;
+    let names = |g: Option<Value>| -> Vec<String> {
+        let mut v: Vec<String> = g
+            .and_then(|g| g["tags"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(w.hub_group("G3").await), ["a", "b"]);
+    assert_eq!(names(w.hub_group("G1").await), ["c"]);
+    assert_eq!(w.wecom_group("G1").expect("WeCom G1").tags[0].name, "c");
     w.stop().await;
 }
 
@@ -478,15 +696,14 @@ async fn group_renamed_onto_a_name_its_holder_is_leaving_in_the_wrong_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_group_creates_of_one_name_end_as_one_group() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    // Hold the library lock for a while, so both creates' jobs queue behind it in order.
-    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
-    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    // Both creates' jobs queue behind a held library job, in order.
+    let held = library_held(&w).await;
+    let jobs = w.activity().jobs;
     let op = w.mall.operator();
-    op.reorder_tag(&b, 5).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let g3 = op.create_group("G3", 4).unwrap();
+    intake_done(&w, jobs, 1).await;
     op.create_tag(&g3.id, "a", 1).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    intake_done(&w, jobs, 2).await;
     admin_ok(
         &w,
         Method::POST,
@@ -494,6 +711,7 @@ async fn concurrent_group_creates_of_one_name_end_as_one_group() {
         Some(json!({"name": "G3", "order": 4, "tags": [{"name": "b", "order": 2}]})),
     )
     .await;
+    held.release();
     converges(&w, &members).await;
     let g3 = w.mall_group("G3").expect("mall G3");
     let mut names: Vec<&str> = g3.tags.iter().map(|t| t.name.as_str()).collect();
@@ -502,14 +720,14 @@ async fn concurrent_group_creates_of_one_name_end_as_one_group() {
     w.stop().await;
 }
 
-/// The hub's operator creates a tag; while tagsync creates it in WeCom (the answer is late
-/// here), the mall's operator deletes its group. The mall's create then answers 404 (no such
-/// group), which used to park the job; now the job looks again, and the group's deletion
-/// (which takes its tags) wins everywhere.
+/// The hub's operator creates a tag; while tagsync creates it in WeCom (held), the mall's
+/// operator deletes its group. The mall's create then answers 404 (no such group), which used
+/// to park the job; now the job looks again, and the group's deletion (which takes its tags)
+/// wins everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_created_in_a_group_the_mall_deletes_meanwhile_is_deleted_everywhere() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    w.wecom.inject(ApiOp::AddCorpTag, delay(400));
+    let mut hold = w.wecom.hold(ApiOp::AddCorpTag, Phase::Before, Value::Null);
     let g1 = w.hub_group("G1").await.expect("hub G1");
     admin_ok(
         &w,
@@ -518,11 +736,12 @@ async fn tag_created_in_a_group_the_mall_deletes_meanwhile_is_deleted_everywhere
         Some(json!({"group_id": g1["id"], "name": "d", "order": 3})),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let held = hold.held(WITHIN).await.expect("the create in WeCom");
     let mall_g1 = w.mall_group("G1").expect("mall G1").group.id;
     w.mall.operator().delete_group(&mall_g1).unwrap();
+    held.release();
     converges(&w, &members).await;
-    assert!(w.hub_group("G1").await.is_none(), "G1 is deleted");
+    group_gone_everywhere(&w, "G1").await;
     w.stop().await;
 }
 
@@ -533,14 +752,13 @@ async fn tag_created_in_a_group_the_mall_deletes_meanwhile_is_deleted_everywhere
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_rename_onto_a_group_the_mall_creates_meanwhile_is_refused() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
-    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    let held = library_held(&w).await;
+    let jobs = w.activity().jobs;
     let op = w.mall.operator();
-    op.reorder_tag(&b, 5).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let g3 = op.create_group("G3", 5).unwrap();
+    intake_done(&w, jobs, 1).await;
     op.create_tag(&g3.id, "a", 1).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    intake_done(&w, jobs, 2).await;
     let g1 = w.hub_group("G1").await.expect("hub G1");
     admin_ok(
         &w,
@@ -549,16 +767,21 @@ async fn hub_rename_onto_a_group_the_mall_creates_meanwhile_is_refused() {
         Some(json!({"name": "G3"})),
     )
     .await;
+    held.release();
     converges(&w, &members).await;
-    assert!(w.hub_group("G1").await.is_some(), "G1 kept its name");
+    let kept = w.hub_group("G1").await.expect("G1 kept its name");
+    assert_eq!(kept["id"], g1["id"]);
+    let g3_hub = w.hub_group("G3").await.expect("the mall's G3");
+    assert_eq!(g3_hub["mall_id"], g3.id.as_str());
     w.stop().await;
 }
 
 /// Found with seed 16830750553396291977 (the "console tag name reused during a hub move"
-/// race): a person renames tagsync's tag `G1/c` to `w1` in WeCom while the hub's operator
-/// moves it (still `c` to the hub) into `WG1`, where the console's own `w1` lives. The two
-/// `w1` in `WG1` are different tags with objects on both sides; the move is refused (the tag
-/// stays in `G1` as `w1`) instead of parking with two hub tags `w1` and crossed links.
+/// race): a person renames tagsync's tag `G1/a` to `w1` in WeCom while the hub's operator
+/// moves it (still `a` to the hub) into `WG1`, where the console's own `w1` lives. The two
+/// `w1` in `WG1` are different tags with objects on both sides; the later of the two changes
+/// is refused (the tag stays in `G1` as `w1`, or goes to `WG1` as `a`) instead of parking
+/// with two hub tags `w1` and crossed links.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_renamed_in_wecom_while_the_hub_moves_it_onto_a_console_name() {
     let (w, members) = seeded(WorldOptions::default()).await;
@@ -574,6 +797,19 @@ async fn tag_renamed_in_wecom_while_the_hub_moves_it_onto_a_console_name() {
     )
     .await;
     converges(&w, &members).await;
+    // One of the two changes is refused, whichever came later by the engine's clock (the
+    // rename is seen when a job reads WeCom): the tag ends in G1 as `w1`, or in WG1 as `a`.
+    let stayed = w.hub_tag("G1", "w1").await;
+    let moved = w.hub_tag("WG1", "a").await;
+    let t_id = &t["id"];
+    assert!(
+        stayed.as_ref().is_some_and(|x| &x["id"] == t_id)
+            || moved.as_ref().is_some_and(|x| &x["id"] == t_id),
+        "one change refused: {}",
+        w.hub_groups().await
+    );
+    let in_wecom = w.wecom_group("WG1").expect("WeCom WG1");
+    assert_eq!(in_wecom.tags.iter().filter(|x| x.name == "w1").count(), 1);
     w.stop().await;
 }
 
@@ -584,10 +820,7 @@ async fn tag_renamed_in_wecom_while_the_hub_moves_it_onto_a_console_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_moved_and_its_new_group_deleted_at_once_lets_the_old_group_go_in_wecom() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
-    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
-    w.mall.operator().reorder_tag(&b, 5).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let held = library_held(&w).await;
     let c = hub_tag(&w, "G2", "c").await;
     let g1 = w.hub_group("G1").await.expect("hub G1");
     admin_ok(
@@ -604,7 +837,15 @@ async fn tag_moved_and_its_new_group_deleted_at_once_lets_the_old_group_go_in_we
         None,
     )
     .await;
+    held.release();
     converges(&w, &members).await;
+    group_gone_everywhere(&w, "G1").await;
+    assert!(
+        w.wecom_group("G2").is_none(),
+        "WeCom dropped the emptied G2"
+    );
+    let g2 = w.hub_group("G2").await.expect("the hub keeps G2");
+    assert!(g2["wecom_id"].is_null(), "no stale WeCom id: {g2}");
     w.stop().await;
 }
 
@@ -626,6 +867,15 @@ async fn tag_renamed_onto_a_read_only_tags_wecom_name_during_a_move_is_refused()
     op.move_tag(&a, &wg1).unwrap();
     w.wecom.console().rename(&wa, "w1").unwrap();
     converges(&w, &members).await;
+    let hub_wg1 = w.hub_group("WG1").await.expect("hub WG1");
+    let mut names: Vec<&str> = hub_wg1["tags"]
+        .as_array()
+        .map(|ts| ts.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    names.sort();
+    assert_eq!(names, ["a", "b"], "the tag kept a: {hub_wg1}");
+    let in_wecom = w.wecom_group("WG1").expect("WeCom WG1");
+    assert_eq!(in_wecom.tags.iter().filter(|t| t.name == "w1").count(), 1);
     w.stop().await;
 }
 
@@ -643,18 +893,25 @@ async fn group_recreated_in_wecom_before_the_hub_noticed_the_drop_is_linked_not_
     );
     let console = w.wecom.console();
     console.delete(&w1).unwrap();
-    console.create_group("WG1", 1, &[("w2", 1)]).unwrap();
+    let again = console.create_group("WG1", 1, &[("w2", 1)]).unwrap();
     converges(&w, &members).await;
+    let hub = w.hub_groups().await;
+    let named: Vec<&Value> = hub["groups"]
+        .as_array()
+        .map(|gs| gs.iter().filter(|g| g["name"] == "WG1").collect())
+        .unwrap_or_default();
+    assert_eq!(named.len(), 1, "one hub WG1: {hub}");
+    assert_eq!(named[0]["wecom_id"], again.group_id.as_str());
     w.stop().await;
 }
 
 /// The hub's operator creates a tag in `G1` while a person deletes `G1` in WeCom (before the
-/// create reaches it, the answer held here): `add_corp_tag` answers 40068 (no such group),
-/// which used to park the job; now it looks again and the group's deletion wins everywhere.
+/// create reaches it: the create held): `add_corp_tag` answers 40068 (no such group), which
+/// used to park the job; now it looks again and the group's deletion wins everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_created_in_a_group_wecom_deletes_meanwhile_is_deleted_everywhere() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    w.wecom.inject(ApiOp::AddCorpTag, delay(400));
+    let mut hold = w.wecom.hold(ApiOp::AddCorpTag, Phase::Before, Value::Null);
     let g1 = w.hub_group("G1").await.expect("hub G1");
     admin_ok(
         &w,
@@ -663,11 +920,12 @@ async fn tag_created_in_a_group_wecom_deletes_meanwhile_is_deleted_everywhere() 
         Some(json!({"group_id": g1["id"], "name": "d", "order": 3})),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let held = hold.held(WITHIN).await.expect("the create in WeCom");
     let wg1 = w.wecom_group("G1").expect("WeCom G1").id;
     w.wecom.console().delete(&wg1).unwrap();
+    held.release();
     converges(&w, &members).await;
-    assert!(w.hub_group("G1").await.is_none(), "G1 is deleted");
+    group_gone_everywhere(&w, "G1").await;
     w.stop().await;
 }
 
@@ -690,6 +948,16 @@ async fn hub_rename_onto_a_mall_tag_whose_webhook_is_late_waits_for_it() {
     )
     .await;
     converges(&w, &members).await;
+    let kept = hub_tag(&w, "WG1", "w1").await;
+    assert_eq!(
+        kept["id"], w1["id"],
+        "the rename onto the mall's d was refused"
+    );
+    let d = hub_tag(&w, "WG1", "d").await;
+    assert_eq!(
+        d["mall_id"],
+        w.mall_tag("WG1", "d").expect("mall WG1/d").id.as_str()
+    );
     w.stop().await;
 }
 
@@ -721,6 +989,8 @@ async fn tag_created_onto_the_name_of_a_tag_moving_away_waits_for_the_move() {
     )
     .await;
     converges(&w, &members).await;
+    assert_eq!(hub_tag(&w, "G1", "c").await["id"], c["id"], "the moved c");
+    assert_ne!(hub_tag(&w, "G2", "c").await["id"], c["id"], "a new c in G2");
     w.stop().await;
 }
 
@@ -733,14 +1003,13 @@ async fn tag_created_onto_the_name_of_a_tag_moving_away_waits_for_the_move() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_rename_of_a_console_group_onto_a_group_the_mall_creates_meanwhile_is_refused() {
     let (w, members) = seeded(WorldOptions::default()).await;
-    w.wecom.inject(ApiOp::EditCorpTag, delay(500));
-    let b = w.mall_tag("G1", "b").expect("mall G1/b").id;
+    let held = library_held(&w).await;
+    let jobs = w.activity().jobs;
     let op = w.mall.operator();
-    op.reorder_tag(&b, 5).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let g3 = op.create_group("G3", 5).unwrap();
+    intake_done(&w, jobs, 1).await;
     op.create_tag(&g3.id, "a", 1).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    intake_done(&w, jobs, 2).await;
     let wg1 = w.hub_group("WG1").await.expect("hub WG1");
     admin_ok(
         &w,
@@ -749,8 +1018,12 @@ async fn hub_rename_of_a_console_group_onto_a_group_the_mall_creates_meanwhile_i
         Some(json!({"name": "G3"})),
     )
     .await;
+    held.release();
     converges(&w, &members).await;
-    assert!(w.hub_group("WG1").await.is_some(), "WG1 kept its name");
+    let kept = w.hub_group("WG1").await.expect("WG1 kept its name");
+    assert_eq!(kept["id"], wg1["id"]);
+    let g3_hub = w.hub_group("G3").await.expect("the mall's G3");
+    assert_eq!(g3_hub["mall_id"], g3.id.as_str());
     w.stop().await;
 }
 
@@ -760,7 +1033,7 @@ async fn hub_rename_of_a_console_group_onto_a_group_the_mall_creates_meanwhile_i
 async fn hub_rename_of_a_console_group_onto_a_mall_group_whose_webhook_is_late_is_refused() {
     let (w, members) = seeded(WorldOptions::default()).await;
     w.mall.update_faults(|f| f.reorder_webhooks_next = 1);
-    w.mall.operator().create_group("G3", 5).unwrap();
+    let g3 = w.mall.operator().create_group("G3", 5).unwrap();
     let wg1 = w.hub_group("WG1").await.expect("hub WG1");
     admin_ok(
         &w,
@@ -770,6 +1043,9 @@ async fn hub_rename_of_a_console_group_onto_a_mall_group_whose_webhook_is_late_i
     )
     .await;
     converges(&w, &members).await;
-    assert!(w.hub_group("WG1").await.is_some(), "WG1 kept its name");
+    let kept = w.hub_group("WG1").await.expect("WG1 kept its name");
+    assert_eq!(kept["id"], wg1["id"]);
+    let g3_hub = w.hub_group("G3").await.expect("the mall's G3");
+    assert_eq!(g3_hub["mall_id"], g3.id.as_str());
     w.stop().await;
 }

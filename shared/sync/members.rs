@@ -84,10 +84,16 @@ pub fn merge_member_tags(
 
     let mut marks = BTreeMap::new();
     for tag in all {
-        let mut best = hub.marks.get(tag).map(|m| (m.at, HUB, m.present));
+        let mark = hub.marks.get(tag);
+        let mut best = mark.map(|m| (m.at, HUB, m.present));
         for (rank, side) in sides.clone() {
             let present = side.tags.contains(tag);
-            if present == side.base.contains(tag) {
+            // A tag a side shows and has in its base, but the hub has no mark for, was never
+            // merged (a relation's base keeps the ids the hub did not know when it was first
+            // read, which may be tags tagsync never syncs): not known to be in sync, so the
+            // side showing it added it (else the merge would take it off that side).
+            let unmerged = present && mark.is_none();
+            if present == side.base.contains(tag) && !unmerged {
                 continue;
             }
             let candidate = (side.at, rank, present);
@@ -267,6 +273,35 @@ mod tests {
     }
 
     #[test]
+    fn a_tag_in_a_relations_base_the_hub_never_marked_is_that_relations_add() {
+        // Bob's relation was first read when the hub did not know `n` yet (its base kept it);
+        // now the hub knows it, and has no mark for it: it reaches the mall and Alice.
+        let h = hub(&["a"], 1);
+        let rels = relations(vec![
+            ("alice", side(&["a"], &["a"], 5)),
+            ("bob", side(&["a", "n"], &["a", "n"], 5)),
+        ]);
+        let out = merge_member_tags(&h, &side(&["a"], &["a"], 2), &rels);
+        assert_eq!(out.desired, set(&["a", "n"]));
+        assert_eq!(
+            out.plan.relations,
+            vec![MarkTag {
+                userid: user("alice"),
+                add: set(&["n"]),
+                remove: set(&[]),
+            }]
+        );
+        let add_n = MallMemberTags {
+            add: set(&["n"]),
+            remove: set(&[]),
+        };
+        assert_eq!(out.plan.mall, Some(add_n));
+        // Once marked, the same shown-and-based tag is simply in sync.
+        let again = merge_member_tags(&out.tags, &side(&["a", "n"], &["a", "n"], 6), &rels);
+        assert_eq!(again.tags.marks, out.tags.marks);
+    }
+
+    #[test]
     fn later_remove_beats_earlier_add() {
         let h = hub(&["a"], 1);
         // Alice added b at 5; the mall, which had b, removed it at 7.
@@ -334,7 +369,15 @@ mod tests {
 
     #[test]
     fn one_mark_tag_per_relation_carries_all_adds_and_removes() {
-        let h = hub(&["a", "b"], 1);
+        let mut h = hub(&["a", "b"], 1);
+        // The hub took x and y off the member (Alice's relation still shows them).
+        for x in ["x", "y"] {
+            let removed = TagMark {
+                present: false,
+                at: t(1),
+            };
+            h.marks.insert(tag(x), removed);
+        }
         let rels = relations(vec![("alice", side(&["b", "x", "y"], &["b", "x", "y"], 2))]);
         let out = merge_member_tags(&h, &side(&["a", "b"], &["a", "b"], 2), &rels);
         let expected = MarkTag {
@@ -390,7 +433,13 @@ mod tests {
     /// mall's change and carries it to the hub and every relation, instead of removing it.
     #[test]
     fn a_tag_someone_added_while_tagsync_wrote_stays_a_change_of_that_side() {
-        let h = hub(&["b"], 1);
+        let mut h = hub(&["b"], 1);
+        // `c` was on the member once and taken off (the hub keeps that as a mark).
+        let removed = TagMark {
+            present: false,
+            at: t(0),
+        };
+        h.marks.insert(tag("c"), removed);
         let rels = relations(vec![("alice", side(&["a", "b"], &["b"], 5))]);
         let first = merge_member_tags(&h, &side(&["b"], &["b"], 2), &rels);
         let plan = first.plan.mall.clone().expect("the mall gets a");
@@ -405,7 +454,8 @@ mod tests {
         assert_eq!(next.plan.mall, None, "nothing is taken off the mall");
         assert_eq!(next.plan.relations[0].add, set(&["c"]));
 
-        // Taking the answer for the base (the old behaviour) loses it.
+        // Taking the answer for the base (the old behaviour) makes `c` look in sync in the
+        // mall, so the hub's old removal wins and takes it off: lost.
         let mut stale = first.tags.clone();
         stale.mall_base = set(&["a", "b", "c"]);
         let lost = merge_member_tags(&stale, &side(&["a", "b", "c"], &["a", "b", "c"], 6), &rels2);

@@ -7,6 +7,7 @@
 
 use crate::steps::*;
 use serde_json::{Value, json};
+use tagsync::domain::{ExternalUserId, WecomUserId};
 use tagsync::sim::hold::Phase;
 use tagsync::wecom::classify::ApiOp;
 
@@ -237,5 +238,59 @@ async fn member_untagged_in_the_hub_while_tagsync_tags_it_in_wecom_stays_untagge
     settle(&w).await;
 
     member_tags_everywhere(&w, &member, &[]).await;
+    w.stop().await;
+}
+
+/// A relation seen for the first time keeps in its base the tag ids the hub does not know
+/// (tagsync cannot tell a tag it never syncs from one whose job has not run), so they are not
+/// waited for. A person creates a tag in WeCom, adds a customer and at once tags them with it;
+/// the member jobs read the new relation before the tag's job has linked the tag (its read of
+/// WeCom's library held). Never merged, the tag is no part of what tagsync knows to be in
+/// sync there: once linked it is WeCom's change and reaches the mall and the customer's other
+/// relation (it used to count as in sync with no mark in the hub, and a later member job took
+/// it off the relation).
+#[tokio::test]
+async fn tag_put_on_a_new_relation_before_tagsync_knows_the_tag_reaches_every_side() {
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 2)]).await;
+    let member = bound_member(&w, "wm_alice", &["sales_li"]).await;
+
+    let mut hold = w
+        .wecom
+        .hold(ApiOp::GetCorpTagList, Phase::Before, Value::Null);
+    let group = wecom_group(&w, "会员等级").id;
+    let console = w.wecom.console();
+    let diamond = console.create_tag(&group, "钻石卡", 3).unwrap();
+    let held = hold.held(HELD_WITHIN).await.expect("the new tag's job");
+    console
+        .add_relation("sales_wang", "wm_alice", None)
+        .unwrap();
+    console
+        .tag_relation("sales_wang", "wm_alice", &[diamond.as_str()], &[])
+        .unwrap();
+    let customer = ExternalUserId::new_unchecked("wm_alice");
+    let wang = WecomUserId::new_unchecked("sales_wang");
+    let stored_with_it = || async {
+        let c = w.app.store.get_customer(&w.tenant, &customer).await;
+        c.ok()
+            .flatten()
+            .and_then(|c| c.relations.get(&wang).cloned())
+            .is_some_and(|tags| tags.iter().any(|t| t.as_str() == diamond))
+    };
+    wait_until(
+        "a member job stored the new relation with 钻石卡",
+        stored_with_it,
+    )
+    .await;
+    held.release();
+    settle(&w).await;
+    // Any later member job (here the mall's operator tags alice) must keep it too.
+    w.mall
+        .operator()
+        .tag_member(&member, &mall_tag_id(&w, "会员等级", "金卡"))
+        .unwrap();
+    converged(&w).await;
+
+    member_tags_everywhere(&w, &member, &["会员等级/金卡", "会员等级/钻石卡"]).await;
     w.stop().await;
 }

@@ -116,7 +116,7 @@ async fn tag_taken_off_a_relation_while_the_tag_moves_stays_off_everywhere() {
         .unwrap();
     let held = hold.held(HELD_WITHIN).await.expect("alice's member job");
     w.mall.operator().move_tag(&gold_m, &to).unwrap();
-    wait_until("the move created 金卡 in 专属权益 in WeCom", || {
+    wait_until("the move created 金卡 in 专属权益 in WeCom", || async {
         w.wecom_tag("专属权益", "金卡").is_some()
     })
     .await;

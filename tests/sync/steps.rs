@@ -201,9 +201,13 @@ pub fn removals_of<'a>(entries: &'a [AuditEntry], ids: &[&str]) -> Vec<&'a Audit
 
 /// Polls `condition` (every 10 ms) until it holds; fails the test with `what` after
 /// [`HELD_WITHIN`].
-pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = tokio::time::Instant::now() + HELD_WITHIN;
-    while !condition() {
+    while !condition().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out waiting until {what}"

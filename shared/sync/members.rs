@@ -167,7 +167,7 @@ pub fn carry_onto(fresh: &MemberTags, ours: &MemberTags) -> MemberTags {
     let mut out = fresh.clone();
     for (tag, mark) in &ours.marks {
         if out.marks.get(tag).is_none_or(|f| mark.at > f.at) {
-            out.marks.insert(tag.clone(), mark.clone());
+            out.marks.insert(tag.clone(), *mark);
         }
     }
     out.mall_base = ours.mall_base.clone();

@@ -11,12 +11,14 @@
 //!   10 cases by default; `TAGSYNC_PROPTEST_CASES=40` (or more) looks harder;
 //! - `faults`: 100 changes under 30 % transient failure on both sides;
 //! - `parked`: permanent failures, dead letters and redrive;
-//! - `found`: sequences the property test found, reduced and made deterministic;
+//! - `found`: sequences the property test found, reduced and made deterministic (the
+//!   simulators hold the call each race is about: `tagsync::sim::hold`);
 //! - `model` (abstract edits and their generators) and `drive` (carrying them out, checks).
 //!
 //! Environment:
 //! - `TAGSYNC_PROPTEST_CASES` (default 10): cases of the property test;
-//! - `TAGSYNC_PROPTEST_SEED`: the property test's seed (printed by every run; random if unset);
+//! - `TAGSYNC_PROPTEST_SEED`: the property test's seed (printed by every run; random if unset;
+//!   the cases in `property.proptest-regressions` run first whatever the seed);
 //! - `TAGSYNC_PROPTEST_SHRINK_ITERS` (default 32): how hard a failure is shrunk;
 //! - `TAGSYNC_PROPTEST_SIDES` (default `wecom,mall,hub`): the sides the edits come from;
 //! - `TAGSYNC_PROPTEST_AVOID` (default: nothing): patterns to step around, to narrow down a

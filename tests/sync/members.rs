@@ -178,3 +178,39 @@ async fn tag_added_in_the_mall_while_a_member_job_writes_there_survives_everywhe
     .await;
     w.stop().await;
 }
+
+/// The same race with the mall's webhook for the operator's tag lost on its way: the POST's
+/// answer lists a tag the job neither read nor put there (someone else's change), so the job
+/// queues the member again itself, and the tag reaches every side without the webhook.
+#[tokio::test]
+async fn tag_added_in_the_mall_while_a_member_job_writes_there_arrives_even_if_its_webhook_is_lost()
+{
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 3), ("银卡", 2), ("铜卡", 1)]).await;
+    let member = bound_member(&w, "wm_alice", &["sales_li", "sales_wang"]).await;
+
+    let mut hold = w.mall.hold(
+        "POST",
+        &format!("/members/{member}/tags"),
+        Phase::Before,
+        Value::Null,
+    );
+    let gold = wecom_tag(&w, "会员等级", "金卡").id;
+    w.wecom
+        .console()
+        .tag_relation("sales_li", "wm_alice", &[gold.as_str()], &[])
+        .unwrap();
+    let held = hold.held(HELD_WITHIN).await.expect("the member job's POST");
+    w.mall.update_faults(|f| f.drop_webhooks_next = 1);
+    let bronze = mall_tag_id(&w, "会员等级", "铜卡");
+    w.mall.operator().tag_member(&member, &bronze).unwrap();
+    held.release();
+    settle(&w).await;
+
+    assert!(
+        w.mall.deliveries().iter().any(|d| d.dropped),
+        "the operator's webhook was lost"
+    );
+    member_tags_everywhere(&w, &member, &["会员等级/金卡", "会员等级/铜卡"]).await;
+    w.stop().await;
+}

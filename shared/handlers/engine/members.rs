@@ -80,6 +80,7 @@ pub async fn repair(
         view,
         applied: Applied::default(),
         wecom_used: BTreeMap::new(),
+        follow_up: false,
     };
     let result = cx.run(member).await;
     held.release(app).await;
@@ -106,6 +107,9 @@ struct Cx<'a> {
     applied: Applied,
     /// The WeCom id each hub tag had when this job put it on (or took it off) relations.
     wecom_used: BTreeMap<HubTagId, String>,
+    /// A side answered with someone else's change made since this job read it: the member
+    /// is queued again once this job's work is saved.
+    follow_up: bool,
 }
 
 impl Cx<'_> {
@@ -468,9 +472,14 @@ impl Cx<'_> {
                     // change the mall's operator made since this job read the member (issue
                     // 12 §1): the base is what was read plus what this call did, so such a
                     // change stays the mall's, and its webhook's job carries it everywhere.
-                    Ok(_) => {
+                    Ok(answer) => {
                         let read: BTreeSet<String> = mall_ids.iter().cloned().collect();
                         let after_ids = base_after_write(&read, &add, &remove);
+                        // Its webhook should be on its way; queueing the member again costs
+                        // one read if it is, and carries the change if it never comes.
+                        let answered: BTreeSet<String> =
+                            answer.tag_ids.iter().map(|i| i.to_string()).collect();
+                        self.follow_up |= answered != after_ids;
                         self.applied.mall_added +=
                             add.iter().filter(|i| !mall_ids.contains(*i)).count() as u64;
                         self.applied.mall_removed +=
@@ -504,6 +513,15 @@ impl Cx<'_> {
         }
         self.save(&mut tags, customer_rel, entries).await?;
         self.moved_meanwhile().await?;
+        if self.follow_up {
+            let again = JobKind::SyncMember {
+                member: member.clone(),
+                hint: Hint::from(Actor::Mall),
+            };
+            super::enqueue(app, self.tenant, vec![again])
+                .await
+                .map_err(|e| StepError::retry(format!("queueing the member again: {e}"), None))?;
+        }
         if !self.waiting.is_empty() {
             let waiting: Vec<&str> = self.waiting.iter().map(String::as_str).collect();
             return Err(StepError::wait(format!(

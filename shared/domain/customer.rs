@@ -313,7 +313,7 @@ mod tests {
 
     fn entry(id: &str, name: &str, rels: &[(&str, Option<&str>, &[&str])]) -> CustomerEntry {
         let mut e = CustomerEntry::new(
-            TenantId::new_unchecked("t"),
+            TenantId::parse("t").unwrap(),
             ExternalUserId::new_unchecked(id),
             Timestamp::from_millis(0),
         );

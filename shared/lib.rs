@@ -16,6 +16,8 @@
 //! | [`retry`] | retrying one transient failure of an outbound call in place |
 //! | [`http`] | transport-neutral request/response and the one error → status mapping |
 //! | [`handlers`] | admin API, WeCom callback, mall webhook, job worker, nightly trigger |
+//! | [`api`] | routes: the chat-message feed, the admin API's rules and channels |
+//! | [`jobs`] | jobs: automatic-tagging rules and their undo runs |
 //! | [`console`] | the operator's web console at `/admin/`: static assets compiled in |
 //! | [`runtime`] | the two ways to run: `serve` (axum + worker pool + timer) and `lambda` adapters |
 //! | [`sim`] | WeCom and mall simulators: real HTTP servers for tests and the demo |
@@ -23,12 +25,14 @@
 //! | [`app`] | `App`: config + store + queue + clock, built once per process |
 //! | [`config`] | typed configuration from the environment and flags |
 
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod console;
 pub mod domain;
 pub mod handlers;
 pub mod http;
+pub mod jobs;
 pub mod mall;
 pub mod metrics;
 pub mod ports;

@@ -5,6 +5,7 @@ pub mod job;
 pub mod library;
 pub mod member;
 pub mod ops;
+pub mod rules;
 pub mod tenant;
 pub mod time;
 
@@ -13,5 +14,6 @@ pub use job::*;
 pub use library::*;
 pub use member::*;
 pub use ops::*;
+pub use rules::*;
 pub use tenant::*;
 pub use time::Timestamp;

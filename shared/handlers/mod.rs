@@ -4,7 +4,7 @@
 pub mod admin;
 pub mod engine;
 pub mod inbound;
-mod json;
+pub(crate) mod json;
 pub mod library;
 pub mod mall_webhook;
 mod members;
@@ -89,6 +89,15 @@ pub async fn dispatch(app: &App, surface: Surface, req: HttpRequest) -> HttpResp
             Method::POST => {
                 refused_counted(app, "mall", mall_webhook::handle(app, tenant, &req).await)
             }
+            _ => Err(ApiError::MethodNotAllowed("use POST".into())),
+        },
+        // The chat-message feed is signed like a mall webhook and served with it.
+        ["messages", tenant] if allowed(Surface::MallWebhook) => match req.method {
+            Method::POST => refused_counted(
+                app,
+                "feed",
+                crate::api::messages::handle(app, tenant, &req).await,
+            ),
             _ => Err(ApiError::MethodNotAllowed("use POST".into())),
         },
         ["metrics"] if allowed(Surface::Admin) => {

@@ -512,6 +512,16 @@ impl Cx<'_> {
             }
         }
         self.save(&mut tags, customer_rel, entries).await?;
+        // Tags the member gained from a side reach the `tag_added` rules.
+        let had: BTreeSet<&HubTagId> = stored_tags.iter().flat_map(present).collect();
+        let gained: Vec<(HubTagId, Timestamp)> = tags
+            .marks
+            .iter()
+            .filter(|(id, m)| m.present && !had.contains(id))
+            .map(|(id, m)| (id.clone(), m.at))
+            .collect();
+        crate::jobs::rules::tags_gained(app, self.tenant, member, gained, self.hint.origin.as_str())
+            .await?;
         self.moved_meanwhile().await?;
         if self.follow_up {
             let again = JobKind::SyncMember {

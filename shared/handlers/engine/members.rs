@@ -512,12 +512,15 @@ impl Cx<'_> {
             }
         }
         self.save(&mut tags, customer_rel, entries).await?;
-        // Tags the member gained from a side reach the `tag_added` rules.
-        let had: BTreeSet<&HubTagId> = stored_tags.iter().flat_map(present).collect();
-        let gained: Vec<(HubTagId, Timestamp)> = tags
+        // Tags this job's merge turned on from a side reach the `tag_added` rules; a mark
+        // found on the fresh copy while saving (an operator's or a rule's, made meanwhile) is
+        // that writer's, not a gain of this job.
+        let had: BTreeSet<&HubTagId> = present(&hub).into_iter().collect();
+        let gained: Vec<(HubTagId, Timestamp)> = merged
+            .tags
             .marks
             .iter()
-            .filter(|(id, m)| m.present && !had.contains(id))
+            .filter(|(id, m)| m.present && !had.contains(id) && tags.marks.get(*id) == Some(*m))
             .map(|(id, m)| (id.clone(), m.at))
             .collect();
         crate::jobs::rules::tags_gained(app, self.tenant, member, gained, self.hint.origin.as_str())

@@ -18,7 +18,6 @@ use crate::domain::{MemberId, TenantId};
 use crate::mall::client::{MallGroupWithTags, MallMember};
 use crate::mall::webhook::MallTag;
 use crate::metrics::JOBS;
-use crate::ports::SystemClock;
 use crate::runtime::serve::{Nightly, ServeOptions, serve};
 use crate::sim::mall::{MallSim, MallSimConfig};
 use crate::sim::wecom::{SimConfig, SimGroup, SimTag, WecomSim};
@@ -28,7 +27,6 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -226,7 +224,9 @@ impl World {
         config.worker.max_backoff = opts.max_backoff;
         config.worker.visibility = opts.visibility;
         let key = crate::store::sealing::SecretKey::generate();
-        let (app, _db) = App::sqlite(&data.0, config, Arc::new(SystemClock), key)
+        // tagsync reads the WeCom simulator's clock (the wall clock unless a test moves it), so
+        // both agree on rate windows.
+        let (app, _db) = App::sqlite(&data.0, config, opts.wecom.clock.clone(), key)
             .await
             .unwrap_or_else(|e| panic!("tagsync's store: {e}"));
 

@@ -9,10 +9,13 @@
 //! | member binding / member tags | `MEMBER#{t}#{member}` | `BINDING` / `TAGS` |
 //! | customer relations / customer→member marker | `CUST#{t}#{external userid}` | `RELATIONS` / `BINDING` |
 //! | index of customers with relations | `CUSTS#{t}` | `{external userid}` |
+//! | customer index entry (issue 15; DynamoDB only, SQLite has tables: `customers.rs`) | `CUST#{t}#{external userid}` | `INDEX` |
+//! | its copy under each facet (tag, state, staff member, bound) and under `all` | `CIDX#{t}#{facet}` | `{external userid}` |
 //! | audit entry | `AUDIT#{t}` | `{at ms, 15 digits}#{id}` |
 //! | sync run | `RUN#{t}` | `{run id}` (time-ordered) |
 //! | idempotency record | `IDEMP#{key}` | `-` |
 //! | lease | `LEASE#{name}` | `-` |
+//! | counter (a rate budget's window, `wecom::budget`) | `COUNT#{name}` | `-` |
 //! | access token | `TOKEN#{corp}#{secret fingerprint}` | `-` |
 //! | the key record of sealed secrets (`sealing.rs`) | `SEALING` | `KEY` |
 //! | queue mark (a tenant's queued job, counted on SQS) | `QUEUE#{t}` | `{job id}` |
@@ -287,6 +290,9 @@ mod keys {
     }
     pub fn lease(name: &str) -> (String, String) {
         (format!("LEASE#{name}"), "-".into())
+    }
+    pub fn counter(name: &str) -> (String, String) {
+        (format!("COUNT#{name}"), "-".into())
     }
     pub fn token(corp: &CorpId, fp: &str) -> (String, String) {
         (format!("TOKEN#{corp}#{fp}"), "-".into())
@@ -797,6 +803,30 @@ impl<B: ItemBackend> Store for TableStore<B> {
         .await
     }
 
+    async fn get_customer_entry(
+        &self,
+        tenant: &TenantId,
+        customer: &ExternalUserId,
+    ) -> StoreResult<Option<CustomerEntry>> {
+        self.backend.get_customer_entry(tenant, customer).await
+    }
+
+    async fn put_customer_entry(&self, entry: &mut CustomerEntry) -> StoreResult<()> {
+        self.backend.put_customer_entry(entry).await
+    }
+
+    async fn query_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<CustomerPage> {
+        self.backend
+            .query_customers(tenant, filter, cursor, limit)
+            .await
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
         let mut items = Vec::with_capacity(writes.len());
         for w in writes {
@@ -977,6 +1007,19 @@ impl<B: ItemBackend> Store for TableStore<B> {
             Err(e) if e.is_conflict() => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    async fn count_up(
+        &self,
+        name: &str,
+        by: u64,
+        limit: u64,
+        expires_at: Timestamp,
+    ) -> StoreResult<Option<u64>> {
+        let (pk, sk) = keys::counter(name);
+        self.backend
+            .count_up(&pk, &sk, by, limit, expires_at.secs())
+            .await
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {

@@ -8,6 +8,7 @@
 //! (`infra/test.sh` does it all); without them those tests fail, they never skip.
 
 mod backends;
+mod customer_cases;
 mod items_cases;
 mod queue_cases;
 mod sealing;
@@ -48,6 +49,7 @@ macro_rules! store_contract {
             rules_are_versioned_listed_per_tenant_and_deleted_at_their_version,
             firings_page_newest_first_per_rule_and_are_versioned,
             channels_are_stored_listed_and_deleted,
+            counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills_at_once,
         ]);
     };
 }
@@ -58,6 +60,7 @@ macro_rules! queue_contract {
         for_backend!($module, $fixture, queue, queue_cases: [
             received_job_is_invisible_until_its_visibility_timeout_then_redelivered,
             retried_job_is_delivered_again_after_its_delay,
+            rescheduled_job_comes_back_after_its_delay_without_counting_the_receive,
             parked_job_is_counted_listed_with_its_reason_and_redriven,
             counts_track_pending_in_flight_and_dead,
             send_of_25_jobs_in_one_call_delivers_all,
@@ -88,6 +91,18 @@ macro_rules! items_contract {
     };
 }
 
+/// The customer index's cases, for one store backend.
+macro_rules! customer_index_contract {
+    ($module:ident, $fixture:path) => {
+        for_backend!($module, $fixture, store, customer_cases: [
+            customer_index_answers_each_filter_exactly_in_pages_with_the_total,
+            customer_index_rewrite_moves_a_customer_between_filters_and_stale_writes_are_refused,
+        ]);
+    };
+}
+
+customer_index_contract!(customers_sqlite, crate::backends::sqlite_store);
+customer_index_contract!(customers_dynamo, crate::backends::dynamo_store);
 items_contract!(items_sqlite, crate::backends::sqlite_items);
 items_contract!(items_dynamo, crate::backends::dynamo_items);
 store_contract!(store_sqlite, crate::backends::sqlite_store);

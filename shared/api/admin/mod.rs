@@ -1,4 +1,4 @@
-//! The operator API, one file per resource (the others are being moved here from
-//! `handlers::admin`).
+//! The operator's API, one file per resource.
 
+pub mod customers;
 pub mod rules;

@@ -83,6 +83,9 @@ pub struct StepError {
     pub shown: bool,
     /// A retry because something the job needs is still on its way ([`Outcome::Wait`]).
     pub waiting: bool,
+    /// A retry because the platform's rate window is spent ([`Outcome::Reschedule`]): at the
+    /// moment it ends, not as a failure.
+    pub rate_limited: bool,
     /// The side the failure came from, when known: shown `failed` on the job's object if
     /// the job ends parked.
     pub side: Option<Side>,
@@ -96,6 +99,7 @@ impl StepError {
             superseded: false,
             shown: false,
             waiting: false,
+            rate_limited: false,
             side: None,
         }
     }
@@ -106,6 +110,7 @@ impl StepError {
             superseded: false,
             shown: false,
             waiting: false,
+            rate_limited: false,
             side: None,
         }
     }
@@ -124,6 +129,7 @@ impl StepError {
             superseded: false,
             shown: false,
             waiting: false,
+            rate_limited: false,
             side: None,
         }
     }
@@ -135,6 +141,14 @@ impl StepError {
             ..Self::retry(reason, None)
         }
     }
+    /// The platform's rate window is spent until `after` from now: run again then
+    /// ([`Outcome::Reschedule`]).
+    pub fn rate_limited(reason: impl Into<String>, after: Duration) -> Self {
+        Self {
+            rate_limited: true,
+            ..Self::retry(reason, Some(after))
+        }
+    }
     pub fn superseded(reason: impl Into<String>) -> Self {
         Self {
             retry: None,
@@ -142,6 +156,7 @@ impl StepError {
             superseded: true,
             shown: false,
             waiting: false,
+            rate_limited: false,
             side: None,
         }
     }
@@ -157,6 +172,10 @@ impl StepError {
         }
         match self.retry {
             Some(_) if self.waiting => Outcome::Wait {
+                reason: self.reason,
+            },
+            Some(Some(delay)) if self.rate_limited => Outcome::Reschedule {
+                delay,
                 reason: self.reason,
             },
             Some(delay) => Outcome::RetryAfter {
@@ -184,7 +203,9 @@ impl From<StoreError> for StepError {
 
 impl From<WecomError> for StepError {
     fn from(e: WecomError) -> Self {
-        let step = if e.retryable() {
+        let step = if let Some(wait) = e.rate_limited() {
+            Self::rate_limited(e.to_string(), wait)
+        } else if e.retryable() {
             Self::retry(e.to_string(), e.retry_after())
         } else {
             Self::park(e.to_string())

@@ -23,12 +23,14 @@
 //! | [`app`] | `App`: config + store + queue + clock, built once per process |
 //! | [`config`] | typed configuration from the environment and flags |
 
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod console;
 pub mod domain;
 pub mod handlers;
 pub mod http;
+pub mod jobs;
 pub mod mall;
 pub mod metrics;
 pub mod ports;

@@ -52,6 +52,9 @@ pub(super) async fn route(
                     super::members::route(app, &t, req, rest).await
                 }
                 (_, ["sync", ..]) => super::sync::route(app, &t, req, rest).await,
+                (_, ["customers" | "customers:bulk-tags"]) => {
+                    crate::api::admin::customers::route(app, &t, req, rest).await
+                }
                 _ => Err(ApiError::NotFound(format!(
                     "no route for {} {}",
                     req.method, req.path

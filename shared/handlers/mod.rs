@@ -4,7 +4,7 @@
 pub mod admin;
 pub mod engine;
 pub mod inbound;
-mod json;
+pub(crate) mod json;
 pub mod library;
 pub mod mall_webhook;
 mod members;

@@ -1,0 +1,3 @@
+//! The operator's API, one file per resource.
+
+pub mod customers;

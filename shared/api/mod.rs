@@ -1,0 +1,5 @@
+//! The inbound surface's new rooms (issue 13 is moving the handlers here): the operator's
+//! API resources in [`admin`].
+
+pub mod admin;
+pub(crate) use crate::handlers::json;

@@ -1,0 +1,3 @@
+//! Jobs (issue 13 is moving the engine here).
+
+pub mod customer_index;

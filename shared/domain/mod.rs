@@ -1,5 +1,6 @@
 //! The domain model: pure data, no I/O.
 
+pub mod bulk;
 pub mod customer;
 pub mod ids;
 pub mod job;
@@ -9,6 +10,7 @@ pub mod ops;
 pub mod tenant;
 pub mod time;
 
+pub use bulk::*;
 pub use customer::*;
 pub use ids::*;
 pub use job::*;

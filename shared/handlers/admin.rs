@@ -282,7 +282,7 @@ async fn patch_settings(
 
 /// Records an operator action. An audit write that fails is logged, not fatal: the change
 /// itself was applied and answering 5xx would invite a duplicate.
-pub(super) async fn append_audit(
+pub(crate) async fn append_audit(
     app: &App,
     tenant: &TenantId,
     action: &str,

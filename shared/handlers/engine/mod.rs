@@ -65,6 +65,7 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
         JobKind::Inbound { .. } => settings.tags_enabled,
         // A run's page ends the run itself when the feature went off (its report says so).
         JobKind::RunChain { .. } | JobKind::Probe { .. } => true,
+        JobKind::BulkStart { .. } | JobKind::BulkChunk { .. } => settings.tags_enabled,
     }
 }
 

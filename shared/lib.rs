@@ -16,6 +16,8 @@
 //! | [`retry`] | retrying one transient failure of an outbound call in place |
 //! | [`http`] | transport-neutral request/response and the one error → status mapping |
 //! | [`handlers`] | admin API, WeCom callback, mall webhook, job worker, nightly trigger |
+//! | [`api`] | routes: the chat-message feed, the admin API's rules and channels |
+//! | [`jobs`] | jobs: automatic-tagging rules and their undo runs |
 //! | [`console`] | the operator's web console at `/admin/`: static assets compiled in |
 //! | [`runtime`] | the two ways to run: `serve` (axum + worker pool + timer) and `lambda` adapters |
 //! | [`sim`] | WeCom and mall simulators: real HTTP servers for tests and the demo |

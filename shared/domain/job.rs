@@ -93,6 +93,18 @@ pub enum JobKind {
         chunk: u64,
         customers: Vec<ExternalUserId>,
     },
+    /// Evaluate the automatic-tagging rules an event concerns (`crate::jobs::rules`).
+    Rules { event: super::rules::RuleEvent },
+    /// Reverse a rule's applied firings: the undo run `run` (`crate::jobs::undo`).
+    Undo {
+        run: RunId,
+        rule: super::ids::RuleId,
+        #[serde(default)]
+        since: Option<Timestamp>,
+        /// The page of the run's chain this job does (a stale copy finds it done).
+        #[serde(default)]
+        page: u64,
+    },
 }
 
 /// What the event that caused a sync job knew, beyond the entity's hub id.
@@ -165,6 +177,13 @@ impl JobKind {
             JobKind::RunChain { .. } => "run_chain",
             JobKind::BulkStart { .. } => "bulk_start",
             JobKind::BulkChunk { .. } => "bulk_chunk",
+            JobKind::Rules {
+                event: super::rules::RuleEvent::Messages { .. },
+            } => "rules_messages",
+            JobKind::Rules {
+                event: super::rules::RuleEvent::TagsAdded { .. },
+            } => "rules_tags_added",
+            JobKind::Undo { .. } => "undo",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod job;
 pub mod library;
 pub mod member;
 pub mod ops;
+pub mod rules;
 pub mod tenant;
 pub mod time;
 
@@ -17,5 +18,6 @@ pub use job::*;
 pub use library::*;
 pub use member::*;
 pub use ops::*;
+pub use rules::*;
 pub use tenant::*;
 pub use time::Timestamp;

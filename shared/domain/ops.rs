@@ -54,6 +54,8 @@ pub enum RunScope {
     /// Bulk tagging by a customer filter (`crate::jobs::bulk_tags`): no chains, see
     /// [`SyncRun::bulk`].
     Bulk,
+    /// An undo of a rule's firings (automation.md §1, `crate::jobs::undo`).
+    Undo,
 }
 
 impl RunScope {
@@ -64,6 +66,7 @@ impl RunScope {
             RunScope::Members => ("mall_members", Walk::MallMembers),
             // A bulk run walks no side; its chain is only a placeholder (cleared at start).
             RunScope::Bulk => ("bulk", Walk::Library),
+            RunScope::Undo => ("undo", Walk::Firings),
         }
     }
 }
@@ -120,6 +123,13 @@ pub struct SyncRun {
     /// A bulk run's filter, changes and counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bulk: Option<Box<super::bulk::BulkState>>,
+    /// An undo run: the rule it undoes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<super::ids::RuleId>,
+    /// An undo run: (customer, tag) pairs left alone because someone else changed them after
+    /// the firing, each `{"customer", "tag_id", "reason"}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<serde_json::Value>,
     #[serde(skip)]
     pub version: u64,
 }
@@ -141,6 +151,8 @@ pub enum Walk {
     WecomUsers,
     /// The relations of up to 100 WeCom members, `batch/get_by_user` page by page.
     WecomRelations { users: Vec<String> },
+    /// A rule's firings, newest first, page by page (an undo run).
+    Firings,
 }
 
 /// One chain of page jobs: its walk, the next page's number and cursor, and whether it ended.
@@ -216,6 +228,8 @@ impl SyncRun {
             chains,
             ambiguous: Vec::new(),
             bulk: None,
+            rule_id: None,
+            kept: Vec::new(),
             version: 0,
         };
         run.recount();

@@ -91,6 +91,15 @@ pub async fn dispatch(app: &App, surface: Surface, req: HttpRequest) -> HttpResp
             }
             _ => Err(ApiError::MethodNotAllowed("use POST".into())),
         },
+        // The chat-message feed is signed like a mall webhook and served with it.
+        ["messages", tenant] if allowed(Surface::MallWebhook) => match req.method {
+            Method::POST => refused_counted(
+                app,
+                "feed",
+                crate::api::messages::handle(app, tenant, &req).await,
+            ),
+            _ => Err(ApiError::MethodNotAllowed("use POST".into())),
+        },
         ["metrics"] if allowed(Surface::Admin) => {
             admin::authorize(app, &req).map(|()| HttpResponse::text(200, app.metrics.prometheus()))
         }

@@ -25,7 +25,11 @@ pub async fn show(app: &App, job: &Job, reason: &str, side: Option<Side>) {
         JobKind::BulkStart { run } | JobKind::BulkChunk { run, .. } => {
             crate::jobs::bulk_tags::parked(app, t, run, reason).await
         }
-        JobKind::SyncMember { .. } | JobKind::Inbound { .. } | JobKind::Probe { .. } => Ok(()),
+        JobKind::Undo { run, .. } => crate::jobs::undo::parked(app, t, run, reason).await,
+        JobKind::SyncMember { .. }
+        | JobKind::Inbound { .. }
+        | JobKind::Probe { .. }
+        | JobKind::Rules { .. } => Ok(()),
     };
     if let Err(e) = shown {
         tracing::warn!(error = %e, "the parked job's failure is not shown on its object");

@@ -109,6 +109,8 @@ pub fn view(run: &SyncRun, now: Timestamp) -> Value {
         "skipped": run.skipped,
         "ambiguous": run.ambiguous,
         "error": error,
+        "rule_id": run.rule_id,
+        "kept": run.kept,
     });
     // A bulk run (issue 15): its counts, what it changes, and the customers that failed.
     if let Some(b) = &run.bulk {

@@ -321,6 +321,13 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
             chunk,
             customers,
         } => crate::jobs::bulk_tags::chunk(app, &tenant, job, run, *chunk, customers).await,
+        JobKind::Rules { event } => crate::jobs::rules::run(app, &tenant, job, event).await,
+        JobKind::Undo {
+            run,
+            rule,
+            since,
+            page,
+        } => crate::jobs::undo::run(app, &tenant, job, run, rule, *since, *page).await,
     }
 }
 

@@ -33,6 +33,8 @@ use tokio::task::JoinHandle;
 
 /// The bearer token of the admin API of every world (at least 16 characters).
 pub const ADMIN_TOKEN: &str = "world-admin-token-0123456789abcdef";
+/// The tenant's `message_feed_secret` in every world (the feed connector signs with it).
+pub const FEED_SECRET: &str = "world-feed-secret-0123456789";
 
 /// How often [`World::settle`] looks, and how far apart its two quiet looks are.
 const SETTLE_POLL: Duration = Duration::from_millis(15);
@@ -270,6 +272,7 @@ impl World {
             "mall_api_base": world.mall.base_url(),
             "mall_api_token": mall_token,
             "mall_webhook_secret": webhook_secret,
+            "message_feed_secret": FEED_SECRET,
         });
         let (status, body) = world
             .request(
@@ -324,6 +327,11 @@ impl World {
         wecom.stop().await;
         mall.stop().await;
         drop(data);
+    }
+
+    /// The chat-archive feed connector of the tenant, posting to this world's tagsync.
+    pub fn feed(&self) -> crate::sim::feed::FeedConnector {
+        crate::sim::feed::FeedConnector::new(&self.base, self.tenant.as_str(), FEED_SECRET)
     }
 
     /// Where tagsync keeps its data.

@@ -62,7 +62,9 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
         JobKind::SyncMember { hint, .. } => {
             settings.tags_enabled && (settings.member_sync || hint.run.is_some())
         }
-        JobKind::Inbound { .. } => settings.tags_enabled,
+        JobKind::Inbound { .. } | JobKind::Rules { .. } | JobKind::Undo { .. } => {
+            settings.tags_enabled
+        }
         // A run's page ends the run itself when the feature went off (its report says so).
         JobKind::RunChain { .. } | JobKind::Probe { .. } => true,
         JobKind::BulkStart { .. } | JobKind::BulkChunk { .. } => settings.tags_enabled,

@@ -53,6 +53,9 @@ pub(super) async fn route(
                 }
                 (_, ["sync", ..]) => super::sync::route(app, &t, req, rest).await,
                 (_, ["rules", ..]) => crate::api::admin::rules::route(app, &t, req, rest).await,
+                (_, ["channels", ..]) => {
+                    crate::api::admin::channels::route(app, &t, req, rest).await
+                }
                 (_, ["customers" | "customers:bulk-tags"]) => {
                     crate::api::admin::customers::route(app, &t, req, rest).await
                 }

@@ -8,3 +8,4 @@ mod rules;
 #[allow(dead_code)]
 mod steps;
 mod support;
+mod channels;

@@ -1,4 +1,5 @@
 //! The operator's API, one file per resource.
 
+pub mod channels;
 pub mod customers;
 pub mod rules;

@@ -189,7 +189,10 @@ fn message(i: usize, m: &Value) -> Result<FeedMessage, ApiError> {
             Some(Value::String(s)) if !s.is_empty() && !s.chars().any(char::is_control) => {
                 Ok(s.clone())
             }
-            Some(_) => Err(bad(field(k), "must be a non-empty string without control characters")),
+            Some(_) => Err(bad(
+                field(k),
+                "must be a non-empty string without control characters",
+            )),
             None => Err(bad(field(k), "is required")),
         }
     };
@@ -258,8 +261,13 @@ mod tests {
         let err = |b: &[u8]| parse(b).unwrap_err().to_string();
         assert!(err(b"{").contains("not valid JSON"));
         assert!(err(br#"{"messages":[]}"#).contains("1 to 100"));
-        assert!(err(br#"{"messages":[{"from":"a","msgtype":"text"}]}"#).contains("messages[0].msgid"));
-        assert!(err(br#"{"messages":[{"msgid":"x","from":"a","msgtype":"text"}]}"#).contains("text.content"));
+        assert!(
+            err(br#"{"messages":[{"from":"a","msgtype":"text"}]}"#).contains("messages[0].msgid")
+        );
+        assert!(
+            err(br#"{"messages":[{"msgid":"x","from":"a","msgtype":"text"}]}"#)
+                .contains("text.content")
+        );
         let many = format!(
             r#"{{"messages":[{}]}}"#,
             vec![r#"{"msgid":"x","from":"a","msgtype":"image"}"#; 101].join(",")

@@ -424,8 +424,7 @@ async fn gained_reach_rules(
     member: &MemberId,
     gained: Vec<(HubTagId, Timestamp)>,
 ) {
-    if let Err(e) = crate::jobs::rules::tags_gained(app, tenant, member, gained, "operator").await
-    {
+    if let Err(e) = crate::jobs::rules::tags_gained(app, tenant, member, gained, "operator").await {
         tracing::warn!(tenant = %tenant.id, member = %member, error = %e.reason, "tag_added rules not queued");
     }
 }

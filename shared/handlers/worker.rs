@@ -231,7 +231,11 @@ pub async fn process(app: &App, delivery: &Delivery) -> Result<Settlement, Queue
             }
             Settlement::Park { reason, side } => park(app, delivery, reason, *side).await?,
             Settlement::Reschedule { delay, reason } => {
-                tracing::info!(?delay, reason, "job rescheduled to the end of a rate window");
+                tracing::info!(
+                    ?delay,
+                    reason,
+                    "job rescheduled to the end of a rate window"
+                );
                 app.queue.reschedule(delivery, *delay, reason).await?
             }
         }
@@ -311,6 +315,12 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
         JobKind::RunChain { run, chain } => {
             engine::reconcile::advance(app, &tenant, job, run, chain).await
         }
+        JobKind::BulkStart { run } => crate::jobs::bulk_tags::snapshot(app, &tenant, run).await,
+        JobKind::BulkChunk {
+            run,
+            chunk,
+            customers,
+        } => crate::jobs::bulk_tags::chunk(app, &tenant, job, run, *chunk, customers).await,
         JobKind::Rules { event } => crate::jobs::rules::run(app, &tenant, job, event).await,
         JobKind::Undo {
             run,

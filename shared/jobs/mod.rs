@@ -6,6 +6,7 @@
 //! | [`rules`] | evaluate automatic-tagging rules on an event, record firings, apply changes |
 //! | [`undo`] | an undo run of a rule, page by page |
 
+pub mod bulk_tags;
 pub mod customer_index;
 pub mod rules;
 pub mod undo;

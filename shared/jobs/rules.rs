@@ -592,7 +592,11 @@ impl<'a> Cx<'a> {
 
     /// Writes a firing's transaction (its first write is the once-key). `Ok(false)`: this
     /// event fired this rule before; a conflict elsewhere is returned to be tried again.
-    async fn commit(&mut self, writes: Vec<Write>, changed: Option<&MemberId>) -> Result<bool, StoreError> {
+    async fn commit(
+        &mut self,
+        writes: Vec<Write>,
+        changed: Option<&MemberId>,
+    ) -> Result<bool, StoreError> {
         match self.app.store.transact(writes).await {
             Ok(()) => {
                 if let Some(m) = changed {

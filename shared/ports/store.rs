@@ -190,6 +190,12 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
         limit: usize,
     ) -> StoreResult<CustomerPage>;
+    /// Every customer matching `filter`, in external-userid order.
+    async fn matching_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+    ) -> StoreResult<Vec<ExternalUserId>>;
 
     /// Applies every write or none. Versions are checked as for single puts.
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()>;
@@ -279,8 +285,7 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Page<Firing>>;
     async fn put_firing(&self, firing: &mut Firing) -> StoreResult<()>;
-    async fn get_channel(&self, tenant: &TenantId, id: &ChannelId)
-    -> StoreResult<Option<Channel>>;
+    async fn get_channel(&self, tenant: &TenantId, id: &ChannelId) -> StoreResult<Option<Channel>>;
     /// Oldest first.
     async fn list_channels(&self, tenant: &TenantId) -> StoreResult<Vec<Channel>>;
     async fn put_channel(&self, channel: &mut Channel) -> StoreResult<()>;

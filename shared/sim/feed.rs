@@ -55,11 +55,15 @@ impl FeedConnector {
 
     /// Signs and posts one batch; the status and the answer's body.
     pub async fn post(&self, messages: &[Value]) -> Result<(u16, Value), reqwest::Error> {
-        let body = serde_json::to_vec(&json!({ "messages": messages }))
-            .expect("a JSON value serializes");
+        let body =
+            serde_json::to_vec(&json!({ "messages": messages })).expect("a JSON value serializes");
         let ts = chrono::Utc::now().timestamp();
-        self.post_raw(&body, Some(ts), Some(&sign(self.secret.as_bytes(), ts, &body)))
-            .await
+        self.post_raw(
+            &body,
+            Some(ts),
+            Some(&sign(self.secret.as_bytes(), ts, &body)),
+        )
+        .await
     }
 
     /// Posts `body` as given, with the headers given (to show what tagsync refuses).

@@ -564,7 +564,10 @@ impl ItemBackend for SqliteItems {
             return Ok(None);
         }
         let (pk, sk) = (pk.to_owned(), sk.to_owned());
-        let (by, limit) = (by.min(i64::MAX as u64) as i64, limit.min(i64::MAX as u64) as i64);
+        let (by, limit) = (
+            by.min(i64::MAX as u64) as i64,
+            limit.min(i64::MAX as u64) as i64,
+        );
         self.db
             .write(move |c| -> StoreResult<Option<u64>> {
                 // One statement: the writer thread serialises writes, and the WHERE keeps a
@@ -689,6 +692,26 @@ impl CustomerIndex for SqliteItems {
             .await?;
         entry.version += 1;
         Ok(())
+    }
+
+    async fn matching_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+    ) -> StoreResult<Vec<ExternalUserId>> {
+        let (cond, args) = customers::sql_where(tenant, filter);
+        let ids = self
+            .db
+            .read(move |conn| -> rusqlite::Result<Vec<String>> {
+                conn.prepare_cached(&format!(
+                    "SELECT c.external_userid FROM customer_index c WHERE {cond} ORDER BY c.external_userid"
+                ))?
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?
+                .collect()
+            })
+            .await
+            .map_err(unavailable("matching customers"))?;
+        Ok(ids.into_iter().map(ExternalUserId::new_unchecked).collect())
     }
 
     async fn query_customers(

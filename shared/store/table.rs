@@ -827,6 +827,14 @@ impl<B: ItemBackend> Store for TableStore<B> {
             .await
     }
 
+    async fn matching_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+    ) -> StoreResult<Vec<ExternalUserId>> {
+        self.backend.matching_customers(tenant, filter).await
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
         let mut items = Vec::with_capacity(writes.len());
         for w in writes {
@@ -1153,14 +1161,11 @@ impl<B: ItemBackend> Store for TableStore<B> {
         self.put_one(write, &mut firing.version).await
     }
 
-    async fn get_channel(
-        &self,
-        tenant: &TenantId,
-        id: &ChannelId,
-    ) -> StoreResult<Option<Channel>> {
-        self.get_entity((keys::channels(tenant), id.to_string()), |c: &mut Channel, v| {
-            c.version = v
-        })
+    async fn get_channel(&self, tenant: &TenantId, id: &ChannelId) -> StoreResult<Option<Channel>> {
+        self.get_entity(
+            (keys::channels(tenant), id.to_string()),
+            |c: &mut Channel, v| c.version = v,
+        )
         .await
     }
 

@@ -202,8 +202,14 @@ mod tests {
         assert!(contains_any(&words, "any COUPON today"));
         assert!(contains_any(&words, "ｃｏｕｐｏｎ？"), "full-width letters");
         assert!(!contains_any(&words, "coupe"));
-        assert!(contains_any(&["ＶＩＰ".into()], "i am a vip"), "a full-width keyword");
-        assert!(!contains_any(&["  ".into()], "anything"), "a blank word matches nothing");
+        assert!(
+            contains_any(&["ＶＩＰ".into()], "i am a vip"),
+            "a full-width keyword"
+        );
+        assert!(
+            !contains_any(&["  ".into()], "anything"),
+            "a blank word matches nothing"
+        );
     }
 
     #[test]

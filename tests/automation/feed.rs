@@ -9,7 +9,10 @@ use serde_json::json;
 async fn still_new(w: &tagsync::sim::world::World, message: &serde_json::Value) {
     let (status, body) = w.feed().post(std::slice::from_ref(message)).await.unwrap();
     assert_eq!(status, 202, "{body}");
-    assert_eq!(body["queued"], 1, "the refused request recorded nothing: {body}");
+    assert_eq!(
+        body["queued"], 1,
+        "the refused request recorded nothing: {body}"
+    );
 }
 
 #[tokio::test]
@@ -32,8 +35,12 @@ async fn an_unsigned_or_stale_feed_request_is_401_with_nothing_recorded() {
         .post_raw(&body, Some(stale_ts), Some(&feed.sign(stale_ts, &body)))
         .await
         .unwrap();
-    let other_key = tagsync::sim::feed::FeedConnector::new(&w.base, w.tenant.as_str(), "not-the-secret");
-    let forged = other_key.post(std::slice::from_ref(&message)).await.unwrap();
+    let other_key =
+        tagsync::sim::feed::FeedConnector::new(&w.base, w.tenant.as_str(), "not-the-secret");
+    let forged = other_key
+        .post(std::slice::from_ref(&message))
+        .await
+        .unwrap();
     for (what, (status, answer)) in [
         ("unsigned", unsigned),
         ("wrong signature", wrong),

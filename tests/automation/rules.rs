@@ -88,7 +88,10 @@ async fn an_excluded_customer_is_not_tagged_and_its_firing_says_which_condition_
 
     let fired = firings(&w, &rule).await;
     assert_eq!(outcomes(&fired), ["excluded"]);
-    assert_eq!(fired[0]["excluded_by"], json!({"has_none": [tags["已成交"]]}));
+    assert_eq!(
+        fired[0]["excluded_by"],
+        json!({"has_none": [tags["已成交"]]})
+    );
     tags_everywhere(&w, &member, &["已成交"]).await;
     w.stop().await;
 }
@@ -145,18 +148,27 @@ async fn canary_with_limit_5_acts_on_exactly_5_of_20_matching_customers() {
 
     let fired = firings(&w, &rule).await;
     let applied = fired.iter().filter(|f| f["outcome"] == "applied").count();
-    let full = fired.iter().filter(|f| f["outcome"] == "canary_full").count();
+    let full = fired
+        .iter()
+        .filter(|f| f["outcome"] == "canary_full")
+        .count();
     assert_eq!((applied, full), (5, 15), "{:?}", outcomes(&fired));
     let mut tagged = 0;
     for (_, member) in &people {
         let view = w.member_view(member.as_str()).await;
-        if view.expect_everywhere(&[&format!("{GROUP}/促销敏感")]).is_ok() {
+        if view
+            .expect_everywhere(&[&format!("{GROUP}/促销敏感")])
+            .is_ok()
+        {
             tagged += 1;
         } else {
             view.expect_everywhere(&[]).unwrap();
         }
     }
-    assert_eq!(tagged, 5, "exactly five customers carry the tag, everywhere");
+    assert_eq!(
+        tagged, 5,
+        "exactly five customers carry the tag, everywhere"
+    );
     w.stop().await;
 }
 
@@ -294,7 +306,10 @@ async fn a_rule_naming_a_deleted_tag_shows_as_broken() {
     let (status, body) = w
         .admin(Method::DELETE, &format!("/tags/{}", tags["旧标签"]), None)
         .await;
-    assert!(status == 202 || status == 204 || status == 200, "{status} {body}");
+    assert!(
+        status == 202 || status == 204 || status == 200,
+        "{status} {body}"
+    );
     settle(&w).await;
 
     let (status, shown) = w
@@ -353,7 +368,9 @@ async fn switching_a_canary_to_on_acts_on_new_firings_without_replaying_old_ones
     let rule = create_rule(&w, body).await;
     let feed = w.feed();
     for (c, _) in &people[..2] {
-        feed.post(&[feed.text(c, "sales_li", "优惠券")]).await.unwrap();
+        feed.post(&[feed.text(c, "sales_li", "优惠券")])
+            .await
+            .unwrap();
         settle(&w).await;
     }
     let (status, _) = w

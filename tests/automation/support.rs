@@ -85,7 +85,10 @@ pub async fn customers(w: &World, prefix: &str, n: usize) -> Vec<(String, Member
     let mut out = Vec::new();
     for i in 0..n {
         let c = format!("wm_{prefix}{i}");
-        w.wecom.console().add_relation("sales_li", &c, None).unwrap();
+        w.wecom
+            .console()
+            .add_relation("sales_li", &c, None)
+            .unwrap();
         let m = w
             .mall
             .operator()
@@ -103,10 +106,5 @@ pub async fn hub_tag_ids(w: &World, member: &MemberId) -> Vec<String> {
         .admin(Method::GET, &format!("/members/{member}"), None)
         .await;
     assert_eq!(status, 200, "{view}");
-    view["tag_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(s)
-        .collect()
+    view["tag_ids"].as_array().unwrap().iter().map(s).collect()
 }

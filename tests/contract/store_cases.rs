@@ -852,7 +852,10 @@ pub async fn rules_are_versioned_listed_per_tenant_and_deleted_at_their_version(
     let err = store.put_rule(&mut theirs).await.expect_err("stale writer");
     assert!(err.is_conflict(), "{err}");
     let read = store.get_rule(&t, &a.id).await.unwrap().expect("stored");
-    assert_eq!(read, mine, "the rule round-trips with its trigger and conditions");
+    assert_eq!(
+        read, mine,
+        "the rule round-trips with its trigger and conditions"
+    );
 
     let mut b = rule(&t, "b");
     store.put_rule(&mut b).await.unwrap();
@@ -888,7 +891,10 @@ pub async fn firings_page_newest_first_per_rule_and_are_versioned(store: Arc<dyn
         ids.push(f.id.clone());
         store.transact(vec![Write::Firing(f)]).await.expect("write");
     }
-    store.transact(vec![Write::Firing(firing(&t, &r2, 9))]).await.unwrap();
+    store
+        .transact(vec![Write::Firing(firing(&t, &r2, 9))])
+        .await
+        .unwrap();
     let first = store.list_firings(&t, &r1, None, 2).await.unwrap();
     let second = store
         .list_firings(&t, &r1, first.next_cursor.as_deref(), 2)
@@ -914,7 +920,10 @@ pub async fn firings_page_newest_first_per_rule_and_are_versioned(store: Arc<dyn
     f.outcome = FiringOutcome::Undone;
     store.put_firing(&mut f).await.expect("undo it");
     stale.outcome = FiringOutcome::Undone;
-    let err = store.put_firing(&mut stale).await.expect_err("a second undo");
+    let err = store
+        .put_firing(&mut stale)
+        .await
+        .expect_err("a second undo");
     assert!(err.is_conflict(), "{err}");
     let page = store.list_firings(&t, &r1, None, 10).await.unwrap();
     let read = page.items.iter().find(|x| x.id == f.id).unwrap();
@@ -940,7 +949,10 @@ pub async fn channels_are_stored_listed_and_deleted(store: Arc<dyn Store>) {
     store.put_channel(&mut ch).await.expect("create");
     let listed = store.list_channels(&t).await.unwrap();
     assert_eq!(listed, vec![ch.clone()]);
-    assert_eq!(store.get_channel(&t, &ch.id).await.unwrap(), Some(ch.clone()));
+    assert_eq!(
+        store.get_channel(&t, &ch.id).await.unwrap(),
+        Some(ch.clone())
+    );
     store.delete_channel(&t, &ch.id).await.unwrap();
     assert!(store.list_channels(&t).await.unwrap().is_empty());
 }
@@ -957,7 +969,10 @@ pub async fn counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills
     for _ in 0..16 {
         let (store, name) = (store.clone(), name.clone());
         tasks.push(tokio::spawn(async move {
-            store.count_up(&name, 1, 10, expires).await.expect("count_up")
+            store
+                .count_up(&name, 1, 10, expires)
+                .await
+                .expect("count_up")
         }));
     }
     let mut counts = Vec::new();
@@ -965,11 +980,18 @@ pub async fn counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills
         counts.extend(t.await.expect("task"));
     }
     counts.sort_unstable();
-    assert_eq!(counts, (1..=10).collect::<Vec<u64>>(), "each admitted caller sees its own count");
+    assert_eq!(
+        counts,
+        (1..=10).collect::<Vec<u64>>(),
+        "each admitted caller sees its own count"
+    );
     assert_eq!(store.count_up(&name, 1, 10, expires).await.unwrap(), None);
 
     let other = format!("budget-case#{}", new_ordered_id());
-    assert_eq!(store.count_up(&other, 1, 5, expires).await.unwrap(), Some(1));
+    assert_eq!(
+        store.count_up(&other, 1, 5, expires).await.unwrap(),
+        Some(1)
+    );
     // A fill adds the whole limit whatever was counted (no limit on the fill itself).
     assert_eq!(
         store.count_up(&other, 5, u64::MAX, expires).await.unwrap(),

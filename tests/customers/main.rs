@@ -6,6 +6,7 @@
 #[allow(dead_code)] // shared with tests/sync; not every helper is used here
 mod steps;
 
+mod bulk;
 mod list;
 
 use serde_json::Value;

@@ -56,7 +56,9 @@ async fn relations_beyond_wecoms_minute_wait_for_the_next_minute_with_at_most_on
     // Ten seconds before WeCom's minute ends (both sides read this clock): the first 20 go
     // through, the 21st meets 45009, the rest wait for the next minute.
     let now = clock.now().millis();
-    clock.jump_to(Timestamp::from_millis(now - now.rem_euclid(60_000) + 50_000));
+    clock.jump_to(Timestamp::from_millis(
+        now - now.rem_euclid(60_000) + 50_000,
+    ));
     let op = w.mall.operator();
     for m in &members {
         op.tag_member(m, &gold).unwrap();

@@ -117,10 +117,7 @@ pub fn firing_view(f: &Firing) -> Value {
 }
 
 async fn list(app: &App, tenant: &Tenant) -> Result<HttpResponse, ApiError> {
-    let (rules, live) = tokio::join!(
-        app.store.list_rules(&tenant.id),
-        live_tags(app, &tenant.id)
-    );
+    let (rules, live) = tokio::join!(app.store.list_rules(&tenant.id), live_tags(app, &tenant.id));
     let live = live?;
     let rules: Vec<Value> = rules?.iter().map(|r| view(r, &live)).collect();
     Ok(HttpResponse::json(200, &json!({ "rules": rules })))
@@ -142,9 +139,8 @@ fn bad(field: &str, what: impl std::fmt::Display) -> ApiError {
 
 /// Reads a rule body over `base` (a PATCH changes only what it names) and checks it whole.
 fn read(body: &Body, base: Option<Parts>, live: &BTreeSet<HubTagId>) -> Result<Parts, ApiError> {
-    let required = |k: &str| -> Result<&Value, ApiError> {
-        body.get(k).ok_or_else(|| bad(k, "is required"))
-    };
+    let required =
+        |k: &str| -> Result<&Value, ApiError> { body.get(k).ok_or_else(|| bad(k, "is required")) };
     let name = match (body.get("name"), &base) {
         (None, Some(b)) => b.name.clone(),
         _ => body.nonempty_str("name")?,
@@ -167,9 +163,8 @@ fn read(body: &Body, base: Option<Parts>, live: &BTreeSet<HubTagId>) -> Result<P
     };
     let mode = match (body.get("mode"), &base) {
         (None, Some(b)) => b.mode,
-        _ => serde_json::from_value::<Mode>(required("mode")?.clone()).map_err(|_| {
-            bad("mode", "must be one of off, dry_run, canary, on")
-        })?,
+        _ => serde_json::from_value::<Mode>(required("mode")?.clone())
+            .map_err(|_| bad("mode", "must be one of off, dry_run, canary, on"))?,
     };
     let canary_limit = match (body.get("canary_limit"), &base) {
         (None, Some(b)) => b.canary_limit,
@@ -201,7 +196,10 @@ fn read(body: &Body, base: Option<Parts>, live: &BTreeSet<HubTagId>) -> Result<P
         named.push((format!("actions.remove[{j}]"), t));
     }
     if let Some((field, id)) = named.iter().find(|(_, id)| !live.contains(*id)) {
-        return Err(bad(field, format!("names `{id}`, which is not a live hub tag")));
+        return Err(bad(
+            field,
+            format!("names `{id}`, which is not a live hub tag"),
+        ));
     }
     Ok(Parts {
         name,
@@ -230,7 +228,10 @@ fn trigger(v: &Value) -> Result<Trigger, ApiError> {
         .as_object()
         .and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str())))
     {
-        return Err(bad(&format!("trigger.{unknown}"), "is not a field of this trigger"));
+        return Err(bad(
+            &format!("trigger.{unknown}"),
+            "is not a field of this trigger",
+        ));
     }
     let mut v = v.clone();
     if kind == "keyword" && v.get("from").is_none() {
@@ -301,8 +302,12 @@ fn actions(v: &Value) -> Result<Actions, ApiError> {
     {
         return Err(bad(&format!("actions.{unknown}"), "is not add or remove"));
     }
-    let a: Actions = serde_json::from_value(v.clone())
-        .map_err(|e| bad("actions", format!("must be {{\"add\": [tag ids], \"remove\": [tag ids]}}: {e}")))?;
+    let a: Actions = serde_json::from_value(v.clone()).map_err(|e| {
+        bad(
+            "actions",
+            format!("must be {{\"add\": [tag ids], \"remove\": [tag ids]}}: {e}"),
+        )
+    })?;
     if a.add.is_empty() && a.remove.is_empty() {
         return Err(bad("actions", "must add or remove at least one tag"));
     }
@@ -499,7 +504,10 @@ async fn undo(
         match body.optional_str("since")? {
             None => None,
             Some(s) => Some(Timestamp::parse_rfc3339(s).ok_or_else(|| {
-                bad("since", "must be an RFC 3339 time, e.g. 2026-12-01T08:00:00Z")
+                bad(
+                    "since",
+                    "must be an RFC 3339 time, e.g. 2026-12-01T08:00:00Z",
+                )
             })?),
         }
     };

@@ -527,8 +527,14 @@ impl Cx<'_> {
             .filter(|(id, m)| m.present && !had.contains(id) && tags.marks.get(*id) == Some(*m))
             .map(|(id, m)| (id.clone(), m.at))
             .collect();
-        crate::jobs::rules::tags_gained(app, self.tenant, member, gained, self.hint.origin.as_str())
-            .await?;
+        crate::jobs::rules::tags_gained(
+            app,
+            self.tenant,
+            member,
+            gained,
+            self.hint.origin.as_str(),
+        )
+        .await?;
         if let (Some(c), Some(known)) = (&customer, known) {
             let d = self.detail.as_ref();
             crate::jobs::customer_index::after_member_job(app, &t, c, member, &known, d).await?;
@@ -635,6 +641,12 @@ impl Cx<'_> {
                 "too many audit entries for one transaction"
             );
             entries.truncate(88);
+        }
+        // A bulk run's changes are audited as its own.
+        if let Some(cause) = &self.hint.cause {
+            for e in entries.iter_mut() {
+                e.origin = cause.clone();
+            }
         }
         let mut customer = customer;
         for _ in 0..3 {

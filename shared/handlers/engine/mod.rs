@@ -67,6 +67,7 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
         }
         // A run's page ends the run itself when the feature went off (its report says so).
         JobKind::RunChain { .. } | JobKind::Probe { .. } => true,
+        JobKind::BulkStart { .. } | JobKind::BulkChunk { .. } => settings.tags_enabled,
     }
 }
 

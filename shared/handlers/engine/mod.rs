@@ -217,7 +217,9 @@ impl From<WecomError> for StepError {
 
 impl From<MallError> for StepError {
     fn from(e: MallError) -> Self {
-        let step = if e.retryable() {
+        let step = if let Some(wait) = e.rate_limited() {
+            Self::rate_limited(e.to_string(), wait)
+        } else if e.retryable() {
             Self::retry(e.to_string(), e.retry_after())
         } else {
             Self::park(e.to_string())

@@ -9,3 +9,4 @@ mod rules;
 mod steps;
 mod support;
 mod channels;
+mod demo;

@@ -304,15 +304,6 @@ impl MallError {
         }
     }
 
-    /// With a 429: the token's rate is spent; the mall's `Retry-After`. Waiting for it is no
-    /// failure of the call (the job is rescheduled, not counted towards parking).
-    pub fn rate_limited(&self) -> Option<Duration> {
-        match (self.status, &self.verdict) {
-            (Some(429), Verdict::RetryAfter(d)) => Some(*d),
-            _ => None,
-        }
-    }
-
     /// With 409 `name_taken`: the id of the sibling that has the name.
     pub fn existing_id(&self) -> Option<&str> {
         match &self.verdict {

@@ -15,26 +15,31 @@
 //! | [`mall`] | the mall: webhook signatures and events, API client with its classifier |
 //! | [`retry`] | retrying one transient failure of an outbound call in place |
 //! | [`http`] | transport-neutral request/response and the one error → status mapping |
-//! | [`handlers`] | admin API, WeCom callback, mall webhook, job worker, nightly trigger |
+//! | [`api`] | inbound endpoints: WeCom callback, mall webhook, and the operator's API (`api::admin`, one file per resource) |
+//! | [`jobs`] | the sync engine's I/O half: the job worker and its outcome, intake, library, member and run jobs, the nightly trigger |
+//! | [`concurrency`] | a bounded fan-out and the in-process named locks, shared by routes and jobs |
 //! | [`console`] | the operator's web console at `/admin/`: static assets compiled in |
 //! | [`runtime`] | the two ways to run: `serve` (axum + worker pool + timer) and `lambda` adapters |
-//! | [`sim`] | WeCom and mall simulators: real HTTP servers for tests and the demo |
+//! | `sim` | WeCom and mall simulators: real HTTP servers for tests and the demo (cargo feature `sim`, off in the Lambda build) |
 //! | [`metrics`] | counters of events, jobs and API calls: Prometheus text and CloudWatch embedded metrics |
 //! | [`app`] | `App`: config + store + queue + clock, built once per process |
 //! | [`config`] | typed configuration from the environment and flags |
 
+pub mod api;
 pub mod app;
+pub mod concurrency;
 pub mod config;
 pub mod console;
 pub mod domain;
-pub mod handlers;
 pub mod http;
+pub mod jobs;
 pub mod mall;
 pub mod metrics;
 pub mod ports;
 pub mod queue;
 pub mod retry;
 pub mod runtime;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod sync;

@@ -1,18 +1,13 @@
-//! Transport-neutral handlers: a request in, a response out ([`dispatch`]); a job in, an
-//! outcome out ([`worker`]). Both runtimes — `tagsync serve` and the Lambdas — call these.
+//! The inbound surface, transport-neutral: a request in, a response out ([`dispatch`]). The
+//! WeCom callback and the mall webhook only verify, record and queue; the operator's API and
+//! console live in [`admin`]. Both runtimes — `tagsync serve` and the Lambdas — call these.
+//! Jobs run elsewhere ([`crate::jobs`]).
 
 pub mod admin;
-pub mod engine;
 pub mod inbound;
 mod json;
-pub mod library;
 pub mod mall_webhook;
-mod members;
-pub mod nightly;
-pub mod parked;
-mod sync;
 pub mod wecom_callback;
-pub mod worker;
 
 use crate::app::App;
 use crate::domain::{Tenant, TenantId};
@@ -133,39 +128,4 @@ fn with_api_headers(mut r: HttpResponse) -> HttpResponse {
         r = r.with_header("cache-control", "no-store");
     }
     r
-}
-
-/// Runs `f` over `items`, at most `limit` at once, and answers the results in the order of
-/// `items`; a task that panicked is an error. (`futures` is not a dependency: a `JoinSet`
-/// keeps the window full.) Each task runs in the caller's span.
-pub async fn bounded<I, T, F, Fut>(
-    items: Vec<I>,
-    limit: usize,
-    f: F,
-) -> Result<Vec<T>, tokio::task::JoinError>
-where
-    I: Send + 'static,
-    T: Send + 'static,
-    F: Fn(I) -> Fut,
-    Fut: std::future::Future<Output = T> + Send + 'static,
-{
-    use tracing::Instrument;
-    let mut out: Vec<Option<T>> = std::iter::repeat_with(|| None).take(items.len()).collect();
-    let mut running = tokio::task::JoinSet::new();
-    let span = tracing::Span::current();
-    for (i, item) in items.into_iter().enumerate() {
-        if running.len() >= limit.max(1)
-            && let Some(r) = running.join_next().await
-        {
-            let (j, v) = r?;
-            out[j] = Some(v);
-        }
-        let work = f(item);
-        running.spawn(async move { (i, work.await) }.instrument(span.clone()));
-    }
-    while let Some(r) = running.join_next().await {
-        let (j, v) = r?;
-        out[j] = Some(v);
-    }
-    Ok(out.into_iter().flatten().collect())
 }

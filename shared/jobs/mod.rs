@@ -1,22 +1,26 @@
-//! The sync engine's I/O half: what a sync job reads from the hub and the two sides, hands to
-//! the pure core (`crate::sync`), and applies. `intake` turns a verified inbound event into
-//! "bring entity K up to date" jobs; `library` runs group and tag jobs; `members` runs member
-//! jobs. Every job holds a lock on what it brings up to date, so two copies never both create.
+//! Jobs: the sync engine's I/O half and what runs it. A job in, an outcome out ([`worker`]);
+//! what a sync job reads from the hub and the two sides, hands to the pure core
+//! (`crate::sync`), and applies. `intake` turns a verified inbound event into "bring entity K
+//! up to date" jobs; `library` runs group and tag jobs; `members` runs member jobs;
+//! `reconcile` runs a sync run's pages; `nightly` starts the nightly runs; `parked` shows a
+//! parked job's failure on its object. Every job holds a lock on what it brings up to date,
+//! so two copies never both create.
 
 pub mod intake;
 pub mod library;
 pub mod members;
+pub mod nightly;
+pub mod parked;
 pub mod reconcile;
+pub mod worker;
 
-use super::worker::Outcome;
 use crate::app::App;
 use crate::domain::*;
 use crate::mall::client::MallError;
 use crate::ports::StoreError;
 use crate::wecom::client::WecomError;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use worker::Outcome;
 
 /// WeCom: the app may not edit or delete this object (another app's or the console's).
 pub(crate) const WECOM_NOT_OURS: i64 = 301002;
@@ -203,26 +207,6 @@ impl From<MallError> for StepError {
 }
 
 pub type Step<T> = Result<T, StepError>;
-
-/// In-process locks by name, so jobs of one process wait for each other without polling the
-/// store; the store lease then covers other processes (Lambda instances).
-#[derive(Default)]
-pub struct Locks {
-    held: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
-}
-
-impl Locks {
-    fn get(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = held.get(name).and_then(Weak::upgrade) {
-            return m;
-        }
-        held.retain(|_, w| w.strong_count() > 0);
-        let m = Arc::new(tokio::sync::Mutex::new(()));
-        held.insert(name.to_owned(), Arc::downgrade(&m));
-        m
-    }
-}
 
 /// A held lock on one thing a job brings up to date; released on [`Lock::release`] (a crash
 /// leaves the store lease to lapse).

@@ -1,12 +1,12 @@
 //! The `tagsync` binary as an operator runs it: crash safety and graceful shutdown.
 
 use crate::helpers::*;
+use crate::support::process::ServeProcess;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tagsync::sim::process::ServeProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tagsync");
 

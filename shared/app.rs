@@ -10,7 +10,6 @@ use crate::queue::sqlite::SqliteQueue;
 use crate::store::sealing::{KeySource, KmsKey, SecretKey};
 use crate::store::sqlite::{SqliteDb, open_store};
 use crate::wecom::client::{WecomClient, WecomCredentials};
-use crate::wecom::ratelimit::RateLimitConfig;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -29,7 +28,7 @@ pub struct App {
     pub tenants: Arc<TenantCache>,
     pub metrics: Arc<Metrics>,
     /// The platform clients, built once per process (they hold connection pools, the token
-    /// cache and the rate limiter).
+    /// cache and the rate budget).
     pub wecom: Arc<WecomClient>,
     pub mall: Arc<MallClient>,
     /// Locks of the entities sync jobs bring up to date, within this process.
@@ -98,7 +97,7 @@ impl App {
             config.wecom_api_base.clone(),
             store.clone(),
             clock.clone(),
-            RateLimitConfig::default(),
+            config.wecom_budget,
         )
         .with_metrics(metrics.clone())
         .with_retries(crate::retry::RetryPolicy::IN_JOB);

@@ -13,6 +13,8 @@ pub struct Config {
     /// `TAGSYNC_WECOM_API_BASE`: a proxy or the simulator may stand in for WeCom.
     pub wecom_api_base: String,
     pub worker: WorkerConfig,
+    /// `TAGSYNC_WECOM_RATE_SHARE`: the share of WeCom's rate limits tagsync spends.
+    pub wecom_budget: crate::wecom::budget::BudgetConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -44,7 +46,28 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let admin_token = std::env::var("TAGSYNC_ADMIN_TOKEN")
             .map_err(|_| ConfigError("TAGSYNC_ADMIN_TOKEN is not set".into()))?;
-        Self::new(admin_token, std::env::var("TAGSYNC_WECOM_API_BASE").ok())
+        Self::new(admin_token, std::env::var("TAGSYNC_WECOM_API_BASE").ok())?.with_env_budget()
+    }
+
+    /// Reads `TAGSYNC_WECOM_RATE_SHARE` (a fraction, 0 < share ≤ 1, of WeCom's 10,000 calls a
+    /// minute and 150,000 an hour per corp and API; default 0.6) when it is set.
+    pub fn with_env_budget(mut self) -> Result<Self, ConfigError> {
+        use crate::wecom::budget::BudgetConfig;
+        let Some(raw) = std::env::var("TAGSYNC_WECOM_RATE_SHARE")
+            .ok()
+            .filter(|s| !s.is_empty())
+        else {
+            return Ok(self);
+        };
+        match raw.parse::<f64>() {
+            Ok(share) if share > 0.0 && share <= 1.0 => {
+                self.wecom_budget = BudgetConfig::share(share);
+                Ok(self)
+            }
+            _ => Err(ConfigError(format!(
+                "TAGSYNC_WECOM_RATE_SHARE `{raw}` is not a fraction above 0 and at most 1"
+            ))),
+        }
     }
 
     pub fn new(admin_token: String, wecom_api_base: Option<String>) -> Result<Self, ConfigError> {
@@ -65,6 +88,7 @@ impl Config {
             admin_token: Secret::new(admin_token),
             wecom_api_base: wecom_api_base.trim_end_matches('/').to_string(),
             worker: WorkerConfig::default(),
+            wecom_budget: Default::default(),
         })
     }
 }

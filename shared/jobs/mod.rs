@@ -85,6 +85,9 @@ pub struct StepError {
     pub shown: bool,
     /// A retry because something the job needs is still on its way ([`Outcome::Wait`]).
     pub waiting: bool,
+    /// A retry because the platform's rate window is spent ([`Outcome::Reschedule`]): at the
+    /// moment it ends, not as a failure.
+    pub rate_limited: bool,
     /// The side the failure came from, when known: shown `failed` on the job's object if
     /// the job ends parked.
     pub side: Option<Side>,
@@ -98,6 +101,7 @@ impl StepError {
             superseded: false,
             shown: false,
             waiting: false,
+            rate_limited: false,
             side: None,
         }
     }
@@ -108,6 +112,7 @@ impl StepError {
             superseded: false,
             shown: false,
             waiting: false,
+            rate_limited: false,
             side: None,
         }
     }
@@ -126,6 +131,7 @@ impl StepError {
             superseded: false,
             shown: false,
             waiting: false,
+            rate_limited: false,
             side: None,
         }
     }
@@ -137,6 +143,14 @@ impl StepError {
             ..Self::retry(reason, None)
         }
     }
+    /// The platform's rate window is spent until `after` from now: run again then
+    /// ([`Outcome::Reschedule`]).
+    pub fn rate_limited(reason: impl Into<String>, after: Duration) -> Self {
+        Self {
+            rate_limited: true,
+            ..Self::retry(reason, Some(after))
+        }
+    }
     pub fn superseded(reason: impl Into<String>) -> Self {
         Self {
             retry: None,
@@ -144,6 +158,7 @@ impl StepError {
             superseded: true,
             shown: false,
             waiting: false,
+            rate_limited: false,
             side: None,
         }
     }
@@ -159,6 +174,10 @@ impl StepError {
         }
         match self.retry {
             Some(_) if self.waiting => Outcome::Wait {
+                reason: self.reason,
+            },
+            Some(Some(delay)) if self.rate_limited => Outcome::Reschedule {
+                delay,
                 reason: self.reason,
             },
             Some(delay) => Outcome::RetryAfter {
@@ -186,7 +205,9 @@ impl From<StoreError> for StepError {
 
 impl From<WecomError> for StepError {
     fn from(e: WecomError) -> Self {
-        let step = if e.retryable() {
+        let step = if let Some(wait) = e.rate_limited() {
+            Self::rate_limited(e.to_string(), wait)
+        } else if e.retryable() {
             Self::retry(e.to_string(), e.retry_after())
         } else {
             Self::park(e.to_string())

@@ -663,6 +663,7 @@ async fn library_page(
         match outcome {
             Outcome::Done => {}
             Outcome::RetryAfter { reason, .. }
+            | Outcome::Reschedule { reason, .. }
             | Outcome::Park { reason, .. }
             | Outcome::Wait { reason } => {
                 defer(app, t, kind, &mut r.skipped, &reason).await?;

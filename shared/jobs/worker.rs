@@ -30,6 +30,12 @@ pub enum Outcome {
     Wait {
         reason: String,
     },
+    /// A platform's rate window is spent (WeCom's 45009 or tagsync's budget): run again when
+    /// it ends, `delay` from now. Not a failure: the receive does not count towards parking.
+    Reschedule {
+        delay: Duration,
+        reason: String,
+    },
 }
 
 /// The first look-again delay of [`Outcome::Wait`].
@@ -73,6 +79,13 @@ pub enum Settlement {
         reason: String,
         side: Option<Side>,
     },
+    /// Deliver again after `delay` as if this receive had not happened ([`Queue::reschedule`]).
+    ///
+    /// [`Queue::reschedule`]: crate::ports::Queue::reschedule
+    Reschedule {
+        delay: Duration,
+        reason: String,
+    },
 }
 
 /// Exponential backoff with ±20 % jitter: `base · 2^(receives−1)`, capped at `max`.
@@ -89,6 +102,8 @@ pub fn settle(app: &App, delivery: &Delivery, outcome: Outcome) -> Settlement {
     match outcome {
         Outcome::Done => Settlement::Ack,
         Outcome::Park { reason, side } => Settlement::Park { reason, side },
+        // Never parked for waiting: the window ends, the job runs.
+        Outcome::Reschedule { delay, reason } => Settlement::Reschedule { delay, reason },
         Outcome::RetryAfter { reason, side, .. }
             if delivery.receive_count >= app.queue.max_receives() =>
         {
@@ -144,6 +159,7 @@ pub fn count(app: &App, delivery: &Delivery, settlement: &Settlement) {
         Settlement::Ack => "done",
         Settlement::Retry { .. } => "retried",
         Settlement::Park { .. } => "parked",
+        Settlement::Reschedule { .. } => "rescheduled",
     };
     app.metrics.incr(
         crate::metrics::JOBS,
@@ -213,6 +229,10 @@ pub async fn process(app: &App, delivery: &Delivery) -> Result<Settlement, Queue
                 app.queue.retry(delivery, *delay, error).await?
             }
             Settlement::Park { reason, side } => park(app, delivery, reason, *side).await?,
+            Settlement::Reschedule { delay, reason } => {
+                tracing::info!(?delay, reason, "job rescheduled to the end of a rate window");
+                app.queue.reschedule(delivery, *delay, reason).await?
+            }
         }
         Ok(settlement)
     }

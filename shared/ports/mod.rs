@@ -5,6 +5,6 @@ pub mod clock;
 pub mod queue;
 pub mod store;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use queue::{DeadLetter, Delivery, Queue, QueueCounts, QueueError};
 pub use store::{Claim, Page, Store, StoreError, StoreResult, Write};

@@ -99,6 +99,16 @@ pub trait Queue: Send + Sync + 'static {
         delay: Duration,
         error: &str,
     ) -> Result<(), QueueError>;
+    /// Deliver the job again after `delay` as if this receive had not happened: its receive
+    /// count does not grow (waiting for a rate window is no failure). A delay beyond what the
+    /// queue can hold (SQS: 15 minutes) is cut to it; the job then finds the window still
+    /// spent and is rescheduled again (a hop). `reason` is kept where the queue keeps errors.
+    async fn reschedule(
+        &self,
+        delivery: &Delivery,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), QueueError>;
     /// Move to the dead letters with `reason`.
     async fn park(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError>;
     /// Counts of the whole queue (every tenant's jobs).

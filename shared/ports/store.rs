@@ -212,6 +212,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
 
+    // Counters shared by every process (the WeCom rate budget's windows).
+    /// Adds `by` to the counter `name` unless it already reached `limit`, atomically across
+    /// processes; answers the new count, or `None` when the counter was full (nothing added).
+    /// The counter is kept at least until `expires_at`.
+    async fn count_up(
+        &self,
+        name: &str,
+        by: u64,
+        limit: u64,
+        expires_at: Timestamp,
+    ) -> StoreResult<Option<u64>>;
+
     // Access tokens.
     async fn get_token(
         &self,

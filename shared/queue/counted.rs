@@ -160,6 +160,17 @@ impl<Q: Queue> Queue for TenantCounted<Q> {
         Ok(())
     }
 
+    async fn reschedule(
+        &self,
+        delivery: &Delivery,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        self.inner.reschedule(delivery, delay, reason).await?;
+        self.update(delivery, MarkState::Waiting).await;
+        Ok(())
+    }
+
     async fn park(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
         self.inner.park(delivery, reason).await?;
         if let Ok(job) = &delivery.job {

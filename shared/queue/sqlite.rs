@@ -213,6 +213,25 @@ impl Queue for SqliteQueue {
         .await
     }
 
+    async fn reschedule(
+        &self,
+        delivery: &Delivery,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let visible_at = self.clock.now().millis() + delay.as_millis() as i64;
+        let reason = reason.to_string();
+        self.settle("reschedule", delivery, move |c, receipt| {
+            c.execute(
+                "UPDATE jobs SET receipt = NULL, last_error = ?2, visible_at = ?3,
+                        receive_count = MAX(receive_count - 1, 0)
+                 WHERE receipt = ?1 AND state = 'ready'",
+                params![receipt, reason, visible_at],
+            )
+        })
+        .await
+    }
+
     async fn park(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
         let now = self.clock.now().millis();
         let reason = reason.to_string();

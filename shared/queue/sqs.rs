@@ -21,6 +21,8 @@ const MAX_BATCH: usize = 10;
 /// SQS's longest visibility timeout (12 h) and longest long poll (20 s).
 const MAX_VISIBILITY_SECS: u64 = 12 * 3600;
 const MAX_WAIT_SECS: u64 = 20;
+/// SQS's longest message delay (15 minutes).
+const MAX_DELAY_SECS: u64 = 900;
 /// Listing dead letters receives them; they are hidden this long at most, in case putting
 /// them straight back fails.
 const LISTING_VISIBILITY_SECS: i32 = 2;
@@ -306,6 +308,31 @@ impl Queue for SqsQueue {
                 )
             })?;
         Ok(())
+    }
+
+    /// A fresh copy with a delay (SQS counts receives per message, and a visibility change
+    /// would count this one), then the received one deleted. A crash between the two leaves
+    /// both: the duplicate runs as a duplicate of the job, which changes nothing.
+    async fn reschedule(
+        &self,
+        delivery: &Delivery,
+        delay: Duration,
+        _reason: &str,
+    ) -> Result<(), QueueError> {
+        let body = match &delivery.job {
+            Ok(job) => serde_json::to_string(job)
+                .map_err(|e| QueueError::Invalid(format!("job {} does not encode: {e}", job.id)))?,
+            Err(raw) => raw.clone(),
+        };
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(whole_secs(delay, MAX_DELAY_SECS))
+            .send()
+            .await
+            .map_err(|e| sqs_error("SendMessage", &self.queue_url, e))?;
+        self.ack(delivery).await
     }
 
     async fn park(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {

@@ -127,6 +127,18 @@ pub async fn sqs(
                     }
                     true
                 }
+                // A fresh copy waits on the queue (the receive count starts again); Lambda
+                // deletes this one. If the copy could not be sent, this one comes back.
+                worker::Settlement::Reschedule { delay, reason } => {
+                    tracing::info!(?delay, reason, "job rescheduled to the end of a rate window");
+                    match app.queue.reschedule(&d, delay, &reason).await {
+                        Ok(()) => false,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not reschedule; the job comes back");
+                            true
+                        }
+                    }
+                }
                 worker::Settlement::Park { reason, side } => {
                     match worker::park(app, &d, &reason, side).await {
                         Ok(()) => false,

@@ -252,6 +252,59 @@ impl ItemBackend for DynamoItems {
         Ok(())
     }
 
+    async fn count_up(
+        &self,
+        pk: &str,
+        sk: &str,
+        by: u64,
+        limit: u64,
+        expiration: i64,
+    ) -> StoreResult<Option<u64>> {
+        if limit == 0 {
+            return Ok(None);
+        }
+        let key = format!("{pk}|{sk}");
+        // One conditional UpdateItem: DynamoDB applies it atomically however many Lambda
+        // instances count at once (no read-modify-write, no transaction conflicts).
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .update_expression(
+                "SET #v = if_not_exists(#v, :zero) + :by, #d = if_not_exists(#d, :empty), #ttl = :exp",
+            )
+            .condition_expression("attribute_not_exists(#v) OR #v < :limit")
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_names("#d", DATA)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":by", n(by))
+            .expression_attribute_values(":empty", s("{}"))
+            .expression_attribute_values(":exp", n(expiration))
+            .expression_attribute_values(":limit", n(limit))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let count = out
+                    .attributes()
+                    .and_then(|a| a.get(VERSION))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: key.clone(),
+                        message: "the counter's new value is not a number".into(),
+                    })?;
+                Ok(Some(count))
+            }
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(e) => Err(sdk_error("UpdateItem", &key, e)),
+        }
+    }
+
     async fn transact(&self, writes: Vec<ItemWrite>) -> StoreResult<()> {
         if writes.is_empty() {
             // DynamoDB rejects an empty transaction; nothing to do is trivially all-or-nothing.

@@ -113,4 +113,16 @@ pub trait ItemBackend: Send + Sync + 'static {
     async fn write(&self, write: ItemWrite) -> StoreResult<()>;
     /// All or nothing; at most 100 writes, no two on the same item.
     async fn transact(&self, writes: Vec<ItemWrite>) -> StoreResult<()>;
+    /// A conditional counter kept in the item's `version` (absent counts as 0): adds `by`
+    /// unless the count already reached `limit`, atomically, and answers the new count, or
+    /// `None` when it was full. `expiration` is the item's TTL. Counter items are never read
+    /// as entities (their `data` is `{}`).
+    async fn count_up(
+        &self,
+        pk: &str,
+        sk: &str,
+        by: u64,
+        limit: u64,
+        expiration: i64,
+    ) -> StoreResult<Option<u64>>;
 }

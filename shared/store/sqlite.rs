@@ -547,6 +547,38 @@ impl ItemBackend for SqliteItems {
             .await
     }
 
+    async fn count_up(
+        &self,
+        pk: &str,
+        sk: &str,
+        by: u64,
+        limit: u64,
+        expiration: i64,
+    ) -> StoreResult<Option<u64>> {
+        if limit == 0 {
+            return Ok(None);
+        }
+        let (pk, sk) = (pk.to_owned(), sk.to_owned());
+        let (by, limit) = (by.min(i64::MAX as u64) as i64, limit.min(i64::MAX as u64) as i64);
+        self.db
+            .write(move |c| -> StoreResult<Option<u64>> {
+                // One statement: the writer thread serialises writes, and the WHERE keeps a
+                // full counter as it is (no row returned).
+                c.query_row(
+                    "INSERT INTO items (pk, sk, version, data, expiration) VALUES (?1, ?2, ?3, '{}', ?5)
+                     ON CONFLICT (pk, sk) DO UPDATE SET version = version + ?3, expiration = ?5
+                     WHERE version < ?4
+                     RETURNING version",
+                    params![pk, sk, by, limit, expiration],
+                    |row| row.get::<_, i64>(0),
+                )
+                .optional()
+                .map(|v| v.map(|v| v as u64))
+                .map_err(unavailable("count_up"))
+            })
+            .await
+    }
+
     async fn transact(&self, writes: Vec<ItemWrite>) -> StoreResult<()> {
         let mut seen = std::collections::HashSet::new();
         for w in &writes {

@@ -13,6 +13,7 @@
 //! | sync run | `RUN#{t}` | `{run id}` (time-ordered) |
 //! | idempotency record | `IDEMP#{key}` | `-` |
 //! | lease | `LEASE#{name}` | `-` |
+//! | counter (a rate budget's window, `wecom::budget`) | `COUNT#{name}` | `-` |
 //! | access token | `TOKEN#{corp}#{secret fingerprint}` | `-` |
 //! | the key record of sealed secrets (`sealing.rs`) | `SEALING` | `KEY` |
 //! | queue mark (a tenant's queued job, counted on SQS) | `QUEUE#{t}` | `{job id}` |
@@ -285,6 +286,9 @@ mod keys {
     }
     pub fn lease(name: &str) -> (String, String) {
         (format!("LEASE#{name}"), "-".into())
+    }
+    pub fn counter(name: &str) -> (String, String) {
+        (format!("COUNT#{name}"), "-".into())
     }
     pub fn token(corp: &CorpId, fp: &str) -> (String, String) {
         (format!("TOKEN#{corp}#{fp}"), "-".into())
@@ -942,6 +946,19 @@ impl<B: ItemBackend> Store for TableStore<B> {
             Err(e) if e.is_conflict() => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    async fn count_up(
+        &self,
+        name: &str,
+        by: u64,
+        limit: u64,
+        expires_at: Timestamp,
+    ) -> StoreResult<Option<u64>> {
+        let (pk, sk) = keys::counter(name);
+        self.backend
+            .count_up(&pk, &sk, by, limit, expires_at.secs())
+            .await
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {

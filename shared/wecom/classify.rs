@@ -99,6 +99,10 @@ pub enum Verdict {
     Success,
     /// Transient: try the same call again after this long.
     RetryAfter(Duration),
+    /// The API is paused for the corp until its rate window ends (WeCom said 45009, or
+    /// tagsync's own budget is spent: `wecom::budget`): wait this long, not in place and not
+    /// as a failure — the job is rescheduled to that moment.
+    RateLimited(Duration),
     /// The access token was refused: invalidate it, fetch a new one, retry once.
     RefreshToken,
     /// The call failed but its goal holds (e.g. deleting what is already gone).
@@ -113,6 +117,7 @@ impl Verdict {
         match self {
             Verdict::Success => "success",
             Verdict::RetryAfter(_) => "retry",
+            Verdict::RateLimited(_) => "rate_limited",
             Verdict::RefreshToken => "refresh_token",
             Verdict::AlreadyDone => "already_done",
             Verdict::Permanent(_) => "permanent",
@@ -120,7 +125,10 @@ impl Verdict {
     }
 
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Verdict::RetryAfter(_) | Verdict::RefreshToken)
+        matches!(
+            self,
+            Verdict::RetryAfter(_) | Verdict::RateLimited(_) | Verdict::RefreshToken
+        )
     }
 }
 
@@ -146,7 +154,7 @@ pub fn classify_errcode_at(op: ApiOp, errcode: i64, errmsg: &str, now: Timestamp
     match errcode {
         0 => Verdict::Success,
         -1 => Verdict::RetryAfter(BUSY_RETRY),
-        45009 => Verdict::RetryAfter(rest_of_minute(now)),
+        45009 => Verdict::RateLimited(rest_of_minute(now)),
         45033 => Verdict::RetryAfter(CONCURRENCY_RETRY),
         // Concurrent modification of one (userid, external_userid) pair [secondary, §1.6].
         45035 => Verdict::RetryAfter(CONCURRENCY_RETRY),
@@ -238,12 +246,12 @@ mod tests {
     #[test]
     fn frequency_limit_waits_for_the_rest_of_the_minute() {
         let v = classify_errcode_at(ApiOp::MarkTag, 45009, "freq", at(120_000 + 45_000));
-        assert_eq!(v, Verdict::RetryAfter(Duration::from_secs(15)));
+        assert_eq!(v, Verdict::RateLimited(Duration::from_secs(15)));
         let v = classify_errcode_at(ApiOp::MarkTag, 45009, "freq", at(120_000));
-        assert_eq!(v, Verdict::RetryAfter(Duration::from_secs(60)));
+        assert_eq!(v, Verdict::RateLimited(Duration::from_secs(60)));
         // Never zero, even at the very end of a window.
         let v = classify_errcode_at(ApiOp::MarkTag, 45009, "freq", at(179_999));
-        assert_eq!(v, Verdict::RetryAfter(MIN_WINDOW_WAIT));
+        assert_eq!(v, Verdict::RateLimited(MIN_WINDOW_WAIT));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The WeCom HTTP client: external-contact tag and contact APIs (wecom-api.md §1) over one
 //! `reqwest::Client`, built once per process.
 //!
-//! Every call goes rate limiter → access token → request (with a timeout) → classifier
-//! ([`super::classify`]). A refused token (40014/42001) is invalidated and the call retried
-//! once; everything else is returned as a [`WecomError`] carrying its [`Verdict`], so the job
+//! Every call goes rate budget ([`super::budget`]) → access token → request (with a timeout)
+//! → classifier ([`super::classify`]). A refused token (40014/42001) is invalidated and the
+//! call retried once; a spent budget or a 45009 pauses the API for the corp and fails the call
+//! at once with [`Verdict::RateLimited`] (the job is rescheduled to the window's end);
+//! everything else is returned as a [`WecomError`] carrying its [`Verdict`], so the job
 //! decides whether to retry or park. Responses are decoded leniently (§9 P5): unknown fields
 //! are ignored and numbers may arrive as strings. Neither the secret nor the token is ever
 //! logged; reqwest errors are stripped of their URL, which holds them.
@@ -16,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::classify::{ApiOp, TransportFailure, Verdict, classify_errcode_at, classify_transport};
-use super::ratelimit::{RateLimitConfig, RateLimiter};
+use super::budget::{BudgetConfig, BudgetError, RateBudget, wait_until};
 use super::token::{FetchedToken, TokenCache, TokenConfig};
 use crate::domain::{CorpId, ExternalUserId, Secret, WecomGroupId, WecomTagId, WecomUserId};
 use crate::ports::{Clock, Store};
@@ -51,8 +53,17 @@ impl WecomError {
     /// How long to wait before retrying, if retrying makes sense.
     pub fn retry_after(&self) -> Option<Duration> {
         match self.verdict {
-            Verdict::RetryAfter(d) => Some(d),
+            Verdict::RetryAfter(d) | Verdict::RateLimited(d) => Some(d),
             Verdict::RefreshToken => Some(Duration::ZERO),
+            _ => None,
+        }
+    }
+
+    /// How long the API is paused for the corp, when this call met its rate limit (45009 or
+    /// the budget): the caller reschedules rather than retrying or failing.
+    pub fn rate_limited(&self) -> Option<Duration> {
+        match self.verdict {
+            Verdict::RateLimited(d) => Some(d),
             _ => None,
         }
     }
@@ -376,7 +387,7 @@ pub struct WecomClient {
     clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
     tokens: TokenCache,
-    limiter: RateLimiter,
+    budget: RateBudget,
     request_timeout: Duration,
     metrics: Option<Arc<crate::metrics::Metrics>>,
     retries: crate::retry::RetryPolicy,
@@ -389,16 +400,16 @@ impl WecomClient {
         base_url: impl Into<String>,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        limits: RateLimitConfig,
+        budget: BudgetConfig,
     ) -> Self {
         let tokens = TokenCache::new(store.clone(), clock.clone(), TokenConfig::default());
         Self {
             http,
             base_url: base_url.into().trim_end_matches('/').to_owned(),
+            budget: RateBudget::new(budget, store.clone(), clock.clone()),
             clock,
             store,
             tokens,
-            limiter: RateLimiter::new(limits),
             request_timeout: Duration::from_secs(10),
             metrics: None,
             retries: crate::retry::RetryPolicy::NONE,
@@ -428,9 +439,47 @@ impl WecomClient {
         self
     }
 
-    /// The limiter every call passes (e.g. to see a 45009 pause).
-    pub fn limiter(&self) -> &RateLimiter {
-        &self.limiter
+    /// The rate budget every call spends (e.g. to see a 45009 pause).
+    pub fn budget(&self) -> &RateBudget {
+        &self.budget
+    }
+
+    /// Spends one call of `op` from the budget, or fails as rate-limited until its window ends.
+    async fn take_budget(&self, creds: &WecomCredentials, op: ApiOp) -> Result<(), WecomError> {
+        match self.budget.take(&creds.corp_id, op).await {
+            Ok(()) => Ok(()),
+            Err(e @ BudgetError::Spent { until, .. }) => {
+                let wait = wait_until(self.clock.now(), until);
+                Err(WecomError {
+                    op,
+                    errcode: None,
+                    http_status: None,
+                    message: e.to_string(),
+                    verdict: Verdict::RateLimited(wait),
+                })
+            }
+            // The store could not count: retry the job soon, like any transient failure.
+            Err(e @ BudgetError::Store(_)) => Err(WecomError {
+                op,
+                errcode: None,
+                http_status: None,
+                message: e.to_string(),
+                verdict: Verdict::RetryAfter(super::classify::TRANSPORT_RETRY),
+            }),
+        }
+    }
+
+    /// WeCom said 45009: pause `op` for the corp in the shared budget until the minute ends,
+    /// and answer the error with the wait to that moment.
+    async fn pause(&self, creds: &WecomCredentials, mut e: WecomError) -> WecomError {
+        match self.budget.exhausted(&creds.corp_id, e.op).await {
+            Ok(until) => e.verdict = Verdict::RateLimited(wait_until(self.clock.now(), until)),
+            Err(store) => {
+                tracing::warn!(op = %e.op, corp = %creds.corp_id, error = %store,
+                    "the 45009 pause was not shared through the store; this process keeps it")
+            }
+        }
+        e
     }
 
     /// The corp tag library, or the groups/tags asked for (`group_ids` wins over `tag_ids`).
@@ -713,7 +762,7 @@ impl WecomClient {
         }
     }
 
-    /// limiter → token → request → classify, with one retry after a token refresh.
+    /// budget → token → request → classify, with one retry after a token refresh.
     async fn call<T: DeserializeOwned>(
         &self,
         creds: &WecomCredentials,
@@ -723,7 +772,7 @@ impl WecomClient {
         let mut refreshed = false;
         let mut attempt = 1;
         loop {
-            self.limiter.acquire(&creds.corp_id, op).await;
+            self.take_budget(creds, op).await?;
             let token = self.tokens.get(creds, || self.fetch_token(creds)).await?;
             match self.send(creds, op, Some(&token), &payload).await {
                 Ok(body) => {
@@ -737,6 +786,8 @@ impl WecomClient {
                     self.tokens.invalidate(creds, &token).await?;
                     refreshed = true;
                 }
+                // Not retried in place: the window ends later than any in-place retry.
+                Err(e) if e.errcode == Some(45009) => return Err(self.pause(creds, e).await),
                 Err(e) if e.retryable() => {
                     attempt += 1;
                     let Some(wait) = self.retries.pause(attempt, e.retry_after()) else {
@@ -752,7 +803,7 @@ impl WecomClient {
 
     async fn fetch_token(&self, creds: &WecomCredentials) -> Result<FetchedToken, WecomError> {
         let op = ApiOp::GetToken;
-        self.limiter.acquire(&creds.corp_id, op).await;
+        self.take_budget(creds, op).await?;
         let query = vec![
             ("corpid", creds.corp_id.to_string()),
             ("corpsecret", creds.secret.expose().to_owned()),
@@ -832,13 +883,6 @@ impl WecomClient {
             return Ok(body);
         }
         tracing::warn!(op = %op, corp = %creds.corp_id, errcode, errmsg, ?verdict, "WeCom call failed");
-        if errcode == 45009
-            && let Verdict::RetryAfter(wait) = verdict
-        {
-            // Everyone calling this API for this corp waits out the window (§3).
-            self.limiter
-                .pause_until(&creds.corp_id, op, tokio::time::Instant::now() + wait);
-        }
         let message = match &verdict {
             Verdict::Permanent(reason) => reason.clone(),
             _ => format!("errcode {errcode}: {errmsg}"),

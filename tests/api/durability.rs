@@ -44,6 +44,14 @@ impl Queue for Switchable {
     async fn retry(&self, d: &Delivery, delay: Duration, error: &str) -> Result<(), QueueError> {
         self.inner.retry(d, delay, error).await
     }
+    async fn reschedule(
+        &self,
+        d: &Delivery,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        self.inner.reschedule(d, delay, reason).await
+    }
     async fn park(&self, d: &Delivery, reason: &str) -> Result<(), QueueError> {
         self.inner.park(d, reason).await
     }

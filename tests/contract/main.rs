@@ -45,6 +45,7 @@ macro_rules! store_contract {
             customers_with_relations_are_listed_per_tenant,
             runs_are_versioned_and_listed_newest_first,
             queue_marks_are_replaced_updated_only_while_present_and_listed_per_tenant,
+            counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills_at_once,
         ]);
     };
 }
@@ -55,6 +56,7 @@ macro_rules! queue_contract {
         for_backend!($module, $fixture, queue, queue_cases: [
             received_job_is_invisible_until_its_visibility_timeout_then_redelivered,
             retried_job_is_delivered_again_after_its_delay,
+            rescheduled_job_comes_back_after_its_delay_without_counting_the_receive,
             parked_job_is_counted_listed_with_its_reason_and_redriven,
             counts_track_pending_in_flight_and_dead,
             send_of_25_jobs_in_one_call_delivers_all,

@@ -164,6 +164,45 @@ pub async fn retried_job_is_delivered_again_after_its_delay(queue: Arc<dyn Queue
     expect_counts(queue, counts(0, 0, 0), "ack").await;
 }
 
+/// A job waiting for a rate window is not failing: after its delay it comes back with the
+/// receive count it had, so waits never bring it nearer to the dead letters.
+pub async fn rescheduled_job_comes_back_after_its_delay_without_counting_the_receive(
+    queue: Arc<dyn Queue>,
+) {
+    let queue = &*queue;
+    let sent = job("reschedule");
+    queue.send(std::slice::from_ref(&sent)).await.expect("send");
+    let first = receive_one(queue, HOLD).await;
+    assert_eq!(first.receive_count, 1);
+    let mut latest = first;
+    for round in 1..=(queue.max_receives() + 1) {
+        queue
+            .reschedule(&latest, SHORT, "the mark_tag budget is spent until the minute ends")
+            .await
+            .expect("reschedule");
+        let at = Instant::now();
+        assert_nothing_deliverable(queue, "a rescheduled job waits out its delay").await;
+        let again = receive_one(queue, HOLD).await;
+        assert!(
+            at.elapsed() >= SHORT / 2,
+            "round {round}: delivered after {:?}, before its {SHORT:?} delay",
+            at.elapsed()
+        );
+        assert_eq!(again.job.as_ref().ok(), Some(&sent));
+        assert_eq!(
+            again.receive_count, 1,
+            "round {round}: a rescheduled receive does not count"
+        );
+        latest = again;
+    }
+    queue.ack(&latest).await.expect("ack");
+    expect_counts(queue, counts(0, 0, 0), "ack").await;
+    assert!(
+        queue.dead_letters(10).await.expect("dead letters").is_empty(),
+        "never parked"
+    );
+}
+
 pub async fn parked_job_is_counted_listed_with_its_reason_and_redriven(queue: Arc<dyn Queue>) {
     let queue = &*queue;
     let (a, b) = (job("parked a"), job("parked b"));

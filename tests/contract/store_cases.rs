@@ -776,3 +776,41 @@ pub async fn queue_marks_are_replaced_updated_only_while_present_and_listed_per_
         "an expired mark is not listed"
     );
 }
+
+/// The rate budget's window (`wecom::budget`): callers from every process count in one
+/// counter; exactly `limit` of them are admitted, the rest told it is full, and a fill (a
+/// 45009) leaves nothing for anyone.
+pub async fn counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills_at_once(
+    store: Arc<dyn Store>,
+) {
+    let name = format!("budget-case#{}", new_ordered_id());
+    let expires = now().plus_secs(3600);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, name) = (store.clone(), name.clone());
+        tasks.push(tokio::spawn(async move {
+            store.count_up(&name, 1, 10, expires).await.expect("count_up")
+        }));
+    }
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.extend(t.await.expect("task"));
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=10).collect::<Vec<u64>>(), "each admitted caller sees its own count");
+    assert_eq!(store.count_up(&name, 1, 10, expires).await.unwrap(), None);
+
+    let other = format!("budget-case#{}", new_ordered_id());
+    assert_eq!(store.count_up(&other, 1, 5, expires).await.unwrap(), Some(1));
+    // A fill adds the whole limit whatever was counted (no limit on the fill itself).
+    assert_eq!(
+        store.count_up(&other, 5, u64::MAX, expires).await.unwrap(),
+        Some(6)
+    );
+    assert_eq!(store.count_up(&other, 1, 5, expires).await.unwrap(), None);
+    assert_eq!(
+        store.count_up(&other, 1, 0, expires).await.unwrap(),
+        None,
+        "a limit of 0 admits nobody"
+    );
+}

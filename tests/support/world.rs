@@ -21,7 +21,6 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tagsync::app::App;
 use tagsync::config::Config;
@@ -29,7 +28,6 @@ use tagsync::domain::{MemberId, TenantId};
 use tagsync::mall::client::{MallGroupWithTags, MallMember};
 use tagsync::mall::webhook::MallTag;
 use tagsync::metrics::JOBS;
-use tagsync::ports::SystemClock;
 use tagsync::runtime::serve::{Nightly, ServeOptions, serve};
 use tagsync::sim::mall::{MallSim, MallSimConfig};
 use tagsync::sim::settle::settle_sides;
@@ -225,7 +223,9 @@ impl World {
         config.worker.max_backoff = opts.max_backoff;
         config.worker.visibility = opts.visibility;
         let key = tagsync::store::sealing::SecretKey::generate();
-        let (app, _db) = App::sqlite(&data.0, config, Arc::new(SystemClock), key)
+        // tagsync reads the WeCom simulator's clock (the wall clock unless a test moves it), so
+        // both agree on rate windows.
+        let (app, _db) = App::sqlite(&data.0, config, opts.wecom.clock.clone(), key)
             .await
             .unwrap_or_else(|e| panic!("tagsync's store: {e}"));
 

@@ -11,6 +11,7 @@ mod meanwhile;
 mod members;
 mod move_tag;
 mod order;
+mod rate;
 mod rename;
 mod steps;
 #[path = "../support/mod.rs"]

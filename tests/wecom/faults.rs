@@ -1,5 +1,5 @@
 //! The classifier drives what callers see: transient failures are retryable, a 45009 pauses
-//! the limiter, permanent errors carry a reason (§2, §3).
+//! the API in the shared rate budget, permanent errors carry a reason (§2, §3).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,13 +78,12 @@ async fn slow_answers_time_out_as_retryable() {
 }
 
 #[tokio::test]
-async fn frequency_limit_45009_pauses_every_caller_until_the_window_ends() {
+async fn frequency_limit_45009_pauses_the_api_for_every_caller_until_the_window_ends() {
     // One second before a minute boundary, on both clocks.
     let clock = manual_clock();
     let now = clock.now().millis();
-    clock.set(Timestamp::from_millis(
-        now - now.rem_euclid(60_000) + 59_000,
-    ));
+    let boundary = now - now.rem_euclid(60_000) + 60_000;
+    clock.set(Timestamp::from_millis(boundary - 1_000));
     let config = SimConfig {
         clock: Arc::new(clock.clone()),
         rate_limits: [(ApiOp::GetCorpTagList, 1)].into(),
@@ -101,27 +100,37 @@ async fn frequency_limit_45009_pauses_every_caller_until_the_window_ends() {
         .await
         .unwrap_err();
     assert_eq!(e.errcode, Some(45009));
-    assert_eq!(e.verdict, Verdict::RetryAfter(Duration::from_secs(1)));
-    let paused = h
-        .client
-        .limiter()
-        .paused_until(&h.creds.corp_id, ApiOp::GetCorpTagList);
-    assert!(paused.is_some(), "the limiter holds the API");
+    assert_eq!(e.verdict, Verdict::RateLimited(Duration::from_secs(1)));
+    assert_eq!(e.rate_limited(), Some(Duration::from_secs(1)));
     assert_eq!(
         h.client
-            .limiter()
+            .budget()
+            .paused_until(&h.creds.corp_id, ApiOp::GetCorpTagList),
+        Some(Timestamp::from_millis(boundary)),
+        "the budget holds the API until WeCom's minute ends"
+    );
+    assert_eq!(
+        h.client
+            .budget()
             .paused_until(&h.creds.corp_id, ApiOp::MarkTag),
         None
     );
-    // WeCom's window turns over; the next call waits out the pause, then goes through.
-    clock.advance_millis(2_000);
-    let start = tokio::time::Instant::now();
-    h.client
+    // Another client on the same store (another process) is held too, without calling WeCom.
+    let other = crate::helpers::client(&h.sim, h.store.clone(), Arc::new(clock.clone()));
+    clock.advance_millis(400);
+    let held = other
+        .get_corp_tag_list(&h.creds, &[], &[])
+        .await
+        .unwrap_err();
+    assert_eq!(held.errcode, None, "refused by the budget, not by WeCom");
+    assert_eq!(held.rate_limited(), Some(Duration::from_millis(600)));
+    assert_eq!(h.sim.call_count(ApiOp::GetCorpTagList), 2);
+    // WeCom's window turns over; the next call goes through at once.
+    clock.set(Timestamp::from_millis(boundary));
+    other
         .get_corp_tag_list(&h.creds, &[], &[])
         .await
         .unwrap();
-    assert!(tokio::time::Instant::now() >= paused.unwrap());
-    assert!(start.elapsed() >= Duration::from_millis(500));
     assert_eq!(h.sim.call_count(ApiOp::GetCorpTagList), 3);
 }
 

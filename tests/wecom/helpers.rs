@@ -8,7 +8,7 @@ use tagsync::ports::{Clock, ManualClock, Store, SystemClock};
 use tagsync::sim::wecom::{SimConfig, WecomSim};
 use tagsync::store::sqlite::{SqliteDb, open_store};
 use tagsync::wecom::client::{WecomClient, WecomCredentials};
-use tagsync::wecom::ratelimit::RateLimitConfig;
+use tagsync::wecom::budget::BudgetConfig;
 
 pub struct Harness {
     pub sim: WecomSim,
@@ -50,7 +50,7 @@ pub fn client(sim: &WecomSim, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> W
         sim.base_url(),
         store,
         clock,
-        RateLimitConfig::default(),
+        BudgetConfig::default(),
     )
 }
 

@@ -230,7 +230,11 @@ pub async fn process(app: &App, delivery: &Delivery) -> Result<Settlement, Queue
             }
             Settlement::Park { reason, side } => park(app, delivery, reason, *side).await?,
             Settlement::Reschedule { delay, reason } => {
-                tracing::info!(?delay, reason, "job rescheduled to the end of a rate window");
+                tracing::info!(
+                    ?delay,
+                    reason,
+                    "job rescheduled to the end of a rate window"
+                );
                 app.queue.reschedule(delivery, *delay, reason).await?
             }
         }

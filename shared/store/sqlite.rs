@@ -559,7 +559,10 @@ impl ItemBackend for SqliteItems {
             return Ok(None);
         }
         let (pk, sk) = (pk.to_owned(), sk.to_owned());
-        let (by, limit) = (by.min(i64::MAX as u64) as i64, limit.min(i64::MAX as u64) as i64);
+        let (by, limit) = (
+            by.min(i64::MAX as u64) as i64,
+            limit.min(i64::MAX as u64) as i64,
+        );
         self.db
             .write(move |c| -> StoreResult<Option<u64>> {
                 // One statement: the writer thread serialises writes, and the WHERE keeps a

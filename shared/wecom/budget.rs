@@ -212,9 +212,7 @@ impl RateBudget {
 
     fn remember(&self, corp: &CorpId, op: ApiOp, until: Timestamp, window: Window) {
         let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = spent
-            .entry((corp.clone(), op))
-            .or_insert((until, window));
+        let entry = spent.entry((corp.clone(), op)).or_insert((until, window));
         // A later pause extends, an earlier one never shortens.
         if until > entry.0 {
             *entry = (until, window);

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::classify::{ApiOp, TransportFailure, Verdict, classify_errcode_at, classify_transport};
 use super::budget::{BudgetConfig, BudgetError, RateBudget, wait_until};
+use super::classify::{ApiOp, TransportFailure, Verdict, classify_errcode_at, classify_transport};
 use super::token::{FetchedToken, TokenCache, TokenConfig};
 use crate::domain::{CorpId, ExternalUserId, Secret, WecomGroupId, WecomTagId, WecomUserId};
 use crate::ports::{Clock, Store};

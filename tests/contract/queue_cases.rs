@@ -177,7 +177,11 @@ pub async fn rescheduled_job_comes_back_after_its_delay_without_counting_the_rec
     let mut latest = first;
     for round in 1..=(queue.max_receives() + 1) {
         queue
-            .reschedule(&latest, SHORT, "the mark_tag budget is spent until the minute ends")
+            .reschedule(
+                &latest,
+                SHORT,
+                "the mark_tag budget is spent until the minute ends",
+            )
             .await
             .expect("reschedule");
         let at = Instant::now();
@@ -198,7 +202,11 @@ pub async fn rescheduled_job_comes_back_after_its_delay_without_counting_the_rec
     queue.ack(&latest).await.expect("ack");
     expect_counts(queue, counts(0, 0, 0), "ack").await;
     assert!(
-        queue.dead_letters(10).await.expect("dead letters").is_empty(),
+        queue
+            .dead_letters(10)
+            .await
+            .expect("dead letters")
+            .is_empty(),
         "never parked"
     );
 }

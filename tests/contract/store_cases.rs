@@ -789,7 +789,10 @@ pub async fn counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills
     for _ in 0..16 {
         let (store, name) = (store.clone(), name.clone());
         tasks.push(tokio::spawn(async move {
-            store.count_up(&name, 1, 10, expires).await.expect("count_up")
+            store
+                .count_up(&name, 1, 10, expires)
+                .await
+                .expect("count_up")
         }));
     }
     let mut counts = Vec::new();
@@ -797,11 +800,18 @@ pub async fn counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills
         counts.extend(t.await.expect("task"));
     }
     counts.sort_unstable();
-    assert_eq!(counts, (1..=10).collect::<Vec<u64>>(), "each admitted caller sees its own count");
+    assert_eq!(
+        counts,
+        (1..=10).collect::<Vec<u64>>(),
+        "each admitted caller sees its own count"
+    );
     assert_eq!(store.count_up(&name, 1, 10, expires).await.unwrap(), None);
 
     let other = format!("budget-case#{}", new_ordered_id());
-    assert_eq!(store.count_up(&other, 1, 5, expires).await.unwrap(), Some(1));
+    assert_eq!(
+        store.count_up(&other, 1, 5, expires).await.unwrap(),
+        Some(1)
+    );
     // A fill adds the whole limit whatever was counted (no limit on the fill itself).
     assert_eq!(
         store.count_up(&other, 5, u64::MAX, expires).await.unwrap(),

@@ -3,12 +3,12 @@
 //! (`wecom::budget`, `Outcome::Reschedule`), and nothing is parked or lost.
 
 use crate::steps::*;
+use crate::support::world::{World, WorldOptions};
 use std::sync::Arc;
 use tagsync::domain::Timestamp;
 use tagsync::metrics::JOBS;
 use tagsync::ports::{Clock, OffsetClock};
 use tagsync::sim::wecom::SimConfig;
-use tagsync::sim::world::{World, WorldOptions};
 use tagsync::wecom::classify::ApiOp;
 
 /// WeCom's `mark_tag` limit in this test (its real one is 10,000; the budget's default share
@@ -56,7 +56,9 @@ async fn relations_beyond_wecoms_minute_wait_for_the_next_minute_with_at_most_on
     // Ten seconds before WeCom's minute ends (both sides read this clock): the first 20 go
     // through, the 21st meets 45009, the rest wait for the next minute.
     let now = clock.now().millis();
-    clock.jump_to(Timestamp::from_millis(now - now.rem_euclid(60_000) + 50_000));
+    clock.jump_to(Timestamp::from_millis(
+        now - now.rem_euclid(60_000) + 50_000,
+    ));
     let op = w.mall.operator();
     for m in &members {
         op.tag_member(m, &gold).unwrap();

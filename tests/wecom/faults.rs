@@ -127,10 +127,7 @@ async fn frequency_limit_45009_pauses_the_api_for_every_caller_until_the_window_
     assert_eq!(h.sim.call_count(ApiOp::GetCorpTagList), 2);
     // WeCom's window turns over; the next call goes through at once.
     clock.set(Timestamp::from_millis(boundary));
-    other
-        .get_corp_tag_list(&h.creds, &[], &[])
-        .await
-        .unwrap();
+    other.get_corp_tag_list(&h.creds, &[], &[]).await.unwrap();
     assert_eq!(h.sim.call_count(ApiOp::GetCorpTagList), 3);
 }
 

@@ -7,8 +7,8 @@ use tagsync::domain::Timestamp;
 use tagsync::ports::{Clock, ManualClock, Store, SystemClock};
 use tagsync::sim::wecom::{SimConfig, WecomSim};
 use tagsync::store::sqlite::{SqliteDb, open_store};
-use tagsync::wecom::client::{WecomClient, WecomCredentials};
 use tagsync::wecom::budget::BudgetConfig;
+use tagsync::wecom::client::{WecomClient, WecomCredentials};
 
 pub struct Harness {
     pub sim: WecomSim,

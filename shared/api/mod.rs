@@ -5,7 +5,7 @@
 
 pub mod admin;
 pub mod inbound;
-mod json;
+pub(crate) mod json;
 pub mod mall_webhook;
 pub mod wecom_callback;
 

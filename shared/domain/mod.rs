@@ -1,5 +1,6 @@
 //! The domain model: pure data, no I/O.
 
+pub mod customer;
 pub mod ids;
 pub mod job;
 pub mod library;
@@ -8,6 +9,7 @@ pub mod ops;
 pub mod tenant;
 pub mod time;
 
+pub use customer::*;
 pub use ids::*;
 pub use job::*;
 pub use library::*;

@@ -326,17 +326,29 @@ pub async fn member_of_customer(
     if let Some(b) = app.store.binding_by_customer(t, customer).await? {
         return Ok(Some(b.member_id));
     }
-    let unionid = match app
+    let detail = match app
         .wecom
         .get_external_contact(&App::wecom_credentials(tenant), customer)
         .await
     {
-        Ok(detail) => detail.external_contact.unionid.filter(|u| !u.is_empty()),
+        Ok(detail) => Some(detail),
         // The customer may be gone already (a deletion event); the mall may still know it.
         Err(e) if !e.retryable() => None,
         Err(e) => return Err(e.into()),
     };
-    find_in_mall(app, tenant, customer, unionid).await
+    let unionid = detail
+        .as_ref()
+        .and_then(|d| d.external_contact.unionid.clone())
+        .filter(|u| !u.is_empty());
+    let member = find_in_mall(app, tenant, customer, unionid).await?;
+    // The read is in hand: the customer index shows an unbound customer too (a bound one
+    // is filed by its member job).
+    if let (Some(d), None) = (&detail, &member) {
+        let index =
+            &crate::jobs::customer_index::read_of_detail(app, t, d, Some(None), None).await?;
+        crate::jobs::customer_index::record(app, t, customer, index).await?;
+    }
+    Ok(member)
 }
 
 /// Looks an unbound customer up in the mall — by `unionid` when WeCom gave one, then by the

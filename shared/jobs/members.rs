@@ -81,6 +81,7 @@ pub async fn repair(
         applied: Applied::default(),
         wecom_used: BTreeMap::new(),
         follow_up: false,
+        detail: None,
     };
     let result = cx.run(member).await;
     held.release(app).await;
@@ -110,6 +111,8 @@ struct Cx<'a> {
     /// A side answered with someone else's change made since this job read it: the member
     /// is queued again once this job's work is saved.
     follow_up: bool,
+    /// The customer as this job read it from WeCom, for the customer index.
+    detail: Option<crate::wecom::client::ContactDetail>,
 }
 
 impl Cx<'_> {
@@ -511,7 +514,12 @@ impl Cx<'_> {
                 tags.mall_base = mall_side.tags.clone();
             }
         }
+        let known = customer_rel.as_ref().map(|r| r.relations.clone());
         self.save(&mut tags, customer_rel, entries).await?;
+        if let (Some(c), Some(known)) = (&customer, known) {
+            let d = self.detail.as_ref();
+            crate::jobs::customer_index::after_member_job(app, &t, c, member, &known, d).await?;
+        }
         self.moved_meanwhile().await?;
         if self.follow_up {
             let again = JobKind::SyncMember {
@@ -535,22 +543,23 @@ impl Cx<'_> {
     /// Reads the customer's relations from WeCom (corp tags only: personal tags cannot be
     /// written by the API).
     async fn read_customer(
-        &self,
+        &mut self,
         c: &ExternalUserId,
         shown: &mut BTreeMap<WecomUserId, Vec<String>>,
     ) -> Step<()> {
         let creds = App::wecom_credentials(self.tenant);
         match self.app.wecom.get_external_contact(&creds, c).await {
             Ok(detail) => {
-                for f in detail.follow_user {
+                for f in &detail.follow_user {
                     let ids = f
                         .tags
                         .iter()
                         .filter(|x| x.kind == WECOM_CORP_TAG)
                         .filter_map(|x| x.tag_id.as_ref().map(|i| i.to_string()))
                         .collect();
-                    shown.insert(f.userid, ids);
+                    shown.insert(f.userid.clone(), ids);
                 }
+                self.detail = Some(detail);
                 Ok(())
             }
             // No such customer (any more): it has no relations to keep in step.

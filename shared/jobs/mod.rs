@@ -6,6 +6,7 @@
 //! parked job's failure on its object. Every job holds a lock on what it brings up to date,
 //! so two copies never both create.
 
+pub mod customer_index;
 pub mod intake;
 pub mod library;
 pub mod members;

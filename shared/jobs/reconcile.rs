@@ -1147,6 +1147,11 @@ async fn relations_page(
         if e.unionid.is_none() {
             e.unionid = c.external_contact.unionid.clone().filter(|u| !u.is_empty());
         }
+        e.name = Some(c.external_contact.name.clone());
+        e.added.insert(
+            c.follow_info.userid.clone(),
+            (c.follow_info.state.clone(), c.follow_info.createtime),
+        );
         e.relations.insert(
             c.follow_info.userid.clone(),
             c.follow_info
@@ -1167,10 +1172,45 @@ async fn relations_page(
     Ok(r)
 }
 
+/// Files what a page listed of a customer in the customer index (its other relations may be
+/// on other pages: they are left as they are).
+async fn index_listed(
+    cx: &PageCx,
+    customer: &ExternalUserId,
+    listed: &Listed,
+    member: Option<MemberId>,
+) -> Step<()> {
+    let mut read = CustomerRead {
+        name: listed.name.clone(),
+        member: Some(member),
+        relations: Vec::new(),
+        complete: false,
+    };
+    for (userid, ids) in &listed.relations {
+        let (state, createtime) = listed.added.get(userid).cloned().unwrap_or_default();
+        read.relations.push(RelationRead {
+            userid: userid.clone(),
+            state: state.filter(|s| !s.is_empty()),
+            added_at: (createtime > 0).then(|| Timestamp::from_millis(createtime * 1000)),
+            tag_ids: ids
+                .iter()
+                .filter_map(|i| cx.maps.to_hub[WECOM].get(i))
+                .cloned()
+                .collect(),
+            personal_tags: None,
+        });
+    }
+    crate::jobs::customer_index::record(&cx.app, &cx.tenant.id, customer, &read).await?;
+    Ok(())
+}
+
 /// A customer's relations as one WeCom page listed them.
 #[derive(Default)]
 struct Listed {
     unionid: Option<String>,
+    /// For the customer index: the name, and per relation its `state` and `createtime`.
+    name: Option<String>,
+    added: BTreeMap<WecomUserId, (Option<String>, i64)>,
     relations: BTreeMap<WecomUserId, Vec<String>>,
 }
 
@@ -1191,6 +1231,7 @@ async fn customer(
         Some(b) => Some(b.member_id),
         None => find_in_mall(app, &cx.tenant, &customer, listed.unionid.clone()).await?,
     };
+    index_listed(cx, &customer, &listed, member.clone()).await?;
     let Some(member) = member else {
         bump(&mut x.skipped, "customers.unbound.wecom", 1);
         return Ok((x, None));

@@ -168,6 +168,25 @@ pub trait Store: Send + Sync + 'static {
         customer: &ExternalUserId,
     ) -> StoreResult<Option<CustomerRelations>>;
 
+    // The customer index (issue 15; how each backend answers filters: `store::customers`).
+    async fn get_customer_entry(
+        &self,
+        tenant: &TenantId,
+        customer: &ExternalUserId,
+    ) -> StoreResult<Option<CustomerEntry>>;
+    /// Writes the entry if its stored version is still `entry.version` (0: none stored);
+    /// on success `entry.version` is the new version.
+    async fn put_customer_entry(&self, entry: &mut CustomerEntry) -> StoreResult<()>;
+    /// Customers matching `filter` in external-userid order after `cursor`, at most `limit`
+    /// (1..=200), with the exact number of matches.
+    async fn query_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<CustomerPage>;
+
     /// Applies every write or none. Versions are checked as for single puts.
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()>;
 

@@ -145,6 +145,9 @@ pub struct SimRelation {
     pub add_way: i64,
     /// Corp and strategy tag ids, in the order they were put on.
     pub tags: Vec<String>,
+    /// The staff member's personal tags (`type` 2: group and tag names, no id; §1.5): only
+    /// the client sets them, `externalcontact/get` shows them, no API writes them.
+    pub personal_tags: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -1099,6 +1102,10 @@ fn get_contact(s: &SimState, query: &HashMap<String, String>, page_size: usize) 
         .skip(start)
         .take(page_size)
         .map(|r| {
+            let personal = r
+                .personal_tags
+                .iter()
+                .map(|(g, t)| json!({"group_name": g, "tag_name": t, "type": 2}));
             let tags: Vec<Value> = r
                 .tags
                 .iter()
@@ -1109,6 +1116,7 @@ fn get_contact(s: &SimState, query: &HashMap<String, String>, page_size: usize) 
                         "type": if g.strategy_id.is_some() { 3 } else { 1 },
                     })
                 })
+                .chain(personal)
                 .collect();
             let mut v = json!({
                 "userid": r.userid, "remark": r.remark, "description": "",
@@ -1602,6 +1610,7 @@ impl Actions<'_> {
             remark: String::new(),
             add_way: 1,
             tags: vec![],
+            personal_tags: vec![],
         });
         self.emit(
             &mut s,
@@ -1640,6 +1649,37 @@ impl Actions<'_> {
             }
         }
         r.tags.retain(|t| !remove.contains(&t.as_str()));
+        self.emit(
+            &mut s,
+            EventChange::Contact {
+                change: "edit_external_contact",
+                userid: userid.to_owned(),
+                external_userid: external_userid.to_owned(),
+                state: None,
+                welcome_code: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// A member sets their personal tags on a customer in the client (`type` 2, §1.5):
+    /// `edit_external_contact`, as for corp tags.
+    pub fn set_personal_tags(
+        &self,
+        userid: &str,
+        external_userid: &str,
+        tags: &[(&str, &str)],
+    ) -> Result<(), SimError> {
+        let mut s = self.core.lock();
+        let Some(ri) = s.relation_index(userid, external_userid) else {
+            return Err(SimError::NotFound(format!(
+                "relation {userid} → {external_userid}"
+            )));
+        };
+        s.relations[ri].personal_tags = tags
+            .iter()
+            .map(|(g, t)| ((*g).to_owned(), (*t).to_owned()))
+            .collect();
         self.emit(
             &mut s,
             EventChange::Contact {

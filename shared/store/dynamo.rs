@@ -783,3 +783,31 @@ mod tests {
         assert_eq!(from_attributes(&to_attributes(item.clone())).unwrap(), item);
     }
 }
+
+/// The customer index as items (layout and the partition each filter reads:
+/// [`super::customers`]).
+#[async_trait]
+impl super::customers::CustomerIndex for DynamoItems {
+    async fn get_customer_entry(
+        &self,
+        tenant: &crate::domain::TenantId,
+        customer: &crate::domain::ExternalUserId,
+    ) -> StoreResult<Option<crate::domain::CustomerEntry>> {
+        super::customers::items_get(self, tenant, customer).await
+    }
+    async fn put_customer_entry(
+        &self,
+        entry: &mut crate::domain::CustomerEntry,
+    ) -> StoreResult<()> {
+        super::customers::items_put(self, entry).await
+    }
+    async fn query_customers(
+        &self,
+        tenant: &crate::domain::TenantId,
+        filter: &crate::domain::CustomerFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<crate::domain::CustomerPage> {
+        super::customers::items_query(self, tenant, filter, cursor, limit).await
+    }
+}

@@ -107,7 +107,7 @@ pub struct Query {
 /// Raw item storage. Conditions failing give `StoreError::Conflict` (single writes) or
 /// `StoreError::TransactionConflict` (transactions).
 #[async_trait]
-pub trait ItemBackend: Send + Sync + 'static {
+pub trait ItemBackend: super::customers::CustomerIndex + Send + Sync + 'static {
     async fn get(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>>;
     async fn query(&self, query: &Query) -> StoreResult<Vec<Item>>;
     async fn write(&self, write: ItemWrite) -> StoreResult<()>;

@@ -2,6 +2,7 @@
 //! with two backends — SQLite for `tagsync serve`, DynamoDB for the Lambdas — and tenant
 //! secrets sealed at rest (`sealing`).
 
+pub mod customers;
 pub mod dynamo;
 pub mod item;
 pub mod sealing;

@@ -8,8 +8,10 @@
 //! 200 callbacks costs a handful of commits instead of 800. Reads use a second connection,
 //! which WAL lets run beside the writer.
 
+use super::customers::{self, CustomerIndex};
 use super::item::{Condition, Direction, Item, ItemBackend, ItemWrite, Query};
 use super::table::TableStore;
+use crate::domain::{CustomerEntry, CustomerFilter, CustomerPage, ExternalUserId, TenantId};
 use crate::ports::{StoreError, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -220,6 +222,9 @@ impl SqliteDb {
             .map_err(open_err("quick_check"))?
             .map_err(|detail| damaged(path, &detail))?;
         writer.execute_batch(SCHEMA).map_err(open_err("migrate"))?;
+        writer
+            .execute_batch(customers::SQLITE_SCHEMA)
+            .map_err(open_err("migrate"))?;
         let readers = (0..READERS)
             .map(|_| connect(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -611,5 +616,136 @@ impl ItemBackend for SqliteItems {
                 Ok(())
             })
             .await
+    }
+}
+
+#[async_trait]
+impl CustomerIndex for SqliteItems {
+    async fn get_customer_entry(
+        &self,
+        tenant: &TenantId,
+        customer: &ExternalUserId,
+    ) -> StoreResult<Option<CustomerEntry>> {
+        let (t, c) = (tenant.to_string(), customer.to_string());
+        let row = self
+            .db
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT data, version FROM customer_index WHERE tenant = ?1 AND external_userid = ?2",
+                    params![t, c],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                )
+                .optional()
+            })
+            .await
+            .map_err(unavailable("get customer entry"))?;
+        row.map(|(data, v)| customers::decode_row(customer.as_str(), &data, v as u64))
+            .transpose()
+    }
+
+    async fn put_customer_entry(&self, entry: &mut CustomerEntry) -> StoreResult<()> {
+        let data = serde_json::to_string(&*entry).map_err(|e| StoreError::Corrupt {
+            key: entry.external_userid.to_string(),
+            message: e.to_string(),
+        })?;
+        let (t, c) = (entry.tenant.to_string(), entry.external_userid.to_string());
+        let (search, facets, expected) = (
+            entry.search_text(),
+            customers::facet_keys(entry),
+            entry.version as i64,
+        );
+        self.db
+            .write(move |conn| -> StoreResult<()> {
+                let stored: Option<i64> = conn
+                    .query_row(
+                        "SELECT version FROM customer_index WHERE tenant = ?1 AND external_userid = ?2",
+                        params![t, c],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(unavailable("put customer entry"))?;
+                if stored.unwrap_or(0) != expected {
+                    return Err(StoreError::Conflict {
+                        key: format!("customer index {t}/{c}"),
+                        reason: format!("version is {}, expected {expected}", stored.unwrap_or(0)),
+                    });
+                }
+                let run = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
+                    conn.execute(sql, p).map_err(unavailable("put customer entry"))
+                };
+                run(
+                    "INSERT OR REPLACE INTO customer_index (tenant, external_userid, version, search, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    &[&t, &c, &(expected + 1), &search, &data],
+                )?;
+                run(
+                    "DELETE FROM customer_facets WHERE tenant = ?1 AND external_userid = ?2",
+                    &[&t, &c],
+                )?;
+                for f in &facets {
+                    run(
+                        "INSERT INTO customer_facets (tenant, facet, external_userid) VALUES (?1, ?2, ?3)",
+                        &[&t, f, &c],
+                    )?;
+                }
+                Ok(())
+            })
+            .await?;
+        entry.version += 1;
+        Ok(())
+    }
+
+    async fn query_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<CustomerPage> {
+        let limit = limit.clamp(1, customers::MAX_PAGE);
+        let (cond, mut args) = customers::sql_where(tenant, filter);
+        let cursor = cursor.map(str::to_string);
+        let (total, rows) = self
+            .db
+            .read(move |conn| -> rusqlite::Result<(i64, Vec<(String, String, i64)>)> {
+                // One snapshot for the count and the page.
+                let tx = conn.unchecked_transaction()?;
+                let total = tx
+                    .prepare_cached(&format!("SELECT COUNT(*) FROM customer_index c WHERE {cond}"))?
+                    .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+                let after = match cursor {
+                    Some(c) => {
+                        args.push(c);
+                        format!(" AND c.external_userid > ?{}", args.len())
+                    }
+                    None => String::new(),
+                };
+                let rows = tx
+                    .prepare_cached(&format!(
+                        "SELECT c.external_userid, c.data, c.version FROM customer_index c WHERE {cond}{after} \
+                         ORDER BY c.external_userid LIMIT {}",
+                        limit + 1
+                    ))?
+                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                tx.finish()?;
+                Ok((total, rows))
+            })
+            .await
+            .map_err(unavailable("query customers"))?;
+        let more = rows.len() > limit;
+        let customers = rows
+            .into_iter()
+            .take(limit)
+            .map(|(id, data, v)| customers::decode_row(&id, &data, v as u64))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(CustomerPage {
+            next_cursor: more
+                .then(|| customers.last().map(|c| c.external_userid.to_string()))
+                .flatten(),
+            customers,
+            total: total as u64,
+        })
     }
 }

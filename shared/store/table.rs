@@ -9,6 +9,8 @@
 //! | member binding / member tags | `MEMBER#{t}#{member}` | `BINDING` / `TAGS` |
 //! | customer relations / customer→member marker | `CUST#{t}#{external userid}` | `RELATIONS` / `BINDING` |
 //! | index of customers with relations | `CUSTS#{t}` | `{external userid}` |
+//! | customer index entry (issue 15; DynamoDB only, SQLite has tables: `customers.rs`) | `CUST#{t}#{external userid}` | `INDEX` |
+//! | its copy under each facet (tag, state, staff member, bound) and under `all` | `CIDX#{t}#{facet}` | `{external userid}` |
 //! | audit entry | `AUDIT#{t}` | `{at ms, 15 digits}#{id}` |
 //! | sync run | `RUN#{t}` | `{run id}` (time-ordered) |
 //! | idempotency record | `IDEMP#{key}` | `-` |
@@ -764,6 +766,30 @@ impl<B: ItemBackend> Store for TableStore<B> {
             |c: &mut CustomerRelations, v| c.version = v,
         )
         .await
+    }
+
+    async fn get_customer_entry(
+        &self,
+        tenant: &TenantId,
+        customer: &ExternalUserId,
+    ) -> StoreResult<Option<CustomerEntry>> {
+        self.backend.get_customer_entry(tenant, customer).await
+    }
+
+    async fn put_customer_entry(&self, entry: &mut CustomerEntry) -> StoreResult<()> {
+        self.backend.put_customer_entry(entry).await
+    }
+
+    async fn query_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<CustomerPage> {
+        self.backend
+            .query_customers(tenant, filter, cursor, limit)
+            .await
     }
 
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {

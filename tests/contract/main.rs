@@ -8,6 +8,7 @@
 //! (`infra/test.sh` does it all); without them those tests fail, they never skip.
 
 mod backends;
+mod customer_cases;
 mod items_cases;
 mod queue_cases;
 mod sealing;
@@ -87,6 +88,18 @@ macro_rules! items_contract {
     };
 }
 
+/// The customer index's cases, for one store backend.
+macro_rules! customer_index_contract {
+    ($module:ident, $fixture:path) => {
+        for_backend!($module, $fixture, store, customer_cases: [
+            customer_index_answers_each_filter_exactly_in_pages_with_the_total,
+            customer_index_rewrite_moves_a_customer_between_filters_and_stale_writes_are_refused,
+        ]);
+    };
+}
+
+customer_index_contract!(customers_sqlite, crate::backends::sqlite_store);
+customer_index_contract!(customers_dynamo, crate::backends::dynamo_store);
 items_contract!(items_sqlite, crate::backends::sqlite_items);
 items_contract!(items_dynamo, crate::backends::dynamo_items);
 store_contract!(store_sqlite, crate::backends::sqlite_store);

@@ -1,8 +1,9 @@
 //! The operator's API (`/admin/v1/...`, see admin-api.md): the router, the bearer check and
 //! the audit helper every route uses; one file per resource (tenants with their switches and
-//! status, the tag library, members, sync runs, the audit log, dead letters).
+//! status, the tag library, members, sync runs, the audit log, dead letters, customers).
 
 mod audit;
+pub mod customers;
 mod dead_letters;
 mod library;
 mod members;
@@ -58,6 +59,9 @@ pub(super) async fn route(
                     members::route(app, &t, req, rest).await
                 }
                 (_, ["sync", ..]) => runs::route(app, &t, req, rest).await,
+                (_, ["customers" | "customers:bulk-tags"]) => {
+                    customers::route(app, &t, req, rest).await
+                }
                 _ => Err(ApiError::NotFound(format!(
                     "no route for {} {}",
                     req.method, req.path

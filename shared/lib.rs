@@ -15,8 +15,8 @@
 //! | [`mall`] | the mall: webhook signatures and events, API client with its classifier |
 //! | [`retry`] | retrying one transient failure of an outbound call in place |
 //! | [`http`] | transport-neutral request/response and the one error → status mapping |
-//! | [`api`] | inbound endpoints: WeCom callback, mall webhook, and the operator's API (`api::admin`, one file per resource) |
-//! | [`jobs`] | the sync engine's I/O half: the job worker and its outcome, intake, library, member and run jobs, the nightly trigger |
+//! | [`api`] | inbound endpoints: WeCom callback, mall webhook, and the chat-message feed, and the operator's API (`api::admin`, one file per resource) |
+//! | [`jobs`] | the sync engine's I/O half: the job worker and its outcome, intake, library, member and run jobs, customer index, automatic-tagging rules and undo, the nightly trigger |
 //! | [`concurrency`] | a bounded fan-out and the in-process named locks, shared by routes and jobs |
 //! | [`console`] | the operator's web console at `/admin/`: static assets compiled in |
 //! | [`runtime`] | the two ways to run: `serve` (axum + worker pool + timer) and `lambda` adapters |

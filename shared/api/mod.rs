@@ -1,5 +1,6 @@
 //! The inbound surface, transport-neutral: a request in, a response out ([`dispatch`]). The
-//! WeCom callback and the mall webhook only verify, record and queue; the operator's API and
+//! WeCom callback, the mall webhook and the chat-message feed ([`messages`]) only verify,
+//! record and queue; the operator's API and
 //! console live in [`admin`]. Both runtimes — `tagsync serve` and the Lambdas — call these.
 //! Jobs run elsewhere ([`crate::jobs`]).
 
@@ -7,6 +8,7 @@ pub mod admin;
 pub mod inbound;
 pub(crate) mod json;
 pub mod mall_webhook;
+pub mod messages;
 pub mod wecom_callback;
 
 use crate::app::App;
@@ -84,6 +86,11 @@ pub async fn dispatch(app: &App, surface: Surface, req: HttpRequest) -> HttpResp
             Method::POST => {
                 refused_counted(app, "mall", mall_webhook::handle(app, tenant, &req).await)
             }
+            _ => Err(ApiError::MethodNotAllowed("use POST".into())),
+        },
+        // The chat-message feed is signed like a mall webhook and served with it.
+        ["messages", tenant] if allowed(Surface::MallWebhook) => match req.method {
+            Method::POST => refused_counted(app, "feed", messages::handle(app, tenant, &req).await),
             _ => Err(ApiError::MethodNotAllowed("use POST".into())),
         },
         ["metrics"] if allowed(Surface::Admin) => {

@@ -90,6 +90,15 @@ string_id!(
 string_id!(
     /// A reconciliation run's id.
     RunId, "run id");
+string_id!(
+    /// An automatic-tagging rule's id (tagsync-assigned, time-ordered).
+    RuleId, "rule id");
+string_id!(
+    /// A rule firing's id (time-ordered: firings page newest first by it).
+    FiringId, "firing id");
+string_id!(
+    /// A channel code's id in the hub (tagsync-assigned).
+    ChannelId, "channel id");
 
 /// A tenant: one WeCom corp bound to one mall. Tenant ids appear in URLs and store keys, so
 /// they are restricted to `[A-Za-z0-9_-]{1,64}`.

@@ -84,6 +84,18 @@ pub enum JobKind {
     },
     /// Advance one chain of a reconciliation run by one page (see [`super::SyncRun`]).
     RunChain { run: RunId, chain: String },
+    /// Evaluate the automatic-tagging rules an event concerns (`crate::jobs::rules`).
+    Rules { event: super::rules::RuleEvent },
+    /// Reverse a rule's applied firings: the undo run `run` (`crate::jobs::undo`).
+    Undo {
+        run: RunId,
+        rule: super::ids::RuleId,
+        #[serde(default)]
+        since: Option<Timestamp>,
+        /// The page of the run's chain this job does (a stale copy finds it done).
+        #[serde(default)]
+        page: u64,
+    },
 }
 
 /// What the event that caused a sync job knew, beyond the entity's hub id.
@@ -149,6 +161,13 @@ impl JobKind {
             JobKind::SyncTag { .. } => "sync_tag",
             JobKind::SyncMember { .. } => "sync_member",
             JobKind::RunChain { .. } => "run_chain",
+            JobKind::Rules {
+                event: super::rules::RuleEvent::Messages { .. },
+            } => "rules_messages",
+            JobKind::Rules {
+                event: super::rules::RuleEvent::TagsAdded { .. },
+            } => "rules_tags_added",
+            JobKind::Undo { .. } => "undo",
         }
     }
 }

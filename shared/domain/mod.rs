@@ -6,6 +6,7 @@ pub mod job;
 pub mod library;
 pub mod member;
 pub mod ops;
+pub mod rules;
 pub mod tenant;
 pub mod time;
 
@@ -15,5 +16,6 @@ pub use job::*;
 pub use library::*;
 pub use member::*;
 pub use ops::*;
+pub use rules::*;
 pub use tenant::*;
 pub use time::Timestamp;

@@ -51,6 +51,8 @@ pub enum RunScope {
     Library,
     Members,
     All,
+    /// An undo of a rule's firings (automation.md §1, `crate::jobs::undo`).
+    Undo,
 }
 
 impl RunScope {
@@ -59,6 +61,7 @@ impl RunScope {
         match self {
             RunScope::Library | RunScope::All => ("library", Walk::Library),
             RunScope::Members => ("mall_members", Walk::MallMembers),
+            RunScope::Undo => ("undo", Walk::Firings),
         }
     }
 }
@@ -110,6 +113,13 @@ pub struct SyncRun {
     /// Ambiguous onboarding matches, left unlinked for the operator to resolve.
     #[serde(default)]
     pub ambiguous: Vec<String>,
+    /// An undo run: the rule it undoes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<super::ids::RuleId>,
+    /// An undo run: (customer, tag) pairs left alone because someone else changed them after
+    /// the firing, each `{"customer", "tag_id", "reason"}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<serde_json::Value>,
     #[serde(skip)]
     pub version: u64,
 }
@@ -131,6 +141,8 @@ pub enum Walk {
     WecomUsers,
     /// The relations of up to 100 WeCom members, `batch/get_by_user` page by page.
     WecomRelations { users: Vec<String> },
+    /// A rule's firings, newest first, page by page (an undo run).
+    Firings,
 }
 
 /// One chain of page jobs: its walk, the next page's number and cursor, and whether it ended.
@@ -205,6 +217,8 @@ impl SyncRun {
             progressed_at: Some(now),
             chains,
             ambiguous: Vec::new(),
+            rule_id: None,
+            kept: Vec::new(),
             version: 0,
         };
         run.recount();

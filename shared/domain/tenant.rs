@@ -41,6 +41,9 @@ pub struct TenantSecrets {
     pub encoding_aes_key: Secret,
     pub mall_api_token: Secret,
     pub mall_webhook_secret: Secret,
+    /// The key the chat-message feed signs with (automation.md §3); none until set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_feed_secret: Option<Secret>,
 }
 
 /// The operator's switches. All default to on.

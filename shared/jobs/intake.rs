@@ -28,6 +28,33 @@ pub async fn run(
     if !repeat && let retry @ Outcome::RetryAfter { .. } = record(app, tenant, job, event).await {
         return retry;
     }
+    // A customer arriving through a channel code fires its channel rules.
+    if let InboundEvent::WecomContact {
+        change,
+        user_id,
+        external_user_id,
+        state: Some(state),
+        create_time,
+        ..
+    } = event
+        && matches!(
+            change.as_str(),
+            "add_external_contact" | "add_half_external_contact"
+        )
+        && !state.is_empty()
+        && let Err(e) = crate::jobs::rules::channel(
+            app,
+            tenant,
+            user_id,
+            external_user_id,
+            state,
+            change,
+            *create_time,
+        )
+        .await
+    {
+        return e.into_outcome();
+    }
     let kinds = match jobs_for(app, tenant, event).await {
         Ok(k) => k,
         Err(e) => return e.into_outcome(),

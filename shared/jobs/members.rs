@@ -516,6 +516,25 @@ impl Cx<'_> {
         }
         let known = customer_rel.as_ref().map(|r| r.relations.clone());
         self.save(&mut tags, customer_rel, entries).await?;
+        // Tags this job's merge turned on from a side reach the `tag_added` rules; a mark
+        // found on the fresh copy while saving (an operator's or a rule's, made meanwhile) is
+        // that writer's, not a gain of this job.
+        let had: BTreeSet<&HubTagId> = present(&hub).into_iter().collect();
+        let gained: Vec<(HubTagId, Timestamp)> = merged
+            .tags
+            .marks
+            .iter()
+            .filter(|(id, m)| m.present && !had.contains(id) && tags.marks.get(*id) == Some(*m))
+            .map(|(id, m)| (id.clone(), m.at))
+            .collect();
+        crate::jobs::rules::tags_gained(
+            app,
+            self.tenant,
+            member,
+            gained,
+            self.hint.origin.as_str(),
+        )
+        .await?;
         if let (Some(c), Some(known)) = (&customer, known) {
             let d = self.detail.as_ref();
             crate::jobs::customer_index::after_member_job(app, &t, c, member, &known, d).await?;

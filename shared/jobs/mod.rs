@@ -3,7 +3,9 @@
 //! (`crate::sync`), and applies. `intake` turns a verified inbound event into "bring entity K
 //! up to date" jobs; `library` runs group and tag jobs; `members` runs member jobs;
 //! `reconcile` runs a sync run's pages; `nightly` starts the nightly runs; `parked` shows a
-//! parked job's failure on its object. Every job holds a lock on what it brings up to date,
+//! parked job's failure on its object; `customer_index` files customers in the hub's index;
+//! `rules` evaluates automatic-tagging rules on an event and applies them; `undo` runs a
+//! rule's undo page by page. Every job holds a lock on what it brings up to date,
 //! so two copies never both create.
 
 pub mod customer_index;
@@ -13,6 +15,8 @@ pub mod members;
 pub mod nightly;
 pub mod parked;
 pub mod reconcile;
+pub mod rules;
+pub mod undo;
 pub mod worker;
 
 use crate::app::App;
@@ -67,7 +71,9 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
         JobKind::SyncMember { hint, .. } => {
             settings.tags_enabled && (settings.member_sync || hint.run.is_some())
         }
-        JobKind::Inbound { .. } => settings.tags_enabled,
+        JobKind::Inbound { .. } | JobKind::Rules { .. } | JobKind::Undo { .. } => {
+            settings.tags_enabled
+        }
         // A run's page ends the run itself when the feature went off (its report says so).
         JobKind::RunChain { .. } | JobKind::Probe { .. } => true,
     }

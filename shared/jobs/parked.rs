@@ -22,7 +22,11 @@ pub async fn show(app: &App, job: &Job, reason: &str, side: Option<Side>) {
         JobKind::RunChain { run, chain } => reconcile::page_parked(app, t, run, chain, reason)
             .await
             .map_err(|e| e.reason),
-        JobKind::SyncMember { .. } | JobKind::Inbound { .. } | JobKind::Probe { .. } => Ok(()),
+        JobKind::Undo { run, .. } => crate::jobs::undo::parked(app, t, run, reason).await,
+        JobKind::SyncMember { .. }
+        | JobKind::Inbound { .. }
+        | JobKind::Probe { .. }
+        | JobKind::Rules { .. } => Ok(()),
     };
     if let Err(e) = shown {
         tracing::warn!(error = %e, "the parked job's failure is not shown on its object");

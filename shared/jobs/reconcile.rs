@@ -250,6 +250,9 @@ async fn advance_inner(
             mall_page(app, tenant, job, &hint, state.cursor.as_deref(), &rec).await
         }
         Walk::WecomUsers => users_page(app, tenant).await,
+        Walk::Firings => Err(StepError::park(
+            "an undo run's chain is advanced by undo jobs, not by reconciliation pages",
+        )),
         Walk::WecomRelations { users } => {
             relations_page(
                 app,

@@ -314,6 +314,13 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
         JobKind::RunChain { run, chain } => {
             super::reconcile::advance(app, &tenant, job, run, chain).await
         }
+        JobKind::Rules { event } => crate::jobs::rules::run(app, &tenant, job, event).await,
+        JobKind::Undo {
+            run,
+            rule,
+            since,
+            page,
+        } => crate::jobs::undo::run(app, &tenant, job, run, rule, *since, *page).await,
     }
 }
 

@@ -85,6 +85,10 @@ pub enum Write {
     Customer(CustomerRelations),
     Run(SyncRun),
     Audit(AuditEntry),
+    /// A rule, versioned (a canary's customers are counted on it).
+    Rule(Rule),
+    /// A rule firing, versioned (an undo marks it undone).
+    Firing(Firing),
     /// Marks an idempotency key completed unless it already is (or is claimed and its lock
     /// has not lapsed): written in one transaction with the effect it guards, the effect
     /// happens once — a second run's transaction fails as a whole with a conflict.
@@ -257,6 +261,29 @@ pub trait Store: Send + Sync + 'static {
         secret_fingerprint: &str,
         token: &str,
     ) -> StoreResult<()>;
+
+    // Automatic tagging: rules, their firings (kept at least 30 days), channel codes.
+    async fn get_rule(&self, tenant: &TenantId, id: &RuleId) -> StoreResult<Option<Rule>>;
+    /// Oldest first.
+    async fn list_rules(&self, tenant: &TenantId) -> StoreResult<Vec<Rule>>;
+    async fn put_rule(&self, rule: &mut Rule) -> StoreResult<()>;
+    /// Deletes the rule if its stored version still equals `version`; its firings stay until
+    /// they expire.
+    async fn delete_rule(&self, tenant: &TenantId, id: &RuleId, version: u64) -> StoreResult<()>;
+    /// One rule's firings, newest first.
+    async fn list_firings(
+        &self,
+        tenant: &TenantId,
+        rule: &RuleId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<Firing>>;
+    async fn put_firing(&self, firing: &mut Firing) -> StoreResult<()>;
+    async fn get_channel(&self, tenant: &TenantId, id: &ChannelId) -> StoreResult<Option<Channel>>;
+    /// Oldest first.
+    async fn list_channels(&self, tenant: &TenantId) -> StoreResult<Vec<Channel>>;
+    async fn put_channel(&self, channel: &mut Channel) -> StoreResult<()>;
+    async fn delete_channel(&self, tenant: &TenantId, id: &ChannelId) -> StoreResult<()>;
 
     // Queue marks: one tenant's queued jobs, for a queue that cannot count them (SQS).
     /// Writes each mark, replacing its job's mark if there is one.

@@ -82,6 +82,7 @@ pub async fn seed(
             encoding_aes_key: Secret::new(AES_KEY),
             mall_api_token: Secret::new(MALL_TOKEN),
             mall_webhook_secret: Secret::new(WEBHOOK_SECRET),
+            message_feed_secret: None,
         },
         settings: Settings::default(),
         created_at: existing.as_ref().map_or(now, |t| t.created_at),

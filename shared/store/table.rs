@@ -19,6 +19,8 @@
 //! | access token | `TOKEN#{corp}#{secret fingerprint}` | `-` |
 //! | the key record of sealed secrets (`sealing.rs`) | `SEALING` | `KEY` |
 //! | queue mark (a tenant's queued job, counted on SQS) | `QUEUE#{t}` | `{job id}` |
+//! | rule / channel code | `RULE#{t}` / `CHAN#{t}` | `{rule id}` / `{channel id}` |
+//! | rule firing (expires after [`FIRING_TTL_SECS`]) | `FIRE#{t}#{rule id}` | `{firing id}` (time-ordered) |
 //!
 //! Tenant secrets and access tokens are sealed (see [`super::sealing`]) when the store has a
 //! sealer; every other field is stored as it is.
@@ -298,6 +300,32 @@ mod keys {
     pub fn queue_marks(t: &TenantId) -> String {
         format!("QUEUE#{t}")
     }
+    pub fn rules(t: &TenantId) -> String {
+        format!("RULE#{t}")
+    }
+    pub fn firings(t: &TenantId, rule: &RuleId) -> String {
+        format!("FIRE#{t}#{rule}")
+    }
+    pub fn channels(t: &TenantId) -> String {
+        format!("CHAN#{t}")
+    }
+}
+
+/// How long a firing is kept: the contract asks for at least 30 days (undo reads them).
+pub const FIRING_TTL_SECS: i64 = 90 * 24 * 3600;
+
+/// A firing's versioned put, expiring [`FIRING_TTL_SECS`] after it fired.
+fn firing_put(f: &Firing) -> StoreResult<ItemWrite> {
+    let mut write = versioned_put(
+        keys::firings(&f.tenant, &f.rule_id),
+        f.id.to_string(),
+        f,
+        f.version,
+    )?;
+    if let ItemWrite::Put { item, .. } = &mut write {
+        item.expiration = Some(f.at.plus_secs(FIRING_TTL_SECS).secs());
+    }
+    Ok(write)
 }
 
 /// A queue mark's item at `version`, expiring with the mark.
@@ -563,6 +591,13 @@ impl<B: ItemBackend> TableStore<B> {
                 r.version,
             )?],
             Write::Audit(entry) => vec![audit_put(&entry)?],
+            Write::Rule(r) => vec![versioned_put(
+                keys::rules(&r.tenant),
+                r.id.to_string(),
+                &r,
+                r.version,
+            )?],
+            Write::Firing(f) => vec![firing_put(&f)?],
             Write::CompleteOnce {
                 key,
                 now,
@@ -1051,6 +1086,104 @@ impl<B: ItemBackend> Store for TableStore<B> {
             Err(e) if e.is_conflict() => Ok(()),
             other => other,
         }
+    }
+
+    async fn get_rule(&self, tenant: &TenantId, id: &RuleId) -> StoreResult<Option<Rule>> {
+        self.get_entity((keys::rules(tenant), id.to_string()), |r: &mut Rule, v| {
+            r.version = v
+        })
+        .await
+    }
+
+    async fn list_rules(&self, tenant: &TenantId) -> StoreResult<Vec<Rule>> {
+        let items = self.query_all(keys::rules(tenant), "", false).await?;
+        decode_all(&items, |r: &mut Rule, v| r.version = v)
+    }
+
+    async fn put_rule(&self, rule: &mut Rule) -> StoreResult<()> {
+        let write = versioned_put(
+            keys::rules(&rule.tenant),
+            rule.id.to_string(),
+            &*rule,
+            rule.version,
+        )?;
+        self.put_one(write, &mut rule.version).await
+    }
+
+    async fn delete_rule(&self, tenant: &TenantId, id: &RuleId, version: u64) -> StoreResult<()> {
+        self.backend
+            .write(ItemWrite::Delete {
+                pk: keys::rules(tenant),
+                sk: id.to_string(),
+                condition: Condition::Version(version),
+            })
+            .await
+    }
+
+    async fn list_firings(
+        &self,
+        tenant: &TenantId,
+        rule: &RuleId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<Firing>> {
+        let limit = limit.clamp(1, 500);
+        let items = self
+            .backend
+            .query(&Query {
+                pk: keys::firings(tenant, rule),
+                sk_prefix: String::new(),
+                start_after: cursor.map(str::to_string),
+                limit,
+                direction: Direction::Descending,
+                on_gsi: false,
+            })
+            .await?;
+        let next_cursor = if items.len() == limit {
+            items.last().map(|i| i.sk.clone())
+        } else {
+            None
+        };
+        let items = decode_all(&items, |f: &mut Firing, v| f.version = v)?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn put_firing(&self, firing: &mut Firing) -> StoreResult<()> {
+        let write = firing_put(firing)?;
+        self.put_one(write, &mut firing.version).await
+    }
+
+    async fn get_channel(&self, tenant: &TenantId, id: &ChannelId) -> StoreResult<Option<Channel>> {
+        self.get_entity(
+            (keys::channels(tenant), id.to_string()),
+            |c: &mut Channel, v| c.version = v,
+        )
+        .await
+    }
+
+    async fn list_channels(&self, tenant: &TenantId) -> StoreResult<Vec<Channel>> {
+        let items = self.query_all(keys::channels(tenant), "", false).await?;
+        decode_all(&items, |c: &mut Channel, v| c.version = v)
+    }
+
+    async fn put_channel(&self, channel: &mut Channel) -> StoreResult<()> {
+        let write = versioned_put(
+            keys::channels(&channel.tenant),
+            channel.id.to_string(),
+            &*channel,
+            channel.version,
+        )?;
+        self.put_one(write, &mut channel.version).await
+    }
+
+    async fn delete_channel(&self, tenant: &TenantId, id: &ChannelId) -> StoreResult<()> {
+        self.backend
+            .write(ItemWrite::Delete {
+                pk: keys::channels(tenant),
+                sk: id.to_string(),
+                condition: Condition::None,
+            })
+            .await
     }
 
     async fn put_queue_marks(&self, marks: &[QueueMark]) -> StoreResult<()> {

@@ -4,3 +4,4 @@
 pub mod library;
 pub mod members;
 pub mod reconcile;
+pub mod rules;

@@ -204,6 +204,7 @@ async fn plain_tenant_records_of_an_older_version_are_sealed_on_first_start_and_
                 encoding_aes_key: Secret::new(SECRETS[2]),
                 mall_api_token: Secret::new(SECRETS[3]),
                 mall_webhook_secret: Secret::new(SECRETS[4]),
+                message_feed_secret: None,
             },
             settings: Settings::default(),
             created_at: Timestamp::from_millis(0),

@@ -212,6 +212,7 @@ pub fn tagsync_tenant(id: &str) -> tagsync::domain::Tenant {
             encoding_aes_key: Secret::new("k"),
             mall_api_token: Secret::new("m"),
             mall_webhook_secret: Secret::new("w"),
+            message_feed_secret: None,
         },
         settings: Settings::default(),
         created_at: Timestamp::from_millis(0),

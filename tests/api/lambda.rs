@@ -560,3 +560,42 @@ async fn status_counts_each_tenant_on_sqs_through_queue_marks_in_dynamodb() {
         json!({"pending": 1, "in_flight": 0, "dead": 1, "scope": "tenant"})
     );
 }
+
+/// The chat-message feed is served by the mall webhook function (template.yaml routes
+/// `POST /messages/{tenant}` to it): a signed batch is queued as one rules job.
+#[tokio::test]
+async fn mall_webhook_function_accepts_a_signed_message_feed_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_fixture_token(dir.path()).await;
+    let mut tenant = tagsync_tenant("acme");
+    tenant.secrets.message_feed_secret = Some(tagsync::domain::Secret::new("feed-secret"));
+    app.store.put_tenant(&mut tenant).await.unwrap();
+    let mut event: Value = serde_json::from_str(&fixture("apigw-v2-mall-webhook.json")).unwrap();
+    let body = json!({"messages": [tagsync::sim::feed::text("m1", "wm_a", "li", "有优惠券吗")]})
+        .to_string();
+    let ts = chrono::Utc::now().timestamp();
+    event["rawPath"] = json!("/messages/acme");
+    event["requestContext"]["http"]["path"] = json!("/messages/acme");
+    event["routeKey"] = json!("POST /messages/{tenant}");
+    event["requestContext"]["routeKey"] = json!("POST /messages/{tenant}");
+    event["body"] = json!(body);
+    event["headers"] = json!({
+        "content-type": "application/json",
+        "x-feed-timestamp": ts.to_string(),
+        "x-feed-signature": tagsync::mall::webhook::sign(b"feed-secret", ts, body.as_bytes()),
+    });
+    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let resp = lambda::http(&app, Surface::MallWebhook, req).await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let jobs = app
+        .queue
+        .receive(
+            10,
+            std::time::Duration::from_secs(30),
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].job.as_ref().unwrap().kind.name(), "rules_messages");
+}

@@ -46,6 +46,9 @@ macro_rules! store_contract {
             customers_with_relations_are_listed_per_tenant,
             runs_are_versioned_and_listed_newest_first,
             queue_marks_are_replaced_updated_only_while_present_and_listed_per_tenant,
+            rules_are_versioned_listed_per_tenant_and_deleted_at_their_version,
+            firings_page_newest_first_per_rule_and_are_versioned,
+            channels_are_stored_listed_and_deleted,
             counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills_at_once,
         ]);
     };

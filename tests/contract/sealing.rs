@@ -32,6 +32,7 @@ fn tenant() -> Tenant {
             encoding_aes_key: Secret::new(SECRETS[2]),
             mall_api_token: Secret::new(SECRETS[3]),
             mall_webhook_secret: Secret::new(SECRETS[4]),
+            message_feed_secret: None,
         },
         settings: Settings::default(),
         created_at: Timestamp::from_millis(0),

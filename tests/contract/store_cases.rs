@@ -60,6 +60,7 @@ fn tenant(id: &str) -> Tenant {
             encoding_aes_key: Secret::new("a".repeat(43)),
             mall_api_token: Secret::new("mall-token"),
             mall_webhook_secret: Secret::new("webhook-secret"),
+            message_feed_secret: None,
         },
         settings: Settings::default(),
         created_at: now(),
@@ -775,6 +776,185 @@ pub async fn queue_marks_are_replaced_updated_only_while_present_and_listed_per_
             .is_empty(),
         "an expired mark is not listed"
     );
+}
+
+fn rule(tenant: &TenantId, name: &str) -> Rule {
+    Rule {
+        tenant: tenant.clone(),
+        id: RuleId::new_unchecked(new_ordered_id()),
+        name: name.into(),
+        trigger: Trigger::Keyword {
+            any: vec!["优惠券".into()],
+            from: Speaker::Customer,
+        },
+        conditions: vec![Condition::HasNone(vec![HubTagId::new_unchecked("done")])],
+        actions: Actions {
+            add: vec![HubTagId::new_unchecked("promo")],
+            remove: vec![],
+        },
+        mode: Mode::Canary,
+        canary_limit: Some(5),
+        canary_customers: Default::default(),
+        created_at: now(),
+        updated_at: now(),
+        version: 0,
+    }
+}
+
+fn firing(tenant: &TenantId, rule: &RuleId, n: usize) -> Firing {
+    Firing {
+        tenant: tenant.clone(),
+        id: FiringId::new_unchecked(new_ordered_id()),
+        rule_id: rule.clone(),
+        at: now(),
+        customer: Some(ExternalUserId::new_unchecked(format!("wm{n}"))),
+        member_id: Some(MemberId::new_unchecked(format!("m{n}"))),
+        event: FiringEvent::Message {
+            msgid: format!("msg{n}"),
+            from: format!("wm{n}"),
+            roomid: String::new(),
+            text: "有优惠券吗".into(),
+            msgtime: 0,
+        },
+        outcome: FiringOutcome::Applied,
+        excluded_by: None,
+        changes: Actions {
+            add: vec![HubTagId::new_unchecked("promo")],
+            remove: vec![],
+        },
+        written: vec![WrittenMark {
+            tag_id: HubTagId::new_unchecked("promo"),
+            present: true,
+            at: now(),
+        }],
+        depth: 1,
+        chain_stopped: None,
+        undone_by: None,
+        version: 0,
+    }
+}
+
+/// Rules: versioned (a stale writer loses, as a canary's count and an operator's edit race),
+/// listed per tenant, deleted only at the version read.
+pub async fn rules_are_versioned_listed_per_tenant_and_deleted_at_their_version(
+    store: Arc<dyn Store>,
+) {
+    let t = tenant_id(&format!("rules-{}", new_ordered_id()));
+    let other = tenant_id(&format!("rules-{}", new_ordered_id()));
+    let mut a = rule(&t, "a");
+    store.put_rule(&mut a).await.expect("create");
+    assert_eq!(a.version, 1);
+    let mut mine = a.clone();
+    let mut theirs = a.clone();
+    mine.canary_customers.insert("c:wm1".into());
+    store.put_rule(&mut mine).await.expect("first writer");
+    theirs.mode = Mode::On;
+    let err = store.put_rule(&mut theirs).await.expect_err("stale writer");
+    assert!(err.is_conflict(), "{err}");
+    let read = store.get_rule(&t, &a.id).await.unwrap().expect("stored");
+    assert_eq!(
+        read, mine,
+        "the rule round-trips with its trigger and conditions"
+    );
+
+    let mut b = rule(&t, "b");
+    store.put_rule(&mut b).await.unwrap();
+    let mut c = rule(&other, "c");
+    store.put_rule(&mut c).await.unwrap();
+    let names: Vec<String> = store
+        .list_rules(&t)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["a", "b"], "oldest first, only this tenant's");
+
+    let err = store
+        .delete_rule(&t, &a.id, 1)
+        .await
+        .expect_err("a stale delete");
+    assert!(err.is_conflict(), "{err}");
+    store.delete_rule(&t, &a.id, 2).await.expect("delete");
+    assert!(store.get_rule(&t, &a.id).await.unwrap().is_none());
+}
+
+/// Firings: written in the transaction of the change they record, paged newest first per
+/// rule, versioned (an undo marks one undone once).
+pub async fn firings_page_newest_first_per_rule_and_are_versioned(store: Arc<dyn Store>) {
+    let t = tenant_id(&format!("firings-{}", new_ordered_id()));
+    let r1 = RuleId::new_unchecked(new_ordered_id());
+    let r2 = RuleId::new_unchecked(new_ordered_id());
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let f = firing(&t, &r1, n);
+        ids.push(f.id.clone());
+        store.transact(vec![Write::Firing(f)]).await.expect("write");
+    }
+    store
+        .transact(vec![Write::Firing(firing(&t, &r2, 9))])
+        .await
+        .unwrap();
+    let first = store.list_firings(&t, &r1, None, 2).await.unwrap();
+    let second = store
+        .list_firings(&t, &r1, first.next_cursor.as_deref(), 2)
+        .await
+        .unwrap();
+    let third = store
+        .list_firings(&t, &r1, second.next_cursor.as_deref(), 2)
+        .await
+        .unwrap();
+    let paged: Vec<FiringId> = [first.items, second.items, third.items.clone()]
+        .concat()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(paged, newest_first);
+    assert!(third.next_cursor.is_none(), "the last page says so");
+
+    let mut f = third.items[0].clone();
+    assert_eq!(f.version, 1);
+    let mut stale = f.clone();
+    f.outcome = FiringOutcome::Undone;
+    store.put_firing(&mut f).await.expect("undo it");
+    stale.outcome = FiringOutcome::Undone;
+    let err = store
+        .put_firing(&mut stale)
+        .await
+        .expect_err("a second undo");
+    assert!(err.is_conflict(), "{err}");
+    let page = store.list_firings(&t, &r1, None, 10).await.unwrap();
+    let read = page.items.iter().find(|x| x.id == f.id).unwrap();
+    assert_eq!(read.outcome, FiringOutcome::Undone);
+    assert_eq!(read.written, f.written, "what undo needs round-trips");
+}
+
+/// Channels: stored, listed per tenant, deleted.
+pub async fn channels_are_stored_listed_and_deleted(store: Arc<dyn Store>) {
+    let t = tenant_id(&format!("chan-{}", new_ordered_id()));
+    let mut ch = Channel {
+        tenant: t.clone(),
+        id: ChannelId::new_unchecked(new_ordered_id()),
+        name: "线下门店".into(),
+        state: "store-1".into(),
+        config_id: "cfg1".into(),
+        qr_code: "https://wework.example/qr/1".into(),
+        users: vec![WecomUserId::new_unchecked("li")],
+        rule_ids: vec![RuleId::new_unchecked("r1")],
+        created_at: now(),
+        version: 0,
+    };
+    store.put_channel(&mut ch).await.expect("create");
+    let listed = store.list_channels(&t).await.unwrap();
+    assert_eq!(listed, vec![ch.clone()]);
+    assert_eq!(
+        store.get_channel(&t, &ch.id).await.unwrap(),
+        Some(ch.clone())
+    );
+    store.delete_channel(&t, &ch.id).await.unwrap();
+    assert!(store.list_channels(&t).await.unwrap().is_empty());
 }
 
 /// The rate budget's window (`wecom::budget`): callers from every process count in one

@@ -37,6 +37,8 @@ use tokio::task::JoinHandle;
 
 /// The bearer token of the admin API of every world (at least 16 characters).
 pub const ADMIN_TOKEN: &str = "world-admin-token-0123456789abcdef";
+/// The tenant's `message_feed_secret` in every world (the feed connector signs with it).
+pub const FEED_SECRET: &str = "world-feed-secret-0123456789";
 
 /// How a [`World`] is set up. [`Default`]: four workers, tenant `acme`, worker backoff 20 ms
 /// doubling to 200 ms, the simulators' defaults, callbacks and webhooks wired.
@@ -271,6 +273,7 @@ impl World {
             "mall_api_base": world.mall.base_url(),
             "mall_api_token": mall_token,
             "mall_webhook_secret": webhook_secret,
+            "message_feed_secret": FEED_SECRET,
         });
         let (status, body) = world
             .request(
@@ -325,6 +328,11 @@ impl World {
         wecom.stop().await;
         mall.stop().await;
         drop(data);
+    }
+
+    /// The chat-archive feed connector of the tenant, posting to this world's tagsync.
+    pub fn feed(&self) -> tagsync::sim::feed::FeedConnector {
+        tagsync::sim::feed::FeedConnector::new(&self.base, self.tenant.as_str(), FEED_SECRET)
     }
 
     /// Where tagsync keeps its data.

@@ -346,14 +346,15 @@ fn present(mt: &MemberTags) -> Vec<HubTagId> {
 
 /// Applies `marks` (tag → present) to the member's hub tags, decided now, with one audit entry
 /// in the same transaction; a concurrent change of the member is re-read and the marks
-/// re-applied. Answers the tags present after the change.
+/// re-applied. Answers the tags present after the change, and those it added (with their
+/// mark's time: the `tag_added` event rules see).
 async fn write_marks(
     app: &App,
     tenant: &TenantId,
     member: &MemberId,
     marks: &BTreeMap<HubTagId, bool>,
     batch_id: Option<&str>,
-) -> Result<Vec<HubTagId>, ApiError> {
+) -> Result<(Vec<HubTagId>, Vec<(HubTagId, Timestamp)>), ApiError> {
     let mut attempt = 1;
     loop {
         let mut mt = app
@@ -398,13 +399,33 @@ async fn write_marks(
             .transact(vec![Write::MemberTags(mt), Write::Audit(entry)])
             .await
         {
-            Ok(()) => return Ok(after),
+            Ok(()) => {
+                let gained = after
+                    .iter()
+                    .filter(|t| !before.contains(t))
+                    .map(|t| (t.clone(), now))
+                    .collect();
+                return Ok((after, gained));
+            }
             Err(e) if e.is_conflict() && attempt < WRITE_ATTEMPTS => {
                 tracing::debug!(tenant = %tenant, member = %member, attempt, "member tags changed meanwhile; re-applying");
                 attempt += 1;
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Tags an operator added reach the `tag_added` rules. The change itself is saved either way;
+/// a failure to queue their evaluation is logged, not the request's failure.
+async fn gained_reach_rules(
+    app: &App,
+    tenant: &Tenant,
+    member: &MemberId,
+    gained: Vec<(HubTagId, Timestamp)>,
+) {
+    if let Err(e) = crate::jobs::rules::tags_gained(app, tenant, member, gained, "operator").await {
+        tracing::warn!(tenant = %tenant.id, member = %member, error = %e.reason, "tag_added rules not queued");
     }
 }
 
@@ -516,8 +537,9 @@ async fn change(
         )));
     }
 
-    let after = write_marks(app, &tenant.id, member, &change.marks, None).await?;
+    let (after, gained) = write_marks(app, &tenant.id, member, &change.marks, None).await?;
     let queued = jobs::enqueue(app, tenant, vec![sync_member(member.clone())]).await?;
+    gained_reach_rules(app, tenant, member, gained).await;
     tracing::info!(tenant = %tenant.id, member = %member, tags = change.marks.len(), queued, "member tags changed");
     Ok(HttpResponse::json(
         202,
@@ -588,7 +610,10 @@ async fn batch(app: &App, tenant: &Tenant, req: &HttpRequest) -> Result<HttpResp
     let mut kinds = Vec::with_capacity(written.len());
     for (member, r) in written {
         match r {
-            Ok(_) => kinds.push(sync_member(member)),
+            Ok((_, gained)) => {
+                gained_reach_rules(app, tenant, &member, gained).await;
+                kinds.push(sync_member(member));
+            }
             Err(e) => {
                 failed += 1;
                 tracing::warn!(tenant = %tenant.id, member = %member, error = %e, "member tags not written");

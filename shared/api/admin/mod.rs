@@ -1,12 +1,13 @@
 //! The operator's API (`/admin/v1/...`, see admin-api.md): the router, the bearer check and
 //! the audit helper every route uses; one file per resource (tenants with their switches and
-//! status, the tag library, members, sync runs, the audit log, dead letters, customers).
+//! status, the tag library, members, sync runs, the audit log, dead letters, customers, automatic-tagging rules).
 
 mod audit;
 pub mod customers;
 mod dead_letters;
 mod library;
 mod members;
+pub mod rules;
 mod runs;
 mod tenants;
 
@@ -59,6 +60,7 @@ pub(super) async fn route(
                     members::route(app, &t, req, rest).await
                 }
                 (_, ["sync", ..]) => runs::route(app, &t, req, rest).await,
+                (_, ["rules", ..]) => rules::route(app, &t, req, rest).await,
                 (_, ["customers" | "customers:bulk-tags"]) => {
                     customers::route(app, &t, req, rest).await
                 }

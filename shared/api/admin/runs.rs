@@ -95,5 +95,7 @@ pub fn view(run: &SyncRun, now: Timestamp) -> Value {
         "skipped": run.skipped,
         "ambiguous": run.ambiguous,
         "error": error,
+        "rule_id": run.rule_id,
+        "kept": run.kept,
     })
 }

@@ -17,6 +17,7 @@ pub(super) fn tenant_view(t: &Tenant) -> serde_json::Value {
         "agent_id": t.agent_id,
         "mall_api_base": t.mall_api_base,
         "settings": t.settings,
+        "message_feed": t.secrets.message_feed_secret.is_some(),
         "created_at": t.created_at.to_rfc3339(),
         "updated_at": t.updated_at.to_rfc3339(),
     })
@@ -39,6 +40,7 @@ const TENANT_FIELDS: &[&str] = &[
     "mall_api_base",
     "mall_api_token",
     "mall_webhook_secret",
+    "message_feed_secret",
     "settings",
 ];
 
@@ -107,6 +109,11 @@ pub(super) async fn put_tenant(
     let mall_api_base = parse_url("mall_api_base", &body.nonempty_str("mall_api_base")?)?;
     let mall_api_token = body.nonempty_str("mall_api_token")?;
     let mall_webhook_secret = body.nonempty_str("mall_webhook_secret")?;
+    // Optional: a tenant without the chat feed has none; absent keeps the one set before.
+    let message_feed_secret = match body.get("message_feed_secret") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(_) => Some(body.nonempty_str("message_feed_secret")?),
+    };
     let settings_body = body
         .optional_object("settings")?
         .map(|m| Body::from_map(m, SETTINGS_FIELDS, "settings."))
@@ -126,6 +133,11 @@ pub(super) async fn put_tenant(
             encoding_aes_key: Secret::new(encoding_aes_key),
             mall_api_token: Secret::new(mall_api_token),
             mall_webhook_secret: Secret::new(mall_webhook_secret),
+            message_feed_secret: message_feed_secret.map(Secret::new).or_else(|| {
+                existing
+                    .as_ref()
+                    .and_then(|t| t.secrets.message_feed_secret.clone())
+            }),
         },
         settings: existing.as_ref().map(|t| t.settings).unwrap_or_default(),
         created_at: existing.as_ref().map_or(now, |t| t.created_at),

@@ -84,6 +84,15 @@ pub enum JobKind {
     },
     /// Advance one chain of a reconciliation run by one page (see [`super::SyncRun`]).
     RunChain { run: RunId, chain: String },
+    /// Take a bulk run's snapshot: the customers its filter matches now, queued in chunks
+    /// (`crate::jobs::bulk_tags`).
+    BulkStart { run: RunId },
+    /// Apply a bulk run's changes to one chunk of its snapshot.
+    BulkChunk {
+        run: RunId,
+        chunk: u64,
+        customers: Vec<ExternalUserId>,
+    },
     /// Evaluate the automatic-tagging rules an event concerns (`crate::jobs::rules`).
     Rules { event: super::rules::RuleEvent },
     /// Reverse a rule's applied firings: the undo run `run` (`crate::jobs::undo`).
@@ -120,6 +129,10 @@ pub struct Hint {
     /// switches are off (a manual sync is how the sides come together then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunId>,
+    /// The audit origin of what the job applies, when more precise than `origin` (e.g.
+    /// `bulk:{run id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 impl Default for Hint {
@@ -137,6 +150,7 @@ impl From<Actor> for Hint {
             wecom_deleted: false,
             origin,
             run: None,
+            cause: None,
         }
     }
 }
@@ -161,6 +175,8 @@ impl JobKind {
             JobKind::SyncTag { .. } => "sync_tag",
             JobKind::SyncMember { .. } => "sync_member",
             JobKind::RunChain { .. } => "run_chain",
+            JobKind::BulkStart { .. } => "bulk_start",
+            JobKind::BulkChunk { .. } => "bulk_chunk",
             JobKind::Rules {
                 event: super::rules::RuleEvent::Messages { .. },
             } => "rules_messages",

@@ -1,5 +1,6 @@
 //! The domain model: pure data, no I/O.
 
+pub mod bulk;
 pub mod customer;
 pub mod ids;
 pub mod job;
@@ -10,6 +11,7 @@ pub mod rules;
 pub mod tenant;
 pub mod time;
 
+pub use bulk::*;
 pub use customer::*;
 pub use ids::*;
 pub use job::*;

@@ -51,6 +51,9 @@ pub enum RunScope {
     Library,
     Members,
     All,
+    /// Bulk tagging by a customer filter (`crate::jobs::bulk_tags`): no chains, see
+    /// [`SyncRun::bulk`].
+    Bulk,
     /// An undo of a rule's firings (automation.md §1, `crate::jobs::undo`).
     Undo,
 }
@@ -61,6 +64,8 @@ impl RunScope {
         match self {
             RunScope::Library | RunScope::All => ("library", Walk::Library),
             RunScope::Members => ("mall_members", Walk::MallMembers),
+            // A bulk run walks no side; its chain is only a placeholder (cleared at start).
+            RunScope::Bulk => ("bulk", Walk::Library),
             RunScope::Undo => ("undo", Walk::Firings),
         }
     }
@@ -72,6 +77,8 @@ pub enum RunStatus {
     Running,
     Done,
     Failed,
+    /// Stopped by the operator (bulk runs): what it applied before stays applied.
+    Cancelled,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +120,9 @@ pub struct SyncRun {
     /// Ambiguous onboarding matches, left unlinked for the operator to resolve.
     #[serde(default)]
     pub ambiguous: Vec<String>,
+    /// A bulk run's filter, changes and counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<Box<super::bulk::BulkState>>,
     /// An undo run: the rule it undoes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<super::ids::RuleId>,
@@ -217,6 +227,7 @@ impl SyncRun {
             progressed_at: Some(now),
             chains,
             ambiguous: Vec::new(),
+            bulk: None,
             rule_id: None,
             kept: Vec::new(),
             version: 0,

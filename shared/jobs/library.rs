@@ -85,9 +85,12 @@ where
         after: Vec::new(),
         after_groups: Vec::new(),
         depth: 0,
+        active: 0,
     };
     let mut result = work(&mut cx).await;
-    // Siblings that got a temporary name are brought to their own names now.
+    // Siblings that got a temporary name are brought to their own names now: work for other
+    // objects, handed to their own jobs if it fails (`active` makes the calls nested).
+    cx.active += 1;
     while result.is_ok() {
         if let Some(group) = cx.after_groups.pop() {
             result = cx.group(group, Hint::from(origin), false).await;
@@ -95,6 +98,27 @@ where
         }
         let Some(tag) = cx.after.pop() else { break };
         result = cx.tag(tag, Hint::from(origin)).await;
+    }
+    cx.active -= 1;
+    // This job's retry may not come back to follow-ups it had still to do (what it saved
+    // before failing can send its retry down another path): they get their own jobs.
+    if result.as_ref().is_err_and(|e| e.retry.is_some())
+        && (!cx.after.is_empty() || !cx.after_groups.is_empty())
+    {
+        let mut kinds: Vec<JobKind> = std::mem::take(&mut cx.after_groups)
+            .into_iter()
+            .map(|group| JobKind::SyncGroup {
+                group,
+                hint: Hint::from(origin),
+            })
+            .collect();
+        kinds.extend(cx.after.drain(..).map(|tag| JobKind::SyncTag {
+            tag,
+            hint: Hint::from(origin),
+        }));
+        if let Err(e) = super::enqueue(app, tenant, kinds).await {
+            tracing::warn!(error = %e, "could not queue a failed job's follow-ups; its retry redoes what it can");
+        }
     }
     // A job whose run was superseded by a nested one is done (see `Cx::merge_into`).
     if result.as_ref().is_err_and(|e| e.superseded) {
@@ -124,6 +148,9 @@ struct Cx<'a> {
     after_groups: Vec<HubGroupId>,
     /// Inline recursion depth (an unknown group found while syncing a tag): bounded.
     depth: u32,
+    /// `tag`/`group` calls in progress: above zero, a call is another object's work done
+    /// inside this job (see [`Cx::hand_over`]).
+    active: u32,
 }
 
 fn wecom_group_snapshot(g: &TagGroupInfo) -> GroupSnapshot {
@@ -307,10 +334,32 @@ impl<'a> Cx<'a> {
     /// does not know (a console-created group sends one event for the group and its tags)
     /// and its live tags WeCom still lacks (created with the group's first tag).
     async fn group(&mut self, id: HubGroupId, hint: Hint, children: bool) -> Step<()> {
-        match self.group_once(id, hint, children).await {
+        let nested = self.active > 0;
+        self.active += 1;
+        let r = self.group_once(id.clone(), hint.clone(), children).await;
+        self.active -= 1;
+        match r {
             Err(e) if e.superseded => Ok(()),
+            Err(e) if nested => Err(self
+                .hand_over(vec![JobKind::SyncGroup { group: id, hint }], e)
+                .await),
             r => r,
         }
+    }
+
+    /// Another object's work, done inside this job, failed and will be retried: it gets its
+    /// own job too. This job's retry may not come back to it: what this job saved before the
+    /// failure (a link, a base) can send its retry down another path, and the other object's
+    /// change (a tag gone with its WeCom group, say, still to be deleted in the mall) would
+    /// then wait for the nightly run. A duplicate job costs a look.
+    async fn hand_over(&self, kinds: Vec<JobKind>, e: StepError) -> StepError {
+        if e.retry.is_some()
+            && !kinds.is_empty()
+            && let Err(q) = super::enqueue(self.app, self.tenant, kinds).await
+        {
+            tracing::warn!(error = %q, "could not queue a nested job's own retry; the outer job's retry redoes what it can");
+        }
+        e
     }
 
     async fn group_once(&mut self, id: HubGroupId, hint: Hint, children: bool) -> Step<()> {
@@ -1448,8 +1497,15 @@ impl<'a> Cx<'a> {
     /// Brings tag `id` up to date. A tag found to duplicate another ends here (see
     /// [`Cx::merge_into`]): the other carries on with what it held.
     async fn tag(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
-        match self.tag_once(id, hint).await {
+        let nested = self.active > 0;
+        self.active += 1;
+        let r = self.tag_once(id.clone(), hint.clone()).await;
+        self.active -= 1;
+        match r {
             Err(e) if e.superseded => Ok(()),
+            Err(e) if nested => Err(self
+                .hand_over(vec![JobKind::SyncTag { tag: id, hint }], e)
+                .await),
             r => r,
         }
     }
@@ -2171,8 +2227,19 @@ impl<'a> Cx<'a> {
             })
             .map(|y| y.id)
             .collect();
-        for y in gone {
-            Box::pin(self.tag(y, Hint::from(self.origin))).await?;
+        let mut gone = gone.into_iter();
+        while let Some(y) = gone.next() {
+            if let Err(e) = Box::pin(self.tag(y, Hint::from(self.origin))).await {
+                // This job's retry finds the group linked and does not come back here: the
+                // rest get their own jobs (the failed one has its own already).
+                let rest = gone
+                    .map(|tag| JobKind::SyncTag {
+                        tag,
+                        hint: Hint::from(self.origin),
+                    })
+                    .collect();
+                return Err(self.hand_over(rest, e).await);
+            }
         }
         Ok(())
     }

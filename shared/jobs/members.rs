@@ -642,6 +642,12 @@ impl Cx<'_> {
             );
             entries.truncate(88);
         }
+        // A bulk run's changes are audited as its own.
+        if let Some(cause) = &self.hint.cause {
+            for e in entries.iter_mut() {
+                e.origin = cause.clone();
+            }
+        }
         let mut customer = customer;
         for _ in 0..3 {
             let stored_tags = self

@@ -8,6 +8,7 @@
 //! rule's undo page by page. Every job holds a lock on what it brings up to date,
 //! so two copies never both create.
 
+pub mod bulk_tags;
 pub mod customer_index;
 pub mod intake;
 pub mod library;
@@ -76,6 +77,7 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
         }
         // A run's page ends the run itself when the feature went off (its report says so).
         JobKind::RunChain { .. } | JobKind::Probe { .. } => true,
+        JobKind::BulkStart { .. } | JobKind::BulkChunk { .. } => settings.tags_enabled,
     }
 }
 

@@ -22,6 +22,9 @@ pub async fn show(app: &App, job: &Job, reason: &str, side: Option<Side>) {
         JobKind::RunChain { run, chain } => reconcile::page_parked(app, t, run, chain, reason)
             .await
             .map_err(|e| e.reason),
+        JobKind::BulkStart { run } | JobKind::BulkChunk { run, .. } => {
+            crate::jobs::bulk_tags::parked(app, t, run, reason).await
+        }
         JobKind::Undo { run, .. } => crate::jobs::undo::parked(app, t, run, reason).await,
         JobKind::SyncMember { .. }
         | JobKind::Inbound { .. }

@@ -314,6 +314,12 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
         JobKind::RunChain { run, chain } => {
             super::reconcile::advance(app, &tenant, job, run, chain).await
         }
+        JobKind::BulkStart { run } => crate::jobs::bulk_tags::snapshot(app, &tenant, run).await,
+        JobKind::BulkChunk {
+            run,
+            chunk,
+            customers,
+        } => crate::jobs::bulk_tags::chunk(app, &tenant, job, run, *chunk, customers).await,
         JobKind::Rules { event } => crate::jobs::rules::run(app, &tenant, job, event).await,
         JobKind::Undo {
             run,

@@ -190,6 +190,12 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
         limit: usize,
     ) -> StoreResult<CustomerPage>;
+    /// Every customer matching `filter`, in external-userid order.
+    async fn matching_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+    ) -> StoreResult<Vec<ExternalUserId>>;
 
     /// Applies every write or none. Versions are checked as for single puts.
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()>;

@@ -283,6 +283,77 @@ struct SimState {
     rate_counts: HashMap<ApiOp, (i64, u32)>,
     quirks: Quirks,
     callback_url: Option<String>,
+    /// Contact ways (渠道活码, §7) by `config_id`.
+    contact_ways: BTreeMap<String, SimContactWay>,
+    /// Where this simulator listens (its QR code images are served here).
+    base_url: String,
+}
+
+/// A contact way created through `add_contact_way`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SimContactWay {
+    pub config_id: String,
+    pub state: String,
+    pub users: Vec<String>,
+    pub qr_code: String,
+    pub skip_verify: bool,
+    /// Scans so far (the next scan is answered by `users[scans % len]`).
+    pub scans: usize,
+}
+
+/// `add_contact_way` (§7): scene 2 (QR code) or 1; `state` at most 30 characters; at least
+/// one member, at most 100.
+fn add_contact_way(s: &mut SimState, body: &Value) -> ApiResult {
+    let scene = opt_u32(body, "scene")?.ok_or_else(|| invalid_param("scene is required"))?;
+    let kind = opt_u32(body, "type")?.ok_or_else(|| invalid_param("type is required"))?;
+    if !matches!(scene, 1 | 2) || !matches!(kind, 1 | 2) {
+        return Err(invalid_param("type and scene must be 1 or 2"));
+    }
+    let state = opt_str(body, "state")?.unwrap_or("").to_owned();
+    if state.chars().count() > MAX_NAME_CHARS {
+        return Err(invalid_param("state is at most 30 characters"));
+    }
+    let users = str_list(body, "user")?;
+    if users.is_empty() || users.len() > 100 || (kind == 1 && users.len() != 1) {
+        return Err(invalid_param(
+            "user: 1 member for type 1, 1 to 100 for type 2",
+        ));
+    }
+    let skip_verify = body
+        .get("skip_verify")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let config_id = random_alnum(32).to_lowercase();
+    let qr_code = if scene == 2 {
+        format!("{}/qr/{config_id}.svg", s.base_url)
+    } else {
+        String::new()
+    };
+    s.contact_ways.insert(
+        config_id.clone(),
+        SimContactWay {
+            config_id: config_id.clone(),
+            state,
+            users,
+            qr_code: qr_code.clone(),
+            skip_verify,
+            scans: 0,
+        },
+    );
+    let mut answer = json!({ "config_id": config_id });
+    if scene == 2 {
+        answer["qr_code"] = json!(qr_code);
+    }
+    Ok(answer)
+}
+
+/// `del_contact_way`: an unknown `config_id` is refused (40058, invalid parameter).
+fn del_contact_way(s: &mut SimState, body: &Value) -> ApiResult {
+    let id = opt_str(body, "config_id")?.ok_or_else(|| invalid_param("config_id is required"))?;
+    match s.contact_ways.remove(id) {
+        Some(_) => Ok(json!({})),
+        None => Err(invalid_param(format!("config_id {id} does not exist"))),
+    }
 }
 
 struct Delivery {
@@ -623,6 +694,8 @@ impl Core {
             ApiOp::EditStrategyTag => edit_tag(&mut s, Scope::Strategy(None), body),
             ApiOp::DelCorpTag => del_tags(&mut s, Scope::Corp, body),
             ApiOp::DelStrategyTag => del_tags(&mut s, Scope::Strategy(None), body),
+            ApiOp::AddContactWay => add_contact_way(&mut s, body),
+            ApiOp::DelContactWay => del_contact_way(&mut s, body),
             ApiOp::MarkTag => mark_tag(&mut s, body),
             ApiOp::GetExternalContact => get_contact(&s, query, self.config.follow_user_page_size),
             ApiOp::BatchGetByUser => batch_get_by_user(&s, body),
@@ -1715,6 +1788,29 @@ impl Actions<'_> {
         Ok(())
     }
 
+    /// A customer scans a contact way's QR code: the next of its members (in turn) adds the
+    /// customer, and WeCom sends the add event with the way's `State` —
+    /// `add_external_contact` when the way skips verification, else
+    /// `add_half_external_contact` first and `add_external_contact` once the member accepts
+    /// (here: at once). Answers the member who added the customer.
+    pub fn scan(&self, config_id: &str, external_userid: &str) -> Result<String, SimError> {
+        let (userid, state, skip_verify) = {
+            let mut s = self.core.lock();
+            let Some(way) = s.contact_ways.get_mut(config_id) else {
+                return Err(SimError::NotFound(format!("contact way {config_id}")));
+            };
+            let userid = way.users[way.scans % way.users.len()].clone();
+            way.scans += 1;
+            (userid, way.state.clone(), way.skip_verify)
+        };
+        let state = (!state.is_empty()).then_some(state);
+        if !skip_verify {
+            self.add_half_relation(&userid, external_userid, state.as_deref())?;
+        }
+        self.add_relation(&userid, external_userid, state.as_deref())?;
+        Ok(userid)
+    }
+
     /// The customer deletes the member: `del_follow_user`; the relation is gone.
     pub fn customer_deletes_member(
         &self,
@@ -1811,6 +1907,7 @@ impl WecomSim {
         let state = SimState {
             rate_limits: config.rate_limits.clone(),
             callback_url: config.callback_url.clone(),
+            base_url: format!("http://{addr}"),
             ..SimState::default()
         };
         let core = Arc::new(Core {
@@ -2023,6 +2120,11 @@ impl WecomSim {
     }
 
     /// The tag ids on one relation, `None` if there is no such relation.
+    /// The contact ways that exist now.
+    pub fn contact_ways(&self) -> Vec<SimContactWay> {
+        self.core.lock().contact_ways.values().cloned().collect()
+    }
+
     pub fn relation_tags(&self, userid: &str, external_userid: &str) -> Option<Vec<String>> {
         let s = self.core.lock();
         s.relation_index(userid, external_userid)
@@ -2087,6 +2189,9 @@ fn router(core: Arc<Core>) -> Router {
         .route("/control/reorder", post(ctl_reorder))
         .route("/control/members", post(ctl_add_member))
         .route("/control/customers", post(ctl_add_customer))
+        .route("/control/contact-ways", get(ctl_contact_ways))
+        .route("/control/contact-ways/{config_id}/scan", post(ctl_scan))
+        .route("/qr/{file}", get(qr_image))
         .route(
             "/control/relations",
             post(ctl_add_relation).get(ctl_relations),
@@ -2391,6 +2496,53 @@ async fn ctl_delete_relation(
     axum::Json(b): axum::Json<CtlRelation>,
 ) -> Response {
     ctl_result(actions(&core, b.silent).delete_relation(&b.userid, &b.external_userid))
+}
+
+async fn ctl_contact_ways(AxumState(core): AxumState<Arc<Core>>) -> Response {
+    let ways: Vec<SimContactWay> = core.lock().contact_ways.values().cloned().collect();
+    ctl_result(Ok(ways))
+}
+
+#[derive(Deserialize)]
+struct CtlScan {
+    external_userid: String,
+    #[serde(default)]
+    silent: bool,
+}
+
+/// `POST /control/contact-ways/{config_id}/scan {"external_userid"}`: a customer scans the
+/// code (see [`Actions::scan`]).
+async fn ctl_scan(
+    AxumState(core): AxumState<Arc<Core>>,
+    Path(config_id): Path<String>,
+    axum::Json(b): axum::Json<CtlScan>,
+) -> Response {
+    ctl_result(
+        actions(&core, b.silent)
+            .scan(&config_id, &b.external_userid)
+            .map(|userid| json!({ "userid": userid })),
+    )
+}
+
+/// A contact way's QR code image: a placeholder SVG naming the way (the simulator draws no
+/// real QR code; a phone cannot scan it — `…/scan` does).
+async fn qr_image(AxumState(core): AxumState<Arc<Core>>, Path(file): Path<String>) -> Response {
+    let id = file.trim_end_matches(".svg");
+    let Some(way) = core.lock().contact_ways.get(id).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let mut cells = String::new();
+    for (i, b) in way.config_id.bytes().enumerate().take(64) {
+        if b % 2 == 0 {
+            let (x, y) = (10 + (i % 8) * 10, 10 + (i / 8) * 10);
+            cells.push_str(&format!(r#"<rect x="{x}" y="{y}" width="10" height="10"/>"#));
+        }
+    }
+    let svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="112" viewBox="0 0 100 112"><rect width="100" height="112" fill="white"/>{cells}<text x="50" y="108" font-size="8" text-anchor="middle">{}</text></svg>"#,
+        way.state.replace(['<', '>', '&', '"'], "")
+    );
+    ([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
 }
 
 async fn ctl_relations(AxumState(core): AxumState<Arc<Core>>) -> Response {

@@ -47,6 +47,12 @@ pub trait CustomerIndex: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> StoreResult<CustomerPage>;
+    /// Every customer matching `filter`, in external-userid order (a bulk run's snapshot).
+    async fn matching_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+    ) -> StoreResult<Vec<ExternalUserId>>;
 }
 
 fn corrupt(key: String) -> impl FnOnce(serde_json::Error) -> StoreError {
@@ -151,6 +157,38 @@ pub async fn items_put<B: ItemBackend + ?Sized>(
         b.transact(chunk.to_vec()).await?;
     }
     Ok(())
+}
+
+pub async fn items_matching<B: ItemBackend + ?Sized>(
+    b: &B,
+    t: &TenantId,
+    filter: &CustomerFilter,
+) -> StoreResult<Vec<ExternalUserId>> {
+    let pk = partition(t, filter.narrowing_facet().as_ref());
+    let mut out = Vec::new();
+    let mut start_after: Option<String> = None;
+    loop {
+        let items = b
+            .query(&Query {
+                pk: pk.clone(),
+                sk_prefix: String::new(),
+                start_after: start_after.clone(),
+                limit: WALK_PAGE,
+                direction: Direction::Ascending,
+                on_gsi: false,
+            })
+            .await?;
+        start_after = items.last().map(|i| i.sk.clone());
+        for i in &items {
+            let e = decode(&i.key(), &i.data, 0)?;
+            if filter.matches(&e) {
+                out.push(e.external_userid);
+            }
+        }
+        if items.len() < WALK_PAGE {
+            return Ok(out);
+        }
+    }
 }
 
 pub async fn items_query<B: ItemBackend + ?Sized>(

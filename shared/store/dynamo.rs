@@ -810,4 +810,11 @@ impl super::customers::CustomerIndex for DynamoItems {
     ) -> StoreResult<crate::domain::CustomerPage> {
         super::customers::items_query(self, tenant, filter, cursor, limit).await
     }
+    async fn matching_customers(
+        &self,
+        tenant: &crate::domain::TenantId,
+        filter: &crate::domain::CustomerFilter,
+    ) -> StoreResult<Vec<crate::domain::ExternalUserId>> {
+        super::customers::items_matching(self, tenant, filter).await
+    }
 }

@@ -694,6 +694,26 @@ impl CustomerIndex for SqliteItems {
         Ok(())
     }
 
+    async fn matching_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+    ) -> StoreResult<Vec<ExternalUserId>> {
+        let (cond, args) = customers::sql_where(tenant, filter);
+        let ids = self
+            .db
+            .read(move |conn| -> rusqlite::Result<Vec<String>> {
+                conn.prepare_cached(&format!(
+                    "SELECT c.external_userid FROM customer_index c WHERE {cond} ORDER BY c.external_userid"
+                ))?
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?
+                .collect()
+            })
+            .await
+            .map_err(unavailable("matching customers"))?;
+        Ok(ids.into_iter().map(ExternalUserId::new_unchecked).collect())
+    }
+
     async fn query_customers(
         &self,
         tenant: &TenantId,

@@ -827,6 +827,14 @@ impl<B: ItemBackend> Store for TableStore<B> {
             .await
     }
 
+    async fn matching_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+    ) -> StoreResult<Vec<ExternalUserId>> {
+        self.backend.matching_customers(tenant, filter).await
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
         let mut items = Vec::with_capacity(writes.len());
         for w in writes {

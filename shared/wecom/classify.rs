@@ -24,10 +24,13 @@ pub enum ApiOp {
     AddStrategyTag,
     EditStrategyTag,
     DelStrategyTag,
+    /// Channel codes (渠道活码, §7).
+    AddContactWay,
+    DelContactWay,
 }
 
 impl ApiOp {
-    pub const ALL: [ApiOp; 14] = [
+    pub const ALL: [ApiOp; 16] = [
         ApiOp::GetToken,
         ApiOp::GetCorpTagList,
         ApiOp::AddCorpTag,
@@ -42,6 +45,8 @@ impl ApiOp {
         ApiOp::AddStrategyTag,
         ApiOp::EditStrategyTag,
         ApiOp::DelStrategyTag,
+        ApiOp::AddContactWay,
+        ApiOp::DelContactWay,
     ];
 
     /// The path under `cgi-bin/`.
@@ -61,6 +66,8 @@ impl ApiOp {
             ApiOp::AddStrategyTag => "externalcontact/add_strategy_tag",
             ApiOp::EditStrategyTag => "externalcontact/edit_strategy_tag",
             ApiOp::DelStrategyTag => "externalcontact/del_strategy_tag",
+            ApiOp::AddContactWay => "externalcontact/add_contact_way",
+            ApiOp::DelContactWay => "externalcontact/del_contact_way",
         }
     }
 

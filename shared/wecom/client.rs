@@ -276,6 +276,31 @@ pub struct BatchPage {
     pub next_cursor: Option<String>,
 }
 
+/// A contact way tagsync created (§7): its id, and the QR code's URL (scene 2).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ContactWay {
+    pub config_id: String,
+    #[serde(default)]
+    pub qr_code: String,
+}
+
+#[derive(Serialize)]
+struct AddContactWayReq<'a> {
+    /// 1: one member, 2: several.
+    r#type: u8,
+    /// 2: a QR code.
+    scene: u8,
+    state: &'a str,
+    user: &'a [WecomUserId],
+    remark: &'a str,
+    skip_verify: bool,
+}
+
+#[derive(Serialize)]
+struct DelContactWayReq<'a> {
+    config_id: &'a str,
+}
+
 #[derive(Deserialize)]
 struct TagListResp {
     #[serde(default)]
@@ -529,6 +554,49 @@ impl WecomClient {
     ) -> Result<DeleteOutcome, WecomError> {
         self.del_tags(creds, ApiOp::DelCorpTag, tag_ids, group_ids)
             .await
+    }
+
+    /// Creates a QR-code contact way (scene 2) for `users` whose add events carry `state`
+    /// (§7); answers its `config_id` and QR code URL.
+    pub async fn add_contact_way(
+        &self,
+        creds: &WecomCredentials,
+        state: &str,
+        users: &[WecomUserId],
+        remark: &str,
+    ) -> Result<ContactWay, WecomError> {
+        if users.is_empty() {
+            return Err(WecomError::invalid_request(
+                ApiOp::AddContactWay,
+                "a contact way needs at least one member",
+            ));
+        }
+        let req = AddContactWayReq {
+            r#type: if users.len() == 1 { 1 } else { 2 },
+            scene: 2,
+            state,
+            user: users,
+            remark,
+            skip_verify: true,
+        };
+        self.call(creds, ApiOp::AddContactWay, json(&req)).await
+    }
+
+    /// Deletes a contact way; one already gone counts as deleted.
+    pub async fn del_contact_way(
+        &self,
+        creds: &WecomCredentials,
+        config_id: &str,
+    ) -> Result<(), WecomError> {
+        let req = DelContactWayReq { config_id };
+        match self
+            .call::<Empty>(creds, ApiOp::DelContactWay, json(&req))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.verdict == Verdict::AlreadyDone => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Adds and removes tags on one (member, customer) relation in one call (§1.6).

@@ -365,3 +365,129 @@ async fn demo_wires_both_simulators_and_its_printed_commands_carry_changes_both_
     .await;
     drop(child);
 }
+
+/// Two `tagsync serve` processes on one store (the in-process world and a `tagsync` binary
+/// on its data directory, pulling from the same queue) spend one WeCom rate budget: each may
+/// spend 15 `mark_tag` a minute (`TAGSYNC_WECOM_RATE_SHARE=0.0015`), WeCom allows 20, and 30
+/// relations are marked by jobs both processes run. Budgets of their own would let up to 30
+/// through in one minute and meet 45009; one shared budget keeps WeCom from ever refusing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_serve_processes_on_one_store_share_one_wecom_rate_budget() {
+    use tagsync::sim::mall::NewMember;
+    use tagsync::sim::wecom::SimConfig;
+    use crate::support::world::{ADMIN_TOKEN as WORLD_TOKEN, World, WorldOptions};
+    use tagsync::wecom::budget::BudgetConfig;
+    use tagsync::wecom::classify::ApiOp;
+
+    const SHARE: &str = "0.0015";
+    // One worker here (woken at once by its own sends), two there (polling the file).
+    let w = World::start(WorldOptions {
+        workers: 1,
+        wecom: SimConfig {
+            rate_limits: [(ApiOp::MarkTag, 20)].into(),
+            ..SimConfig::default()
+        },
+        wecom_budget: Some(BudgetConfig::share(SHARE.parse().unwrap())),
+        ..WorldOptions::default()
+    })
+    .await;
+    assert_eq!(BudgetConfig::share(SHARE.parse().unwrap()).per_minute, 15);
+    let (status, group) = w
+        .admin(
+            reqwest::Method::POST,
+            "/tag-groups",
+            Some(serde_json::json!({"name": "等级", "tags": [{"name": "金卡", "order": 1}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{group}");
+    let gold = group["tags"][0]["id"].as_str().unwrap().to_owned();
+    let mut members = Vec::new();
+    for i in 0..15 {
+        let customer = format!("wm_{i:03}");
+        for s in [i % 5, i % 5 + 5] {
+            w.wecom
+                .silent()
+                .add_relation(&format!("sales_{s}"), &customer, None)
+                .unwrap();
+        }
+        let m = w
+            .mall
+            .silent()
+            .create_member(NewMember::external(&customer))
+            .unwrap();
+        members.push(m.id.as_str().to_owned());
+    }
+    let (status, run) = w
+        .admin(
+            reqwest::Method::POST,
+            "/sync",
+            Some(serde_json::json!({"scope": "members"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{run}");
+    w.settle(Duration::from_secs(60)).await.unwrap();
+
+    let other = ServeProcess::start(
+        BIN,
+        w.data_dir(),
+        &["--workers", "2"],
+        &[
+            ("TAGSYNC_ADMIN_TOKEN", WORLD_TOKEN.into()),
+            ("TAGSYNC_WECOM_API_BASE", w.wecom.base_url()),
+            ("TAGSYNC_WECOM_RATE_SHARE", SHARE.into()),
+            ("RUST_LOG", "error".into()),
+        ],
+    );
+    let calls_before = w.wecom.calls().len();
+    let items: Vec<Value> = members
+        .iter()
+        .map(|m| serde_json::json!({"member_id": m, "add": [gold], "remove": []}))
+        .collect();
+    let (status, body) = w
+        .admin(
+            reqwest::Method::POST,
+            "/member-tags:batch",
+            Some(serde_json::json!({ "items": items })),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    // Up to a minute and a half: the relations beyond the budget wait for the next minute.
+    w.settle(Duration::from_secs(150)).await.unwrap();
+    assert!(w.problems().await.is_empty(), "{:?}", w.problems().await);
+
+    for m in &members {
+        w.member_view(m)
+            .await
+            .expect_everywhere(&["等级/金卡"])
+            .unwrap_or_else(|e| panic!("member {m}: {e}"));
+    }
+    let marks: Vec<_> = w.wecom.calls()[calls_before..]
+        .iter()
+        .filter(|c| c.op == ApiOp::MarkTag)
+        .cloned()
+        .collect();
+    assert_eq!(
+        marks.iter().filter(|c| c.errcode == Some(45009)).count(),
+        0,
+        "WeCom never refused: the two processes together stayed under its 20 a minute"
+    );
+    assert_eq!(marks.iter().filter(|c| c.errcode == Some(0)).count(), 30);
+    // The other process ran member jobs too (its own counters).
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", other.base))
+        .bearer_auth(WORLD_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("kind=\"sync_member\"") && !l.ends_with(" 0")),
+        "the second process ran member jobs:\n{metrics}"
+    );
+    other.stop();
+    w.stop().await;
+}

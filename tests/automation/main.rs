@@ -11,3 +11,4 @@ mod rules;
 #[allow(dead_code)]
 mod steps;
 mod support;
+mod channels;

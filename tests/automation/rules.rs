@@ -402,3 +402,103 @@ async fn switching_a_canary_to_on_acts_on_new_firings_without_replaying_old_ones
     assert_eq!(tagged, [&people[0].1, &people[2].1]);
     w.stop().await;
 }
+
+/// Polls an undo run until it ends; answers its report.
+async fn finished_run(w: &crate::support::world::World, run_id: &str) -> serde_json::Value {
+    let path = format!("/sync/{run_id}");
+    wait_until("the undo run ends", || async {
+        let (status, body) = w.admin(Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        body["status"] != "running"
+    })
+    .await;
+    w.admin(Method::GET, &path, None).await.1
+}
+
+#[tokio::test]
+async fn undo_removes_the_rules_tags_everywhere_except_where_an_operator_changed_them_after_the_firing_which_is_listed(
+) {
+    let (w, tags) = world_with_tags(&["投诉风险", "已成交"]).await;
+    let people = customers(&w, "u", 4).await;
+    // The fourth customer had the tag already: its firing is `already_had`, and undo leaves
+    // it alone.
+    let (status, _) = w
+        .admin(
+            Method::POST,
+            &format!("/members/{}/tags", people[3].1),
+            Some(json!({"add": [tags["投诉风险"]]})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    settle(&w).await;
+    let rule = create_rule(&w, keyword_rule("作业", &[&tags["投诉风险"]], "on")).await;
+    let feed = w.feed();
+    let messages: Vec<_> = people
+        .iter()
+        .map(|(c, _)| feed.text(c, "sales_li", "老师,作业写完了"))
+        .collect();
+    feed.post(&messages).await.unwrap();
+    settle(&w).await;
+    for (_, m) in &people {
+        tags_everywhere(&w, m, &["投诉风险"]).await;
+    }
+    // An operator confirms the tag on the second customer after the firing.
+    let (status, _) = w
+        .admin(
+            Method::POST,
+            &format!("/members/{}/tags", people[1].1),
+            Some(json!({"add": [tags["投诉风险"]]})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    settle(&w).await;
+
+    let (status, started) = w
+        .admin(
+            Method::POST,
+            &format!("/rules/{}:undo", s(&rule["id"])),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let report = finished_run(&w, &s(&started["run_id"])).await;
+    settle(&w).await;
+
+    assert_eq!(report["status"], "done", "{report}");
+    assert_eq!(report["scope"], "undo");
+    assert_eq!(report["repaired"]["firings_undone"], 2, "{report}");
+    let kept = report["kept"].as_array().unwrap();
+    assert_eq!(kept.len(), 1, "{report}");
+    assert_eq!(kept[0]["customer"], people[1].0.as_str());
+    assert_eq!(kept[0]["tag_id"], tags["投诉风险"].as_str());
+    tags_everywhere(&w, &people[0].1, &[]).await;
+    tags_everywhere(&w, &people[1].1, &["投诉风险"]).await;
+    tags_everywhere(&w, &people[2].1, &[]).await;
+    tags_everywhere(&w, &people[3].1, &["投诉风险"]).await;
+
+    let mut outcomes_by_customer: Vec<(String, String)> = firings(&w, &rule)
+        .await
+        .iter()
+        .map(|f| (s(&f["customer"]), s(&f["outcome"])))
+        .collect();
+    outcomes_by_customer.sort();
+    assert_eq!(
+        outcomes_by_customer,
+        [
+            (people[0].0.clone(), "undone".to_string()),
+            (people[1].0.clone(), "applied".to_string()),
+            (people[2].0.clone(), "undone".to_string()),
+            (people[3].0.clone(), "already_had".to_string()),
+        ]
+    );
+    let origin = format!("rule-undo:{}", s(&rule["id"]));
+    assert!(audit(&w).await.iter().any(|e| e.origin == origin));
+
+    // A second undo finds nothing more of the rule's to reverse.
+    let (_, again) = w
+        .admin(Method::POST, &format!("/rules/{}:undo", s(&rule["id"])), None)
+        .await;
+    let report = finished_run(&w, &s(&again["run_id"])).await;
+    assert_eq!(report["repaired"]["firings_undone"].as_u64().unwrap_or(0), 0);
+    w.stop().await;
+}

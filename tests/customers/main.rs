@@ -8,6 +8,7 @@ mod steps;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bulk;
 mod list;
 
 use crate::support::world::World;

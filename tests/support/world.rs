@@ -61,6 +61,8 @@ pub struct WorldOptions {
     /// The mall simulator. Its first token and its webhook secret become the tenant's; its
     /// `webhook_url` is ignored (see `wire`).
     pub mall: MallSimConfig,
+    /// tagsync's WeCom rate budget (`TAGSYNC_WECOM_RATE_SHARE`); the default share when `None`.
+    pub wecom_budget: Option<tagsync::wecom::budget::BudgetConfig>,
 }
 
 impl Default for WorldOptions {
@@ -74,6 +76,7 @@ impl Default for WorldOptions {
             wire: true,
             wecom: SimConfig::default(),
             mall: MallSimConfig::default(),
+            wecom_budget: None,
         }
     }
 }
@@ -224,7 +227,15 @@ impl World {
         config.worker.base_backoff = opts.base_backoff;
         config.worker.max_backoff = opts.max_backoff;
         config.worker.visibility = opts.visibility;
-        let key = tagsync::store::sealing::SecretKey::generate();
+        if let Some(budget) = opts.wecom_budget {
+            config.wecom_budget = budget;
+        }
+        // The key `support::process::ServeProcess` gives a `tagsync serve` on this directory,
+        // so a test can start a second process on the world's store.
+        let key = tagsync::store::sealing::SecretKey::from_base64(&super::process::test_key(
+            &data.0,
+        ))
+        .expect("a valid test key");
         // tagsync reads the WeCom simulator's clock (the wall clock unless a test moves it), so
         // both agree on rate windows.
         let (app, _db) = App::sqlite(&data.0, config, opts.wecom.clock.clone(), key)

@@ -18,6 +18,7 @@ pub async fn route(
 ) -> Result<HttpResponse, ApiError> {
     match (&req.method, rest) {
         (&Method::GET, ["customers"]) => list(app, t, req).await,
+        (&Method::POST, ["customers:bulk-tags"]) => bulk(app, t, req).await,
         (_, ["customers"]) => Err(ApiError::MethodNotAllowed("use GET".into())),
         (_, ["customers:bulk-tags"]) => Err(ApiError::MethodNotAllowed("use POST".into())),
         _ => Err(ApiError::NotFound(format!(
@@ -113,6 +114,70 @@ pub fn filter_from_body(fields: Map<String, Value>) -> Result<CustomerFilter, Ap
     f.bound = b.optional_bool("bound")?;
     f.q = b.optional_str("q")?.and_then(nonempty);
     Ok(f)
+}
+
+/// How many customers a preview shows.
+const SAMPLE: usize = 20;
+
+/// `POST …/customers:bulk-tags`: a preview (200, nothing started) or a bulk run (202).
+async fn bulk(app: &App, t: &Tenant, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
+    let body = Body::parse(&req.body, &["filter", "add", "remove", "preview"])?;
+    let filter = match body.optional_object("filter")? {
+        Some(fields) => filter_from_body(fields)?,
+        None => CustomerFilter::default(),
+    };
+    check_tags(app, &t.id, &filter.tags, "filter.tag").await?;
+    let mut change = Vec::new();
+    for key in ["add", "remove"] {
+        let mut ids = Vec::new();
+        for id in body.optional_str_list(key)?.unwrap_or_default() {
+            ids.push(
+                HubTagId::parse(id)
+                    .map_err(|e| ApiError::BadRequest(format!("field `{key}`: {}", e.reason)))?,
+            );
+        }
+        check_tags(app, &t.id, &ids, key).await?;
+        change.push(ids);
+    }
+    let (add, remove) = (change.remove(0), change.remove(0));
+    if add.is_empty() && remove.is_empty() {
+        return Err(ApiError::BadRequest(
+            "field `add`: give at least one tag to add or to remove".into(),
+        ));
+    }
+    if let Some(both) = add.iter().find(|x| remove.contains(x)) {
+        return Err(ApiError::BadRequest(format!(
+            "field `remove`: tag `{both}` is also in `add`"
+        )));
+    }
+    if body.optional_bool("preview")?.unwrap_or(false) {
+        let page = app
+            .store
+            .query_customers(&t.id, &filter, None, SAMPLE)
+            .await?;
+        let sample: Vec<Value> = page.customers.iter().map(CustomerEntry::view).collect();
+        return Ok(HttpResponse::json(
+            200,
+            &json!({"matched": page.total, "sample": sample}),
+        ));
+    }
+    if !t.settings.tags_enabled {
+        return Err(ApiError::Conflict(
+            "the customer-tag feature (tags_enabled) is off for this tenant".into(),
+        ));
+    }
+    let run =
+        crate::jobs::bulk_tags::start(app, t, filter.clone(), add.clone(), remove.clone()).await?;
+    super::append_audit(
+        app,
+        &t.id,
+        "bulk.started",
+        format!("run:{}", run.id),
+        None,
+        Some(json!({"filter": filter, "add": add, "remove": remove})),
+    )
+    .await;
+    Ok(HttpResponse::json(202, &json!({"run_id": run.id})))
 }
 
 fn nonempty(s: &str) -> Option<String> {

@@ -1,8 +1,9 @@
 //! The operator's API (`/admin/v1/...`, see admin-api.md): the router, the bearer check and
 //! the audit helper every route uses; one file per resource (tenants with their switches and
-//! status, the tag library, members, sync runs, the audit log, dead letters, customers, automatic-tagging rules).
+//! status, the tag library, members, sync runs, the audit log, dead letters, customers, automatic-tagging rules, channel codes).
 
 mod audit;
+pub mod channels;
 pub mod customers;
 mod dead_letters;
 mod library;
@@ -61,6 +62,7 @@ pub(super) async fn route(
                 }
                 (_, ["sync", ..]) => runs::route(app, &t, req, rest).await,
                 (_, ["rules", ..]) => rules::route(app, &t, req, rest).await,
+                (_, ["channels", ..]) => channels::route(app, &t, req, rest).await,
                 (_, ["customers" | "customers:bulk-tags"]) => {
                     customers::route(app, &t, req, rest).await
                 }

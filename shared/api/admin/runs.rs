@@ -34,6 +34,20 @@ pub async fn route(
                 None => Err(ApiError::NotFound(format!("no sync run `{run_id}`"))),
             }
         }
+        (&Method::POST, ["sync", run_cancel]) if run_cancel.ends_with(":cancel") => {
+            let id = RunId::new_unchecked(run_cancel.trim_end_matches(":cancel").to_owned());
+            let run = crate::jobs::bulk_tags::cancel(app, &tenant.id, &id).await?;
+            super::admin::append_audit(
+                app,
+                &tenant.id,
+                "bulk.cancelled",
+                format!("run:{id}"),
+                None,
+                None,
+            )
+            .await;
+            Ok(HttpResponse::json(202, &view(&run, app.clock.now())))
+        }
         (_, ["sync"]) => Err(ApiError::MethodNotAllowed("use GET or POST".into())),
         (_, ["sync", _]) => Err(ApiError::MethodNotAllowed("use GET".into())),
         _ => Err(ApiError::NotFound(format!(
@@ -82,7 +96,7 @@ async fn start(app: &App, tenant: &Tenant, req: &HttpRequest) -> Result<HttpResp
 /// A run as the API shows it (admin-api.md, plus progress, skips and ambiguous matches).
 pub fn view(run: &SyncRun, now: Timestamp) -> Value {
     let (status, error) = reconcile::shown(run, now);
-    json!({
+    let mut v = json!({
         "run_id": run.id,
         "scope": run.scope,
         "status": status,
@@ -97,5 +111,14 @@ pub fn view(run: &SyncRun, now: Timestamp) -> Value {
         "error": error,
         "rule_id": run.rule_id,
         "kept": run.kept,
-    })
+    });
+    // A bulk run (issue 15): its counts, what it changes, and the customers that failed.
+    if let Some(b) = &run.bulk {
+        v["counts"] = json!({"matched": b.matched, "done": b.done(), "failed": b.failed()});
+        v["filter"] = json!(b.filter);
+        v["add"] = json!(b.add);
+        v["remove"] = json!(b.remove);
+        v["failures"] = json!(b.failures);
+    }
+    v
 }

@@ -37,7 +37,7 @@ pub async fn route(
         (&Method::POST, ["sync", run_cancel]) if run_cancel.ends_with(":cancel") => {
             let id = RunId::new_unchecked(run_cancel.trim_end_matches(":cancel").to_owned());
             let run = crate::jobs::bulk_tags::cancel(app, &tenant.id, &id).await?;
-            super::admin::append_audit(
+            super::append_audit(
                 app,
                 &tenant.id,
                 "bulk.cancelled",

@@ -30,13 +30,16 @@
 //! (`FEED_BENCH_WECOM_RATE_LIMIT`, on). Under `cargo test --all-targets` it runs a small
 //! smoke round (200 messages, 40 customers, limits on) with the same checks.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use crate::support::world::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tagsync::sim::mall::{MallSimConfig, NewMember};
 use tagsync::sim::wecom::SimConfig;
-use tagsync::sim::world::{World, WorldOptions};
 use tagsync::wecom::budget::{BudgetConfig, WECOM_PER_MINUTE};
 use tagsync::wecom::classify::ApiOp;
 

@@ -2509,7 +2509,11 @@ async fn ctl_personal_tags(
     AxumState(core): AxumState<Arc<Core>>,
     axum::Json(b): axum::Json<CtlPersonalTags>,
 ) -> Response {
-    let tags: Vec<(&str, &str)> = b.tags.iter().map(|(g, t)| (g.as_str(), t.as_str())).collect();
+    let tags: Vec<(&str, &str)> = b
+        .tags
+        .iter()
+        .map(|(g, t)| (g.as_str(), t.as_str()))
+        .collect();
     ctl_result(actions(&core, b.silent).set_personal_tags(&b.userid, &b.external_userid, &tags))
 }
 

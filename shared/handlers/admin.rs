@@ -59,6 +59,9 @@ pub(super) async fn route(
                 (_, ["customers" | "customers:bulk-tags"]) => {
                     crate::api::admin::customers::route(app, &t, req, rest).await
                 }
+                (_, ["transfers", ..]) => {
+                    crate::api::admin::transfers::route(app, &t, req, rest).await
+                }
                 _ => Err(ApiError::NotFound(format!(
                     "no route for {} {}",
                     req.method, req.path

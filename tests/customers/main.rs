@@ -8,6 +8,7 @@ mod steps;
 
 mod bulk;
 mod list;
+mod transfers;
 
 use serde_json::Value;
 use steps::*;

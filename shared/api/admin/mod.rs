@@ -3,3 +3,4 @@
 pub mod channels;
 pub mod customers;
 pub mod rules;
+pub mod transfers;

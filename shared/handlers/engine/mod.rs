@@ -66,7 +66,8 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
             settings.tags_enabled
         }
         // A run's page ends the run itself when the feature went off (its report says so).
-        JobKind::RunChain { .. } | JobKind::Probe { .. } => true,
+        // A transfer is WeCom's, going whatever the switches say: it is followed to its end.
+        JobKind::RunChain { .. } | JobKind::Probe { .. } | JobKind::Transfer { .. } => true,
         JobKind::BulkStart { .. } | JobKind::BulkChunk { .. } => settings.tags_enabled,
     }
 }

@@ -203,7 +203,14 @@ async fn send(
                 }
             }
         }
-        s.follow_at = s.takeover_due();
+        // Once every customer is sent, the next look is when the last one is due.
+        if !s
+            .customers
+            .iter()
+            .any(|c| c.status == CustomerTransfer::Waiting && c.sent_at.is_none())
+        {
+            s.follow_at = s.takeover_due();
+        }
         true
     })
     .await
@@ -262,6 +269,8 @@ async fn carry(
 ) -> Result<(), StepError> {
     let mut outcomes: Vec<(ExternalUserId, Result<(), String>)> = Vec::new();
     let mut transient = None;
+    // Customers are independent (each its own member or relation): a few at once.
+    let mut tasks = tokio::task::JoinSet::new();
     for c in customers {
         let tags = state
             .customers
@@ -269,21 +278,20 @@ async fn carry(
             .find(|x| &x.external_userid == c)
             .map(|x| x.tags.clone())
             .unwrap_or_default();
-        match carry_one(app, tenant, job, run_id, &state.takeover_userid, c, &tags).await {
-            Ok(()) => outcomes.push((c.clone(), Ok(()))),
-            Err(e) if e.retry.is_none() => outcomes.push((
-                c.clone(),
-                Err(format!(
-                    "taken over, but its tags could not be carried: {}",
-                    e.reason
-                )),
-            )),
-            // Transient: record what is carried, then try again.
-            Err(e) => {
-                transient = Some(e);
-                break;
-            }
+        let (app, tenant, job, run_id) = (app.clone(), tenant.clone(), job.clone(), run_id.clone());
+        let (takeover, c) = (state.takeover_userid.clone(), c.clone());
+        tasks.spawn(async move {
+            let r = carry_one(&app, &tenant, &job, &run_id, &takeover, &c, &tags).await;
+            (c, r)
+        });
+        if tasks.len() >= CARRY_AT_ONCE
+            && let Some(done) = tasks.join_next().await
+        {
+            settle_carry(done, &mut outcomes, &mut transient);
         }
+    }
+    while let Some(done) = tasks.join_next().await {
+        settle_carry(done, &mut outcomes, &mut transient);
     }
     update(app, &tenant.id, run_id, |_, s| {
         for (c, outcome) in &outcomes {
@@ -303,6 +311,35 @@ async fn carry(
     match transient {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// How many customers one job carries at once.
+const CARRY_AT_ONCE: usize = 8;
+
+/// Files one customer's carrying: done, failed for good (with the reason), or transient (the
+/// step is tried again; what was carried is recorded first).
+fn settle_carry(
+    done: Result<(ExternalUserId, Result<(), StepError>), tokio::task::JoinError>,
+    outcomes: &mut Vec<(ExternalUserId, Result<(), String>)>,
+    transient: &mut Option<StepError>,
+) {
+    match done {
+        Ok((c, Ok(()))) => outcomes.push((c, Ok(()))),
+        Ok((c, Err(e))) if e.retry.is_none() => outcomes.push((
+            c,
+            Err(format!(
+                "taken over, but its tags could not be carried: {}",
+                e.reason
+            )),
+        )),
+        Ok((_, Err(e))) => *transient = Some(e),
+        Err(e) => {
+            *transient = Some(StepError::retry(
+                format!("carrying a customer's tags: {e}"),
+                None,
+            ))
+        }
     }
 }
 

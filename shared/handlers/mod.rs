@@ -104,7 +104,7 @@ pub async fn dispatch(app: &App, surface: Surface, req: HttpRequest) -> HttpResp
             admin::authorize(app, &req).map(|()| HttpResponse::text(200, app.metrics.prometheus()))
         }
         ["admin", rest @ ..] if allowed(Surface::Admin) && crate::console::serves(rest) => {
-            crate::console::respond(&req, rest)
+            crate::console::respond(&req, rest, &app.config.wecom_api_base)
         }
         ["admin", rest @ ..] if allowed(Surface::Admin) => admin::route(app, &req, rest).await,
         _ => Err(ApiError::NotFound(format!(

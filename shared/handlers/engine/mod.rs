@@ -218,7 +218,9 @@ impl From<WecomError> for StepError {
 
 impl From<MallError> for StepError {
     fn from(e: MallError) -> Self {
-        let step = if e.retryable() {
+        let step = if let Some(wait) = e.rate_limited() {
+            Self::rate_limited(e.to_string(), wait)
+        } else if e.retryable() {
             Self::retry(e.to_string(), e.retry_after())
         } else {
             Self::park(e.to_string())
@@ -334,5 +336,37 @@ pub fn audit(
         before,
         after,
         origin: origin.as_str().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mall::client::Verdict;
+
+    fn mall_error(status: u16) -> MallError {
+        MallError {
+            op: "get_member",
+            status: Some(status),
+            code: None,
+            message: String::new(),
+            verdict: Verdict::RetryAfter(Duration::from_secs(1)),
+            unknown_ids: Box::default(),
+        }
+    }
+
+    /// A job that meets the mall's rate limit waits for it without the receive counting
+    /// towards the dead-letter limit (a bulk run of hundreds of customers must not park
+    /// because the mall asked it to slow down); other transient mall failures are retries.
+    #[test]
+    fn a_mall_429_reschedules_the_job_and_a_503_retries_it() {
+        match StepError::from(mall_error(429)).into_outcome() {
+            Outcome::Reschedule { delay, .. } => assert_eq!(delay, Duration::from_secs(1)),
+            other => panic!("429: {other:?}"),
+        }
+        match StepError::from(mall_error(503)).into_outcome() {
+            Outcome::RetryAfter { side, .. } => assert_eq!(side, Some(Side::Mall)),
+            other => panic!("503: {other:?}"),
+        }
     }
 }

@@ -18,13 +18,16 @@
 //! N`, `--limits on|off`, `--workers N`. Under `cargo test --all-targets` it runs 40
 //! customers as a smoke test (same checks).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::world::{World, WorldOptions};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tagsync::sim::mall::{MallSimConfig, NewMember};
 use tagsync::sim::wecom::SimConfig;
-use tagsync::sim::world::{World, WorldOptions};
 use tagsync::wecom::classify::ApiOp;
 
 /// WeCom: per corp, per API, a minute (§3).

@@ -18,6 +18,10 @@
 //! `--customers 10000,100000`, `--repeat N`. Under `cargo test --all-targets` it runs 2,000
 //! customers and 3 repeats as a smoke test (same checks, no target).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::world::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -25,7 +29,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tagsync::domain::*;
 use tagsync::ports::{Clock, SystemClock};
-use tagsync::sim::world::{World, WorldOptions};
 
 const TARGET: Duration = Duration::from_millis(100);
 const PAGE: usize = 50;

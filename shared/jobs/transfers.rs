@@ -25,9 +25,9 @@
 
 use crate::app::App;
 use crate::domain::*;
-use crate::handlers::engine::members::{View, repair};
-use crate::handlers::engine::{StepError, WECOM_CORP_TAG};
-use crate::handlers::worker::Outcome;
+use super::members::{View, repair};
+use super::worker::Outcome;
+use super::{StepError, WECOM_CORP_TAG};
 use crate::http::ApiError;
 use crate::wecom::classify::{ApiOp, Verdict, classify_errcode_at};
 use serde_json::json;

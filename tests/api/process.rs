@@ -1,12 +1,12 @@
 //! The `tagsync` binary as an operator runs it: crash safety and graceful shutdown.
 
 use crate::helpers::*;
+use crate::support::process::ServeProcess;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tagsync::sim::process::ServeProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tagsync");
 
@@ -376,7 +376,7 @@ async fn two_serve_processes_on_one_store_share_one_wecom_rate_budget() {
     use tagsync::sim::hold::Phase;
     use tagsync::sim::mall::NewMember;
     use tagsync::sim::wecom::SimConfig;
-    use tagsync::sim::world::{ADMIN_TOKEN as WORLD_TOKEN, World, WorldOptions};
+    use crate::support::world::{ADMIN_TOKEN as WORLD_TOKEN, World, WorldOptions};
     use tagsync::wecom::budget::BudgetConfig;
     use tagsync::wecom::classify::ApiOp;
 

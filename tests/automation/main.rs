@@ -2,6 +2,9 @@
 //! channel codes and undo, with the WeCom and mall simulators and a real `tagsync serve` in
 //! one world per test. Each test is one behaviour, named for it.
 
+#[path = "../support/mod.rs"]
+mod harness;
+
 mod feed;
 mod rules;
 #[path = "../sync/steps.rs"]

@@ -404,7 +404,7 @@ async fn switching_a_canary_to_on_acts_on_new_firings_without_replaying_old_ones
 }
 
 /// Polls an undo run until it ends; answers its report.
-async fn finished_run(w: &tagsync::sim::world::World, run_id: &str) -> serde_json::Value {
+async fn finished_run(w: &crate::support::world::World, run_id: &str) -> serde_json::Value {
     let path = format!("/sync/{run_id}");
     wait_until("the undo run ends", || async {
         let (status, body) = w.admin(Method::GET, &path, None).await;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tagsync::domain::{MemberId, TAKEOVER_MS, Timestamp};
 use tagsync::ports::{Clock, OffsetClock};
 use tagsync::sim::wecom::{SimConfig, TransferStatus};
-use tagsync::sim::world::{World, WorldOptions};
+use crate::support::world::{World, WorldOptions};
 use tagsync::wecom::classify::ApiOp;
 
 /// A world whose clock (WeCom's and tagsync's) a test moves forward.

@@ -180,7 +180,7 @@ async fn create(app: &App, t: &Tenant, req: &HttpRequest) -> Result<HttpResponse
         follow_at: None,
     };
     let run = transfers::start(app, t, state).await?;
-    crate::handlers::admin::append_audit(
+    super::append_audit(
         app,
         &t.id,
         "transfer.started",

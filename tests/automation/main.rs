@@ -12,3 +12,4 @@ mod rules;
 mod steps;
 mod support;
 mod channels;
+mod demo;

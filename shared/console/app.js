@@ -519,7 +519,8 @@
   // while the total is unknown), the counts as `[testid, message parts]`, and what follows.
   function trackedRunCard(run, { title, done, total, counts, extra, onCancel }) {
     const running = run.status === 'running';
-    const pct = running ? (total ? Math.min(100, Math.round((done / total) * 100)) : 0) : 100;
+    // A finished run fills the bar; one stopped early (cancelled, failed) shows how far it got.
+    const pct = run.status === 'done' || (!running && !total) ? 100 : (total ? Math.min(100, Math.round((done / total) * 100)) : 0);
     const bar = h('div', {
       class: 'progress' + (running && !total ? ' indeterminate' : '') + (run.status === 'done' ? ' done' : '') +
         (run.status === 'failed' || run.status === 'cancelled' ? ' failed' : ''),

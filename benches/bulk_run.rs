@@ -21,11 +21,11 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::world::{World, WorldOptions};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use support::world::{World, WorldOptions};
 use tagsync::sim::mall::{MallSimConfig, NewMember};
 use tagsync::sim::wecom::SimConfig;
 use tagsync::wecom::classify::ApiOp;

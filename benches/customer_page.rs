@@ -21,12 +21,12 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::world::{World, WorldOptions};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::world::{World, WorldOptions};
 use tagsync::domain::*;
 use tagsync::ports::{Clock, SystemClock};
 

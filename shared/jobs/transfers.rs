@@ -23,11 +23,11 @@
 //! repeats at most the step in hand (a chunk sent twice answers 40129 "in progress", which
 //! counts as sent).
 
-use crate::app::App;
-use crate::domain::*;
 use super::members::{View, repair};
 use super::worker::Outcome;
 use super::{StepError, WECOM_CORP_TAG};
+use crate::app::App;
+use crate::domain::*;
 use crate::http::ApiError;
 use crate::wecom::classify::{ApiOp, Verdict, classify_errcode_at};
 use serde_json::json;

@@ -2,6 +2,7 @@
 //! counts, cancel, failures shown, bad input refused with nothing started.
 
 use crate::steps::*;
+use crate::support::world::World;
 use crate::{customers, hub_tag_id};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -9,7 +10,6 @@ use std::time::Duration;
 use tagsync::domain::MemberId;
 use tagsync::sim::hold::Phase;
 use tagsync::sim::wecom::{Fault, FaultKind};
-use crate::support::world::World;
 use tagsync::wecom::classify::ApiOp;
 
 /// `n` bound customers `{prefix}{i:03}` who came through contact way `state`, followed by
@@ -338,7 +338,10 @@ async fn a_preview_counts_and_shows_exactly_the_customers_its_run_then_tags() {
     assert_eq!(status, 202, "{started}");
     let report = finished(&w, &s(&started["run_id"])).await;
     settle(&w).await;
-    assert_eq!(report["counts"]["matched"], preview["matched"], "{report:#}");
+    assert_eq!(
+        report["counts"]["matched"], preview["matched"],
+        "{report:#}"
+    );
     assert_eq!(report["counts"]["done"], preview["matched"], "{report:#}");
     // Exactly the previewed customers were tagged.
     let tagged: Vec<String> = fair

@@ -5,13 +5,13 @@
 //! started.
 
 use crate::steps::*;
+use crate::support::world::{World, WorldOptions};
 use crate::{customers, hub_tag_id};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tagsync::domain::{MemberId, TAKEOVER_MS, Timestamp};
 use tagsync::ports::{Clock, OffsetClock};
 use tagsync::sim::wecom::{SimConfig, TransferStatus};
-use crate::support::world::{World, WorldOptions};
 use tagsync::wecom::classify::ApiOp;
 
 /// A world whose clock (WeCom's and tagsync's) a test moves forward.

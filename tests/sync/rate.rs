@@ -102,7 +102,7 @@ async fn relations_beyond_wecoms_minute_wait_for_the_next_minute_with_at_most_on
 /// thousands met 429 on five receives in a row and was parked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_job_meeting_the_malls_rate_limit_more_often_than_it_may_fail_waits_and_is_not_parked()
-{
+ {
     let w = start().await;
     mall_made_group(&w, "会员等级", 20, &[("金卡", 1)]).await;
     let gold = hub_tag(&w, "会员等级", "金卡").await;

@@ -6,6 +6,7 @@ mod audit;
 pub mod channels;
 pub mod customers;
 mod dead_letters;
+mod group_scope;
 mod library;
 mod members;
 pub mod rules;

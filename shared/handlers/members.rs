@@ -429,10 +429,15 @@ async fn gained_reach_rules(
     }
 }
 
+/// The operator's change to one member: its job takes the mall member as the hub last knew
+/// it (as a batch's jobs do, `jobs::member_batch`).
 fn sync_member(member: MemberId) -> JobKind {
     JobKind::SyncMember {
         member,
-        hint: Hint::from(Actor::Operator),
+        hint: Hint {
+            mall_from_base: true,
+            ..Hint::from(Actor::Operator)
+        },
     }
 }
 
@@ -607,12 +612,12 @@ async fn batch(app: &App, tenant: &Tenant, req: &HttpRequest) -> Result<HttpResp
     // the whole batch re-applies the same decisions). The others are queued either way.
     let mut failed = 0;
     let mut first_error = None;
-    let mut kinds = Vec::with_capacity(written.len());
+    let mut synced = Vec::with_capacity(written.len());
     for (member, r) in written {
         match r {
             Ok((_, gained)) => {
                 gained_reach_rules(app, tenant, &member, gained).await;
-                kinds.push(sync_member(member));
+                synced.push(member);
             }
             Err(e) => {
                 failed += 1;
@@ -621,6 +626,8 @@ async fn batch(app: &App, tenant: &Tenant, req: &HttpRequest) -> Result<HttpResp
             }
         }
     }
+    // One job per 100 members: their mall writes go in one batch request.
+    let kinds = crate::jobs::member_batch::jobs_for(synced, &Hint::from(Actor::Operator));
     let queued = engine::enqueue(app, tenant, kinds).await?;
     tracing::info!(tenant = %tenant.id, batch = %batch_id, items = items.len(), members = count, failed, queued, "member tag batch applied");
     if let Some(e) = first_error {

@@ -8,5 +8,7 @@
 
 pub mod bulk_tags;
 pub mod customer_index;
+pub mod mall_writes;
+pub mod member_batch;
 pub mod rules;
 pub mod undo;

@@ -226,15 +226,16 @@ impl World {
         config.worker.base_backoff = opts.base_backoff;
         config.worker.max_backoff = opts.max_backoff;
         config.worker.visibility = opts.visibility;
+        // tagsync paces its mall requests at the limit the mall simulator enforces.
+        config.mall_rate_per_sec = opts.mall.rate_limit_per_sec;
         if let Some(budget) = opts.wecom_budget {
             config.wecom_budget = budget;
         }
         // The key `sim::process::ServeProcess` gives a `tagsync serve` on this directory, so a
         // test can start a second process on the world's store.
-        let key = crate::store::sealing::SecretKey::from_base64(&crate::sim::process::test_key(
-            &data.0,
-        ))
-        .expect("a valid test key");
+        let key =
+            crate::store::sealing::SecretKey::from_base64(&crate::sim::process::test_key(&data.0))
+                .expect("a valid test key");
         // tagsync reads the WeCom simulator's clock (the wall clock unless a test moves it), so
         // both agree on rate windows.
         let (app, _db) = App::sqlite(&data.0, config, opts.wecom.clock.clone(), key)

@@ -59,7 +59,7 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
         JobKind::SyncGroup { hint, .. } | JobKind::SyncTag { hint, .. } => {
             settings.tags_enabled && (settings.auto_sync || hint.run.is_some())
         }
-        JobKind::SyncMember { hint, .. } => {
+        JobKind::SyncMember { hint, .. } | JobKind::SyncMembers { hint, .. } => {
             settings.tags_enabled && (settings.member_sync || hint.run.is_some())
         }
         JobKind::Inbound { .. } | JobKind::Rules { .. } | JobKind::Undo { .. } => {

@@ -41,13 +41,16 @@
 //! Under `cargo test --all-targets` (no `--bench` argument) it runs one small round as a smoke
 //! test: the same checks, no target.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use crate::support::world::{ADMIN_TOKEN, World, WorldOptions};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tagsync::metrics::JOBS;
 use tagsync::sim::mall::{BatchEndpoint, MallSimConfig, NewMember};
-use tagsync::sim::world::{ADMIN_TOKEN, World, WorldOptions};
 use tagsync::wecom::classify::ApiOp;
 
 const TARGET: Duration = Duration::from_secs(2);

@@ -15,6 +15,10 @@
 //! (8), `--limit N` (100), `--members N` (75), `--lead SECONDS` (60), `--rounds N` (1).
 //! Under `cargo test --all-targets` it runs a smoke round: limit 20, 15 members, lead 5 s.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use crate::support::world::{ADMIN_TOKEN, World, WorldOptions};
 use serde_json::json;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,7 +28,6 @@ use tagsync::metrics::JOBS;
 use tagsync::ports::{Clock, OffsetClock};
 use tagsync::sim::mall::NewMember;
 use tagsync::sim::wecom::SimConfig;
-use tagsync::sim::world::{ADMIN_TOKEN, World, WorldOptions};
 use tagsync::wecom::classify::ApiOp;
 
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -128,10 +131,7 @@ async fn round(o: &Options) -> Round {
         )
         .await;
     assert_eq!(status, 201, "POST …/tag-groups: {group}");
-    let gold = group["tags"][0]["id"]
-        .as_str()
-        .expect("a tag id")
-        .to_owned();
+    let gold = group["tags"][0]["id"].as_str().expect("a tag id").to_owned();
     let mut members = Vec::new();
     for i in 0..o.members {
         let customer = format!("wm_{i:05}");
@@ -222,9 +222,7 @@ async fn round(o: &Options) -> Round {
         }
     }
     if ok_marks as u64 != relations {
-        failures.push(format!(
-            "{ok_marks} successful mark_tag for {relations} relations"
-        ));
+        failures.push(format!("{ok_marks} successful mark_tag for {relations} relations"));
     }
     if refused > o.workers {
         failures.push(format!("{refused} answers 45009 for {} workers", o.workers));

@@ -20,13 +20,16 @@
 //! `--sales N` (WeCom members with customer contact, 200), `--drift-permille N` (10).
 //! Under `cargo test --all-targets` (no `--bench` argument) it runs once small as a smoke test.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use crate::support::process::ServeProcess;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tagsync::domain::{MallTagId, MemberId};
 use tagsync::sim::mall::{MallSim, MallSimConfig, NewMember};
-use tagsync::sim::process::ServeProcess;
 use tagsync::sim::wecom::{SimConfig, WecomSim};
 use tagsync::wecom::classify::ApiOp;
 

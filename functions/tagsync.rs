@@ -193,7 +193,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let token = admin_token(&data)?;
             let base_url = sims
                 .as_ref()
-                .map(|d| d.wecom.base_url())
+                .map(|d| d.wecom_base())
                 .or_else(|| std::env::var("TAGSYNC_WECOM_API_BASE").ok());
             let mut config = Config::new(token.clone(), base_url)?
                 .with_env_budget()?

@@ -1,6 +1,6 @@
 //! Lambda entry point: the wecom callback routes of the HTTP API (see template.yaml).
 
-use tagsync::handlers::Surface;
+use tagsync::api::Surface;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

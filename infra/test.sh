@@ -10,7 +10,9 @@
 # 2. Lints template.yaml (cfn-lint; `sam validate --lint` when the SAM CLI is installed).
 # 3. Runs every Rust test: unit tests, the store/queue contract suite against SQLite,
 #    DynamoDB Local and moto, the end-to-end tests, and the fuzz-style property tests.
-# 4. Runs the console's browser tests (infra/browser-test.sh: Debian's chromium, installed
+# 4. Shows that a Lambda binary, built without the `sim` feature as template.yaml builds it,
+#    holds no simulator code (infra/check-lambda-symbols.sh).
+# 5. Runs the console's browser tests (infra/browser-test.sh: Debian's chromium, installed
 #    with apt-get when missing, driven by playwright-core; screenshots in
 #    target/browser-screenshots/).
 set -euo pipefail
@@ -34,6 +36,9 @@ bash infra/check-openapi.sh
 
 echo "== cargo test"
 cargo test --locked --all-targets --no-fail-fast
+
+echo "== the Lambda build has no simulator code"
+bash infra/check-lambda-symbols.sh
 
 echo "== browser tests (the console in headless chromium)"
 bash infra/browser-test.sh

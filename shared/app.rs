@@ -32,7 +32,7 @@ pub struct App {
     pub wecom: Arc<WecomClient>,
     pub mall: Arc<MallClient>,
     /// Locks of the entities sync jobs bring up to date, within this process.
-    pub locks: Arc<crate::handlers::engine::Locks>,
+    pub locks: Arc<crate::concurrency::Locks>,
 }
 
 /// Tenants cached for a moment per process, for the inbound endpoints: every callback and

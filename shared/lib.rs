@@ -15,22 +15,22 @@
 //! | [`mall`] | the mall: webhook signatures and events, API client with its classifier |
 //! | [`retry`] | retrying one transient failure of an outbound call in place |
 //! | [`http`] | transport-neutral request/response and the one error → status mapping |
-//! | [`handlers`] | admin API, WeCom callback, mall webhook, job worker, nightly trigger |
-//! | [`api`] | routes: the chat-message feed, the admin API's rules and channels |
-//! | [`jobs`] | jobs: automatic-tagging rules and their undo runs |
+//! | [`api`] | inbound endpoints: WeCom callback, mall webhook, and the chat-message feed, and the operator's API (`api::admin`, one file per resource) |
+//! | [`jobs`] | the sync engine's I/O half: the job worker and its outcome, intake, library, member and run jobs, customer index, automatic-tagging rules and undo, the nightly trigger |
+//! | [`concurrency`] | a bounded fan-out and the in-process named locks, shared by routes and jobs |
 //! | [`console`] | the operator's web console at `/admin/`: static assets compiled in |
 //! | [`runtime`] | the two ways to run: `serve` (axum + worker pool + timer) and `lambda` adapters |
-//! | [`sim`] | WeCom and mall simulators: real HTTP servers for tests and the demo |
+//! | `sim` | WeCom and mall simulators: real HTTP servers for tests and the demo (cargo feature `sim`, off in the Lambda build) |
 //! | [`metrics`] | counters of events, jobs and API calls: Prometheus text and CloudWatch embedded metrics |
 //! | [`app`] | `App`: config + store + queue + clock, built once per process |
 //! | [`config`] | typed configuration from the environment and flags |
 
 pub mod api;
 pub mod app;
+pub mod concurrency;
 pub mod config;
 pub mod console;
 pub mod domain;
-pub mod handlers;
 pub mod http;
 pub mod jobs;
 pub mod mall;
@@ -39,6 +39,7 @@ pub mod ports;
 pub mod queue;
 pub mod retry;
 pub mod runtime;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod sync;

@@ -5,9 +5,9 @@
 //! recorded; then each message is deduplicated by `msgid`, the new text messages go to one
 //! `Rules` job, and the answer is 202 once that job is durably queued.
 
+use super::inbound_tenant;
 use crate::app::App;
 use crate::domain::*;
-use crate::handlers::inbound_tenant;
 use crate::http::{ApiError, HttpRequest, HttpResponse};
 use crate::mall::webhook::{MAX_BODY_BYTES, WebhookError, verify};
 use crate::ports::Claim;

@@ -348,6 +348,8 @@
     overview: pageOverview,
     library: pageLibrary,
     members: pageMembers,
+    rules: pageRules,
+    channels: pageChannels,
     sync: pageSync,
     audit: pageAudit,
     'dead-letters': pageDeadLetters,
@@ -437,6 +439,104 @@
       for (const x of g.tags) add([x.id, x.wecom_id, x.mall_id], { kind: 'tag', name: x.name, group: g.name, groupId: g.id });
     }
     return byId;
+  }
+
+  // ---- shared: tag chips and pickers, people, tracked runs ---------------------------------
+
+  // Hub tags as chips (`group / name`), each with its id in the tooltip; an id the library no
+  // longer knows is shown as it is.
+  function tagChips(ids, idx, empty) {
+    if (!ids || !ids.length) return empty === undefined ? h('span', { class: 'muted' }, t('common.none')) : empty;
+    return ids.map((id) => {
+      const x = idx.get(id);
+      return h('span', { class: 'chip' + (x ? '' : ' broken'), translate: 'no', title: t('common.hub_id', { id }), dataset: { tag: id } },
+        x ? [h('small', {}, x.group + ' /'), x.name] : id);
+    });
+  }
+
+  // A compact picker of hub tags: the chosen ones as chips (× takes one off) and a list of the
+  // others by group. `value()` gives the chosen ids in the order they were picked; `single`
+  // keeps at most one.
+  function tagPicker(groups, chosen, { testid, single = false, onChange } = {}) {
+    const picked = [...(chosen || [])];
+    const idx = tagIndex(groups);
+    const el = h('div', { class: 'tag-input', dataset: { testid } });
+    function render() {
+      clear(el);
+      for (const id of picked) {
+        const x = idx.get(id);
+        el.append(h('span', { class: 'chip', translate: 'no', dataset: { tag: id } }, x ? [h('small', {}, x.group + ' /'), x.name] : id,
+          h('button', {
+            type: 'button', class: 'chip-x', title: t('picker.remove'), 'aria-label': t('picker.remove'),
+            onclick: () => { picked.splice(picked.indexOf(id), 1); render(); if (onChange) onChange(); },
+          }, '×')));
+      }
+      const select = h('select', {
+        class: 'picker-add', 'aria-label': t('picker.add'),
+        onchange: () => {
+          if (!select.value) return;
+          if (single) picked.length = 0;
+          picked.push(select.value);
+          render();
+          if (onChange) onChange();
+        },
+      },
+      h('option', { value: '' }, t(single && picked.length ? 'picker.replace' : 'picker.add')),
+      groups.map((g) => h('optgroup', { label: g.name, translate: 'no' },
+        g.tags.filter((x) => !picked.includes(x.id)).map((x) => h('option', { value: x.id, translate: 'no' }, x.name)))));
+      el.append(select);
+    }
+    render();
+    return { el, value: () => [...picked] };
+  }
+
+  // The tenant's staff (WeCom userids) as far as the hub knows them: those following a
+  // customer in the customer index (its first 200 customers). There is no staff route; an
+  // operator can type other userids.
+  async function knownStaff() {
+    try {
+      const { customers } = await api('GET', tpath('/customers?limit=200'));
+      return [...new Set(customers.flatMap((c) => c.relations.map((r) => r.userid)))].sort();
+    } catch {
+      return [];
+    }
+  }
+
+  // Follows a tracked run (an undo, a bulk run) until it ends: `show(run)` after every read.
+  async function followRun(runId, gen, show) {
+    for (;;) {
+      const run = await api('GET', tpath('/sync/' + encodeURIComponent(runId)));
+      if (!current(gen)) return null;
+      show(run);
+      if (run.status !== 'running') return run;
+      await new Promise((r) => setTimeout(r, RUN_POLL_MS));
+    }
+  }
+
+  // A tracked run as a card: its status, a progress bar (`done` of `total`, indeterminate
+  // while the total is unknown), the counts as `[testid, message parts]`, and what follows.
+  function trackedRunCard(run, { title, done, total, counts, extra, onCancel }) {
+    const running = run.status === 'running';
+    const pct = running ? (total ? Math.min(100, Math.round((done / total) * 100)) : 0) : 100;
+    const bar = h('div', {
+      class: 'progress' + (running && !total ? ' indeterminate' : '') + (run.status === 'done' ? ' done' : '') +
+        (run.status === 'failed' || run.status === 'cancelled' ? ' failed' : ''),
+      role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': pct,
+    }, h('div', { class: 'bar', style: `width:${pct}%` }));
+    return h('div', { class: 'card', dataset: { testid: 'tracked-run', status: run.status, run: run.run_id } },
+      h('div', { class: 'card-head' },
+        h('h2', {}, title),
+        h('span', { class: 'badge ' + run.status }, labelNode('run_status', run.status)),
+        h('span', { class: 'spacer' }),
+        running && onCancel ? h('button', { class: 'btn btn-sm', dataset: { action: 'cancel-run' }, onclick: onCancel }, t('run.cancel')) : null,
+        data('span', 'id', run.run_id)),
+      bar,
+      h('div', { class: 'run-meta' },
+        counts.map(([testid, parts]) => h('span', { dataset: { testid } }, parts)),
+        h('span', {}, tn('sync.started', { at: h('b', {}, fmtTime(run.started_at)) })),
+        h('span', {}, tn(running ? 'sync.running_for' : 'sync.took', { time: h('b', {}, duration(run.started_at, run.finished_at)) }))),
+      run.error ? h('p', { class: 'form-error' }, data('span', null, run.error)) : null,
+      extra || null);
   }
 
   // ---- dialogs --------------------------------------------------------------------------
@@ -1353,6 +1453,536 @@
     }
     await reload();
     state.refresh = reload;
+  }
+
+  // ---- page: rules (automatic tagging) ------------------------------------------------------
+
+  const MODES = ['off', 'dry_run', 'canary', 'on'];
+  const TRIGGERS = ['keyword', 'channel', 'tag_added'];
+  const SPEAKERS = ['customer', 'staff', 'any'];
+  const TAG_CONDITIONS = ['has_none', 'has_any', 'has_all'];
+
+  function modeBadge(rule) {
+    const canary = rule.mode === 'canary';
+    return h('span', { class: 'badge mode-' + rule.mode, dataset: { testid: 'mode', mode: rule.mode } },
+      labelNode('mode', rule.mode),
+      canary ? h('span', { class: 'mono' }, ` ${rule.canary_acted ?? 0}/${rule.canary_limit ?? '?'}`) : null);
+  }
+
+  // The trigger in words: the channel's name where the tenant has one with that state.
+  function describeTrigger(tr, idx, channels) {
+    if (tr.kind === 'keyword') {
+      return tn('rules.trigger_keyword', {
+        words: h('span', {}, tr.any.map((w) => data('span', 'chip word', w))),
+        from: label('speaker', tr.from || 'customer'),
+      });
+    }
+    if (tr.kind === 'channel') {
+      const ch = (channels || []).find((c) => c.state === tr.state);
+      return tn('rules.trigger_channel', {
+        channel: ch ? data('b', null, ch.name) : data('code', null, tr.state),
+      });
+    }
+    if (tr.kind === 'tag_added') return tn('rules.trigger_tag_added', { tag: h('span', {}, tagChips([tr.tag_id], idx)) });
+    return data('code', null, JSON.stringify(tr));
+  }
+
+  // One condition (`{"has_none": [...]}`) in words.
+  function describeCondition(c, idx) {
+    const [kind, value] = Object.entries(c || {})[0] || [];
+    if (TAG_CONDITIONS.includes(kind)) return [label('condition', kind), ' ', tagChips(value, idx)];
+    if (kind === 'staff_in') return [label('condition', kind), ' ', value.map((u) => data('span', 'chip mono', u))];
+    if (kind === 'added_within_days') return t('rules.added_within_days', { count: value });
+    return data('code', null, JSON.stringify(c));
+  }
+
+  function describeConditions(list, idx) {
+    if (!list || !list.length) return h('span', { class: 'muted' }, t('rules.always'));
+    return list.map((c) => h('div', { class: 'cond' }, describeCondition(c, idx)));
+  }
+
+  function describeActions(a, idx) {
+    return [
+      a.add && a.add.length ? h('div', { class: 'act add' }, h('span', { class: 'sign' }, '+'), tagChips(a.add, idx)) : null,
+      a.remove && a.remove.length ? h('div', { class: 'act remove' }, h('span', { class: 'sign' }, '−'), tagChips(a.remove, idx)) : null,
+    ];
+  }
+
+  async function loadChannels() {
+    try {
+      return (await api('GET', tpath('/channels'))).channels;
+    } catch (e) {
+      if ([404, 501].includes(e.status)) return [];
+      throw e;
+    }
+  }
+
+  async function pageRules(main, arg, gen) {
+    if (arg === 'new') return ruleEditor(main, null, gen);
+    if (arg) return pageRule(main, arg, gen);
+    const [groups, rules, channels] = await Promise.all([loadLibrary(), api('GET', tpath('/rules')), loadChannels()]);
+    if (!current(gen)) return;
+    const body = h('div');
+    append(main, [
+      h('div', { class: 'page-head' }, h('h1', {}, t('nav.rules')), h('span', { class: 'spacer' }),
+        h('a', { class: 'btn btn-primary', href: link('rules', 'new'), dataset: { action: 'new-rule' } }, t('rules.new'))),
+      h('p', { class: 'page-sub' }, t('rules.lead')),
+      h('div', { class: 'legend' }, t('rules.modes'), MODES.map((m) => h('span', { class: 'badge mode-' + m, title: label('mode_help', m) }, label('mode', m)))),
+      body,
+    ]);
+    function render(list, lib, chans) {
+      const idx = tagIndex(lib);
+      clear(body);
+      if (!list.length) {
+        body.append(h('div', { class: 'card empty', style: 'margin-top:10px' }, h('b', {}, t('rules.empty')), t('rules.empty_help')));
+        return;
+      }
+      body.append(h('div', { class: 'card flush', style: 'margin-top:10px' },
+        h('table', { class: 'rules', dataset: { testid: 'rules' } },
+          h('thead', {}, h('tr', {},
+            h('th', {}, t('rules.col_name')), h('th', {}, t('rules.col_trigger')), h('th', {}, t('rules.col_conditions')),
+            h('th', {}, t('rules.col_actions')), h('th', {}, t('rules.col_mode')), h('th', {}, ''))),
+          h('tbody', {}, list.map((r) => h('tr', { dataset: { rule: r.id, name: r.name } },
+            h('td', {},
+              h('a', { href: link('rules', r.id), translate: 'no', dataset: { action: 'open' } }, r.name),
+              r.status === 'broken'
+                ? h('div', {}, h('span', { class: 'badge failed', title: r.problems.join('\n'), dataset: { testid: 'broken' } }, t('rules.broken')),
+                  r.problems.map((p) => data('div', 'error-text', p)))
+                : null),
+            h('td', {}, describeTrigger(r.trigger, idx, chans)),
+            h('td', {}, describeConditions(r.conditions, idx)),
+            h('td', {}, describeActions(r.actions, idx)),
+            h('td', {}, modeBadge(r)),
+            h('td', { class: 'actions nowrap' },
+              h('a', { class: 'icon-btn', href: link('rules', r.id) }, t('rules.firings')))))))));
+    }
+    render(rules.rules, groups, channels);
+    state.refresh = async () => {
+      const [lib, fresh, chans] = await Promise.all([loadLibrary(), api('GET', tpath('/rules')), loadChannels()]);
+      if (current(gen)) render(fresh.rules, lib, chans);
+    };
+  }
+
+  // A rule's page: what it does, its mode (switched here), its firings, and undo.
+  async function pageRule(main, id, gen) {
+    const path = tpath('/rules/' + encodeURIComponent(id));
+    let rule;
+    try {
+      rule = await api('GET', path);
+    } catch (e) {
+      if (e.status !== 404) throw e;
+      if (current(gen)) main.append(h('div', { class: 'card empty' }, h('b', {}, tn('rules.not_found', { id: data('span', 'mono', id) }))));
+      return;
+    }
+    let [groups, channels] = await Promise.all([loadLibrary(), loadChannels()]);
+    if (!current(gen)) return;
+    let firings = [];
+    let cursor = null;
+    let pages = 1;
+    const head = h('div');
+    const undoPanel = h('div');
+    const tbody = h('tbody');
+    const more = h('button', { class: 'btn', onclick: () => loadMore() }, t('rules.older_firings'));
+
+    append(main, [
+      h('div', { class: 'page-head' },
+        h('a', { href: link('rules') }, t('rules.back')), h('span', { class: 'spacer' })),
+      head,
+      undoPanel,
+      h('div', { class: 'card flush' },
+        h('div', { style: 'padding:14px 20px 6px' }, h('h2', {}, t('rules.firings_title'))),
+        h('table', { class: 'firings', dataset: { testid: 'firings' } },
+          h('thead', {}, h('tr', {},
+            h('th', {}, t('rules.col_when')), h('th', {}, t('rules.col_customer')), h('th', {}, t('rules.col_event')),
+            h('th', {}, t('rules.col_outcome')), h('th', {}, t('rules.col_changes')))),
+          tbody)),
+      h('div', { style: 'margin-top:12px' }, more),
+    ]);
+
+    function renderHead() {
+      const idx = tagIndex(groups);
+      const modeSwitch = h('div', { class: 'segmented', role: 'group', 'aria-label': t('rules.switch_mode'), dataset: { testid: 'mode-switch' } },
+        MODES.map((m) => h('button', {
+          type: 'button', 'aria-pressed': String(rule.mode === m), dataset: { mode: m }, title: label('mode_help', m),
+          onclick: () => switchMode(m),
+        }, label('mode', m))));
+      clear(head).append(h('div', { class: 'card', dataset: { testid: 'rule' } },
+        h('div', { class: 'card-head' },
+          data('h2', null, rule.name), modeBadge(rule),
+          rule.status === 'broken' ? h('span', { class: 'badge failed', dataset: { testid: 'broken' } }, t('rules.broken')) : null,
+          h('span', { class: 'spacer' }),
+          h('button', { class: 'btn', dataset: { action: 'edit-rule' }, onclick: () => { state.editing = true; clear(main); ruleEditor(main, rule, gen); } }, t('common.edit')),
+          h('button', { class: 'btn', dataset: { action: 'undo' }, onclick: undo }, t('rules.undo')),
+          h('button', { class: 'btn btn-danger', dataset: { action: 'delete-rule' }, onclick: remove }, t('common.delete'))),
+        rule.problems.length ? rule.problems.map((p) => data('p', 'error-text', p)) : null,
+        h('dl', { class: 'facts' },
+          h('dt', {}, t('rules.col_trigger')), h('dd', {}, describeTrigger(rule.trigger, idx, channels)),
+          h('dt', {}, t('rules.col_conditions')), h('dd', {}, describeConditions(rule.conditions, idx)),
+          h('dt', {}, t('rules.col_actions')), h('dd', {}, describeActions(rule.actions, idx)),
+          h('dt', {}, t('rules.col_mode')), h('dd', {}, modeSwitch,
+            h('div', { class: 'field-hint' }, label('mode_help', rule.mode))))));
+    }
+
+    // The event that triggered a firing, as the operator would recognise it.
+    function describeEvent(ev, idx) {
+      if (ev.kind === 'message') {
+        return [h('div', {}, label('event', 'message'), ' ', data('span', 'muted', ev.from)),
+          h('q', { class: 'message-text', translate: 'no', dataset: { testid: 'message' } }, ev.text)];
+      }
+      if (ev.kind === 'channel') {
+        const ch = channels.find((c) => c.state === ev.state);
+        return [h('div', {}, label('event', 'channel'), ' ', ch ? data('b', null, ch.name) : data('code', null, ev.state)),
+          h('div', { class: 'muted' }, tn('rules.event_staff', { userid: data('span', 'mono', ev.userid) }))];
+      }
+      if (ev.kind === 'tag_added') {
+        const [kind, ...rest] = String(ev.by).split(':');
+        return [h('div', {}, label('event', 'tag_added'), ' ', tagChips([ev.tag_id], idx)),
+          h('div', { class: 'muted' }, tn('rules.event_by', { by: h('span', {}, labelNode('origin', kind), rest.length ? data('span', 'id', ' ' + rest.join(':')) : null) }))];
+      }
+      return data('code', null, JSON.stringify(ev));
+    }
+
+    function renderFirings() {
+      const idx = tagIndex(groups);
+      clear(tbody).append(...firings.map((f) => h('tr', { dataset: { firing: f.id, outcome: f.outcome, customer: f.customer || '' } },
+        h('td', { class: 'nowrap', title: f.at }, fmtTime(f.at)),
+        h('td', {}, f.customer ? data('div', 'mono', f.customer) : h('span', { class: 'muted' }, '—'),
+          f.member_id ? h('div', { class: 'muted' }, tn('rules.member', { id: h('a', { href: link('members', f.member_id), translate: 'no', class: 'mono' }, f.member_id) })) : null),
+        h('td', { class: 'event' }, describeEvent(f.event, idx)),
+        h('td', {},
+          h('span', { class: 'badge outcome-' + f.outcome, title: label('outcome_help', f.outcome) }, labelNode('outcome', f.outcome)),
+          f.excluded_by ? h('div', { class: 'muted', dataset: { testid: 'excluded-by' } }, tn('rules.excluded_by', { condition: h('span', {}, describeCondition(f.excluded_by, idx)) })) : null,
+          f.depth > 1 ? h('div', { class: 'muted' }, t('rules.depth', { depth: f.depth })) : null,
+          f.chain_stopped ? h('div', { class: 'muted' }, tn('rules.chain_stopped', { why: data('span', null, f.chain_stopped) })) : null,
+          f.undone_by ? h('div', { class: 'muted' }, tn('rules.undone_by', { run: h('span', { class: 'id', translate: 'no' }, f.undone_by) })) : null),
+        h('td', {}, describeActions(f.changes || {}, idx)))));
+      if (!firings.length) tbody.append(h('tr', {}, h('td', { colspan: 5 }, h('div', { class: 'empty' }, t('rules.no_firings')))));
+      more.hidden = !cursor;
+    }
+
+    async function loadMore() {
+      const page = await api('GET', `${path}/firings?limit=50&cursor=${encodeURIComponent(cursor)}`);
+      if (!current(gen)) return;
+      firings = firings.concat(page.firings);
+      cursor = page.next_cursor;
+      pages++;
+      renderFirings();
+    }
+
+    async function reload() {
+      const [r, lib, chans, page] = await Promise.all([api('GET', path), loadLibrary(), loadChannels(), api('GET', `${path}/firings?limit=50`)]);
+      if (!current(gen) || state.editing) return;
+      rule = r;
+      groups = lib;
+      channels = chans;
+      renderHead();
+      // Older pages stay as loaded: only the first page is read again.
+      if (pages === 1) {
+        firings = page.firings;
+        cursor = page.next_cursor;
+        renderFirings();
+      }
+    }
+
+    function switchMode(mode) {
+      if (mode === rule.mode) return;
+      const save = async (patch) => {
+        rule = await api('PATCH', path, { mode, ...patch });
+        toast(t('rules.mode_switched', { mode: label('mode', mode) }));
+        renderHead();
+      };
+      if (mode === 'canary') {
+        openDialog({
+          title: t('rules.canary_title'),
+          message: t('mode_help.canary'),
+          fields: [{ name: 'limit', label: t('rules.canary_limit'), type: 'number', value: rule.canary_limit || 5, required: true }],
+          submit: label('mode', 'canary'),
+          onSubmit: (v) => save({ canary_limit: Number(v.limit) }),
+        });
+        return;
+      }
+      save({}).catch((e) => toast(problem(e), 'error'));
+    }
+
+    function showUndo(run) {
+      const repaired = run.repaired || {};
+      const skipped = run.skipped || {};
+      const idx = tagIndex(groups);
+      const p = run.progress || {};
+      clear(undoPanel).append(trackedRunCard(run, {
+        title: label('scope', 'undo'),
+        done: Number(p.pages_done) || 0,
+        total: Number(p.pages_known) || 0,
+        counts: [
+          ['undone', tn('rules.undo_undone', { count: h('b', {}, repaired.firings_undone || 0) })],
+          ['kept', tn('rules.undo_kept', { count: h('b', {}, skipped.tags_kept || 0) })],
+        ],
+        extra: run.kept && run.kept.length
+          ? h('div', { style: 'margin-top:14px' },
+            h('h3', {}, t('rules.undo_kept_title')),
+            h('p', { class: 'muted' }, t('rules.undo_kept_help')),
+            h('table', { dataset: { testid: 'kept' } },
+              h('thead', {}, h('tr', {}, h('th', {}, t('rules.col_customer')), h('th', {}, t('rules.col_tag')), h('th', {}, t('rules.col_reason')))),
+              h('tbody', {}, run.kept.map((k) => h('tr', { dataset: { customer: k.customer } },
+                data('td', 'mono', k.customer), h('td', {}, tagChips([k.tag_id], idx)), data('td', 'muted', k.reason))))))
+          : null,
+      }));
+    }
+
+    async function watchUndo(runId) {
+      try {
+        const run = await followRun(runId, gen, showUndo);
+        if (run) await reload();
+      } catch (e) {
+        if (current(gen)) append(clear(undoPanel), h('p', { class: 'form-error' }, problem(e)));
+      }
+    }
+
+    function undo() {
+      confirmDialog({
+        title: tn('rules.undo_title', { name: data('span', null, rule.name) }),
+        message: t('rules.undo_message'),
+        submit: t('rules.undo'), danger: true,
+        onSubmit: async () => {
+          const { run_id } = await api('POST', `${path}:undo`);
+          toast(t('rules.undo_started'));
+          watchUndo(run_id);
+        },
+      });
+    }
+
+    function remove() {
+      confirmDialog({
+        title: tn('rules.delete_title', { name: data('span', null, rule.name) }),
+        message: t('rules.delete_message'),
+        submit: t('common.delete'), danger: true,
+        onSubmit: async () => {
+          await api('DELETE', path);
+          toast(tn('rules.deleted', { name: data('span', null, rule.name) }));
+          go('rules');
+        },
+      });
+    }
+
+    const first = await api('GET', `${path}/firings?limit=50`);
+    if (!current(gen)) return;
+    firings = first.firings;
+    cursor = first.next_cursor;
+    renderHead();
+    renderFirings();
+    state.refresh = reload;
+  }
+
+  // Creating a rule (`rule` null) or changing one: a form over the whole rule.
+  async function ruleEditor(main, rule, gen) {
+    const groups = await loadLibrary();
+    if (!current(gen)) return;
+    state.editing = true;
+    const r = rule || { name: '', trigger: { kind: 'keyword', any: [], from: 'customer' }, conditions: [], actions: { add: [], remove: [] }, mode: 'dry_run' };
+    const condOf = (kind) => (r.conditions.find((c) => kind in c) || {})[kind];
+    const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    const field = (labelText, input, hint, testid) => h('div', { class: 'field', dataset: { testid } }, h('label', {}, labelText), input, hint ? h('div', { class: 'field-hint' }, hint) : null);
+
+    const name = h('input', { type: 'text', name: 'name', value: r.name, required: true, maxlength: 100, autocomplete: 'off' });
+    const kind = h('select', { name: 'trigger_kind', onchange: () => showTrigger() },
+      TRIGGERS.map((k) => h('option', { value: k, selected: r.trigger.kind === k }, label('trigger', k))));
+    const words = h('textarea', { name: 'keywords', rows: 3, placeholder: t('rules.keywords_placeholder'), translate: 'no' });
+    words.value = r.trigger.kind === 'keyword' ? r.trigger.any.join('\n') : '';
+    const from = h('select', { name: 'from' }, SPEAKERS.map((s) => h('option', { value: s, selected: (r.trigger.from || 'customer') === s }, label('speaker', s))));
+    const stateInput = h('input', { type: 'text', name: 'state', maxlength: 30, value: r.trigger.kind === 'channel' ? r.trigger.state : '', autocomplete: 'off', spellcheck: 'false' });
+    const trigTag = tagPicker(groups, r.trigger.kind === 'tag_added' ? [r.trigger.tag_id] : [], { testid: 'trigger-tag', single: true });
+    const triggerParts = {
+      keyword: h('div', { class: 'field-row' }, field(t('rules.keywords'), words, t('rules.keywords_hint')), field(t('rules.from'), from)),
+      channel: field(t('rules.state'), stateInput, t('rules.state_hint')),
+      tag_added: field(t('rules.trigger_tag'), trigTag.el),
+    };
+    const triggerBox = h('div');
+    function showTrigger() { clear(triggerBox).append(triggerParts[kind.value]); }
+    showTrigger();
+
+    const pickers = Object.fromEntries(TAG_CONDITIONS.map((c) => [c, tagPicker(groups, condOf(c) || [], { testid: 'cond-' + c })]));
+    const staff = h('input', { type: 'text', name: 'staff_in', value: (condOf('staff_in') || []).join(', '), autocomplete: 'off', spellcheck: 'false', translate: 'no' });
+    const days = h('input', { type: 'number', name: 'added_within_days', min: 1, value: condOf('added_within_days') ?? '' });
+    const add = tagPicker(groups, r.actions.add, { testid: 'action-add' });
+    const remove = tagPicker(groups, r.actions.remove, { testid: 'action-remove' });
+    const mode = h('select', { name: 'mode', onchange: () => { limit.disabled = mode.value !== 'canary'; } },
+      MODES.map((m) => h('option', { value: m, selected: r.mode === m }, label('mode', m))));
+    const limit = h('input', { type: 'number', name: 'canary_limit', min: 1, value: r.canary_limit ?? 5, disabled: r.mode !== 'canary' });
+
+    const form = h('form', { class: 'card rule-form', novalidate: true, dataset: { testid: 'rule-form' } },
+      h('div', { class: 'card-head' }, h('h2', {}, rule ? tn('rules.edit_title', { name: data('span', null, rule.name) }) : t('rules.new_title'))),
+      field(t('rules.name'), name, null),
+      h('h3', {}, t('rules.when')),
+      field(t('rules.trigger_kind'), kind),
+      triggerBox,
+      h('h3', {}, t('rules.only_if')),
+      h('p', { class: 'field-hint' }, t('rules.conditions_hint')),
+      h('div', { class: 'field-grid' },
+        TAG_CONDITIONS.map((c) => field(label('condition', c), pickers[c].el, label('condition_help', c))),
+        field(label('condition', 'staff_in'), staff, t('rules.staff_hint')),
+        field(t('rules.added_within'), days, t('rules.added_within_hint'))),
+      h('h3', {}, t('rules.then')),
+      h('div', { class: 'field-grid' },
+        field(t('rules.add_tags'), add.el), field(t('rules.remove_tags'), remove.el)),
+      h('h3', {}, t('rules.col_mode')),
+      h('div', { class: 'field-row' }, field(t('rules.col_mode'), mode, t('rules.mode_hint')), field(t('rules.canary_limit'), limit)),
+      error,
+      h('div', { class: 'buttons' },
+        h('button', { type: 'button', class: 'btn', onclick: () => { state.editing = false; go('rules', rule ? rule.id : null); } }, t('common.cancel')),
+        h('button', { type: 'submit', class: 'btn btn-primary', dataset: { action: 'save-rule' } }, rule ? t('common.save') : t('rules.create'))));
+
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      let trigger;
+      if (kind.value === 'keyword') trigger = { kind: 'keyword', any: words.value.split(/[\n,，]/).map((s) => s.trim()).filter(Boolean), from: from.value };
+      else if (kind.value === 'channel') trigger = { kind: 'channel', state: stateInput.value.trim() };
+      else trigger = { kind: 'tag_added', tag_id: trigTag.value()[0] || '' };
+      const conditions = [];
+      for (const c of TAG_CONDITIONS) if (pickers[c].value().length) conditions.push({ [c]: pickers[c].value() });
+      const userids = staff.value.split(/[\s,，]+/).filter(Boolean);
+      if (userids.length) conditions.push({ staff_in: userids });
+      if (days.value !== '') conditions.push({ added_within_days: Number(days.value) });
+      const body = { name: name.value.trim(), trigger, conditions, actions: { add: add.value(), remove: remove.value() }, mode: mode.value };
+      if (mode.value === 'canary') body.canary_limit = Number(limit.value);
+      const button = form.querySelector('button[type=submit]');
+      button.disabled = true;
+      error.hidden = true;
+      try {
+        const saved = rule
+          ? await api('PATCH', tpath('/rules/' + encodeURIComponent(rule.id)), body)
+          : await api('POST', tpath('/rules'), body);
+        state.editing = false;
+        toast(tn(rule ? 'rules.saved' : 'rules.created', { name: data('span', null, saved.name) }));
+        go('rules', saved.id);
+      } catch (e) {
+        append(clear(error), problem(e));
+        error.hidden = false;
+      } finally {
+        button.disabled = false;
+      }
+    });
+    append(main, [
+      h('div', { class: 'page-head' }, h('a', { href: link('rules', rule ? rule.id : null) }, t('rules.back')), h('span', { class: 'spacer' })),
+      form,
+    ]);
+    name.focus();
+  }
+
+  // ---- page: channel codes --------------------------------------------------------------------
+
+  async function pageChannels(main, _arg, gen) {
+    let [groups, channels, rules, staff] = await Promise.all([loadLibrary(), loadChannels(), api('GET', tpath('/rules')).then((b) => b.rules), knownStaff()]);
+    if (!current(gen)) return;
+    const body = h('div');
+    const formBox = h('div');
+    append(main, [
+      h('div', { class: 'page-head' }, h('h1', {}, t('nav.channels')), h('span', { class: 'spacer' }),
+        h('button', { class: 'btn btn-primary', dataset: { action: 'new-channel' }, onclick: () => showForm() }, t('channels.new'))),
+      h('p', { class: 'page-sub' }, t('channels.lead')),
+      formBox,
+      body,
+    ]);
+
+    function render() {
+      const idx = tagIndex(groups);
+      clear(body);
+      if (!channels.length) {
+        body.append(h('div', { class: 'card empty' }, h('b', {}, t('channels.empty')), t('channels.empty_help')));
+        return;
+      }
+      body.append(h('div', { class: 'channel-grid', dataset: { testid: 'channels' } }, channels.map((c) => {
+        const own = rules.filter((r) => c.rule_ids.includes(r.id));
+        return h('div', { class: 'card channel', dataset: { channel: c.id, name: c.name } },
+          h('div', { class: 'channel-body' },
+            h('a', { href: c.qr_code, target: '_blank', rel: 'noopener', class: 'qr', title: t('channels.qr_open') },
+              h('img', { src: c.qr_code, alt: t('channels.qr_alt', { name: c.name }), width: 132, height: 132, dataset: { testid: 'qr' } })),
+            h('div', { class: 'channel-facts' },
+              data('h2', null, c.name),
+              h('dl', { class: 'facts' },
+                h('dt', {}, t('channels.state')), h('dd', {}, data('code', null, c.state)),
+                h('dt', {}, t('channels.staff')), h('dd', {}, c.users.map((u) => data('span', 'chip mono', u))),
+                h('dt', {}, t('channels.tags')), h('dd', { dataset: { testid: 'channel-tags' } },
+                  own.length ? own.map((r) => h('div', {}, describeActions(r.actions, idx), ' ', modeBadge(r), ' ',
+                    h('a', { href: link('rules', r.id), class: 'muted' }, t('channels.rule_link'))))
+                    : h('span', { class: 'muted' }, t('channels.no_rule'))),
+                h('dt', {}, t('channels.created')), h('dd', {}, fmtTime(c.created_at)),
+                h('dt', {}, t('channels.config_id')), h('dd', {}, data('span', 'id', c.config_id))))),
+          h('div', { class: 'buttons' },
+            h('button', { class: 'btn btn-sm btn-danger', dataset: { action: 'delete-channel' }, onclick: () => remove(c) }, t('common.delete'))));
+      })));
+    }
+
+    function showForm() {
+      state.editing = true;
+      const name = h('input', { type: 'text', name: 'name', maxlength: 30, required: true, autocomplete: 'off' });
+      const stateInput = h('input', { type: 'text', name: 'state', maxlength: 30, autocomplete: 'off', spellcheck: 'false', placeholder: t('channels.state_placeholder') });
+      const boxes = staff.map((u) => h('label', { class: 'check', translate: 'no' }, h('input', { type: 'checkbox', name: 'user', value: u }), u));
+      const other = h('input', { type: 'text', name: 'other_users', autocomplete: 'off', spellcheck: 'false', translate: 'no', placeholder: t('channels.other_staff_placeholder') });
+      const tags = tagPicker(groups, [], { testid: 'channel-tags-picker' });
+      const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
+      const close = () => { state.editing = false; clear(formBox); };
+      const form = h('form', { class: 'card', novalidate: true, dataset: { testid: 'channel-form' } },
+        h('div', { class: 'card-head' }, h('h2', {}, t('channels.new_title'))),
+        h('div', { class: 'field-row' },
+          h('div', { class: 'field' }, h('label', {}, t('channels.name')), name, h('div', { class: 'field-hint' }, t('channels.name_hint'))),
+          h('div', { class: 'field' }, h('label', {}, t('channels.state')), stateInput, h('div', { class: 'field-hint' }, t('channels.state_hint')))),
+        h('div', { class: 'field' }, h('label', {}, t('channels.staff')),
+          boxes.length ? h('div', { class: 'checks' }, boxes) : h('div', { class: 'muted' }, t('channels.no_known_staff')),
+          other, h('div', { class: 'field-hint' }, t('channels.staff_hint'))),
+        h('div', { class: 'field' }, h('label', {}, t('channels.tags')), tags.el, h('div', { class: 'field-hint' }, t('channels.tags_hint'))),
+        error,
+        h('div', { class: 'buttons' },
+          h('button', { type: 'button', class: 'btn', onclick: close }, t('common.cancel')),
+          h('button', { type: 'submit', class: 'btn btn-primary', dataset: { action: 'create-channel' } }, t('channels.create'))));
+      form.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        const users = [...form.querySelectorAll('input[name=user]:checked')].map((b) => b.value)
+          .concat(other.value.split(/[\s,，]+/).filter(Boolean));
+        const req = { name: name.value.trim(), users: [...new Set(users)], tag_ids: tags.value() };
+        if (stateInput.value.trim()) req.state = stateInput.value.trim();
+        const button = form.querySelector('button[type=submit]');
+        button.disabled = true;
+        error.hidden = true;
+        try {
+          const c = await api('POST', tpath('/channels'), req);
+          toast(tn('channels.created_toast', { name: data('span', null, c.name) }));
+          close();
+          await reload();
+        } catch (e) {
+          append(clear(error), problem(e));
+          error.hidden = false;
+        } finally {
+          button.disabled = false;
+        }
+      });
+      clear(formBox).append(form);
+      name.focus();
+    }
+
+    function remove(c) {
+      confirmDialog({
+        title: tn('channels.delete_title', { name: data('span', null, c.name) }),
+        message: t('channels.delete_message'),
+        submit: t('common.delete'), danger: true,
+        onSubmit: async () => {
+          await api('DELETE', tpath('/channels/' + encodeURIComponent(c.id)));
+          toast(tn('channels.deleted', { name: data('span', null, c.name) }));
+          await reload();
+        },
+      });
+    }
+
+    async function reload() {
+      const [lib, chans, r] = await Promise.all([loadLibrary(), loadChannels(), api('GET', tpath('/rules'))]);
+      if (!current(gen)) return;
+      groups = lib;
+      channels = chans;
+      rules = r.rules;
+      render();
+    }
+
+    render();
+    state.refresh = async () => { if (!state.editing) await reload(); };
   }
 
   // ---- start ----------------------------------------------------------------------------

@@ -50,12 +50,29 @@ static PAGE: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Only this origin's own scripts and styles: the page holds the admin token, so no inline
-/// script and nothing from elsewhere may run in it.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// script and nothing from elsewhere may run in it. Images are the one exception: a channel
+/// code's QR image is WeCom's (`qr_code`, served from WeCom's https CDN), so `https:` images
+/// may load — an image runs no script, and the page sends no referrer. When tagsync talks to
+/// a WeCom on plain http (the simulator on loopback), that origin is allowed as well.
+fn csp(wecom_api_base: &str) -> String {
+    let wecom = reqwest::Url::parse(wecom_api_base)
+        .ok()
+        .filter(|u| u.scheme() == "http")
+        .map(|u| format!(" {}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https:{wecom}; \
+         connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+}
 
-/// Answers `GET /admin/` and `GET /admin/{asset}` (`rest` is the path after `/admin`).
-pub fn respond(req: &HttpRequest, rest: &[&str]) -> Result<HttpResponse, ApiError> {
+/// Answers `GET /admin/` and `GET /admin/{asset}` (`rest` is the path after `/admin`);
+/// `wecom_api_base` is where tagsync calls WeCom (see [`csp`]).
+pub fn respond(
+    req: &HttpRequest,
+    rest: &[&str],
+    wecom_api_base: &str,
+) -> Result<HttpResponse, ApiError> {
     if req.method != Method::GET && req.method != Method::HEAD {
         return Err(ApiError::MethodNotAllowed("use GET".into()));
     }
@@ -90,7 +107,7 @@ pub fn respond(req: &HttpRequest, rest: &[&str]) -> Result<HttpResponse, ApiErro
     }
     Ok(resp
         .with_header("cache-control", cache)
-        .with_header("content-security-policy", CSP)
+        .with_header("content-security-policy", csp(wecom_api_base))
         .with_header("x-content-type-options", "nosniff")
         .with_header("referrer-policy", "no-referrer"))
 }
@@ -110,7 +127,7 @@ mod tests {
         };
         let trimmed = path.trim_end_matches('/');
         let rest: Vec<&str> = trimmed.split('/').skip(2).collect();
-        respond(&req, &rest).unwrap_or_else(ApiError::into_response)
+        respond(&req, &rest, "https://qyapi.weixin.qq.com").unwrap_or_else(ApiError::into_response)
     }
 
     #[test]
@@ -169,6 +186,19 @@ mod tests {
         }
         let own = get("/admin/app.js", &format!("v={}", version(APP_JS)));
         assert!(cache(&own).unwrap().contains("immutable"));
+    }
+
+    #[test]
+    fn qr_images_may_load_from_https_and_from_a_plain_http_wecom_but_scripts_only_from_self() {
+        let real = csp("https://qyapi.weixin.qq.com");
+        assert!(real.contains("img-src 'self' data: https:;"), "{real}");
+        assert!(real.contains("script-src 'self';"), "{real}");
+        let sim = csp("http://127.0.0.1:41234/");
+        assert!(
+            sim.contains("img-src 'self' data: https: http://127.0.0.1:41234;"),
+            "{sim}"
+        );
+        assert!(sim.contains("connect-src 'self';"), "{sim}");
     }
 
     #[test]

@@ -17,9 +17,9 @@
 
 use crate::app::App;
 use crate::domain::*;
-use crate::handlers::engine::members::{View, repair};
-use crate::handlers::engine::{StepError, WECOM_CORP_TAG, WECOM_NO_RELATION};
-use crate::handlers::worker::Outcome;
+use super::members::{View, repair};
+use super::{StepError, WECOM_CORP_TAG, WECOM_NO_RELATION};
+use super::worker::Outcome;
 use crate::http::ApiError;
 use crate::ports::{StoreError, Write};
 use serde_json::json;

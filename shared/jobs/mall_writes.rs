@@ -156,7 +156,7 @@ impl MallWrites {
     /// `POST /members/{id}/tags` per member, a few at a time.
     async fn one_by_one(&self, items: Vec<MemberTagItem>) -> Vec<Written> {
         let n = items.len();
-        let written = crate::handlers::bounded(items, SINGLE_WRITES_AT_ONCE, |item| {
+        let written = crate::concurrency::bounded(items, SINGLE_WRITES_AT_ONCE, |item| {
             let app = self.app.clone();
             let ep = self.ep.clone();
             let key = member_key(&self.job, &item.member_id);

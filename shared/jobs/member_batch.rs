@@ -10,9 +10,9 @@
 
 use crate::app::App;
 use crate::domain::{Hint, Job, JobKind, MemberId, Tenant};
-use crate::handlers::engine::StepError;
-use crate::handlers::engine::members::{View, repair};
-use crate::handlers::worker::Outcome;
+use super::StepError;
+use super::members::{View, repair};
+use super::worker::Outcome;
 use crate::mall::client::MAX_BATCH_MEMBERS;
 
 /// Most members one `SyncMembers` job takes: one batch request's worth.
@@ -62,7 +62,7 @@ pub async fn run(
     }
     let writes = super::mall_writes::MallWrites::alone_without_batch(app, tenant, job);
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(WECOM_AT_ONCE));
-    let done = crate::handlers::bounded(members.to_vec(), MEMBERS_PER_JOB, |member| {
+    let done = crate::concurrency::bounded(members.to_vec(), MEMBERS_PER_JOB, |member| {
         let (app, tenant, job, hint) = (app.clone(), tenant.clone(), job.clone(), hint.clone());
         let view = View {
             mall_from_base: true,
@@ -124,7 +124,7 @@ async fn hand_over(
     if kinds.is_empty() {
         return Outcome::Done;
     }
-    match crate::handlers::engine::enqueue(app, tenant, kinds).await {
+    match super::enqueue(app, tenant, kinds).await {
         Ok(_) => Outcome::Done,
         Err(e) => StepError::retry(format!("queueing members alone: {e}"), None).into_outcome(),
     }

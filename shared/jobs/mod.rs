@@ -1,14 +1,364 @@
-//! Jobs (issue 13 is moving the engine here).
-//!
-//! | module | job |
-//! |---|---|
-//! | [`customer_index`] | the hub's customer index |
-//! | [`rules`] | evaluate automatic-tagging rules on an event, record firings, apply changes |
-//! | [`undo`] | an undo run of a rule, page by page |
+//! Jobs: the sync engine's I/O half and what runs it. A job in, an outcome out ([`worker`]);
+//! what a sync job reads from the hub and the two sides, hands to the pure core
+//! (`crate::sync`), and applies. `intake` turns a verified inbound event into "bring entity K
+//! up to date" jobs; `library` runs group and tag jobs; `members` runs member jobs;
+//! `member_batch` runs jobs of many members, whose mall writes `mall_writes` gathers into
+//! batch requests; `reconcile` runs a sync run's pages; `nightly` starts the nightly runs; `parked` shows a
+//! parked job's failure on its object; `customer_index` files customers in the hub's index;
+//! `rules` evaluates automatic-tagging rules on an event and applies them; `undo` runs a
+//! rule's undo page by page. Every job holds a lock on what it brings up to date,
+//! so two copies never both create.
 
 pub mod bulk_tags;
 pub mod customer_index;
+pub mod intake;
+pub mod library;
 pub mod mall_writes;
 pub mod member_batch;
+pub mod members;
+pub mod nightly;
+pub mod parked;
+pub mod reconcile;
 pub mod rules;
 pub mod undo;
+pub mod worker;
+
+use crate::app::App;
+use crate::domain::*;
+use crate::mall::client::MallError;
+use crate::ports::StoreError;
+use crate::wecom::client::WecomError;
+use std::time::Duration;
+use worker::Outcome;
+
+/// WeCom: the app may not edit or delete this object (another app's or the console's).
+pub(crate) const WECOM_NOT_OURS: i64 = 301002;
+/// WeCom: a sibling already has this name (wecom-api.md §12).
+pub(crate) const WECOM_NAME_TAKEN: i64 = 40071;
+/// WeCom: no such tag or group (§12).
+pub(crate) const WECOM_UNKNOWN_ID: i64 = 40068;
+/// WeCom: the relation does not exist (any more).
+pub(crate) const WECOM_NO_RELATION: i64 = 84061;
+/// WeCom corp tags on a follow relation (type 1); personal tags (2) cannot be written by API
+/// and rule-group tags (3) are not synced.
+pub(crate) const WECOM_CORP_TAG: i64 = 1;
+
+/// Queues sync jobs for `tenant`, dropping those its switches hold back: nothing while the
+/// feature is off, library jobs while `auto_sync` is off, member jobs while `member_sync` is
+/// off (the manual sync brings those sides together later). Returns how many were queued.
+pub async fn enqueue(
+    app: &App,
+    tenant: &Tenant,
+    kinds: Vec<JobKind>,
+) -> Result<usize, crate::ports::QueueError> {
+    let now = app.clock.now();
+    let jobs: Vec<Job> = kinds
+        .into_iter()
+        .filter(|k| allowed(&tenant.settings, k))
+        .map(|k| Job::new(tenant.id.clone(), k, now))
+        .collect();
+    // SQS takes at most 10 messages per batch; both queues accept any slice and split it.
+    if !jobs.is_empty() {
+        app.queue.send(&jobs).await?;
+    }
+    Ok(jobs.len())
+}
+
+/// Whether the tenant's switches let this kind of sync run now.
+/// A job a reconciliation run queued (its `hint.run`) is the manual sync itself: only the
+/// feature switch holds it back.
+pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
+    match kind {
+        JobKind::SyncGroup { hint, .. } | JobKind::SyncTag { hint, .. } => {
+            settings.tags_enabled && (settings.auto_sync || hint.run.is_some())
+        }
+        JobKind::SyncMember { hint, .. } | JobKind::SyncMembers { hint, .. } => {
+            settings.tags_enabled && (settings.member_sync || hint.run.is_some())
+        }
+        JobKind::Inbound { .. } | JobKind::Rules { .. } | JobKind::Undo { .. } => {
+            settings.tags_enabled
+        }
+        // A run's page ends the run itself when the feature went off (its report says so).
+        JobKind::RunChain { .. } | JobKind::Probe { .. } => true,
+        JobKind::BulkStart { .. } | JobKind::BulkChunk { .. } => settings.tags_enabled,
+    }
+}
+
+/// A failed step of a sync job, already decided: retry later or park with the reason — or,
+/// with `superseded`, no failure at all: a name collision was settled (the object merged
+/// into its duplicate, or its clashing change refused) and brought up to date by a nested
+/// run, so what remains of this run's work is moot.
+#[derive(Debug)]
+pub struct StepError {
+    pub retry: Option<Option<Duration>>,
+    pub reason: String,
+    pub superseded: bool,
+    /// Shown on the object (the side `failed`, with the reason) even while it is retried.
+    pub shown: bool,
+    /// A retry because something the job needs is still on its way ([`Outcome::Wait`]).
+    pub waiting: bool,
+    /// A retry because the platform's rate window is spent ([`Outcome::Reschedule`]): at the
+    /// moment it ends, not as a failure.
+    pub rate_limited: bool,
+    /// The side the failure came from, when known: shown `failed` on the job's object if
+    /// the job ends parked.
+    pub side: Option<Side>,
+}
+
+impl StepError {
+    pub fn park(reason: impl Into<String>) -> Self {
+        Self {
+            retry: None,
+            reason: reason.into(),
+            superseded: false,
+            shown: false,
+            waiting: false,
+            rate_limited: false,
+            side: None,
+        }
+    }
+    pub fn retry(reason: impl Into<String>, after: Option<Duration>) -> Self {
+        Self {
+            retry: Some(after),
+            reason: reason.into(),
+            superseded: false,
+            shown: false,
+            waiting: false,
+            rate_limited: false,
+            side: None,
+        }
+    }
+    /// A retry that the operator sees on the object meanwhile (it may end parked).
+    pub fn retry_shown(reason: impl Into<String>, after: Option<Duration>) -> Self {
+        Self {
+            shown: true,
+            ..Self::retry(reason, after)
+        }
+    }
+    /// A retry (`Some`) or a park (`None`).
+    pub fn from_parts(retry: Option<Option<Duration>>, reason: String) -> Self {
+        Self {
+            retry,
+            reason,
+            superseded: false,
+            shown: false,
+            waiting: false,
+            rate_limited: false,
+            side: None,
+        }
+    }
+    /// Something this job needs is on its way (a tag another job is creating, moving or
+    /// deleting): look again soon, with a growing delay ([`Outcome::Wait`]).
+    pub fn wait(reason: impl Into<String>) -> Self {
+        Self {
+            waiting: true,
+            ..Self::retry(reason, None)
+        }
+    }
+    /// The platform's rate window is spent until `after` from now: run again then
+    /// ([`Outcome::Reschedule`]).
+    pub fn rate_limited(reason: impl Into<String>, after: Duration) -> Self {
+        Self {
+            rate_limited: true,
+            ..Self::retry(reason, Some(after))
+        }
+    }
+    pub fn superseded(reason: impl Into<String>) -> Self {
+        Self {
+            retry: None,
+            reason: reason.into(),
+            superseded: true,
+            shown: false,
+            waiting: false,
+            rate_limited: false,
+            side: None,
+        }
+    }
+    /// This failure came from `side`.
+    pub fn on(mut self, side: Side) -> Self {
+        self.side = Some(side);
+        self
+    }
+    pub fn into_outcome(self) -> Outcome {
+        if self.superseded {
+            tracing::info!(reason = self.reason, "superseded by a nested run");
+            return Outcome::Done;
+        }
+        match self.retry {
+            Some(_) if self.waiting => Outcome::Wait {
+                reason: self.reason,
+            },
+            Some(Some(delay)) if self.rate_limited => Outcome::Reschedule {
+                delay,
+                reason: self.reason,
+            },
+            Some(delay) => Outcome::RetryAfter {
+                delay,
+                reason: self.reason,
+                side: self.side,
+            },
+            None => Outcome::Park {
+                reason: self.reason,
+                side: self.side,
+            },
+        }
+    }
+}
+
+impl From<StoreError> for StepError {
+    fn from(e: StoreError) -> Self {
+        if e.retryable() {
+            Self::retry(format!("store: {e}"), None)
+        } else {
+            Self::park(format!("store: {e}"))
+        }
+    }
+}
+
+impl From<WecomError> for StepError {
+    fn from(e: WecomError) -> Self {
+        let step = if let Some(wait) = e.rate_limited() {
+            Self::rate_limited(e.to_string(), wait)
+        } else if e.retryable() {
+            Self::retry(e.to_string(), e.retry_after())
+        } else {
+            Self::park(e.to_string())
+        };
+        step.on(Side::Wecom)
+    }
+}
+
+impl From<MallError> for StepError {
+    fn from(e: MallError) -> Self {
+        let step = if let Some(wait) = e.rate_limited() {
+            Self::rate_limited(e.to_string(), wait)
+        } else if e.retryable() {
+            Self::retry(e.to_string(), e.retry_after())
+        } else {
+            Self::park(e.to_string())
+        };
+        step.on(Side::Mall)
+    }
+}
+
+pub type Step<T> = Result<T, StepError>;
+
+/// A held lock on one thing a job brings up to date; released on [`Lock::release`] (a crash
+/// leaves the store lease to lapse).
+pub struct Lock {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    name: String,
+    holder: String,
+}
+
+/// How long a job may hold a lock before another may take it over (a crashed holder).
+const LEASE_MS: i64 = 120_000;
+/// How long a job waits for a lock held in another process before it retries later.
+const LEASE_WAIT: Duration = Duration::from_secs(20);
+
+/// Takes the lock `name`: first in this process, then the store lease.
+pub async fn lock(app: &App, name: String) -> Step<Lock> {
+    let local = app.locks.get(&name).lock_owned().await;
+    let holder = new_ordered_id();
+    let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let now = app.clock.now();
+        if app
+            .store
+            .acquire_lease(&name, &holder, now, now.plus_millis(LEASE_MS))
+            .await?
+        {
+            return Ok(Lock {
+                _local: local,
+                name,
+                holder,
+            });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StepError::retry(
+                format!("{name} is held by another worker"),
+                Some(Duration::from_secs(1)),
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+impl Lock {
+    pub async fn release(self, app: &App) {
+        if let Err(e) = app.store.release_lease(&self.name, &self.holder).await {
+            tracing::warn!(lock = %self.name, error = %e, "lock not released; it lapses by itself");
+        }
+    }
+}
+
+/// The lock of a tenant's tag library: group and tag jobs of one tenant run one at a time
+/// (they touch each other: a tag's first WeCom create creates its group; a group deletion
+/// ends its tags). Library changes are few; members are where the volume is.
+pub fn library_lock(tenant: &TenantId) -> String {
+    format!("sync#{tenant}#library")
+}
+
+/// The lock of one member (and its customer's relations: `mark_tag` is serialised per
+/// relation, §1.6).
+pub fn member_lock(tenant: &TenantId, member: &MemberId) -> String {
+    format!("sync#{tenant}#member#{member}")
+}
+
+/// An audit entry of a change applied to `side`.
+#[allow(clippy::too_many_arguments)] // one per field of the entry, all positional in call sites
+pub fn audit(
+    tenant: &TenantId,
+    at: Timestamp,
+    side: Actor,
+    action: &str,
+    entity: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    origin: Actor,
+) -> AuditEntry {
+    AuditEntry {
+        tenant: tenant.clone(),
+        at,
+        side,
+        action: action.to_owned(),
+        entity,
+        before,
+        after,
+        origin: origin.as_str().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mall::client::Verdict;
+
+    fn mall_error(status: u16) -> MallError {
+        MallError {
+            op: "get_member",
+            status: Some(status),
+            code: None,
+            message: String::new(),
+            verdict: Verdict::RetryAfter(Duration::from_secs(1)),
+            unknown_ids: Box::default(),
+        }
+    }
+
+    /// A job that meets the mall's rate limit waits for it without the receive counting
+    /// towards the dead-letter limit (a bulk run of hundreds of customers must not park
+    /// because the mall asked it to slow down); other transient mall failures are retries.
+    #[test]
+    fn a_mall_429_reschedules_the_job_and_a_503_retries_it() {
+        match StepError::from(mall_error(429)).into_outcome() {
+            Outcome::Reschedule { delay, .. } => assert_eq!(delay, Duration::from_secs(1)),
+            other => panic!("429: {other:?}"),
+        }
+        match StepError::from(mall_error(503)).into_outcome() {
+            Outcome::RetryAfter { side, .. } => assert_eq!(side, Some(Side::Mall)),
+            other => panic!("503: {other:?}"),
+        }
+    }
+}

@@ -10,11 +10,11 @@
 //! Tags an operator or a side adds reach `tag_added` rules through a `Rules` job
 //! ([`tags_gained`]).
 
+use super::intake::member_of_customer;
+use super::worker::Outcome;
+use super::{Step, StepError, enqueue};
 use crate::app::App;
 use crate::domain::*;
-use crate::handlers::engine::intake::member_of_customer;
-use crate::handlers::engine::{Step, StepError, enqueue};
-use crate::handlers::worker::Outcome;
 use crate::ports::{StoreError, Write};
 use crate::sync::rules::{Event, Facts, Verdict, chained_by, evaluate, triggered};
 use serde_json::json;

@@ -7,10 +7,10 @@
 //! transaction; member jobs carry it to the sides. One undo at a time per rule (a lease); it
 //! neither blocks nor waits for sync runs.
 
+use super::worker::Outcome;
+use super::{Step, StepError, enqueue};
 use crate::app::App;
 use crate::domain::*;
-use crate::handlers::engine::{Step, StepError, enqueue};
-use crate::handlers::worker::Outcome;
 use crate::ports::{StoreError, Write};
 use crate::sync::rules::undo_plan;
 use serde_json::json;

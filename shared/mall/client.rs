@@ -291,6 +291,16 @@ impl MallError {
         matches!(self.verdict, Verdict::RetryAfter(_))
     }
 
+    /// With a 429: how long the mall asked us to stay away. A rate limit is not a failure of
+    /// the job: coming back sooner only spends the token's budget, and a job that meets it
+    /// is rescheduled to that moment rather than counted towards the dead-letter limit.
+    pub fn rate_limited(&self) -> Option<Duration> {
+        match self.verdict {
+            Verdict::RetryAfter(d) if self.status == Some(429) => Some(d),
+            _ => None,
+        }
+    }
+
     /// How long to wait before retrying, when retrying helps.
     pub fn retry_after(&self) -> Option<Duration> {
         match self.verdict {
@@ -863,9 +873,11 @@ impl MallClient {
             match result {
                 Err(e) if e.retryable() => {
                     attempt += 1;
-                    let Some(wait) = self.retries.pause(attempt, e.retry_after()) else {
+                    let Some(pause) = self.retries.pause(attempt, e.retry_after()) else {
                         return Err(e);
                     };
+                    // A 429's Retry-After is a floor, not a default for "soon".
+                    let wait = e.rate_limited().map_or(pause, |d| d.max(pause));
                     tracing::debug!(op, error = %e, ?wait, "transient failure; trying again");
                     tokio::time::sleep(wait).await;
                 }
@@ -1264,10 +1276,18 @@ mod tests {
         };
         assert!(e.retryable());
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+        assert_eq!(e.rate_limited(), Some(Duration::from_secs(2)));
         assert_eq!(
             e.to_string(),
             "mall create_tag: HTTP 429 (slow down), retry after 2000 ms"
         );
+        // A 503 is retried too, but it is not the mall's rate limit.
+        let unavailable = MallError {
+            status: Some(503),
+            ..e.clone()
+        };
+        assert!(unavailable.retryable());
+        assert_eq!(unavailable.rate_limited(), None);
         let e = MallError {
             verdict: Verdict::NameTaken {
                 existing_id: "g_1".to_owned(),

@@ -24,6 +24,13 @@ pub struct Demo {
     pub mall: MallSim,
 }
 
+impl Demo {
+    /// The WeCom simulator's API base, for tagsync's WeCom client.
+    pub fn wecom_base(&self) -> String {
+        self.wecom.base_url()
+    }
+}
+
 /// The simulators, started before tagsync's app is built (its WeCom API base must point at the
 /// WeCom simulator). They deliver to `tagsync_base` once [`seed`] has wired them.
 pub async fn start_simulators() -> std::io::Result<Demo> {
@@ -106,7 +113,7 @@ pub async fn seed(
 
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let settled = |step: &'static str| async move {
-        crate::sim::world::settle_sides(app, &demo.wecom, &demo.mall, SEED_SETTLE)
+        crate::sim::settle::settle_sides(app, &demo.wecom, &demo.mall, SEED_SETTLE)
             .await
             .map_err(|e| format!("demo seed, {step}: {e}"))
     };

@@ -2,9 +2,10 @@
 //! batch failures, and the EventBridge schedule — each converted to the transport-neutral
 //! handlers. The binaries in `functions/` only build the [`App`] and call these.
 
+use crate::api::{self, Surface};
 use crate::app::App;
-use crate::handlers::{self, Surface, nightly, worker};
 use crate::http::{ApiError, HttpRequest, HttpResponse, MAX_BODY};
+use crate::jobs::{nightly, worker};
 use crate::ports::Delivery;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -46,7 +47,7 @@ pub async fn http(
             body,
             request_id,
         };
-        handlers::dispatch(app, surface, req).await
+        api::dispatch(app, surface, req).await
     }
     .instrument(span)
     .await;

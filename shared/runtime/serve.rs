@@ -1,5 +1,5 @@
 //! `tagsync serve`: every handler in one process — an HTTP/1 listener (hyper, axum's router)
-//! routing to [`handlers::dispatch`], a pool of workers draining the SQLite queue, and the
+//! routing to [`api::dispatch`], a pool of workers draining the SQLite queue, and the
 //! nightly timer. Dependencies come in as arguments (the listener, the app, a shutdown
 //! future), so tests start a real server on port 0.
 //!
@@ -8,9 +8,10 @@
 //! within [`ServeOptions::header_read_timeout`] — on opening or between keep-alive requests —
 //! is closed, so idle or slow sockets cannot pile up.
 
+use crate::api::{self, Surface};
 use crate::app::App;
-use crate::handlers::{self, Surface, nightly, worker};
 use crate::http::{ApiError, HttpRequest, HttpResponse, MAX_BODY};
+use crate::jobs::{nightly, worker};
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
@@ -252,7 +253,7 @@ async fn route(State(routed): State<Routed>, req: axum::extract::Request) -> Res
                     body,
                     request_id: request_id.clone(),
                 };
-                handlers::dispatch(&app, Surface::All, req).await
+                api::dispatch(&app, Surface::All, req).await
             }
         };
         tracing::debug!(status = response.status, "answered");

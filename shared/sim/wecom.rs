@@ -2535,9 +2535,7 @@ async fn qr_image(AxumState(core): AxumState<Arc<Core>>, Path(file): Path<String
     for (i, b) in way.config_id.bytes().enumerate().take(64) {
         if b % 2 == 0 {
             let (x, y) = (10 + (i % 8) * 10, 10 + (i / 8) * 10);
-            cells.push_str(&format!(
-                r#"<rect x="{x}" y="{y}" width="10" height="10"/>"#
-            ));
+            cells.push_str(&format!(r#"<rect x="{x}" y="{y}" width="10" height="10"/>"#));
         }
     }
     let svg = format!(

@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tagsync::api::{Surface, dispatch};
 use tagsync::app::App;
 use tagsync::domain::Job;
-use tagsync::handlers::{Surface, dispatch};
 use tagsync::http::HttpRequest;
 use tagsync::ports::{DeadLetter, Delivery, Queue, QueueCounts, QueueError};
 

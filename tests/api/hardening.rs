@@ -4,6 +4,7 @@
 //! `members.rs`; the KMS key path is in the contract suite, against moto.)
 
 use crate::helpers::*;
+use crate::support::process::ServeProcess;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -15,7 +16,6 @@ use tagsync::app::App;
 use tagsync::domain::*;
 use tagsync::ports::SystemClock;
 use tagsync::runtime::serve::{Nightly, ServeOptions};
-use tagsync::sim::process::ServeProcess;
 use tagsync::store::sealing::SecretKey;
 use tagsync::store::sqlite::{SqliteDb, open_store};
 use tokio::io::AsyncReadExt;

@@ -237,7 +237,7 @@ pub async fn status_of(app: &tagsync::app::App, tenant: &str) -> Value {
         body: Default::default(),
         request_id: "status-test".into(),
     };
-    let resp = tagsync::handlers::dispatch(app, tagsync::handlers::Surface::Admin, req).await;
+    let resp = tagsync::api::dispatch(app, tagsync::api::Surface::Admin, req).await;
     assert_eq!(resp.status, 200);
     resp.body_json().unwrap()
 }

@@ -4,9 +4,9 @@ use crate::helpers::*;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use tagsync::api::Surface;
 use tagsync::app::App;
 use tagsync::domain::{Job, JobKind, TenantId, Timestamp};
-use tagsync::handlers::Surface;
 use tagsync::ports::Queue;
 use tagsync::runtime::lambda;
 

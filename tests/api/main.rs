@@ -13,6 +13,8 @@ mod mall_webhook;
 mod members;
 mod metrics;
 mod process;
+#[path = "../support/mod.rs"]
+mod support;
 mod wecom_callback;
 mod wecom_sim;
 mod worker;

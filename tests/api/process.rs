@@ -1,12 +1,12 @@
 //! The `tagsync` binary as an operator runs it: crash safety and graceful shutdown.
 
 use crate::helpers::*;
+use crate::support::process::ServeProcess;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tagsync::sim::process::ServeProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tagsync");
 
@@ -373,9 +373,10 @@ async fn demo_wires_both_simulators_and_its_printed_commands_carry_changes_both_
 /// through in one minute and meet 45009; one shared budget keeps WeCom from ever refusing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_serve_processes_on_one_store_share_one_wecom_rate_budget() {
+    use tagsync::sim::hold::Phase;
     use tagsync::sim::mall::NewMember;
     use tagsync::sim::wecom::SimConfig;
-    use tagsync::sim::world::{ADMIN_TOKEN as WORLD_TOKEN, World, WorldOptions};
+    use crate::support::world::{ADMIN_TOKEN as WORLD_TOKEN, World, WorldOptions};
     use tagsync::wecom::budget::BudgetConfig;
     use tagsync::wecom::classify::ApiOp;
 
@@ -439,6 +440,13 @@ async fn two_serve_processes_on_one_store_share_one_wecom_rate_budget() {
         ],
     );
     let calls_before = w.wecom.calls().len();
+    // Three workers in all (one here, two there): hold the first three `mark_tag` calls until
+    // all three are in flight. A job marks one member's two relations, so three held calls
+    // cannot all be this process's one worker: the other process must have taken a job,
+    // however the two processes' polling happens to fall.
+    let mut holds: Vec<_> = (0..3)
+        .map(|_| w.wecom.hold(ApiOp::MarkTag, Phase::Before, Value::Null))
+        .collect();
     let items: Vec<Value> = members
         .iter()
         .map(|m| serde_json::json!({"member_id": m, "add": [gold], "remove": []}))
@@ -451,6 +459,11 @@ async fn two_serve_processes_on_one_store_share_one_wecom_rate_budget() {
         )
         .await;
     assert_eq!(status, 202, "{body}");
+    let mut held = Vec::new();
+    for h in &mut holds {
+        held.push(h.held(Duration::from_secs(30)).await.unwrap());
+    }
+    held.into_iter().for_each(|h| h.release());
     // Up to a minute and a half: the relations beyond the budget wait for the next minute.
     w.settle(Duration::from_secs(150)).await.unwrap();
     assert!(w.problems().await.is_empty(), "{:?}", w.problems().await);

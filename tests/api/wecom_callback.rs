@@ -290,7 +290,7 @@ async fn bad_padding_is_400_with_nothing_recorded() {
 async fn an_oversize_body_is_413_with_nothing_recorded() {
     let t = spawn_app().await;
     t.put_tenant("acme").await;
-    let encrypt = "A".repeat(tagsync::handlers::wecom_callback::MAX_BODY);
+    let encrypt = "A".repeat(tagsync::api::wecom_callback::MAX_BODY);
     assert_eq!(post_encrypted(&t, "acme", &encrypt, None).await, 413);
     assert_nothing_recorded(&t).await;
     t.shutdown().await;

@@ -74,12 +74,12 @@ async fn a_job_run_twice_has_one_effect() {
     t.put_tenant("acme").await;
     let job = probe("acme", false);
     assert_eq!(
-        tagsync::handlers::worker::run_job(&t.app, &job).await,
-        tagsync::handlers::worker::Outcome::Done
+        tagsync::jobs::worker::run_job(&t.app, &job).await,
+        tagsync::jobs::worker::Outcome::Done
     );
     assert_eq!(
-        tagsync::handlers::worker::run_job(&t.app, &job).await,
-        tagsync::handlers::worker::Outcome::Done
+        tagsync::jobs::worker::run_job(&t.app, &job).await,
+        tagsync::jobs::worker::Outcome::Done
     );
     let processed = t
         .audit("acme")

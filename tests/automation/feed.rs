@@ -6,7 +6,7 @@ use crate::support::*;
 use serde_json::json;
 
 /// A message refused before: posted properly now, it is new (nothing was recorded of it).
-async fn still_new(w: &tagsync::sim::world::World, message: &serde_json::Value) {
+async fn still_new(w: &crate::harness::world::World, message: &serde_json::Value) {
     let (status, body) = w.feed().post(std::slice::from_ref(message)).await.unwrap();
     assert_eq!(status, 202, "{body}");
     assert_eq!(

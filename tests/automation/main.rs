@@ -2,10 +2,13 @@
 //! channel codes and undo, with the WeCom and mall simulators and a real `tagsync serve` in
 //! one world per test. Each test is one behaviour, named for it.
 
-mod channels;
+#[path = "../support/mod.rs"]
+mod harness;
+
 mod feed;
 mod rules;
 #[path = "../sync/steps.rs"]
 #[allow(dead_code)]
 mod steps;
 mod support;
+mod channels;

@@ -1,12 +1,16 @@
 //! What the automation tests share: a tag library, rules made through the admin API, and
 //! reading firings and members back.
 
+// The shared harness (tests/support), reachable as `crate::support::…` like in the other
+// test binaries (sync/steps.rs, included here too, names it so).
+pub use crate::harness::world;
+
+use crate::harness::world::World;
 use crate::steps::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use tagsync::domain::MemberId;
 use tagsync::sim::mall::NewMember;
-use tagsync::sim::world::World;
 
 /// The group every test's tags live in.
 pub const GROUP: &str = "营销";

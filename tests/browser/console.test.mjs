@@ -21,6 +21,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createHmac, randomUUID } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import { LATIN_OK } from './latin.mjs';
 
@@ -164,6 +165,61 @@ for (const locale of LOCALES) {
       }
     }
 
+    // ---- automatic tagging: the chat feed, hub tags, what each side holds ---------------------
+
+    // The demo's tenant as demo.rs registers it, now with a feed secret (PUT keeps the settings).
+    const FEED_SECRET = 'browser-test-feed-secret';
+    async function enableFeed() {
+      const res = await admin('', {
+        method: 'PUT',
+        body: JSON.stringify({
+          corp_id: 'wwdemocorp00000001', agent_id: '1000002', corp_secret: 'demo-app-secret',
+          callback_token: 'demoCallbackToken', encoding_aes_key: 'jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C',
+          mall_api_base: demo.mallApi, mall_api_token: 'demo-mall-token', mall_webhook_secret: 'demo-webhook-secret',
+          message_feed_secret: FEED_SECRET,
+        }),
+      });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.message_feed, true);
+    }
+
+    // The chat-archive connector: one text message, signed as automation.md §3 says
+    // (HMAC-SHA256 over `timestamp.body` with the tenant's message_feed_secret).
+    async function postChat(from, to, content) {
+      const body = JSON.stringify({
+        messages: [{
+          msgid: 'browser-' + randomUUID(), action: 'send', from, tolist: [to], roomid: '',
+          msgtime: Date.now(), msgtype: 'text', text: { content },
+        }],
+      });
+      const ts = Math.floor(Date.now() / 1000);
+      const sig = createHmac('sha256', FEED_SECRET).update(`${ts}.${body}`).digest('hex');
+      const res = await getJson(`${demo.base}/messages/demo`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-feed-timestamp': String(ts), 'x-feed-signature': `v1=${sig}` },
+        body,
+      });
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+      assert.equal(res.body.queued, 1);
+    }
+
+    // A hub tag by its group and name: {id, wecom_id, mall_id}.
+    async function hubTag(groupName, tagName) {
+      const { body } = await admin('/tag-groups');
+      const g = body.groups.find((x) => x.name === groupName);
+      return g && g.tags.find((x) => x.name === tagName);
+    }
+    async function mallMemberHas(memberId, mallTagId) {
+      const { members } = await mallState();
+      return !!members.find((m) => m.id === memberId)?.tag_ids.includes(mallTagId);
+    }
+    // Whether every WeCom relation of the customer carries the tag (`want` true) or none does.
+    async function wecomRelationsAre(externalUserid, wecomTagId, want) {
+      const { body } = await getJson(`${demo.wecomControl}/relations`);
+      const rels = body.result.filter((r) => r.external_userid === externalUserid);
+      return rels.length > 0 && rels.every((r) => r.tags.includes(wecomTagId) === want);
+    }
+
     const tagRow = (name) => page.locator(`tr[data-kind="tag"][data-name="${name}"]`);
     const sideBadge = (name, side, st) => tagRow(name).locator(`td[data-side="${side}"] .badge.${st}`);
     const nav = (p) => page.locator(`.sidebar a[data-page="${p}"]`).click();
@@ -187,7 +243,10 @@ for (const locale of LOCALES) {
           let m;
           if ((m = line.match(/^tagsync listening on (\S+)/))) seen.base = m[1];
           if ((m = line.match(/WeCom sim .*control: (\S+)/))) seen.wecomControl = m[1];
-          if ((m = line.match(/mall sim .*control: (\S+)/))) seen.mallControl = m[1];
+          if ((m = line.match(/mall sim\s+(\S+)\s+control: (\S+)/))) {
+            seen.mallApi = m[1];
+            seen.mallControl = m[2];
+          }
           if ((m = line.match(/Members to look up: (\S+) \(Alice.*?(\S+) \(Bob/))) {
             seen.members = { alice: m[1], bob: m[2] };
           }
@@ -434,6 +493,121 @@ for (const locale of LOCALES) {
       await until('member_sync off', async () => (await admin('/settings')).body.member_sync === false);
       await toggle.check();
       await until('member_sync on', async () => (await admin('/settings')).body.member_sync === true);
+    });
+
+    test('a keyword rule made in the console tags the customer who says the word everywhere, excludes the one it should, and one undo takes the tag off again', async () => {
+      await enableFeed();
+      const made = await admin('/tag-groups', {
+        method: 'POST',
+        body: JSON.stringify({ name: '咨询行为', tags: [{ name: '问过优惠券' }, { name: '已下单' }] }),
+      });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      const asked = await until('问过优惠券 in WeCom and the mall', async () => {
+        const x = await hubTag('咨询行为', '问过优惠券');
+        return x && x.wecom_id && x.mall_id && x;
+      });
+      const ordered = await hubTag('咨询行为', '已下单');
+      // Bob has already ordered: the rule's exclusion keeps him out.
+      const bobTagged = await admin(`/members/${demo.members.bob}/tags`, { method: 'POST', body: JSON.stringify({ add: [ordered.id], remove: [] }) });
+      assert.ok(bobTagged.status < 300, JSON.stringify(bobTagged.body));
+
+      await nav('rules');
+      await page.locator('[data-action="new-rule"]').click();
+      const form = page.locator('[data-testid="rule-form"]');
+      await form.locator('input[name="name"]').fill('优惠券咨询');
+      await form.locator('select[name="trigger_kind"]').selectOption('keyword');
+      await form.locator('textarea[name="keywords"]').fill('优惠券');
+      await form.locator('[data-testid="cond-has_none"] select').selectOption({ label: '已下单' });
+      await form.locator('[data-testid="action-add"] select').selectOption({ label: '问过优惠券' });
+      await form.locator('select[name="mode"]').selectOption('on');
+      await form.locator('[data-testid="cond-has_none"] .chip', { hasText: '已下单' }).waitFor();
+      await shot('15-rule-form');
+      await form.locator('[data-action="save-rule"]').click();
+      const ruleCard = page.locator('[data-testid="rule"]');
+      await ruleCard.locator('[data-testid="mode"][data-mode="on"]').waitFor();
+      const ruleId = decodeURIComponent(new URL(page.url()).hash.split('/').pop());
+      const stored = await admin(`/rules/${ruleId}`);
+      assert.equal(stored.status, 200);
+      assert.deepEqual(stored.body.trigger, { kind: 'keyword', any: ['优惠券'], from: 'customer' });
+      assert.deepEqual(stored.body.conditions, [{ has_none: [ordered.id] }]);
+      assert.deepEqual(stored.body.actions, { add: [asked.id], remove: [] });
+
+      // Alice and Bob ask in chat, each to a salesperson following them.
+      await postChat('wm_alice', 'sales_li', '请问有优惠券吗？');
+      await postChat('wm_bob', 'sales_li', '这周有优惠券吗');
+      const alice = page.locator('[data-testid="firings"] tr[data-customer="wm_alice"][data-outcome="applied"]');
+      await alice.waitFor();
+      assert.equal(await alice.locator('[data-testid="message"]').textContent(), '请问有优惠券吗？');
+      const bob = page.locator('[data-testid="firings"] tr[data-customer="wm_bob"][data-outcome="excluded"]');
+      await bob.waitFor();
+      assert.match(await bob.locator('[data-testid="excluded-by"]').textContent(), /已下单/);
+      await until('the mall member Alice to carry 问过优惠券', () => mallMemberHas(demo.members.alice, asked.mall_id));
+      await until('every WeCom relation of Alice to carry 问过优惠券', () => wecomRelationsAre('wm_alice', asked.wecom_id, true));
+      assert.equal(await mallMemberHas(demo.members.bob, asked.mall_id), false, 'Bob was excluded');
+      await shot('16-rule-firings');
+
+      // The console's member page shows the tag too.
+      await nav('members');
+      await page.locator('input[name="member"]').fill(demo.members.alice);
+      await page.locator('button[data-action="look-up"]').click();
+      await page.locator('[data-testid="member-tags"] .chip', { hasText: '问过优惠券' }).waitFor();
+
+      // Undo: a tracked run; the tag leaves the hub, the mall and every WeCom relation.
+      await page.evaluate((hash) => { location.hash = hash; }, `#/demo/rules/${encodeURIComponent(ruleId)}`);
+      await page.locator('[data-action="undo"]').click();
+      await page.locator('#dialog button[type=submit]').click();
+      const run = page.locator('[data-testid="tracked-run"][data-status="done"]');
+      await run.waitFor();
+      assert.match(await run.locator('[data-testid="undone"]').textContent(), /1/);
+      await page.locator('[data-testid="firings"] tr[data-customer="wm_alice"][data-outcome="undone"]').waitFor();
+      await until('the mall member Alice to lose 问过优惠券', async () => !(await mallMemberHas(demo.members.alice, asked.mall_id)));
+      await until('no WeCom relation of Alice to carry 问过优惠券', () => wecomRelationsAre('wm_alice', asked.wecom_id, false));
+      await shot('17-rule-undone');
+    });
+
+    test('a channel code made in the console shows its QR image, tags the customer who scans it, and is deleted', async () => {
+      const made = await admin('/tag-groups', { method: 'POST', body: JSON.stringify({ name: '到店渠道', tags: [{ name: '门店海报' }] }) });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      const shop = await until('门店海报 in WeCom and the mall', async () => {
+        const x = await hubTag('到店渠道', '门店海报');
+        return x && x.wecom_id && x.mall_id && x;
+      });
+      await nav('channels');
+      await page.locator('[data-action="new-channel"]').click();
+      const form = page.locator('[data-testid="channel-form"]');
+      await form.locator('input[name="name"]').fill('门店海报码');
+      // sales_wang does not follow Bob yet: Bob's scan adds a relation.
+      await form.locator('input[name="user"][value="sales_wang"]').check();
+      await form.locator('[data-testid="channel-tags-picker"] select').selectOption({ label: '门店海报' });
+      await shot('18-channel-form');
+      await form.locator('[data-action="create-channel"]').click();
+      const card = page.locator('.channel[data-name="门店海报码"]');
+      await card.waitFor();
+      // The QR image is WeCom's (here the simulator's): it loads under the page's CSP.
+      const qr = card.locator('img[data-testid="qr"]');
+      await until('the QR image to load', () => qr.evaluate((img) => img.complete && img.naturalWidth > 0));
+      await card.locator('[data-testid="channel-tags"] .chip', { hasText: '门店海报' }).waitFor();
+      await card.locator('[data-testid="mode"][data-mode="on"]').waitFor();
+      await shot('19-channels');
+
+      // Bob scans the code: the new relation, his other one and his mall member get the tag.
+      const { body } = await admin('/channels');
+      const channel = body.channels.find((c) => c.name === '门店海报码');
+      const scan = await getJson(`${demo.wecomControl}/contact-ways/${encodeURIComponent(channel.config_id)}/scan`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ external_userid: 'wm_bob' }),
+      });
+      assert.equal(scan.status, 200, JSON.stringify(scan.body));
+      assert.equal(scan.body.result.userid, 'sales_wang');
+      await until('the mall member Bob to carry 门店海报', () => mallMemberHas(demo.members.bob, shop.mall_id));
+      await until('both WeCom relations of Bob to carry 门店海报', async () => {
+        const { body: rels } = await getJson(`${demo.wecomControl}/relations`);
+        return rels.result.filter((r) => r.external_userid === 'wm_bob').length === 2 && wecomRelationsAre('wm_bob', shop.wecom_id, true);
+      });
+
+      await card.locator('[data-action="delete-channel"]').click();
+      await page.locator('#dialog button[type=submit]').click();
+      await card.waitFor({ state: 'detached' });
+      assert.equal((await admin('/channels')).body.channels.length, 0);
     });
 
     test('the language switch changes the whole page at once and is remembered after a reload and a sign-out', async () => {

@@ -4,6 +4,7 @@
 //! made once the system is quiet.
 
 use crate::model::*;
+use crate::support::world::{Activity, World, WorldOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -14,7 +15,6 @@ use tagsync::mall::client::MallGroupWithTags;
 use tagsync::sim::hold::{Hold, Phase};
 use tagsync::sim::mall::{Faults, NewMember};
 use tagsync::sim::wecom::{Fault, FaultKind, Owner, SimGroup};
-use tagsync::sim::world::{Activity, World, WorldOptions};
 use tagsync::wecom::classify::ApiOp;
 use tagsync::wecom::crypto::{CallbackCrypto, build_envelope};
 

@@ -7,12 +7,12 @@
 //! and what its name claims.
 
 use crate::drive::*;
+use crate::support::world::{World, WorldOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tagsync::sim::hold::{Held, Phase};
 use tagsync::sim::wecom::{Fault, FaultKind};
-use tagsync::sim::world::{World, WorldOptions};
 use tagsync::wecom::classify::ApiOp;
 
 async fn must_settle(w: &World) {

@@ -5,7 +5,7 @@
 //! transient failure parks nothing; a permanent failure is parked with its reason and goes
 //! through once its cause is fixed and the job redriven.
 //!
-//! Each test (each property case) runs its own [`tagsync::sim::world::World`] on loopback.
+//! Each test (each property case) runs its own [`crate::support::world::World`] on loopback.
 //!
 //! - `property`: the property test (proptest, driven by hand: one runtime and world per case),
 //!   10 cases by default; `TAGSYNC_PROPTEST_CASES=40` (or more) looks harder;
@@ -33,3 +33,5 @@ mod found;
 mod model;
 mod parked;
 mod property;
+#[path = "../support/mod.rs"]
+mod support;

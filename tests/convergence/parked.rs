@@ -2,10 +2,10 @@
 //! shows the side as failed, and once the cause is fixed a redrive carries the change.
 
 use crate::drive::*;
+use crate::support::world::World;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tagsync::sim::mall::MallSimConfig;
-use tagsync::sim::world::World;
 
 /// The tenant's registration as `World::start` makes it, with another mall API base and token.
 fn registration(w: &World, mall_base: &str, mall_token: &str) -> Value {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tagsync::domain::MemberId;
 use tagsync::sim::hold::Phase;
 use tagsync::sim::wecom::{Fault, FaultKind};
-use tagsync::sim::world::World;
+use crate::support::world::World;
 use tagsync::wecom::classify::ApiOp;
 
 /// `n` bound customers `{prefix}{i:03}` who came through contact way `state`, followed by
@@ -164,7 +164,7 @@ async fn a_bulk_run_over_300_customers_tags_every_relation_and_the_mall_once_and
 
 #[tokio::test]
 async fn cancel_stops_a_bulk_run_and_its_report_says_how_far_it_got() {
-    let w = World::start(tagsync::sim::world::WorldOptions {
+    let w = World::start(crate::support::world::WorldOptions {
         workers: 1,
         ..Default::default()
     })

@@ -8,7 +8,7 @@ use tagsync::wecom::classify::ApiOp;
 /// Four customers: alice (bound, both staff, 金卡), bob (bound, sales_wang, 银卡), carol (not
 /// bound, came through the 门店 code to sales_li, 金卡 put on in WeCom), dave (not bound,
 /// sales_wang, state 官网, no tags).
-async fn four_customers(w: &tagsync::sim::world::World) -> (String, String) {
+async fn four_customers(w: &crate::support::world::World) -> (String, String) {
     mall_made_group(w, "会员等级", 20, &[("金卡", 2), ("银卡", 1)]).await;
     w.wecom.add_customer("wm_alice", "Alice 王");
     w.wecom.add_customer("wm_bob", "Bob 李");

@@ -5,13 +5,15 @@
 #[path = "../sync/steps.rs"]
 #[allow(dead_code)] // shared with tests/sync; not every helper is used here
 mod steps;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod bulk;
 mod list;
 
+use crate::support::world::World;
 use serde_json::Value;
 use steps::*;
-use tagsync::sim::world::World;
 
 /// `GET …/customers?{query}`: 200 and its body, or the failure.
 pub async fn customers(w: &World, query: &str) -> Value {

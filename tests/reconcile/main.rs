@@ -6,6 +6,8 @@
 #[path = "../sync/steps.rs"]
 #[allow(dead_code)] // shared with tests/sync; not every helper is used here
 mod steps;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod library;
 mod members;
@@ -13,10 +15,10 @@ mod onboarding;
 mod restart;
 mod runs;
 
+use crate::support::world::World;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use steps::*;
-use tagsync::sim::world::World;
 
 /// Starts a run of `scope` through the admin API and waits for its report to say done.
 pub async fn run_sync(w: &World, scope: &str) -> Value {

@@ -1,13 +1,13 @@
 //! Onboarding: the first run for a corp and a mall that both have a library already.
 
 use crate::steps::*;
+use crate::support::world::WorldOptions;
 use crate::{counts, run_sync};
-use tagsync::sim::world::WorldOptions;
 
 #[tokio::test]
 async fn first_run_links_same_names_creates_the_rest_and_reports_ambiguous_matches() {
     // Not wired: the two libraries exist before tagsync hears of either.
-    let w = tagsync::sim::world::World::start(WorldOptions {
+    let w = crate::support::world::World::start(WorldOptions {
         wire: false,
         ..WorldOptions::default()
     })

@@ -2,13 +2,13 @@
 //! walk and started again on the same data finishes the run, with the same report of drift
 //! and the same sides as a run nobody interrupted.
 
+use crate::support::process::ServeProcess;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tagsync::domain::{MallTagId, MemberId};
 use tagsync::sim::mall::{MallSim, MallSimConfig, NewMember};
-use tagsync::sim::process::ServeProcess;
 use tagsync::sim::wecom::{Fault, FaultKind, SimConfig, Trigger, WecomSim};
 use tagsync::wecom::classify::ApiOp;
 

@@ -67,7 +67,7 @@ async fn the_nightly_trigger_runs_all_and_repairs_silent_changes() {
     w.mall.silent().rename_tag(&gold_m, "黄金卡").unwrap();
     settle(&w).await;
 
-    let report = tagsync::handlers::nightly::run(&w.app).await.unwrap();
+    let report = tagsync::jobs::nightly::run(&w.app).await.unwrap();
     assert_eq!(report.started.len(), 1, "{report:?}");
     let run = wait_run(&w, &report.started[0]).await;
     assert_eq!(run["origin"], "system");
@@ -120,7 +120,7 @@ async fn a_run_ends_failed_with_the_reason_when_the_feature_is_switched_off_midw
 }
 
 /// Polls `GET …/sync/{run}` until the run is no longer running.
-async fn run_ended(w: &tagsync::sim::world::World, run: &str) -> serde_json::Value {
+async fn run_ended(w: &crate::support::world::World, run: &str) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let (status, r) = w.admin(Method::GET, &format!("/sync/{run}"), None).await;
@@ -133,12 +133,12 @@ async fn run_ended(w: &tagsync::sim::world::World, run: &str) -> serde_json::Val
     }
 }
 
-async fn start_sync(w: &tagsync::sim::world::World, scope: &str) -> (u16, serde_json::Value) {
+async fn start_sync(w: &crate::support::world::World, scope: &str) -> (u16, serde_json::Value) {
     w.admin(Method::POST, "/sync", Some(json!({ "scope": scope })))
         .await
 }
 
-async fn redrive(w: &tagsync::sim::world::World) -> u64 {
+async fn redrive(w: &crate::support::world::World) -> u64 {
     let (status, body) = w.admin(Method::POST, "/dead-letters:redrive", None).await;
     assert_eq!(status, 200, "{body}");
     body["redriven"].as_u64().unwrap_or(0)

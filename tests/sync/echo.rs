@@ -2,9 +2,9 @@
 //! API-made or not) and change nothing, so a converged system goes quiet and stays quiet.
 
 use crate::steps::*;
+use crate::support::world::World;
 use serde_json::json;
 use std::time::Duration;
-use tagsync::sim::world::World;
 use tagsync::wecom::classify::ApiOp;
 
 /// Longer than the workers' longest backoff (200 ms): a loop with retries in it shows here.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tagsync::domain::MemberId;
 use tagsync::sim::hold::Phase;
 use tagsync::sim::mall::{ApiRequestLog, BatchEndpoint};
-use tagsync::sim::world::World;
+use crate::support::world::World;
 use tagsync::wecom::classify::ApiOp;
 
 const BATCH_PATH: &str = "/members:batch-tags";

@@ -3,12 +3,12 @@
 //! (`wecom::budget`, `Outcome::Reschedule`), and nothing is parked or lost.
 
 use crate::steps::*;
+use crate::support::world::{World, WorldOptions};
 use std::sync::Arc;
 use tagsync::domain::Timestamp;
 use tagsync::metrics::JOBS;
 use tagsync::ports::{Clock, OffsetClock};
 use tagsync::sim::wecom::SimConfig;
-use tagsync::sim::world::{World, WorldOptions};
 use tagsync::wecom::classify::ApiOp;
 
 /// WeCom's `mark_tag` limit in this test (its real one is 10,000; the budget's default share

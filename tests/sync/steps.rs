@@ -2,13 +2,13 @@
 //! fail on anything parked or refused), check convergence, and find objects by name on each
 //! side (failing with the side's library when they are missing).
 
+use crate::support::world::{World, WorldOptions};
 use serde_json::Value;
 use std::time::Duration;
 use tagsync::domain::{AuditEntry, MallGroupId, MallTagId, MemberId};
 use tagsync::mall::client::MallGroupWithTags;
 use tagsync::mall::webhook::MallTag;
 use tagsync::sim::wecom::{SimGroup, SimTag};
-use tagsync::sim::world::{World, WorldOptions};
 
 pub use reqwest::Method;
 

@@ -5,8 +5,8 @@
 use super::rules::{channel_rule, check_state};
 use crate::app::App;
 use crate::domain::*;
-use crate::handlers::admin::append_audit;
-use crate::handlers::json::Body;
+use super::append_audit;
+use crate::api::json::Body;
 use crate::http::{ApiError, HttpRequest, HttpResponse};
 use crate::wecom::client::WecomError;
 use http::Method;

@@ -168,7 +168,7 @@ async fn bulk(app: &App, t: &Tenant, req: &HttpRequest) -> Result<HttpResponse, 
     }
     let run =
         crate::jobs::bulk_tags::start(app, t, filter.clone(), add.clone(), remove.clone()).await?;
-    crate::handlers::admin::append_audit(
+    super::append_audit(
         app,
         &t.id,
         "bulk.started",

@@ -1,10 +1,10 @@
 //! The operator API's rule routes (`/admin/v1/tenants/{t}/rules…`, automation.md §2):
 //! create, read, change and delete rules, page their firings, and start an undo run.
 
+use super::append_audit;
+use crate::api::json::Body;
 use crate::app::App;
 use crate::domain::*;
-use crate::handlers::admin::append_audit;
-use crate::handlers::json::Body;
 use crate::http::{ApiError, HttpRequest, HttpResponse};
 use crate::sync::rules::problems;
 use http::Method;

@@ -7,10 +7,10 @@
 //! A mall webhook whose `origin_request_id` is one of tagsync's own keys is the echo of a
 //! write tagsync made: it changes nothing and queues nothing.
 
+use super::worker::{Outcome, record_once};
 use super::{Step, StepError, enqueue};
 use crate::app::App;
 use crate::domain::*;
-use crate::handlers::worker::{Outcome, record_once};
 use crate::mall::client::{IdempotencyKey, MemberLookup};
 use crate::mall::webhook::{MallEvent, parse_event};
 use crate::ports::Write;

@@ -1,12 +1,12 @@
 //! The operator API's sync routes (`/admin/v1/tenants/{tenant}/sync…`, see admin-api.md):
 //! start a reconciliation run (single-flight per tenant), read one run's report, list runs.
-//! The run itself proceeds as queued page jobs (`engine::reconcile`), never in the request.
+//! The run itself proceeds as queued page jobs (`jobs::reconcile`), never in the request.
 
-use super::engine::reconcile::{self, StartError};
-use super::json::Body;
+use crate::api::json::Body;
 use crate::app::App;
 use crate::domain::*;
 use crate::http::{ApiError, HttpRequest, HttpResponse};
+use crate::jobs::reconcile::{self, StartError};
 use http::Method;
 use serde_json::{Value, json};
 
@@ -37,7 +37,7 @@ pub async fn route(
         (&Method::POST, ["sync", run_cancel]) if run_cancel.ends_with(":cancel") => {
             let id = RunId::new_unchecked(run_cancel.trim_end_matches(":cancel").to_owned());
             let run = crate::jobs::bulk_tags::cancel(app, &tenant.id, &id).await?;
-            super::admin::append_audit(
+            super::append_audit(
                 app,
                 &tenant.id,
                 "bulk.cancelled",
@@ -71,7 +71,7 @@ async fn start(app: &App, tenant: &Tenant, req: &HttpRequest) -> Result<HttpResp
     };
     match reconcile::start(app, tenant, scope, Actor::Operator).await {
         Ok(run) => {
-            super::admin::append_audit(
+            super::append_audit(
                 app,
                 &tenant.id,
                 "sync.started",

@@ -16,13 +16,13 @@
 //! - A name a sibling holds: when the sibling is itself renaming away (a swap), it first gets
 //!   a temporary name; otherwise the job parks with both names in the reason.
 
+use super::worker::Outcome;
 use super::{
     Step, StepError, WECOM_CORP_TAG, WECOM_NAME_TAKEN, WECOM_NO_RELATION, WECOM_NOT_OURS,
     WECOM_UNKNOWN_ID, audit, library_lock, lock, member_lock,
 };
 use crate::app::App;
 use crate::domain::*;
-use crate::handlers::worker::Outcome;
 use crate::mall::client::{GroupPatch, IdempotencyKey, MallError, MallGroupWithTags, TagPatch};
 use crate::mall::webhook::MallTag;
 use crate::ports::Write;

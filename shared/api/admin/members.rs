@@ -8,11 +8,11 @@
 //! the tenant's `tags_enabled` or `member_sync` switch is off; the hub change stands and the
 //! manual sync carries it later.
 
-use super::engine;
-use super::json::Body;
+use crate::api::json::Body;
 use crate::app::App;
 use crate::domain::*;
 use crate::http::{ApiError, HttpRequest, HttpResponse};
+use crate::jobs;
 use crate::ports::Write;
 use http::Method;
 use serde_json::{Value, json};
@@ -216,7 +216,7 @@ where
     F: Fn(I) -> Fut,
     Fut: Future<Output = T> + Send + 'static,
 {
-    super::bounded(items, CONCURRENCY, f)
+    crate::concurrency::bounded(items, CONCURRENCY, f)
         .await
         .map_err(|e| ApiError::Internal(format!("a concurrent store task failed: {e}")))
 }
@@ -290,7 +290,7 @@ async fn existing_members(
     } else {
         unseen
     };
-    let asked = super::bounded(ask, MALL_LOOKUP_CONCURRENCY, |m| {
+    let asked = crate::concurrency::bounded(ask, MALL_LOOKUP_CONCURRENCY, |m| {
         let app = app.clone();
         let tenant = tenant.clone();
         async move {
@@ -452,7 +452,7 @@ async fn view(app: &App, t: &TenantId, member: &MemberId) -> Result<HttpResponse
     let (binding, tags) = (binding?, tags?);
     if binding.is_none() && tags.is_none() {
         // Not seen by the hub yet; if the mall has it, it is a member without hub tags.
-        let tenant = super::load_tenant(app, t).await?;
+        let tenant = crate::api::load_tenant(app, t).await?;
         if !known_to_mall(app, &tenant, member).await? {
             return Err(unknown_member(member.as_str()));
         }
@@ -543,7 +543,7 @@ async fn change(
     }
 
     let (after, gained) = write_marks(app, &tenant.id, member, &change.marks, None).await?;
-    let queued = engine::enqueue(app, tenant, vec![sync_member(member.clone())]).await?;
+    let queued = jobs::enqueue(app, tenant, vec![sync_member(member.clone())]).await?;
     gained_reach_rules(app, tenant, member, gained).await;
     tracing::info!(tenant = %tenant.id, member = %member, tags = change.marks.len(), queued, "member tags changed");
     Ok(HttpResponse::json(
@@ -627,8 +627,8 @@ async fn batch(app: &App, tenant: &Tenant, req: &HttpRequest) -> Result<HttpResp
         }
     }
     // One job per 100 members: their mall writes go in one batch request.
-    let kinds = crate::jobs::member_batch::jobs_for(synced, &Hint::from(Actor::Operator));
-    let queued = engine::enqueue(app, tenant, kinds).await?;
+    let kinds = jobs::member_batch::jobs_for(synced, &Hint::from(Actor::Operator));
+    let queued = jobs::enqueue(app, tenant, kinds).await?;
     tracing::info!(tenant = %tenant.id, batch = %batch_id, items = items.len(), members = count, failed, queued, "member tag batch applied");
     if let Some(e) = first_error {
         return Err(e);

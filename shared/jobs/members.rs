@@ -9,12 +9,12 @@
 //! or the reconciliation, puts it there once it exists).
 
 use super::intake::bind;
+use super::worker::Outcome;
 use super::{
     Step, StepError, WECOM_CORP_TAG, WECOM_NO_RELATION, WECOM_UNKNOWN_ID, audit, lock, member_lock,
 };
 use crate::app::App;
 use crate::domain::*;
-use crate::handlers::worker::Outcome;
 use crate::mall::client::MallMember;
 use crate::ports::Write;
 use crate::sync::members::{SideTags, base_after_write, carry_onto, merge_member_tags};

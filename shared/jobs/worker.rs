@@ -1,7 +1,6 @@
 //! The job worker: a job in, an [`Outcome`] out ([`run_job`]); and the one rule that turns
 //! an outcome into what the queue should do with the delivery ([`settle`]).
 
-use super::engine;
 use crate::app::App;
 use crate::domain::*;
 use crate::ports::{Delivery, QueueError, Write};
@@ -299,24 +298,24 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
             probe(app, &tenant, job, note, *fail, *work_ms).await
         }
         // Jobs queued before a switch went off wait for the manual sync like new changes.
-        kind if !engine::allowed(&tenant.settings, kind) => Outcome::Done,
+        kind if !super::allowed(&tenant.settings, kind) => Outcome::Done,
         JobKind::Inbound { event, repeat } => {
-            engine::intake::run(app, &tenant, job, event, *repeat).await
+            super::intake::run(app, &tenant, job, event, *repeat).await
         }
         JobKind::SyncGroup { group, hint } => {
-            engine::library::sync_group(app, &tenant, job, group, hint).await
+            super::library::sync_group(app, &tenant, job, group, hint).await
         }
         JobKind::SyncTag { tag, hint } => {
-            engine::library::sync_tag(app, &tenant, job, tag, hint).await
+            super::library::sync_tag(app, &tenant, job, tag, hint).await
         }
         JobKind::SyncMember { member, hint } => {
-            engine::members::sync_member(app, &tenant, job, member, hint).await
+            super::members::sync_member(app, &tenant, job, member, hint).await
         }
         JobKind::SyncMembers { members, hint } => {
             crate::jobs::member_batch::run(app, &tenant, job, members, hint).await
         }
         JobKind::RunChain { run, chain } => {
-            engine::reconcile::advance(app, &tenant, job, run, chain).await
+            super::reconcile::advance(app, &tenant, job, run, chain).await
         }
         JobKind::BulkStart { run } => crate::jobs::bulk_tags::snapshot(app, &tenant, run).await,
         JobKind::BulkChunk {

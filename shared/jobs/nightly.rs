@@ -4,7 +4,7 @@
 //! The automatic-sync switches do not hold the nightly run back: it is the repair that brings
 //! the sides together, as the issue that asked for it says.
 
-use super::engine::reconcile::{self, StartError};
+use super::reconcile::{self, StartError};
 use crate::app::App;
 use crate::domain::{Actor, RunScope, TenantId};
 use crate::ports::StoreError;

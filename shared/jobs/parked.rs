@@ -1,13 +1,13 @@
 //! What a parked job shows beyond its dead letter, so operators see failure as failure: the
 //! library object a group or tag job was bringing up to date shows `failed` with the reason
 //! on the sides it had not brought there, and a parked page of a sync run fails the run at
-//! once (see `engine::reconcile::page_parked`). The job that then succeeds (a redrive, or any
+//! once (see `jobs::reconcile::page_parked`). The job that then succeeds (a redrive, or any
 //! later job for the object) shows the sides `synced` again.
 //!
 //! Member jobs name a member, whose views carry no sync state: a parked member job is shown by
 //! its dead letter. Inbound and probe jobs name no hub object.
 
-use super::engine::reconcile;
+use super::reconcile;
 use crate::app::App;
 use crate::domain::*;
 

@@ -18,10 +18,10 @@
 use super::intake::{bind, find_in_mall};
 use super::library::{sync_group, sync_tag};
 use super::members::{Applied, View, repair};
+use super::worker::Outcome;
 use super::{Step, StepError};
 use crate::app::App;
 use crate::domain::*;
-use crate::handlers::worker::Outcome;
 use crate::mall::client::{MallGroupWithTags, MallMember};
 use crate::ports::{QueueError, StoreError, Write};
 use crate::sync::reconcile::{self as pure, Counts, Match, SideGroup, SideLib, SideTag, Target};
@@ -948,9 +948,10 @@ where
 {
     let failed =
         |e: tokio::task::JoinError| StepError::retry(format!("a page task failed: {e}"), None);
-    let compared = crate::handlers::bounded(entries, PAGE_CONCURRENCY, |e| compare(cx.clone(), e))
-        .await
-        .map_err(failed)?;
+    let compared =
+        crate::concurrency::bounded(entries, PAGE_CONCURRENCY, |e| compare(cx.clone(), e))
+            .await
+            .map_err(failed)?;
     let mut repairs = Vec::new();
     for x in compared {
         let (x, repair) = x?;
@@ -961,8 +962,8 @@ where
     }
     rec.found(r).await?;
     // The page's mall writes go in batch requests (`jobs::mall_writes`).
-    let writes = crate::jobs::mall_writes::MallWrites::new(&cx.app, &cx.tenant, &cx.job);
-    let done = crate::handlers::bounded(repairs, PAGE_CONCURRENCY, |(member, mut view)| {
+    let writes = super::mall_writes::MallWrites::new(&cx.app, &cx.tenant, &cx.job);
+    let done = crate::concurrency::bounded(repairs, PAGE_CONCURRENCY, |(member, mut view)| {
         let cx = cx.clone();
         view.batch = Some(writes.clone());
         async move {

@@ -9,18 +9,12 @@
 //! form ([`World::library_view`], [`World::member_view`]), so a test compares the three sides
 //! by name and [`World::assert_converged`] explains any difference.
 //!
+//! Lives with the tests (`tests/support/`), not in the product: each test binary and bench
+//! that needs it includes it with `#[path]`.
+//!
 //! This is a test harness: where it cannot do its job (a port, the admin API unreachable) it
 //! panics with the reason rather than returning an error every caller would unwrap.
 
-use crate::app::App;
-use crate::config::Config;
-use crate::domain::{MemberId, TenantId};
-use crate::mall::client::{MallGroupWithTags, MallMember};
-use crate::mall::webhook::MallTag;
-use crate::metrics::JOBS;
-use crate::runtime::serve::{Nightly, ServeOptions, serve};
-use crate::sim::mall::{MallSim, MallSimConfig};
-use crate::sim::wecom::{SimConfig, SimGroup, SimTag, WecomSim};
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -28,6 +22,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
+use tagsync::app::App;
+use tagsync::config::Config;
+use tagsync::domain::{MemberId, TenantId};
+use tagsync::mall::client::{MallGroupWithTags, MallMember};
+use tagsync::mall::webhook::MallTag;
+use tagsync::metrics::JOBS;
+use tagsync::runtime::serve::{Nightly, ServeOptions, serve};
+use tagsync::sim::mall::{MallSim, MallSimConfig};
+use tagsync::sim::settle::settle_sides;
+use tagsync::sim::wecom::{SimConfig, SimGroup, SimTag, WecomSim};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -35,9 +39,6 @@ use tokio::task::JoinHandle;
 pub const ADMIN_TOKEN: &str = "world-admin-token-0123456789abcdef";
 /// The tenant's `message_feed_secret` in every world (the feed connector signs with it).
 pub const FEED_SECRET: &str = "world-feed-secret-0123456789";
-
-/// How often [`World::settle`] looks, and how far apart its two quiet looks are.
-const SETTLE_POLL: Duration = Duration::from_millis(15);
 
 /// How a [`World`] is set up. [`Default`]: four workers, tenant `acme`, worker backoff 20 ms
 /// doubling to 200 ms, the simulators' defaults, callbacks and webhooks wired.
@@ -61,7 +62,7 @@ pub struct WorldOptions {
     /// `webhook_url` is ignored (see `wire`).
     pub mall: MallSimConfig,
     /// tagsync's WeCom rate budget (`TAGSYNC_WECOM_RATE_SHARE`); the default share when `None`.
-    pub wecom_budget: Option<crate::wecom::budget::BudgetConfig>,
+    pub wecom_budget: Option<tagsync::wecom::budget::BudgetConfig>,
 }
 
 impl Default for WorldOptions {
@@ -231,11 +232,12 @@ impl World {
         if let Some(budget) = opts.wecom_budget {
             config.wecom_budget = budget;
         }
-        // The key `sim::process::ServeProcess` gives a `tagsync serve` on this directory, so a
-        // test can start a second process on the world's store.
-        let key =
-            crate::store::sealing::SecretKey::from_base64(&crate::sim::process::test_key(&data.0))
-                .expect("a valid test key");
+        // The key `support::process::ServeProcess` gives a `tagsync serve` on this directory,
+        // so a test can start a second process on the world's store.
+        let key = tagsync::store::sealing::SecretKey::from_base64(&super::process::test_key(
+            &data.0,
+        ))
+        .expect("a valid test key");
         // tagsync reads the WeCom simulator's clock (the wall clock unless a test moves it), so
         // both agree on rate windows.
         let (app, _db) = App::sqlite(&data.0, config, opts.wecom.clock.clone(), key)
@@ -342,8 +344,8 @@ impl World {
     }
 
     /// The chat-archive feed connector of the tenant, posting to this world's tagsync.
-    pub fn feed(&self) -> crate::sim::feed::FeedConnector {
-        crate::sim::feed::FeedConnector::new(&self.base, self.tenant.as_str(), FEED_SECRET)
+    pub fn feed(&self) -> tagsync::sim::feed::FeedConnector {
+        tagsync::sim::feed::FeedConnector::new(&self.base, self.tenant.as_str(), FEED_SECRET)
     }
 
     /// Where tagsync keeps its data.
@@ -968,68 +970,6 @@ fn hub_as_wecom_shows_it(
     (sorted(view), problems)
 }
 
-/// Waits until nothing is moving between tagsync and the two simulators: no WeCom callback
-/// waiting for delivery, every mall webhook delivered or given up, and tagsync's queue with
-/// nothing pending (retries in backoff included) or in flight — on two looks in a row, since a
-/// job may enqueue another or write to the mall (which then sends a webhook). Parked jobs do
-/// not count: see [`World::problems`]. `Err` says what was still moving at the deadline.
-/// (`serve --demo` waits with it too, between seeding steps.)
-pub async fn settle_sides(
-    app: &App,
-    wecom: &WecomSim,
-    mall: &MallSim,
-    timeout: Duration,
-) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut quiet_looks = 0;
-    loop {
-        match moving(app, wecom, mall).await {
-            None => {
-                quiet_looks += 1;
-                if quiet_looks == 2 {
-                    return Ok(());
-                }
-            }
-            Some(what) => {
-                quiet_looks = 0;
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(format!("not settled after {timeout:?}: {what}"));
-                }
-            }
-        }
-        tokio::time::sleep(SETTLE_POLL).await;
-    }
-}
-
-/// What is still moving, or `None` when everything is quiet.
-async fn moving(app: &App, wecom: &WecomSim, mall: &MallSim) -> Option<String> {
-    let mut what = Vec::new();
-    let undelivered: Vec<String> = wecom
-        .callbacks()
-        .iter()
-        .filter(|c| !c.done)
-        .map(|c| format!("#{} {}/{}", c.seq, c.event, c.change_type))
-        .collect();
-    if !undelivered.is_empty() {
-        what.push(format!(
-            "WeCom callbacks being delivered: {}",
-            undelivered.join(", ")
-        ));
-    }
-    if !mall.webhooks_settled(Duration::ZERO).await {
-        what.push("mall webhooks being delivered".to_owned());
-    }
-    match app.queue.counts().await {
-        Ok(c) if c.pending == 0 && c.in_flight == 0 => {}
-        Ok(c) => what.push(format!(
-            "tagsync's queue: {} pending, {} in flight",
-            c.pending, c.in_flight
-        )),
-        Err(e) => what.push(format!("tagsync's queue cannot be counted: {e}")),
-    }
-    (!what.is_empty()).then(|| what.join("; "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1093,14 +1033,14 @@ mod tests {
             name: "VIP".into(),
             order: 4,
             create_time: 0,
-            owner: crate::sim::wecom::Owner::Console,
+            owner: tagsync::sim::wecom::Owner::Console,
         };
         let wecom = vec![SimGroup {
             id: "etG".into(),
             name: "Grade".into(),
             order: 3,
             create_time: 0,
-            owner: crate::sim::wecom::Owner::Console,
+            owner: tagsync::sim::wecom::Owner::Console,
             strategy_id: None,
             tags: vec![tag],
         }];

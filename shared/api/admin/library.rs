@@ -7,8 +7,8 @@
 //! delete on the sides. Deleted objects are not listed, cannot be patched (404), and deleting
 //! them again is a no-op (204), so a retried DELETE is harmless.
 
-use super::admin::append_audit;
-use super::json::Body;
+use super::append_audit;
+use crate::api::json::Body;
 use crate::app::App;
 use crate::domain::*;
 use crate::http::{ApiError, HttpRequest, HttpResponse};
@@ -65,8 +65,8 @@ pub(super) async fn route(
 /// client retrying after a failed enqueue must get its change carried; an extra job finds
 /// nothing to do. A queue failure answers 503, and the client's retry queues again.
 async fn carry(app: &App, t: &TenantId, kinds: Vec<JobKind>) -> Result<(), ApiError> {
-    let tenant = super::load_tenant(app, t).await?;
-    super::engine::enqueue(app, &tenant, kinds).await?;
+    let tenant = crate::api::load_tenant(app, t).await?;
+    crate::jobs::enqueue(app, &tenant, kinds).await?;
     Ok(())
 }
 
@@ -104,7 +104,7 @@ async fn live_group(app: &App, t: &TenantId, id: &HubGroupId) -> Result<TagGroup
 }
 
 // ---------------------------------------------------------------------------------------
-// Request bodies, field by field, so every 400 names the field (as `handlers::json`).
+// Request bodies, field by field, so every 400 names the field (as `api::json`).
 
 fn optional_name(body: &Body, key: &str) -> Result<Option<String>, ApiError> {
     body.optional_str(key)?

@@ -18,9 +18,9 @@ use crate::mall::client::MAX_BATCH_MEMBERS;
 /// Most members one `SyncMembers` job takes: one batch request's worth.
 pub const MEMBERS_PER_JOB: usize = MAX_BATCH_MEMBERS;
 /// Members of one job that read and mark WeCom at once (the rest wait their turn, then wait
-/// together for the mall batch): as many calls in flight as a worker pool's, so a spent WeCom
-/// window meets about as many 45009 answers.
-pub const WECOM_AT_ONCE: usize = 8;
+/// together for the mall batch): one, so a job has one WeCom call in flight, as a single
+/// member's job has, and a spent WeCom window meets at most one 45009 per worker.
+pub const WECOM_AT_ONCE: usize = 1;
 
 /// The jobs that carry the operator's changes to `members`: one `SyncMembers` per 100 (a lone
 /// member gets a plain `SyncMember`), none of them reading the mall members.

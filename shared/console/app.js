@@ -348,6 +348,7 @@
     overview: pageOverview,
     library: pageLibrary,
     members: pageMembers,
+    customers: pageCustomers,
     rules: pageRules,
     channels: pageChannels,
     sync: pageSync,
@@ -1453,6 +1454,243 @@
     }
     await reload();
     state.refresh = reload;
+  }
+
+  // ---- page: customers ------------------------------------------------------------------------
+
+  // The filter the operator last applied, per tenant: kept while moving between pages, so the
+  // list (and a bulk action over it) is still the one they were looking at.
+  const customerFilters = new Map();
+  const TAG_MODES = ['any', 'all', 'none'];
+  const CUSTOMER_PAGE = 50;
+
+  // The filter as the API's query string (`tag` repeated) and as a bulk request's body.
+  function filterQuery(f) {
+    const pairs = f.tag.map((id) => ['tag', id]);
+    if (f.tag.length) pairs.push(['tag_mode', f.tag_mode]);
+    for (const k of ['state', 'userid', 'bound', 'q']) if (f[k]) pairs.push([k, f[k]]);
+    return new URLSearchParams(pairs);
+  }
+  function filterBody(f) {
+    const b = {};
+    if (f.tag.length) { b.tag = f.tag; b.tag_mode = f.tag_mode; }
+    for (const k of ['state', 'userid', 'q']) if (f[k]) b[k] = f[k];
+    if (f.bound) b.bound = f.bound === 'true';
+    return b;
+  }
+  const emptyFilter = () => ({ tag: [], tag_mode: 'any', state: '', userid: '', bound: '', q: '' });
+
+  async function pageCustomers(main, _arg, gen) {
+    let [groups, staff] = await Promise.all([loadLibrary(), knownStaff()]);
+    if (!current(gen)) return;
+    const filter = customerFilters.get(state.tenant) || emptyFilter();
+    let cursors = [null]; // the cursor of each page shown so far: back is one step down
+    let page = null;
+    let open = new Set(); // customers whose relations are unfolded
+    const summary = h('span', { class: 'summary', dataset: { testid: 'customer-total' } });
+    const tbody = h('tbody');
+    const pager = h('div', { class: 'pager' });
+    const bulkBox = h('div');
+
+    // ---- the filter bar
+    const tags = tagPicker(groups, filter.tag, { testid: 'filter-tags' });
+    const tagMode = h('select', { name: 'tag_mode', 'aria-label': t('customers.tag_mode') },
+      TAG_MODES.map((m) => h('option', { value: m, selected: filter.tag_mode === m }, label('tag_mode', m))));
+    const stateInput = h('input', { type: 'text', name: 'state', value: filter.state, placeholder: t('customers.state_placeholder'), autocomplete: 'off', spellcheck: 'false' });
+    const userid = h('select', { name: 'userid', translate: 'no' },
+      h('option', { value: '' }, t('customers.any_staff')),
+      [...new Set(staff.concat(filter.userid ? [filter.userid] : []))].map((u) => h('option', { value: u, selected: filter.userid === u }, u)));
+    const bound = h('select', { name: 'bound' },
+      [['', t('customers.bound_any')], ['true', t('customers.bound_true')], ['false', t('customers.bound_false')]]
+        .map(([v, text]) => h('option', { value: v, selected: filter.bound === v }, text)));
+    const q = h('input', { type: 'search', name: 'q', value: filter.q, placeholder: t('customers.q_placeholder'), autocomplete: 'off', spellcheck: 'false' });
+    const bar = h('form', { class: 'card filter-bar', dataset: { testid: 'customer-filter' } },
+      h('div', { class: 'field filter-tags' }, h('label', {}, t('customers.tags')), h('div', { class: 'tag-mode' }, tagMode, tags.el)),
+      h('div', { class: 'field' }, h('label', {}, t('customers.state')), stateInput),
+      h('div', { class: 'field' }, h('label', {}, t('customers.staff')), userid),
+      h('div', { class: 'field' }, h('label', {}, t('customers.bound')), bound),
+      h('div', { class: 'field' }, h('label', {}, t('customers.search')), q),
+      h('div', { class: 'filter-buttons' },
+        h('button', { type: 'submit', class: 'btn btn-primary', dataset: { action: 'apply-filter' } }, t('customers.apply')),
+        h('button', { type: 'button', class: 'btn', dataset: { action: 'clear-filter' }, onclick: () => { customerFilters.delete(state.tenant); go('customers'); } }, t('customers.clear'))));
+    bar.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      Object.assign(filter, { tag: tags.value(), tag_mode: tagMode.value, state: stateInput.value.trim(), userid: userid.value, bound: bound.value, q: q.value.trim() });
+      customerFilters.set(state.tenant, filter);
+      cursors = [null];
+      load().catch((e) => toast(problem(e), 'error'));
+    });
+
+    append(main, [
+      h('div', { class: 'page-head' }, h('h1', {}, t('nav.customers')), summary, h('span', { class: 'spacer' }),
+        h('button', { class: 'btn btn-primary', dataset: { action: 'bulk' }, onclick: () => bulkForm() }, t('customers.bulk'))),
+      h('p', { class: 'page-sub' }, t('customers.lead')),
+      bar,
+      bulkBox,
+      h('div', { class: 'card flush' },
+        h('table', { class: 'customers', dataset: { testid: 'customers' } },
+          h('thead', {}, h('tr', {},
+            h('th', {}, t('customers.col_customer')), h('th', {}, t('customers.col_member')), h('th', {}, t('customers.col_tags')),
+            h('th', {}, t('customers.col_staff')), h('th', {}, ''))),
+          tbody)),
+      pager,
+    ]);
+
+    function render() {
+      const idx = tagIndex(groups);
+      append(clear(summary), tn('customers.total', { count: h('b', {}, page.total) }));
+      clear(tbody);
+      for (const c of page.customers) {
+        const unfolded = open.has(c.external_userid);
+        const personal = c.relations.flatMap((r) => r.personal_tags || []);
+        tbody.append(h('tr', { class: 'customer-row', dataset: { customer: c.external_userid } },
+          h('td', {}, data('div', 'customer-name', c.name || c.external_userid), data('div', 'id', c.external_userid)),
+          h('td', {}, c.member_id
+            ? h('a', { href: link('members', c.member_id), class: 'mono', translate: 'no', title: t('customers.edit_tags_help'), dataset: { action: 'member' } }, c.member_id)
+            : h('span', { class: 'muted' }, t('customers.unbound'))),
+          h('td', { dataset: { testid: 'customer-tags' } }, tagChips(c.tag_ids, idx),
+            personal.length ? h('div', { class: 'personal', title: t('customers.personal_help') }, [...new Set(personal)].map((n) => data('span', 'chip personal', n))) : null),
+          h('td', {}, c.relations.map((r) => data('span', 'chip mono', r.userid))),
+          h('td', { class: 'actions nowrap' },
+            h('button', {
+              class: 'icon-btn', 'aria-expanded': String(unfolded), dataset: { action: 'relations' },
+              onclick: () => { if (unfolded) open.delete(c.external_userid); else open.add(c.external_userid); render(); },
+            }, t(unfolded ? 'customers.hide_relations' : 'customers.show_relations')))));
+        if (unfolded) {
+          tbody.append(h('tr', { class: 'relations-row', dataset: { relationsOf: c.external_userid } }, h('td', { colspan: 5 },
+            h('table', { class: 'relations', dataset: { testid: 'relations' } },
+              h('thead', {}, h('tr', {},
+                h('th', {}, t('members.salesperson')), h('th', {}, t('customers.col_state')), h('th', {}, t('customers.col_added')),
+                h('th', {}, t('customers.col_relation_tags')), h('th', {}, t('customers.col_personal')))),
+              h('tbody', {}, c.relations.map((r) => h('tr', { dataset: { userid: r.userid } },
+                data('td', 'mono', r.userid),
+                h('td', {}, r.state ? data('code', null, r.state) : h('span', { class: 'muted' }, '—')),
+                h('td', { class: 'nowrap' }, fmtTime(r.added_at)),
+                h('td', {}, tagChips(r.tag_ids, idx)),
+                h('td', { dataset: { testid: 'personal' } }, (r.personal_tags || []).length
+                  ? r.personal_tags.map((n) => data('span', 'chip personal', n))
+                  : h('span', { class: 'muted' }, t('common.none'))))))))));
+        }
+      }
+      if (!page.customers.length) {
+        tbody.append(h('tr', {}, h('td', { colspan: 5 }, h('div', { class: 'empty' }, h('b', {}, t('customers.empty')), t('customers.empty_help')))));
+      }
+      clear(pager).append(
+        h('button', { class: 'btn', disabled: cursors.length < 2, dataset: { action: 'prev' }, onclick: () => { cursors.pop(); load(); } }, t('customers.prev')),
+        h('span', { class: 'muted' }, t('customers.page', { page: cursors.length })),
+        h('button', { class: 'btn', disabled: !page.next_cursor, dataset: { action: 'next' }, onclick: () => { cursors.push(page.next_cursor); load(); } }, t('customers.next')));
+    }
+
+    async function load() {
+      const qs = filterQuery(filter);
+      qs.set('limit', String(CUSTOMER_PAGE));
+      const cursor = cursors[cursors.length - 1];
+      if (cursor) qs.set('cursor', cursor);
+      const res = await api('GET', tpath('/customers?' + qs.toString()));
+      if (!current(gen)) return;
+      page = res;
+      render();
+    }
+
+    // The bulk action over the filter as applied (not as typed but not yet applied).
+    function bulkForm() {
+      state.editing = true;
+      const applied = { ...filter, tag: [...filter.tag] };
+      const add = tagPicker(groups, [], { testid: 'bulk-add' });
+      const remove = tagPicker(groups, [], { testid: 'bulk-remove' });
+      const result = h('div');
+      const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
+      const close = () => { state.editing = false; clear(bulkBox); };
+      const change = () => ({ filter: filterBody(applied), add: add.value(), remove: remove.value() });
+      const form = h('form', { class: 'card', novalidate: true, dataset: { testid: 'bulk-form' } },
+        h('div', { class: 'card-head' }, h('h2', {}, t('customers.bulk_title'))),
+        h('p', { class: 'muted' }, t('customers.bulk_lead')),
+        h('div', { class: 'field-grid' },
+          h('div', { class: 'field' }, h('label', {}, t('rules.add_tags')), add.el),
+          h('div', { class: 'field' }, h('label', {}, t('rules.remove_tags')), remove.el)),
+        result,
+        error,
+        h('div', { class: 'buttons' },
+          h('button', { type: 'button', class: 'btn', onclick: close }, t('common.cancel')),
+          h('button', { type: 'submit', class: 'btn btn-primary', dataset: { action: 'preview' } }, t('customers.preview'))));
+      form.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        error.hidden = true;
+        try {
+          const body = change();
+          const preview = await api('POST', tpath('/customers:bulk-tags'), { ...body, preview: true });
+          showPreview(preview, body);
+        } catch (e) {
+          append(clear(error), problem(e));
+          error.hidden = false;
+        }
+      });
+      function showPreview(preview, body) {
+        clear(result).append(h('div', { class: 'preview', dataset: { testid: 'bulk-preview', matched: preview.matched } },
+          h('p', {}, tn('customers.preview_matched', { count: h('b', {}, preview.matched) })),
+          preview.sample.length ? h('div', {}, preview.sample.map((c) => data('span', 'chip', c.name || c.external_userid)),
+            preview.matched > preview.sample.length ? h('span', { class: 'muted' }, ' …') : null) : null,
+          h('div', { class: 'buttons' },
+            h('button', {
+              type: 'button', class: 'btn btn-danger', dataset: { action: 'run-bulk' }, disabled: !preview.matched,
+              onclick: () => confirmDialog({
+                title: t('customers.confirm_title'),
+                message: t('customers.confirm_message', { count: preview.matched }),
+                submit: t('customers.confirm_run'), danger: true,
+                onSubmit: async () => {
+                  const { run_id } = await api('POST', tpath('/customers:bulk-tags'), { ...body, preview: false });
+                  state.editing = false;
+                  watchBulk(run_id);
+                },
+              }),
+            }, t('customers.run', { count: preview.matched })))));
+      }
+      clear(bulkBox).append(form);
+    }
+
+    function showBulk(run) {
+      const c = run.counts || {};
+      const matched = Number(c.matched) || 0;
+      const done = (Number(c.done) || 0) + (Number(c.failed) || 0);
+      clear(bulkBox).append(trackedRunCard(run, {
+        title: label('scope', 'bulk'),
+        done, total: matched,
+        counts: [
+          ['matched', tn('customers.bulk_matched', { count: h('b', {}, c.matched ?? '…') })],
+          ['done', tn('customers.bulk_done', { count: h('b', {}, c.done ?? 0) })],
+          ['failed', tn('customers.bulk_failed', { count: h('b', {}, c.failed ?? 0) })],
+        ],
+        onCancel: async () => {
+          try {
+            showBulk(await api('POST', tpath('/sync/' + encodeURIComponent(run.run_id) + ':cancel')));
+          } catch (e) {
+            toast(problem(e), 'error');
+          }
+        },
+        extra: run.failures && run.failures.length
+          ? h('table', { dataset: { testid: 'failures' }, style: 'margin-top:14px' },
+            h('thead', {}, h('tr', {}, h('th', {}, t('customers.col_customer')), h('th', {}, t('rules.col_reason')))),
+            h('tbody', {}, run.failures.map((f) => h('tr', {}, data('td', 'mono', f.external_userid), data('td', 'error-text', f.reason)))))
+          : (run.status === 'cancelled' ? h('p', { class: 'muted', style: 'margin-top:10px', dataset: { testid: 'cancelled-note' } }, t('customers.cancelled_note', { done: c.done ?? 0, matched })) : null),
+      }));
+    }
+
+    async function watchBulk(runId) {
+      try {
+        const run = await followRun(runId, gen, showBulk);
+        if (run) await load();
+      } catch (e) {
+        if (current(gen)) append(clear(bulkBox), h('p', { class: 'form-error' }, problem(e)));
+      }
+    }
+
+    await load();
+    state.refresh = async () => {
+      const lib = await loadLibrary();
+      if (!current(gen)) return;
+      groups = lib;
+      await load();
+    };
   }
 
   // ---- page: rules (automatic tagging) ------------------------------------------------------

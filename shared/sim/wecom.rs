@@ -2197,6 +2197,7 @@ fn router(core: Arc<Core>) -> Router {
             post(ctl_add_relation).get(ctl_relations),
         )
         .route("/control/relations/tags", post(ctl_tag_relation))
+        .route("/control/relations/personal-tags", post(ctl_personal_tags))
         .route("/control/relations/delete", post(ctl_delete_relation))
         .route("/control/tokens/invalidate", post(ctl_invalidate_tokens))
         .route("/control/faults", post(ctl_fault))
@@ -2489,6 +2490,31 @@ async fn ctl_tag_relation(
     let add: Vec<&str> = b.add.iter().map(String::as_str).collect();
     let remove: Vec<&str> = b.remove.iter().map(String::as_str).collect();
     ctl_result(actions(&core, b.silent).tag_relation(&b.userid, &b.external_userid, &add, &remove))
+}
+
+#[derive(Deserialize)]
+struct CtlPersonalTags {
+    userid: String,
+    external_userid: String,
+    /// The relation's personal tags after the change, as `[group name, tag name]` pairs.
+    tags: Vec<(String, String)>,
+    #[serde(default)]
+    silent: bool,
+}
+
+/// `POST /control/relations/personal-tags {"userid", "external_userid", "tags": [[group,
+/// name]]}`: the member sets their personal tags on the customer in the client (see
+/// [`Actions::set_personal_tags`]).
+async fn ctl_personal_tags(
+    AxumState(core): AxumState<Arc<Core>>,
+    axum::Json(b): axum::Json<CtlPersonalTags>,
+) -> Response {
+    let tags: Vec<(&str, &str)> = b
+        .tags
+        .iter()
+        .map(|(g, t)| (g.as_str(), t.as_str()))
+        .collect();
+    ctl_result(actions(&core, b.silent).set_personal_tags(&b.userid, &b.external_userid, &tags))
 }
 
 async fn ctl_delete_relation(

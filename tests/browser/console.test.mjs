@@ -610,6 +610,111 @@ for (const locale of LOCALES) {
       assert.equal((await admin('/channels')).body.channels.length, 0);
     });
 
+    test('the customer list filters by tag, binding and name, shows personal tags in a quieter style per relation, and a bulk tagging over the filter reaches every relation and the mall', async () => {
+      // Salesperson sales_wang gives Carol a personal tag in the WeCom client (never synced).
+      const personal = await getJson(`${demo.wecomControl}/relations/personal-tags`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ userid: 'sales_wang', external_userid: 'wm_carol', tags: [['我的标签', '老同学']] }),
+      });
+      assert.equal(personal.status, 200, JSON.stringify(personal.body));
+      await until('the index to show Carol\'s personal tag', async () => {
+        const { body } = await admin('/customers?q=carol');
+        return body.customers[0]?.relations.some((r) => r.personal_tags.includes('老同学'));
+      });
+
+      await nav('customers');
+      const rows = page.locator('[data-testid="customers"] tr.customer-row');
+      const shown = async () => (await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.customer))).sort();
+      await until('all three customers listed', async () => JSON.stringify(await shown()) === JSON.stringify(['wm_alice', 'wm_bob', 'wm_carol']));
+      const filterBar = page.locator('[data-testid="customer-filter"]');
+      const apply = () => filterBar.locator('[data-action="apply-filter"]').click();
+
+      // A tag: only Alice carries 金卡.
+      await filterBar.locator('[data-testid="filter-tags"] select').selectOption({ label: '金卡' });
+      await apply();
+      await until('only Alice with 金卡', async () => JSON.stringify(await shown()) === '["wm_alice"]');
+      assert.match(await page.locator('[data-testid="customer-total"]').textContent(), /1/);
+      // The same tag with "none of": everyone else.
+      await filterBar.locator('select[name="tag_mode"]').selectOption('none');
+      await apply();
+      await until('Bob and Carol without 金卡', async () => JSON.stringify(await shown()) === '["wm_bob","wm_carol"]');
+      await filterBar.locator('[data-action="clear-filter"]').click();
+      await until('the filter cleared', async () => (await shown()).length === 3);
+
+      // Not bound to a member: Carol, with her personal tag shown apart from the corp tags.
+      await filterBar.locator('select[name="bound"]').selectOption('false');
+      await apply();
+      await until('only Carol unbound', async () => JSON.stringify(await shown()) === '["wm_carol"]');
+      const carol = page.locator('tr.customer-row[data-customer="wm_carol"]');
+      await carol.locator('.chip.personal', { hasText: '老同学' }).waitFor();
+      await carol.locator('[data-action="relations"]').click();
+      const rel = page.locator('[data-testid="relations"] tr[data-userid="sales_wang"]');
+      await rel.locator('[data-testid="personal"] .chip.personal', { hasText: '老同学' }).waitFor();
+      await shot('20-customers');
+      // A name: q matches the name or the id.
+      await filterBar.locator('select[name="bound"]').selectOption('');
+      await filterBar.locator('input[name="q"]').fill('bob');
+      await apply();
+      await until('only Bob by name', async () => JSON.stringify(await shown()) === '["wm_bob"]');
+
+      // Bulk tagging over "bound to a member" (Alice and Bob): preview, confirm, progress, report.
+      const high = await hubTag('购买意向', '高意向');
+      await filterBar.locator('input[name="q"]').fill('');
+      await filterBar.locator('select[name="bound"]').selectOption('true');
+      await apply();
+      await until('Alice and Bob bound', async () => JSON.stringify(await shown()) === '["wm_alice","wm_bob"]');
+      await page.locator('[data-action="bulk"]').click();
+      const bulk = page.locator('[data-testid="bulk-form"]');
+      await bulk.locator('[data-testid="bulk-add"] select').selectOption({ label: '高意向' });
+      await bulk.locator('[data-action="preview"]').click();
+      const preview = page.locator('[data-testid="bulk-preview"]');
+      await preview.waitFor();
+      assert.equal(await preview.getAttribute('data-matched'), '2');
+      await shot('21-bulk-preview');
+      await preview.locator('[data-action="run-bulk"]').click();
+      await page.locator('#dialog button[type=submit]').click();
+      const run = page.locator('[data-testid="tracked-run"][data-status="done"]');
+      await run.waitFor();
+      assert.match(await run.locator('[data-testid="done"]').textContent(), /2/);
+      for (const [member, customer] of [[demo.members.alice, 'wm_alice'], [demo.members.bob, 'wm_bob']]) {
+        await until(`the mall member of ${customer} to carry 高意向`, () => mallMemberHas(member, high.mall_id));
+        await until(`every WeCom relation of ${customer} to carry 高意向`, () => wecomRelationsAre(customer, high.wecom_id, true));
+      }
+      assert.equal(await wecomRelationsAre('wm_carol', high.wecom_id, false), true, 'Carol was not in the filter');
+      await shot('22-bulk-done');
+    });
+
+    test('a bulk tagging can be cancelled from its progress card, and the report says how far it got', async () => {
+      // A slow mall (every answer held back 1.5 s) keeps the run going long enough to stop it.
+      const slow = (delay_ms) => getJson(`${demo.mallControl}/faults`, {
+        method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ delay_ms }),
+      });
+      assert.equal((await slow(1500)).status, 200);
+      let runId;
+      try {
+        await page.locator('[data-action="bulk"]').click();
+        const bulk = page.locator('[data-testid="bulk-form"]');
+        await bulk.locator('[data-testid="bulk-remove"] select').selectOption({ label: '高意向' });
+        await bulk.locator('[data-action="preview"]').click();
+        await page.locator('[data-testid="bulk-preview"][data-matched="2"] [data-action="run-bulk"]').click();
+        await page.locator('#dialog button[type=submit]').click();
+        const running = page.locator('[data-testid="tracked-run"][data-status="running"]');
+        await running.waitFor();
+        runId = await running.getAttribute('data-run');
+        await running.locator('[data-action="cancel-run"]').click();
+        const cancelled = page.locator('[data-testid="tracked-run"][data-status="cancelled"]');
+        await cancelled.waitFor();
+        // The report: how many of how many were done when it stopped.
+        assert.match(await cancelled.locator('[data-testid="cancelled-note"]').textContent(), /2/);
+        await shot('23-bulk-cancelled');
+      } finally {
+        await slow(0);
+      }
+      const { body } = await admin(`/sync/${runId}`);
+      assert.equal(body.status, 'cancelled');
+      assert.ok(body.counts.done < body.counts.matched, JSON.stringify(body.counts));
+    });
+
     test('the language switch changes the whole page at once and is remembered after a reload and a sign-out', async () => {
       await nav('library');
       await page.locator('h1', { hasText: X.library }).waitFor();

@@ -15,13 +15,14 @@
 //! the reason. Cancelling marks the run `cancelled`: every chunk stops before its next
 //! customer, and the counts say how far it got.
 
+use super::members::{View, repair};
+use super::worker::Outcome;
+use super::{StepError, WECOM_CORP_TAG};
 use crate::app::App;
 use crate::domain::*;
-use super::members::{View, repair};
-use super::{StepError, WECOM_CORP_TAG, WECOM_NO_RELATION};
-use super::worker::Outcome;
 use crate::http::ApiError;
 use crate::ports::{StoreError, Write};
+use crate::wecom::classify::Refusal;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -317,7 +318,7 @@ async fn apply_unbound(
                 .await
             {
                 Ok(()) => {}
-                Err(e) if e.errcode == Some(WECOM_NO_RELATION) => continue,
+                Err(e) if e.refusal() == Some(Refusal::NoRelation) => continue,
                 Err(e) => return Err(e.into()),
             }
             after.extend(to_add.iter().map(ToString::to_string));

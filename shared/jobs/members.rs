@@ -10,14 +10,13 @@
 
 use super::intake::bind;
 use super::worker::Outcome;
-use super::{
-    Step, StepError, WECOM_CORP_TAG, WECOM_NO_RELATION, WECOM_UNKNOWN_ID, audit, lock, member_lock,
-};
+use super::{Step, StepError, WECOM_CORP_TAG, audit, lock, member_lock};
 use crate::app::App;
 use crate::domain::*;
 use crate::mall::client::MallMember;
 use crate::ports::Write;
 use crate::sync::members::{SideTags, base_after_write, carry_onto, merge_member_tags};
+use crate::wecom::classify::Refusal;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -451,13 +450,13 @@ impl Cx<'_> {
                     .await
                 {
                     Ok(()) => {}
-                    Err(e) if e.errcode == Some(WECOM_NO_RELATION) => {
+                    Err(e) if e.refusal() == Some(Refusal::NoRelation) => {
                         rel.relations.remove(&mark.userid);
                         continue;
                     }
                     // A tag deleted in WeCom meanwhile: its tag job removes it from the hub,
                     // after which this member's next try leaves it out.
-                    Err(e) if e.errcode == Some(WECOM_UNKNOWN_ID) => {
+                    Err(e) if e.refusal() == Some(Refusal::UnknownId) => {
                         let rel = customer_rel.clone();
                         let wait = StepError::wait(format!("{e}; a tag was deleted meanwhile"));
                         return Err(self.stop(&mut tags, rel, entries, wait).await);

@@ -31,14 +31,6 @@ use crate::wecom::client::WecomError;
 use std::time::Duration;
 use worker::Outcome;
 
-/// WeCom: the app may not edit or delete this object (another app's or the console's).
-pub(crate) const WECOM_NOT_OURS: i64 = 301002;
-/// WeCom: a sibling already has this name (wecom-api.md §12).
-pub(crate) const WECOM_NAME_TAKEN: i64 = 40071;
-/// WeCom: no such tag or group (§12).
-pub(crate) const WECOM_UNKNOWN_ID: i64 = 40068;
-/// WeCom: the relation does not exist (any more).
-pub(crate) const WECOM_NO_RELATION: i64 = 84061;
 /// WeCom corp tags on a follow relation (type 1); personal tags (2) cannot be written by API
 /// and rule-group tags (3) are not synced.
 pub(crate) const WECOM_CORP_TAG: i64 = 1;

@@ -551,83 +551,11 @@ fn tag_diff<I>(id: I, seen: &TagSnapshot, merged: &TagSnapshot) -> LibraryOp<I, 
     }
 }
 
-/// Two live hub tags came to one name in one group, each holding its own object on a side
-/// (say a rename in WeCom and a move in the hub took one onto the name while the mall created
-/// another there): they cannot be merged. The one that came there by a change — a side's base
-/// still shows it under another name, or in another group — has that change refused: it
-/// returns to that base's name (or else group). If both came by a change, the later one is
-/// refused. Returns the tag to change and where it returns to; `None` when neither changed.
-pub fn refused_tag_change(a: &Tag, b: &Tag) -> Option<(HubTagId, TagSnapshot)> {
-    refused(
-        (a.id.clone(), tag_came_from(a)),
-        (b.id.clone(), tag_came_from(b)),
-    )
-}
-
-/// Where a tag was before the change that brought it to its name and group, as a side's base
-/// still shows it (its former name, or else its former group), and when that change was
-/// made; `None` when every base agrees with the hub.
-pub fn tag_came_from(t: &Tag) -> Option<(Timestamp, TagSnapshot)> {
-    let base = [t.wecom.base.as_ref(), t.mall.base.as_ref()]
-        .into_iter()
-        .flatten()
-        .find(|b| b.name != t.name || b.group_id != t.group_id)?;
-    let mut back = TagSnapshot {
-        name: t.name.clone(),
-        order: t.order,
-        group_id: t.group_id.clone(),
-    };
-    if base.name != t.name {
-        back.name = base.name.clone();
-        Some((t.name_at, back))
-    } else {
-        back.group_id = base.group_id.clone();
-        Some((t.group_at, back))
-    }
-}
-
-/// [`refused_tag_change`] for groups: a group renamed onto another's name returns to the
-/// name a side's base still shows.
-pub fn refused_group_change(a: &TagGroup, b: &TagGroup) -> Option<(HubGroupId, GroupSnapshot)> {
-    fn came_from(g: &TagGroup) -> Option<(Timestamp, GroupSnapshot)> {
-        let base = [g.wecom.base.as_ref(), g.mall.base.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|b| b.name != g.name)?;
-        Some((
-            g.name_at,
-            GroupSnapshot {
-                name: base.name.clone(),
-                order: g.order,
-            },
-        ))
-    }
-    refused((a.id.clone(), came_from(a)), (b.id.clone(), came_from(b)))
-}
-
-/// Of two changes, the one refused: the only one, or the later (the other's id breaks a tie).
-fn refused<I: Ord, S>(
-    a: (I, Option<(Timestamp, S)>),
-    b: (I, Option<(Timestamp, S)>),
-) -> Option<(I, S)> {
-    match (a, b) {
-        ((ia, Some((ta, sa))), (ib, Some((tb, sb)))) => {
-            if (ta, &ia) >= (tb, &ib) {
-                Some((ia, sa))
-            } else {
-                Some((ib, sb))
-            }
-        }
-        ((ia, Some((_, sa))), _) => Some((ia, sa)),
-        (_, (ib, Some((_, sb)))) => Some((ib, sb)),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{MallGroupId, MallTagId, WecomGroupId, WecomTagId};
+    use crate::sync::collision::refused_change;
     use proptest::prelude::*;
 
     fn t(ms: i64) -> Timestamp {
@@ -760,11 +688,11 @@ mod tests {
         let mut b = synced_tag(&snap("d", 2, "g1"), t(9));
         b.id = HubTagId::new_unchecked("t2");
         assert_eq!(
-            refused_tag_change(&a, &b),
+            refused_change(&a, &b),
             Some((tid(), snap("c", 1, "g1"))),
             "a gets its name back, whatever the times"
         );
-        assert_eq!(refused_tag_change(&b, &a).map(|(i, _)| i), Some(tid()));
+        assert_eq!(refused_change(&b, &a).map(|(i, _)| i), Some(tid()));
     }
 
     #[test]
@@ -777,12 +705,12 @@ mod tests {
         b.id = HubTagId::new_unchecked("t2");
         b.name = "d".into();
         b.name_at = t(7);
-        let (id, back) = refused_tag_change(&a, &b).expect("one is refused");
+        let (id, back) = refused_change(&a, &b).expect("one is refused");
         assert_eq!((id.as_str(), back), ("t2", snap("x", 2, "g2")));
         // Moved earlier than the rename: a's move would be refused, the group given back.
         b.name_at = t(3);
         assert_eq!(
-            refused_tag_change(&a, &b),
+            refused_change(&a, &b),
             Some((tid(), snap("d", 1, "g1")))
         );
     }
@@ -792,7 +720,7 @@ mod tests {
         let a = synced_tag(&snap("d", 1, "g1"), t(1));
         let mut b = synced_tag(&snap("d", 2, "g1"), t(2));
         b.id = HubTagId::new_unchecked("t2");
-        assert_eq!(refused_tag_change(&a, &b), None);
+        assert_eq!(refused_change(&a, &b), None);
     }
 
     #[test]
@@ -803,7 +731,7 @@ mod tests {
         let mut b = synced_group(&gsnap("G3", 5), t(6));
         b.id = gid("g2");
         assert_eq!(
-            refused_group_change(&b, &a),
+            refused_change(&b, &a),
             Some((gid("g1"), gsnap("G1", 3)))
         );
     }

@@ -189,6 +189,32 @@ pub fn classify_errcode_at(op: ApiOp, errcode: i64, errmsg: &str, now: Timestamp
     }
 }
 
+/// What a refused library or relation call says about its object, for the jobs that act on
+/// it (wecom-api.md §12, §1.3): the one reading of these errcodes, next to the verdicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 301002: the object is not this app's (made in the console or by another app): it is
+    /// read-only to tagsync, which leaves it as WeCom shows it.
+    NotOurs,
+    /// 40071: a sibling already has the name.
+    NameTaken,
+    /// 40068: no such tag or group (any more).
+    UnknownId,
+    /// 84061: the follow relation does not exist (any more).
+    NoRelation,
+}
+
+/// The [`Refusal`] an errcode means, if it is one of them.
+pub fn refusal(errcode: i64) -> Option<Refusal> {
+    match errcode {
+        301002 => Some(Refusal::NotOurs),
+        40071 => Some(Refusal::NameTaken),
+        40068 => Some(Refusal::UnknownId),
+        84061 => Some(Refusal::NoRelation),
+        _ => None,
+    }
+}
+
 /// How a call failed below the errcode layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransportFailure {
@@ -370,6 +396,17 @@ mod tests {
         assert!(ApiOp::GetExternalContact.is_get());
         assert!(!ApiOp::BatchGetByUser.is_get());
         assert_eq!(ApiOp::from_path("nope"), None);
+    }
+
+    #[test]
+    fn refusals_name_what_the_job_acts_on() {
+        assert_eq!(refusal(301002), Some(Refusal::NotOurs));
+        assert_eq!(refusal(40071), Some(Refusal::NameTaken));
+        assert_eq!(refusal(40068), Some(Refusal::UnknownId));
+        assert_eq!(refusal(84061), Some(Refusal::NoRelation));
+        for other in [0, -1, 45009, 48002, 40014] {
+            assert_eq!(refusal(other), None, "{other}");
+        }
     }
 
     #[test]

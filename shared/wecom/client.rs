@@ -59,6 +59,12 @@ impl WecomError {
         }
     }
 
+    /// What the refusal says about the object (not this app's, name taken, unknown id, no
+    /// relation), when the call was refused for one of those reasons.
+    pub fn refusal(&self) -> Option<super::classify::Refusal> {
+        self.errcode.and_then(super::classify::refusal)
+    }
+
     /// How long the API is paused for the corp, when this call met its rate limit (45009 or
     /// the budget): the caller reschedules rather than retrying or failing.
     pub fn rate_limited(&self) -> Option<Duration> {

@@ -1,0 +1,336 @@
+//! Group and tag jobs: read the hub object and what WeCom and the mall show for it, merge
+//! (`crate::sync::library`), and apply the plan side by side, writing the hub, the bases and
+//! the id map after each side confirms.
+//!
+//! All library jobs of a tenant hold one lock (see [`super::library_lock`]), so within a job
+//! the hub is ours: a step that finds something unknown (a WeCom group the hub has never
+//! seen) brings it up to date inline instead of queueing and waiting.
+//!
+//! Side rules applied here, outside the pure core:
+//! - WeCom creates a group only together with a tag, and may merge a create into an existing
+//!   same-name object; both sides' same-name objects are adopted when nobody else owns them
+//!   (which also makes a retried create harmless).
+//! - WeCom has no move: create in the new group, re-mark every relation that carried the old
+//!   tag, delete the old one, then switch the id map in one transaction.
+//! - 301002 (not this app's tag) makes the WeCom leg `read_only`: WeCom keeps its value.
+//! - A name a sibling holds: when the sibling is itself renaming away (a swap), it first gets
+//!   a temporary name; otherwise the job parks with both names in the reason.
+
+//!
+//! The files: this one runs a job and holds its context ([`Cx`]); `group.rs` and `tag.rs`
+//! read, merge and store one group or tag; `wecom.rs` and `mall.rs` are each side's leg (the
+//! calls and what their answers mean); `wecom_move.rs` re-marks relations when a tag moves
+//! in WeCom; `collisions.rs` settles a name two objects want (the rules themselves are pure,
+//! in `crate::sync::collision`); `persist.rs` saves objects, id links, audit entries and
+//! failures.
+
+mod collisions;
+mod group;
+mod mall;
+mod persist;
+mod tag;
+mod wecom;
+mod wecom_move;
+
+use super::worker::Outcome;
+use super::{Step, StepError, library_lock, lock};
+use crate::app::App;
+use crate::domain::*;
+use crate::mall::client::{IdempotencyKey, MallError, MallGroupWithTags};
+use crate::wecom::client::{TagGroupInfo, WecomCredentials, WecomError};
+use std::future::Future;
+use std::pin::Pin;
+
+pub async fn sync_group(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    group: &HubGroupId,
+    hint: &Hint,
+) -> Outcome {
+    run(app, tenant, job, hint.origin, |cx| {
+        Box::pin(cx.group(group.clone(), hint.clone(), true))
+    })
+    .await
+}
+
+pub async fn sync_tag(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    tag: &HubTagId,
+    hint: &Hint,
+) -> Outcome {
+    run(app, tenant, job, hint.origin, |cx| {
+        Box::pin(cx.tag(tag.clone(), hint.clone()))
+    })
+    .await
+}
+
+type StepFuture<'a> = Pin<Box<dyn Future<Output = Step<()>> + Send + 'a>>;
+
+async fn run<F>(app: &App, tenant: &Tenant, job: &Job, origin: Actor, work: F) -> Outcome
+where
+    F: for<'c> FnOnce(&'c mut Cx<'_>) -> StepFuture<'c>,
+{
+    let held = match lock(app, library_lock(&tenant.id)).await {
+        Ok(l) => l,
+        Err(e) => return e.into_outcome(),
+    };
+    let mut cx = Cx {
+        app,
+        tenant,
+        job,
+        origin,
+        creds: App::wecom_credentials(tenant),
+        ep: App::mall_endpoint(tenant),
+        wecom_lib: None,
+        mall_lib: None,
+        after: Vec::new(),
+        after_groups: Vec::new(),
+        depth: 0,
+        active: 0,
+    };
+    let mut result = work(&mut cx).await;
+    // Siblings that got a temporary name are brought to their own names now: work for other
+    // objects, handed to their own jobs if it fails (`active` makes the calls nested).
+    cx.active += 1;
+    while result.is_ok() {
+        if let Some(group) = cx.after_groups.pop() {
+            result = cx.group(group, Hint::from(origin), false).await;
+            continue;
+        }
+        let Some(tag) = cx.after.pop() else { break };
+        result = cx.tag(tag, Hint::from(origin)).await;
+    }
+    cx.active -= 1;
+    // This job's retry may not come back to follow-ups it had still to do (what it saved
+    // before failing can send its retry down another path): they get their own jobs.
+    if result.as_ref().is_err_and(|e| e.retry.is_some())
+        && (!cx.after.is_empty() || !cx.after_groups.is_empty())
+    {
+        let mut kinds: Vec<JobKind> = std::mem::take(&mut cx.after_groups)
+            .into_iter()
+            .map(|group| JobKind::SyncGroup {
+                group,
+                hint: Hint::from(origin),
+            })
+            .collect();
+        kinds.extend(cx.after.drain(..).map(|tag| JobKind::SyncTag {
+            tag,
+            hint: Hint::from(origin),
+        }));
+        if let Err(e) = super::enqueue(app, tenant, kinds).await {
+            tracing::warn!(error = %e, "could not queue a failed job's follow-ups; its retry redoes what it can");
+        }
+    }
+    // A job whose run was superseded by a nested one is done (see `Cx::merge_into`).
+    if result.as_ref().is_err_and(|e| e.superseded) {
+        result = Ok(());
+    }
+    held.release(app).await;
+    match result {
+        Ok(()) => Outcome::Done,
+        Err(e) => e.into_outcome(),
+    }
+}
+
+/// One library job's context: the tenant's credentials and, read once and kept current, both
+/// sides' libraries.
+struct Cx<'a> {
+    app: &'a App,
+    tenant: &'a Tenant,
+    job: &'a Job,
+    origin: Actor,
+    creds: WecomCredentials,
+    ep: crate::mall::client::MallEndpoint,
+    wecom_lib: Option<Vec<TagGroupInfo>>,
+    mall_lib: Option<Vec<MallGroupWithTags>>,
+    /// Tags to bring up to date once this job's own work is done.
+    after: Vec<HubTagId>,
+    /// Groups likewise (given a temporary name on a side).
+    after_groups: Vec<HubGroupId>,
+    /// Inline recursion depth (an unknown group found while syncing a tag): bounded.
+    depth: u32,
+    /// `tag`/`group` calls in progress: above zero, a call is another object's work done
+    /// inside this job (see [`Cx::hand_over`]).
+    active: u32,
+}
+impl<'a> Cx<'a> {
+    fn t(&self) -> &TenantId {
+        &self.tenant.id
+    }
+
+    fn now(&self) -> Timestamp {
+        self.app.clock.now()
+    }
+
+    /// A mall write's key. Steps name the hub object's version: a retry after a transient
+    /// failure (nothing written in between) reuses the key and gets the mall's recorded
+    /// answer; after a permanent failure the object is marked `failed` (a new version), so a
+    /// redrive after the cause is fixed is a new request, not a replay of the old refusal.
+    fn key(&self, step: &str) -> IdempotencyKey {
+        IdempotencyKey::for_step(&self.job.id, step)
+    }
+
+    async fn wecom_lib(&mut self) -> Step<&Vec<TagGroupInfo>> {
+        let lib = match self.wecom_lib.take() {
+            Some(lib) => lib,
+            None => {
+                self.app
+                    .wecom
+                    .get_corp_tag_list(&self.creds, &[], &[])
+                    .await?
+            }
+        };
+        Ok(self.wecom_lib.insert(lib))
+    }
+
+    async fn mall_lib(&mut self) -> Step<&Vec<MallGroupWithTags>> {
+        let lib = match self.mall_lib.take() {
+            Some(lib) => lib,
+            None => self.app.mall.list_groups(&self.ep).await?,
+        };
+        Ok(self.mall_lib.insert(lib))
+    }
+
+    /// A job for an object new to the hub carries a fresh hub id; if another job linked the
+    /// side's object meanwhile (a duplicate event), that hub object is the one to update.
+    async fn adopt_id(&self, kind: EntityKind, id: String, hint: &Hint) -> Step<String> {
+        for (side, side_id) in [(Side::Wecom, &hint.wecom_id), (Side::Mall, &hint.mall_id)] {
+            if let Some(side_id) = side_id
+                && let Some(known) = self.hub_id(side, kind, side_id).await?
+            {
+                return Ok(known);
+            }
+        }
+        Ok(id)
+    }
+
+    async fn hub_id(&self, side: Side, kind: EntityKind, side_id: &str) -> Step<Option<String>> {
+        Ok(self
+            .app
+            .store
+            .lookup_link(self.t(), side, kind, side_id)
+            .await?)
+    }
+
+    /// The hub group a side's group maps to; a group the hub has never seen is brought in
+    /// first (without its other tags: the caller is syncing one of them).
+    async fn hub_group_for(&mut self, side: Side, side_group: &str) -> Step<HubGroupId> {
+        if let Some(id) = self.hub_id(side, EntityKind::Group, side_group).await? {
+            return Ok(HubGroupId::new_unchecked(id));
+        }
+        if self.depth > 4 {
+            return Err(StepError::park(format!(
+                "{side} group {side_group}: too many unknown objects nested"
+            )));
+        }
+        let id = HubGroupId::new_unchecked(new_ordered_id());
+        let mut hint = Hint::from(self.origin);
+        match side {
+            Side::Wecom => hint.wecom_id = Some(side_group.to_owned()),
+            Side::Mall => hint.mall_id = Some(side_group.to_owned()),
+        }
+        self.depth += 1;
+        let r = Box::pin(self.group(id.clone(), hint, false)).await;
+        self.depth -= 1;
+        r?;
+        // The group may have been adopted under another id (a concurrent create): read the map.
+        match self.hub_id(side, EntityKind::Group, side_group).await? {
+            Some(id) => Ok(HubGroupId::new_unchecked(id)),
+            None => Ok(id),
+        }
+    }
+
+    /// Brings group `id` up to date. With `children`, also its tags WeCom shows that the hub
+    /// does not know (a console-created group sends one event for the group and its tags)
+    /// and its live tags WeCom still lacks (created with the group's first tag).
+    async fn group(&mut self, id: HubGroupId, hint: Hint, children: bool) -> Step<()> {
+        let nested = self.active > 0;
+        self.active += 1;
+        let r = self.group_once(id.clone(), hint.clone(), children).await;
+        self.active -= 1;
+        match r {
+            Err(e) if e.superseded => Ok(()),
+            Err(e) if nested => Err(self
+                .hand_over(vec![JobKind::SyncGroup { group: id, hint }], e)
+                .await),
+            r => r,
+        }
+    }
+
+    /// Another object's work, done inside this job, failed and will be retried: it gets its
+    /// own job too. This job's retry may not come back to it: what this job saved before the
+    /// failure (a link, a base) can send its retry down another path, and the other object's
+    /// change (a tag gone with its WeCom group, say, still to be deleted in the mall) would
+    /// then wait for the nightly run. A duplicate job costs a look.
+    async fn hand_over(&self, kinds: Vec<JobKind>, e: StepError) -> StepError {
+        if e.retry.is_some()
+            && !kinds.is_empty()
+            && let Err(q) = super::enqueue(self.app, self.tenant, kinds).await
+        {
+            tracing::warn!(error = %q, "could not queue a nested job's own retry; the outer job's retry redoes what it can");
+        }
+        e
+    }
+
+    /// Brings tag `id` up to date. A tag found to duplicate another ends here (see
+    /// [`Cx::merge_into`]): the other carries on with what it held.
+    async fn tag(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
+        let nested = self.active > 0;
+        self.active += 1;
+        let r = self.tag_once(id.clone(), hint.clone()).await;
+        self.active -= 1;
+        match r {
+            Err(e) if e.superseded => Ok(()),
+            Err(e) if nested => Err(self
+                .hand_over(vec![JobKind::SyncTag { tag: id, hint }], e)
+                .await),
+            r => r,
+        }
+    }
+}
+
+/// A step's failure inside a side operation (so `?` works on every error kind there).
+pub struct StepFailure(StepError);
+
+impl From<StepError> for StepFailure {
+    fn from(e: StepError) -> Self {
+        Self(e)
+    }
+}
+impl From<WecomError> for StepFailure {
+    fn from(e: WecomError) -> Self {
+        Self(e.into())
+    }
+}
+impl From<MallError> for StepFailure {
+    fn from(e: MallError) -> Self {
+        Self(e.into())
+    }
+}
+impl From<crate::ports::StoreError> for StepFailure {
+    fn from(e: crate::ports::StoreError) -> Self {
+        Self(e.into())
+    }
+}
+impl From<String> for StepFailure {
+    fn from(reason: String) -> Self {
+        Self(StepError::park(reason))
+    }
+}
+impl From<StepFailure> for StepError {
+    fn from(f: StepFailure) -> Self {
+        f.0
+    }
+}
+
+/// The object was deleted on `side` while the job worked on it: retry soon, and the next try
+/// sees the deletion (which wins over a concurrent rename).
+pub(super) fn vanished(side: Side) -> StepError {
+    StepError::retry(
+        format!("the object was deleted in {side} meanwhile; reading it again"),
+        Some(std::time::Duration::from_millis(200)),
+    )
+}

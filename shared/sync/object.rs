@@ -1,0 +1,200 @@
+//! What the library rules need of a group or a tag, so that one rule (the merge, a name
+//! collision, a temporary name) serves both kinds instead of a mirrored copy per kind.
+
+use crate::domain::{
+    EntityKind, GroupSnapshot, HubGroupId, HubTagId, MallGroupId, MallTagId, Side, SideLink, Tag,
+    TagGroup, TagSnapshot, Timestamp, WecomGroupId, WecomTagId,
+};
+use std::fmt;
+
+/// A tag group or a tag as the hub holds it.
+pub trait LibraryObject: Clone + Send + Sync {
+    type Id: Clone + Ord + fmt::Display + Send + Sync;
+    type WecomId: Clone + PartialEq + Send + Sync;
+    type MallId: Clone + PartialEq + Send + Sync;
+    /// The fields that sync (name, order, and a tag's group).
+    type Snapshot: Clone + PartialEq + Send + Sync;
+    /// Where a name must be unique on a side: everywhere for groups (`()`), within its group
+    /// for tags.
+    type Scope: Clone + PartialEq + Send + Sync;
+
+    const KIND: EntityKind;
+
+    fn id(&self) -> &Self::Id;
+    fn name(&self) -> &str;
+    fn scope(&self) -> Self::Scope;
+    fn is_deleted(&self) -> bool;
+    fn version(&self) -> u64;
+    fn set_version(&mut self, version: u64);
+    fn wecom(&self) -> &SideLink<Self::WecomId, Self::Snapshot>;
+    fn wecom_mut(&mut self) -> &mut SideLink<Self::WecomId, Self::Snapshot>;
+    fn mall(&self) -> &SideLink<Self::MallId, Self::Snapshot>;
+    fn mall_mut(&mut self) -> &mut SideLink<Self::MallId, Self::Snapshot>;
+    fn snapshot_name(s: &Self::Snapshot) -> &str;
+    fn snapshot_name_mut(s: &mut Self::Snapshot) -> &mut String;
+    fn snapshot_scope(s: &Self::Snapshot) -> Self::Scope;
+    /// Where the object was before the change that brought it to its name (or scope), as a
+    /// side's base still shows it, and when that change was made; `None` when every base
+    /// agrees with the hub.
+    fn came_from(&self) -> Option<(Timestamp, Self::Snapshot)>;
+
+    /// Whether `side` holds an object of its own for this one.
+    fn linked_on(&self, side: Side) -> bool {
+        match side {
+            Side::Wecom => self.wecom().id.is_some(),
+            Side::Mall => self.mall().id.is_some(),
+        }
+    }
+
+    /// The base on `side`: what tagsync knows that side to hold.
+    fn base_on(&self, side: Side) -> Option<&Self::Snapshot> {
+        match side {
+            Side::Wecom => self.wecom().base.as_ref(),
+            Side::Mall => self.mall().base.as_ref(),
+        }
+    }
+
+    fn base_on_mut(&mut self, side: Side) -> Option<&mut Self::Snapshot> {
+        match side {
+            Side::Wecom => self.wecom_mut().base.as_mut(),
+            Side::Mall => self.mall_mut().base.as_mut(),
+        }
+    }
+
+    /// Shows `side` failed, with the reason, until a try there succeeds.
+    fn fail_on(&mut self, side: Side, reason: &str) {
+        match side {
+            Side::Wecom => self.wecom_mut().fail(reason),
+            Side::Mall => self.mall_mut().fail(reason),
+        }
+    }
+}
+
+impl LibraryObject for TagGroup {
+    type Id = HubGroupId;
+    type WecomId = WecomGroupId;
+    type MallId = MallGroupId;
+    type Snapshot = GroupSnapshot;
+    type Scope = ();
+
+    const KIND: EntityKind = EntityKind::Group;
+
+    fn id(&self) -> &HubGroupId {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn scope(&self) {}
+    fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn wecom(&self) -> &SideLink<WecomGroupId, GroupSnapshot> {
+        &self.wecom
+    }
+    fn wecom_mut(&mut self) -> &mut SideLink<WecomGroupId, GroupSnapshot> {
+        &mut self.wecom
+    }
+    fn mall(&self) -> &SideLink<MallGroupId, GroupSnapshot> {
+        &self.mall
+    }
+    fn mall_mut(&mut self) -> &mut SideLink<MallGroupId, GroupSnapshot> {
+        &mut self.mall
+    }
+    fn snapshot_name(s: &GroupSnapshot) -> &str {
+        &s.name
+    }
+    fn snapshot_name_mut(s: &mut GroupSnapshot) -> &mut String {
+        &mut s.name
+    }
+    fn snapshot_scope(_: &GroupSnapshot) {}
+    /// A group renamed onto another's name came from the name a side's base still shows.
+    fn came_from(&self) -> Option<(Timestamp, GroupSnapshot)> {
+        let base = [self.wecom.base.as_ref(), self.mall.base.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|b| b.name != self.name)?;
+        Some((
+            self.name_at,
+            GroupSnapshot {
+                name: base.name.clone(),
+                order: self.order,
+            },
+        ))
+    }
+}
+
+impl LibraryObject for Tag {
+    type Id = HubTagId;
+    type WecomId = WecomTagId;
+    type MallId = MallTagId;
+    type Snapshot = TagSnapshot;
+    type Scope = HubGroupId;
+
+    const KIND: EntityKind = EntityKind::Tag;
+
+    fn id(&self) -> &HubTagId {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn scope(&self) -> HubGroupId {
+        self.group_id.clone()
+    }
+    fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn wecom(&self) -> &SideLink<WecomTagId, TagSnapshot> {
+        &self.wecom
+    }
+    fn wecom_mut(&mut self) -> &mut SideLink<WecomTagId, TagSnapshot> {
+        &mut self.wecom
+    }
+    fn mall(&self) -> &SideLink<MallTagId, TagSnapshot> {
+        &self.mall
+    }
+    fn mall_mut(&mut self) -> &mut SideLink<MallTagId, TagSnapshot> {
+        &mut self.mall
+    }
+    fn snapshot_name(s: &TagSnapshot) -> &str {
+        &s.name
+    }
+    fn snapshot_name_mut(s: &mut TagSnapshot) -> &mut String {
+        &mut s.name
+    }
+    fn snapshot_scope(s: &TagSnapshot) -> HubGroupId {
+        s.group_id.clone()
+    }
+    /// Its former name, or else its former group, as a side's base still shows it.
+    fn came_from(&self) -> Option<(Timestamp, TagSnapshot)> {
+        let base = [self.wecom.base.as_ref(), self.mall.base.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|b| b.name != self.name || b.group_id != self.group_id)?;
+        let mut back = TagSnapshot {
+            name: self.name.clone(),
+            order: self.order,
+            group_id: self.group_id.clone(),
+        };
+        if base.name != self.name {
+            back.name = base.name.clone();
+            Some((self.name_at, back))
+        } else {
+            back.group_id = base.group_id.clone();
+            Some((self.group_at, back))
+        }
+    }
+}

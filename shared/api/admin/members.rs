@@ -429,15 +429,10 @@ async fn gained_reach_rules(
     }
 }
 
-/// The operator's change to one member: its job takes the mall member as the hub last knew
-/// it (as a batch's jobs do, `jobs::member_batch`).
 fn sync_member(member: MemberId) -> JobKind {
     JobKind::SyncMember {
         member,
-        hint: Hint {
-            mall_from_base: true,
-            ..Hint::from(Actor::Operator)
-        },
+        hint: Hint::from(Actor::Operator),
     }
 }
 

@@ -131,7 +131,10 @@ async fn round(o: &Options) -> Round {
         )
         .await;
     assert_eq!(status, 201, "POST …/tag-groups: {group}");
-    let gold = group["tags"][0]["id"].as_str().expect("a tag id").to_owned();
+    let gold = group["tags"][0]["id"]
+        .as_str()
+        .expect("a tag id")
+        .to_owned();
     let mut members = Vec::new();
     for i in 0..o.members {
         let customer = format!("wm_{i:05}");
@@ -222,7 +225,9 @@ async fn round(o: &Options) -> Round {
         }
     }
     if ok_marks as u64 != relations {
-        failures.push(format!("{ok_marks} successful mark_tag for {relations} relations"));
+        failures.push(format!(
+            "{ok_marks} successful mark_tag for {relations} relations"
+        ));
     }
     if refused > o.workers {
         failures.push(format!("{refused} answers 45009 for {} workers", o.workers));

@@ -349,6 +349,7 @@
     library: pageLibrary,
     members: pageMembers,
     customers: pageCustomers,
+    transfers: pageTransfers,
     rules: pageRules,
     channels: pageChannels,
     sync: pageSync,
@@ -518,7 +519,8 @@
   // while the total is unknown), the counts as `[testid, message parts]`, and what follows.
   function trackedRunCard(run, { title, done, total, counts, extra, onCancel }) {
     const running = run.status === 'running';
-    const pct = running ? (total ? Math.min(100, Math.round((done / total) * 100)) : 0) : 100;
+    // A finished run fills the bar; one stopped early (cancelled, failed) shows how far it got.
+    const pct = run.status === 'done' || (!running && !total) ? 100 : (total ? Math.min(100, Math.round((done / total) * 100)) : 0);
     const bar = h('div', {
       class: 'progress' + (running && !total ? ' indeterminate' : '') + (run.status === 'done' ? ' done' : '') +
         (run.status === 'failed' || run.status === 'cancelled' ? ' failed' : ''),
@@ -1691,6 +1693,165 @@
       groups = lib;
       await load();
     };
+  }
+
+  // ---- page: transfers ------------------------------------------------------------------------
+
+  const TRANSFER_STATES = ['waiting', 'done', 'refused', 'limit', 'failed'];
+
+  function transferCounts(x) {
+    const c = x.counts || {};
+    return h('span', { class: 'transfer-counts' }, TRANSFER_STATES.filter((s) => c[s]).map((s) =>
+      h('span', { class: 'badge transfer-' + s, dataset: { count: s } }, label('transfer_state', s), ' ', h('b', {}, c[s]))));
+  }
+
+  async function pageTransfers(main, arg, gen) {
+    if (arg === 'new') return transferForm(main, gen);
+    if (arg) return pageTransfer(main, arg, gen);
+    const body = h('div');
+    append(main, [
+      h('div', { class: 'page-head' }, h('h1', {}, t('nav.transfers')), h('span', { class: 'spacer' }),
+        h('a', { class: 'btn btn-primary', href: link('transfers', 'new'), dataset: { action: 'new-transfer' } }, t('transfers.new'))),
+      h('p', { class: 'page-sub' }, t('transfers.lead')),
+      body,
+    ]);
+    async function reload() {
+      const { transfers } = await api('GET', tpath('/transfers'));
+      if (!current(gen)) return;
+      clear(body);
+      if (!transfers.length) {
+        body.append(h('div', { class: 'card empty' }, h('b', {}, t('transfers.empty')), t('transfers.empty_help')));
+        return;
+      }
+      body.append(h('div', { class: 'card flush' }, h('table', { dataset: { testid: 'transfers' } },
+        h('thead', {}, h('tr', {}, h('th', {}, t('transfers.col_started')), h('th', {}, t('transfers.col_who')),
+          h('th', {}, t('transfers.col_kind')), h('th', {}, t('transfers.col_status')), h('th', {}, t('transfers.col_customers')))),
+        h('tbody', {}, transfers.map((x) => h('tr', { dataset: { transfer: x.transfer_id } },
+          h('td', { class: 'nowrap' }, h('a', { href: link('transfers', x.transfer_id) }, fmtTime(x.started_at))),
+          h('td', {}, tn('transfers.from_to', { from: data('b', 'mono', x.handover_userid), to: data('b', 'mono', x.takeover_userid) })),
+          h('td', {}, t(x.resigned ? 'transfers.resigned' : 'transfers.in_service')),
+          h('td', {}, h('span', { class: 'badge ' + x.status }, labelNode('run_status', x.status))),
+          h('td', {}, transferCounts(x))))))));
+    }
+    await reload();
+    state.refresh = reload;
+  }
+
+  // Starting a transfer: who leaves, who takes over, which of the leaver's customers.
+  async function transferForm(main, gen) {
+    const staff = await knownStaff();
+    if (!current(gen)) return;
+    state.editing = true;
+    const handover = h('select', { name: 'handover_userid', translate: 'no', onchange: () => loadCustomers() },
+      h('option', { value: '' }, t('transfers.pick_staff')), staff.map((u) => h('option', { value: u }, u)));
+    const takeover = h('select', { name: 'takeover_userid', translate: 'no' },
+      h('option', { value: '' }, t('transfers.pick_staff')), staff.map((u) => h('option', { value: u }, u)));
+    const resigned = h('input', { type: 'checkbox', name: 'resigned' });
+    const picker = h('div', { class: 'customer-picker', dataset: { testid: 'customer-picker' } }, h('p', { class: 'muted' }, t('transfers.pick_handover_first')));
+    const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    let listed = [];
+    let complete = true;
+
+    async function loadCustomers() {
+      clear(picker);
+      listed = [];
+      if (!handover.value) return;
+      const res = await api('GET', tpath('/customers?limit=200&userid=' + encodeURIComponent(handover.value)));
+      listed = res.customers;
+      complete = !res.next_cursor;
+      const all = h('input', { type: 'checkbox', checked: true, 'aria-label': t('transfers.select_all'),
+        onchange: () => { for (const b of boxes()) b.checked = all.checked; } });
+      const boxes = () => [...picker.querySelectorAll('input[name=customer]')];
+      const follow = () => { all.checked = boxes().every((b) => b.checked); };
+      append(picker, [
+        h('label', { class: 'check select-all' }, all, t('transfers.all_customers', { count: res.total })),
+        listed.length
+          ? h('div', { class: 'checks' }, listed.map((c) => h('label', { class: 'check', translate: 'no', dataset: { customer: c.external_userid } },
+            h('input', { type: 'checkbox', name: 'customer', value: c.external_userid, checked: true, onchange: follow }),
+            c.name || c.external_userid, ' ', h('span', { class: 'id' }, c.external_userid))))
+          : h('p', { class: 'muted' }, t('transfers.no_customers')),
+        complete ? null : h('p', { class: 'field-hint' }, t('transfers.first_200'))]);
+    }
+
+    const form = h('form', { class: 'card', novalidate: true, dataset: { testid: 'transfer-form' } },
+      h('div', { class: 'card-head' }, h('h2', {}, t('transfers.new_title'))),
+      h('div', { class: 'field-row' },
+        h('div', { class: 'field' }, h('label', {}, t('transfers.handover')), handover),
+        h('div', { class: 'field' }, h('label', {}, t('transfers.takeover')), takeover)),
+      h('div', { class: 'field' }, h('div', {}, h('label', { class: 'check' }, resigned, t('transfers.resigned_label'))), h('div', { class: 'field-hint' }, t('transfers.resigned_hint'))),
+      h('div', { class: 'field' }, h('label', {}, t('transfers.customers')), picker),
+      error,
+      h('div', { class: 'buttons' },
+        h('button', { type: 'button', class: 'btn', onclick: () => { state.editing = false; go('transfers'); } }, t('common.cancel')),
+        h('button', { type: 'submit', class: 'btn btn-primary', dataset: { action: 'start-transfer' } }, t('transfers.start'))));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const chosen = [...picker.querySelectorAll('input[name=customer]:checked')].map((b) => b.value);
+      const body = { handover_userid: handover.value, takeover_userid: takeover.value, resigned: resigned.checked };
+      // Every customer listed and the list complete: "all of the handover's customers".
+      if (!(complete && listed.length && chosen.length === listed.length)) body.external_userids = chosen;
+      error.hidden = true;
+      try {
+        const { transfer_id } = await api('POST', tpath('/transfers'), body);
+        state.editing = false;
+        toast(t('transfers.started'));
+        go('transfers', transfer_id);
+      } catch (e) {
+        append(clear(error), problem(e));
+        error.hidden = false;
+      }
+    });
+    append(main, [
+      h('div', { class: 'page-head' }, h('a', { href: link('transfers') }, t('transfers.back')), h('span', { class: 'spacer' })),
+      h('p', { class: 'page-sub' }, t('transfers.lead')),
+      form,
+    ]);
+  }
+
+  // One transfer: where each customer stands, read again while it runs.
+  async function pageTransfer(main, id, gen) {
+    const path = tpath('/transfers/' + encodeURIComponent(id));
+    const box = h('div');
+    append(main, [h('div', { class: 'page-head' }, h('a', { href: link('transfers') }, t('transfers.back')), h('span', { class: 'spacer' })), box]);
+    async function reload() {
+      let x;
+      try {
+        x = await api('GET', path);
+      } catch (e) {
+        if (e.status !== 404) throw e;
+        if (current(gen)) clear(box).append(h('div', { class: 'card empty' }, h('b', {}, tn('transfers.not_found', { id: data('span', 'mono', id) }))));
+        return;
+      }
+      if (!current(gen)) return;
+      const c = x.counts || {};
+      const total = TRANSFER_STATES.reduce((n, s) => n + (Number(c[s]) || 0), 0);
+      const settled = total - (Number(c.waiting) || 0);
+      const running = x.status === 'running';
+      const pct = total ? Math.round((settled / total) * 100) : 0;
+      clear(box).append(
+        h('div', { class: 'card', dataset: { testid: 'transfer', status: x.status } },
+          h('div', { class: 'card-head' },
+            h('h2', {}, tn('transfers.from_to', { from: data('span', 'mono', x.handover_userid), to: data('span', 'mono', x.takeover_userid) })),
+            h('span', { class: 'badge plain' }, t(x.resigned ? 'transfers.resigned' : 'transfers.in_service')),
+            h('span', { class: 'badge ' + x.status }, labelNode('run_status', x.status)),
+            h('span', { class: 'spacer' }), data('span', 'id', x.transfer_id)),
+          h('div', { class: 'progress' + (x.status === 'done' ? ' done' : '') + (x.status === 'failed' ? ' failed' : ''), role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': pct },
+            h('div', { class: 'bar', style: `width:${pct}%` })),
+          h('div', { class: 'run-meta' },
+            transferCounts(x),
+            h('span', {}, tn('sync.started', { at: h('b', {}, fmtTime(x.started_at)) })),
+            running && x.next_look_at ? h('span', {}, tn('transfers.next_look', { at: h('b', {}, fmtTime(x.next_look_at)) })) : null),
+          x.error ? h('p', { class: 'form-error' }, data('span', null, x.error)) : null,
+          h('p', { class: 'muted', style: 'margin-top:10px' }, t(x.resigned ? 'transfers.resigned_help' : 'transfers.in_service_help'))),
+        h('div', { class: 'card flush' }, h('table', { dataset: { testid: 'transfer-customers' } },
+          h('thead', {}, h('tr', {}, h('th', {}, t('customers.col_customer')), h('th', {}, t('transfers.col_status')), h('th', {}, t('rules.col_reason')))),
+          h('tbody', {}, (x.customers || []).map((cu) => h('tr', { dataset: { customer: cu.external_userid, status: cu.status } },
+            data('td', 'mono', cu.external_userid),
+            h('td', {}, h('span', { class: 'badge transfer-' + cu.status, title: label('transfer_help', cu.status) }, labelNode('transfer_state', cu.status))),
+            h('td', {}, cu.errcode ? data('code', null, String(cu.errcode)) : null, ' ', cu.reason ? data('span', 'muted', cu.reason) : null)))))));
+    }
+    await reload();
+    state.refresh = reload;
   }
 
   // ---- page: rules (automatic tagging) ------------------------------------------------------

@@ -100,6 +100,10 @@ pub enum JobKind {
         chunk: u64,
         customers: Vec<ExternalUserId>,
     },
+    /// Move a customer transfer on: send its next chunk, look at WeCom's results once the
+    /// takeover is due, carry the tags of customers taken over (`crate::jobs::transfers`).
+    /// One job per transfer, which re-queues itself until the transfer is over.
+    Transfer { run: RunId },
     /// Evaluate the automatic-tagging rules an event concerns (`crate::jobs::rules`).
     Rules { event: super::rules::RuleEvent },
     /// Reverse a rule's applied firings: the undo run `run` (`crate::jobs::undo`).
@@ -190,6 +194,7 @@ impl JobKind {
             JobKind::RunChain { .. } => "run_chain",
             JobKind::BulkStart { .. } => "bulk_start",
             JobKind::BulkChunk { .. } => "bulk_chunk",
+            JobKind::Transfer { .. } => "transfer",
             JobKind::Rules {
                 event: super::rules::RuleEvent::Messages { .. },
             } => "rules_messages",

@@ -10,6 +10,7 @@ pub mod ops;
 pub mod rules;
 pub mod tenant;
 pub mod time;
+pub mod transfer;
 
 pub use bulk::*;
 pub use customer::*;
@@ -21,3 +22,4 @@ pub use ops::*;
 pub use rules::*;
 pub use tenant::*;
 pub use time::Timestamp;
+pub use transfer::*;

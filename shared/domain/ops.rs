@@ -56,6 +56,8 @@ pub enum RunScope {
     Bulk,
     /// An undo of a rule's firings (automation.md §1, `crate::jobs::undo`).
     Undo,
+    /// A customer transfer (`crate::jobs::transfers`): no chains, see [`SyncRun::transfer`].
+    Transfer,
 }
 
 impl RunScope {
@@ -67,6 +69,8 @@ impl RunScope {
             // A bulk run walks no side; its chain is only a placeholder (cleared at start).
             RunScope::Bulk => ("bulk", Walk::Library),
             RunScope::Undo => ("undo", Walk::Firings),
+            // Like a bulk run: a placeholder, cleared at start.
+            RunScope::Transfer => ("transfer", Walk::Library),
         }
     }
 }
@@ -123,6 +127,9 @@ pub struct SyncRun {
     /// A bulk run's filter, changes and counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bulk: Option<Box<super::bulk::BulkState>>,
+    /// A transfer: who hands which customers to whom, and where each stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Box<super::transfer::TransferState>>,
     /// An undo run: the rule it undoes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<super::ids::RuleId>,
@@ -228,6 +235,7 @@ impl SyncRun {
             chains,
             ambiguous: Vec::new(),
             bulk: None,
+            transfer: None,
             rule_id: None,
             kept: Vec::new(),
             version: 0,

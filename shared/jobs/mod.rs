@@ -6,7 +6,8 @@
 //! batch requests; `reconcile` runs a sync run's pages; `nightly` starts the nightly runs; `parked` shows a
 //! parked job's failure on its object; `customer_index` files customers in the hub's index;
 //! `rules` evaluates automatic-tagging rules on an event and applies them; `undo` runs a
-//! rule's undo page by page. Every job holds a lock on what it brings up to date,
+//! rule's undo page by page; `bulk_tags` runs bulk tagging by filter; `transfers` moves a
+//! customer transfer on (send, follow WeCom's results, carry the tags). Every job holds a lock on what it brings up to date,
 //! so two copies never both create.
 
 pub mod bulk_tags;
@@ -20,6 +21,7 @@ pub mod nightly;
 pub mod parked;
 pub mod reconcile;
 pub mod rules;
+pub mod transfers;
 pub mod undo;
 pub mod worker;
 
@@ -71,7 +73,8 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
             settings.tags_enabled
         }
         // A run's page ends the run itself when the feature went off (its report says so).
-        JobKind::RunChain { .. } | JobKind::Probe { .. } => true,
+        // A transfer is WeCom's, going whatever the switches say: it is followed to its end.
+        JobKind::RunChain { .. } | JobKind::Probe { .. } | JobKind::Transfer { .. } => true,
         JobKind::BulkStart { .. } | JobKind::BulkChunk { .. } => settings.tags_enabled,
     }
 }

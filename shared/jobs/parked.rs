@@ -26,6 +26,7 @@ pub async fn show(app: &App, job: &Job, reason: &str, side: Option<Side>) {
             crate::jobs::bulk_tags::parked(app, t, run, reason).await
         }
         JobKind::Undo { run, .. } => crate::jobs::undo::parked(app, t, run, reason).await,
+        JobKind::Transfer { run } => crate::jobs::transfers::parked(app, t, run, reason).await,
         JobKind::SyncMember { .. }
         | JobKind::SyncMembers { .. }
         | JobKind::Inbound { .. }

@@ -323,6 +323,7 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
             chunk,
             customers,
         } => crate::jobs::bulk_tags::chunk(app, &tenant, job, run, *chunk, customers).await,
+        JobKind::Transfer { run } => crate::jobs::transfers::run(app, &tenant, job, run).await,
         JobKind::Rules { event } => crate::jobs::rules::run(app, &tenant, job, event).await,
         JobKind::Undo {
             run,

@@ -1,9 +1,12 @@
 //! `tagsync serve --demo`: tagsync together with both simulators on loopback, a demo tenant
 //! wired to them and a small seeded world, so a newcomer sees WeCom callbacks and mall
-//! webhooks arrive without a WeCom corp, a mall or any network.
+//! webhooks arrive without a WeCom corp, a mall or any network. It also seeds automatic
+//! tagging (automation.md): a channel code and a keyword rule, with a simulated chat-archive
+//! connector to "send" chat messages through.
 
 use crate::app::App;
 use crate::domain::*;
+use crate::sim::feed::{ChatArchive, FeedConnector};
 use crate::sim::mall::{MallSim, MallSimConfig, NewMember};
 use crate::sim::wecom::{SimConfig, WecomSim};
 use std::fmt::Write as _;
@@ -15,6 +18,7 @@ const CALLBACK_TOKEN: &str = "demoCallbackToken";
 const AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 const MALL_TOKEN: &str = "demo-mall-token";
 const WEBHOOK_SECRET: &str = "demo-webhook-secret";
+const FEED_SECRET: &str = "demo-message-feed-secret";
 /// How long each seeding step may take to be carried everywhere (it takes well under a second).
 const SEED_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -22,6 +26,8 @@ const SEED_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct Demo {
     pub wecom: WecomSim,
     pub mall: MallSim,
+    /// The chat-archive connector: posts chat messages to tagsync's message feed.
+    pub chat: ChatArchive,
 }
 
 impl Demo {
@@ -48,7 +54,8 @@ pub async fn start_simulators() -> std::io::Result<Demo> {
         ..MallSimConfig::default()
     })
     .await?;
-    Ok(Demo { wecom, mall })
+    let chat = ChatArchive::start().await?;
+    Ok(Demo { wecom, mall, chat })
 }
 
 /// Registers the demo tenant, points both simulators' callbacks and webhooks at tagsync, then
@@ -82,7 +89,7 @@ pub async fn seed(
             encoding_aes_key: Secret::new(AES_KEY),
             mall_api_token: Secret::new(MALL_TOKEN),
             mall_webhook_secret: Secret::new(WEBHOOK_SECRET),
-            message_feed_secret: None,
+            message_feed_secret: Some(Secret::new(FEED_SECRET)),
         },
         settings: Settings::default(),
         created_at: existing.as_ref().map_or(now, |t| t.created_at),
@@ -107,6 +114,8 @@ pub async fn seed(
     demo.wecom
         .verify_url(&format!("{tagsync_base}/wecom/callback/{TENANT}"))
         .await?;
+    demo.chat
+        .connect(FeedConnector::new(tagsync_base, TENANT, FEED_SECRET));
     if restarted {
         return Ok(restart_notice(demo, tagsync_base, admin_token));
     }
@@ -215,6 +224,76 @@ pub async fn seed(
         .map_err(|e| err(&e))?;
     settled("member tags").await?;
 
+    // 4. Automatic tagging: a channel code 线下门店 handed out by sales_wang whose rule tags
+    //    线下门店, and a keyword rule: a customer asking about 优惠券 becomes 促销敏感 unless
+    //    already 已成交.
+    let admin = |method: reqwest::Method, path: &'static str, body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            let req = http
+                .request(
+                    method.clone(),
+                    format!("{tagsync_base}/admin/v1/tenants/{TENANT}{path}"),
+                )
+                .bearer_auth(admin_token);
+            let req = if body.is_null() { req } else { req.json(&body) };
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| format!("demo seed, {method} …{path}: {e}"))?;
+            let status = resp.status();
+            let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+            if status.is_success() {
+                Ok(answer)
+            } else {
+                Err(format!("demo seed, {method} …{path}: {status} {answer}"))
+            }
+        }
+    };
+    admin(
+        reqwest::Method::POST,
+        "/tag-groups",
+        serde_json::json!({"name": "营销", "order": 4, "tags": [
+            {"name": "促销敏感", "order": 2}, {"name": "已成交", "order": 1}]}),
+    )
+    .await?;
+    settled("the marketing tags").await?;
+    let library = admin(reqwest::Method::GET, "/tag-groups", serde_json::Value::Null).await?;
+    let tag = |name: &str| -> Result<HubTag, String> {
+        library["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["tags"].as_array().into_iter().flatten())
+            .find(|t| t["name"] == name)
+            .map(|t| HubTag {
+                id: t["id"].as_str().unwrap_or_default().to_owned(),
+                wecom_id: t["wecom_id"].as_str().unwrap_or_default().to_owned(),
+                mall_id: t["mall_id"].as_str().unwrap_or_default().to_owned(),
+            })
+            .ok_or_else(|| format!("demo seed: the hub has no tag {name}"))
+    };
+    let (in_store, promo, closed) = (tag("线下门店")?, tag("促销敏感")?, tag("已成交")?);
+    let channel = admin(
+        reqwest::Method::POST,
+        "/channels",
+        serde_json::json!({"name": "线下门店", "users": ["sales_wang"], "tag_ids": [in_store.id]}),
+    )
+    .await?;
+    let coupon = admin(
+        reqwest::Method::POST,
+        "/rules",
+        serde_json::json!({
+            "name": "问优惠券的客户",
+            "trigger": {"kind": "keyword", "any": ["优惠券"], "from": "customer"},
+            "conditions": [{"has_none": [closed.id]}],
+            "actions": {"add": [promo.id]},
+            "mode": "on",
+        }),
+    )
+    .await?;
+    settled("the channel code and the keyword rule").await?;
+
     // Where 普通客户 lives in the mall, so the printed check can look for it on Bob.
     let ordinary_in_mall = demo
         .mall
@@ -288,15 +367,92 @@ pub async fn seed(
         "  curl -s {mall_api}/members/{} -H 'Authorization: Bearer {MALL_TOKEN}' | grep -o {ordinary_in_mall}",
         bob.id
     );
+    let config_id = channel["config_id"].as_str().unwrap_or_default();
+    let relations_of = |customer: &str| {
+        format!("  curl -s {w}/relations | grep -o '\"external_userid\":\"{customer}\"[^}}]*'")
+    };
     let _ = writeln!(
         out,
-        "  # 3. what tagsync received and did, newest first (or the console's Audit page)"
+        "  # 3. customer wm_bob scans the channel code 线下门店 (its QR: {}); sales_wang adds him,",
+        channel["qr_code"].as_str().unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "  #    WeCom sends add_external_contact with the code's State, and the code's rule fires"
+    );
+    let _ = writeln!(
+        out,
+        "  curl -s -X POST {w}/contact-ways/{config_id}/scan -H 'content-type: application/json' -d '{{\"external_userid\":\"wm_bob\"}}'"
+    );
+    let _ = writeln!(
+        out,
+        "  #    a moment later both of Bob's WeCom relations carry 线下门店 (WeCom id {}):",
+        in_store.wecom_id
+    );
+    let _ = writeln!(out, "{}", relations_of("wm_bob"));
+    let _ = writeln!(
+        out,
+        "  #    and so does his mall member (prints its mall id, {}):",
+        in_store.mall_id
+    );
+    let _ = writeln!(
+        out,
+        "  curl -s {mall_api}/members/{} -H 'Authorization: Bearer {MALL_TOKEN}' | grep -o {}",
+        bob.id, in_store.mall_id
+    );
+    for line in [
+        "  # 4. customer wm_alice asks sales_li in chat 有优惠券吗? (the chat-archive connector signs",
+        "  #    the message and posts it to tagsync's message feed); the keyword rule tags her",
+        "  #    促销敏感, as she is not 已成交",
+    ] {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(
+        out,
+        "  curl -s -X POST {}/chat -H 'content-type: application/json' -d '{{\"from\":\"wm_alice\",\"to\":\"sales_li\",\"text\":\"有优惠券吗?\"}}'",
+        demo.chat.url()
+    );
+    let _ = writeln!(
+        out,
+        "  #    a moment later both of Alice's WeCom relations carry 促销敏感 (WeCom id {}):",
+        promo.wecom_id
+    );
+    let _ = writeln!(out, "{}", relations_of("wm_alice"));
+    let _ = writeln!(
+        out,
+        "  #    and so does her mall member (prints its mall id, {}):",
+        promo.mall_id
+    );
+    let _ = writeln!(
+        out,
+        "  curl -s {mall_api}/members/{} -H 'Authorization: Bearer {MALL_TOKEN}' | grep -o {}",
+        alice.id, promo.mall_id
+    );
+    let _ = writeln!(
+        out,
+        "  #    the rule's firings (outcome, the message; a customer tagged 已成交 shows \"excluded\"):"
+    );
+    let _ = writeln!(
+        out,
+        "  curl -s {tagsync_base}/admin/v1/tenants/{TENANT}/rules/{}/firings -H 'Authorization: Bearer {admin_token}'",
+        coupon["id"].as_str().unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "  # 5. what tagsync received and did, newest first (or the console's Audit page)"
     );
     let _ = writeln!(
         out,
         "  curl -s {tagsync_base}/admin/v1/tenants/{TENANT}/audit -H 'Authorization: Bearer {admin_token}'"
     );
     Ok(out)
+}
+
+/// A hub tag and where it lives on each side.
+struct HubTag {
+    id: String,
+    wecom_id: String,
+    mall_id: String,
 }
 
 /// What a restart on an earlier demo's data directory prints instead of the seed's commands.

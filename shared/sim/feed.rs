@@ -2,10 +2,19 @@
 //! next to WeCom's native SDK. It builds messages in the archive's decrypted shape, signs
 //! batches with the tenant's `message_feed_secret` exactly as the contract says, and posts
 //! them to `POST {tagsync}/messages/{tenant}`.
+//!
+//! [`ChatArchive`] puts it behind a small HTTP server for the demo, so a newcomer can "send"
+//! a chat message with one `curl` and watch the rules act on it.
 
 use crate::mall::webhook::sign;
+use axum::extract::State as AxumState;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
 
 pub struct FeedConnector {
     url: String,
@@ -94,5 +103,105 @@ impl FeedConnector {
     /// Signs `body` at `timestamp` with this connector's secret (for stale-request tests).
     pub fn sign(&self, timestamp: i64, body: &[u8]) -> String {
         sign(self.secret.as_bytes(), timestamp, body)
+    }
+}
+
+/// The feed connector as a loopback HTTP server (the demo's chat archive):
+/// `POST /chat {"from", "to", "text"}` builds a one-to-one text message with a fresh `msgid`,
+/// signs it and posts it to tagsync, and answers tagsync's status and body with the `msgid`.
+/// Until [`ChatArchive::connect`] names where to post, it answers 503.
+pub struct ChatArchive {
+    url: String,
+    target: Arc<Mutex<Option<Arc<FeedConnector>>>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    from: String,
+    to: String,
+    text: String,
+}
+
+impl ChatArchive {
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let target: Arc<Mutex<Option<Arc<FeedConnector>>>> = Arc::default();
+        let app = axum::Router::new()
+            .route("/chat", axum::routing::post(chat))
+            .with_state(target.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "chat archive simulator stopped with an error");
+            }
+        });
+        Ok(Self {
+            url,
+            target,
+            stop: Some(stop),
+        })
+    }
+
+    /// `http://127.0.0.1:P`; messages are sent with `POST {url}/chat`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// From now on, messages go through `connector`.
+    pub fn connect(&self, connector: FeedConnector) {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(connector));
+    }
+}
+
+impl Drop for ChatArchive {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn chat(
+    AxumState(target): AxumState<Arc<Mutex<Option<Arc<FeedConnector>>>>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let refuse = |status: StatusCode, error: String| {
+        (status, axum::Json(json!({"ok": false, "error": error}))).into_response()
+    };
+    let req: ChatRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"from\", \"to\", \"text\"}}: {e}"),
+            );
+        }
+    };
+    let connector = target.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(connector) = connector else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not connected to tagsync yet".into(),
+        );
+    };
+    let message = connector.text(&req.from, &req.to, &req.text);
+    match connector.post(std::slice::from_ref(&message)).await {
+        Ok((status, answer)) => axum::Json(json!({
+            "ok": (200..300).contains(&status),
+            "msgid": message["msgid"],
+            "tagsync": {"status": status, "body": answer},
+        }))
+        .into_response(),
+        Err(e) => refuse(
+            StatusCode::BAD_GATEWAY,
+            format!("posting to tagsync failed: {e}"),
+        ),
     }
 }

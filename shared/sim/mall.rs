@@ -147,6 +147,9 @@ impl Default for WebhookRetry {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
+    /// The next N API requests (after auth) answer 429 `rate_limited` with `Retry-After: 1`,
+    /// as when the merchant's other integrations spent the token's rate (it is per token).
+    pub rate_limited_next: u32,
     /// The next N API requests (after auth and rate limit) answer 500 without effect.
     pub fail_next: u32,
     pub fail_rate: f64,
@@ -1593,7 +1596,12 @@ impl Shared {
         let Some(token) = token.filter(|t| self.config.tokens.iter().any(|ok| ok == t)) else {
             return SimError::new(401, "unauthorized", "missing or unknown bearer token").into();
         };
-        if let Some(secs) = st.rate_check(token) {
+        let spent = if take(&mut st.faults.rate_limited_next) {
+            Some(1)
+        } else {
+            st.rate_check(token)
+        };
+        if let Some(secs) = spent {
             let mut answer = Answer::error(SimError::new(
                 429,
                 "rate_limited",

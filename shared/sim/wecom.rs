@@ -36,6 +36,9 @@ use crate::wecom::classify::ApiOp;
 use crate::wecom::client::WecomCredentials;
 use crate::wecom::crypto::{CallbackCrypto, build_envelope, cdata};
 
+mod transfer;
+pub use transfer::{SimTransfer, TAKEOVER_AFTER_MS, TransferStatus};
+
 /// Names of groups and tags: at most 30 characters (§1.2).
 const MAX_NAME_CHARS: usize = 30;
 /// `batch/get_by_user` limits (§1.5).
@@ -287,6 +290,12 @@ struct SimState {
     contact_ways: BTreeMap<String, SimContactWay>,
     /// Where this simulator listens (its QR code images are served here).
     base_url: String,
+    /// Members who have left (their customers wait for a resigned transfer, §6).
+    resigned: BTreeSet<String>,
+    /// Customer transfers, oldest first (`transfer`).
+    transfers: Vec<SimTransfer>,
+    /// Customers a member may have at most (none: no limit).
+    customer_limits: HashMap<String, usize>,
 }
 
 /// A contact way created through `add_contact_way`.
@@ -664,6 +673,10 @@ impl Core {
     fn answer(&self, op: ApiOp, query: &HashMap<String, String>, body: &Value) -> ApiResult {
         let now = self.now();
         let mut s = self.lock();
+        // Takeovers due by now happen before anything is answered (the simulator has no timer).
+        for event in transfer::take_over(&mut s, now) {
+            self.send_event(&mut s, &event);
+        }
         if op != ApiOp::GetToken {
             check_token(&s, query.get("access_token").map(String::as_str), now)?;
         }
@@ -697,11 +710,16 @@ impl Core {
             ApiOp::AddContactWay => add_contact_way(&mut s, body),
             ApiOp::DelContactWay => del_contact_way(&mut s, body),
             ApiOp::MarkTag => mark_tag(&mut s, body),
+            ApiOp::TransferCustomer => transfer::transfer_customer(&mut s, body, false, now),
+            ApiOp::ResignedTransferCustomer => transfer::transfer_customer(&mut s, body, true, now),
+            ApiOp::TransferResult => transfer::transfer_result(&s, body, false),
+            ApiOp::ResignedTransferResult => transfer::transfer_result(&s, body, true),
             ApiOp::GetExternalContact => get_contact(&s, query, self.config.follow_user_page_size),
             ApiOp::BatchGetByUser => batch_get_by_user(&s, body),
             ApiOp::GetFollowUserList => {
                 let mut users: BTreeSet<&str> = s.members.iter().map(String::as_str).collect();
                 users.extend(s.relations.iter().map(|r| r.userid.as_str()));
+                users.retain(|u| !s.resigned.contains(*u));
                 Ok(json!({ "follow_user": users }))
             }
             ApiOp::ListExternalContacts => {
@@ -1841,6 +1859,24 @@ impl Actions<'_> {
         Ok(())
     }
 
+    /// The customer refuses their waiting in-service transfer (§6): the old relation and its
+    /// tags stay, the transfer ends with status 3, and WeCom sends `transfer_fail`
+    /// `customer_refused`.
+    pub fn refuse_transfer(&self, external_userid: &str) -> Result<(), SimError> {
+        let now = self.core.now();
+        let mut s = self.core.lock();
+        for event in transfer::take_over(&mut s, now) {
+            self.core.send_event(&mut s, &event);
+        }
+        let Some(event) = transfer::refuse(&mut s, external_userid) else {
+            return Err(SimError::NotFound(format!(
+                "a waiting in-service transfer of {external_userid}"
+            )));
+        };
+        self.core.send_event(&mut s, &event);
+        Ok(())
+    }
+
     /// A member deletes a customer: `del_external_contact`.
     pub fn delete_relation(&self, userid: &str, external_userid: &str) -> Result<(), SimError> {
         self.remove_relation(userid, external_userid, "del_external_contact")
@@ -2011,6 +2047,27 @@ impl WecomSim {
     /// A member with customer contact enabled (listed by `get_follow_user_list`).
     pub fn add_member(&self, userid: &str) {
         self.core.lock().members.insert(userid.to_owned());
+    }
+
+    /// The member leaves the company: no longer listed by `get_follow_user_list`; their
+    /// relations stay until a resigned transfer hands them over (§6).
+    pub fn member_leaves(&self, userid: &str) {
+        self.core.lock().resigned.insert(userid.to_owned());
+    }
+
+    /// At most `limit` customers for `userid` (a takeover beyond it fails, §6); `None`: no
+    /// limit.
+    pub fn set_customer_limit(&self, userid: &str, limit: Option<usize>) {
+        let mut s = self.core.lock();
+        match limit {
+            Some(n) => s.customer_limits.insert(userid.to_owned(), n),
+            None => s.customer_limits.remove(userid),
+        };
+    }
+
+    /// Every customer transfer so far, oldest first.
+    pub fn transfers(&self) -> Vec<SimTransfer> {
+        self.core.lock().transfers.clone()
     }
 
     /// A customer's display name (no event: customers appear through relations).
@@ -2561,7 +2618,9 @@ async fn qr_image(AxumState(core): AxumState<Arc<Core>>, Path(file): Path<String
     for (i, b) in way.config_id.bytes().enumerate().take(64) {
         if b % 2 == 0 {
             let (x, y) = (10 + (i % 8) * 10, 10 + (i / 8) * 10);
-            cells.push_str(&format!(r#"<rect x="{x}" y="{y}" width="10" height="10"/>"#));
+            cells.push_str(&format!(
+                r#"<rect x="{x}" y="{y}" width="10" height="10"/>"#
+            ));
         }
     }
     let svg = format!(

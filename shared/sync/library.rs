@@ -7,6 +7,7 @@
 //! times, WeCom only observation times). A delete beats any rename, whatever the times, and a
 //! deleted object is never resurrected (hub ids are not reused).
 
+use super::object::LibraryObject;
 use crate::domain::{
     GroupSnapshot, HubGroupId, HubTagId, MallGroupId, MallTagId, SideLink, SyncState, Tag,
     TagGroup, TagSnapshot, TenantId, Timestamp, WecomGroupId, WecomTagId,
@@ -159,77 +160,11 @@ pub fn merge_group(
     mall: &MallGroupSeen,
     facts: GroupFacts,
 ) -> Option<Merged<TagGroup, GroupPlan>> {
-    let mut wecom_base = hub.and_then(|h| h.wecom.base.as_ref());
-    let dropped = wecom_base.is_some()
+    let dropped = hub.is_some_and(|h| h.wecom.base.is_some())
         && wecom.seen == Seen::Absent
         && (facts.wecom_dropped || facts.live_tags == 0);
-    if dropped {
-        wecom_base = None;
-    }
-    let core = merge_core(
-        hub.map(|h| Core {
-            value: GroupSnapshot {
-                name: h.name.clone(),
-                order: h.order,
-            },
-            at: vec![h.name_at, h.order_at],
-            deleted_at: h.deleted_at,
-        }),
-        [
-            SideIn::new(wecom_base, wecom, WECOM),
-            SideIn::new(hub.and_then(|h| h.mall.base.as_ref()), mall, MALL),
-        ],
-    )?;
-    let deleted = core.deleted_at.is_some();
-    let wait_for_tags = facts.live_tags == 0;
-    let (wecom_plan, wecom_now) = plan_side(
-        &core.value,
-        deleted,
-        wecom,
-        hub.map_or(SyncState::Pending, |h| h.wecom.state),
-        wait_for_tags,
-        group_diff,
-    );
-    let (mall_plan, mall_now) = plan_side(
-        &core.value,
-        deleted,
-        mall,
-        hub.map_or(SyncState::Pending, |h| h.mall.state),
-        false,
-        group_diff,
-    );
-    let mut out = match hub {
-        Some(h) => h.clone(),
-        None => TagGroup {
-            tenant: tenant.clone(),
-            id: id.clone(),
-            name: String::new(),
-            order: 0,
-            name_at: Timestamp::default(),
-            order_at: Timestamp::default(),
-            deleted_at: None,
-            wecom: SideLink::default(),
-            mall: SideLink::default(),
-            version: 0,
-        },
-    };
-    if dropped {
-        out.wecom = SideLink::default();
-    }
-    out.name = core.value.name.clone();
-    out.order = core.value.order;
-    out.name_at = core.at[0];
-    out.order_at = core.at[1];
-    out.deleted_at = core.deleted_at;
-    wecom_now.write(&mut out.wecom);
-    mall_now.write(&mut out.mall);
-    Some(Merged {
-        hub: out,
-        plan: Plan {
-            wecom: wecom_plan,
-            mall: mall_plan,
-        },
-    })
+    // WeCom refuses empty groups: the group waits for a tag there.
+    merge_object(tenant, id, hub, wecom, mall, dropped, facts.live_tags == 0)
 }
 
 /// Merges one tag. `None` when nobody has it (no hub object and both sides absent).
@@ -240,19 +175,29 @@ pub fn merge_tag(
     wecom: &WecomTagSeen,
     mall: &MallTagSeen,
 ) -> Option<Merged<Tag, TagPlan>> {
+    merge_object(tenant, id, hub, wecom, mall, false, false)
+}
+
+/// The merge of one object of either kind. `wecom_dropped`: WeCom's base no longer counts
+/// (WeCom dropped the object, which is no deletion) and its link is cleared; `wait_for_tags`:
+/// an object absent in WeCom is not created there yet.
+fn merge_object<T: Mergeable>(
+    tenant: &TenantId,
+    id: &T::Id,
+    hub: Option<&T>,
+    wecom: &Observed<T::WecomId, T::Snapshot>,
+    mall: &Observed<T::MallId, T::Snapshot>,
+    wecom_dropped: bool,
+    wait_for_tags: bool,
+) -> Option<Merged<T, Plan<T::WecomId, T::MallId, T::Snapshot>>> {
+    let wecom_base = hub
+        .and_then(|h| h.wecom().base.as_ref())
+        .filter(|_| !wecom_dropped);
     let core = merge_core(
-        hub.map(|h| Core {
-            value: TagSnapshot {
-                name: h.name.clone(),
-                order: h.order,
-                group_id: h.group_id.clone(),
-            },
-            at: vec![h.name_at, h.order_at, h.group_at],
-            deleted_at: h.deleted_at,
-        }),
+        hub.map(T::core),
         [
-            SideIn::new(hub.and_then(|h| h.wecom.base.as_ref()), wecom, WECOM),
-            SideIn::new(hub.and_then(|h| h.mall.base.as_ref()), mall, MALL),
+            SideIn::new(wecom_base, wecom, WECOM),
+            SideIn::new(hub.and_then(|h| h.mall().base.as_ref()), mall, MALL),
         ],
     )?;
     let deleted = core.deleted_at.is_some();
@@ -260,24 +205,109 @@ pub fn merge_tag(
         &core.value,
         deleted,
         wecom,
-        hub.map_or(SyncState::Pending, |h| h.wecom.state),
-        false,
-        tag_diff,
+        hub.map_or(SyncState::Pending, |h| h.wecom().state),
+        wait_for_tags,
+        T::diff,
     );
     let (mall_plan, mall_now) = plan_side(
         &core.value,
         deleted,
         mall,
-        hub.map_or(SyncState::Pending, |h| h.mall.state),
+        hub.map_or(SyncState::Pending, |h| h.mall().state),
         false,
-        tag_diff,
+        T::diff,
     );
     let mut out = match hub {
         Some(h) => h.clone(),
-        None => Tag {
+        None => T::blank(tenant, id, &core.value),
+    };
+    if wecom_dropped {
+        *out.wecom_mut() = SideLink::default();
+    }
+    out.set_core(core);
+    wecom_now.write(out.wecom_mut());
+    mall_now.write(out.mall_mut());
+    Some(Merged {
+        hub: out,
+        plan: Plan {
+            wecom: wecom_plan,
+            mall: mall_plan,
+        },
+    })
+}
+
+/// How the merge reads and writes one kind's hub object field by field.
+trait Mergeable: LibraryObject<Snapshot: Fields> {
+    fn core(&self) -> Core<Self::Snapshot>;
+    /// A new hub object, before the merged fields are set.
+    fn blank(tenant: &TenantId, id: &Self::Id, value: &Self::Snapshot) -> Self;
+    fn set_core(&mut self, core: Core<Self::Snapshot>);
+    /// The operation that takes a side's object from `seen` to `merged`.
+    fn diff<I>(
+        id: I,
+        seen: &Self::Snapshot,
+        merged: &Self::Snapshot,
+    ) -> LibraryOp<I, Self::Snapshot>;
+}
+
+impl Mergeable for TagGroup {
+    fn core(&self) -> Core<GroupSnapshot> {
+        Core {
+            value: GroupSnapshot {
+                name: self.name.clone(),
+                order: self.order,
+            },
+            at: vec![self.name_at, self.order_at],
+            deleted_at: self.deleted_at,
+        }
+    }
+    fn blank(tenant: &TenantId, id: &HubGroupId, _: &GroupSnapshot) -> Self {
+        TagGroup {
             tenant: tenant.clone(),
             id: id.clone(),
-            group_id: core.value.group_id.clone(),
+            name: String::new(),
+            order: 0,
+            name_at: Timestamp::default(),
+            order_at: Timestamp::default(),
+            deleted_at: None,
+            wecom: SideLink::default(),
+            mall: SideLink::default(),
+            version: 0,
+        }
+    }
+    fn set_core(&mut self, core: Core<GroupSnapshot>) {
+        self.name = core.value.name;
+        self.order = core.value.order;
+        self.name_at = core.at[0];
+        self.order_at = core.at[1];
+        self.deleted_at = core.deleted_at;
+    }
+    fn diff<I>(id: I, seen: &GroupSnapshot, merged: &GroupSnapshot) -> LibraryOp<I, GroupSnapshot> {
+        LibraryOp::Update {
+            id,
+            name: changed(&seen.name, &merged.name),
+            order: changed(&seen.order, &merged.order),
+        }
+    }
+}
+
+impl Mergeable for Tag {
+    fn core(&self) -> Core<TagSnapshot> {
+        Core {
+            value: TagSnapshot {
+                name: self.name.clone(),
+                order: self.order,
+                group_id: self.group_id.clone(),
+            },
+            at: vec![self.name_at, self.order_at, self.group_at],
+            deleted_at: self.deleted_at,
+        }
+    }
+    fn blank(tenant: &TenantId, id: &HubTagId, value: &TagSnapshot) -> Self {
+        Tag {
+            tenant: tenant.clone(),
+            id: id.clone(),
+            group_id: value.group_id.clone(),
             name: String::new(),
             order: 0,
             name_at: Timestamp::default(),
@@ -287,24 +317,32 @@ pub fn merge_tag(
             wecom: SideLink::default(),
             mall: SideLink::default(),
             version: 0,
-        },
-    };
-    out.name = core.value.name.clone();
-    out.order = core.value.order;
-    out.group_id = core.value.group_id.clone();
-    out.name_at = core.at[0];
-    out.order_at = core.at[1];
-    out.group_at = core.at[2];
-    out.deleted_at = core.deleted_at;
-    wecom_now.write(&mut out.wecom);
-    mall_now.write(&mut out.mall);
-    Some(Merged {
-        hub: out,
-        plan: Plan {
-            wecom: wecom_plan,
-            mall: mall_plan,
-        },
-    })
+        }
+    }
+    fn set_core(&mut self, core: Core<TagSnapshot>) {
+        self.name = core.value.name;
+        self.order = core.value.order;
+        self.group_id = core.value.group_id;
+        self.name_at = core.at[0];
+        self.order_at = core.at[1];
+        self.group_at = core.at[2];
+        self.deleted_at = core.deleted_at;
+    }
+    /// A change of group is a move (plus any other field that differs).
+    fn diff<I>(id: I, seen: &TagSnapshot, merged: &TagSnapshot) -> LibraryOp<I, TagSnapshot> {
+        let name = changed(&seen.name, &merged.name);
+        let order = changed(&seen.order, &merged.order);
+        match changed(&seen.group_id, &merged.group_id) {
+            Some(to_group) => LibraryOp::Move {
+                id,
+                to_group,
+                name,
+                order,
+                after: merged.clone(),
+            },
+            None => LibraryOp::Update { id, name, order },
+        }
+    }
 }
 
 // Tie-break ranks: on equal times the higher rank wins.
@@ -524,33 +562,6 @@ fn changed<T: PartialEq + Clone>(from: &T, to: &T) -> Option<T> {
     (from != to).then(|| to.clone())
 }
 
-fn group_diff<I>(
-    id: I,
-    seen: &GroupSnapshot,
-    merged: &GroupSnapshot,
-) -> LibraryOp<I, GroupSnapshot> {
-    LibraryOp::Update {
-        id,
-        name: changed(&seen.name, &merged.name),
-        order: changed(&seen.order, &merged.order),
-    }
-}
-
-fn tag_diff<I>(id: I, seen: &TagSnapshot, merged: &TagSnapshot) -> LibraryOp<I, TagSnapshot> {
-    let name = changed(&seen.name, &merged.name);
-    let order = changed(&seen.order, &merged.order);
-    match changed(&seen.group_id, &merged.group_id) {
-        Some(to_group) => LibraryOp::Move {
-            id,
-            to_group,
-            name,
-            order,
-            after: merged.clone(),
-        },
-        None => LibraryOp::Update { id, name, order },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,10 +720,7 @@ mod tests {
         assert_eq!((id.as_str(), back), ("t2", snap("x", 2, "g2")));
         // Moved earlier than the rename: a's move would be refused, the group given back.
         b.name_at = t(3);
-        assert_eq!(
-            refused_change(&a, &b),
-            Some((tid(), snap("d", 1, "g1")))
-        );
+        assert_eq!(refused_change(&a, &b), Some((tid(), snap("d", 1, "g1"))));
     }
 
     #[test]
@@ -730,10 +738,7 @@ mod tests {
         a.name_at = t(4);
         let mut b = synced_group(&gsnap("G3", 5), t(6));
         b.id = gid("g2");
-        assert_eq!(
-            refused_change(&b, &a),
-            Some((gid("g1"), gsnap("G1", 3)))
-        );
+        assert_eq!(refused_change(&b, &a), Some((gid("g1"), gsnap("G1", 3))));
     }
 
     #[test]

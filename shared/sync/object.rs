@@ -2,16 +2,16 @@
 //! collision, a temporary name) serves both kinds instead of a mirrored copy per kind.
 
 use crate::domain::{
-    EntityKind, GroupSnapshot, HubGroupId, HubTagId, MallGroupId, MallTagId, Side, SideLink, Tag,
-    TagGroup, TagSnapshot, Timestamp, WecomGroupId, WecomTagId,
+    EntityKind, GroupSnapshot, HubGroupId, HubTagId, MallGroupId, MallTagId, Side, SideLink,
+    SyncState, Tag, TagGroup, TagSnapshot, Timestamp, WecomGroupId, WecomTagId,
 };
 use std::fmt;
 
 /// A tag group or a tag as the hub holds it.
 pub trait LibraryObject: Clone + Send + Sync {
     type Id: Clone + Ord + fmt::Display + Send + Sync;
-    type WecomId: Clone + PartialEq + Send + Sync;
-    type MallId: Clone + PartialEq + Send + Sync;
+    type WecomId: Clone + PartialEq + fmt::Display + Send + Sync;
+    type MallId: Clone + PartialEq + fmt::Display + Send + Sync;
     /// The fields that sync (name, order, and a tag's group).
     type Snapshot: Clone + PartialEq + Send + Sync;
     /// Where a name must be unique on a side: everywhere for groups (`()`), within its group
@@ -24,6 +24,7 @@ pub trait LibraryObject: Clone + Send + Sync {
     fn name(&self) -> &str;
     fn scope(&self) -> Self::Scope;
     fn is_deleted(&self) -> bool;
+    fn set_deleted(&mut self, at: Timestamp);
     fn version(&self) -> u64;
     fn set_version(&mut self, version: u64);
     fn wecom(&self) -> &SideLink<Self::WecomId, Self::Snapshot>;
@@ -61,6 +62,20 @@ pub trait LibraryObject: Clone + Send + Sync {
         }
     }
 
+    /// Retires the object in the hub at `at` without touching any side (merged into
+    /// another): deleted, linked nowhere.
+    fn retire(&mut self, at: Timestamp) {
+        self.set_deleted(at);
+        *self.wecom_mut() = SideLink {
+            state: SyncState::Synced,
+            ..SideLink::default()
+        };
+        *self.mall_mut() = SideLink {
+            state: SyncState::Synced,
+            ..SideLink::default()
+        };
+    }
+
     /// Shows `side` failed, with the reason, until a try there succeeds.
     fn fail_on(&mut self, side: Side, reason: &str) {
         match side {
@@ -68,6 +83,48 @@ pub trait LibraryObject: Clone + Send + Sync {
             Side::Mall => self.mall_mut().fail(reason),
         }
     }
+}
+
+/// The accessors groups and tags share field for field.
+macro_rules! common_fields {
+    ($id:ty, $wecom:ty, $mall:ty, $snapshot:ty) => {
+        fn id(&self) -> &$id {
+            &self.id
+        }
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn is_deleted(&self) -> bool {
+            self.deleted_at.is_some()
+        }
+        fn set_deleted(&mut self, at: Timestamp) {
+            self.deleted_at = Some(at);
+        }
+        fn version(&self) -> u64 {
+            self.version
+        }
+        fn set_version(&mut self, version: u64) {
+            self.version = version;
+        }
+        fn wecom(&self) -> &SideLink<$wecom, $snapshot> {
+            &self.wecom
+        }
+        fn wecom_mut(&mut self) -> &mut SideLink<$wecom, $snapshot> {
+            &mut self.wecom
+        }
+        fn mall(&self) -> &SideLink<$mall, $snapshot> {
+            &self.mall
+        }
+        fn mall_mut(&mut self) -> &mut SideLink<$mall, $snapshot> {
+            &mut self.mall
+        }
+        fn snapshot_name(s: &$snapshot) -> &str {
+            &s.name
+        }
+        fn snapshot_name_mut(s: &mut $snapshot) -> &mut String {
+            &mut s.name
+        }
+    };
 }
 
 impl LibraryObject for TagGroup {
@@ -79,40 +136,9 @@ impl LibraryObject for TagGroup {
 
     const KIND: EntityKind = EntityKind::Group;
 
-    fn id(&self) -> &HubGroupId {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
+    common_fields!(HubGroupId, WecomGroupId, MallGroupId, GroupSnapshot);
+
     fn scope(&self) {}
-    fn is_deleted(&self) -> bool {
-        self.deleted_at.is_some()
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-    fn wecom(&self) -> &SideLink<WecomGroupId, GroupSnapshot> {
-        &self.wecom
-    }
-    fn wecom_mut(&mut self) -> &mut SideLink<WecomGroupId, GroupSnapshot> {
-        &mut self.wecom
-    }
-    fn mall(&self) -> &SideLink<MallGroupId, GroupSnapshot> {
-        &self.mall
-    }
-    fn mall_mut(&mut self) -> &mut SideLink<MallGroupId, GroupSnapshot> {
-        &mut self.mall
-    }
-    fn snapshot_name(s: &GroupSnapshot) -> &str {
-        &s.name
-    }
-    fn snapshot_name_mut(s: &mut GroupSnapshot) -> &mut String {
-        &mut s.name
-    }
     fn snapshot_scope(_: &GroupSnapshot) {}
     /// A group renamed onto another's name came from the name a side's base still shows.
     fn came_from(&self) -> Option<(Timestamp, GroupSnapshot)> {
@@ -139,41 +165,10 @@ impl LibraryObject for Tag {
 
     const KIND: EntityKind = EntityKind::Tag;
 
-    fn id(&self) -> &HubTagId {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
+    common_fields!(HubTagId, WecomTagId, MallTagId, TagSnapshot);
+
     fn scope(&self) -> HubGroupId {
         self.group_id.clone()
-    }
-    fn is_deleted(&self) -> bool {
-        self.deleted_at.is_some()
-    }
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
-    fn wecom(&self) -> &SideLink<WecomTagId, TagSnapshot> {
-        &self.wecom
-    }
-    fn wecom_mut(&mut self) -> &mut SideLink<WecomTagId, TagSnapshot> {
-        &mut self.wecom
-    }
-    fn mall(&self) -> &SideLink<MallTagId, TagSnapshot> {
-        &self.mall
-    }
-    fn mall_mut(&mut self) -> &mut SideLink<MallTagId, TagSnapshot> {
-        &mut self.mall
-    }
-    fn snapshot_name(s: &TagSnapshot) -> &str {
-        &s.name
-    }
-    fn snapshot_name_mut(s: &mut TagSnapshot) -> &mut String {
-        &mut s.name
     }
     fn snapshot_scope(s: &TagSnapshot) -> HubGroupId {
         s.group_id.clone()

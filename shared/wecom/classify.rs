@@ -27,10 +27,15 @@ pub enum ApiOp {
     /// Channel codes (渠道活码, §7).
     AddContactWay,
     DelContactWay,
+    /// Customer transfer (客户继承, §6): in-service and resigned, and their results.
+    TransferCustomer,
+    TransferResult,
+    ResignedTransferCustomer,
+    ResignedTransferResult,
 }
 
 impl ApiOp {
-    pub const ALL: [ApiOp; 16] = [
+    pub const ALL: [ApiOp; 20] = [
         ApiOp::GetToken,
         ApiOp::GetCorpTagList,
         ApiOp::AddCorpTag,
@@ -47,6 +52,10 @@ impl ApiOp {
         ApiOp::DelStrategyTag,
         ApiOp::AddContactWay,
         ApiOp::DelContactWay,
+        ApiOp::TransferCustomer,
+        ApiOp::TransferResult,
+        ApiOp::ResignedTransferCustomer,
+        ApiOp::ResignedTransferResult,
     ];
 
     /// The path under `cgi-bin/`.
@@ -68,6 +77,10 @@ impl ApiOp {
             ApiOp::DelStrategyTag => "externalcontact/del_strategy_tag",
             ApiOp::AddContactWay => "externalcontact/add_contact_way",
             ApiOp::DelContactWay => "externalcontact/del_contact_way",
+            ApiOp::TransferCustomer => "externalcontact/transfer_customer",
+            ApiOp::TransferResult => "externalcontact/transfer_result",
+            ApiOp::ResignedTransferCustomer => "externalcontact/resigned/transfer_customer",
+            ApiOp::ResignedTransferResult => "externalcontact/resigned/transfer_result",
         }
     }
 
@@ -185,6 +198,17 @@ pub fn classify_errcode_at(op: ApiOp, errcode: i64, errmsg: &str, now: Timestamp
         40001 => permanent("invalid corp secret: check the app's secret in the tenant settings"),
         40013 => permanent("invalid corp id: check the tenant's corp id"),
         60020 => permanent("this server's IP is not in the app's trusted IP list"),
+        // Customer transfer (§6): whole-call answers; per-customer ones come in the body.
+        40097 => permanent("the handover member has not left: use an in-service transfer"),
+        40098 => permanent("the takeover member is not real-name verified"),
+        40099 => permanent("the takeover member is at their customer limit"),
+        40100 => permanent("the customer is already being transferred"),
+        40128 => {
+            permanent("the customer was transferred too often (once per 90 days, at most twice)")
+        }
+        40129 => permanent("a transfer of the customer is in progress"),
+        40130 => permanent("the handover and the takeover member are the same"),
+        40131 => permanent("the handover member does not follow this customer"),
         _ => Verdict::Permanent(format!("WeCom errcode {errcode}: {errmsg}")),
     }
 }

@@ -599,3 +599,43 @@ async fn mall_webhook_function_accepts_a_signed_message_feed_batch() {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].job.as_ref().unwrap().kind.name(), "rules_messages");
 }
+
+/// The deployed routes: `template.yaml` sends `POST /messages/{tenant}` to the function whose
+/// binary serves the mall webhook surface (the one the test above drives), on the HTTP API.
+#[test]
+fn the_template_routes_the_message_feed_to_the_mall_webhook_function() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))
+        .expect("template.yaml");
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("the template is YAML");
+    let mut routed = Vec::new();
+    for (name, resource) in doc["Resources"].as_mapping().unwrap() {
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"].as_str();
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for event in events.values() {
+            let p = &event["Properties"];
+            if event["Type"].as_str() == Some("HttpApi")
+                && p["Path"].as_str() == Some("/messages/{tenant}")
+            {
+                routed.push((
+                    name.as_str().unwrap().to_owned(),
+                    binary.map(str::to_owned),
+                    p["Method"].as_str().map(str::to_owned),
+                ));
+            }
+        }
+    }
+    assert_eq!(routed.len(), 1, "one route for the feed: {routed:?}");
+    assert_eq!(routed[0].1.as_deref(), Some("mall_webhook"), "{routed:?}");
+    assert_eq!(routed[0].2.as_deref(), Some("POST"), "{routed:?}");
+    let main = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/functions/mall_webhook.rs"
+    ))
+    .unwrap();
+    assert!(
+        main.contains("Surface::MallWebhook"),
+        "the binary serves that surface"
+    );
+}

@@ -373,10 +373,10 @@ async fn demo_wires_both_simulators_and_its_printed_commands_carry_changes_both_
 /// through in one minute and meet 45009; one shared budget keeps WeCom from ever refusing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_serve_processes_on_one_store_share_one_wecom_rate_budget() {
+    use crate::support::world::{ADMIN_TOKEN as WORLD_TOKEN, World, WorldOptions};
     use tagsync::sim::hold::Phase;
     use tagsync::sim::mall::NewMember;
     use tagsync::sim::wecom::SimConfig;
-    use crate::support::world::{ADMIN_TOKEN as WORLD_TOKEN, World, WorldOptions};
     use tagsync::wecom::budget::BudgetConfig;
     use tagsync::wecom::classify::ApiOp;
 

@@ -22,7 +22,11 @@ async fn a_scan_of_a_channel_code_tags_the_customer_on_that_relation_on_its_othe
     let ways = w.wecom.contact_ways();
     assert_eq!(ways.len(), 1);
     assert_eq!(ways[0].config_id, config_id);
-    assert_eq!(ways[0].state, s(&channel["state"]), "the state tagsync generated");
+    assert_eq!(
+        ways[0].state,
+        s(&channel["state"]),
+        "the state tagsync generated"
+    );
     assert!(s(&channel["qr_code"]).ends_with(".svg"), "{channel}");
     let (qr_status, _) = (
         reqwest::get(s(&channel["qr_code"])).await.unwrap().status(),
@@ -42,9 +46,14 @@ async fn a_scan_of_a_channel_code_tags_the_customer_on_that_relation_on_its_othe
         "the new relation and the old one"
     );
     let rule_id = s(&channel["rule_ids"][0]);
-    let (_, rule) = w.admin(Method::GET, &format!("/rules/{rule_id}"), None).await;
+    let (_, rule) = w
+        .admin(Method::GET, &format!("/rules/{rule_id}"), None)
+        .await;
     assert_eq!(rule["mode"], "on");
-    assert_eq!(rule["trigger"], json!({"kind": "channel", "state": channel["state"]}));
+    assert_eq!(
+        rule["trigger"],
+        json!({"kind": "channel", "state": channel["state"]})
+    );
     let fired = firings(&w, &rule).await;
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0]["outcome"], "applied");
@@ -109,17 +118,31 @@ async fn channels_are_listed_and_deleting_one_deletes_the_contact_way_and_switch
     assert!(long.to_string().contains("state"), "{long}");
     let (_, listed) = w.admin(Method::GET, "/channels", None).await;
     assert_eq!(listed["channels"].as_array().unwrap().len(), 1);
-    assert_eq!(listed["channels"][0]["users"], json!(["sales_li", "sales_wang"]));
+    assert_eq!(
+        listed["channels"][0]["users"],
+        json!(["sales_li", "sales_wang"])
+    );
 
     let (status, _) = w
-        .admin(Method::DELETE, &format!("/channels/{}", s(&channel["id"])), None)
+        .admin(
+            Method::DELETE,
+            &format!("/channels/{}", s(&channel["id"])),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
-    assert!(w.wecom.contact_ways().is_empty(), "del_contact_way was called");
+    assert!(
+        w.wecom.contact_ways().is_empty(),
+        "del_contact_way was called"
+    );
     let (_, listed) = w.admin(Method::GET, "/channels", None).await;
     assert_eq!(listed["channels"], json!([]));
     let (_, rule) = w
-        .admin(Method::GET, &format!("/rules/{}", s(&channel["rule_ids"][0])), None)
+        .admin(
+            Method::GET,
+            &format!("/rules/{}", s(&channel["rule_ids"][0])),
+            None,
+        )
         .await;
     assert_eq!(rule["mode"], "off", "the rule is kept, switched off");
     w.stop().await;

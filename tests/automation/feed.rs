@@ -23,6 +23,8 @@ async fn an_unsigned_or_stale_feed_request_is_401_with_nothing_recorded() {
     let feed = w.feed();
     let message = feed.text("wm_alice", "sales_li", "有优惠券吗");
     let body = serde_json::to_vec(&json!({"messages": [message]})).unwrap();
+    settle(&w).await;
+    let jobs_before = w.activity().jobs;
     let now = chrono::Utc::now().timestamp();
 
     let unsigned = feed.post_raw(&body, Some(now), None).await.unwrap();
@@ -50,6 +52,7 @@ async fn an_unsigned_or_stale_feed_request_is_401_with_nothing_recorded() {
         assert_eq!(status, 401, "{what}: {answer}");
     }
     settle(&w).await;
+    assert_eq!(w.activity().jobs, jobs_before, "no job was queued");
     assert!(firings(&w, &rule).await.is_empty(), "nothing fired");
     tags_everywhere(&w, &member, &[]).await;
     still_new(&w, &message).await;
@@ -59,6 +62,8 @@ async fn an_unsigned_or_stale_feed_request_is_401_with_nothing_recorded() {
 #[tokio::test]
 async fn a_malformed_feed_request_is_400_with_nothing_recorded() {
     let (w, _) = world_with_tags(&["促销敏感"]).await;
+    settle(&w).await;
+    let jobs_before = w.activity().jobs;
     let feed = w.feed();
     let good = feed.text("wm_alice", "sales_li", "你好");
     let mut no_msgid = good.clone();
@@ -87,6 +92,8 @@ async fn a_malformed_feed_request_is_400_with_nothing_recorded() {
         .await
         .unwrap();
     assert_eq!(status, 400);
+    settle(&w).await;
+    assert_eq!(w.activity().jobs, jobs_before, "no job was queued");
     still_new(&w, &good).await;
     w.stop().await;
 }

@@ -5,10 +5,11 @@
 #[path = "../support/mod.rs"]
 mod harness;
 
+mod channels;
+mod demo;
 mod feed;
 mod rules;
 #[path = "../sync/steps.rs"]
 #[allow(dead_code)]
 mod steps;
 mod support;
-mod channels;

@@ -416,8 +416,8 @@ async fn finished_run(w: &crate::support::world::World, run_id: &str) -> serde_j
 }
 
 #[tokio::test]
-async fn undo_removes_the_rules_tags_everywhere_except_where_an_operator_changed_them_after_the_firing_which_is_listed(
-) {
+async fn undo_removes_the_rules_tags_everywhere_except_where_an_operator_changed_them_after_the_firing_which_is_listed()
+ {
     let (w, tags) = world_with_tags(&["投诉风险", "已成交"]).await;
     let people = customers(&w, "u", 4).await;
     // The fourth customer had the tag already: its firing is `already_had`, and undo leaves
@@ -496,9 +496,16 @@ async fn undo_removes_the_rules_tags_everywhere_except_where_an_operator_changed
 
     // A second undo finds nothing more of the rule's to reverse.
     let (_, again) = w
-        .admin(Method::POST, &format!("/rules/{}:undo", s(&rule["id"])), None)
+        .admin(
+            Method::POST,
+            &format!("/rules/{}:undo", s(&rule["id"])),
+            None,
+        )
         .await;
     let report = finished_run(&w, &s(&again["run_id"])).await;
-    assert_eq!(report["repaired"]["firings_undone"].as_u64().unwrap_or(0), 0);
+    assert_eq!(
+        report["repaired"]["firings_undone"].as_u64().unwrap_or(0),
+        0
+    );
     w.stop().await;
 }

@@ -45,6 +45,7 @@ macro_rules! store_contract {
             tenants_are_listed,
             customers_with_relations_are_listed_per_tenant,
             runs_are_versioned_and_listed_newest_first,
+            transfer_runs_of_the_largest_size_round_trip,
             queue_marks_are_replaced_updated_only_while_present_and_listed_per_tenant,
             rules_are_versioned_listed_per_tenant_and_deleted_at_their_version,
             firings_page_newest_first_per_rule_and_are_versioned,

@@ -699,6 +699,58 @@ pub async fn runs_are_versioned_and_listed_newest_first(store: Arc<dyn Store>) {
     assert_eq!(store.list_runs(&t, 1).await.unwrap()[0].id, second.id);
 }
 
+/// A transfer (issue 15) is a run holding every customer's state: the largest one allowed,
+/// with WeCom ids, a reason and tags on every customer, is stored, versioned and read back
+/// whole, and listed with the tenant's runs.
+pub async fn transfer_runs_of_the_largest_size_round_trip(store: Arc<dyn Store>) {
+    let t = tenant_id(&format!("transfers-{}", new_ordered_id()));
+    let mut run = SyncRun::new(
+        t.clone(),
+        RunId::new_unchecked(new_ordered_id()),
+        RunScope::Transfer,
+        Actor::Operator,
+        now(),
+    );
+    run.chains.clear();
+    let customers = (0..MAX_TRANSFER_CUSTOMERS)
+        .map(|i| {
+            let tags = (0..5)
+                .map(|k| HubTagId::new_unchecked(format!("tg_{}{k}", &new_ordered_id()[..20])))
+                .collect();
+            let mut c = TransferCustomer::new(
+                ExternalUserId::new_unchecked(format!("wmAJ2GCAAAXtWyujaWJHDDGi0mAC{i:05}")),
+                tags,
+            );
+            c.sent(40128, || "the customer was transferred too often (once per 90 days, at most twice) (errcode 40128)".into(), now());
+            c
+        })
+        .collect();
+    run.transfer = Some(Box::new(TransferState {
+        handover_userid: WecomUserId::new_unchecked("sales_li"),
+        takeover_userid: WecomUserId::new_unchecked("sales_zhao"),
+        resigned: true,
+        customers,
+        follow_at: Some(now()),
+    }));
+    store
+        .put_run(&mut run)
+        .await
+        .expect("the largest transfer is stored");
+    let mut stale = run.clone();
+    run.transfer.as_mut().unwrap().customers[0].status = CustomerTransfer::Done;
+    store
+        .put_run(&mut run)
+        .await
+        .expect("rewritten at its version");
+    let err = store.put_run(&mut stale).await.expect_err("stale writer");
+    assert!(err.is_conflict(), "{err}");
+    let read = store.get_run(&t, &run.id).await.unwrap().expect("stored");
+    assert_eq!(read, run, "every customer's state round-trips");
+    let listed = store.list_runs(&t, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].scope, RunScope::Transfer);
+}
+
 fn mark(tenant: &str, job: &JobId, state: MarkState) -> QueueMark {
     QueueMark {
         tenant: tenant_id(tenant),

@@ -2,6 +2,7 @@
 //! counts, cancel, failures shown, bad input refused with nothing started.
 
 use crate::steps::*;
+use crate::support::world::World;
 use crate::{customers, hub_tag_id};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -9,7 +10,6 @@ use std::time::Duration;
 use tagsync::domain::MemberId;
 use tagsync::sim::hold::Phase;
 use tagsync::sim::wecom::{Fault, FaultKind};
-use crate::support::world::World;
 use tagsync::wecom::classify::ApiOp;
 
 /// `n` bound customers `{prefix}{i:03}` who came through contact way `state`, followed by
@@ -297,5 +297,58 @@ async fn bad_bulk_input_is_refused_naming_the_field_and_starts_nothing() {
     }
     let (_, runs) = w.admin(Method::GET, "/sync", None).await;
     assert_eq!(runs["runs"], json!([]), "nothing started");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_preview_counts_and_shows_exactly_the_customers_its_run_then_tags() {
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 2)]).await;
+    let gold = hub_tag_id(&w, "会员等级", "金卡").await;
+    let gold_m = mall_tag_id(&w, "会员等级", "金卡");
+    let fair = bound_customers(&w, "wm_v", 24, "展会").await;
+    bound_customers(&w, "wm_w", 5, "门店").await;
+    // Filter: the fair's customers followed by sales_wang too (every third: 8 of them).
+    let filter = json!({"state": "展会", "userid": "sales_wang"});
+    let (status, preview) = post_bulk(
+        &w,
+        json!({"filter": filter, "add": [gold], "preview": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{preview}");
+    let sampled: Vec<String> = preview["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| s(&c["external_userid"]))
+        .collect();
+    let want: Vec<String> = fair
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0)
+        .map(|(_, (c, _))| c.clone())
+        .collect();
+    assert_eq!(preview["matched"], 8);
+    assert_eq!(sampled, want, "the sample is the matches, in order");
+    // The preview started nothing.
+    let (_, runs) = w.admin(Method::GET, "/sync", None).await;
+    assert_eq!(runs["runs"], json!([]));
+
+    let (status, started) = post_bulk(&w, json!({"filter": filter, "add": [gold]})).await;
+    assert_eq!(status, 202, "{started}");
+    let report = finished(&w, &s(&started["run_id"])).await;
+    settle(&w).await;
+    assert_eq!(
+        report["counts"]["matched"], preview["matched"],
+        "{report:#}"
+    );
+    assert_eq!(report["counts"]["done"], preview["matched"], "{report:#}");
+    // Exactly the previewed customers were tagged.
+    let tagged: Vec<String> = fair
+        .iter()
+        .filter(|(_, m)| w.mall.member(m).unwrap().tag_ids.contains(&gold_m))
+        .map(|(c, _)| c.clone())
+        .collect();
+    assert_eq!(tagged, sampled);
     w.stop().await;
 }

@@ -10,6 +10,7 @@ mod support;
 
 mod bulk;
 mod list;
+mod transfers;
 
 use crate::support::world::World;
 use serde_json::Value;

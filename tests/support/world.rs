@@ -234,10 +234,9 @@ impl World {
         }
         // The key `support::process::ServeProcess` gives a `tagsync serve` on this directory,
         // so a test can start a second process on the world's store.
-        let key = tagsync::store::sealing::SecretKey::from_base64(&super::process::test_key(
-            &data.0,
-        ))
-        .expect("a valid test key");
+        let key =
+            tagsync::store::sealing::SecretKey::from_base64(&super::process::test_key(&data.0))
+                .expect("a valid test key");
         // tagsync reads the WeCom simulator's clock (the wall clock unless a test moves it), so
         // both agree on rate windows.
         let (app, _db) = App::sqlite(&data.0, config, opts.wecom.clock.clone(), key)

@@ -94,3 +94,49 @@ async fn relations_beyond_wecoms_minute_wait_for_the_next_minute_with_at_most_on
     assert_eq!(jobs_with_outcome(&w, "parked"), 0);
     w.stop().await;
 }
+
+/// The mall's rate limit (mall-connector.md §3: 429 `rate_limited` with `Retry-After`) met
+/// more often than a job may fail: the job waits for the `Retry-After` by being rescheduled,
+/// which is no failure, so it is not parked however often the mall says "slow down" (found
+/// by `benches/automation_feed.rs`: with the mall's 50 requests a second, a member job among
+/// thousands met 429 on five receives in a row and was parked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_job_meeting_the_malls_rate_limit_more_often_than_it_may_fail_waits_and_is_not_parked()
+ {
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 1)]).await;
+    let gold = hub_tag(&w, "会员等级", "金卡").await;
+    let member = bound_member(&w, "wm_busy", &["sales_li"]).await;
+    let retried_before = jobs_with_outcome(&w, "retried");
+    let requests_before = w.mall.requests().len();
+    // More 429s than the job's receives allowed (5) times the client's tries in a job (3).
+    w.mall.update_faults(|f| f.rate_limited_next = 16);
+
+    let (status, body) = w
+        .admin(
+            Method::POST,
+            &format!("/members/{member}/tags"),
+            Some(serde_json::json!({"add": [gold["id"]]})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    settle(&w).await;
+
+    member_tags_everywhere(&w, &member, &["会员等级/金卡"]).await;
+    let limited = w.mall.requests()[requests_before..]
+        .iter()
+        .filter(|r| r.status == 429)
+        .count();
+    assert_eq!(limited, 16, "the mall said 429 sixteen times");
+    assert!(
+        jobs_with_outcome(&w, "rescheduled") >= 5,
+        "rescheduled past the receive limit"
+    );
+    assert_eq!(
+        jobs_with_outcome(&w, "retried") - retried_before,
+        0,
+        "no receive counted as a failure"
+    );
+    assert_eq!(jobs_with_outcome(&w, "parked"), 0);
+    w.stop().await;
+}

@@ -201,12 +201,22 @@ pub fn removals_of<'a>(entries: &'a [AuditEntry], ids: &[&str]) -> Vec<&'a Audit
 
 /// Polls `condition` (every 10 ms) until it holds; fails the test with `what` after
 /// [`HELD_WITHIN`].
-pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+pub async fn wait_until<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + HELD_WITHIN;
+    wait_until_within(what, HELD_WITHIN, condition).await
+}
+
+/// [`wait_until`] for work that takes longer than [`HELD_WITHIN`] on a loaded machine (a
+/// long chain of jobs): fails the test with `what` after `within`.
+pub async fn wait_until_within<F, Fut>(what: &str, within: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     while !condition().await {
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -2,11 +2,11 @@
 //! channel is a WeCom contact way (QR code, scene 2) created by tagsync with a `state`, and —
 //! when tags are given — the `channel` rule that tags the customers who arrive through it.
 
+use super::append_audit;
 use super::rules::{channel_rule, check_state};
+use crate::api::json::Body;
 use crate::app::App;
 use crate::domain::*;
-use super::append_audit;
-use crate::api::json::Body;
 use crate::http::{ApiError, HttpRequest, HttpResponse};
 use crate::wecom::client::WecomError;
 use http::Method;

@@ -1,6 +1,6 @@
 //! The operator's API (`/admin/v1/...`, see admin-api.md): the router, the bearer check and
 //! the audit helper every route uses; one file per resource (tenants with their switches and
-//! status, the tag library, members, sync runs, the audit log, dead letters, customers, automatic-tagging rules, channel codes).
+//! status, the tag library, members, sync runs, the audit log, dead letters, customers, transfers, automatic-tagging rules, channel codes).
 
 mod audit;
 pub mod channels;
@@ -11,6 +11,7 @@ mod members;
 pub mod rules;
 mod runs;
 mod tenants;
+pub mod transfers;
 
 use super::{load_tenant, parse_tenant};
 use crate::app::App;
@@ -66,6 +67,7 @@ pub(super) async fn route(
                 (_, ["customers" | "customers:bulk-tags"]) => {
                     customers::route(app, &t, req, rest).await
                 }
+                (_, ["transfers", ..]) => transfers::route(app, &t, req, rest).await,
                 _ => Err(ApiError::NotFound(format!(
                     "no route for {} {}",
                     req.method, req.path

@@ -1,169 +1,419 @@
 //! A name two hub objects want on one side: the holder is brought up to date, then, as
 //! `crate::sync::collision` judges it, the name is free, the holder steps aside under a
 //! temporary name (a swap), the two merge (one object created twice), or the change that
-//! brought one onto the name is refused.
+//! brought one onto the name is refused. One way for groups and tags ([`Contested`]: the
+//! few points where the kinds differ).
 
-use super::persist::{group_json, link, tag_json};
-use super::{Cx, Step, StepError};
+use super::persist::{Stored, group_json, link, tag_json};
+use super::{Cx, Step, StepError, StepFuture};
 use crate::domain::*;
-use crate::mall::client::{GroupPatch, TagPatch};
+use crate::mall::client::{GroupPatch, IdempotencyKey, MallError, TagPatch};
 use crate::ports::Write;
 use crate::sync::collision::{Collision, Holder, MERGE_CHILDREN_MAX, collision, holder_verdict};
 use crate::sync::object::LibraryObject;
 use crate::wecom::classify::Refusal;
 use crate::wecom::client::EditTarget;
 use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
+
+type MallFuture<'a> = Pin<Box<dyn Future<Output = Result<(), MallError>> + Send + 'a>>;
+type CarriedFuture<'a> = Pin<Box<dyn Future<Output = Step<Option<Vec<Write>>>> + Send + 'a>>;
+
+/// What settling a name needs of a group or a tag beyond saving it.
+pub(super) trait Contested: Stored {
+    /// Where the object that wants a name (`me`, as stored) wants it: anywhere for a group;
+    /// for a tag, `me`'s group (`None`: `me` is not in the hub, so nothing is in its place).
+    fn wanted_in(me: Option<&Self>) -> Option<Self::Scope>;
+    /// Whether `holder` is brought up to date before it is judged. A group: any live one (its
+    /// own change may still be queued: a rename away, or a WeCom rename that makes its WeCom
+    /// group `me`'s). A tag: one the hub still names so (the hub may not have heard yet that
+    /// it is moving away: its own event is still queued).
+    fn refresh_first(holder: &Self, name: &str) -> bool;
+    /// Whether the holder's base decides if it still holds the name even when it was not
+    /// brought up to date (groups: yes; a tag's base is only trusted after its own run).
+    const ALWAYS_LOOK_AT_BASE: bool;
+    /// How the clash reason says where the two are (" in the same group" for tags).
+    const PLACE: &'static str;
+    /// Brings object `id` up to date inside this job (`children`: a group's tags too).
+    fn bring<'c>(cx: &'c mut Cx<'_>, id: Self::Id, children: bool) -> StepFuture<'c>;
+    /// The objects to bring to their own names after this job's work.
+    fn later<'c>(cx: &'c mut Cx<'_>) -> &'c mut Vec<Self::Id>;
+    fn wecom_target(id: &Self::WecomId) -> EditTarget<'_>;
+    /// Renames mall object `id` to `name`.
+    fn mall_rename<'a>(
+        cx: &'a Cx<'_>,
+        key: IdempotencyKey,
+        id: &'a Self::MallId,
+        name: &'a str,
+    ) -> MallFuture<'a>;
+    /// The holder `other` keeps `name` in WeCom (it is not this app's to rename).
+    fn read_only_holder<'c>(
+        cx: &'c mut Cx<'_>,
+        me: &'c Self::Id,
+        other: &'c Self::Id,
+        name: &'c str,
+    ) -> StepFuture<'c>;
+    /// Refuses the change that brought `y` onto `name`, which `other` holds: `y` returns to
+    /// `back`. `Ok`: `y` was the holder, try again; `superseded` when `y` is `me`.
+    fn refuse<'c>(
+        cx: &'c mut Cx<'_>,
+        y: Self,
+        back: Self::Snapshot,
+        me: &'c Self::Id,
+        other: &'c Self::Id,
+        name: &'c str,
+    ) -> StepFuture<'c>;
+    /// What merging `me` into `to` carries along besides the side objects (a group's tags),
+    /// as writes; `None` when that is too much for one go.
+    fn carried<'c>(cx: &'c Cx<'_>, me: &'c Self::Id, to: &'c Self::Id) -> CarriedFuture<'c>;
+}
+
+impl Contested for TagGroup {
+    fn wanted_in(_: Option<&Self>) -> Option<()> {
+        Some(())
+    }
+    fn refresh_first(holder: &Self, _: &str) -> bool {
+        holder.deleted_at.is_none()
+    }
+    const ALWAYS_LOOK_AT_BASE: bool = true;
+    const PLACE: &'static str = "";
+    fn bring<'c>(cx: &'c mut Cx<'_>, id: HubGroupId, children: bool) -> StepFuture<'c> {
+        let hint = Hint::from(cx.origin);
+        Box::pin(cx.group(id, hint, children))
+    }
+    fn later<'c>(cx: &'c mut Cx<'_>) -> &'c mut Vec<HubGroupId> {
+        &mut cx.after_groups
+    }
+    fn wecom_target(id: &WecomGroupId) -> EditTarget<'_> {
+        EditTarget::Group(id)
+    }
+    fn mall_rename<'a>(
+        cx: &'a Cx<'_>,
+        key: IdempotencyKey,
+        id: &'a MallGroupId,
+        name: &'a str,
+    ) -> MallFuture<'a> {
+        Box::pin(async move {
+            let patch = GroupPatch {
+                name: Some(name.to_owned()),
+                order: None,
+            };
+            cx.app
+                .mall
+                .update_group(&cx.ep, &key, id, &patch)
+                .await
+                .map(|_| ())
+        })
+    }
+    fn read_only_holder<'c>(
+        _: &'c mut Cx<'_>,
+        _: &'c HubGroupId,
+        other: &'c HubGroupId,
+        name: &'c str,
+    ) -> StepFuture<'c> {
+        Box::pin(async move {
+            Err(StepError::park(format!(
+                "the name `{name}` is held in WeCom by read-only tag group {other}; rename it in WeCom"
+            )))
+        })
+    }
+    fn refuse<'c>(
+        cx: &'c mut Cx<'_>,
+        y: TagGroup,
+        back: GroupSnapshot,
+        me: &'c HubGroupId,
+        other: &'c HubGroupId,
+        name: &'c str,
+    ) -> StepFuture<'c> {
+        Box::pin(cx.refuse_group_change(y, back, me, other, name))
+    }
+    /// The group's tags go along (and what their sides hold: the side groups are `to`'s
+    /// then); more than [`MERGE_CHILDREN_MAX`] clash instead.
+    fn carried<'c>(cx: &'c Cx<'_>, me: &'c HubGroupId, to: &'c HubGroupId) -> CarriedFuture<'c> {
+        Box::pin(async move {
+            let tags: Vec<Tag> = cx
+                .app
+                .store
+                .list_tags(cx.t())
+                .await?
+                .into_iter()
+                .filter(|y| &y.group_id == me)
+                .collect();
+            if tags.len() > MERGE_CHILDREN_MAX {
+                return Ok(None);
+            }
+            let moved = tags.into_iter().map(|mut y| {
+                y.group_id = to.clone();
+                if let Some(b) = y.wecom.base.as_mut().filter(|b| &b.group_id == me) {
+                    b.group_id = to.clone();
+                }
+                if let Some(b) = y.mall.base.as_mut().filter(|b| &b.group_id == me) {
+                    b.group_id = to.clone();
+                }
+                Write::Tag(y)
+            });
+            Ok(Some(moved.collect()))
+        })
+    }
+}
+
+impl Contested for Tag {
+    fn wanted_in(me: Option<&Self>) -> Option<HubGroupId> {
+        me.map(|x| x.group_id.clone())
+    }
+    fn refresh_first(holder: &Self, name: &str) -> bool {
+        holder.name == name && holder.deleted_at.is_none()
+    }
+    const ALWAYS_LOOK_AT_BASE: bool = false;
+    const PLACE: &'static str = " in the same group";
+    fn bring<'c>(cx: &'c mut Cx<'_>, id: HubTagId, _: bool) -> StepFuture<'c> {
+        let hint = Hint::from(cx.origin);
+        Box::pin(cx.tag(id, hint))
+    }
+    fn later<'c>(cx: &'c mut Cx<'_>) -> &'c mut Vec<HubTagId> {
+        &mut cx.after
+    }
+    fn wecom_target(id: &WecomTagId) -> EditTarget<'_> {
+        EditTarget::Tag(id)
+    }
+    fn mall_rename<'a>(
+        cx: &'a Cx<'_>,
+        key: IdempotencyKey,
+        id: &'a MallTagId,
+        name: &'a str,
+    ) -> MallFuture<'a> {
+        Box::pin(async move {
+            let patch = TagPatch {
+                name: Some(name.to_owned()),
+                ..TagPatch::default()
+            };
+            cx.app
+                .mall
+                .update_tag(&cx.ep, &key, id, &patch)
+                .await
+                .map(|_| ())
+        })
+    }
+    /// The change that brought `me` onto that name is refused instead, if there is one.
+    fn read_only_holder<'c>(
+        cx: &'c mut Cx<'_>,
+        me: &'c HubTagId,
+        other: &'c HubTagId,
+        name: &'c str,
+    ) -> StepFuture<'c> {
+        Box::pin(async move {
+            let t = cx.t().clone();
+            let x = cx.app.store.get_tag(&t, me).await?;
+            if let Some(x) = x.filter(|x| x.deleted_at.is_none())
+                && let Some((_, back)) = x.came_from()
+            {
+                return cx.refuse_tag_change(x, back, me, other, name).await;
+            }
+            Err(StepError::park(format!(
+                "the name `{name}` is held in WeCom by read-only tag {other}; rename it in WeCom"
+            )))
+        })
+    }
+    fn refuse<'c>(
+        cx: &'c mut Cx<'_>,
+        y: Tag,
+        back: TagSnapshot,
+        me: &'c HubTagId,
+        other: &'c HubTagId,
+        name: &'c str,
+    ) -> StepFuture<'c> {
+        Box::pin(cx.refuse_tag_change(y, back, me, other, name))
+    }
+    fn carried<'c>(_: &'c Cx<'_>, _: &'c HubTagId, _: &'c HubTagId) -> CarriedFuture<'c> {
+        Box::pin(async { Ok(Some(Vec::new())) })
+    }
+}
 
 impl Cx<'_> {
-    /// Group `other` holds `name` on `side`, which hub group `me` wants there. `other` is
-    /// brought up to date first (its own change may still be queued: a rename away, or a
-    /// WeCom rename that makes its WeCom group `me`'s); if it still holds the name, then
-    /// either the hub has two groups of that name (created at once on two sides: `me` is
-    /// merged into `other`) or `other` is renaming away and gets a temporary name there now
-    /// and its own after this job's work. `Ok`: try again.
-    pub(super) async fn group_step_aside(
+    /// Hub object `other` holds `name` on `side`, which `me` wants there. `other` is brought
+    /// up to date first where its own change may still be queued; then, as
+    /// [`holder_verdict`] judges it, the name is free (`Ok`: try again), the two are settled
+    /// ([`Cx::settle`]), or `other` is renaming away and gets a temporary name there now and
+    /// its own after this job's work (`Ok`: try again).
+    pub(super) async fn step_aside<T: Contested>(
         &mut self,
         side: Side,
-        me: &HubGroupId,
-        other: &HubGroupId,
+        me: &T::Id,
+        other: &T::Id,
         name: &str,
     ) -> Step<()> {
         let t = self.t().clone();
-        let read = |o: Option<TagGroup>| {
-            o.ok_or_else(|| {
-                StepError::park(format!(
-                    "the name `{name}` is taken on {side} by an unknown hub group {other}"
-                ))
-            })
+        let kind = T::KIND.as_str();
+        let unknown = || {
+            StepError::park(format!(
+                "the name `{name}` is taken on {side} by an unknown hub {kind} {other}"
+            ))
         };
-        let mut o = read(self.app.store.get_group(&t, other).await?)?;
-        if o.deleted_at.is_none() && self.depth < 3 {
+        let mut o = T::read(self.app, &t, other).await?.ok_or_else(unknown)?;
+        // A tag may hold the name on the side in `me`'s group while the hub already has it
+        // elsewhere (a move on its way): the name is judged where `me` wants it.
+        let scope = T::wanted_in(T::read(self.app, &t, me).await?.as_ref());
+        let refresh = T::refresh_first(&o, name) && self.depth < 3;
+        if refresh {
             self.depth += 1;
-            let r = Box::pin(self.group(other.clone(), Hint::from(self.origin), false)).await;
+            let r = T::bring(self, other.clone(), false).await;
             self.depth -= 1;
             r?;
-            o = read(self.app.store.get_group(&t, other).await?)?;
+            o = T::read(self.app, &t, other).await?.ok_or_else(unknown)?;
         }
-        let temp = match holder_verdict(&o, side, name, Some(&()), true) {
+        let look_at_base = refresh || T::ALWAYS_LOOK_AT_BASE;
+        let temp = match holder_verdict(&o, side, name, scope.as_ref(), look_at_base) {
             Holder::Free => return Ok(()),
-            Holder::Collides => return self.merge_group_into(me, o, side, name).await,
+            Holder::Collides => return self.settle(me, o, side, name).await,
             Holder::StepAside(temp) => temp,
         };
-        match side {
+        let there = match side {
+            Side::Wecom => "WeCom",
+            Side::Mall => "the mall",
+        };
+        let no_id = || {
+            StepError::park(format!(
+                "hub {kind} {other} holds `{name}` in {there} without an id"
+            ))
+        };
+        let actor = match side {
             Side::Wecom => {
-                let wid = o.wecom.id.clone().ok_or_else(|| {
-                    StepError::park(format!(
-                        "hub group {other} holds `{name}` in WeCom without an id"
-                    ))
-                })?;
+                let wid = o.wecom().id.clone().ok_or_else(no_id)?;
+                let target = T::wecom_target(&wid);
                 match self
                     .app
                     .wecom
-                    .edit_corp_tag(&self.creds, EditTarget::Group(&wid), Some(&temp), None)
+                    .edit_corp_tag(&self.creds, target, Some(&temp), None)
                     .await
                 {
                     Ok(()) => {}
                     Err(e) if e.refusal() == Some(Refusal::NotOurs) => {
-                        return Err(StepError::park(format!(
-                            "the name `{name}` is held in WeCom by read-only tag group {other}; rename it in WeCom"
-                        )));
+                        return T::read_only_holder(self, me, other, name).await;
                     }
                     Err(e) => return Err(e.into()),
                 }
-                if let Some(b) = o.wecom.base.as_mut() {
-                    b.name = temp.clone();
-                }
                 self.wecom_lib = None;
+                Actor::Wecom
             }
             Side::Mall => {
-                let mid = o.mall.id.clone().ok_or_else(|| {
-                    StepError::park(format!(
-                        "hub group {other} holds `{name}` in the mall without an id"
-                    ))
-                })?;
-                self.app
-                    .mall
-                    .update_group(
-                        &self.ep,
-                        &self.key(&format!("step-aside:{other}:{temp}:v{}", o.version)),
-                        &mid,
-                        &GroupPatch {
-                            name: Some(temp.clone()),
-                            order: None,
-                        },
-                    )
-                    .await?;
-                if let Some(b) = o.mall.base.as_mut() {
-                    b.name = temp.clone();
-                }
+                let mid = o.mall().id.clone().ok_or_else(no_id)?;
+                let key = self.key(&format!("step-aside:{other}:{temp}:v{}", o.version()));
+                T::mall_rename(self, key, &mid, &temp).await?;
                 self.mall_lib = None;
+                Actor::Mall
             }
+        };
+        if let Some(b) = o.base_on_mut(side) {
+            *T::snapshot_name_mut(b) = temp.clone();
         }
         let entry = self.entry(
-            match side {
-                Side::Wecom => Actor::Wecom,
-                Side::Mall => Actor::Mall,
-            },
-            "group.renamed_temporarily",
-            format!("group:{other}"),
+            actor,
+            &format!("{kind}.renamed_temporarily"),
+            format!("{kind}:{other}"),
             Some(json!({"name": name})),
             Some(json!({"name": temp})),
         );
-        self.save_group(&mut o, side, vec![Write::Audit(entry)])
-            .await?;
-        if !self.after_groups.contains(other) {
-            self.after_groups.push(other.clone());
+        self.save(&mut o, side, vec![Write::Audit(entry)]).await?;
+        let later = T::later(self);
+        if !later.contains(other) {
+            later.push(other.clone());
         }
         Ok(())
     }
 
-    /// Hub groups `me` and `o` share a name. As for tags ([`Cx::merge_into`]): created at once
-    /// on two sides, `o` takes over the side groups `me` has (never two on one side) and
-    /// `me`'s tags, and `me` is retired in the hub without touching any side; two groups with
-    /// their own objects on one side keep apart, the one renamed onto the name getting its
-    /// former name back.
-    pub(super) async fn merge_group_into(
+    /// Hub object `me` wants `name` on `side`, where hub object `o` holds it, and the hub
+    /// names both so in one place. If two sides created one object at once (the hub's admin
+    /// and the mall, say, before either heard of the other's), they end as one
+    /// ([`Cx::merge_duplicate`]). If each holds its own object on a side, they are two, and
+    /// the one that came onto the name by a change has it refused. Either way the one that
+    /// carries on is brought up to date, and a run of `me` that is moot ends `superseded`.
+    async fn settle<T: Contested>(&mut self, me: &T::Id, o: T, side: Side, name: &str) -> Step<()> {
+        let t = self.t().clone();
+        let kind = T::KIND.as_str();
+        let holder = o.id().clone();
+        let clash = || {
+            StepError::park(format!(
+                "the name `{name}` is held on {side} by hub {kind} {holder}{}; two {kind}s cannot share a name — rename one of them",
+                T::PLACE
+            ))
+        };
+        let Some(x) = T::read(self.app, &t, me).await? else {
+            return Err(clash());
+        };
+        let carried = T::carried(self, me, &holder).await?;
+        match collision(Some(&x), &o, carried.is_some()) {
+            Collision::Clash => Err(clash()),
+            // `me` changed meanwhile (a nested run settled the clash another way): the step
+            // that met the name is stale; the job starts again from what is stored now.
+            Collision::Stale => Err(StepError::retry(
+                format!("hub {kind} {me} changed while a clash on `{name}` was settled; again"),
+                Some(std::time::Duration::from_millis(200)),
+            )),
+            Collision::Refuse { refused, back } => {
+                let (y, other) = if &refused == x.id() {
+                    (x, holder.clone())
+                } else {
+                    (o, me.clone())
+                };
+                T::refuse(self, y, back, me, &other, name).await
+            }
+            Collision::Merge => {
+                self.merge_duplicate(x, o, carried.unwrap_or_default(), name)
+                    .await
+            }
+        }
+    }
+
+    /// `x` was created twice: `o` takes over the side objects `x` has (never two on one
+    /// side: WeCom merges same-name creates and the mall refuses them) and what `carried`
+    /// moves, and `x` is retired in the hub without touching any side; `o` is brought up to
+    /// date and `x`'s run ends `superseded`.
+    async fn merge_duplicate<T: Contested>(
         &mut self,
-        me: &HubGroupId,
-        o: TagGroup,
-        side: Side,
+        mut x: T,
+        mut o: T,
+        carried: Vec<Write>,
         name: &str,
     ) -> Step<()> {
         let t = self.t().clone();
-        let holder = o.id.clone();
-        let clash = || {
-            StepError::park(format!(
-                "the name `{name}` is held on {side} by hub group {holder}; two groups cannot share a name — rename one of them"
-            ))
-        };
-        let Some(x) = self.app.store.get_group(&t, me).await? else {
-            return Err(clash());
-        };
-        let tags: Vec<Tag> = self
-            .app
-            .store
-            .list_tags(&t)
-            .await?
-            .into_iter()
-            .filter(|y| &y.group_id == me)
-            .collect();
-        match collision(Some(&x), &o, tags.len() <= MERGE_CHILDREN_MAX) {
-            Collision::Clash => Err(clash()),
-            // As for tags: `me` changed meanwhile, so the step that met the name is stale.
-            Collision::Stale => Err(StepError::retry(
-                format!("hub group {me} changed while a clash on `{name}` was settled; again"),
-                Some(std::time::Duration::from_millis(200)),
-            )),
-            // Each holds its own group on a side: not one group created twice. The one
-            // renamed onto the name gets its former name back.
-            Collision::Refuse { refused, back } => {
-                let (xid, oid) = (x.id.clone(), o.id.clone());
-                let y = if refused == x.id { x } else { o };
-                let other = if y.id == xid { oid } else { xid };
-                self.refuse_group_change(y, back, me, &other, name).await
-            }
-            Collision::Merge => self.merge_groups(x, o, tags, name).await,
+        let kind = T::KIND;
+        let me = x.id().clone();
+        let mut writes = Vec::new();
+        if let Some(w) = x.wecom().id.clone() {
+            *o.wecom_mut() = x.wecom().clone();
+            let relink = link(&t, Side::Wecom, kind, &w, o.id());
+            writes.push(Write::Relink(relink));
         }
+        if let Some(m) = x.mall().id.clone() {
+            *o.mall_mut() = x.mall().clone();
+            let relink = link(&t, Side::Mall, kind, &m, o.id());
+            writes.push(Write::Relink(relink));
+        }
+        writes.extend(carried);
+        let before = x.json();
+        x.retire(self.now());
+        let kind = kind.as_str();
+        writes.push(Write::Audit(self.entry(
+            Actor::Hub,
+            &format!("{kind}.merged"),
+            format!("{kind}:{me}"),
+            Some(before),
+            Some(json!({"merged_into": o.id().to_string()})),
+        )));
+        writes.push(x.write());
+        writes.push(o.write());
+        self.commit(writes).await?;
+        if self.depth < 4 {
+            self.depth += 1;
+            let r = T::bring(self, o.id().clone(), true).await;
+            self.depth -= 1;
+            r?;
+        }
+        Err(StepError::superseded(format!(
+            "hub {kind} {me} duplicated hub {kind} {} (`{name}`) and was merged into it",
+            o.id()
+        )))
     }
 
     /// Refuses the rename that brought group `y` onto `name` (held by hub group `other`): it
@@ -228,283 +478,6 @@ impl Cx<'_> {
             )));
         }
         Ok(())
-    }
-
-    /// Group `x` was created twice: hub group `o` takes over the side groups `x` has (never
-    /// two on one side) and `x`'s `tags`, and `x` is retired in the hub without touching any
-    /// side; `o` is brought up to date and `x`'s run ends `superseded`.
-    async fn merge_groups(
-        &mut self,
-        mut x: TagGroup,
-        mut o: TagGroup,
-        tags: Vec<Tag>,
-        name: &str,
-    ) -> Step<()> {
-        let t = self.t().clone();
-        let me = x.id.clone();
-        let mut writes = Vec::new();
-        if let Some(w) = x.wecom.id.clone() {
-            o.wecom = x.wecom.clone();
-            writes.push(Write::Relink(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Group,
-                w.as_str(),
-                o.id.as_str(),
-            )));
-        }
-        if let Some(m) = x.mall.id.clone() {
-            o.mall = x.mall.clone();
-            writes.push(Write::Relink(link(
-                &t,
-                Side::Mall,
-                EntityKind::Group,
-                m.as_str(),
-                o.id.as_str(),
-            )));
-        }
-        // The tags (and what their sides hold: the side groups are `o`'s now) go along.
-        for mut y in tags {
-            y.group_id = o.id.clone();
-            if let Some(b) = y.wecom.base.as_mut().filter(|b| b.group_id == me) {
-                b.group_id = o.id.clone();
-            }
-            if let Some(b) = y.mall.base.as_mut().filter(|b| b.group_id == me) {
-                b.group_id = o.id.clone();
-            }
-            writes.push(Write::Tag(y));
-        }
-        let before = group_json(&x);
-        x.deleted_at = Some(self.now());
-        x.wecom = SideLink::default();
-        x.mall = SideLink::default();
-        x.wecom.state = SyncState::Synced;
-        x.mall.state = SyncState::Synced;
-        writes.push(Write::Audit(self.entry(
-            Actor::Hub,
-            "group.merged",
-            format!("group:{me}"),
-            Some(before),
-            Some(json!({"merged_into": o.id})),
-        )));
-        writes.push(Write::Group(x));
-        writes.push(Write::Group(o.clone()));
-        self.commit(writes).await?;
-        if self.depth < 4 {
-            self.depth += 1;
-            let r = Box::pin(self.group(o.id.clone(), Hint::from(self.origin), true)).await;
-            self.depth -= 1;
-            r?;
-        }
-        Err(StepError::superseded(format!(
-            "hub group {me} duplicated hub group {} (`{name}`) and was merged into it",
-            o.id
-        )))
-    }
-
-    /// Sibling `other` holds `name` on `side`. If the hub is renaming (or deleting) it away,
-    /// it gets a temporary name there now and its own name after this job's work; otherwise
-    /// the names truly collide and the job parks.
-    pub(super) async fn step_aside(
-        &mut self,
-        side: Side,
-        me: &HubTagId,
-        other: &HubTagId,
-        name: &str,
-    ) -> Step<()> {
-        let t = self.t().clone();
-        let Some(mut o) = self.app.store.get_tag(&t, other).await? else {
-            return Err(StepError::park(format!(
-                "the name `{name}` is taken on {side} by an unknown hub tag {other}"
-            )));
-        };
-        // The group where the name is wanted (`me`'s): the sibling may hold the name there
-        // on the side while the hub already has it elsewhere (a move on its way).
-        let target = self.app.store.get_tag(&t, me).await?.map(|x| x.group_id);
-        let refresh = o.name == name && o.deleted_at.is_none() && self.depth < 3;
-        if refresh {
-            // The hub has not heard yet that the sibling is moving away (its own event is
-            // still queued): bring it up to date first, then look again.
-            self.depth += 1;
-            let r = Box::pin(self.tag(other.clone(), Hint::from(self.origin))).await;
-            self.depth -= 1;
-            r?;
-            o = self.app.store.get_tag(&t, other).await?.ok_or_else(|| {
-                StepError::park(format!("hub tag {other} vanished while stepping aside"))
-            })?;
-        }
-        let temp = match holder_verdict(&o, side, name, target.as_ref(), refresh) {
-            Holder::Free => return Ok(()),
-            Holder::Collides => return self.merge_into(me, o, side, name).await,
-            Holder::StepAside(temp) => temp,
-        };
-        match side {
-            Side::Wecom => {
-                let wid = o.wecom.id.clone().ok_or_else(|| {
-                    StepError::park(format!(
-                        "hub tag {other} holds `{name}` in WeCom without an id"
-                    ))
-                })?;
-                match self
-                    .app
-                    .wecom
-                    .edit_corp_tag(&self.creds, EditTarget::Tag(&wid), Some(&temp), None)
-                    .await
-                {
-                    Ok(()) => {}
-                    // The holder keeps its name in WeCom (not this app's): the change that
-                    // brought `me` onto that name is refused instead, if there is one.
-                    Err(e) if e.refusal() == Some(Refusal::NotOurs) => {
-                        let x = self.app.store.get_tag(&t, me).await?;
-                        if let Some(x) = x.filter(|x| x.deleted_at.is_none())
-                            && let Some((_, back)) = x.came_from()
-                        {
-                            return self.refuse_tag_change(x, back, me, other, name).await;
-                        }
-                        return Err(StepError::park(format!(
-                            "the name `{name}` is held in WeCom by read-only tag {other}; rename it in WeCom"
-                        )));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                if let Some(b) = o.wecom.base.as_mut() {
-                    b.name = temp.clone();
-                }
-                self.wecom_lib = None;
-            }
-            Side::Mall => {
-                let mid = o.mall.id.clone().ok_or_else(|| {
-                    StepError::park(format!(
-                        "hub tag {other} holds `{name}` in the mall without an id"
-                    ))
-                })?;
-                self.app
-                    .mall
-                    .update_tag(
-                        &self.ep,
-                        &self.key(&format!("step-aside:{other}:{temp}:v{}", o.version)),
-                        &mid,
-                        &TagPatch {
-                            name: Some(temp.clone()),
-                            ..TagPatch::default()
-                        },
-                    )
-                    .await?;
-                if let Some(b) = o.mall.base.as_mut() {
-                    b.name = temp.clone();
-                }
-                self.mall_lib = None;
-            }
-        }
-        let entry = self.entry(
-            match side {
-                Side::Wecom => Actor::Wecom,
-                Side::Mall => Actor::Mall,
-            },
-            "tag.renamed_temporarily",
-            format!("tag:{other}"),
-            Some(json!({"name": name})),
-            Some(json!({"name": temp})),
-        );
-        self.save_tag(&mut o, side, vec![Write::Audit(entry)])
-            .await?;
-        if !self.after.contains(other) {
-            self.after.push(other.clone());
-        }
-        Ok(())
-    }
-
-    /// Hub tag `me` wants `name` on `side`, where hub tag `o` holds it, and both are named so
-    /// in one group in the hub. If two sides created one tag at once (the hub's admin and the
-    /// mall, say, before either heard of the other's), they end as one: `o` takes over the
-    /// side objects `me` has (never two on one side: WeCom merges same-name creates and the
-    /// mall refuses them), and `me` is retired in the hub without touching any side. If each
-    /// holds its own object on a side, they are two tags, and the one that came onto the name
-    /// by a rename or a move has that change refused (`crate::sync::collision::collision`). Either way the
-    /// one that carries on is brought up to date, and a run of `me` that is moot ends
-    /// `superseded`.
-    pub(super) async fn merge_into(
-        &mut self,
-        me: &HubTagId,
-        mut o: Tag,
-        side: Side,
-        name: &str,
-    ) -> Step<()> {
-        let t = self.t().clone();
-        let holder = o.id.clone();
-        let clash = || {
-            StepError::park(format!(
-                "the name `{name}` is held on {side} by hub tag {holder} in the same group; two tags cannot share a name — rename one of them"
-            ))
-        };
-        let Some(mut x) = self.app.store.get_tag(&t, me).await? else {
-            return Err(clash());
-        };
-        match collision(Some(&x), &o, true) {
-            Collision::Merge => {}
-            Collision::Clash => return Err(clash()),
-            // `me` changed meanwhile (a nested run settled the clash another way): the step
-            // that met the name is stale; the job starts again from what is stored now.
-            Collision::Stale => {
-                return Err(StepError::retry(
-                    format!("hub tag {me} changed while a clash on `{name}` was settled; again"),
-                    Some(std::time::Duration::from_millis(200)),
-                ));
-            }
-            // Each holds its own object on a side: not one tag created twice.
-            Collision::Refuse { refused, back } => {
-                let oid = o.id.clone();
-                let y = if refused == x.id { x } else { o };
-                return self.refuse_tag_change(y, back, me, &oid, name).await;
-            }
-        }
-        let mut writes = Vec::new();
-        if let Some(w) = x.wecom.id.clone() {
-            o.wecom = x.wecom.clone();
-            writes.push(Write::Relink(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Tag,
-                w.as_str(),
-                o.id.as_str(),
-            )));
-        }
-        if let Some(m) = x.mall.id.clone() {
-            o.mall = x.mall.clone();
-            writes.push(Write::Relink(link(
-                &t,
-                Side::Mall,
-                EntityKind::Tag,
-                m.as_str(),
-                o.id.as_str(),
-            )));
-        }
-        let before = tag_json(&x);
-        x.deleted_at = Some(self.now());
-        x.wecom = SideLink::default();
-        x.mall = SideLink::default();
-        x.wecom.state = SyncState::Synced;
-        x.mall.state = SyncState::Synced;
-        writes.push(Write::Audit(self.entry(
-            Actor::Hub,
-            "tag.merged",
-            format!("tag:{me}"),
-            Some(before),
-            Some(json!({"merged_into": o.id})),
-        )));
-        writes.push(Write::Tag(x));
-        writes.push(Write::Tag(o.clone()));
-        self.commit(writes).await?;
-        if self.depth < 4 {
-            self.depth += 1;
-            let r = Box::pin(self.tag(o.id.clone(), Hint::from(self.origin))).await;
-            self.depth -= 1;
-            r?;
-        }
-        Err(StepError::superseded(format!(
-            "hub tag {me} duplicated hub tag {} (`{name}`) and was merged into it",
-            o.id
-        )))
     }
 
     /// Refuses the change that brought tag `y` onto `name` (held by hub tag `other`): it

@@ -128,13 +128,7 @@ impl Cx<'_> {
             // A stale WeCom id (the drop not noticed yet) goes: the new group replaces it.
             if let Some(stale) = kept.wecom.id.take() {
                 kept.wecom = SideLink::default();
-                let unlink = link(
-                    &t,
-                    Side::Wecom,
-                    EntityKind::Group,
-                    stale.as_str(),
-                    id.as_str(),
-                );
+                let unlink = link(&t, Side::Wecom, EntityKind::Group, &stale, &id);
                 self.commit(vec![Write::Unlink(unlink), Write::Group(kept.clone())])
                     .await?;
                 kept.version += 1;
@@ -202,20 +196,14 @@ impl Cx<'_> {
                 Side::Wecom,
                 EntityKind::Group,
                 w,
-                id.as_str(),
+                &id,
             )));
         }
         if let (Some(m), Some(_)) = (&seen.mall_id, &seen.mall)
             && g.mall.id.is_none()
         {
             g.mall.id = Some(MallGroupId::new_unchecked(m.clone()));
-            writes.push(Write::Link(link(
-                &t,
-                Side::Mall,
-                EntityKind::Group,
-                m,
-                id.as_str(),
-            )));
+            writes.push(Write::Link(link(&t, Side::Mall, EntityKind::Group, m, &id)));
         }
         let unlinks = stale_group_links(stored, &g);
         writes.extend(unlinks.into_iter().map(Write::Unlink));
@@ -358,8 +346,8 @@ impl Cx<'_> {
                 &t,
                 Side::Wecom,
                 EntityKind::Group,
-                stale.as_str(),
-                to.id.as_str(),
+                &stale,
+                &to.id,
             )));
         }
         from.wecom = SideLink::default();
@@ -375,13 +363,7 @@ impl Cx<'_> {
             Some(json!({"wecom_id": w, "group": to.id})),
         );
         writes.extend([
-            Write::Relink(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Group,
-                w.as_str(),
-                to.id.as_str(),
-            )),
+            Write::Relink(link(&t, Side::Wecom, EntityKind::Group, &w, &to.id)),
             Write::Group(from),
             Write::Group(to.clone()),
             Write::Audit(entry),

@@ -38,8 +38,8 @@ impl Cx<'_> {
                         &t,
                         Side::Mall,
                         EntityKind::Group,
-                        mid.as_str(),
-                        id.as_str(),
+                        &mid,
+                        &id,
                     )));
                     g.mall.id = Some(mid);
                 }
@@ -49,8 +49,8 @@ impl Cx<'_> {
                             &t,
                             Side::Mall,
                             EntityKind::Group,
-                            mid.as_str(),
-                            id.as_str(),
+                            &mid,
+                            &id,
                         )));
                     }
                     g.mall = SideLink::default();
@@ -113,7 +113,7 @@ impl Cx<'_> {
                 match self.hub_id(Side::Mall, EntityKind::Group, existing).await? {
                     Some(other) if other != id.as_str() => {
                         let other = HubGroupId::new_unchecked(other);
-                        self.group_step_aside(Side::Mall, &id, &other, &name)
+                        self.step_aside::<TagGroup>(Side::Mall, &id, &other, &name)
                             .await?;
                         continue;
                     }
@@ -245,8 +245,8 @@ impl Cx<'_> {
                         &t,
                         Side::Mall,
                         EntityKind::Tag,
-                        mid.as_str(),
-                        id.as_str(),
+                        &mid,
+                        &id,
                     )));
                     x.mall.id = Some(mid);
                 }
@@ -291,8 +291,8 @@ impl Cx<'_> {
                         &t,
                         Side::Mall,
                         EntityKind::Tag,
-                        mid.as_str(),
-                        id.as_str(),
+                        &mid,
+                        &id,
                     )));
                     x.mall.id = None;
                 }
@@ -383,7 +383,7 @@ impl Cx<'_> {
                                 return Ok(MallTagId::new_unchecked(existing));
                             }
                             Some(h) if attempt == 0 => {
-                                self.step_aside(
+                                self.step_aside::<Tag>(
                                     Side::Mall,
                                     &x.id,
                                     &HubTagId::new_unchecked(h),
@@ -417,7 +417,7 @@ impl Cx<'_> {
                         let name = patch.name.clone().unwrap_or_else(|| x.name.clone());
                         match self.hub_id(Side::Mall, EntityKind::Tag, &existing).await? {
                             Some(h) => {
-                                self.step_aside(
+                                self.step_aside::<Tag>(
                                     Side::Mall,
                                     &x.id,
                                     &HubTagId::new_unchecked(h),

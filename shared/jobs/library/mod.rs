@@ -124,7 +124,7 @@ where
             tracing::warn!(error = %e, "could not queue a failed job's follow-ups; its retry redoes what it can");
         }
     }
-    // A job whose run was superseded by a nested one is done (see `Cx::merge_into`).
+    // A job whose run was superseded by a nested one is done (see `Cx::settle`).
     if result.as_ref().is_err_and(|e| e.superseded) {
         result = Ok(());
     }
@@ -276,7 +276,7 @@ impl<'a> Cx<'a> {
     }
 
     /// Brings tag `id` up to date. A tag found to duplicate another ends here (see
-    /// [`Cx::merge_into`]): the other carries on with what it held.
+    /// [`Cx::settle`]): the other carries on with what it held.
     async fn tag(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
         let nested = self.active > 0;
         self.active += 1;

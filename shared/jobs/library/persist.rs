@@ -239,19 +239,20 @@ impl Cx<'_> {
     }
 }
 
+/// The id-map entry of side object `side_id` and hub object `hub_id`.
 pub(super) fn link(
     tenant: &TenantId,
     side: Side,
     kind: EntityKind,
-    side_id: &str,
-    hub_id: &str,
+    side_id: impl std::fmt::Display,
+    hub_id: impl std::fmt::Display,
 ) -> IdLink {
     IdLink {
         tenant: tenant.clone(),
         side,
         kind,
-        side_id: side_id.to_owned(),
-        hub_id: hub_id.to_owned(),
+        side_id: side_id.to_string(),
+        hub_id: hub_id.to_string(),
     }
 }
 
@@ -262,24 +263,12 @@ pub(super) fn stale_group_links(stored: Option<&TagGroup>, g: &TagGroup) -> Vec<
     if let Some(w) = &s.wecom.id
         && g.wecom.id.as_ref() != Some(w)
     {
-        out.push(link(
-            &s.tenant,
-            Side::Wecom,
-            EntityKind::Group,
-            w.as_str(),
-            s.id.as_str(),
-        ));
+        out.push(link(&s.tenant, Side::Wecom, EntityKind::Group, &w, &s.id));
     }
     if let Some(m) = &s.mall.id
         && g.mall.id.as_ref() != Some(m)
     {
-        out.push(link(
-            &s.tenant,
-            Side::Mall,
-            EntityKind::Group,
-            m.as_str(),
-            s.id.as_str(),
-        ));
+        out.push(link(&s.tenant, Side::Mall, EntityKind::Group, &m, &s.id));
     }
     out
 }

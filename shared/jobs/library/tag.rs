@@ -239,8 +239,8 @@ impl Cx<'_> {
                     &t,
                     Side::Wecom,
                     EntityKind::Tag,
-                    old.as_str(),
-                    id.as_str(),
+                    &old,
+                    &id,
                 )));
             }
             x.wecom.id = Some(wid.clone());
@@ -248,8 +248,8 @@ impl Cx<'_> {
                 &t,
                 Side::Wecom,
                 EntityKind::Tag,
-                wid.as_str(),
-                id.as_str(),
+                &wid,
+                &id,
             )));
         }
         if let Some((mid, _)) = mall
@@ -260,8 +260,8 @@ impl Cx<'_> {
                 &t,
                 Side::Mall,
                 EntityKind::Tag,
-                mid.as_str(),
-                id.as_str(),
+                &mid,
+                &id,
             )));
         }
         let cleared = cleared_tag_links(&t, stored, &x, &writes);
@@ -365,13 +365,7 @@ fn cleared_tag_links(t: &TenantId, stored: Option<&Tag>, x: &Tag, writes: &[Writ
                 .chain(&out)
                 .any(|w| matches!(w, Write::Unlink(l) if l.side_id == b))
         {
-            out.push(Write::Unlink(link(
-                t,
-                side,
-                EntityKind::Tag,
-                &b,
-                x.id.as_str(),
-            )));
+            out.push(Write::Unlink(link(t, side, EntityKind::Tag, &b, &x.id)));
         }
     }
     out

@@ -71,8 +71,8 @@ impl Cx<'_> {
                         &t,
                         Side::Wecom,
                         EntityKind::Group,
-                        wid.as_str(),
-                        id.as_str(),
+                        &wid,
+                        &id,
                     )));
                     g.wecom = SideLink::default();
                     g.wecom.state = SyncState::Synced;
@@ -159,7 +159,7 @@ impl Cx<'_> {
                     "the name `{name}` is taken in WeCom by tag group {holder}, which tagsync does not manage; rename or delete it"
                 )));
             };
-            self.group_step_aside(Side::Wecom, me, &HubGroupId::new_unchecked(other), name)
+            self.step_aside::<TagGroup>(Side::Wecom, me, &HubGroupId::new_unchecked(other), name)
                 .await?;
         }
     }
@@ -203,13 +203,7 @@ impl Cx<'_> {
             Err(e) => return self.fail(x, Side::Wecom, e).await,
         };
         let writes = vec![
-            Write::Link(link(
-                self.t(),
-                Side::Wecom,
-                EntityKind::Tag,
-                wid.as_str(),
-                x.id.as_str(),
-            )),
+            Write::Link(link(self.t(), Side::Wecom, EntityKind::Tag, &wid, &x.id)),
             self.tag_audit(
                 Actor::Wecom,
                 "tag.created",
@@ -296,20 +290,8 @@ impl Cx<'_> {
             b
         });
         let writes = vec![
-            Write::Unlink(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Tag,
-                old.as_str(),
-                id.as_str(),
-            )),
-            Write::Link(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Tag,
-                new.as_str(),
-                id.as_str(),
-            )),
+            Write::Unlink(link(&t, Side::Wecom, EntityKind::Tag, &old, &id)),
+            Write::Link(link(&t, Side::Wecom, EntityKind::Tag, &new, &id)),
             Write::Audit(self.entry(
                 Actor::Wecom,
                 "tag.moved",
@@ -359,13 +341,7 @@ impl Cx<'_> {
             },
         }
         let writes = vec![
-            Write::Unlink(link(
-                self.t(),
-                Side::Wecom,
-                EntityKind::Tag,
-                wid.as_str(),
-                x.id.as_str(),
-            )),
+            Write::Unlink(link(self.t(), Side::Wecom, EntityKind::Tag, &wid, &x.id)),
             self.tag_audit(Actor::Wecom, "tag.deleted", &x.id, seen.as_ref(), None),
         ];
         // The group WeCom had it in (the hub may have moved it meanwhile).
@@ -415,13 +391,7 @@ impl Cx<'_> {
         if self.wecom_lib().await?.iter().any(|x| x.group_id == wg) {
             return Ok(());
         }
-        let unlink = link(
-            &t,
-            Side::Wecom,
-            EntityKind::Group,
-            wg.as_str(),
-            g.id.as_str(),
-        );
+        let unlink = link(&t, Side::Wecom, EntityKind::Group, &wg, &g.id);
         g.wecom = SideLink::default();
         self.commit(vec![Write::Unlink(unlink), Write::Group(g)])
             .await
@@ -507,7 +477,7 @@ impl Cx<'_> {
                     Some(other) if other != group.id.as_str() && !stepped => {
                         stepped = true;
                         let other = HubGroupId::new_unchecked(other);
-                        self.group_step_aside(Side::Wecom, &group.id, &other, &group.name)
+                        self.step_aside::<TagGroup>(Side::Wecom, &group.id, &other, &group.name)
                             .await?;
                         self.wecom_lib = None;
                         continue;
@@ -560,8 +530,13 @@ impl Cx<'_> {
             }
             Some(other) if other == x.id.as_str() => Ok(Some(same.id.clone())),
             Some(other) => {
-                self.step_aside(Side::Wecom, &x.id, &HubTagId::new_unchecked(other), &s.name)
-                    .await?;
+                self.step_aside::<Tag>(
+                    Side::Wecom,
+                    &x.id,
+                    &HubTagId::new_unchecked(other),
+                    &s.name,
+                )
+                .await?;
                 Ok(None)
             }
         }
@@ -688,16 +663,16 @@ impl Cx<'_> {
                 &t,
                 Side::Wecom,
                 EntityKind::Group,
-                old.as_str(),
-                g.id.as_str(),
+                &old,
+                &g.id,
             )));
         }
         writes.push(Write::Link(link(
             &t,
             Side::Wecom,
             EntityKind::Group,
-            wg.as_str(),
-            g.id.as_str(),
+            &wg,
+            &g.id,
         )));
         g.wecom.id = Some(wg.clone());
         // If the base differs from the hub the group job brings the hub's value there.
@@ -748,7 +723,8 @@ impl Cx<'_> {
                 Err(e) if e.refusal() == Some(Refusal::NameTaken) && attempt == 0 => {
                     let name = name.unwrap_or_default().to_owned();
                     let holder = self.wecom_sibling(x, &name).await?;
-                    self.step_aside(Side::Wecom, &x.id, &holder, &name).await?;
+                    self.step_aside::<Tag>(Side::Wecom, &x.id, &holder, &name)
+                        .await?;
                 }
                 Err(e) => return Err(StepError::from(e).into()),
             }

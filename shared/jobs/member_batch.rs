@@ -8,11 +8,11 @@
 //! to a `SyncMember` job of its own, which retries and, if it keeps failing, parks alone with
 //! its reason shown on the member; the others are done.
 
-use crate::app::App;
-use crate::domain::{Hint, Job, JobKind, MemberId, Tenant};
 use super::StepError;
 use super::members::{View, repair};
 use super::worker::Outcome;
+use crate::app::App;
+use crate::domain::{Hint, Job, JobKind, MemberId, Tenant};
 use crate::mall::client::MAX_BATCH_MEMBERS;
 
 /// Most members one `SyncMembers` job takes: one batch request's worth.

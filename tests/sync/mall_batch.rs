@@ -3,11 +3,11 @@
 //! result on its own, and falls back to one write per member on a mall without the endpoint.
 
 use crate::steps::*;
+use crate::support::world::World;
 use serde_json::{Value, json};
 use tagsync::domain::MemberId;
 use tagsync::sim::hold::Phase;
 use tagsync::sim::mall::{ApiRequestLog, BatchEndpoint};
-use crate::support::world::World;
 use tagsync::wecom::classify::ApiOp;
 
 const BATCH_PATH: &str = "/members:batch-tags";
@@ -115,6 +115,88 @@ async fn a_tag_put_on_a_member_in_the_mall_while_its_batch_write_is_held_reaches
 
     member_tags_everywhere(&w, &members[0], &["会员等级/金卡", "会员等级/银卡"]).await;
     for m in &members[1..] {
+        member_tags_everywhere(&w, m, &["会员等级/金卡"]).await;
+    }
+    w.stop().await;
+}
+
+/// The batch job takes each mall member as the hub last knew it. The mall's operator takes a
+/// tag off a member after that and before the batch is written, its webhook lost: the batch
+/// names only the change the job makes (it puts nothing back), its answer is not the base, and
+/// the removal reaches WeCom and the hub.
+#[tokio::test]
+async fn a_tag_taken_off_a_member_in_the_mall_while_its_batch_write_is_held_is_not_put_back() {
+    let w = start().await;
+    let (members, gold, silver) = three_members(&w).await;
+    add_to_all(&w, &members[..1], &silver).await;
+    settle(&w).await;
+    member_tags_everywhere(&w, &members[0], &["会员等级/银卡"]).await;
+    let silver_m = mall_tag_id(&w, "会员等级", "银卡");
+    let mut hold = w.mall.hold("POST", BATCH_PATH, Phase::Before, Value::Null);
+
+    add_to_all(&w, &members, &gold).await;
+    let held = hold.held(HELD_WITHIN).await.expect("the batch write");
+    w.mall.update_faults(|f| f.drop_webhooks_next = 1);
+    w.mall
+        .operator()
+        .untag_member(&members[0], &silver_m)
+        .unwrap();
+    let items = held.request["body"]["items"].clone();
+    held.release();
+    settle(&w).await;
+
+    let first = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["member_id"] == members[0].as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("the first member is in the batch: {items}"));
+    assert_eq!(
+        first["add"],
+        json!([mall_tag_id(&w, "会员等级", "金卡")]),
+        "{first}"
+    );
+    assert_eq!(first["remove"], json!([]), "{first}");
+    member_tags_everywhere(&w, &members[0], &["会员等级/金卡"]).await;
+    for m in &members[1..] {
+        member_tags_everywhere(&w, m, &["会员等级/金卡"]).await;
+    }
+    w.stop().await;
+}
+
+/// A person puts a tag on one of a member's WeCom relations after the batch job marked it and
+/// before the job's batch goes to the mall: the relation's base is what the job read plus its
+/// own `mark_tag`, so the console's tag is WeCom's change and reaches the mall and the hub
+/// (the convergence property once found it lost when a member job took the mall member from
+/// the hub's base).
+#[tokio::test]
+async fn a_tag_put_on_a_relation_while_the_batch_write_is_held_reaches_every_side() {
+    let w = start().await;
+    let (members, gold, _) = three_members(&w).await;
+    let mut hold = w.mall.hold("POST", BATCH_PATH, Phase::Before, Value::Null);
+
+    add_to_all(&w, &members, &gold).await;
+    let held = hold.held(HELD_WITHIN).await.expect("the batch write");
+    let silver = wecom_tag(&w, "会员等级", "银卡").id;
+    w.wecom
+        .console()
+        .tag_relation("sales_li", "wm_b", &[silver.as_str()], &[])
+        .unwrap();
+    held.release();
+    settle(&w).await;
+
+    let trail = audit(&w).await;
+    let hub_silver = s(&hub_tag(&w, "会员等级", "银卡").await["id"]);
+    let mall_silver = mall_tag_id(&w, "会员等级", "银卡");
+    let removed = removals_of(&trail, &[&hub_silver, &silver, mall_silver.as_str()]);
+    assert!(
+        removed.is_empty(),
+        "银卡 was taken off somewhere:\n{}",
+        render_audit(&trail)
+    );
+    member_tags_everywhere(&w, &members[1], &["会员等级/金卡", "会员等级/银卡"]).await;
+    for m in [&members[0], &members[2]] {
         member_tags_everywhere(&w, m, &["会员等级/金卡"]).await;
     }
     w.stop().await;

@@ -115,17 +115,14 @@ fn is_echo(event: &InboundEvent) -> bool {
 
 async fn jobs_for(app: &App, tenant: &Tenant, event: &InboundEvent) -> Step<Vec<JobKind>> {
     match event {
+        // Rule-group (strategy) tags sync like corp tags: the jobs read both libraries and
+        // their hub groups carry the rule group as their scope (docs/scoped-groups.md).
         InboundEvent::WecomTag {
             change,
             id,
             tag_type,
-            strategy_id,
             ..
         } => {
-            // Rule-group (strategy) tags are not synced: the mall has no such scoping.
-            if strategy_id.as_deref().is_some_and(|s| !s.is_empty()) {
-                return Ok(Vec::new());
-            }
             wecom_tag(
                 app,
                 tenant,

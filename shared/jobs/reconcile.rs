@@ -561,10 +561,14 @@ fn mall_lib(groups: &[MallGroupWithTags]) -> SideLib {
 }
 
 async fn read_libs(app: &App, tenant: &Tenant) -> Step<(SideLib, SideLib)> {
-    let w = app
-        .wecom
-        .get_corp_tag_list(&App::wecom_credentials(tenant), &[], &[])
-        .await?;
+    // Corp and rule-group (strategy) tags alike: scoped hub groups live in the latter.
+    let creds = App::wecom_credentials(tenant);
+    let mut w = app.wecom.get_corp_tag_list(&creds, &[], &[]).await?;
+    w.extend(
+        app.wecom
+            .get_strategy_tag_list(&creds, None, &[], &[])
+            .await?,
+    );
     let m = app.mall.list_groups(&App::mall_endpoint(tenant)).await?;
     Ok((wecom_lib(&w), mall_lib(&m)))
 }
@@ -607,16 +611,6 @@ async fn library_page(
         ..PageResult::default()
     };
     let (wecom, mall) = read_libs(app, tenant).await?;
-    // Rule-group (strategy) tags are not synced (the mall has no such scoping): counted only.
-    let strategy = app
-        .wecom
-        .get_strategy_tag_list(&App::wecom_credentials(tenant), None, &[], &[])
-        .await?;
-    bump(
-        &mut r.skipped,
-        "tags.strategy.wecom",
-        strategy.iter().map(|g| g.tag.len() as u64).sum(),
-    );
     let groups = app.store.list_groups(t).await?;
     let tags = app.store.list_tags(t).await?;
     let found = pure::library(&groups, &tags, &wecom, &mall);

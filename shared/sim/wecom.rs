@@ -36,7 +36,9 @@ use crate::wecom::classify::ApiOp;
 use crate::wecom::client::WecomCredentials;
 use crate::wecom::crypto::{CallbackCrypto, build_envelope, cdata};
 
+mod strategy;
 mod transfer;
+pub use strategy::{RangeNode, SimStrategy};
 pub use transfer::{SimTransfer, TAKEOVER_AFTER_MS, TransferStatus};
 
 /// Names of groups and tags: at most 30 characters (§1.2).
@@ -296,6 +298,8 @@ struct SimState {
     transfers: Vec<SimTransfer>,
     /// Customers a member may have at most (none: no limit).
     customer_limits: HashMap<String, usize>,
+    /// Customer strategies (rule groups), oldest first (`strategy`).
+    strategies: Vec<SimStrategy>,
 }
 
 /// A contact way created through `add_contact_way`.
@@ -701,12 +705,19 @@ impl Core {
             ApiOp::AddStrategyTag => {
                 let sid = opt_u32(body, "strategy_id")?
                     .ok_or_else(|| invalid_param("strategy_id is required"))?;
+                strategy::check_tag_target(&s, sid)?;
                 add_tags(&mut s, &self.config, Scope::Strategy(Some(sid)), body, now)
             }
             ApiOp::EditCorpTag => edit_tag(&mut s, Scope::Corp, body),
             ApiOp::EditStrategyTag => edit_tag(&mut s, Scope::Strategy(None), body),
             ApiOp::DelCorpTag => del_tags(&mut s, Scope::Corp, body),
             ApiOp::DelStrategyTag => del_tags(&mut s, Scope::Strategy(None), body),
+            ApiOp::StrategyList => strategy::list(&s, body),
+            ApiOp::StrategyGet => strategy::get(&s, body),
+            ApiOp::StrategyGetRange => strategy::get_range(&s, body),
+            ApiOp::StrategyCreate => strategy::create(&mut s, body, now),
+            ApiOp::StrategyEdit => strategy::edit(&mut s, body),
+            ApiOp::StrategyDel => strategy::del(&mut s, body),
             ApiOp::AddContactWay => add_contact_way(&mut s, body),
             ApiOp::DelContactWay => del_contact_way(&mut s, body),
             ApiOp::MarkTag => mark_tag(&mut s, body),
@@ -2157,6 +2168,28 @@ impl WecomSim {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The customer strategies (rule groups) with their ranges, oldest first.
+    pub fn strategies(&self) -> Vec<SimStrategy> {
+        self.core.lock().strategies.clone()
+    }
+
+    /// A strategy made in WeCom's admin console (no callback: WeCom sends none for it).
+    /// `parent_id` 0 for a top-level one. Answers its id.
+    pub fn create_strategy(&self, parent_id: u32, name: &str, range: Vec<RangeNode>) -> u32 {
+        let mut s = self.core.lock();
+        let id = s.strategies.iter().map(|st| st.id).max().unwrap_or(0) + 1;
+        let create_time = self.core.now().secs();
+        s.strategies.push(SimStrategy {
+            id,
+            parent_id,
+            name: name.to_owned(),
+            admins: vec![],
+            range: range.into_iter().collect(),
+            create_time,
+        });
+        id
     }
 
     /// The whole library, corp and strategy groups, in answer order.

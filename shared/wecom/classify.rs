@@ -24,6 +24,13 @@ pub enum ApiOp {
     AddStrategyTag,
     EditStrategyTag,
     DelStrategyTag,
+    /// Customer strategies (rule groups, 规则组, §1.4) and their ranges.
+    StrategyList,
+    StrategyGet,
+    StrategyGetRange,
+    StrategyCreate,
+    StrategyEdit,
+    StrategyDel,
     /// Channel codes (渠道活码, §7).
     AddContactWay,
     DelContactWay,
@@ -35,7 +42,7 @@ pub enum ApiOp {
 }
 
 impl ApiOp {
-    pub const ALL: [ApiOp; 20] = [
+    pub const ALL: [ApiOp; 26] = [
         ApiOp::GetToken,
         ApiOp::GetCorpTagList,
         ApiOp::AddCorpTag,
@@ -50,6 +57,12 @@ impl ApiOp {
         ApiOp::AddStrategyTag,
         ApiOp::EditStrategyTag,
         ApiOp::DelStrategyTag,
+        ApiOp::StrategyList,
+        ApiOp::StrategyGet,
+        ApiOp::StrategyGetRange,
+        ApiOp::StrategyCreate,
+        ApiOp::StrategyEdit,
+        ApiOp::StrategyDel,
         ApiOp::AddContactWay,
         ApiOp::DelContactWay,
         ApiOp::TransferCustomer,
@@ -75,6 +88,12 @@ impl ApiOp {
             ApiOp::AddStrategyTag => "externalcontact/add_strategy_tag",
             ApiOp::EditStrategyTag => "externalcontact/edit_strategy_tag",
             ApiOp::DelStrategyTag => "externalcontact/del_strategy_tag",
+            ApiOp::StrategyList => "externalcontact/customer_strategy/list",
+            ApiOp::StrategyGet => "externalcontact/customer_strategy/get",
+            ApiOp::StrategyGetRange => "externalcontact/customer_strategy/get_range",
+            ApiOp::StrategyCreate => "externalcontact/customer_strategy/create",
+            ApiOp::StrategyEdit => "externalcontact/customer_strategy/edit",
+            ApiOp::StrategyDel => "externalcontact/customer_strategy/del",
             ApiOp::AddContactWay => "externalcontact/add_contact_way",
             ApiOp::DelContactWay => "externalcontact/del_contact_way",
             ApiOp::TransferCustomer => "externalcontact/transfer_customer",

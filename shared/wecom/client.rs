@@ -74,7 +74,7 @@ impl WecomError {
         }
     }
 
-    fn invalid_request(op: ApiOp, why: &str) -> Self {
+    pub(super) fn invalid_request(op: ApiOp, why: &str) -> Self {
         Self {
             op,
             errcode: None,
@@ -402,7 +402,7 @@ struct TokenResp {
 }
 
 #[derive(Deserialize)]
-struct Empty {}
+pub(super) struct Empty {}
 
 #[derive(Serialize)]
 struct TagListReq<'a, G> {
@@ -455,7 +455,7 @@ struct BatchReq<'a> {
     limit: u32,
 }
 
-enum Payload {
+pub(super) enum Payload {
     Query(Vec<(&'static str, String)>),
     Json(Value),
 }
@@ -943,7 +943,7 @@ impl WecomClient {
     }
 
     /// budget → token → request → classify, with one retry after a token refresh.
-    async fn call<T: DeserializeOwned>(
+    pub(super) async fn call<T: DeserializeOwned>(
         &self,
         creds: &WecomCredentials,
         op: ApiOp,
@@ -1077,7 +1077,7 @@ impl WecomClient {
     }
 }
 
-fn json<T: Serialize>(req: &T) -> Payload {
+pub(super) fn json<T: Serialize>(req: &T) -> Payload {
     // Kept: the request structs are plain strings, numbers and lists of them, which
     // serde_json always serialises (it fails only on maps with non-string keys).
     Payload::Json(serde_json::to_value(req).expect("request structs always serialise"))
@@ -1096,7 +1096,7 @@ fn transport_failure(e: reqwest::Error) -> TransportFailure {
 
 /// Deserialisers that accept what WeCom actually sends (§9 P5): numbers as strings, strings
 /// as numbers, `null` for absent.
-mod lenient {
+pub(super) mod lenient {
     use serde::{Deserialize, Deserializer};
     use serde_json::Value;
 

@@ -7,4 +7,5 @@ pub mod classify;
 pub mod client;
 pub mod crypto;
 pub mod event;
+pub mod strategy;
 pub mod token;

@@ -120,8 +120,8 @@ pub struct TagView {
     pub order: u32,
 }
 
-/// The three sides' libraries: the hub's (admin API), WeCom's corp library (strategy groups
-/// left out: tagsync does not sync them) and the mall's.
+/// The three sides' libraries: the hub's (admin API), WeCom's (corp and rule-group tags: a
+/// scoped hub group lives in a rule group) and the mall's.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct LibraryView {
     pub hub: Vec<GroupView>,
@@ -479,13 +479,9 @@ impl World {
         body
     }
 
-    /// WeCom's corp library (no strategy groups), in answer order.
+    /// WeCom's library, corp and rule-group (strategy) groups, in answer order.
     pub fn wecom_library(&self) -> Vec<SimGroup> {
-        self.wecom
-            .library()
-            .into_iter()
-            .filter(|g| g.strategy_id.is_none())
-            .collect()
+        self.wecom.library()
     }
 
     /// The hub group named `name` (JSON as listed).
@@ -654,14 +650,6 @@ impl World {
                     .map(move |t| (t.id.clone(), format!("{}/{}", g.name, t.name)))
             })
             .collect();
-        // Strategy tags are not synced: leave them out rather than show them as unknown.
-        let strategy: BTreeSet<String> = self
-            .wecom
-            .library()
-            .iter()
-            .filter(|g| g.strategy_id.is_some())
-            .flat_map(|g| g.tags.iter().map(|t| t.id.clone()))
-            .collect();
         let relations = match &external_userid {
             None => BTreeMap::new(),
             Some(customer) => self
@@ -673,7 +661,6 @@ impl World {
                     let tags = r
                         .tags
                         .iter()
-                        .filter(|id| !strategy.contains(*id))
                         .map(|id| name_or_unknown(&wecom_names, id))
                         .collect();
                     (r.userid, tags)
@@ -748,7 +735,6 @@ fn hub_view(hub: &Value) -> Vec<GroupView> {
 fn wecom_view(lib: &[SimGroup]) -> Vec<GroupView> {
     sorted(
         lib.iter()
-            .filter(|g| g.strategy_id.is_none())
             .map(|g| GroupView {
                 name: g.name.clone(),
                 order: g.order,

@@ -14,6 +14,7 @@ mod move_tag;
 mod order;
 mod rate;
 mod rename;
+mod scoped;
 mod steps;
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,5 +1,6 @@
 //! Every API round-trips, with WeCom's quirks (§1, §9 P4, P5, §12).
 
+use tagsync::sim::wecom::RangeNode;
 use serde_json::{Value, json};
 use tagsync::domain::{ExternalUserId, WecomGroupId, WecomTagId, WecomUserId};
 use tagsync::sim::wecom::{Quirks, SimConfig};
@@ -568,11 +569,15 @@ async fn get_external_contact_follows_next_cursor() {
 #[tokio::test]
 async fn strategy_tags_round_trip_separately_from_corp_tags() {
     let h = harness().await;
+    let (s1, s2) = (
+        h.sim.create_strategy(0, "华东", vec![RangeNode::Party(2)]),
+        h.sim.create_strategy(0, "华北", vec![RangeNode::Party(3)]),
+    );
     let g = h
         .client
         .add_strategy_tag(
             &h.creds,
-            7,
+            s1,
             AddTarget::Named {
                 name: "Region",
                 order: None,
@@ -581,7 +586,7 @@ async fn strategy_tags_round_trip_separately_from_corp_tags() {
         )
         .await
         .unwrap();
-    assert_eq!(g.strategy_id, Some(7));
+    assert_eq!(g.strategy_id, Some(s1));
     assert!(
         h.client
             .get_corp_tag_list(&h.creds, &[], &[])
@@ -591,13 +596,13 @@ async fn strategy_tags_round_trip_separately_from_corp_tags() {
     );
     let listed = h
         .client
-        .get_strategy_tag_list(&h.creds, Some(7), &[], &[])
+        .get_strategy_tag_list(&h.creds, Some(s1), &[], &[])
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
     assert!(
         h.client
-            .get_strategy_tag_list(&h.creds, Some(8), &[], &[])
+            .get_strategy_tag_list(&h.creds, Some(s2), &[], &[])
             .await
             .unwrap()
             .is_empty()

@@ -35,9 +35,6 @@ impl Cx<'_> {
         let Some((id, stored)) = self.find_group(id, &hint).await? else {
             return Ok(());
         };
-        if stored.as_ref().is_some_and(|g| g.scope.is_some()) {
-            return Ok(()); // see `scoped_on_hold`
-        }
         let seen = self.group_seen(stored.as_ref(), &hint).await?;
         // Likewise a WeCom group renamed (in WeCom) onto such a group's name becomes that
         // group's; this one keeps its name and no WeCom group, and its tags there follow.
@@ -81,8 +78,11 @@ impl Cx<'_> {
             seen.wecom.as_ref(),
         )
         .await?;
-        self.group_mall_leg(&mut g, &plan.mall, seen.mall.as_ref())
-            .await?;
+        self.strategy_range_leg(&mut g).await?;
+        if super::strategy::carried(&g) {
+            self.group_mall_leg(&mut g, &plan.mall, seen.mall.as_ref())
+                .await?;
+        }
         self.group_tags(&g, &tags, children).await
     }
 
@@ -182,7 +182,7 @@ impl Cx<'_> {
     /// Stores the merged group `g`, linking the sides that show it and are not linked yet
     /// and unlinking those the merge cleared.
     async fn save_merged_group(
-        &self,
+        &mut self,
         stored: Option<&TagGroup>,
         mut g: TagGroup,
         seen: &GroupSeen,
@@ -190,6 +190,13 @@ impl Cx<'_> {
         let t = self.t().clone();
         let id = g.id.clone();
         let mut writes = Vec::new();
+        // A group new from WeCom's side that lives in a rule group is scoped to it.
+        if stored.is_none()
+            && g.scope.is_none()
+            && let (Some(w), Some(_)) = (&seen.wecom_id, &seen.wecom)
+        {
+            g.scope = self.scope_from_wecom(w).await?;
+        }
         if let (Some(w), Some(_)) = (&seen.wecom_id, &seen.wecom)
             && g.wecom.id.is_none()
         {

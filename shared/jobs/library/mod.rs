@@ -28,6 +28,7 @@ mod collisions;
 mod group;
 mod mall;
 mod persist;
+mod strategy;
 mod tag;
 mod wecom;
 mod wecom_move;
@@ -176,12 +177,7 @@ impl<'a> Cx<'a> {
     async fn wecom_lib(&mut self) -> Step<&Vec<TagGroupInfo>> {
         let lib = match self.wecom_lib.take() {
             Some(lib) => lib,
-            None => {
-                self.app
-                    .wecom
-                    .get_corp_tag_list(&self.creds, &[], &[])
-                    .await?
-            }
+            None => self.read_wecom_lib().await?,
         };
         Ok(self.wecom_lib.insert(lib))
     }

@@ -112,28 +112,11 @@ impl Cx<'_> {
         )))
     }
 
-    /// Scoped groups (WeCom rule groups) and their tags are stored and shown but not carried
-    /// yet: they must reach WeCom through its rule-group APIs, not its corp library, so their
-    /// jobs leave them `pending` until that leg exists.
-    async fn scoped_on_hold(&self, group: &HubGroupId) -> Step<bool> {
-        Ok(self
-            .app
-            .store
-            .get_group(self.t(), group)
-            .await?
-            .is_some_and(|g| g.scope.is_some()))
-    }
-
     pub(super) async fn tag_once(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
         let t = self.t().clone();
         let Some((id, mut stored)) = self.find_tag(id, &hint).await? else {
             return Ok(());
         };
-        if let Some(x) = &stored
-            && self.scoped_on_hold(&x.group_id).await?
-        {
-            return Ok(());
-        }
         // A tag whose group was deleted goes with it.
         if let Some(s) = stored.as_mut()
             && s.deleted_at.is_none()
@@ -339,8 +322,16 @@ impl Cx<'_> {
                     .await?
             }
         };
+        let carried = self
+            .app
+            .store
+            .get_group(self.t(), &x.group_id)
+            .await?
+            .is_none_or(|g| super::strategy::carried(&g));
         match plan.mall.op {
             LibraryOp::Nothing | LibraryOp::MarkReadOnly => {}
+            // A scoped group kept from the mall: its tags have no mall leg.
+            _ if !carried => {}
             op => {
                 self.apply_mall_tag(x, op, plan.mall.base_after, mall_seen)
                     .await?;

@@ -51,11 +51,7 @@ impl Cx<'_> {
                 Some((wid, r, false))
             }
             LibraryOp::Delete { id: wid } => {
-                let r = self
-                    .app
-                    .wecom
-                    .del_corp_tag(&self.creds, &[], std::slice::from_ref(&wid))
-                    .await
+                let r = self.wecom_del_call(&[], std::slice::from_ref(&wid)).await?
                     .map(|_| ());
                 Some((wid, r, true))
             }
@@ -131,11 +127,7 @@ impl Cx<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let r = self
-                .app
-                .wecom
-                .edit_corp_tag(&self.creds, EditTarget::Group(wid), name, order)
-                .await;
+            let r = self.wecom_edit_call(EditTarget::Group(wid), name, order).await?;
             let (Err(e), Some(name), 1) = (&r, name, attempt) else {
                 return Ok(r);
             };
@@ -272,11 +264,7 @@ impl Cx<'_> {
             Ok(c) => c,
             Err(e) => return self.fail(x, Side::Wecom, e).await,
         };
-        match self
-            .app
-            .wecom
-            .del_corp_tag(&self.creds, std::slice::from_ref(&old), &[])
-            .await
+        match self.wecom_del_call(std::slice::from_ref(&old), &[]).await?
         {
             Ok(_) => {}
             Err(e) if e.refusal() == Some(Refusal::UnknownId) => {}
@@ -327,11 +315,7 @@ impl Cx<'_> {
         after: Option<TagSnapshot>,
         seen: Option<TagSnapshot>,
     ) -> Step<Tag> {
-        match self
-            .app
-            .wecom
-            .del_corp_tag(&self.creds, std::slice::from_ref(&wid), &[])
-            .await
+        match self.wecom_del_call(std::slice::from_ref(&wid), &[]).await?
         {
             Ok(_) => {}
             Err(e) => match e.refusal() {
@@ -422,9 +406,7 @@ impl Cx<'_> {
             },
         };
         let created = self
-            .app
-            .wecom
-            .add_corp_tag(&self.creds, target, &new)
+            .wecom_add_call(&group, target, &new)
             .await
             .map_err(|e| {
                 // The group was deleted in WeCom meanwhile: the next try reads that, and the
@@ -460,7 +442,16 @@ impl Cx<'_> {
         let mut stepped = false;
         loop {
             let group = self.group_for_create(&s.group_id).await?;
-            let lib = self.wecom_lib().await?.clone();
+            let group = self.with_strategy(group).await?;
+            // Only the group's own library (the corp's, or its rule group's) can hold it.
+            let strategy = group.scope.as_ref().and_then(|x| x.strategy_id);
+            let lib: Vec<TagGroupInfo> = self
+                .wecom_lib()
+                .await?
+                .iter()
+                .filter(|g| g.strategy_id == strategy)
+                .cloned()
+                .collect();
             let mut wgroup = group
                 .wecom
                 .id
@@ -704,11 +695,7 @@ impl Cx<'_> {
         order: Option<u32>,
     ) -> Result<bool, StepFailure> {
         for attempt in 0..2 {
-            match self
-                .app
-                .wecom
-                .edit_corp_tag(&self.creds, EditTarget::Tag(wid), name, order)
-                .await
+            match self.wecom_edit_call(EditTarget::Tag(wid), name, order).await?
             {
                 Ok(()) => {
                     self.wecom_lib = None;

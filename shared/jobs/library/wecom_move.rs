@@ -167,11 +167,7 @@ impl Cx<'_> {
         if name.is_none() && order.is_none() {
             return Ok(false);
         }
-        match self
-            .app
-            .wecom
-            .edit_corp_tag(&self.creds, EditTarget::Tag(new), name, order)
-            .await
+        match self.wecom_edit_call(EditTarget::Tag(new), name, order).await?
         {
             Ok(()) => Ok(true),
             Err(e) if e.retryable() => Err(StepError::from(e).into()),

@@ -51,6 +51,7 @@ macro_rules! store_contract {
             firings_page_newest_first_per_rule_and_are_versioned,
             channels_are_stored_listed_and_deleted,
             counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills_at_once,
+            directory_of_2000_staff_round_trips_versioned_per_tenant,
         ]);
     };
 }

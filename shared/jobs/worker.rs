@@ -186,9 +186,21 @@ async fn isolated(app: &App, job: &Job) -> Outcome {
         let (app, job) = (app.clone(), job.clone());
         tokio::spawn(async move { run_job(&app, &job).await }.in_current_span())
     };
-    // Dropped unfinished (the worker abandoned at shutdown): the job's task stops with it.
+    // Dropped unfinished (the worker abandoned at shutdown, or the run cap passed): the job's
+    // task stops with it.
     let mut task = AbortOnDrop(task);
-    match (&mut task.0).await {
+    let cap = app.config.worker.run_cap();
+    let Ok(joined) = tokio::time::timeout(cap, &mut task.0).await else {
+        tracing::error!(
+            cap_secs = cap.as_secs_f64(),
+            "job ran past its run cap; stopped"
+        );
+        return Outcome::retry(format!(
+            "the job ran longer than its cap of {} s and was stopped",
+            cap.as_secs_f64()
+        ));
+    };
+    match joined {
         Ok(outcome) => outcome,
         Err(e) if e.is_panic() => {
             let message = panic_message(e.into_panic().as_ref());
@@ -217,10 +229,17 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     truncate(text, 500).to_owned()
 }
 
-/// Runs one delivery end to end on a queue that settles itself (`tagsync serve`).
-pub async fn process(app: &App, delivery: &Delivery) -> Result<Settlement, QueueError> {
+/// Runs one delivery end to end on a queue that settles itself (`tagsync serve`); `heartbeat`
+/// keeps it invisible while it runs and lets go of it before it is settled.
+pub async fn process(
+    app: &App,
+    delivery: &Delivery,
+    heartbeat: &super::heartbeat::Heartbeat,
+) -> Result<Settlement, QueueError> {
     async {
-        let settlement = settle(app, delivery, outcome_of(app, delivery).await);
+        let outcome = outcome_of(app, delivery).await;
+        heartbeat.release(delivery).await;
+        let settlement = settle(app, delivery, outcome);
         count(app, delivery, &settlement);
         match &settlement {
             Settlement::Ack => app.queue.ack(delivery).await?,

@@ -279,6 +279,27 @@ impl Queue for SqsQueue {
             .collect()
     }
 
+    /// `ChangeMessageVisibility` from now; SQS refuses to hold a message more than 12 hours
+    /// after its receive, which then shows as an error here.
+    async fn extend(&self, delivery: &Delivery, visibility: Duration) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(&delivery.receipt)
+            .visibility_timeout(whole_secs(visibility, MAX_VISIBILITY_SECS))
+            .send()
+            .await
+            .map_err(|e| {
+                receipt_error(
+                    "ChangeMessageVisibility",
+                    &delivery.message_id,
+                    &self.queue_url,
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
         self.delete(&self.queue_url, &delivery.message_id, &delivery.receipt)
             .await

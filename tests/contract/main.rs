@@ -61,6 +61,7 @@ macro_rules! queue_contract {
     ($module:ident, $fixture:path) => {
         for_backend!($module, $fixture, queue, queue_cases: [
             received_job_is_invisible_until_its_visibility_timeout_then_redelivered,
+            extended_job_stays_invisible_for_three_visibility_timeouts_then_comes_back_once_the_extends_stop,
             retried_job_is_delivered_again_after_its_delay,
             rescheduled_job_comes_back_after_its_delay_without_counting_the_receive,
             parked_job_is_counted_listed_with_its_reason_and_redriven,

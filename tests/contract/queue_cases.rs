@@ -129,6 +129,38 @@ pub async fn received_job_is_invisible_until_its_visibility_timeout_then_redeliv
     assert_nothing_deliverable(queue, "an acked job is gone").await;
 }
 
+pub async fn extended_job_stays_invisible_for_three_visibility_timeouts_then_comes_back_once_the_extends_stop(
+    queue: Arc<dyn Queue>,
+) {
+    let queue = &*queue;
+    let sent = job("heartbeat");
+    queue.send(std::slice::from_ref(&sent)).await.expect("send");
+    let held = receive_one(queue, SHORT).await;
+    // A heartbeat: extended every third of the visibility for three visibilities.
+    let until = Instant::now() + SHORT * 3;
+    while Instant::now() < until {
+        tokio::time::sleep(SHORT / 3).await;
+        queue.extend(&held, SHORT).await.expect("extend a held job");
+        assert_nothing_deliverable(queue, "an extended job is invisible to other receivers").await;
+    }
+    expect_counts(queue, counts(0, 1, 0), "extends").await;
+
+    let stopped = Instant::now();
+    let again = receive_one(queue, HOLD).await;
+    assert!(
+        stopped.elapsed() >= SHORT / 2,
+        "redelivered {:?} after the last extend, before its {SHORT:?} visibility",
+        stopped.elapsed()
+    );
+    assert_eq!(again.message_id, held.message_id);
+    assert_eq!(
+        again.receive_count, 2,
+        "received once while it was extended"
+    );
+    queue.ack(&again).await.expect("ack");
+    expect_counts(queue, counts(0, 0, 0), "ack").await;
+}
+
 pub async fn retried_job_is_delivered_again_after_its_delay(queue: Arc<dyn Queue>) {
     let queue = &*queue;
     let sent = job("retry");

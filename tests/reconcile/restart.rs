@@ -114,7 +114,7 @@ async fn world() -> (Side, Serve) {
     for t in 0..TAGS {
         op.create_tag(&g.id, &format!("L{t}"), t as u32).unwrap();
     }
-    finish(&serve, &start_run(&serve, "library").await).await;
+    finish(&serve, &start_run(&serve, "library").await, RUN_TIME).await;
     let lib = &mall.library()[0];
     let mall_ids: Vec<MallTagId> = (0..TAGS)
         .map(|t| {
@@ -155,7 +155,7 @@ async fn world() -> (Side, Serve) {
         op.change_member_tags(&m.id, &add, &[]).unwrap();
         members.push(m.id);
     }
-    finish(&serve, &start_run(&serve, "members").await).await;
+    finish(&serve, &start_run(&serve, "members").await, RUN_TIME).await;
     // The drift: every 10th customer; even ones gain a tag in the mall, odd ones lose their
     // first tag on their first relation.
     for (j, i) in (0..CUSTOMERS).step_by(10).enumerate() {
@@ -206,9 +206,16 @@ async fn report(serve: &Serve, run: &str) -> Value {
         .await
 }
 
-/// Waits for the run to be done and the queue empty; the final report.
-async fn finish(serve: &Serve, run: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// How long a run of this world may take to finish and its queue to empty.
+const RUN_TIME: Duration = Duration::from_secs(60);
+/// After the kill: the killed process may have held member locks mid-repair (its mall writes
+/// are paced, so a repair holds its member's lock a while); their store leases lapse 2 minutes
+/// after they were taken (`jobs::LEASE_MS`), and the repairs waiting for them go on then.
+const RUN_TIME_AFTER_KILL: Duration = Duration::from_secs(60 + 120);
+
+/// Waits (up to `within`) for the run to be done and the queue empty; the final report.
+async fn finish(serve: &Serve, run: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
     loop {
         let r = report(serve, run).await;
         if r["status"] != "running" {
@@ -273,7 +280,7 @@ async fn a_members_run_killed_midway_finishes_after_restart_as_an_uninterrupted_
     // Uninterrupted.
     let (a, serve) = world().await;
     let run = start_run(&serve, "members").await;
-    let whole = finish(&serve, &run).await;
+    let whole = finish(&serve, &run, RUN_TIME).await;
     let sides_a = sides(&a);
     drop(serve);
 
@@ -295,7 +302,7 @@ async fn a_members_run_killed_midway_finishes_after_restart_as_an_uninterrupted_
     };
     serve.kill();
     let serve = Serve::start(&b.data, &b.wecom);
-    let resumed = finish(&serve, &run).await;
+    let resumed = finish(&serve, &run, RUN_TIME_AFTER_KILL).await;
     assert!(
         at_kill["progress"]["pages_done"].as_u64() < resumed["progress"]["pages_done"].as_u64(),
         "killed midway: {at_kill:#}"

@@ -195,7 +195,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .as_ref()
                 .map(|d| d.wecom_base())
                 .or_else(|| std::env::var("TAGSYNC_WECOM_API_BASE").ok());
-            let mut config = Config::new(token.clone(), base_url)?.with_env_budget()?;
+            let mut config = Config::new(token.clone(), base_url)?
+                .with_env_budget()?
+                .with_env_mall_rate()?;
             config.worker.visibility = std::time::Duration::from_secs(job_timeout);
             let (app, _db) = App::sqlite(&data, config, Arc::new(SystemClock), key).await?;
             let base = format!("http://{}", listener.local_addr()?);

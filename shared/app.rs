@@ -102,6 +102,7 @@ impl App {
         .with_metrics(metrics.clone())
         .with_retries(crate::retry::RetryPolicy::IN_JOB);
         let mall = MallClient::new(http)
+            .with_pace(config.mall_rate_per_sec)
             .with_metrics(metrics.clone())
             .with_retries(crate::retry::RetryPolicy::IN_JOB);
         Self {

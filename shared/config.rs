@@ -15,6 +15,9 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// `TAGSYNC_WECOM_RATE_SHARE`: the share of WeCom's rate limits tagsync spends.
     pub wecom_budget: crate::wecom::budget::BudgetConfig,
+    /// `TAGSYNC_MALL_RATE`: the requests a second tagsync sends each tenant's mall at most (the
+    /// contract's default limit, 50; `off`: unpaced).
+    pub mall_rate_per_sec: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -46,7 +49,31 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let admin_token = std::env::var("TAGSYNC_ADMIN_TOKEN")
             .map_err(|_| ConfigError("TAGSYNC_ADMIN_TOKEN is not set".into()))?;
-        Self::new(admin_token, std::env::var("TAGSYNC_WECOM_API_BASE").ok())?.with_env_budget()
+        Self::new(admin_token, std::env::var("TAGSYNC_WECOM_API_BASE").ok())?
+            .with_env_budget()?
+            .with_env_mall_rate()
+    }
+
+    /// Reads `TAGSYNC_MALL_RATE` (requests a second, or `off`) when it is set.
+    pub fn with_env_mall_rate(mut self) -> Result<Self, ConfigError> {
+        let Some(raw) = std::env::var("TAGSYNC_MALL_RATE")
+            .ok()
+            .filter(|s| !s.is_empty())
+        else {
+            return Ok(self);
+        };
+        self.mall_rate_per_sec = match raw.trim() {
+            "off" => None,
+            n => match n.parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(ConfigError(format!(
+                        "TAGSYNC_MALL_RATE `{raw}` is neither a positive number nor `off`"
+                    )));
+                }
+            },
+        };
+        Ok(self)
     }
 
     /// Reads `TAGSYNC_WECOM_RATE_SHARE` (a fraction, 0 < share ≤ 1, of WeCom's 10,000 calls a
@@ -89,6 +116,7 @@ impl Config {
             wecom_api_base: wecom_api_base.trim_end_matches('/').to_string(),
             worker: WorkerConfig::default(),
             wecom_budget: Default::default(),
+            mall_rate_per_sec: Some(crate::mall::client::DEFAULT_MALL_RATE_PER_SEC),
         })
     }
 }

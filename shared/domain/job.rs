@@ -82,6 +82,13 @@ pub enum JobKind {
         #[serde(default)]
         hint: Hint,
     },
+    /// Bring up to 100 members up to date in one job, their mall writes in one batch request
+    /// (`crate::jobs::member_batch`); the operator's member-tag batches queue these.
+    SyncMembers {
+        members: Vec<MemberId>,
+        #[serde(default)]
+        hint: Hint,
+    },
     /// Advance one chain of a reconciliation run by one page (see [`super::SyncRun`]).
     RunChain { run: RunId, chain: String },
     /// Take a bulk run's snapshot: the customers its filter matches now, queued in chunks
@@ -137,6 +144,10 @@ pub struct Hint {
     /// `bulk:{run id}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    /// The job carries the operator's change to members: it takes the mall member to be as
+    /// the hub last knew it instead of reading it (see `View::mall_from_base`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mall_from_base: bool,
 }
 
 impl Default for Hint {
@@ -155,6 +166,7 @@ impl From<Actor> for Hint {
             origin,
             run: None,
             cause: None,
+            mall_from_base: false,
         }
     }
 }
@@ -178,6 +190,7 @@ impl JobKind {
             JobKind::SyncGroup { .. } => "sync_group",
             JobKind::SyncTag { .. } => "sync_tag",
             JobKind::SyncMember { .. } => "sync_member",
+            JobKind::SyncMembers { .. } => "sync_members",
             JobKind::RunChain { .. } => "run_chain",
             JobKind::BulkStart { .. } => "bulk_start",
             JobKind::BulkChunk { .. } => "bulk_chunk",

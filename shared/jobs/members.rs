@@ -13,7 +13,7 @@ use super::worker::Outcome;
 use super::{Step, StepError, WECOM_CORP_TAG, audit, lock, member_lock};
 use crate::app::App;
 use crate::domain::*;
-use crate::mall::client::{IdempotencyKey, MallMember};
+use crate::mall::client::MallMember;
 use crate::ports::Write;
 use crate::sync::members::{SideTags, base_after_write, carry_onto, merge_member_tags};
 use crate::wecom::classify::Refusal;
@@ -27,7 +27,11 @@ pub async fn sync_member(
     member: &MemberId,
     hint: &Hint,
 ) -> Outcome {
-    match repair(app, tenant, job, member, hint, View::default()).await {
+    let view = View {
+        mall_from_base: hint.mall_from_base,
+        ..View::default()
+    };
+    match repair(app, tenant, job, member, hint, view).await {
         Ok(_) => Outcome::Done,
         Err(e) => e.into_outcome(),
     }
@@ -45,6 +49,19 @@ pub struct View {
     /// The customer's stored version when the page compared it with these relations: if a
     /// job has changed the relations since, the page's view is stale and WeCom is read.
     pub customer_version: Option<u64>,
+    /// Without `mall`: take the mall member to be as the hub last knew it (its binding and
+    /// mall base) instead of reading it, when the hub has both. For jobs that carry the
+    /// operator's changes (member-tag batches, bulk runs): every change in the mall sends a
+    /// webhook whose own job merges it, and the write names only tags whose state differs
+    /// from the base, so a change the hub has not heard of yet is never undone (a tag has two
+    /// states: a change from the base the mall made is the one this write would make). The
+    /// write's answer shows such changes; the member is then queued again to carry them.
+    pub mall_from_base: bool,
+    /// The job's gathered mall writes (`jobs::mall_writes`); `None`: this member's own call.
+    pub batch: Option<std::sync::Arc<crate::jobs::mall_writes::MallWrites>>,
+    /// Shared by a job's members: a permit is held from the lock until the mall write, so
+    /// only so many of them read and mark WeCom at once (however many wait for the batch).
+    pub wecom_gate: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 /// What bringing one member up to date changed, for a run's report.
@@ -69,6 +86,15 @@ pub async fn repair(
     view: View,
 ) -> Step<Applied> {
     let held = lock(app, member_lock(&tenant.id, member)).await?;
+    // Taken with the lock held, so this job's batch never waits on another job's member.
+    let seat = view.batch.as_ref().map(|b| b.seat());
+    let permit =
+        match &view.wecom_gate {
+            Some(gate) => Some(gate.clone().acquire_owned().await.map_err(|e| {
+                StepError::retry(format!("the job's WeCom gate closed: {e}"), None)
+            })?),
+            None => None,
+        };
     let mut cx = Cx {
         app,
         tenant,
@@ -81,10 +107,18 @@ pub async fn repair(
         wecom_used: BTreeMap::new(),
         follow_up: false,
         detail: None,
+        seat: seat.as_ref(),
+        permit,
     };
-    let result = cx.run(member).await;
+    let result = cx
+        .run(member)
+        .await
+        .map(|()| std::mem::take(&mut cx.applied));
+    drop(cx);
+    // Given back before the lease: the job's other members may be waiting for this one.
+    drop(seat);
     held.release(app).await;
-    result.map(|()| cx.applied)
+    result
 }
 
 /// Id translations, each looked up once per job.
@@ -112,6 +146,10 @@ struct Cx<'a> {
     follow_up: bool,
     /// The customer as this job read it from WeCom, for the customer index.
     detail: Option<crate::wecom::client::ContactDetail>,
+    /// This member's place in the job's gathered mall writes.
+    seat: Option<&'a crate::jobs::mall_writes::Seat>,
+    /// Held while this member reads and marks WeCom (see `View::wecom_gate`).
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Cx<'_> {
@@ -203,7 +241,10 @@ impl Cx<'_> {
         let ep = App::mall_endpoint(self.tenant);
         let creds = App::wecom_credentials(self.tenant);
 
-        let listed = self.view.mall.take();
+        let listed = match self.view.mall.take() {
+            Some(m) => Some(m),
+            None => self.as_hub_knows(member).await?,
+        };
         let mall_member = match listed {
             Some(m) => m,
             None => match app.mall.get_member(&ep, member).await? {
@@ -451,6 +492,9 @@ impl Cx<'_> {
             }
         }
 
+        // WeCom is done with: the job's next member may go on while this one waits for its
+        // batch.
+        self.permit = None;
         // The mall: one call (split at 100 ids by the client).
         if let Some(change) = &merged.plan.mall {
             let add = self.side_ids(Side::Mall, &change.add).await?;
@@ -464,12 +508,16 @@ impl Cx<'_> {
                     .iter()
                     .map(|i| MallTagId::new_unchecked(i.clone()))
                     .collect();
-                let key = IdempotencyKey::for_step(&self.job.id, &format!("member-tags:{member}"));
-                match app
-                    .mall
-                    .change_member_tags(&ep, &key, member, &add_m, &remove_m)
-                    .await
-                {
+                let written = match self.seat {
+                    Some(seat) => seat.write(member, &add_m, &remove_m).await,
+                    None => {
+                        let key = crate::jobs::mall_writes::member_key(&self.job.id, member);
+                        app.mall
+                            .change_member_tags(&ep, &key, member, &add_m, &remove_m)
+                            .await
+                    }
+                };
+                match written {
                     // The answer lists the member's tags after the call, which may include a
                     // change the mall's operator made since this job read the member (issue
                     // 12 §1): the base is what was read plus what this call did, so such a
@@ -556,6 +604,40 @@ impl Cx<'_> {
             )));
         }
         Ok(())
+    }
+
+    /// The mall member as the hub last knew it, when the view says to use it and the hub has
+    /// the member's binding (with its customer) and mall base; `None`: read it.
+    async fn as_hub_knows(&mut self, member: &MemberId) -> Step<Option<MallMember>> {
+        if !self.view.mall_from_base {
+            return Ok(None);
+        }
+        let t = &self.tenant.id;
+        let Some(binding) = self
+            .app
+            .store
+            .get_binding(t, member)
+            .await?
+            .filter(|b| b.external_userid.is_some())
+        else {
+            return Ok(None);
+        };
+        let Some(known) = self.app.store.get_member_tags(t, member).await? else {
+            return Ok(None);
+        };
+        let mut tag_ids = Vec::new();
+        for tag in &known.mall_base {
+            if let Some(id) = self.side_of(Side::Mall, tag).await? {
+                tag_ids.push(MallTagId::new_unchecked(id));
+            }
+        }
+        Ok(Some(MallMember {
+            id: member.clone(),
+            unionid: binding.unionid,
+            external_userid: binding.external_userid,
+            mobile: None,
+            tag_ids,
+        }))
     }
 
     /// Reads the customer's relations from WeCom (corp tags only: personal tags cannot be

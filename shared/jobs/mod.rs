@@ -2,7 +2,8 @@
 //! what a sync job reads from the hub and the two sides, hands to the pure core
 //! (`crate::sync`), and applies. `intake` turns a verified inbound event into "bring entity K
 //! up to date" jobs; `library` runs group and tag jobs; `members` runs member jobs;
-//! `reconcile` runs a sync run's pages; `nightly` starts the nightly runs; `parked` shows a
+//! `member_batch` runs jobs of many members, whose mall writes `mall_writes` gathers into
+//! batch requests; `reconcile` runs a sync run's pages; `nightly` starts the nightly runs; `parked` shows a
 //! parked job's failure on its object; `customer_index` files customers in the hub's index;
 //! `rules` evaluates automatic-tagging rules on an event and applies them; `undo` runs a
 //! rule's undo page by page; `bulk_tags` runs bulk tagging by filter; `transfers` moves a
@@ -13,6 +14,8 @@ pub mod bulk_tags;
 pub mod customer_index;
 pub mod intake;
 pub mod library;
+pub mod mall_writes;
+pub mod member_batch;
 pub mod members;
 pub mod nightly;
 pub mod parked;
@@ -63,7 +66,7 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
         JobKind::SyncGroup { hint, .. } | JobKind::SyncTag { hint, .. } => {
             settings.tags_enabled && (settings.auto_sync || hint.run.is_some())
         }
-        JobKind::SyncMember { hint, .. } => {
+        JobKind::SyncMember { hint, .. } | JobKind::SyncMembers { hint, .. } => {
             settings.tags_enabled && (settings.member_sync || hint.run.is_some())
         }
         JobKind::Inbound { .. } | JobKind::Rules { .. } | JobKind::Undo { .. } => {

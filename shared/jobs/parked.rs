@@ -28,6 +28,7 @@ pub async fn show(app: &App, job: &Job, reason: &str, side: Option<Side>) {
         JobKind::Undo { run, .. } => crate::jobs::undo::parked(app, t, run, reason).await,
         JobKind::Transfer { run } => crate::jobs::transfers::parked(app, t, run, reason).await,
         JobKind::SyncMember { .. }
+        | JobKind::SyncMembers { .. }
         | JobKind::Inbound { .. }
         | JobKind::Probe { .. }
         | JobKind::Rules { .. } => Ok(()),

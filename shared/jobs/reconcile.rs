@@ -961,8 +961,11 @@ where
         repairs.extend(repair);
     }
     rec.found(r).await?;
-    let done = crate::concurrency::bounded(repairs, PAGE_CONCURRENCY, |(member, view)| {
+    // The page's mall writes go in batch requests (`jobs::mall_writes`).
+    let writes = super::mall_writes::MallWrites::new(&cx.app, &cx.tenant, &cx.job);
+    let done = crate::concurrency::bounded(repairs, PAGE_CONCURRENCY, |(member, mut view)| {
         let cx = cx.clone();
+        view.batch = Some(writes.clone());
         async move {
             let out = repair(&cx.app, &cx.tenant, &cx.job, &member, &cx.hint, view).await;
             (member, out)
@@ -1076,6 +1079,7 @@ async fn mall_member(cx: &PageCx, m: MallMember) -> Step<(Item, Option<Repair>)>
         // compares them page by page.
         wecom: Some(BTreeMap::new()),
         customer_version: None,
+        ..View::default()
     };
     Ok((x, Some((member, view))))
 }
@@ -1274,6 +1278,7 @@ async fn customer(
         mall: None,
         wecom: Some(view),
         customer_version: Some(stored.as_ref().map_or(0, |s| s.version)),
+        ..View::default()
     };
     Ok((x, Some((member, v))))
 }

@@ -353,6 +353,9 @@ pub async fn run_job(app: &App, job: &Job) -> Outcome {
         JobKind::SyncMember { member, hint } => {
             super::members::sync_member(app, &tenant, job, member, hint).await
         }
+        JobKind::SyncMembers { members, hint } => {
+            crate::jobs::member_batch::run(app, &tenant, job, members, hint).await
+        }
         JobKind::RunChain { run, chain } => {
             super::reconcile::advance(app, &tenant, job, run, chain).await
         }

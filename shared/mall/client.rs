@@ -32,6 +32,11 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 /// `GET /members` page size bounds (contract §3).
 pub const MAX_PAGE_LIMIT: u32 = 500;
+/// At most this many members in one `POST /members:batch-tags` (contract §3.1).
+pub const MAX_BATCH_MEMBERS: usize = 100;
+/// How long a mall that answered `POST /members:batch-tags` with 404/405 is written member by
+/// member before the endpoint is tried again (a mall upgraded to 1.1 is noticed within it).
+pub const NO_BATCH_REMEMBERED: Duration = Duration::from_secs(3600);
 
 /// Where one tenant's mall is and how to authenticate to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -354,6 +359,61 @@ pub struct MallClient {
     timeout: Duration,
     metrics: Option<Arc<crate::metrics::Metrics>>,
     retries: crate::retry::RetryPolicy,
+    /// Malls (by base URL: one per tenant) that answered `POST /members:batch-tags` with
+    /// 404/405, and when: not asked again for [`NO_BATCH_REMEMBERED`].
+    no_batch: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// This process's own pace per mall (see [`MallClient::with_pace`]).
+    pace: Option<Arc<Pace>>,
+}
+
+/// The contract's default rate limit per token (§3.1's last paragraph): 50 requests a second.
+pub const DEFAULT_MALL_RATE_PER_SEC: u32 = 50;
+
+/// A token bucket per mall base URL (one tenant, one token) that this process's requests
+/// take from before they are sent, so a burst of jobs meets the mall's limit by waiting for
+/// its turn here rather than by a 429 and a retry. Its burst is a fifth of a second's worth
+/// (the mall's own bucket holds a second's), which leaves room for requests that reach the
+/// mall later than they left.
+#[derive(Debug)]
+pub struct Pace {
+    per_sec: f64,
+    burst: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, tokio::time::Instant)>>,
+}
+
+impl Pace {
+    pub fn new(per_sec: u32) -> Self {
+        let per_sec = f64::from(per_sec.max(1));
+        Self {
+            per_sec,
+            burst: (per_sec / 5.0).max(1.0),
+            buckets: Default::default(),
+        }
+    }
+
+    /// Takes one request's place for `mall` and says how long to wait for it (places are
+    /// handed out in order, so waiting requests keep their turn).
+    fn reserve(&self, mall: &str) -> Duration {
+        let now = tokio::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at) = buckets.entry(mall.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
+        *at = now;
+        *tokens -= 1.0;
+        if *tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-*tokens / self.per_sec)
+        }
+    }
+}
+
+/// One member's change in a `POST /members:batch-tags` (at most 100 ids together).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemberTagItem {
+    pub member_id: MemberId,
+    pub add: Vec<MallTagId>,
+    pub remove: Vec<MallTagId>,
 }
 
 /// A successful answer: its body, or the knowledge that a DELETE found nothing to delete.
@@ -369,7 +429,16 @@ impl MallClient {
             timeout: DEFAULT_TIMEOUT,
             metrics: None,
             retries: crate::retry::RetryPolicy::NONE,
+            no_batch: Arc::default(),
+            pace: None,
         }
+    }
+
+    /// Paces this process's requests to each mall at `per_sec` (the mall's documented
+    /// limit; `None`: not paced, e.g. a mall without a limit).
+    pub fn with_pace(mut self, per_sec: Option<u32>) -> Self {
+        self.pace = per_sec.map(|n| Arc::new(Pace::new(n)));
+        self
     }
 
     /// Counts every call by operation and verdict.
@@ -654,6 +723,119 @@ impl MallClient {
         last.ok_or_else(|| MallError::local(op, "no batch was sent".to_owned()))
     }
 
+    /// Whether `ep`'s mall is (as far as this process knows) one that offers
+    /// `POST /members:batch-tags`: false for [`NO_BATCH_REMEMBERED`] after it answered 404/405.
+    pub fn offers_batch(&self, ep: &MallEndpoint) -> bool {
+        let mut known = self.no_batch.lock().unwrap_or_else(|p| p.into_inner());
+        match known.get(&ep.base_url) {
+            Some(since) if since.elapsed() < NO_BATCH_REMEMBERED => false,
+            Some(_) => {
+                known.remove(&ep.base_url);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// `POST /members:batch-tags` (§3.1): up to 100 members' changes in one write with one
+    /// key. `Ok(None)`: the mall does not offer the endpoint (it answered 404/405, now or
+    /// within [`NO_BATCH_REMEMBERED`]); write member by member instead. Otherwise one result
+    /// per item, in order, each classified as `POST /members/{id}/tags` would be. An error is
+    /// the whole request's (429, 5xx, a malformed batch): no item was applied.
+    pub async fn batch_member_tags(
+        &self,
+        ep: &MallEndpoint,
+        key: &IdempotencyKey,
+        items: &[MemberTagItem],
+    ) -> Result<Option<Vec<Result<MallMember, MallError>>>, MallError> {
+        #[derive(Deserialize)]
+        struct Results {
+            results: Vec<ItemResult>,
+        }
+        #[derive(Deserialize)]
+        struct ItemResult {
+            member_id: MemberId,
+            status: u16,
+            member: Option<MallMember>,
+            error: Option<ErrorDetail>,
+        }
+        let op = "batch_member_tags";
+        if items.is_empty() || items.len() > MAX_BATCH_MEMBERS {
+            return Err(MallError::local(
+                op,
+                format!("a batch holds 1 to {MAX_BATCH_MEMBERS} members"),
+            ));
+        }
+        if !self.offers_batch(ep) {
+            return Ok(None);
+        }
+        let body = json!({ "items": items });
+        let reply = match self
+            .send(
+                ep,
+                op,
+                Method::POST,
+                &["members:batch-tags"],
+                &[],
+                Some(key),
+                Some(&body),
+            )
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) if matches!(e.status, Some(404 | 405)) => {
+                tracing::info!(mall = %ep.base_url, status = ?e.status, "the mall has no batch endpoint; writing member by member");
+                self.no_batch
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(ep.base_url.clone(), std::time::Instant::now());
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let results = decode::<Results>(op, reply)?.results;
+        let in_order = results.len() == items.len()
+            && results
+                .iter()
+                .zip(items)
+                .all(|(r, i)| r.member_id == i.member_id);
+        if !in_order {
+            return Err(MallError::local(
+                op,
+                "the mall's answer does not give one result per item in request order".to_owned(),
+            ));
+        }
+        Ok(Some(
+            results
+                .into_iter()
+                .map(|r| match (r.status, r.member) {
+                    (200..=299, Some(m)) => Ok(m),
+                    (status, _) => {
+                        let error = r.error.unwrap_or_default();
+                        let verdict = classify(&Method::POST, status, None, Some(&error));
+                        Err(MallError {
+                            op,
+                            status: Some(status),
+                            code: Some(error.code).filter(|c| !c.is_empty()),
+                            message: error.message,
+                            verdict: match verdict {
+                                Verdict::Success => Verdict::Permanent(
+                                    "a successful result without its member".to_owned(),
+                                ),
+                                v => v,
+                            },
+                            unknown_ids: error
+                                .unknown_ids
+                                .into_iter()
+                                .map(MallTagId::new_unchecked)
+                                .collect(),
+                        })
+                    }
+                })
+                .collect(),
+        ))
+    }
+
     /// One HTTP exchange, counted by operation and verdict.
     #[allow(clippy::too_many_arguments)]
     async fn send(
@@ -668,6 +850,12 @@ impl MallClient {
     ) -> Result<Reply, MallError> {
         let mut attempt = 1;
         loop {
+            if let Some(pace) = &self.pace {
+                let wait = pace.reserve(&ep.base_url);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             let result = self
                 .exchange(ep, op, method.clone(), path, query, key, body)
                 .await;
@@ -938,6 +1126,21 @@ pub fn member_tag_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pace_lets_a_fifth_of_a_second_through_then_one_request_per_share_of_a_second() {
+        let pace = Pace::new(50);
+        let waits: Vec<Duration> = (0..12).map(|_| pace.reserve("mall-a")).collect();
+        assert!(waits[..10].iter().all(|w| w.is_zero()), "{waits:?}");
+        assert_eq!(waits[10], Duration::from_millis(20));
+        assert_eq!(waits[11], Duration::from_millis(40));
+        assert!(
+            pace.reserve("mall-b").is_zero(),
+            "each mall has its own bucket"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(pace.reserve("mall-a").is_zero(), "refilled after a second");
+    }
 
     fn err(code: &str) -> ErrorDetail {
         ErrorDetail {

@@ -65,6 +65,9 @@ pub struct MallSimConfig {
     /// Requests per second per token; `None` turns the limit off.
     pub rate_limit_per_sec: Option<u32>,
     pub max_tags: usize,
+    /// Whether `POST /members:batch-tags` (§3.1, contract 1.1) is offered, or answered as a
+    /// 1.0 mall answers it.
+    pub batch_endpoint: BatchEndpoint,
     /// How long a key's first final answer is replayed (simulator clock).
     pub idempotency_ttl: Duration,
     pub webhook_retry: WebhookRetry,
@@ -80,6 +83,7 @@ impl Default for MallSimConfig {
             webhook_secret: "mall-sim-webhook-secret".to_owned(),
             rate_limit_per_sec: Some(DEFAULT_RATE_LIMIT_PER_SEC),
             max_tags: MAX_TAGS,
+            batch_endpoint: BatchEndpoint::Offered,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             webhook_retry: WebhookRetry::default(),
             clock: Arc::new(SystemClock),
@@ -97,6 +101,22 @@ impl fmt::Debug for MallSimConfig {
             .finish_non_exhaustive()
     }
 }
+
+/// Whether the simulator offers the optional batch endpoint of contract version 1.1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchEndpoint {
+    /// `POST /members:batch-tags` works (§3.1).
+    #[default]
+    Offered,
+    /// A 1.0 mall that has no such path: 404 `not_found`.
+    NotFound,
+    /// A 1.0 mall whose router matches the path but not the method: 405.
+    MethodNotAllowed,
+}
+
+/// Most items in one `POST /members:batch-tags` (§3.1).
+pub const MAX_BATCH_ITEMS: usize = 100;
 
 /// Webhook retries. The contract's mall retries for 24 h; the simulator gives up sooner so
 /// tests end.
@@ -303,6 +323,7 @@ impl MallSim {
                 idempotency: HashMap::new(),
                 buckets: HashMap::new(),
                 rate_limit: config.rate_limit_per_sec,
+                batch_endpoint: config.batch_endpoint,
                 faults: Faults::default(),
                 webhook_url: config.webhook_url.clone(),
                 webhook_secret: config.webhook_secret.clone(),
@@ -454,6 +475,11 @@ impl MallSim {
         st.buckets.clear();
     }
 
+    /// Offers `POST /members:batch-tags`, or answers it as a 1.0 mall would.
+    pub fn set_batch_endpoint(&self, offered: BatchEndpoint) {
+        self.shared.lock().batch_endpoint = offered;
+    }
+
     /// Retargets webhooks (deliveries already retrying pick the change up on their next try).
     pub fn set_webhook(&self, url: Option<String>, secret: impl Into<String>) {
         let mut st = self.shared.lock();
@@ -592,6 +618,18 @@ impl Operator<'_> {
         self.run(|st| st.create_member(new))
     }
 
+    /// Closes a member's account: it is gone from the mall (the contract has no event for
+    /// it, so no webhook).
+    pub fn remove_member(&self, id: &MemberId) -> Result<MallMember, SimError> {
+        self.run(|st| {
+            let seq = st
+                .member_seq(id.as_str())
+                .ok_or_else(|| SimError::not_found(format!("no member {id}")))?;
+            let m = st.members.remove(&seq).expect("looked up above");
+            Ok((m, vec![]))
+        })
+    }
+
     /// Sets a member's identities (those given; the others stay) and sends `member.bound`.
     pub fn bind_member(&self, id: &MemberId, new: NewMember) -> Result<MallMember, SimError> {
         self.run(|st| st.bind_member(id.as_str(), new))
@@ -644,6 +682,7 @@ struct State {
     idempotency: HashMap<(String, String), StoredAnswer>,
     buckets: HashMap<String, Bucket>,
     rate_limit: Option<u32>,
+    batch_endpoint: BatchEndpoint,
     faults: Faults,
     webhook_url: Option<String>,
     webhook_secret: String,
@@ -1497,6 +1536,7 @@ enum Route<'a> {
     LookupMember,
     GetMember(&'a str),
     ChangeMemberTags(&'a str),
+    BatchMemberTags,
 }
 
 fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, SimError> {
@@ -1514,7 +1554,9 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, SimError> {
         ("GET", ["members:lookup"]) => Route::LookupMember,
         ("GET", ["members", id]) => Route::GetMember(id),
         ("POST", ["members", id, "tags"]) => Route::ChangeMemberTags(id),
-        (_, ["tag-groups"] | ["tag-groups", _] | ["tags"] | ["tags", _] | ["members"])
+        ("POST", ["members:batch-tags"]) => Route::BatchMemberTags,
+        (_, ["members:batch-tags"])
+        | (_, ["tag-groups"] | ["tag-groups", _] | ["tags"] | ["tags", _] | ["members"])
         | (_, ["members:lookup"] | ["members", _] | ["members", _, "tags"]) => {
             return Err(SimError::new(
                 405,
@@ -1572,6 +1614,17 @@ impl Shared {
             return SimError::new(500, "internal", "injected fault").into();
         }
         let route = match route(method, uri.path()) {
+            Ok(Route::BatchMemberTags) if st.batch_endpoint == BatchEndpoint::NotFound => {
+                return SimError::not_found(format!("no endpoint {}", uri.path())).into();
+            }
+            Ok(Route::BatchMemberTags) if st.batch_endpoint == BatchEndpoint::MethodNotAllowed => {
+                return SimError::new(
+                    405,
+                    "invalid_request",
+                    format!("{method} is not allowed on {}", uri.path()),
+                )
+                .into();
+            }
             Ok(route) => route,
             Err(e) => return e.into(),
         };
@@ -1744,10 +1797,64 @@ impl Shared {
                 let (m, ev) = st.change_member_tags(id, b.ids("add")?, b.ids("remove")?)?;
                 (Answer::ok(200, json!(m)), ev)
             }
+            Route::BatchMemberTags => {
+                let items = batch_items(body)?;
+                // Each item exactly as `POST /members/{id}/tags` would apply it, on its own.
+                let mut results = Vec::with_capacity(items.len());
+                let mut events = Vec::new();
+                for (member_id, add, remove) in items {
+                    match st.change_member_tags(&member_id, add, remove) {
+                        Ok((m, ev)) => {
+                            events.extend(ev);
+                            results
+                                .push(json!({"member_id": member_id, "status": 200, "member": m}));
+                        }
+                        Err(e) => results.push(json!({
+                            "member_id": member_id,
+                            "status": e.status,
+                            "error": e.body()["error"],
+                        })),
+                    }
+                }
+                (Answer::ok(200, json!({ "results": results })), events)
+            }
             _ => return Err(SimError::invalid("not a write")),
         };
         Ok((answer, events))
     }
+}
+
+/// The items of a `POST /members:batch-tags` body: 1..=100, each member at most once, each
+/// naming its member and at most 100 tag ids (checked per item when applied).
+fn batch_items(body: &[u8]) -> Result<Vec<(String, Vec<String>, Vec<String>)>, SimError> {
+    let b = Fields::parse(body, &["items"])?;
+    let Some(Value::Array(items)) = b.0.get("items") else {
+        return Err(SimError::invalid("items must be an array"));
+    };
+    if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+        return Err(SimError::invalid(format!(
+            "items must hold 1 to {MAX_BATCH_ITEMS} members ({} given)",
+            items.len()
+        )));
+    }
+    let mut out: Vec<(String, Vec<String>, Vec<String>)> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let bytes = serde_json::to_vec(item).unwrap_or_default();
+        let f = Fields::parse(&bytes, &["member_id", "add", "remove"])
+            .map_err(|e| SimError::invalid(format!("items[{i}]: {}", e.error.message)))?;
+        let member = f
+            .id("member_id")
+            .map_err(|e| SimError::invalid(format!("items[{i}]: {}", e.error.message)))?;
+        if out.iter().any(|(m, _, _)| *m == member) {
+            return Err(SimError::invalid(format!(
+                "items[{i}]: member {member} is listed twice"
+            )));
+        }
+        let add = f.ids("add")?;
+        let remove = f.ids("remove")?;
+        out.push((member, add, remove));
+    }
+    Ok(out)
 }
 
 fn parse_query(query: &str) -> Result<HashMap<String, String>, SimError> {
@@ -2140,6 +2247,7 @@ mod tests {
             idempotency: HashMap::new(),
             buckets: HashMap::new(),
             rate_limit: Some(2),
+            batch_endpoint: BatchEndpoint::Offered,
             faults: Faults::default(),
             webhook_url: None,
             webhook_secret: String::new(),
@@ -2305,6 +2413,17 @@ mod tests {
             route(&Method::POST, "/members/m_1/tags"),
             Ok(Route::ChangeMemberTags("m_1"))
         ));
+        assert!(matches!(
+            route(&Method::POST, "/members:batch-tags"),
+            Ok(Route::BatchMemberTags)
+        ));
+        assert_eq!(
+            route(&Method::GET, "/members:batch-tags")
+                .err()
+                .unwrap()
+                .status,
+            405
+        );
         assert_eq!(route(&Method::PUT, "/tags/t_1").err().unwrap().status, 405);
         assert_eq!(route(&Method::GET, "/nope").err().unwrap().status, 404);
     }

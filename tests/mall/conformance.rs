@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use tagsync::domain::{MallGroupId, MallTagId, MemberId, Secret, Timestamp};
-use tagsync::mall::client::{GroupPatch, MallEndpoint, MemberLookup, TagPatch};
+use tagsync::mall::client::{GroupPatch, MallEndpoint, MemberLookup, MemberTagItem, TagPatch};
 use tagsync::sim::mall::{ApiRequestLog, NewMember};
 
 const DOCUMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/mall-openapi.yaml");
@@ -485,6 +485,28 @@ async fn realistic_session(m: &TestMall) {
     )
     .await
     .unwrap_err(); // unknown_tag
+    // Contract 1.1: two members in one request, one of them unknown (its own 404).
+    let results = c
+        .batch_member_tags(
+            ep,
+            &key("m-batch"),
+            &[
+                MemberTagItem {
+                    member_id: alice.id.clone(),
+                    add: vec![vip.id.clone()],
+                    remove: vec![],
+                },
+                MemberTagItem {
+                    member_id: MemberId::new_unchecked("m_999"),
+                    add: vec![],
+                    remove: vec![MallTagId::new_unchecked("t_999")],
+                },
+            ],
+        )
+        .await
+        .unwrap()
+        .expect("the simulator offers the batch endpoint");
+    assert!(results[0].is_ok() && results[1].is_err());
 
     c.delete_tag(ep, &key("t-del"), &vip.id).await.unwrap();
     c.delete_tag(ep, &key("t-del-again"), &vip.id)

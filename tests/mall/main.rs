@@ -2,6 +2,7 @@
 //! simulator's contract rules and faults, its webhooks, and the traffic's conformance to
 //! `docs/mall-openapi.yaml`. One binary; each test starts its own simulator on its own port.
 
+mod batch;
 mod calls;
 mod conformance;
 mod control;

@@ -254,6 +254,8 @@ impl World {
         config.worker.base_backoff = opts.base_backoff;
         config.worker.max_backoff = opts.max_backoff;
         config.worker.visibility = opts.visibility;
+        // tagsync paces its mall requests at the limit the mall simulator enforces.
+        config.mall_rate_per_sec = opts.mall.rate_limit_per_sec;
         if let Some(budget) = opts.wecom_budget {
             config.wecom_budget = budget;
         }

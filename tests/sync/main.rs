@@ -7,6 +7,7 @@ mod concurrency;
 mod create;
 mod delete;
 mod echo;
+mod mall_batch;
 mod meanwhile;
 mod members;
 mod move_tag;

@@ -607,12 +607,12 @@ async fn batch(app: &App, tenant: &Tenant, req: &HttpRequest) -> Result<HttpResp
     // the whole batch re-applies the same decisions). The others are queued either way.
     let mut failed = 0;
     let mut first_error = None;
-    let mut kinds = Vec::with_capacity(written.len());
+    let mut synced = Vec::with_capacity(written.len());
     for (member, r) in written {
         match r {
             Ok((_, gained)) => {
                 gained_reach_rules(app, tenant, &member, gained).await;
-                kinds.push(sync_member(member));
+                synced.push(member);
             }
             Err(e) => {
                 failed += 1;
@@ -621,6 +621,8 @@ async fn batch(app: &App, tenant: &Tenant, req: &HttpRequest) -> Result<HttpResp
             }
         }
     }
+    // One job per 100 members: their mall writes go in one batch request.
+    let kinds = jobs::member_batch::jobs_for(synced, &Hint::from(Actor::Operator));
     let queued = jobs::enqueue(app, tenant, kinds).await?;
     tracing::info!(tenant = %tenant.id, batch = %batch_id, items = items.len(), members = count, failed, queued, "member tag batch applied");
     if let Some(e) = first_error {

@@ -24,14 +24,16 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tagsync::api::Surface;
 use tagsync::app::{App, MAX_RECEIVES};
 use tagsync::config::Config;
 use tagsync::ports::{Clock, Store};
 use tagsync::queue::counted::TenantCounted;
 use tagsync::queue::sqs::{SqsQueue, create_queues};
-use tagsync::store::dynamo::{DynamoItems, DynamoStore, create_table};
+use tagsync::queue::sqs::SqsRequests;
+use tagsync::store::dynamo::{Capacity, DynamoItems, DynamoStore, create_table};
 use tagsync::store::sealing::{KeySource, SecretKey};
 use tokio::sync::watch;
 
@@ -53,6 +55,37 @@ pub struct CloudResources {
     pub queue_url: String,
     pub dlq_url: String,
     pub queue_arn: String,
+    /// What the store's DynamoDB calls consumed (`ReturnConsumedCapacity`).
+    pub capacity: Arc<Capacity>,
+    /// The requests tagsync's own SQS adapter made, by action.
+    pub sqs_requests: Arc<SqsRequests>,
+    /// Invocations of the functions, and the event source mapping's own SQS requests.
+    pub lambda: Arc<LambdaUsage>,
+}
+
+/// What the stand-ins saw of the functions: invocations and the time they ran, per function,
+/// and the SQS requests the event source mapping makes itself (receives that returned
+/// messages, deletes after an invocation). Counted for the cost table (BENCHMARKS.md).
+#[derive(Debug, Default)]
+pub struct LambdaUsage {
+    pub http_invocations: AtomicU64,
+    pub http_micros: AtomicU64,
+    pub worker_invocations: AtomicU64,
+    pub worker_micros: AtomicU64,
+    /// ReceiveMessage calls that returned at least one message (empty polls are the
+    /// mapping's idle cost, which does not depend on the load).
+    pub esm_receives: AtomicU64,
+    pub esm_empty_receives: AtomicU64,
+    pub esm_deletes: AtomicU64,
+}
+
+impl LambdaUsage {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
 }
 
 /// SDK configuration for a local stand-in whose endpoint `infra/test.sh` exported. A missing
@@ -123,21 +156,21 @@ pub async fn cloud_app(
         })
         .unwrap_or_else(|| panic!("{queue_url} has no ARN"));
 
-    let store = DynamoStore::new(DynamoItems::new(dynamodb.clone(), name.clone()))
+    let items = DynamoItems::new(dynamodb.clone(), name.clone());
+    let capacity = items.capacity();
+    let store = DynamoStore::new(items)
         .unlock(&KeySource::Local(key))
         .await
         .unwrap_or_else(|e| panic!("unlock the store in table {name}: {e}"));
     let store: Arc<dyn Store> = Arc::new(store);
-    let queue = TenantCounted::new(
-        SqsQueue::new(
-            sqs.clone(),
-            queue_url.clone(),
-            dlq_url.clone(),
-            MAX_RECEIVES,
-        ),
-        store.clone(),
-        clock.clone(),
+    let sqs_queue = SqsQueue::new(
+        sqs.clone(),
+        queue_url.clone(),
+        dlq_url.clone(),
+        MAX_RECEIVES,
     );
+    let sqs_requests = sqs_queue.requests();
+    let queue = TenantCounted::new(sqs_queue, store.clone(), clock.clone());
     let app = App::new(store, Arc::new(queue), clock, config);
     let resources = CloudResources {
         dynamodb,
@@ -146,6 +179,9 @@ pub async fn cloud_app(
         queue_url,
         dlq_url,
         queue_arn,
+        capacity,
+        sqs_requests,
+        lambda: Arc::default(),
     };
     (app, resources)
 }
@@ -170,9 +206,10 @@ pub async fn serve_lambdas(
     for _ in 0..concurrency.max(1) {
         pollers.spawn(esm.clone().poll(stop_rx.clone()));
     }
-    let router = axum::Router::new()
-        .fallback(gateway)
-        .with_state(Gateway { app });
+    let router = axum::Router::new().fallback(gateway).with_state(Gateway {
+        app,
+        usage: esm.resources.lambda.clone(),
+    });
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
@@ -187,6 +224,7 @@ pub async fn serve_lambdas(
 #[derive(Clone)]
 pub struct Gateway {
     app: App,
+    usage: Arc<LambdaUsage>,
 }
 
 /// The function that owns a path, by `template.yaml`'s HttpApi events; `None`: no route.
@@ -326,7 +364,11 @@ async fn gateway(
     let event = apigw_v2_event(&parts, &route_key, &body, &request_id);
     let request = lambda_http::request::from_str(&event.to_string())
         .unwrap_or_else(|e| panic!("lambda_http refuses the API Gateway v2 event {event}: {e}"));
-    let response = match tagsync::runtime::lambda::http(&gw.app, surface, request).await {
+    let started = Instant::now();
+    let invoked = tagsync::runtime::lambda::http(&gw.app, surface, request).await;
+    LambdaUsage::add(&gw.usage.http_invocations, 1);
+    LambdaUsage::add(&gw.usage.http_micros, started.elapsed().as_micros() as u64);
+    let response = match invoked {
         Ok(r) => r,
         // A function error is API Gateway's 500.
         Err(e) => {
@@ -383,8 +425,11 @@ impl EventSourceMapping {
                 _ = stop.changed() => return,
             };
             match received {
-                Ok(messages) if messages.is_empty() => {}
+                Ok(messages) if messages.is_empty() => {
+                    LambdaUsage::add(&self.resources.lambda.esm_empty_receives, 1);
+                }
                 Ok(messages) => {
+                    LambdaUsage::add(&self.resources.lambda.esm_receives, 1);
                     self.invoke(messages).await;
                 }
                 Err(e) => {
@@ -425,11 +470,15 @@ impl EventSourceMapping {
             (chrono::Utc::now().timestamp_millis() as u64) + WORKER_TIMEOUT.as_millis() as u64;
         context.invoked_function_arn =
             "arn:aws:lambda:us-east-1:123456789012:function:sync-worker".to_owned();
+        let started = Instant::now();
         let invocation = tokio::time::timeout(
             WORKER_TIMEOUT,
             tagsync::runtime::lambda::sqs(&self.app, LambdaEvent::new(event, context)),
         )
         .await;
+        let usage = &self.resources.lambda;
+        LambdaUsage::add(&usage.worker_invocations, 1);
+        LambdaUsage::add(&usage.worker_micros, started.elapsed().as_micros() as u64);
         let mut outcome = BatchOutcome {
             received: messages.len(),
             ..BatchOutcome::default()
@@ -477,6 +526,7 @@ impl EventSourceMapping {
                         .expect("a delete entry has its id and receipt")
                 })
                 .collect();
+            LambdaUsage::add(&self.resources.lambda.esm_deletes, 1);
             match self
                 .resources
                 .sqs

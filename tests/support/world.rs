@@ -117,6 +117,8 @@ pub struct World {
     pub app: App,
     /// `http://127.0.0.1:P`, where tagsync listens.
     pub base: String,
+    /// The cloud world's AWS resources and usage counters (`None` on SQLite).
+    pub cloud: Option<super::cloud::CloudResources>,
     pub tenant: TenantId,
     http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -276,6 +278,7 @@ impl World {
         // tagsync reads the WeCom simulator's clock (the wall clock unless a test moves it), so
         // both agree on rate windows.
         let clock = opts.wecom.clock.clone();
+        let mut cloud = None;
         let (app, server) = match opts.backend {
             Backend::Sqlite => {
                 let (app, _db) = App::sqlite(&data.0, config, clock, key)
@@ -297,6 +300,7 @@ impl World {
             Backend::Cloud => {
                 let (app, resources) =
                     super::cloud::cloud_app(config, clock, key, opts.visibility).await;
+                cloud = Some(resources.clone());
                 let server = tokio::spawn(super::cloud::serve_lambdas(
                     app.clone(),
                     resources,
@@ -313,6 +317,7 @@ impl World {
             mall,
             app,
             base,
+            cloud,
             tenant,
             http: reqwest::Client::new(),
             stop: Some(stop),

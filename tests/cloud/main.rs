@@ -35,8 +35,7 @@ mod reconcile_helpers;
 pub use reconcile_helpers::*;
 #[path = "../reconcile/library.rs"]
 mod reconcile_library;
-#[path = "../reconcile/members.rs"]
-mod reconcile_members;
+mod members_run;
 
 // 30 % injected faults; a parked job redriven.
 #[path = "../convergence/drive.rs"]

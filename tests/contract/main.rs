@@ -53,6 +53,7 @@ macro_rules! store_contract {
             channels_are_stored_listed_and_deleted,
             counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills_at_once,
             a_members_run_over_50000_staff_keeps_every_item_under_400_kb,
+            directory_of_2000_staff_round_trips_versioned_per_tenant,
         ]);
     };
 }

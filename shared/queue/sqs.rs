@@ -313,7 +313,7 @@ impl Queue for SqsQueue {
     /// `ChangeMessageVisibility` from now; SQS refuses to hold a message more than 12 hours
     /// after its receive, which then shows as an error here.
     async fn extend(&self, delivery: &Delivery, visibility: Duration) -> Result<(), QueueError> {
-        self.client
+        self.client_for("ChangeMessageVisibility")
             .change_message_visibility()
             .queue_url(&self.queue_url)
             .receipt_handle(&delivery.receipt)

@@ -2,6 +2,7 @@
 
 pub mod bulk;
 pub mod customer;
+pub mod directory;
 pub mod ids;
 pub mod job;
 pub mod library;
@@ -15,6 +16,7 @@ pub mod transfer;
 
 pub use bulk::*;
 pub use customer::*;
+pub use directory::*;
 pub use ids::*;
 pub use job::*;
 pub use library::*;

@@ -12,6 +12,7 @@
 
 pub mod bulk_tags;
 pub mod customer_index;
+pub mod directory;
 pub mod intake;
 pub mod library;
 pub mod mall_writes;

@@ -291,6 +291,12 @@ pub trait Store: Send + Sync + 'static {
     async fn put_channel(&self, channel: &mut Channel) -> StoreResult<()>;
     async fn delete_channel(&self, tenant: &TenantId, id: &ChannelId) -> StoreResult<()>;
 
+    // The corp's directory (departments and staff, `domain::directory`), one per tenant.
+    async fn get_directory(&self, tenant: &TenantId) -> StoreResult<Option<Directory>>;
+    /// Writes the directory if its stored version is still `directory.version` (0: none
+    /// stored); on success `directory.version` is the new version.
+    async fn put_directory(&self, directory: &mut Directory) -> StoreResult<()>;
+
     // Queue marks: one tenant's queued jobs, for a queue that cannot count them (SQS).
     /// Writes each mark, replacing its job's mark if there is one.
     async fn put_queue_marks(&self, marks: &[QueueMark]) -> StoreResult<()>;

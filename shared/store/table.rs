@@ -21,6 +21,7 @@
 //! | queue mark (a tenant's queued job, counted on SQS) | `QUEUE#{t}` | `{job id}` |
 //! | rule / channel code | `RULE#{t}` / `CHAN#{t}` | `{rule id}` / `{channel id}` |
 //! | rule firing (expires after [`FIRING_TTL_SECS`]) | `FIRE#{t}#{rule id}` | `{firing id}` (time-ordered) |
+//! | the corp's directory (departments and staff, one item) | `DIR#{t}` | `CURRENT` |
 //!
 //! Tenant secrets and access tokens are sealed (see [`super::sealing`]) when the store has a
 //! sealer; every other field is stored as it is.
@@ -308,6 +309,9 @@ mod keys {
     }
     pub fn channels(t: &TenantId) -> String {
         format!("CHAN#{t}")
+    }
+    pub fn directory(t: &TenantId) -> (String, String) {
+        (format!("DIR#{t}"), "CURRENT".into())
     }
 }
 
@@ -1192,6 +1196,19 @@ impl<B: ItemBackend> Store for TableStore<B> {
                 condition: Condition::None,
             })
             .await
+    }
+
+    async fn get_directory(&self, tenant: &TenantId) -> StoreResult<Option<Directory>> {
+        self.get_entity(keys::directory(tenant), |d: &mut Directory, v| {
+            d.version = v
+        })
+        .await
+    }
+
+    async fn put_directory(&self, directory: &mut Directory) -> StoreResult<()> {
+        let (pk, sk) = keys::directory(&directory.tenant);
+        let write = versioned_put(pk, sk, &*directory, directory.version)?;
+        self.put_one(write, &mut directory.version).await
     }
 
     async fn put_queue_marks(&self, marks: &[QueueMark]) -> StoreResult<()> {

@@ -52,6 +52,7 @@ macro_rules! store_contract {
             channels_are_stored_listed_and_deleted,
             counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills_at_once,
             scoped_group_round_trips_with_its_rule_group_range_and_mall_switch,
+            directory_of_2000_staff_round_trips_versioned_per_tenant,
         ]);
     };
 }

@@ -1,11 +1,12 @@
 //! The operator's API (`/admin/v1/...`, see admin-api.md): the router, the bearer check and
 //! the audit helper every route uses; one file per resource (tenants with their switches and
-//! status, the tag library, members, sync runs, the audit log, dead letters, customers, transfers, automatic-tagging rules, channel codes).
+//! status, the tag library, members, sync runs, the audit log, dead letters, customers, transfers, automatic-tagging rules, channel codes, the corp's directory).
 
 mod audit;
 pub mod channels;
 pub mod customers;
 mod dead_letters;
+mod directory;
 mod group_scope;
 mod library;
 mod members;
@@ -69,6 +70,9 @@ pub(super) async fn route(
                     customers::route(app, &t, req, rest).await
                 }
                 (_, ["transfers", ..]) => transfers::route(app, &t, req, rest).await,
+                (_, ["directory" | "directory:refresh"]) => {
+                    directory::route(app, &t, req, rest).await
+                }
                 _ => Err(ApiError::NotFound(format!(
                     "no route for {} {}",
                     req.method, req.path

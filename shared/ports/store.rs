@@ -213,6 +213,24 @@ pub trait Store: Send + Sync + 'static {
     async fn put_run(&self, run: &mut SyncRun) -> StoreResult<()>;
     /// Newest first.
     async fn list_runs(&self, tenant: &TenantId, limit: usize) -> StoreResult<Vec<SyncRun>>;
+    /// The member list of a run's WeCom relations chain, in an item of its own: in the run
+    /// item, 50,000 staff would take megabytes where DynamoDB holds 400 KB an item. Written
+    /// once, before the chain is recorded; the first write wins, so a duplicate page job
+    /// cannot change a chain's members under its walk. Expires at `expires_at`.
+    async fn put_chain_users(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+        chain: &str,
+        users: &[String],
+        expires_at: Timestamp,
+    ) -> StoreResult<()>;
+    async fn get_chain_users(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+        chain: &str,
+    ) -> StoreResult<Option<Vec<String>>>;
 
     // Idempotency (dedupe of callbacks, webhooks and job side effects).
     /// Put-if-absent with expiry: the first caller gets `Acquired` and holds the key until

@@ -13,7 +13,8 @@ use aws_sdk_sqs::types::{
     Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// SQS's limit on messages per batch call and per receive.
@@ -47,6 +48,28 @@ pub struct SqsQueue {
     queue_url: String,
     dlq_url: String,
     max_receives: u32,
+    requests: Arc<SqsRequests>,
+}
+
+/// The SQS requests this queue made, by API action (SQS bills per request; a batch of up to
+/// 10 messages is one). The cost table in BENCHMARKS.md is counted with it.
+#[derive(Debug, Default)]
+pub struct SqsRequests(Mutex<BTreeMap<&'static str, u64>>);
+
+impl SqsRequests {
+    pub fn count(&self, action: &'static str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(action)
+            .or_default() += 1;
+    }
+
+    /// Requests so far, by action.
+    pub fn by_action(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl SqsQueue {
@@ -56,7 +79,19 @@ impl SqsQueue {
             queue_url,
             dlq_url,
             max_receives,
+            requests: Arc::default(),
         }
+    }
+
+    /// The requests this queue made so far (see [`SqsRequests`]).
+    pub fn requests(&self) -> Arc<SqsRequests> {
+        self.requests.clone()
+    }
+
+    /// The client, for one request of `action`, counted.
+    fn client_for(&self, action: &'static str) -> &Client {
+        self.requests.count(action);
+        &self.client
     }
 
     pub fn queue_url(&self) -> &str {
@@ -73,8 +108,7 @@ impl SqsQueue {
         max: usize,
         visibility_secs: i32,
     ) -> Result<Vec<Message>, QueueError> {
-        let out = self
-            .client
+        let out = self.client_for("ReceiveMessage")
             .receive_message()
             .queue_url(&self.dlq_url)
             .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
@@ -91,9 +125,8 @@ impl SqsQueue {
     /// Makes DLQ messages visible again; failures only delay them by their short visibility.
     async fn release_dead(&self, receipts: &[String]) {
         for receipt in receipts {
-            if let Err(e) = self
-                .client
-                .change_message_visibility()
+            if let Err(e) = self.client_for("ChangeMessageVisibility")
+            .change_message_visibility()
                 .queue_url(&self.dlq_url)
                 .receipt_handle(receipt)
                 .visibility_timeout(0)
@@ -111,7 +144,7 @@ impl SqsQueue {
         message_id: &str,
         receipt: &str,
     ) -> Result<(), QueueError> {
-        self.client
+        self.client_for("DeleteMessage")
             .delete_message()
             .queue_url(queue_url)
             .receipt_handle(receipt)
@@ -149,8 +182,8 @@ impl SqsQueue {
                     continue;
                 }
                 // Send before delete: a failure in between leaves a duplicate, never a loss.
-                self.client
-                    .send_message()
+                self.client_for("SendMessage")
+            .send_message()
                     .queue_url(&self.queue_url)
                     .message_body(m.body().unwrap_or_default())
                     .send()
@@ -195,9 +228,8 @@ impl Queue for SqsQueue {
                             .map_err(|e| build_error("SendMessageBatch", e))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let out = self
-                    .client
-                    .send_message_batch()
+                let out = self.client_for("SendMessageBatch")
+            .send_message_batch()
                     .queue_url(&self.queue_url)
                     .set_entries(Some(entries))
                     .send()
@@ -247,8 +279,7 @@ impl Queue for SqsQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let out = self
-            .client
+        let out = self.client_for("ReceiveMessage")
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(max.min(MAX_BATCH) as i32)
@@ -292,7 +323,7 @@ impl Queue for SqsQueue {
         delay: Duration,
         _error: &str,
     ) -> Result<(), QueueError> {
-        self.client
+        self.client_for("ChangeMessageVisibility")
             .change_message_visibility()
             .queue_url(&self.queue_url)
             .receipt_handle(&delivery.receipt)
@@ -324,7 +355,7 @@ impl Queue for SqsQueue {
                 .map_err(|e| QueueError::Invalid(format!("job {} does not encode: {e}", job.id)))?,
             Err(raw) => raw.clone(),
         };
-        self.client
+        self.client_for("SendMessage")
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
@@ -350,7 +381,7 @@ impl Queue for SqsQueue {
         let parked_at = SystemClock.now().millis();
         // Sent before the delete: a failure in between leaves the job in both queues (it is
         // level-triggered, so a duplicate is harmless), never in neither.
-        self.client
+        self.client_for("SendMessage")
             .send_message()
             .queue_url(&self.dlq_url)
             .message_body(body)
@@ -455,8 +486,7 @@ impl SqsQueue {
         queue_url: &str,
         names: &[QueueAttributeName],
     ) -> Result<Vec<u64>, QueueError> {
-        let out = self
-            .client
+        let out = self.client_for("GetQueueAttributes")
             .get_queue_attributes()
             .queue_url(queue_url)
             .set_attribute_names(Some(names.to_vec()))

@@ -13,6 +13,7 @@
 //! | its copy under each facet (tag, state, staff member, bound) and under `all` | `CIDX#{t}#{facet}` | `{external userid}` |
 //! | audit entry | `AUDIT#{t}` | `{at ms, 15 digits}#{id}` |
 //! | sync run | `RUN#{t}` | `{run id}` (time-ordered) |
+//! | a run's part kept apart from it (a relations chain's member list) | `RUNPART#{t}#{run id}` | `{chain}` |
 //! | idempotency record | `IDEMP#{key}` | `-` |
 //! | lease | `LEASE#{name}` | `-` |
 //! | counter (a rate budget's window, `wecom::budget`) | `COUNT#{name}` | `-` |
@@ -285,6 +286,10 @@ mod keys {
     }
     pub fn run(t: &TenantId) -> String {
         format!("RUN#{t}")
+    }
+    /// Parts of a run kept apart from its item (a chain's member list), by part name.
+    pub fn run_part(t: &TenantId, run: &RunId) -> String {
+        format!("RUNPART#{t}#{run}")
     }
     pub fn idempotency(key: &str) -> (String, String) {
         (format!("IDEMP#{key}"), "-".into())
@@ -910,6 +915,41 @@ impl<B: ItemBackend> Store for TableStore<B> {
             run.version,
         )?;
         self.put_one(write, &mut run.version).await
+    }
+
+    async fn put_chain_users(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+        chain: &str,
+        users: &[String],
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        let pk = keys::run_part(tenant, run);
+        let data = encode(&format!("{pk}|{chain}"), &users)?;
+        let mut item = Item::new(pk, chain, 1, data);
+        item.expiration = Some(expires_at.secs());
+        let put = ItemWrite::Put {
+            item,
+            condition: Condition::Absent,
+        };
+        match self.backend.write(put).await {
+            // Written by an earlier copy of the page job: that one stands.
+            Err(e) if e.is_conflict() => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn get_chain_users(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+        chain: &str,
+    ) -> StoreResult<Option<Vec<String>>> {
+        match self.backend.get(&keys::run_part(tenant, run), chain).await? {
+            None => Ok(None),
+            Some(item) => decode(&item).map(Some),
+        }
     }
 
     async fn list_runs(&self, tenant: &TenantId, limit: usize) -> StoreResult<Vec<SyncRun>> {

@@ -468,3 +468,20 @@ pub async fn tenant_counts_show_a_job_the_queue_parked_itself_as_dead(queue: Arc
         assert!(Instant::now() < deadline, "counts are {c:?}");
     }
 }
+
+/// A reschedule further off than the queue can delay a message (SQS: 15 minutes, and a
+/// transfer waits 24 hours for WeCom's takeover) is cut to what the queue can hold rather
+/// than refused: the job waits, counted pending, not deliverable now; when it comes back it
+/// finds its wait not over and is rescheduled again (a hop per 15 minutes).
+pub async fn reschedule_beyond_the_longest_delay_is_cut_to_it_not_refused(queue: Arc<dyn Queue>) {
+    let queue = &*queue;
+    let sent = job("long wait");
+    queue.send(std::slice::from_ref(&sent)).await.expect("send");
+    let first = receive_one(queue, HOLD).await;
+    queue
+        .reschedule(&first, Duration::from_secs(24 * 3600), "WeCom takes the customer over in 24 h")
+        .await
+        .expect("a 24-hour reschedule is accepted");
+    assert_nothing_deliverable(queue, "rescheduled a day ahead").await;
+    expect_counts(queue, counts(1, 0, 0), "waiting out the delay").await;
+}

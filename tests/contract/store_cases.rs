@@ -6,6 +6,8 @@ use tagsync::domain::*;
 use tagsync::ports::{Claim, Clock, Store, StoreError, SystemClock, Write};
 use tokio::time::Instant;
 
+pub use crate::size_cases::a_members_run_over_50000_staff_keeps_every_item_under_400_kb;
+
 fn now() -> Timestamp {
     SystemClock.now()
 }

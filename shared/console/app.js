@@ -1073,16 +1073,28 @@
     return runs && runs.find((r) => r.status === 'running');
   }
 
-  // Counter names are `{what}.{how}.{side}` (e.g. `tags.renamed.wecom`) or `{what}.{how}`:
-  // in words when the table knows every part, else the name itself.
+  // Counter names are `{what}.{how}.{side}` (e.g. `tags.renamed.wecom`), `{what}.{how}`, or a
+  // name of their own (`firings_undone`, worded under `counter.key.`). A name the table does
+  // not fully know is still readable: the parts it knows in words, the others as the code
+  // they are (untranslated), the whole name in the row's title.
   function counterLabel(key) {
+    if (has('counter.key.' + key)) return t('counter.key.' + key);
     const [what, how, side, ...rest] = String(key).split('.');
     const known = has('counter.what.' + what) && has('counter.how.' + how) && !rest.length &&
       (side === undefined || has('counter.side.' + side));
-    if (!known) return key;
-    const words = { what: t('counter.what.' + what), how: t('counter.how.' + how) };
-    if (side === undefined) return t('counter.phrase', words);
-    return t('counter.phrase_side', { ...words, side: t('counter.side.' + side) });
+    if (known) {
+      const words = { what: t('counter.what.' + what), how: t('counter.how.' + how) };
+      if (side === undefined) return t('counter.phrase', words);
+      return t('counter.phrase_side', { ...words, side: t('counter.side.' + side) });
+    }
+    const part = (word, code) => (word === null ? data('span', 'mono', code) : word);
+    const parts = [
+      part(has('counter.what.' + what) ? t('counter.what.' + what) : null, what),
+      how === undefined ? null : part(has('counter.how.' + how) ? t('counter.how.' + how) : null, how),
+      side === undefined ? null : part(has('counter.side.' + side) ? t('counter.side.' + side) : null, side),
+      ...rest.map((r) => data('span', 'mono', r)),
+    ].filter((p) => p !== null);
+    return parts.flatMap((p, i) => (i ? [' · ', p] : [p]));
   }
 
   // The report: what differed, by side, and what the run changed, by side (a rename found in
@@ -1314,7 +1326,7 @@
     let filter = '';
     const idx = tagIndex(await loadLibrary());
     const tbody = h('tbody');
-    const more = h('button', { class: 'btn', onclick: () => loadMore() }, t('audit.older'));
+    const more = h('button', { class: 'btn', dataset: { action: 'older' }, onclick: () => loadMore() }, t('audit.older'));
     const search = h('input', { type: 'search', class: 'search', placeholder: t('audit.filter'), 'aria-label': t('audit.filter_help'), oninput: () => { filter = search.value.trim().toLowerCase(); render(); } });
     append(main, [
       h('div', { class: 'page-head' }, h('h1', {}, t('nav.audit')), h('span', { class: 'spacer' }), search),

@@ -749,6 +749,55 @@ for (const locale of LOCALES) {
       await page.locator(`[data-testid="transfers"] tr[data-transfer="${id}"]`).waitFor();
     });
 
+    test('every run counter and every audit action (rules, channel codes, bulk runs, transfers) is shown in words, never as its raw key', async () => {
+      // Each run of the tests above (the manual sync, the undo, the bulk runs) on its own page:
+      // every counter of its report and of what it left alone is in words, with no part of its
+      // name left as code.
+      const { body: listed } = await admin('/sync');
+      const runs = listed.runs || [];
+      assert.ok(runs.some((r) => r.scope === 'undo'), JSON.stringify(runs.map((r) => r.scope)));
+      let counters = 0;
+      for (const run of runs) {
+        await page.evaluate((hash) => { location.hash = hash; }, `#/demo/sync/${encodeURIComponent(run.run_id)}`);
+        await page.locator(`[data-testid="run"]`).waitFor();
+        await until(`run ${run.run_id} shown`, async () => (await page.locator('[data-testid="run"] .id').textContent()) === run.run_id);
+        const rows = await page.locator('tr[data-counter]').evaluateAll((trs) => trs.map((tr) => ({
+          key: tr.dataset.counter,
+          text: tr.cells[0].textContent.trim(),
+          code: tr.cells[0].querySelector('[translate="no"]')?.textContent ?? null,
+        })));
+        for (const r of rows) {
+          assert.notEqual(r.text, r.key, `run ${run.run_id} (${run.scope}) shows the counter ${r.key} as its key`);
+          assert.equal(r.code, null, `run ${run.run_id} (${run.scope}): ${r.key} shown as “${r.text}”, ${r.code} not in words`);
+        }
+        counters += rows.length;
+        if (run.scope === 'undo') await shot('26-undo-run-counters');
+      }
+      assert.ok(counters > 0, 'some run showed counters');
+
+      // The whole audit trail, every action in words (the code beside it).
+      await nav('audit');
+      await page.locator('tbody tr code').first().waitFor();
+      const older = page.locator('[data-action="older"]');
+      while (await older.isVisible()) {
+        const n = await page.locator('tbody tr').count();
+        await older.click();
+        await until('older entries', async () => (await page.locator('tbody tr').count()) > n || !(await older.isVisible()));
+      }
+      const actions = await page.locator('tbody tr td.action').evaluateAll((tds) => tds.map((td) => ({
+        code: td.querySelector('code')?.textContent ?? '',
+        words: td.querySelector('div')?.textContent ?? '',
+      })));
+      const codes = new Set(actions.map((a) => a.code));
+      for (const want of ['rule.created', 'rule.undo_started', 'channel.created', 'channel.deleted', 'bulk.started', 'bulk.cancelled', 'transfer.started']) {
+        assert.ok(codes.has(want), `the audit trail shows ${want}: ${[...codes].join(', ')}`);
+      }
+      const raw = actions.filter((a) => !a.words || a.words === a.code).map((a) => a.code);
+      assert.deepEqual([...new Set(raw)], [], 'audit actions shown only as their code');
+      await page.locator('[data-testid="search"], input.search').first().fill('transfer.started');
+      await shot('27-audit-rules-bulk-transfer');
+    });
+
     test('the language switch changes the whole page at once and is remembered after a reload and a sign-out', async () => {
       await nav('library');
       await page.locator('h1', { hasText: X.library }).waitFor();

@@ -382,19 +382,17 @@ pub struct Scope {
     pub can_write: bool,
 }
 
-/// A group's department range: `(departments, users)`, `None` for an unscoped group.
-pub fn group_range(g: &TagGroup) -> Option<(Vec<u32>, Vec<String>)> {
-    let _ = g;
-    None
-}
-
 impl Scope {
+    /// An unscoped group is everyone's; a scoped one is seen when its range names one of
+    /// this scope's departments (theirs or one below) or one of their staff. A group scoped
+    /// to a department above theirs is not theirs, even with "include sub-departments" on:
+    /// it belongs to whoever runs that department (docs/operators.md).
     pub fn sees_group(&self, g: &TagGroup) -> bool {
-        match group_range(g) {
+        match &g.scope {
             None => true,
-            Some((departments, users)) => {
-                departments.iter().any(|d| self.departments.contains(d))
-                    || users.iter().any(|u| self.staff.contains(u))
+            Some(range) => {
+                range.departments.iter().any(|d| self.departments.contains(d))
+                    || range.users.iter().any(|u| self.staff.contains(u))
             }
         }
     }

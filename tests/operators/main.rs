@@ -9,6 +9,7 @@ mod steps;
 mod support;
 
 mod directory;
+mod scope;
 mod sessions;
 
 use crate::support::world::World;

@@ -1,5 +1,3 @@
-// NOT YET IN THE MODULE TREE: needs the groups helper's `TagGroup.scope` (GroupScope) on main; then
-// add `mod scope;` to tests/operators/main.rs and make `access::group_range` read `g.scope`.
 //! The one scope check (issue 16 §3): every admin route, walked with an operator outside the
 //! objects' departments, answers 403 or a list without them; the Shanghai story end to end.
 

@@ -70,6 +70,10 @@ pub struct CloudResources {
 pub struct LambdaUsage {
     pub http_invocations: AtomicU64,
     pub http_micros: AtomicU64,
+    /// Of those, the admin API's (a test's or bench's own look at runs and settings, apart
+    /// from the traffic it measures).
+    pub admin_invocations: AtomicU64,
+    pub admin_micros: AtomicU64,
     pub worker_invocations: AtomicU64,
     pub worker_micros: AtomicU64,
     /// ReceiveMessage calls that returned at least one message (empty polls are the
@@ -366,8 +370,13 @@ async fn gateway(
         .unwrap_or_else(|e| panic!("lambda_http refuses the API Gateway v2 event {event}: {e}"));
     let started = Instant::now();
     let invoked = tagsync::runtime::lambda::http(&gw.app, surface, request).await;
+    let micros = started.elapsed().as_micros() as u64;
     LambdaUsage::add(&gw.usage.http_invocations, 1);
-    LambdaUsage::add(&gw.usage.http_micros, started.elapsed().as_micros() as u64);
+    LambdaUsage::add(&gw.usage.http_micros, micros);
+    if surface == Surface::Admin {
+        LambdaUsage::add(&gw.usage.admin_invocations, 1);
+        LambdaUsage::add(&gw.usage.admin_micros, micros);
+    }
     let response = match invoked {
         Ok(r) => r,
         // A function error is API Gateway's 500.

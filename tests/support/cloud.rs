@@ -198,6 +198,7 @@ pub async fn serve_lambdas(
     resources: CloudResources,
     listener: tokio::net::TcpListener,
     concurrency: usize,
+    worker_timeout: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -205,6 +206,7 @@ pub async fn serve_lambdas(
         app: app.clone(),
         resources,
         batch_size: MAX_BATCH,
+        worker_timeout,
     };
     let mut pollers = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
@@ -410,6 +412,8 @@ pub struct EventSourceMapping {
     pub app: App,
     pub resources: CloudResources,
     pub batch_size: usize,
+    /// An invocation still running after this has failed (the template's `Timeout`).
+    pub worker_timeout: Duration,
 }
 
 /// What one invocation of the worker came to, as the mapping saw it.
@@ -476,12 +480,12 @@ impl EventSourceMapping {
         let mut context = Context::default();
         context.request_id = uuid::Uuid::new_v4().to_string();
         context.deadline =
-            (chrono::Utc::now().timestamp_millis() as u64) + WORKER_TIMEOUT.as_millis() as u64;
+            (chrono::Utc::now().timestamp_millis() as u64) + self.worker_timeout.as_millis() as u64;
         context.invoked_function_arn =
             "arn:aws:lambda:us-east-1:123456789012:function:sync-worker".to_owned();
         let started = Instant::now();
         let invocation = tokio::time::timeout(
-            WORKER_TIMEOUT,
+            self.worker_timeout,
             tagsync::runtime::lambda::sqs(&self.app, LambdaEvent::new(event, context)),
         )
         .await;

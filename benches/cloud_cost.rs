@@ -38,8 +38,8 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tagsync::domain::{MallTagId, MemberId};
-use tagsync::store::dynamo::CapacityUsed;
 use tagsync::sim::mall::NewMember;
+use tagsync::store::dynamo::CapacityUsed;
 
 const GROUPS: usize = 20;
 const TAGS_PER_GROUP: usize = 10;
@@ -78,7 +78,10 @@ fn options() -> Options {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
-            .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} {v}: not a number")))
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name} {v}: not a number"))
+            })
             .unwrap_or(default)
     };
     Options {
@@ -256,7 +259,10 @@ fn kinds_since(
 }
 
 fn kinds(w: &World) -> BTreeMap<String, CapacityUsed> {
-    w.cloud.as_ref().map(|c| c.capacity.by_kind()).unwrap_or_default()
+    w.cloud
+        .as_ref()
+        .map(|c| c.capacity.by_kind())
+        .unwrap_or_default()
 }
 
 fn customer(i: usize) -> String {
@@ -378,7 +384,9 @@ async fn measure(o: &Options) -> Result<Value, String> {
         let wt: Vec<&str> = tags.iter().map(|k| wecom_ids[*k].as_str()).collect();
         for r in 0..relations_of(i) {
             let u = sales_of(i, r);
-            quiet.add_relation(&u, &c, None).map_err(|e| e.to_string())?;
+            quiet
+                .add_relation(&u, &c, None)
+                .map_err(|e| e.to_string())?;
             quiet
                 .tag_relation(&u, &c, &wt, &[])
                 .map_err(|e| e.to_string())?;
@@ -419,7 +427,12 @@ async fn measure(o: &Options) -> Result<Value, String> {
                 .map_err(|e| e.to_string())?;
         } else {
             client
-                .tag_relation(&sales_of(i, 0), &customer(i), &[wecom_ids[tag].as_str()], &[])
+                .tag_relation(
+                    &sales_of(i, 0),
+                    &customer(i),
+                    &[wecom_ids[tag].as_str()],
+                    &[],
+                )
                 .map_err(|e| e.to_string())?;
         }
         settle(&w, "changes").await?;
@@ -551,7 +564,12 @@ async fn table_size(w: &World) -> Result<i64, String> {
         .table_name(&cloud.table)
         .send()
         .await
-        .map_err(|e| format!("DescribeTable: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            format!(
+                "DescribeTable: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e)
+            )
+        })?;
     Ok(t.table().and_then(|t| t.table_size_bytes()).unwrap_or(0))
 }
 

@@ -135,8 +135,15 @@ impl Capacity {
         consumed: impl IntoIterator<Item = &'a ConsumedCapacity>,
     ) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let total: f64 = consumed.into_iter().filter_map(|c| c.capacity_units()).sum();
-        let units = if write { &self.write_milli } else { &self.read_milli };
+        let total: f64 = consumed
+            .into_iter()
+            .filter_map(|c| c.capacity_units())
+            .sum();
+        let units = if write {
+            &self.write_milli
+        } else {
+            &self.read_milli
+        };
         units.fetch_add((total * 1000.0).round() as u64, Ordering::Relaxed);
         self.add_kind(
             kind,
@@ -312,7 +319,8 @@ impl ItemBackend for DynamoItems {
                 .send()
                 .await
                 .map_err(|e| sdk_error("Query", &query.pk, e))?;
-            self.capacity.read(kind_of(&query.pk), page.consumed_capacity());
+            self.capacity
+                .read(kind_of(&query.pk), page.consumed_capacity());
             for attributes in page.items() {
                 let item = from_attributes(attributes)?;
                 let sort_key = if query.on_gsi {
@@ -485,7 +493,8 @@ impl ItemBackend for DynamoItems {
             .await
         {
             Ok(out) => {
-                self.capacity.write(&kinds_of(&keys), out.consumed_capacity());
+                self.capacity
+                    .write(&kinds_of(&keys), out.consumed_capacity());
                 return Ok(());
             }
             Err(err) => err,

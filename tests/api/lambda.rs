@@ -482,8 +482,7 @@ async fn sync_worker_reports_only_the_panicking_message_and_parks_one_on_its_las
 /// batch on every receive until the redrive policy parked it (the cloud cost bench's
 /// onboarding run).
 #[tokio::test]
-async fn sync_worker_runs_a_batchs_jobs_side_by_side_so_ten_slow_jobs_take_about_as_long_as_one()
-{
+async fn sync_worker_runs_a_batchs_jobs_side_by_side_so_ten_slow_jobs_take_about_as_long_as_one() {
     const WORK_MS: u64 = 1_500;
     let client = aws_sdk_sqs::Client::new(&local_aws("TAGSYNC_TEST_SQS_ENDPOINT").await);
     let queue = Arc::new(sqs_queue(&client).await);

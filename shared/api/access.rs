@@ -391,7 +391,10 @@ impl Scope {
         match &g.scope {
             None => true,
             Some(range) => {
-                range.departments.iter().any(|d| self.departments.contains(d))
+                range
+                    .departments
+                    .iter()
+                    .any(|d| self.departments.contains(d))
                     || range.users.iter().any(|u| self.staff.contains(u))
             }
         }

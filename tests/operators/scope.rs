@@ -39,7 +39,11 @@ async fn objects(w: &World) -> Objects {
     let shanghai_member = bound_member(w, "wm_sh_customer", &["pd_zhao"]).await;
     let beijing_member = bound_member(w, "wm_bj_customer", &["bj_chen"]).await;
     let (status, body) = w
-        .admin(Method::PATCH, "/settings", Some(json!({ "auto_sync": false })))
+        .admin(
+            Method::PATCH,
+            "/settings",
+            Some(json!({ "auto_sync": false })),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let (unscoped, _) = group(w, "会员等级", "金卡", &[]).await;
@@ -85,7 +89,12 @@ async fn every_admin_route_refuses_or_filters_an_operator_outside_the_objects_de
     let w = staffed().await;
     let o = objects(&w).await;
     let shanghai = sign_in(&w, "sh_li").await;
-    let beijing_markers = [o.beijing.as_str(), "北京内部评级", o.beijing_tag.as_str(), "wm_bj_customer"];
+    let beijing_markers = [
+        o.beijing.as_str(),
+        "北京内部评级",
+        o.beijing_tag.as_str(),
+        "wm_bj_customer",
+    ];
     let mut walked = 0;
     for spec in ROUTES {
         if matches!(spec.need, Need::Public) || spec.path == "/v1/logout" {
@@ -95,11 +104,17 @@ async fn every_admin_route_refuses_or_filters_an_operator_outside_the_objects_de
         let (path, body) = aimed_at_beijing(&w, &o, spec.path);
         let body = (spec.method != Method::GET).then_some(body).flatten();
         let (status, answer) = shanghai.call(spec.method.clone(), &path, body).await;
-        let what = format!("{} {path} ({:?}) → {status} {answer}", spec.method, spec.need);
+        let what = format!(
+            "{} {path} ({:?}) → {status} {answer}",
+            spec.method, spec.need
+        );
         match spec.need {
             Need::Signed | Need::Tenants | Need::Read | Need::Groups | Need::Customers => {
                 // 404: the made-up run id of `sync/{id}` (an unknown object shows nothing).
-                assert!(status == 200 || (status == 404 && spec.path.contains("{id}")), "{what}");
+                assert!(
+                    status == 200 || (status == 404 && spec.path.contains("{id}")),
+                    "{what}"
+                );
                 let text = answer.to_string();
                 for m in beijing_markers {
                     assert!(!text.contains(m), "{what}: shows {m}");
@@ -111,7 +126,12 @@ async fn every_admin_route_refuses_or_filters_an_operator_outside_the_objects_de
     assert!(walked >= 40, "walked {walked} routes");
     // Nothing of Beijing's changed.
     let (_, groups) = w.admin(Method::GET, "/tag-groups", None).await;
-    let names: Vec<String> = groups["groups"].as_array().unwrap().iter().map(|g| s(&g["name"])).collect();
+    let names: Vec<String> = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| s(&g["name"]))
+        .collect();
     assert!(names.contains(&"北京内部评级".to_string()), "{names:?}");
     assert!(!names.contains(&"北京新组".to_string()), "{names:?}");
 }
@@ -130,7 +150,9 @@ async fn every_route_row_reaches_its_handler_and_a_path_without_a_row_is_404() {
         // An empty JSON body: the handler answers (400, 404 for the made-up id, …), never
         // "no route".
         let body = (spec.method != Method::GET).then(|| json!({}));
-        let (status, answer) = w.request(spec.method.clone(), &format!("/admin{path}"), body).await;
+        let (status, answer) = w
+            .request(spec.method.clone(), &format!("/admin{path}"), body)
+            .await;
         assert!(
             !answer.to_string().contains("no route for"),
             "{} {path}: {status} {answer}",
@@ -149,7 +171,12 @@ async fn a_shanghai_operator_sees_only_unscoped_and_shanghai_groups_and_shanghai
     let b = sign_in(&w, "sh_li").await;
     let (status, groups) = b.admin(&w, Method::GET, "/tag-groups", None).await;
     assert_eq!(status, 200);
-    let mut ids: Vec<String> = groups["groups"].as_array().unwrap().iter().map(|g| s(&g["id"])).collect();
+    let mut ids: Vec<String> = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| s(&g["id"]))
+        .collect();
     ids.sort();
     let mut expected = vec![o.unscoped.clone(), o.shanghai.clone()];
     expected.sort();
@@ -167,20 +194,47 @@ async fn a_shanghai_operator_sees_only_unscoped_and_shanghai_groups_and_shanghai
 
     // A Beijing group cannot be read or changed through any route; a Shanghai one can.
     let (status, _) = b
-        .admin(&w, Method::PATCH, &format!("/tag-groups/{}", o.beijing), Some(json!({"name": "改名"})))
+        .admin(
+            &w,
+            Method::PATCH,
+            &format!("/tag-groups/{}", o.beijing),
+            Some(json!({"name": "改名"})),
+        )
         .await;
     assert_eq!(status, 403);
-    let (status, _) = b.admin(&w, Method::GET, &format!("/members/{}", o.beijing_member), None).await;
+    let (status, _) = b
+        .admin(
+            &w,
+            Method::GET,
+            &format!("/members/{}", o.beijing_member),
+            None,
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = b.admin(&w, Method::GET, &format!("/members/{}", o.shanghai_member), None).await;
+    let (status, _) = b
+        .admin(
+            &w,
+            Method::GET,
+            &format!("/members/{}", o.shanghai_member),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     let (status, body) = b
-        .admin(&w, Method::PATCH, &format!("/tag-groups/{}", o.shanghai), Some(json!({"name": "上海评级"})))
+        .admin(
+            &w,
+            Method::PATCH,
+            &format!("/tag-groups/{}", o.shanghai),
+            Some(json!({"name": "上海评级"})),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let audit = w.app.store.list_audit(&w.tenant, None, 50).await.unwrap();
     assert!(
-        audit.items.iter().any(|e| e.entity.contains(&o.shanghai) && e.origin == "operator:sh_li"),
+        audit
+            .items
+            .iter()
+            .any(|e| e.entity.contains(&o.shanghai) && e.origin == "operator:sh_li"),
         "the audit names the operator: {:?}",
         audit.items
     );
@@ -191,15 +245,28 @@ async fn a_shanghai_operator_sees_only_unscoped_and_shanghai_groups_and_shanghai
     assert_eq!(all["groups"].as_array().unwrap().len(), 3);
     let bj = sign_in(&w, "bj_chen").await;
     let (_, theirs) = bj.admin(&w, Method::GET, "/tag-groups", None).await;
-    let names: Vec<String> = theirs["groups"].as_array().unwrap().iter().map(|g| s(&g["name"])).collect();
-    assert!(names.contains(&"北京内部评级".to_string()) && !names.contains(&"上海评级".to_string()), "{names:?}");
+    let names: Vec<String> = theirs["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| s(&g["name"]))
+        .collect();
+    assert!(
+        names.contains(&"北京内部评级".to_string()) && !names.contains(&"上海评级".to_string()),
+        "{names:?}"
+    );
 
     // The viewer of Shanghai reads the same, and cannot write.
     let viewer = sign_in(&w, "pd_zhao").await;
     let (_, seen) = viewer.admin(&w, Method::GET, "/tag-groups", None).await;
     assert_eq!(seen["groups"].as_array().unwrap().len(), 2);
     let (status, _) = viewer
-        .admin(&w, Method::PATCH, &format!("/tag-groups/{}", o.shanghai), Some(json!({"name": "x"})))
+        .admin(
+            &w,
+            Method::PATCH,
+            &format!("/tag-groups/{}", o.shanghai),
+            Some(json!({"name": "x"})),
+        )
         .await;
     assert_eq!(status, 403);
 }

@@ -203,7 +203,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let base = format!("http://{}", listener.local_addr()?);
             // The first line on stdout says where to reach us (with `--listen 127.0.0.1:0` the
             // port is chosen by the OS; scripts and tests read it from here).
-            println!("tagsync listening on {base}");
+            tell(&format!("tagsync listening on {base}"));
             let opts = ServeOptions {
                 workers: usize::from(workers),
                 nightly,
@@ -217,7 +217,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             ));
             if let Some(sims) = &sims {
                 let instructions = tagsync::runtime::demo::seed(&app, sims, &base, &token).await?;
-                println!("data directory: {}\n{instructions}", data.display());
+                tell(&format!(
+                    "data directory: {}\n{instructions}",
+                    data.display()
+                ));
             }
             server.await??;
             drop(sims);
@@ -290,6 +293,17 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
+/// Writes a line for whoever started `serve` (a terminal, a script, a test) to stdout. The server
+/// keeps running if nobody reads it any more: a closed pipe or a full disk behind stdout is
+/// logged, never a reason to stop syncing (`println!` would panic the main task and kill it).
+fn tell(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        tracing::warn!(error = %e, "could not write to stdout; serving on");
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -27,6 +27,19 @@ pub struct WorkerConfig {
     /// First retry delay; doubles per receive up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// The longest a job may run before the worker stops it (see [`Self::run_cap`]); the
+    /// heartbeat keeps a running job invisible, so this is what ends one that hangs.
+    pub max_run: Duration,
+}
+
+impl WorkerConfig {
+    /// The longest one run of a job may take: `max_run` (15 minutes, a Lambda's own
+    /// maximum, so a job that fits one fits `serve`), or the visibility timeout if that is
+    /// longer. A job stopped at its cap counts as a failed try (retried, parked after the
+    /// last one with the reason).
+    pub fn run_cap(&self) -> Duration {
+        self.max_run.max(self.visibility)
+    }
 }
 
 impl Default for WorkerConfig {
@@ -35,6 +48,7 @@ impl Default for WorkerConfig {
             visibility: Duration::from_secs(60),
             base_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(300),
+            max_run: Duration::from_secs(15 * 60),
         }
     }
 }

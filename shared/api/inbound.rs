@@ -42,7 +42,9 @@ pub async fn accept(
     on_repeat: OnRepeat,
 ) -> Result<Accepted, ApiError> {
     let source = match &event {
-        InboundEvent::WecomTag { .. } | InboundEvent::WecomContact { .. } => "wecom",
+        InboundEvent::WecomTag { .. }
+        | InboundEvent::WecomContact { .. }
+        | InboundEvent::WecomDirectory { .. } => "wecom",
         InboundEvent::Mall { .. } => "mall",
     };
     let now = app.clock.now();

@@ -121,6 +121,11 @@ async fn receive(app: &App, tenant: &Tenant, event: WecomEvent) -> Result<HttpRe
             source: source.clone(),
             create_time: event.create_time,
         },
+        EventKind::DirectoryChange { change, id } => InboundEvent::WecomDirectory {
+            change: change.clone(),
+            id: id.clone(),
+            create_time: event.create_time,
+        },
         EventKind::Other { event: name } => {
             // Tolerated, never an error (wecom-api.md §9 P8): WeCom sends more than tags.
             tracing::info!(tenant = %tenant.id, event = %name, "callback event not used by tagsync: acknowledged");

@@ -187,6 +187,10 @@ impl JobKind {
                 event: InboundEvent::Mall { .. },
                 ..
             } => "inbound_mall",
+            JobKind::Inbound {
+                event: InboundEvent::WecomDirectory { .. },
+                ..
+            } => "inbound_wecom_directory",
             JobKind::SyncGroup { .. } => "sync_group",
             JobKind::SyncTag { .. } => "sync_tag",
             JobKind::SyncMember { .. } => "sync_member",
@@ -227,6 +231,13 @@ pub enum InboundEvent {
         external_user_id: ExternalUserId,
         state: Option<String>,
         source: Option<String>,
+        create_time: i64,
+    },
+    /// `change_contact`: a department or staff member changed (`id`: the department's id or
+    /// the member's userid); the directory is read again (`crate::jobs::directory`).
+    WecomDirectory {
+        change: String,
+        id: Option<String>,
         create_time: i64,
     },
     /// A mall webhook (`type` and the whole validated body).

@@ -156,8 +156,16 @@ pub enum Walk {
     /// WeCom's members with customer contact (`get_follow_user_list`), one page: it splits
     /// them into `wecom_relations` chains.
     WecomUsers,
-    /// The relations of up to 100 WeCom members, `batch/get_by_user` page by page.
-    WecomRelations { users: Vec<String> },
+    /// The relations of up to 100 WeCom members, `batch/get_by_user` page by page. Their
+    /// userids are stored apart from the run item (`users_apart`: `Store::get_chain_users`,
+    /// so that the run item stays far below DynamoDB's 400 KB however large the corp); runs
+    /// recorded before that hold them in `users`.
+    WecomRelations {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        users: Vec<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        users_apart: bool,
+    },
     /// A rule's firings, newest first, page by page (an undo run).
     Firings,
 }

@@ -6,16 +6,18 @@
 //!    customer added later is not swept in) — and queues them in chunks of [`BULK_CHUNK`];
 //! 3. each chunk job applies the change to its customers one by one, whole or not at all,
 //!    through the member-tag path: a bound customer's hub marks are written (audit origin
-//!    `bulk:{run}`) and its member job runs (one `mark_tag` per relation that differs, one
-//!    mall write); an unbound customer has no hub marks, so its relations get the WeCom
-//!    tags directly (one `mark_tag` per relation). It records its counts once.
+//!    `bulk:{run}`) and its member job runs (one `mark_tag` per relation that differs, its
+//!    mall change waiting for the chunk's others to go in one `POST /members:batch-tags`);
+//!    an unbound customer has no hub marks, so its relations get the WeCom tags directly
+//!    (one `mark_tag` per relation). It records its counts once.
 //!
 //! A customer that fails for good counts as failed (with WeCom's or the mall's reason) and the
 //! chunk goes on; a chunk that cannot finish is retried, and when parked fails the run with
 //! the reason. Cancelling marks the run `cancelled`: every chunk stops before its next
 //! customer, and the counts say how far it got.
 
-use super::members::{View, repair};
+use super::mall_writes::Seat;
+use super::members::{Turn, View, repair_in_turn};
 use super::worker::Outcome;
 use super::{StepError, WECOM_CORP_TAG};
 use crate::app::App;
@@ -25,6 +27,7 @@ use crate::ports::{StoreError, Write};
 use crate::wecom::classify::Refusal;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// How often a write of the run or a member's marks is tried again when it changed meanwhile.
 const TRIES: usize = 8;
@@ -155,26 +158,26 @@ pub async fn chunk(
         return Outcome::Done;
     }
     let (mut done, mut failures) = (0, Vec::new());
-    for c in customers {
-        // Cancelled (or failed) meanwhile: stop before the next customer.
-        match app.store.get_run(t, run_id).await {
-            Ok(Some(r)) if r.status == RunStatus::Running => {}
-            Ok(_) => break,
-            Err(e) => return StepError::from(e).into_outcome(),
-        }
-        match apply(app, tenant, job, run_id, &bulk, c).await {
+    let mut again = None;
+    for (c, result) in apply_all(app, tenant, job, run_id, &bulk, customers).await {
+        match result {
             Ok(()) => done += 1,
             Err(e) => match e.into_outcome() {
                 Outcome::Done => done += 1,
                 Outcome::Park { reason, .. } => failures.push(BulkFailure {
-                    external_userid: c.clone(),
+                    external_userid: c,
                     reason,
                 }),
                 // Transient: the whole chunk again (what it applied is applied; applying it
                 // again changes nothing).
-                other => return other,
+                other => {
+                    again.get_or_insert(other);
+                }
             },
         }
+    }
+    if let Some(other) = again {
+        return other;
     }
     let now = app.clock.now();
     let recorded = update_run(app, t, run_id, |run| {
@@ -203,7 +206,92 @@ pub async fn chunk(
     }
 }
 
-/// The change applied to one customer, whole or not at all.
+/// One chunk's customers, each whole or not at all, in the snapshot's order: one customer at a
+/// time takes the job's WeCom turn (the chunk's WeCom calls go one by one, as they did when it
+/// went customer by customer), while the members' mall writes wait for each other and go in
+/// one batch request (`jobs::mall_writes`). Each customer's seat in that batch is taken before
+/// its turn; a customer not started because the run was cancelled (or failed) meanwhile gives
+/// it back and is left out of the answer.
+async fn apply_all(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    run_id: &RunId,
+    bulk: &BulkState,
+    customers: &[ExternalUserId],
+) -> Vec<(ExternalUserId, Result<(), StepError>)> {
+    let writes = super::mall_writes::MallWrites::new(app, tenant, job);
+    let gate = Arc::new(tokio::sync::Semaphore::new(1));
+    let turns = Arc::new(tokio::sync::watch::channel(0usize).0);
+    let items: Vec<(usize, ExternalUserId, Seat)> = customers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, c.clone(), writes.seat()))
+        .collect();
+    let n = items.len().max(1);
+    let done = crate::concurrency::bounded(items, n, |(i, c, seat)| {
+        let (app, tenant, job, run_id, bulk) = (
+            app.clone(),
+            tenant.clone(),
+            job.clone(),
+            run_id.clone(),
+            bulk.clone(),
+        );
+        let (gate, turns) = (gate.clone(), turns.clone());
+        async move {
+            // The next customer's turn comes when this one has the WeCom turn (or stops).
+            let next = NextTurn(turns.clone(), i + 1);
+            let mut mine = turns.subscribe();
+            let _ = mine.wait_for(|t| *t >= i).await;
+            let permit = gate.acquire_owned().await;
+            drop(next);
+            let permit = match permit {
+                Ok(p) => p,
+                Err(e) => {
+                    let e = StepError::retry(format!("the chunk's WeCom turn closed: {e}"), None);
+                    return (c, Some(Err(e)));
+                }
+            };
+            let t = &tenant.id;
+            // Cancelled (or failed) meanwhile: stop before this customer.
+            match app.store.get_run(t, &run_id).await {
+                Ok(Some(r)) if r.status == RunStatus::Running => {}
+                Ok(_) => return (c, None),
+                Err(e) => return (c, Some(Err(e.into()))),
+            }
+            let turn = Turn {
+                seat: Some(seat),
+                permit: Some(permit),
+            };
+            let out = apply(&app, &tenant, &job, &run_id, &bulk, &c, turn).await;
+            (c, Some(out))
+        }
+    })
+    .await;
+    match done {
+        Ok(done) => done
+            .into_iter()
+            .filter_map(|(c, out)| out.map(|o| (c, o)))
+            .collect(),
+        Err(e) => {
+            let e = StepError::retry(format!("a customer task failed: {e}"), None);
+            vec![(customers[0].clone(), Err(e))]
+        }
+    }
+}
+
+/// Gives the next customer its turn when dropped (also when this one's task ends early).
+struct NextTurn(Arc<tokio::sync::watch::Sender<usize>>, usize);
+
+impl Drop for NextTurn {
+    fn drop(&mut self) {
+        let next = self.1;
+        self.0.send_modify(|t| *t = (*t).max(next));
+    }
+}
+
+/// The change applied to one customer, whole or not at all, in its turn (`turn`: its WeCom
+/// turn and its seat in the chunk's mall batch).
 async fn apply(
     app: &App,
     tenant: &Tenant,
@@ -211,6 +299,7 @@ async fn apply(
     run_id: &RunId,
     bulk: &BulkState,
     c: &ExternalUserId,
+    turn: Turn,
 ) -> Result<(), StepError> {
     let t = &tenant.id;
     let cause = format!("bulk:{run_id}");
@@ -258,7 +347,7 @@ async fn apply(
         cause: Some(cause),
         ..Hint::from(Actor::Operator)
     };
-    repair(app, tenant, job, &member, &hint, View::default()).await?;
+    repair_in_turn(app, tenant, job, &member, &hint, View::default(), turn).await?;
     Ok(())
 }
 

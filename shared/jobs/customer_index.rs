@@ -22,6 +22,54 @@ pub async fn record(
     customer: &ExternalUserId,
     read: &CustomerRead,
 ) -> StoreResult<()> {
+    record_by(app, t, customer, |_| read.clone()).await
+}
+
+/// Files a read taken at `read_at` after which tagsync itself put `applied` (hub ids) on
+/// the customer's relation with `userid`. If the entry was filed again since the read began
+/// (an event's job read the customer after a salesperson's change), the older read is not put
+/// back over it: only what tagsync applied is added to that relation.
+pub async fn record_after_write(
+    app: &App,
+    t: &TenantId,
+    customer: &ExternalUserId,
+    read: &CustomerRead,
+    read_at: Timestamp,
+    userid: &WecomUserId,
+    applied: &BTreeSet<HubTagId>,
+) -> StoreResult<()> {
+    record_by(app, t, customer, |entry| {
+        if entry.version == 0 || entry.updated_at < read_at {
+            return read.clone();
+        }
+        let relations = entry
+            .relations
+            .get(userid)
+            .map(|known| RelationRead {
+                userid: userid.clone(),
+                state: None,
+                added_at: None,
+                tag_ids: known.tag_ids.union(applied).cloned().collect(),
+                personal_tags: None,
+            })
+            .into_iter()
+            .collect();
+        CustomerRead {
+            name: None,
+            member: None,
+            relations,
+            complete: false,
+        }
+    })
+    .await
+}
+
+async fn record_by(
+    app: &App,
+    t: &TenantId,
+    customer: &ExternalUserId,
+    read_for: impl Fn(&CustomerEntry) -> CustomerRead,
+) -> StoreResult<()> {
     let mut last = None;
     for _ in 0..5 {
         let mut entry = app
@@ -29,7 +77,7 @@ pub async fn record(
             .get_customer_entry(t, customer)
             .await?
             .unwrap_or_else(|| CustomerEntry::new(t.clone(), customer.clone(), app.clock.now()));
-        if !entry.absorb(read) && entry.version != 0 {
+        if !entry.absorb(&read_for(&entry)) && entry.version != 0 {
             return Ok(());
         }
         entry.updated_at = app.clock.now();

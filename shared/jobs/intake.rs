@@ -94,6 +94,10 @@ async fn record(app: &App, tenant: &Tenant, job: &Job, event: &InboundEvent) -> 
             event_id,
             ..
         } => (Actor::Mall, format!("{event_type}:{event_id}")),
+        InboundEvent::WecomDirectory { change, id, .. } => (
+            Actor::Wecom,
+            format!("directory:{change}:{}", id.as_deref().unwrap_or("")),
+        ),
     };
     let entry = AuditEntry {
         tenant: tenant.id.clone(),
@@ -145,6 +149,12 @@ async fn jobs_for(app: &App, tenant: &Tenant, event: &InboundEvent) -> Step<Vec<
         InboundEvent::Mall {
             occurred_at, body, ..
         } => mall(app, tenant, *occurred_at, body).await,
+        // The event says only what changed: the whole directory is read again, here (no sync
+        // job follows; the groups' scopes read the stored directory).
+        InboundEvent::WecomDirectory { .. } => {
+            crate::jobs::directory::refresh(app, tenant).await?;
+            Ok(Vec::new())
+        }
     }
 }
 

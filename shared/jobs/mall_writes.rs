@@ -1,14 +1,16 @@
 //! One job's mall member writes, gathered into `POST /members:batch-tags` (contract §3.1).
 //!
 //! A job that brings many members up to date at once (an operator's member-tag batch, a
-//! reconciliation page's repairs) runs one repair per member, concurrently; each repair
+//! reconciliation page's repairs, a bulk run's chunk) runs one repair per member, concurrently; each repair
 //! reads, merges and marks WeCom on its own, then hands its mall change to the job's
 //! [`MallWrites`] and waits. When every repair still running has handed in its change (or
 //! 100 have), the changes go to the mall as one batch request, and each repair gets its own
 //! member's result and carries on alone: a member the mall refused fails only that member's
 //! repair. A repair joins (takes a [`Seat`]) once it holds its member's lock, so repairs
 //! waiting for a lock another job holds never hold a batch back (two jobs' batches cannot
-//! wait on each other).
+//! wait on each other). A bulk chunk, whose customers go in order, takes their seats before
+//! their turns (else its first member's change would go out alone); their wait for a lock is
+//! bounded instead (`members::repair_in_turn`).
 //!
 //! One member to write goes out as `POST /members/{id}/tags` (the same request count). A mall
 //! without the endpoint (404/405, remembered per mall by the client) gets one

@@ -85,15 +85,56 @@ pub async fn repair(
     hint: &Hint,
     view: View,
 ) -> Step<Applied> {
-    let held = lock(app, member_lock(&tenant.id, member)).await?;
-    // Taken with the lock held, so this job's batch never waits on another job's member.
-    let seat = view.batch.as_ref().map(|b| b.seat());
+    repair_in_turn(app, tenant, job, member, hint, view, Turn::default()).await
+}
+
+/// What a job that brings its members up to date in a set order (`jobs::bulk_tags`) hands a
+/// member's repair already taken: the member's seat in the job's mall batch (taken before
+/// its turn, so the batch waits for it) and the job's WeCom turn.
+#[derive(Debug, Default)]
+pub struct Turn {
+    pub seat: Option<crate::jobs::mall_writes::Seat>,
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// How long a member that holds a seat in its job's batch waits for the member's lock: the
+/// holder may be another job waiting for its own batch, which may wait on a member this job
+/// holds; the wait ends that (the member is tried again with its job).
+const SEATED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// [`repair`] with what `turn` brings already taken.
+pub async fn repair_in_turn(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    member: &MemberId,
+    hint: &Hint,
+    view: View,
+    turn: Turn,
+) -> Step<Applied> {
+    let locking = lock(app, member_lock(&tenant.id, member));
+    let held = if turn.seat.is_some() {
+        tokio::time::timeout(SEATED_LOCK_WAIT, locking)
+            .await
+            .map_err(|_| {
+                StepError::retry(
+                    format!("member {member} is held by another job"),
+                    Some(std::time::Duration::from_secs(1)),
+                )
+            })??
+    } else {
+        locking.await?
+    };
+    // Unless the turn brought it, taken with the lock held, so this job's batch never waits on
+    // another job's member.
+    let seat = turn.seat.or_else(|| view.batch.as_ref().map(|b| b.seat()));
     let permit =
-        match &view.wecom_gate {
-            Some(gate) => Some(gate.clone().acquire_owned().await.map_err(|e| {
+        match (turn.permit, &view.wecom_gate) {
+            (Some(p), _) => Some(p),
+            (None, Some(gate)) => Some(gate.clone().acquire_owned().await.map_err(|e| {
                 StepError::retry(format!("the job's WeCom gate closed: {e}"), None)
             })?),
-            None => None,
+            (None, None) => None,
         };
     let mut cx = Cx {
         app,
@@ -369,6 +410,7 @@ impl Cx<'_> {
         }
 
         let merged = merge_member_tags(&hub, &mall_side, &relations);
+        tracing::debug!(%member, hub = ?hub, mall = ?mall_side, relations = ?relations, desired = ?merged.desired, "member merged");
         let mut tags = merged.tags.clone();
         let mut customer_rel = customer.as_ref().map(|c| {
             let mut r = stored_customer.clone().unwrap_or(CustomerRelations {

@@ -12,6 +12,8 @@
 
 pub mod bulk_tags;
 pub mod customer_index;
+pub mod directory;
+pub mod heartbeat;
 pub mod intake;
 pub mod library;
 pub mod mall_writes;

@@ -2,7 +2,9 @@
 //! starts an `all` reconciliation run for every tenant whose customer-tag feature is on. A
 //! tenant whose previous run is still going is skipped (runs are single-flight per tenant).
 //! The automatic-sync switches do not hold the nightly run back: it is the repair that brings
-//! the sides together, as the issue that asked for it says.
+//! the sides together, as the issue that asked for it says. It also reads each such tenant's
+//! directory again (`jobs::directory`), so a department change whose callback was lost is
+//! caught within a day.
 
 use super::reconcile::{self, StartError};
 use crate::app::App;
@@ -20,6 +22,10 @@ pub struct NightlyReport {
     pub started: Vec<String>,
     /// Tenants whose run could not start (still running, or an error), with why.
     pub not_started: Vec<(TenantId, String)>,
+    /// Tenants whose directory (departments and staff) was read again from WeCom.
+    pub directories: Vec<TenantId>,
+    /// Tenants whose directory could not be read, with why (the stored one stays).
+    pub directories_failed: Vec<(TenantId, String)>,
 }
 
 pub async fn run(app: &App) -> Result<NightlyReport, StoreError> {
@@ -30,6 +36,14 @@ pub async fn run(app: &App) -> Result<NightlyReport, StoreError> {
             continue;
         }
         report.due.push(t.id.clone());
+        // The directory first: scopes expanded after the run's start read it.
+        match super::directory::refresh(app, &t).await {
+            Ok(_) => report.directories.push(t.id.clone()),
+            Err(e) => {
+                tracing::warn!(tenant = %t.id, error = %e.reason, "nightly directory refresh failed");
+                report.directories_failed.push((t.id.clone(), e.reason));
+            }
+        }
         match reconcile::start(app, &t, RunScope::All, Actor::System).await {
             Ok(run) => report.started.push(run.id.to_string()),
             Err(e @ (StartError::Busy(_) | StartError::Off)) => {

@@ -249,21 +249,26 @@ async fn advance_inner(
         Walk::MallMembers => {
             mall_page(app, tenant, job, &hint, state.cursor.as_deref(), &rec).await
         }
-        Walk::WecomUsers => users_page(app, tenant).await,
+        Walk::WecomUsers => users_page(app, tenant, run_id).await,
         Walk::Firings => Err(StepError::park(
             "an undo run's chain is advanced by undo jobs, not by reconciliation pages",
         )),
-        Walk::WecomRelations { users } => {
-            relations_page(
-                app,
-                tenant,
-                job,
-                &hint,
-                users,
-                state.cursor.as_deref(),
-                &rec,
-            )
-            .await
+        Walk::WecomRelations { users, users_apart } => {
+            match chain_users(app, t, run_id, chain, users, *users_apart).await {
+                Ok(users) => {
+                    relations_page(
+                        app,
+                        tenant,
+                        job,
+                        &hint,
+                        &users,
+                        state.cursor.as_deref(),
+                        &rec,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            }
         }
     };
     // A failure names its page; if the job ends parked, the run is failed with it
@@ -1080,24 +1085,24 @@ async fn mall_member(cx: &PageCx, m: MallMember) -> Step<(Item, Option<Repair>)>
     Ok((x, Some((member, view))))
 }
 
-async fn users_page(app: &App, tenant: &Tenant) -> Step<PageResult> {
-    let mut users = app
-        .wecom
-        .get_follow_user_list(&App::wecom_credentials(tenant))
-        .await?;
-    users.sort();
-    users.dedup();
+/// How long a chain's member list is kept (its run is over within hours; a run stalls after
+/// [`STALL_MS`] without progress).
+pub const CHAIN_USERS_TTL_SECS: i64 = 35 * 24 * 3600;
+
+/// The `wecom_relations` chains over a corp's members with customer contact (sorted and
+/// deduplicated): up to 100 members each (`batch/get_by_user`'s maximum), fewer when that
+/// gives the workers [`CHAINS_WANTED`] chains side by side; each with its member list, which
+/// is stored apart from the run item (`users_apart`).
+pub fn relation_chains(users: &[String]) -> Vec<(String, Chain, &[String])> {
     let size = users.len().div_ceil(CHAINS_WANTED).clamp(1, 100);
-    let mut r = PageResult {
-        done: true,
-        ..PageResult::default()
-    };
-    for (i, chunk) in users.chunks(size).enumerate() {
-        r.new_chains.push((
-            format!("wecom_relations_{i:04}"),
-            Chain {
+    users
+        .chunks(size)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let chain = Chain {
                 walk: Walk::WecomRelations {
-                    users: chunk.iter().map(ToString::to_string).collect(),
+                    users: Vec::new(),
+                    users_apart: true,
                 },
                 page: 0,
                 cursor: None,
@@ -1105,10 +1110,54 @@ async fn users_page(app: &App, tenant: &Tenant) -> Step<PageResult> {
                 parent: Some("wecom_users".into()),
                 found: None,
                 parked: false,
-            },
-        ));
+            };
+            (format!("wecom_relations_{i:04}"), chain, chunk)
+        })
+        .collect()
+}
+
+async fn users_page(app: &App, tenant: &Tenant, run: &RunId) -> Step<PageResult> {
+    let mut users: Vec<String> = app
+        .wecom
+        .get_follow_user_list(&App::wecom_credentials(tenant))
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    users.sort();
+    users.dedup();
+    let mut r = PageResult {
+        done: true,
+        ..PageResult::default()
+    };
+    let expires_at = app.clock.now().plus_secs(CHAIN_USERS_TTL_SECS);
+    for (name, chain, members) in relation_chains(&users) {
+        // Before the chain is recorded: a recorded chain always finds its members.
+        app.store
+            .put_chain_users(&tenant.id, run, &name, members, expires_at)
+            .await?;
+        r.new_chains.push((name, chain));
     }
     Ok(r)
+}
+
+/// A relations chain's members: from their own item, or (runs recorded before they were kept
+/// apart) from the chain itself.
+async fn chain_users(
+    app: &App,
+    t: &TenantId,
+    run: &RunId,
+    chain: &str,
+    inline: &[String],
+    apart: bool,
+) -> Step<Vec<String>> {
+    if !apart {
+        return Ok(inline.to_vec());
+    }
+    app.store
+        .get_chain_users(t, run, chain)
+        .await?
+        .ok_or_else(|| StepError::park(format!("the member list of chain {chain} is missing")))
 }
 
 async fn relations_page(

@@ -364,6 +364,7 @@ async fn carry_one(
         return Ok(());
     }
     let creds = App::wecom_credentials(tenant);
+    let read_at = app.clock.now();
     let detail = match app.wecom.get_external_contact(&creds, c).await {
         Ok(d) => d,
         Err(e) if !e.retryable() => {
@@ -385,10 +386,14 @@ async fn carry_one(
         .filter_map(|x| x.tag_id.as_ref().map(ToString::to_string))
         .collect();
     let mut add = Vec::new();
+    let mut applied = BTreeSet::new();
     for id in tags {
         match app.store.get_tag(t, id).await? {
             Some(x) if x.deleted_at.is_none() => match x.wecom.id {
-                Some(w) if !shown.contains(w.as_str()) => add.push(w),
+                Some(w) if !shown.contains(w.as_str()) => {
+                    add.push(w);
+                    applied.insert(id.clone());
+                }
                 Some(_) => {}
                 None => return Err(StepError::wait(format!("tag {id} is not in WeCom yet"))),
             },
@@ -413,13 +418,16 @@ async fn carry_one(
             })
             .await?;
     }
+    // The index: the relation as tagsync knows it (what it read plus what it applied), unless
+    // an event's job filed a newer read meanwhile; then only what this carried is added.
     let known = BTreeMap::from([(
         takeover.clone(),
         after.into_iter().map(WecomTagId::new_unchecked).collect(),
     )]);
     let read =
         super::customer_index::read_of_detail(app, t, &detail, Some(None), Some(&known)).await?;
-    super::customer_index::record(app, t, c, &read).await?;
+    super::customer_index::record_after_write(app, t, c, &read, read_at, takeover, &applied)
+        .await?;
     Ok(())
 }
 

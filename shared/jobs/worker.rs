@@ -26,7 +26,9 @@ pub enum Outcome {
     },
     /// Something the job needs is on its way (another job is creating, moving or deleting
     /// it): look again after [`WAIT`], doubled per receive (0.5, 1, 2, 4 s before the last
-    /// receive), so a slow neighbour under load does not get the job parked.
+    /// receive), so a slow neighbour under load does not get the job parked; after the last
+    /// receive it is rescheduled as a fresh copy until [`wait_patience`] has passed since it
+    /// was queued, and only then parked.
     Wait {
         reason: String,
     },
@@ -45,6 +47,31 @@ pub const WAIT: Duration = Duration::from_millis(500);
 /// 16 times (no jitter: what it waits for is one other job, not a crowd).
 pub fn wait_delay(receive_count: u32) -> Duration {
     WAIT.saturating_mul(1u32 << receive_count.saturating_sub(1).min(4))
+}
+
+/// The least a waiting job waits in all before it is parked.
+pub const MIN_WAIT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// How long since it was queued a job keeps waiting ([`Outcome::Wait`]) before it is parked:
+/// what it waits for is another job, which may itself be retried up to `max_receives` times
+/// with the worker's backoff (2 + 4 + 8 + 16 s by default, each up to 20 % more) and may be
+/// waiting for a third (a tag for its group): three of those spans, and at least
+/// [`MIN_WAIT_PATIENCE`] (a queue's delays are whole seconds: SQS rounds 20 ms up to 1 s).
+/// The five receives of [`wait_delay`] last 7.5 s, shorter than one such span: the cloud-path
+/// suite parked a member job waiting for a tag whose own job was still retrying.
+pub fn wait_patience(worker: &crate::config::WorkerConfig, max_receives: u32) -> Duration {
+    let span: Duration = (1..max_receives)
+        .map(|n| {
+            let exp = n.saturating_sub(1).min(20);
+            worker
+                .base_backoff
+                .saturating_mul(1u32 << exp)
+                .min(worker.max_backoff)
+                .saturating_mul(6)
+                / 5
+        })
+        .sum();
+    span.saturating_mul(3).max(MIN_WAIT_PATIENCE)
 }
 
 impl Outcome {
@@ -110,6 +137,21 @@ pub fn settle(app: &App, delivery: &Delivery, outcome: Outcome) -> Settlement {
             Settlement::Park {
                 reason: format!("{reason} (gave up after {} tries)", delivery.receive_count),
                 side,
+            }
+        }
+        // Out of receives but not of patience: a fresh copy waits on (its receive count
+        // starts again, so the queue's redrive policy does not take it either).
+        Outcome::Wait { reason }
+            if delivery.receive_count >= app.queue.max_receives()
+                && delivery.job.as_ref().is_ok_and(|job| {
+                    let waited = app.clock.now().millis() - job.enqueued_at.millis();
+                    let patience = wait_patience(&app.config.worker, app.queue.max_receives());
+                    waited < patience.as_millis() as i64
+                }) =>
+        {
+            Settlement::Reschedule {
+                delay: wait_delay(delivery.receive_count),
+                reason,
             }
         }
         Outcome::Wait { reason } if delivery.receive_count >= app.queue.max_receives() => {
@@ -186,9 +228,21 @@ async fn isolated(app: &App, job: &Job) -> Outcome {
         let (app, job) = (app.clone(), job.clone());
         tokio::spawn(async move { run_job(&app, &job).await }.in_current_span())
     };
-    // Dropped unfinished (the worker abandoned at shutdown): the job's task stops with it.
+    // Dropped unfinished (the worker abandoned at shutdown, or the run cap passed): the job's
+    // task stops with it.
     let mut task = AbortOnDrop(task);
-    match (&mut task.0).await {
+    let cap = app.config.worker.run_cap();
+    let Ok(joined) = tokio::time::timeout(cap, &mut task.0).await else {
+        tracing::error!(
+            cap_secs = cap.as_secs_f64(),
+            "job ran past its run cap; stopped"
+        );
+        return Outcome::retry(format!(
+            "the job ran longer than its cap of {} s and was stopped",
+            cap.as_secs_f64()
+        ));
+    };
+    match joined {
         Ok(outcome) => outcome,
         Err(e) if e.is_panic() => {
             let message = panic_message(e.into_panic().as_ref());
@@ -217,10 +271,17 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     truncate(text, 500).to_owned()
 }
 
-/// Runs one delivery end to end on a queue that settles itself (`tagsync serve`).
-pub async fn process(app: &App, delivery: &Delivery) -> Result<Settlement, QueueError> {
+/// Runs one delivery end to end on a queue that settles itself (`tagsync serve`); `heartbeat`
+/// keeps it invisible while it runs and lets go of it before it is settled.
+pub async fn process(
+    app: &App,
+    delivery: &Delivery,
+    heartbeat: &super::heartbeat::Heartbeat,
+) -> Result<Settlement, QueueError> {
     async {
-        let settlement = settle(app, delivery, outcome_of(app, delivery).await);
+        let outcome = outcome_of(app, delivery).await;
+        heartbeat.release(delivery).await;
+        let settlement = settle(app, delivery, outcome);
         count(app, delivery, &settlement);
         match &settlement {
             Settlement::Ack => app.queue.ack(delivery).await?,
@@ -399,6 +460,31 @@ mod tests {
             );
         }
         assert!(backoff(40, base, max) <= max);
+    }
+
+    #[test]
+    fn a_waiting_job_outwaits_three_retry_spans_of_the_job_it_waits_for() {
+        let default = crate::config::WorkerConfig::default();
+        // 2 + 4 + 8 + 16 s, 20 % jitter, three times.
+        assert_eq!(wait_patience(&default, 5), Duration::from_millis(108_000));
+        let quick = crate::config::WorkerConfig {
+            base_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(200),
+            ..default
+        };
+        assert_eq!(wait_patience(&quick, 5), MIN_WAIT_PATIENCE);
+        let capped = crate::config::WorkerConfig {
+            max_backoff: Duration::from_secs(5),
+            ..crate::config::WorkerConfig::default()
+        };
+        // 2 + 4 + 5 + 5 s, 20 % jitter, three times: 57.6 s, less than the floor.
+        assert_eq!(wait_patience(&capped, 5), MIN_WAIT_PATIENCE);
+        let slow = crate::config::WorkerConfig {
+            base_backoff: Duration::from_secs(10),
+            ..crate::config::WorkerConfig::default()
+        };
+        // 10 + 20 + 40 + 80 s, 20 % jitter, three times.
+        assert_eq!(wait_patience(&slow, 5), Duration::from_secs(540));
     }
 
     #[test]

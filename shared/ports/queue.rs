@@ -90,6 +90,11 @@ pub trait Queue: Send + Sync + 'static {
         visibility: Duration,
         wait: Duration,
     ) -> Result<Vec<Delivery>, QueueError>;
+    /// The job is still running: keep it invisible for `visibility` more from now (the
+    /// worker's heartbeat, so a job may run longer than one visibility timeout). A receipt
+    /// that no longer holds the message (it was settled, or its visibility lapsed and it was
+    /// received again) is [`QueueError::StaleReceipt`].
+    async fn extend(&self, delivery: &Delivery, visibility: Duration) -> Result<(), QueueError>;
     /// The job is done: delete it.
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Try again after `delay`; `error` is kept as the job's last error.

@@ -213,6 +213,24 @@ pub trait Store: Send + Sync + 'static {
     async fn put_run(&self, run: &mut SyncRun) -> StoreResult<()>;
     /// Newest first.
     async fn list_runs(&self, tenant: &TenantId, limit: usize) -> StoreResult<Vec<SyncRun>>;
+    /// The member list of a run's WeCom relations chain, in an item of its own: in the run
+    /// item, 50,000 staff would take megabytes where DynamoDB holds 400 KB an item. Written
+    /// once, before the chain is recorded; the first write wins, so a duplicate page job
+    /// cannot change a chain's members under its walk. Expires at `expires_at`.
+    async fn put_chain_users(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+        chain: &str,
+        users: &[String],
+        expires_at: Timestamp,
+    ) -> StoreResult<()>;
+    async fn get_chain_users(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+        chain: &str,
+    ) -> StoreResult<Option<Vec<String>>>;
 
     // Idempotency (dedupe of callbacks, webhooks and job side effects).
     /// Put-if-absent with expiry: the first caller gets `Acquired` and holds the key until
@@ -290,6 +308,39 @@ pub trait Store: Send + Sync + 'static {
     async fn list_channels(&self, tenant: &TenantId) -> StoreResult<Vec<Channel>>;
     async fn put_channel(&self, channel: &mut Channel) -> StoreResult<()>;
     async fn delete_channel(&self, tenant: &TenantId, id: &ChannelId) -> StoreResult<()>;
+
+    // The corp's directory (departments and staff, `domain::directory`), one per tenant.
+    async fn get_directory(&self, tenant: &TenantId) -> StoreResult<Option<Directory>>;
+    /// Writes the directory if its stored version is still `directory.version` (0: none
+    /// stored); on success `directory.version` is the new version.
+    async fn put_directory(&self, directory: &mut Directory) -> StoreResult<()>;
+
+    // Operators (issue 16): their roles, sessions, and sign-ins under way.
+    async fn get_operator(
+        &self,
+        tenant: &TenantId,
+        userid: &str,
+    ) -> StoreResult<Option<OperatorRole>>;
+    /// By userid.
+    async fn list_operators(&self, tenant: &TenantId) -> StoreResult<Vec<OperatorRole>>;
+    /// Versioned like every entity; on success `role.version` is the new version.
+    async fn put_operator(&self, role: &mut OperatorRole) -> StoreResult<()>;
+    async fn delete_operator(
+        &self,
+        tenant: &TenantId,
+        userid: &str,
+        version: u64,
+    ) -> StoreResult<()>;
+    /// The session stored under `id_hash`, unless it expired.
+    async fn get_session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
+    /// Stores a new session until its `expires_at`; an id already stored is a conflict.
+    async fn put_session(&self, session: &Session) -> StoreResult<()>;
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// Stores a sign-in under way until its `expires_at`.
+    async fn put_login_state(&self, login: &LoginState) -> StoreResult<()>;
+    /// Removes the sign-in `state` and answers it: once (a second take, or one racing it,
+    /// gets `None`), and never after it expired.
+    async fn take_login_state(&self, state: &str) -> StoreResult<Option<LoginState>>;
 
     // Queue marks: one tenant's queued jobs, for a queue that cannot count them (SQS).
     /// Writes each mark, replacing its job's mark if there is one.

@@ -125,6 +125,12 @@ impl<Q: Queue> Queue for TenantCounted<Q> {
         Ok(deliveries)
     }
 
+    async fn extend(&self, delivery: &Delivery, visibility: Duration) -> Result<(), QueueError> {
+        self.inner.extend(delivery, visibility).await?;
+        self.running(delivery, visibility).await;
+        Ok(())
+    }
+
     async fn started(&self, delivery: &Delivery, visibility: Duration) {
         self.running(delivery, visibility).await;
     }

@@ -186,6 +186,20 @@ impl Queue for SqliteQueue {
         }
     }
 
+    async fn extend(&self, delivery: &Delivery, visibility: Duration) -> Result<(), QueueError> {
+        let now = self.clock.now().millis();
+        let visible_at = now + visibility.as_millis() as i64;
+        self.settle("extend", delivery, move |c, receipt| {
+            // Only while it is still invisible: once it lapsed anyone may receive it again,
+            // so the holder has lost it (and the next receive may park it).
+            c.execute(
+                "UPDATE jobs SET visible_at = ?2 WHERE receipt = ?1 AND state = 'ready' AND visible_at > ?3",
+                params![receipt, visible_at, now],
+            )
+        })
+        .await
+    }
+
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
         self.settle("ack", delivery, |c, receipt| {
             c.execute(

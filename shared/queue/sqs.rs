@@ -13,7 +13,8 @@ use aws_sdk_sqs::types::{
     Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// SQS's limit on messages per batch call and per receive.
@@ -47,6 +48,28 @@ pub struct SqsQueue {
     queue_url: String,
     dlq_url: String,
     max_receives: u32,
+    requests: Arc<SqsRequests>,
+}
+
+/// The SQS requests this queue made, by API action (SQS bills per request; a batch of up to
+/// 10 messages is one). The cost table in BENCHMARKS.md is counted with it.
+#[derive(Debug, Default)]
+pub struct SqsRequests(Mutex<BTreeMap<&'static str, u64>>);
+
+impl SqsRequests {
+    pub fn count(&self, action: &'static str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(action)
+            .or_default() += 1;
+    }
+
+    /// Requests so far, by action.
+    pub fn by_action(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl SqsQueue {
@@ -56,7 +79,19 @@ impl SqsQueue {
             queue_url,
             dlq_url,
             max_receives,
+            requests: Arc::default(),
         }
+    }
+
+    /// The requests this queue made so far (see [`SqsRequests`]).
+    pub fn requests(&self) -> Arc<SqsRequests> {
+        self.requests.clone()
+    }
+
+    /// The client, for one request of `action`, counted.
+    fn client_for(&self, action: &'static str) -> &Client {
+        self.requests.count(action);
+        &self.client
     }
 
     pub fn queue_url(&self) -> &str {
@@ -74,7 +109,7 @@ impl SqsQueue {
         visibility_secs: i32,
     ) -> Result<Vec<Message>, QueueError> {
         let out = self
-            .client
+            .client_for("ReceiveMessage")
             .receive_message()
             .queue_url(&self.dlq_url)
             .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
@@ -92,7 +127,7 @@ impl SqsQueue {
     async fn release_dead(&self, receipts: &[String]) {
         for receipt in receipts {
             if let Err(e) = self
-                .client
+                .client_for("ChangeMessageVisibility")
                 .change_message_visibility()
                 .queue_url(&self.dlq_url)
                 .receipt_handle(receipt)
@@ -111,7 +146,7 @@ impl SqsQueue {
         message_id: &str,
         receipt: &str,
     ) -> Result<(), QueueError> {
-        self.client
+        self.client_for("DeleteMessage")
             .delete_message()
             .queue_url(queue_url)
             .receipt_handle(receipt)
@@ -149,7 +184,7 @@ impl SqsQueue {
                     continue;
                 }
                 // Send before delete: a failure in between leaves a duplicate, never a loss.
-                self.client
+                self.client_for("SendMessage")
                     .send_message()
                     .queue_url(&self.queue_url)
                     .message_body(m.body().unwrap_or_default())
@@ -196,7 +231,7 @@ impl Queue for SqsQueue {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 let out = self
-                    .client
+                    .client_for("SendMessageBatch")
                     .send_message_batch()
                     .queue_url(&self.queue_url)
                     .set_entries(Some(entries))
@@ -248,7 +283,7 @@ impl Queue for SqsQueue {
             return Ok(Vec::new());
         }
         let out = self
-            .client
+            .client_for("ReceiveMessage")
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(max.min(MAX_BATCH) as i32)
@@ -279,6 +314,27 @@ impl Queue for SqsQueue {
             .collect()
     }
 
+    /// `ChangeMessageVisibility` from now; SQS refuses to hold a message more than 12 hours
+    /// after its receive, which then shows as an error here.
+    async fn extend(&self, delivery: &Delivery, visibility: Duration) -> Result<(), QueueError> {
+        self.client_for("ChangeMessageVisibility")
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(&delivery.receipt)
+            .visibility_timeout(whole_secs(visibility, MAX_VISIBILITY_SECS))
+            .send()
+            .await
+            .map_err(|e| {
+                receipt_error(
+                    "ChangeMessageVisibility",
+                    &delivery.message_id,
+                    &self.queue_url,
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
         self.delete(&self.queue_url, &delivery.message_id, &delivery.receipt)
             .await
@@ -292,7 +348,7 @@ impl Queue for SqsQueue {
         delay: Duration,
         _error: &str,
     ) -> Result<(), QueueError> {
-        self.client
+        self.client_for("ChangeMessageVisibility")
             .change_message_visibility()
             .queue_url(&self.queue_url)
             .receipt_handle(&delivery.receipt)
@@ -324,7 +380,7 @@ impl Queue for SqsQueue {
                 .map_err(|e| QueueError::Invalid(format!("job {} does not encode: {e}", job.id)))?,
             Err(raw) => raw.clone(),
         };
-        self.client
+        self.client_for("SendMessage")
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
@@ -350,7 +406,7 @@ impl Queue for SqsQueue {
         let parked_at = SystemClock.now().millis();
         // Sent before the delete: a failure in between leaves the job in both queues (it is
         // level-triggered, so a duplicate is harmless), never in neither.
-        self.client
+        self.client_for("SendMessage")
             .send_message()
             .queue_url(&self.dlq_url)
             .message_body(body)
@@ -456,7 +512,7 @@ impl SqsQueue {
         names: &[QueueAttributeName],
     ) -> Result<Vec<u64>, QueueError> {
         let out = self
-            .client
+            .client_for("GetQueueAttributes")
             .get_queue_attributes()
             .queue_url(queue_url)
             .set_attribute_names(Some(names.to_vec()))

@@ -11,6 +11,7 @@
 use crate::api::{self, Surface};
 use crate::app::App;
 use crate::http::{ApiError, HttpRequest, HttpResponse, MAX_BODY};
+use crate::jobs::heartbeat::Heartbeat;
 use crate::jobs::{nightly, worker};
 use axum::body::Body;
 use axum::extract::State;
@@ -299,8 +300,12 @@ async fn worker_loop(app: App, n: usize, mut stop: watch::Receiver<bool>) {
         };
         match received {
             Ok(deliveries) => {
+                // The batch stays invisible while this worker holds it: the job running and
+                // the ones waiting their turn behind it.
+                let heartbeat = Heartbeat::start(app.queue.clone(), &deliveries, visibility);
                 for d in deliveries {
                     if *stop.borrow() {
+                        heartbeat.release(&d).await;
                         if let Err(e) = app
                             .queue
                             .retry(&d, Duration::ZERO, "released at shutdown before it started")
@@ -310,7 +315,7 @@ async fn worker_loop(app: App, n: usize, mut stop: watch::Receiver<bool>) {
                         }
                         continue;
                     }
-                    if let Err(e) = worker::process(&app, &d).await {
+                    if let Err(e) = worker::process(&app, &d, &heartbeat).await {
                         // The job's visibility will lapse and it will be redelivered.
                         tracing::warn!(worker = n, message_id = %d.message_id, error = %e, "could not settle job");
                     }

@@ -36,8 +36,10 @@ use crate::wecom::classify::ApiOp;
 use crate::wecom::client::WecomCredentials;
 use crate::wecom::crypto::{CallbackCrypto, build_envelope, cdata};
 
+mod contacts;
 mod strategy;
 mod transfer;
+pub use contacts::CODE_LIFETIME_MS;
 pub use strategy::{RangeNode, SimStrategy};
 pub use transfer::{SimTransfer, TAKEOVER_AFTER_MS, TransferStatus};
 
@@ -300,6 +302,8 @@ struct SimState {
     customer_limits: HashMap<String, usize>,
     /// Customer strategies (rule groups), oldest first (`strategy`).
     strategies: Vec<SimStrategy>,
+    /// The department tree, the staff and their web-login codes (`contacts.rs`, §13).
+    contacts: contacts::Contacts,
 }
 
 /// A contact way created through `add_contact_way`.
@@ -733,6 +737,10 @@ impl Core {
                 users.retain(|u| !s.resigned.contains(*u));
                 Ok(json!({ "follow_user": users }))
             }
+            ApiOp::DepartmentList => contacts::department_list(&s, query),
+            ApiOp::UserGet => contacts::user_get(&s, query),
+            ApiOp::UserSimpleList | ApiOp::UserList => contacts::user_list(&s, query),
+            ApiOp::AuthGetUserInfo => contacts::getuserinfo(&mut s, query, now),
             ApiOp::ListExternalContacts => {
                 let userid = query
                     .get("userid")
@@ -1333,6 +1341,11 @@ enum EventChange {
         state: Option<String>,
         welcome_code: Option<String>,
     },
+    /// `change_contact` (§13): a department or a staff member, with the fields WeCom puts in.
+    Directory {
+        change: &'static str,
+        fields: Vec<(&'static str, String)>,
+    },
     /// Contact changes with fields of their own (`Source`, `FailReason`).
     ContactWith {
         change: &'static str,
@@ -1367,6 +1380,11 @@ impl EventChange {
                     f.push(("StrategyId", sid.to_string(), true));
                 }
                 ("change_external_tag", change, f)
+            }
+            EventChange::Directory { change, fields } => {
+                let mut f = vec![("ChangeType", (*change).to_owned(), false)];
+                f.extend(fields.iter().map(|(k, v)| (*k, v.clone(), false)));
+                ("change_contact", change, f)
             }
             EventChange::ContactWith {
                 change,
@@ -2272,6 +2290,7 @@ async fn verify_url(core: &Core, url: &str) -> Result<(), String> {
 fn router(core: Arc<Core>) -> Router {
     Router::new()
         .route("/cgi-bin/{*path}", get(api).post(api))
+        .merge(contacts::routes())
         .route("/control/groups", post(ctl_create_group))
         .route("/control/tags", post(ctl_create_tag))
         .route("/control/rename", post(ctl_rename))

@@ -12,11 +12,14 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, Delete,
+    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, ConsumedCapacity, Delete,
     GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, Put,
-    ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem,
+    ReturnConsumedCapacity, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TransactWriteItem,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The one global secondary index (list queries, e.g. all tenants).
@@ -49,6 +52,130 @@ const RETRYABLE_CODES: &[&str] = &[
 pub struct DynamoItems {
     client: Client,
     table: String,
+    capacity: Arc<Capacity>,
+}
+
+/// The capacity this process's DynamoDB calls consumed, as DynamoDB reports it: every call
+/// asks for `ReturnConsumedCapacity=TOTAL` (free of charge; DynamoDB Local answers it too).
+/// On an on-demand table each read or write capacity unit reported is a read or write
+/// request unit billed. A write refused by its condition reports nothing but is billed (at
+/// least one write unit): counted apart.
+#[derive(Debug, Default)]
+pub struct Capacity {
+    read_milli: AtomicU64,
+    write_milli: AtomicU64,
+    requests: AtomicU64,
+    refused_writes: AtomicU64,
+    /// The same by kind of item (the partition key's prefix: `MEMBER`, `QUEUE`, `COUNT`, …;
+    /// a transaction's kinds joined by `+`), to tell where a cost comes from.
+    by_kind: std::sync::Mutex<std::collections::BTreeMap<String, CapacityUsed>>,
+}
+
+/// What a key's item is, for [`Capacity::by_kind`]: its partition key's prefix.
+fn kind_of(pk: &str) -> &str {
+    pk.split(['#', '|']).next().unwrap_or(pk)
+}
+
+/// A transaction's kinds: its items' kinds, sorted, joined by `+`.
+fn kinds_of(keys: &[String]) -> String {
+    let kinds: std::collections::BTreeSet<&str> = keys.iter().map(|k| kind_of(k)).collect();
+    kinds.into_iter().collect::<Vec<_>>().join("+")
+}
+
+/// A snapshot of [`Capacity`]; subtract two to get what happened in between.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CapacityUsed {
+    pub read_units: f64,
+    pub write_units: f64,
+    pub requests: u64,
+    pub refused_writes: u64,
+}
+
+impl std::ops::Sub for CapacityUsed {
+    type Output = CapacityUsed;
+    fn sub(self, before: CapacityUsed) -> CapacityUsed {
+        CapacityUsed {
+            read_units: self.read_units - before.read_units,
+            write_units: self.write_units - before.write_units,
+            requests: self.requests - before.requests,
+            refused_writes: self.refused_writes - before.refused_writes,
+        }
+    }
+}
+
+impl Capacity {
+    pub fn used(&self) -> CapacityUsed {
+        CapacityUsed {
+            read_units: self.read_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+            write_units: self.write_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+            requests: self.requests.load(Ordering::Relaxed),
+            refused_writes: self.refused_writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Per kind of item, since this process started.
+    pub fn by_kind(&self) -> std::collections::BTreeMap<String, CapacityUsed> {
+        self.by_kind.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn add_kind(&self, kind: &str, add: CapacityUsed) {
+        if let Ok(mut m) = self.by_kind.lock() {
+            let e = m.entry(kind.to_owned()).or_default();
+            e.read_units += add.read_units;
+            e.write_units += add.write_units;
+            e.requests += add.requests;
+            e.refused_writes += add.refused_writes;
+        }
+    }
+
+    fn add<'a>(
+        &self,
+        kind: &str,
+        write: bool,
+        consumed: impl IntoIterator<Item = &'a ConsumedCapacity>,
+    ) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let total: f64 = consumed
+            .into_iter()
+            .filter_map(|c| c.capacity_units())
+            .sum();
+        let units = if write {
+            &self.write_milli
+        } else {
+            &self.read_milli
+        };
+        units.fetch_add((total * 1000.0).round() as u64, Ordering::Relaxed);
+        self.add_kind(
+            kind,
+            CapacityUsed {
+                read_units: if write { 0.0 } else { total },
+                write_units: if write { total } else { 0.0 },
+                requests: 1,
+                refused_writes: 0,
+            },
+        );
+    }
+
+    fn read(&self, kind: &str, consumed: Option<&ConsumedCapacity>) {
+        self.add(kind, false, consumed);
+    }
+
+    fn write<'a>(&self, kind: &str, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
+        self.add(kind, true, consumed);
+    }
+
+    fn refused(&self, kind: &str) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.refused_writes.fetch_add(1, Ordering::Relaxed);
+        self.add_kind(
+            kind,
+            CapacityUsed {
+                requests: 1,
+                refused_writes: 1,
+                ..CapacityUsed::default()
+            },
+        );
+    }
 }
 
 /// The typed store over DynamoDB.
@@ -59,7 +186,13 @@ impl DynamoItems {
         Self {
             client,
             table: table.into(),
+            capacity: Arc::default(),
         }
+    }
+
+    /// What this table's calls consumed so far (see [`Capacity`]).
+    pub fn capacity(&self) -> Arc<Capacity> {
+        self.capacity.clone()
     }
 
     pub fn table(&self) -> &str {
@@ -111,9 +244,11 @@ impl ItemBackend for DynamoItems {
             .key(PK, s(pk))
             .key(SK, s(sk))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", &key, e))?;
+        self.capacity.read(kind_of(pk), out.consumed_capacity());
         let Some(attributes) = out.item() else {
             return Ok(None);
         };
@@ -172,7 +307,8 @@ impl ItemBackend for DynamoItems {
                 .set_expression_attribute_values(Some(values.clone()))
                 .scan_index_forward(query.direction == Direction::Ascending)
                 .limit(remaining)
-                .set_exclusive_start_key(start_key.take());
+                .set_exclusive_start_key(start_key.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total);
             // A GSI cannot be read consistently; the table can, and is.
             request = if query.on_gsi {
                 request.index_name(GSI1)
@@ -183,6 +319,8 @@ impl ItemBackend for DynamoItems {
                 .send()
                 .await
                 .map_err(|e| sdk_error("Query", &query.pk, e))?;
+            self.capacity
+                .read(kind_of(&query.pk), page.consumed_capacity());
             for attributes in page.items() {
                 let item = from_attributes(attributes)?;
                 let sort_key = if query.on_gsi {
@@ -218,17 +356,23 @@ impl ItemBackend for DynamoItems {
                     .client
                     .put_item()
                     .table_name(&self.table)
-                    .set_item(Some(to_attributes(item)));
+                    .set_item(Some(to_attributes(item)))
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total);
                 if let Some(c) = ConditionExpr::of(&condition) {
                     request = request
                         .condition_expression(c.text)
                         .set_expression_attribute_names(c.names)
                         .set_expression_attribute_values(c.values);
                 }
-                request
-                    .send()
-                    .await
-                    .map_err(|e| write_error("PutItem", &key, &condition, e))?;
+                match request.send().await {
+                    Ok(out) => self.capacity.write(kind_of(&key), out.consumed_capacity()),
+                    Err(e) => {
+                        if e.code() == Some("ConditionalCheckFailedException") {
+                            self.capacity.refused(kind_of(&key));
+                        }
+                        return Err(write_error("PutItem", &key, &condition, e));
+                    }
+                }
             }
             ItemWrite::Delete { pk, sk, condition } => {
                 let mut request = self
@@ -236,17 +380,23 @@ impl ItemBackend for DynamoItems {
                     .delete_item()
                     .table_name(&self.table)
                     .key(PK, s(pk))
-                    .key(SK, s(sk));
+                    .key(SK, s(sk))
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total);
                 if let Some(c) = ConditionExpr::of(&condition) {
                     request = request
                         .condition_expression(c.text)
                         .set_expression_attribute_names(c.names)
                         .set_expression_attribute_values(c.values);
                 }
-                request
-                    .send()
-                    .await
-                    .map_err(|e| write_error("DeleteItem", &key, &condition, e))?;
+                match request.send().await {
+                    Ok(out) => self.capacity.write(kind_of(&key), out.consumed_capacity()),
+                    Err(e) => {
+                        if e.code() == Some("ConditionalCheckFailedException") {
+                            self.capacity.refused(kind_of(&key));
+                        }
+                        return Err(write_error("DeleteItem", &key, &condition, e));
+                    }
+                }
             }
         }
         Ok(())
@@ -285,10 +435,12 @@ impl ItemBackend for DynamoItems {
             .expression_attribute_values(":exp", n(expiration))
             .expression_attribute_values(":limit", n(limit))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match out {
             Ok(out) => {
+                self.capacity.write(kind_of(pk), out.consumed_capacity());
                 let count = out
                     .attributes()
                     .and_then(|a| a.get(VERSION))
@@ -300,7 +452,10 @@ impl ItemBackend for DynamoItems {
                     })?;
                 Ok(Some(count))
             }
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                self.capacity.refused(kind_of(pk));
+                Ok(None)
+            }
             Err(e) => Err(sdk_error("UpdateItem", &key, e)),
         }
     }
@@ -333,15 +488,21 @@ impl ItemBackend for DynamoItems {
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(out) => {
+                self.capacity
+                    .write(&kinds_of(&keys), out.consumed_capacity());
+                return Ok(());
+            }
             Err(err) => err,
         };
         if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
             err.as_service_error()
         {
+            self.capacity.refused(&kinds_of(&keys));
             // Reasons are positional, one per write; "None" marks a write that was fine.
             let failed = cancelled
                 .cancellation_reasons()

@@ -13,6 +13,7 @@
 //! | its copy under each facet (tag, state, staff member, bound) and under `all` | `CIDX#{t}#{facet}` | `{external userid}` |
 //! | audit entry | `AUDIT#{t}` | `{at ms, 15 digits}#{id}` |
 //! | sync run | `RUN#{t}` | `{run id}` (time-ordered) |
+//! | a run's part kept apart from it (a relations chain's member list) | `RUNPART#{t}#{run id}` | `{chain}` |
 //! | idempotency record | `IDEMP#{key}` | `-` |
 //! | lease | `LEASE#{name}` | `-` |
 //! | counter (a rate budget's window, `wecom::budget`) | `COUNT#{name}` | `-` |
@@ -21,6 +22,8 @@
 //! | queue mark (a tenant's queued job, counted on SQS) | `QUEUE#{t}` | `{job id}` |
 //! | rule / channel code | `RULE#{t}` / `CHAN#{t}` | `{rule id}` / `{channel id}` |
 //! | rule firing (expires after [`FIRING_TTL_SECS`]) | `FIRE#{t}#{rule id}` | `{firing id}` (time-ordered) |
+//! | the corp's directory (departments and staff, one item) | `DIR#{t}` | `CURRENT` |
+//! | operator role / session (by token hash, expiring) / sign-in state (expiring) | `OPER#{t}` / `SESSION#{hash}` / `LOGIN#{state}` | `{userid}` / `-` / `-` |
 //!
 //! Tenant secrets and access tokens are sealed (see [`super::sealing`]) when the store has a
 //! sealer; every other field is stored as it is.
@@ -285,6 +288,10 @@ mod keys {
     pub fn run(t: &TenantId) -> String {
         format!("RUN#{t}")
     }
+    /// Parts of a run kept apart from its item (a chain's member list), by part name.
+    pub fn run_part(t: &TenantId, run: &RunId) -> String {
+        format!("RUNPART#{t}#{run}")
+    }
     pub fn idempotency(key: &str) -> (String, String) {
         (format!("IDEMP#{key}"), "-".into())
     }
@@ -308,6 +315,18 @@ mod keys {
     }
     pub fn channels(t: &TenantId) -> String {
         format!("CHAN#{t}")
+    }
+    pub fn directory(t: &TenantId) -> (String, String) {
+        (format!("DIR#{t}"), "CURRENT".into())
+    }
+    pub fn operators(t: &TenantId) -> String {
+        format!("OPER#{t}")
+    }
+    pub fn session(id_hash: &str) -> (String, String) {
+        (format!("SESSION#{id_hash}"), "-".into())
+    }
+    pub fn login(state: &str) -> (String, String) {
+        (format!("LOGIN#{state}"), "-".into())
     }
 }
 
@@ -908,6 +927,45 @@ impl<B: ItemBackend> Store for TableStore<B> {
         self.put_one(write, &mut run.version).await
     }
 
+    async fn put_chain_users(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+        chain: &str,
+        users: &[String],
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        let pk = keys::run_part(tenant, run);
+        let data = encode(&format!("{pk}|{chain}"), &users)?;
+        let mut item = Item::new(pk, chain, 1, data);
+        item.expiration = Some(expires_at.secs());
+        let put = ItemWrite::Put {
+            item,
+            condition: Condition::Absent,
+        };
+        match self.backend.write(put).await {
+            // Written by an earlier copy of the page job: that one stands.
+            Err(e) if e.is_conflict() => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn get_chain_users(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+        chain: &str,
+    ) -> StoreResult<Option<Vec<String>>> {
+        match self
+            .backend
+            .get(&keys::run_part(tenant, run), chain)
+            .await?
+        {
+            None => Ok(None),
+            Some(item) => decode(&item).map(Some),
+        }
+    }
+
     async fn list_runs(&self, tenant: &TenantId, limit: usize) -> StoreResult<Vec<SyncRun>> {
         let items = self
             .backend
@@ -1192,6 +1250,124 @@ impl<B: ItemBackend> Store for TableStore<B> {
                 condition: Condition::None,
             })
             .await
+    }
+
+    async fn get_directory(&self, tenant: &TenantId) -> StoreResult<Option<Directory>> {
+        self.get_entity(keys::directory(tenant), |d: &mut Directory, v| {
+            d.version = v
+        })
+        .await
+    }
+
+    async fn put_directory(&self, directory: &mut Directory) -> StoreResult<()> {
+        let (pk, sk) = keys::directory(&directory.tenant);
+        let write = versioned_put(pk, sk, &*directory, directory.version)?;
+        self.put_one(write, &mut directory.version).await
+    }
+
+    async fn get_operator(
+        &self,
+        tenant: &TenantId,
+        userid: &str,
+    ) -> StoreResult<Option<OperatorRole>> {
+        self.get_entity(
+            (keys::operators(tenant), userid.to_owned()),
+            |o: &mut OperatorRole, v| o.version = v,
+        )
+        .await
+    }
+
+    async fn list_operators(&self, tenant: &TenantId) -> StoreResult<Vec<OperatorRole>> {
+        let items = self.query_all(keys::operators(tenant), "", false).await?;
+        decode_all(&items, |o: &mut OperatorRole, v| o.version = v)
+    }
+
+    async fn put_operator(&self, role: &mut OperatorRole) -> StoreResult<()> {
+        let write = versioned_put(
+            keys::operators(&role.tenant),
+            role.userid.clone(),
+            &*role,
+            role.version,
+        )?;
+        self.put_one(write, &mut role.version).await
+    }
+
+    async fn delete_operator(
+        &self,
+        tenant: &TenantId,
+        userid: &str,
+        version: u64,
+    ) -> StoreResult<()> {
+        self.backend
+            .write(ItemWrite::Delete {
+                pk: keys::operators(tenant),
+                sk: userid.to_owned(),
+                condition: Condition::Version(version),
+            })
+            .await
+    }
+
+    async fn get_session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
+        self.get_entity(keys::session(id_hash), |_: &mut Session, _| {})
+            .await
+    }
+
+    async fn put_session(&self, session: &Session) -> StoreResult<()> {
+        let (pk, sk) = keys::session(&session.id_hash);
+        let data = encode(&pk, session)?;
+        let mut item = Item::new(pk, sk, 1, data);
+        item.expiration = Some(session.expires_at.secs());
+        self.backend
+            .write(ItemWrite::Put {
+                item,
+                condition: Condition::Absent,
+            })
+            .await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        let (pk, sk) = keys::session(id_hash);
+        self.backend
+            .write(ItemWrite::Delete {
+                pk,
+                sk,
+                condition: Condition::None,
+            })
+            .await
+    }
+
+    async fn put_login_state(&self, login: &LoginState) -> StoreResult<()> {
+        let (pk, sk) = keys::login(&login.state);
+        let data = encode(&pk, login)?;
+        let mut item = Item::new(pk, sk, 1, data);
+        item.expiration = Some(login.expires_at.secs());
+        self.backend
+            .write(ItemWrite::Put {
+                item,
+                condition: Condition::Absent,
+            })
+            .await
+    }
+
+    async fn take_login_state(&self, state: &str) -> StoreResult<Option<LoginState>> {
+        let (pk, sk) = keys::login(state);
+        let Some(item) = self.backend.get(&pk, &sk).await? else {
+            return Ok(None);
+        };
+        // The delete decides who took it: only one of two racing takes finds the version.
+        match self
+            .backend
+            .write(ItemWrite::Delete {
+                pk,
+                sk,
+                condition: Condition::Version(item.version),
+            })
+            .await
+        {
+            Ok(()) => Ok(Some(decode(&item)?)),
+            Err(e) if e.is_conflict() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn put_queue_marks(&self, marks: &[QueueMark]) -> StoreResult<()> {

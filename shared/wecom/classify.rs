@@ -39,10 +39,16 @@ pub enum ApiOp {
     TransferResult,
     ResignedTransferCustomer,
     ResignedTransferResult,
+    /// The corp's directory and staff sign-in (§13).
+    DepartmentList,
+    UserGet,
+    UserSimpleList,
+    UserList,
+    AuthGetUserInfo,
 }
 
 impl ApiOp {
-    pub const ALL: [ApiOp; 26] = [
+    pub const ALL: [ApiOp; 31] = [
         ApiOp::GetToken,
         ApiOp::GetCorpTagList,
         ApiOp::AddCorpTag,
@@ -69,6 +75,11 @@ impl ApiOp {
         ApiOp::TransferResult,
         ApiOp::ResignedTransferCustomer,
         ApiOp::ResignedTransferResult,
+        ApiOp::DepartmentList,
+        ApiOp::UserGet,
+        ApiOp::UserSimpleList,
+        ApiOp::UserList,
+        ApiOp::AuthGetUserInfo,
     ];
 
     /// The path under `cgi-bin/`.
@@ -100,6 +111,11 @@ impl ApiOp {
             ApiOp::TransferResult => "externalcontact/transfer_result",
             ApiOp::ResignedTransferCustomer => "externalcontact/resigned/transfer_customer",
             ApiOp::ResignedTransferResult => "externalcontact/resigned/transfer_result",
+            ApiOp::DepartmentList => "department/list",
+            ApiOp::UserGet => "user/get",
+            ApiOp::UserSimpleList => "user/simplelist",
+            ApiOp::UserList => "user/list",
+            ApiOp::AuthGetUserInfo => "auth/getuserinfo",
         }
     }
 
@@ -117,6 +133,11 @@ impl ApiOp {
                 | ApiOp::GetExternalContact
                 | ApiOp::GetFollowUserList
                 | ApiOp::ListExternalContacts
+                | ApiOp::DepartmentList
+                | ApiOp::UserGet
+                | ApiOp::UserSimpleList
+                | ApiOp::UserList
+                | ApiOp::AuthGetUserInfo
         )
     }
 

@@ -1,4 +1,5 @@
-//! The WeCom HTTP client: external-contact tag and contact APIs (wecom-api.md §1) over one
+//! The WeCom HTTP client: external-contact tag and contact APIs (wecom-api.md §1; the
+//! directory and staff sign-in of §13 in `client/contacts.rs`) over one
 //! `reqwest::Client`, built once per process.
 //!
 //! Every call goes rate budget ([`super::budget`]) → access token → request (with a timeout)
@@ -9,6 +10,8 @@
 //! decides whether to retry or park. Responses are decoded leniently (§9 P5): unknown fields
 //! are ignored and numbers may arrive as strings. Neither the secret nor the token is ever
 //! logged; reqwest errors are stripped of their URL, which holds them.
+
+mod contacts;
 
 use std::sync::Arc;
 use std::time::Duration;

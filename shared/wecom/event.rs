@@ -62,6 +62,11 @@ pub enum EventKind {
         source: Option<String>,
         fail_reason: Option<String>,
     },
+    /// `change_contact` (§13): a department (`create_party`, `update_party`, `delete_party`)
+    /// or a staff member (`create_user`, `update_user`, `delete_user`) changed; `id` is the
+    /// department's `Id` or the member's `UserID`. Other change types (tags of the address
+    /// book, …) are kept too: tagsync re-reads the directory for any of them.
+    DirectoryChange { change: String, id: Option<String> },
     /// Anything else: `event` is the `Event`, or the `MsgType` for plain messages.
     Other { event: String },
 }
@@ -117,6 +122,7 @@ wire_enum!(
 
 const TAG_EVENT: &str = "change_external_tag";
 const CONTACT_EVENT: &str = "change_external_contact";
+const DIRECTORY_EVENT: &str = "change_contact";
 
 impl WecomEvent {
     /// Parses decrypted callback XML (CDATA or bare values).
@@ -151,6 +157,10 @@ impl WecomEvent {
                 welcome_code: f.optional("WelcomeCode"),
                 source: f.optional("Source"),
                 fail_reason: f.optional("FailReason"),
+            },
+            ("event", Some(DIRECTORY_EVENT)) => EventKind::DirectoryChange {
+                change: f.required("ChangeType")?.to_owned(),
+                id: f.optional("Id").or_else(|| f.optional("UserID")),
             },
             (_, Some(e)) => EventKind::Other {
                 event: e.to_owned(),
@@ -202,7 +212,10 @@ impl WecomEvent {
                 user_id.as_str(),
                 external_user_id.as_str(),
             ],
-            // Position 1 is never "other" for the two kinds above, so keys cannot collide.
+            EventKind::DirectoryChange { change, id } => {
+                vec![to, DIRECTORY_EVENT, change, id.as_deref().unwrap_or("")]
+            }
+            // Position 1 is never "other" for the kinds above, so keys cannot collide.
             EventKind::Other { event } => vec![
                 to,
                 "other",
@@ -499,6 +512,38 @@ mod tests {
 
     fn parse(xml: &str) -> WecomEvent {
         WecomEvent::parse(xml).unwrap_or_else(|e| panic!("{e}: {xml}"))
+    }
+
+    #[test]
+    fn change_contact_events_carry_the_department_or_userid_and_distinct_dedupe_keys() {
+        let xml = |fields: &str| {
+            format!(
+                "<xml><ToUserName>ww1</ToUserName><FromUserName>sys</FromUserName>\
+                 <CreateTime>1700000000</CreateTime><MsgType>event</MsgType>\
+                 <Event>change_contact</Event>{fields}</xml>"
+            )
+        };
+        let party = parse(&xml(
+            "<ChangeType>create_party</ChangeType><Id>5</Id><Name>徐汇</Name><ParentId>2</ParentId>",
+        ));
+        assert_eq!(
+            party.kind,
+            EventKind::DirectoryChange {
+                change: "create_party".into(),
+                id: Some("5".into())
+            }
+        );
+        let user = parse(&xml(
+            "<ChangeType>update_user</ChangeType><UserID>sh_li</UserID><Department>2,3</Department>",
+        ));
+        assert_eq!(
+            user.kind,
+            EventKind::DirectoryChange {
+                change: "update_user".into(),
+                id: Some("sh_li".into())
+            }
+        );
+        assert_ne!(party.dedupe_key(), user.dedupe_key());
     }
 
     #[test]

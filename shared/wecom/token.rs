@@ -9,6 +9,10 @@
 //!   not retried for `retry_ahead_every`, which keeps `gettoken` traffic low (§9 P7).
 //! - [`TokenCache::invalidate`] drops a token only if it is still the one that failed, so a
 //!   newer token fetched by someone else survives.
+//! - A token this process saw refused is never taken back from the store (a refresher may
+//!   read it there just before the invalidation lands, and a caller that already refreshed
+//!   once would meet it again and fail). Only `gettoken` itself can hand it out again: WeCom
+//!   may legitimately answer with the same token, and its word is then taken.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -64,11 +68,23 @@ pub fn secret_fingerprint(secret: &Secret) -> String {
 
 type Key = (CorpId, String);
 
+/// The longest lifetime WeCom gives a token (§2): a refused token is remembered this long
+/// when its own expiry is not known here.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+
 #[derive(Default)]
 struct SlotState {
     token: Option<AccessToken>,
     /// Inside the refresh-ahead window: no new attempt before this.
     next_attempt: Option<Timestamp>,
+    /// Tokens refused here (40014/42001), each until it would have expired anyway.
+    refused: Vec<(Secret, Timestamp)>,
+}
+
+impl SlotState {
+    fn is_refused(&self, token: &Secret) -> bool {
+        self.refused.iter().any(|(t, _)| t == token)
+    }
 }
 
 #[derive(Default)]
@@ -84,11 +100,64 @@ impl Slot {
         (s.token.clone(), s.next_attempt)
     }
 
-    fn set(&self, token: AccessToken, next_attempt: Option<Timestamp>) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_refused(&self, token: &Secret) -> bool {
+        self.lock().is_refused(token)
+    }
+
+    /// Takes a token read from the store, unless it was refused here (checked under the same
+    /// lock as [`Slot::refuse`], so a refusal landing meanwhile is never undone).
+    #[must_use]
+    fn adopt(&self, token: AccessToken, next_attempt: Option<Timestamp>) -> bool {
+        let mut s = self.lock();
+        if s.is_refused(&token.token) {
+            return false;
+        }
+        s.token = Some(token);
+        s.next_attempt = next_attempt;
+        true
+    }
+
+    /// Takes a token `gettoken` just answered: WeCom's word, even for a token refused before.
+    fn set_fetched(&self, token: AccessToken, next_attempt: Option<Timestamp>) {
+        let mut s = self.lock();
+        s.refused.retain(|(t, _)| *t != token.token);
         s.token = Some(token);
         s.next_attempt = next_attempt;
     }
+
+    /// Remembers `failed` as refused and drops it if it is still the current token.
+    fn refuse(&self, failed: &Secret, now: Timestamp) {
+        let mut s = self.lock();
+        s.refused.retain(|(_, until)| now < *until);
+        let until = match &s.token {
+            Some(t) if t.token == *failed => t.expires_at,
+            _ => now.plus_millis(millis(TOKEN_LIFETIME)),
+        };
+        if !s.is_refused(failed) {
+            s.refused.push((failed.clone(), until));
+        }
+        if s.token.as_ref().is_some_and(|t| t.token == *failed) {
+            s.token = None;
+            s.next_attempt = None;
+        }
+    }
+}
+
+/// What a refresher holding the store lease ended with.
+enum Leased<F> {
+    /// Someone else stored a fresh token before we fetched; `fetch` was not used.
+    Found(AccessToken, F),
+    /// We fetched `token`; `theirs` is a still-valid token someone stored meanwhile, preferred
+    /// if this process has not seen it refused.
+    Fetched {
+        token: AccessToken,
+        next: Option<Timestamp>,
+        theirs: Option<AccessToken>,
+    },
 }
 
 pub struct TokenCache {
@@ -151,13 +220,9 @@ impl TokenCache {
     ) -> Result<(), WecomError> {
         let fp = secret_fingerprint(&creds.secret);
         let slot = self.slot(&creds.corp_id, &fp);
-        {
-            let mut s = slot.state.lock().unwrap_or_else(|p| p.into_inner());
-            if s.token.as_ref().is_some_and(|t| t.token == *failed) {
-                s.token = None;
-                s.next_attempt = None;
-            }
-        }
+        // In process first: from here on no refresher of this process can adopt `failed`,
+        // even one that read it from the store before the store's copy is gone.
+        slot.refuse(failed, self.clock.now());
         self.store
             .invalidate_token(&creds.corp_id, &fp, failed.expose())
             .await
@@ -220,16 +285,21 @@ impl TokenCache {
                     continue;
                 }
             };
-            if let Some(t) = stored.as_ref().filter(|t| self.fresh(t, now)) {
-                slot.set(t.clone(), None);
-                return Ok(t.token.clone());
+            let good = stored.as_ref().filter(|t| !slot.is_refused(&t.token));
+            if let Some(t) = good.filter(|t| self.fresh(t, now)) {
+                if slot.adopt(t.clone(), None) {
+                    return Ok(t.token.clone());
+                }
+                continue; // Refused meanwhile: read again.
             }
-            let valid = stored.as_ref().filter(|t| now < t.expires_at).cloned();
+            let valid = good.filter(|t| now < t.expires_at).cloned();
             if let Some(v) = &valid
                 && next_attempt.is_some_and(|n| now < n)
             {
-                slot.set(v.clone(), next_attempt);
-                return Ok(v.token.clone());
+                if slot.adopt(v.clone(), next_attempt) {
+                    return Ok(v.token.clone());
+                }
+                continue;
             }
             let until = now.plus_millis(millis(self.config.lease_for));
             let leased = match self
@@ -243,29 +313,49 @@ impl TokenCache {
                     false
                 }
             };
-            if leased && let Some(fetch) = fetch.take() {
-                let result = self.fetch_and_store(corp, fp, stored, fetch).await;
+            if leased && let Some(f) = fetch.take() {
+                let result = self.fetch_and_store(corp, fp, slot, stored, f).await;
                 if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
                     // It lapses after `lease_for` anyway.
                     tracing::warn!(corp = %corp, error = %e, "could not release the token lease");
                 }
-                return match (result, valid) {
-                    (Ok((t, next)), _) => {
-                        slot.set(t.clone(), next);
-                        Ok(t.token)
+                match result {
+                    Ok(Leased::Found(t, f)) => {
+                        if slot.adopt(t.clone(), None) {
+                            return Ok(t.token);
+                        }
+                        fetch = Some(f); // Refused meanwhile: the fetch is still ours to make.
+                        continue;
+                    }
+                    Ok(Leased::Fetched {
+                        token,
+                        next,
+                        theirs,
+                    }) => {
+                        if let Some(t) = theirs
+                            && slot.adopt(t.clone(), None)
+                        {
+                            return Ok(t.token);
+                        }
+                        slot.set_fetched(token.clone(), next);
+                        return Ok(token.token);
                     }
                     // An early refresh failed; the old token still works for a while.
-                    (Err(e), Some(v)) => {
+                    Err(e) => {
+                        let Some(v) = valid else { return Err(e) };
                         tracing::warn!(corp = %corp, error = %e, "early token refresh failed");
                         let next = now.plus_millis(millis(self.config.retry_ahead_every));
-                        slot.set(v.clone(), Some(next));
-                        Ok(v.token)
+                        return if slot.adopt(v.clone(), Some(next)) {
+                            Ok(v.token)
+                        } else {
+                            Err(e)
+                        };
                     }
-                    (Err(e), None) => Err(e),
-                };
+                }
             }
-            if let Some(v) = valid {
-                slot.set(v.clone(), next_attempt);
+            if let Some(v) = valid
+                && slot.adopt(v.clone(), next_attempt)
+            {
                 return Ok(v.token);
             }
             if tokio::time::Instant::now() >= deadline {
@@ -282,16 +372,17 @@ impl TokenCache {
         }
     }
 
-    /// Fetches with the lease held and stores the result. Returns the token and, when it is
-    /// not fresh (WeCom repeated a token near its end), when to try again. A store that
-    /// fails here costs sharing, not the call: the fetched token is used anyway.
+    /// Fetches with the lease held and stores the result: the token and, when it is not
+    /// fresh (WeCom repeated a token near its end), when to try again. A store that fails
+    /// here costs sharing, not the call: the fetched token is used anyway.
     async fn fetch_and_store<F, Fut>(
         &self,
         corp: &CorpId,
         fp: &str,
+        slot: &Slot,
         stored: Option<AccessToken>,
         fetch: F,
-    ) -> Result<(AccessToken, Option<Timestamp>), WecomError>
+    ) -> Result<Leased<F>, WecomError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<FetchedToken, WecomError>>,
@@ -305,10 +396,14 @@ impl TokenCache {
             }
         };
         let now = self.clock.now();
-        if let Some(t) = stored.as_ref().filter(|t| self.fresh(t, now)) {
-            return Ok((t.clone(), None));
+        if let Some(t) = stored
+            .as_ref()
+            .filter(|t| self.fresh(t, now) && !slot.is_refused(&t.token))
+        {
+            return Ok(Leased::Found(t.clone(), fetch));
         }
-        // Expiry counts from before the request, so ours is never later than WeCom's.
+        // Expiry counts from before the request, so ours is never later than WeCom's. The
+        // version is the stored one even if that token was refused: ours replaces it.
         let asked_at = self.clock.now();
         let fetched = fetch().await?;
         let mut token = AccessToken {
@@ -324,21 +419,33 @@ impl TokenCache {
         loop {
             attempts += 1;
             match self.store.put_token(&mut token).await {
-                Ok(()) => return Ok((token, next)),
+                Ok(()) => {
+                    return Ok(Leased::Fetched {
+                        token,
+                        next,
+                        theirs: None,
+                    });
+                }
                 // Someone stored a token meanwhile; prefer theirs if it is still good.
                 Err(e) if e.is_conflict() => {
                     let theirs = self.store.get_token(corp, fp).await.ok().flatten();
-                    return match theirs.filter(|t| self.clock.now() < t.expires_at) {
-                        Some(t) => Ok((t, None)),
-                        None => Ok((token, next)),
-                    };
+                    let theirs = theirs.filter(|t| self.clock.now() < t.expires_at);
+                    return Ok(Leased::Fetched {
+                        token,
+                        next,
+                        theirs,
+                    });
                 }
                 Err(e) if e.retryable() && attempts < 5 => {
                     tokio::time::sleep(self.config.poll_every).await;
                 }
                 Err(e) => {
                     tracing::warn!(corp = %corp, error = %e, "could not store the new token");
-                    return Ok((token, next));
+                    return Ok(Leased::Fetched {
+                        token,
+                        next,
+                        theirs: None,
+                    });
                 }
             }
         }
@@ -486,6 +593,55 @@ mod tests {
         let stored = f.store.get_token(&c.corp_id, &fp).await.unwrap();
         assert_eq!(stored.unwrap().token, t2);
         assert_eq!(f.fetches.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_token_refused_here_is_not_taken_back_from_the_store() {
+        let f = fixture();
+        let cache = f.cache();
+        let t1 = cache.get(&creds(), f.fetcher(7200)).await.unwrap();
+        cache.invalidate(&creds(), &t1).await.unwrap();
+        // The store still shows the refused token, as it does to a refresher that read it
+        // just before the invalidation landed.
+        let c = creds();
+        let fp = secret_fingerprint(&c.secret);
+        let mut stale = AccessToken {
+            corp_id: c.corp_id.clone(),
+            secret_fingerprint: fp.clone(),
+            token: t1.clone(),
+            expires_at: f.clock.now().plus_secs(7000),
+            version: 0,
+        };
+        f.store.put_token(&mut stale).await.unwrap();
+        let t2 = cache.get(&creds(), f.fetcher(7200)).await.unwrap();
+        assert_ne!(t2, t1);
+        assert_eq!(f.fetches.load(Ordering::SeqCst), 2);
+        let stored = f.store.get_token(&c.corp_id, &fp).await.unwrap();
+        assert_eq!(
+            stored.unwrap().token,
+            t2,
+            "the new token replaced the refused one"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_that_gettoken_answers_again_is_used() {
+        let f = fixture();
+        let cache = f.cache();
+        let t1 = cache.get(&creds(), f.fetcher(7200)).await.unwrap();
+        cache.invalidate(&creds(), &t1).await.unwrap();
+        // WeCom may answer a `gettoken` with the very token it refused: its word is taken.
+        let same = t1.clone();
+        let again = move || {
+            std::future::ready(Ok(FetchedToken {
+                access_token: same,
+                expires_in_secs: 7000,
+            }))
+        };
+        assert_eq!(cache.get(&creds(), again).await.unwrap(), t1);
+        // And it is then cached like any token.
+        assert_eq!(cache.get(&creds(), f.fetcher(7200)).await.unwrap(), t1);
+        assert_eq!(f.fetches.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -38,6 +38,9 @@ impl Queue for Switchable {
     ) -> Result<Vec<Delivery>, QueueError> {
         self.inner.receive(max, visibility, wait).await
     }
+    async fn extend(&self, d: &Delivery, visibility: Duration) -> Result<(), QueueError> {
+        self.inner.extend(d, visibility).await
+    }
     async fn ack(&self, d: &Delivery) -> Result<(), QueueError> {
         self.inner.ack(d).await
     }

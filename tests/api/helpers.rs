@@ -48,8 +48,23 @@ pub async fn sqlite_app(dir: &std::path::Path) -> App {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with the test configuration changed by `configure` first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let app = sqlite_app(dir.path()).await;
+    let mut config = test_config();
+    configure(&mut config);
+    let app = App::sqlite(
+        dir.path(),
+        config,
+        Arc::new(SystemClock),
+        SecretKey::generate(),
+    )
+    .await
+    .unwrap()
+    .0;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -5,6 +5,7 @@
 mod admin;
 mod durability;
 mod hardening;
+mod heartbeat;
 mod helpers;
 mod lambda;
 mod library;

@@ -39,6 +39,19 @@ fn cli(data: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// An admin API answer as JSON; `None` while the server does not answer (or not with JSON).
+async fn admin_json(client: &reqwest::Client, url: &str) -> Option<Value> {
+    client
+        .get(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
 fn counts(data: &Path) -> Value {
     serde_json::from_str(&cli(data, &["status"])).unwrap()
 }
@@ -123,15 +136,8 @@ async fn sigkill_with_jobs_queued_loses_nothing_after_restart() {
         || {
             let (client, base) = (client.clone(), base.clone());
             async move {
-                let s: Value = client
-                    .get(format!("{base}/admin/v1/tenants/acme/status"))
-                    .bearer_auth(ADMIN_TOKEN)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let s =
+                    admin_json(&client, &format!("{base}/admin/v1/tenants/acme/status")).await?;
                 (s["queue"]["pending"] == 0 && s["queue"]["in_flight"] == 0).then_some(())
             }
         },
@@ -189,6 +195,75 @@ async fn sigterm_lets_the_job_in_flight_finish_before_exit() {
     let serve = start(dir.path());
     assert_eq!(processed(&client, &serve.base, "acme").await.len(), 1);
     serve.kill();
+}
+
+/// `serve --demo` whose stdout cannot be written (here `/dev/full`; in the wild a terminal
+/// closed or a pipe whose reader stopped reading) keeps serving and seeds the demo: both the
+/// "listening" line and the demo's commands fail to print, and neither stops the server.
+/// (Before, `println!` panicked the main task: the process died at its first line, or, when the
+/// reader had stopped after the commands, at their final newline.)
+#[tokio::test]
+async fn serve_keeps_serving_when_its_stdout_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    // A free port chosen here, because the line that would name it cannot be read.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full (Linux)");
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--demo", "--nightly", "off", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data")
+        .arg(dir.path())
+        .env("RUST_LOG", "error")
+        .env("TAGSYNC_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env(
+            "TAGSYNC_SECRET_KEY",
+            crate::support::process::test_key(dir.path()),
+        )
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start tagsync serve --demo");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    // The demo's seed ends with the channel code's tag carried to the mall; its commands are
+    // printed right after.
+    wait_for(
+        "the demo seeded and carried 线下门店 to the mall",
+        Duration::from_secs(60),
+        || {
+            let (client, base) = (&client, &base);
+            async move {
+                let library =
+                    admin_json(client, &format!("{base}/admin/v1/tenants/demo/tag-groups")).await?;
+                let tags = library["groups"]
+                    .as_array()?
+                    .iter()
+                    .flat_map(|g| g["tags"].as_array().into_iter().flatten());
+                tags.into_iter()
+                    .any(|t| {
+                        t["name"] == "线下门店"
+                            && t["mall_id"].as_str().is_some_and(|m| !m.is_empty())
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "tagsync serve exited although only its stdout failed"
+    );
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "still serving");
+    child.kill().await.unwrap();
 }
 
 #[tokio::test]

@@ -103,6 +103,13 @@ async fn sh(command: &str) -> String {
         .output()
         .await
         .expect("sh runs");
+    if !out.status.success() {
+        eprintln!(
+            "`{command}` exited {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

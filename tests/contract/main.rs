@@ -12,6 +12,7 @@ mod customer_cases;
 mod items_cases;
 mod queue_cases;
 mod sealing;
+mod size_cases;
 mod store_cases;
 
 /// One test per case for one backend: builds a fresh backend with `$fixture`, then runs
@@ -52,6 +53,8 @@ macro_rules! store_contract {
             channels_are_stored_listed_and_deleted,
             counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills_at_once,
             scoped_group_round_trips_with_its_rule_group_range_and_mall_switch,
+            a_members_run_over_50000_staff_keeps_every_item_under_400_kb,
+            directory_of_2000_staff_round_trips_versioned_per_tenant,
         ]);
     };
 }
@@ -61,12 +64,14 @@ macro_rules! queue_contract {
     ($module:ident, $fixture:path) => {
         for_backend!($module, $fixture, queue, queue_cases: [
             received_job_is_invisible_until_its_visibility_timeout_then_redelivered,
+            extended_job_stays_invisible_for_three_visibility_timeouts_then_comes_back_once_the_extends_stop,
             retried_job_is_delivered_again_after_its_delay,
             rescheduled_job_comes_back_after_its_delay_without_counting_the_receive,
             parked_job_is_counted_listed_with_its_reason_and_redriven,
             counts_track_pending_in_flight_and_dead,
             send_of_25_jobs_in_one_call_delivers_all,
             job_never_acked_is_parked_after_max_receives,
+            reschedule_beyond_the_longest_delay_is_cut_to_it_not_refused,
         ]);
     };
 }
@@ -107,6 +112,10 @@ customer_index_contract!(customers_sqlite, crate::backends::sqlite_store);
 customer_index_contract!(customers_dynamo, crate::backends::dynamo_store);
 items_contract!(items_sqlite, crate::backends::sqlite_items);
 items_contract!(items_dynamo, crate::backends::dynamo_items);
+// The limit the size cases are measured against, enforced by the stand-in as by AWS.
+for_backend!(items_dynamo_limits, crate::backends::dynamo_items, items, size_cases: [
+    an_item_over_400_kb_is_refused,
+]);
 store_contract!(store_sqlite, crate::backends::sqlite_store);
 store_contract!(store_dynamo, crate::backends::dynamo_store);
 queue_contract!(queue_sqlite, crate::backends::sqlite_queue);

@@ -129,6 +129,38 @@ pub async fn received_job_is_invisible_until_its_visibility_timeout_then_redeliv
     assert_nothing_deliverable(queue, "an acked job is gone").await;
 }
 
+pub async fn extended_job_stays_invisible_for_three_visibility_timeouts_then_comes_back_once_the_extends_stop(
+    queue: Arc<dyn Queue>,
+) {
+    let queue = &*queue;
+    let sent = job("heartbeat");
+    queue.send(std::slice::from_ref(&sent)).await.expect("send");
+    let held = receive_one(queue, SHORT).await;
+    // A heartbeat: extended every third of the visibility for three visibilities.
+    let until = Instant::now() + SHORT * 3;
+    while Instant::now() < until {
+        tokio::time::sleep(SHORT / 3).await;
+        queue.extend(&held, SHORT).await.expect("extend a held job");
+        assert_nothing_deliverable(queue, "an extended job is invisible to other receivers").await;
+    }
+    expect_counts(queue, counts(0, 1, 0), "extends").await;
+
+    let stopped = Instant::now();
+    let again = receive_one(queue, HOLD).await;
+    assert!(
+        stopped.elapsed() >= SHORT / 2,
+        "redelivered {:?} after the last extend, before its {SHORT:?} visibility",
+        stopped.elapsed()
+    );
+    assert_eq!(again.message_id, held.message_id);
+    assert_eq!(
+        again.receive_count, 2,
+        "received once while it was extended"
+    );
+    queue.ack(&again).await.expect("ack");
+    expect_counts(queue, counts(0, 0, 0), "ack").await;
+}
+
 pub async fn retried_job_is_delivered_again_after_its_delay(queue: Arc<dyn Queue>) {
     let queue = &*queue;
     let sent = job("retry");
@@ -467,4 +499,25 @@ pub async fn tenant_counts_show_a_job_the_queue_parked_itself_as_dead(queue: Arc
         }
         assert!(Instant::now() < deadline, "counts are {c:?}");
     }
+}
+
+/// A reschedule further off than the queue can delay a message (SQS: 15 minutes, and a
+/// transfer waits 24 hours for WeCom's takeover) is cut to what the queue can hold rather
+/// than refused: the job waits, counted pending, not deliverable now; when it comes back it
+/// finds its wait not over and is rescheduled again (a hop per 15 minutes).
+pub async fn reschedule_beyond_the_longest_delay_is_cut_to_it_not_refused(queue: Arc<dyn Queue>) {
+    let queue = &*queue;
+    let sent = job("long wait");
+    queue.send(std::slice::from_ref(&sent)).await.expect("send");
+    let first = receive_one(queue, HOLD).await;
+    queue
+        .reschedule(
+            &first,
+            Duration::from_secs(24 * 3600),
+            "WeCom takes the customer over in 24 h",
+        )
+        .await
+        .expect("a 24-hour reschedule is accepted");
+    assert_nothing_deliverable(queue, "rescheduled a day ahead").await;
+    expect_counts(queue, counts(1, 0, 0), "waiting out the delay").await;
 }

@@ -6,6 +6,8 @@ use tagsync::domain::*;
 use tagsync::ports::{Claim, Clock, Store, StoreError, SystemClock, Write};
 use tokio::time::Instant;
 
+pub use crate::size_cases::a_members_run_over_50000_staff_keeps_every_item_under_400_kb;
+
 fn now() -> Timestamp {
     SystemClock.now()
 }
@@ -1097,4 +1099,45 @@ pub async fn scoped_group_round_trips_with_its_rule_group_range_and_mall_switch(
     let got = listed.iter().find(|g| g.id == scoped.id).expect("listed");
     assert_eq!(got.scope.as_ref().unwrap().departments, [3, 7, 9]);
     assert!(!got.carry_to_mall);
+}
+
+/// The corp's directory: one per tenant, versioned like every entity, and a corp of 2,000
+/// staff in 200 departments (one stored item) round-trips whole.
+pub async fn directory_of_2000_staff_round_trips_versioned_per_tenant(store: Arc<dyn Store>) {
+    let t = tenant_id(&format!("dir-{}", new_ordered_id()));
+    let other = tenant_id(&format!("dir-{}", new_ordered_id()));
+    assert_eq!(store.get_directory(&t).await.unwrap(), None);
+    let departments: Vec<Department> = (1..=200)
+        .map(|id| Department {
+            id,
+            name: format!("门店{id}"),
+            parent_id: if id == 1 { 0 } else { id / 2 },
+            order: 100_000 - id,
+        })
+        .collect();
+    let staff: Vec<StaffMember> = (0..2000)
+        .map(|i| StaffMember {
+            userid: format!("staff{i:05}"),
+            name: format!("员工{i}"),
+            departments: vec![1 + i % 200, 1 + (i * 7) % 200],
+        })
+        .collect();
+    let mut dir = Directory::new(t.clone(), departments, staff, now());
+    store.put_directory(&mut dir).await.expect("first write");
+    assert_eq!(dir.version, 1);
+    assert_eq!(store.get_directory(&t).await.unwrap(), Some(dir.clone()));
+    assert_eq!(store.get_directory(&other).await.unwrap(), None);
+
+    let mut stale = dir.clone();
+    dir.departments.pop();
+    store.put_directory(&mut dir).await.expect("fresh write");
+    assert_eq!(dir.version, 2);
+    let err = store
+        .put_directory(&mut stale)
+        .await
+        .expect_err("a stale write is refused");
+    assert!(err.is_conflict(), "{err}");
+    let stored = store.get_directory(&t).await.unwrap().unwrap();
+    assert_eq!(stored.departments.len(), 199);
+    assert_eq!(stored.descendants(2).len(), dir.descendants(2).len());
 }

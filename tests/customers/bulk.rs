@@ -55,6 +55,31 @@ async fn finished(w: &World, run: &str) -> Value {
     w.admin(Method::GET, &format!("/sync/{run}"), None).await.1
 }
 
+/// The mall's member writes in `log`: (members written in batch requests, batch requests,
+/// single `POST /members/{id}/tags`).
+fn mall_writes(log: &[tagsync::sim::mall::ApiRequestLog]) -> (usize, usize, usize) {
+    let batches: Vec<_> = log
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/members:batch-tags")
+        .collect();
+    let batched = batches
+        .iter()
+        .map(|r| {
+            r.request.as_ref().unwrap()["items"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum();
+    let singles = log
+        .iter()
+        .filter(|r| {
+            r.method == "POST" && r.path.starts_with("/members/") && r.path.ends_with("/tags")
+        })
+        .count();
+    (batched, batches.len(), singles)
+}
+
 /// The (userid, external userid) pairs of every `mark_tag` since call number `from`.
 fn marks_since(w: &World, from: usize) -> Vec<(String, String)> {
     w.wecom.calls()[from..]
@@ -87,6 +112,7 @@ async fn a_bulk_run_over_300_customers_tags_every_relation_and_the_mall_once_and
     assert_eq!(preview["sample"][0]["external_userid"], "wm_f000");
 
     let calls = w.wecom.calls().len();
+    let mall_before = w.mall.requests().len();
     let (status, started) = post_bulk(&w, json!({"filter": filter, "add": [gold]})).await;
     assert_eq!(status, 202, "{started}");
     let run = s(&started["run_id"]);
@@ -138,6 +164,15 @@ async fn a_bulk_run_over_300_customers_tags_every_relation_and_the_mall_once_and
     assert!(
         per_relation.values().all(|n| *n == 1),
         "a relation marked twice"
+    );
+    // The members' mall writes go in batch requests, one per chunk of 25, not one request per
+    // member.
+    let mall_log = w.mall.requests()[mall_before..].to_vec();
+    let (batched, batches, singles) = mall_writes(&mall_log);
+    assert_eq!(
+        (batched, batches, singles),
+        (300, 12, 0),
+        "one batch request of 25 members per chunk, no member written alone"
     );
     // Customers outside the filter, and the one added after the start, are untouched.
     for (c, m) in shop.iter().chain(late.iter()) {
@@ -240,6 +275,56 @@ async fn a_customer_that_fails_is_counted_with_the_reason_and_fails_the_run() {
             .unwrap_or("")
             .contains("1 customers failed")
     );
+    let _ = w.settle(Duration::from_secs(30)).await;
+    w.stop().await;
+}
+
+/// A chunk's members go to the mall in one batch request; the mall refuses one of them (its
+/// account was closed after the job read it): that customer alone counts as failed with the
+/// mall's answer, and the others are done everywhere.
+#[tokio::test]
+async fn a_member_the_mall_refuses_in_a_bulk_runs_batch_fails_alone_with_the_malls_reason() {
+    let w = start().await;
+    mall_made_group(&w, "会员等级", 20, &[("金卡", 2)]).await;
+    let gold = hub_tag_id(&w, "会员等级", "金卡").await;
+    let gold_m = mall_tag_id(&w, "会员等级", "金卡");
+    let gold_w = wecom_tag(&w, "会员等级", "金卡").id;
+    let three = bound_customers(&w, "wm_r", 3, "展会").await;
+    let mut hold = w
+        .mall
+        .hold("POST", "/members:batch-tags", Phase::Before, Value::Null);
+    let (status, started) =
+        post_bulk(&w, json!({"filter": {"state": "展会"}, "add": [gold]})).await;
+    assert_eq!(status, 202, "{started}");
+    let held = hold
+        .held(HELD_WITHIN)
+        .await
+        .expect("the chunk's batch write");
+    assert_eq!(
+        held.request["body"]["items"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        held.request
+    );
+    let (closed_c, closed_m) = &three[1];
+    w.mall.operator().remove_member(closed_m).unwrap();
+    held.release();
+
+    let report = finished(&w, &s(&started["run_id"])).await;
+    assert_eq!(report["status"], "failed", "{report:#}");
+    assert_eq!(
+        report["counts"],
+        json!({"matched": 3, "done": 2, "failed": 1}),
+        "{report:#}"
+    );
+    assert_eq!(report["failures"][0]["external_userid"], closed_c.as_str());
+    let reason = s(&report["failures"][0]["reason"]);
+    assert!(reason.contains("404"), "the mall's answer: {reason}");
+    for (c, m) in [&three[0], &three[2]] {
+        assert!(w.mall.member(m).unwrap().tag_ids.contains(&gold_m), "{c}");
+        let tags = w.wecom.relation_tags("sales_li", c).unwrap();
+        assert!(tags.contains(&gold_w.to_string()), "{c}: {tags:?}");
+    }
     let _ = w.settle(Duration::from_secs(30)).await;
     w.stop().await;
 }

@@ -10,6 +10,7 @@ mod support;
 
 mod bulk;
 mod list;
+mod transfer_meanwhile;
 mod transfers;
 
 use crate::support::world::World;

@@ -5,5 +5,6 @@
 
 #![allow(dead_code)]
 
+pub mod cloud;
 pub mod process;
 pub mod world;

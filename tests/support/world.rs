@@ -63,6 +63,36 @@ pub struct WorldOptions {
     pub mall: MallSimConfig,
     /// tagsync's WeCom rate budget (`TAGSYNC_WECOM_RATE_SHARE`); the default share when `None`.
     pub wecom_budget: Option<tagsync::wecom::budget::BudgetConfig>,
+    /// Where tagsync runs: as `tagsync serve` or as the Lambdas. Default: [`Backend::of_this_binary`].
+    pub backend: Backend,
+    /// On the cloud backend, how long a worker invocation may run before the event source
+    /// mapping stand-in counts it failed (the template's `Timeout`, 60 s, unless a bench
+    /// needs its setup to outlast a slow machine).
+    pub lambda_timeout: Duration,
+}
+
+/// How tagsync runs in a [`World`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `tagsync serve`: SQLite store and queue, its own routes and worker pool.
+    Sqlite,
+    /// The Lambdas (`super::cloud`): DynamoDB store on DynamoDB Local, SQS queue on moto, the
+    /// routes behind an API Gateway v2 stand-in, the worker fed by an event source mapping
+    /// stand-in (`workers` pollers).
+    Cloud,
+}
+
+impl Backend {
+    /// The cloud-path test binary (`tests/cloud/`) runs the very scenario files of the other
+    /// end-to-end binaries (`#[path]`), so its worlds default to the cloud; every other test
+    /// binary and bench runs `tagsync serve`.
+    pub fn of_this_binary() -> Self {
+        if env!("CARGO_CRATE_NAME") == "cloud" {
+            Backend::Cloud
+        } else {
+            Backend::Sqlite
+        }
+    }
 }
 
 impl Default for WorldOptions {
@@ -77,6 +107,8 @@ impl Default for WorldOptions {
             wecom: SimConfig::default(),
             mall: MallSimConfig::default(),
             wecom_budget: None,
+            backend: Backend::of_this_binary(),
+            lambda_timeout: super::cloud::WORKER_TIMEOUT,
         }
     }
 }
@@ -90,6 +122,8 @@ pub struct World {
     pub app: App,
     /// `http://127.0.0.1:P`, where tagsync listens.
     pub base: String,
+    /// The cloud world's AWS resources and usage counters (`None` on SQLite).
+    pub cloud: Option<super::cloud::CloudResources>,
     pub tenant: TenantId,
     http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -237,37 +271,59 @@ impl World {
         let key =
             tagsync::store::sealing::SecretKey::from_base64(&super::process::test_key(&data.0))
                 .expect("a valid test key");
-        // tagsync reads the WeCom simulator's clock (the wall clock unless a test moves it), so
-        // both agree on rate windows.
-        let (app, _db) = App::sqlite(&data.0, config, opts.wecom.clock.clone(), key)
-            .await
-            .unwrap_or_else(|e| panic!("tagsync's store: {e}"));
-
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind tagsync on loopback");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(
-            app.clone(),
-            listener,
-            ServeOptions {
-                workers: opts.workers.max(1),
-                nightly: Nightly::Off,
-                shutdown_grace: Duration::from_secs(5),
-                ..ServeOptions::default()
-            },
-            async {
-                // A dropped sender (a dropped world) stops the server too.
-                let _ = stopped.await;
-            },
-        ));
+        // A dropped sender (a dropped world) stops the server too.
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        // tagsync reads the WeCom simulator's clock (the wall clock unless a test moves it), so
+        // both agree on rate windows.
+        let clock = opts.wecom.clock.clone();
+        let mut cloud = None;
+        let (app, server) = match opts.backend {
+            Backend::Sqlite => {
+                let (app, _db) = App::sqlite(&data.0, config, clock, key)
+                    .await
+                    .unwrap_or_else(|e| panic!("tagsync's store: {e}"));
+                let server = tokio::spawn(serve(
+                    app.clone(),
+                    listener,
+                    ServeOptions {
+                        workers: opts.workers.max(1),
+                        nightly: Nightly::Off,
+                        shutdown_grace: Duration::from_secs(5),
+                        ..ServeOptions::default()
+                    },
+                    stopped,
+                ));
+                (app, server)
+            }
+            Backend::Cloud => {
+                let (app, resources) =
+                    super::cloud::cloud_app(config, clock, key, opts.visibility).await;
+                cloud = Some(resources.clone());
+                let server = tokio::spawn(super::cloud::serve_lambdas(
+                    app.clone(),
+                    resources,
+                    listener,
+                    opts.workers.max(1),
+                    opts.lambda_timeout,
+                    stopped,
+                ));
+                (app, server)
+            }
+        };
 
         let world = World {
             wecom,
             mall,
             app,
             base,
+            cloud,
             tenant,
             http: reqwest::Client::new(),
             stop: Some(stop),

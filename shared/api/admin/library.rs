@@ -277,12 +277,15 @@ fn mark_pending<I, S>(link: &mut SideLink<I, S>) {
 // Routes.
 
 async fn list(app: &App, t: &TenantId) -> Result<HttpResponse, ApiError> {
+    // A department-scoped operator sees the unscoped groups and their departments' groups.
+    let scope = crate::api::access::current_scope(app, t).await?;
     let mut groups: Vec<TagGroup> = app
         .store
         .list_groups(t)
         .await?
         .into_iter()
         .filter(|g| g.deleted_at.is_none())
+        .filter(|g| scope.as_ref().is_none_or(|s| s.sees_group(g)))
         .collect();
     sort_groups(&mut groups);
     let tags = app.store.list_tags(t).await?;

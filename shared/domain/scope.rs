@@ -41,3 +41,11 @@ impl GroupScope {
 pub fn carried_by_default() -> bool {
     true
 }
+
+impl super::TagGroup {
+    /// Whether the group and its tags have a mall leg: an unscoped group always, a scoped one
+    /// while its `carry_to_mall` switch is on (docs/scoped-groups.md).
+    pub fn reaches_mall(&self) -> bool {
+        self.scope.is_none() || self.carry_to_mall
+    }
+}

@@ -19,7 +19,7 @@
 use super::mall_writes::Seat;
 use super::members::{Turn, View, repair_in_turn};
 use super::worker::Outcome;
-use super::{StepError, WECOM_CORP_TAG};
+use super::{StepError, is_synced_wecom_tag};
 use crate::app::App;
 use crate::domain::*;
 use crate::http::ApiError;
@@ -386,7 +386,7 @@ async fn apply_unbound(
         let shown: BTreeSet<String> = f
             .tags
             .iter()
-            .filter(|x| x.kind == WECOM_CORP_TAG)
+            .filter(|x| is_synced_wecom_tag(x.kind))
             .filter_map(|x| x.tag_id.as_ref().map(ToString::to_string))
             .collect();
         let to_add: Vec<WecomTagId> = add

@@ -10,7 +10,7 @@
 
 use super::intake::bind;
 use super::worker::Outcome;
-use super::{Step, StepError, WECOM_CORP_TAG, audit, lock, member_lock};
+use super::{Step, StepError, audit, is_synced_wecom_tag, lock, member_lock};
 use crate::app::App;
 use crate::domain::*;
 use crate::mall::client::MallMember;
@@ -168,6 +168,10 @@ struct IdCache {
     to_hub: HashMap<(Side, String), Option<HubTagId>>,
     to_side: HashMap<(Side, HubTagId), Option<String>>,
     live: HashMap<HubTagId, bool>,
+    /// Per tag, whether it belongs to a scoped group kept from the mall.
+    kept_from_mall: HashMap<HubTagId, bool>,
+    /// Per group, whether it is kept from the mall (`carry_to_mall` off).
+    group_kept: HashMap<HubGroupId, bool>,
 }
 
 struct Cx<'a> {
@@ -224,6 +228,38 @@ impl Cx<'_> {
         Ok(live)
     }
 
+    /// Whether `tag` belongs to a scoped group kept from the mall (docs/scoped-groups.md):
+    /// the mall neither gets it nor has a say about it. A tag with a mall id is carried, so
+    /// only tags without one cost a read of their group.
+    async fn kept_from_mall(&mut self, tag: &HubTagId) -> Step<bool> {
+        if let Some(known) = self.ids.kept_from_mall.get(tag) {
+            return Ok(*known);
+        }
+        let t = &self.tenant.id;
+        let group = match self.app.store.get_tag(t, tag).await? {
+            Some(x) if x.mall.id.is_none() => Some(x.group_id),
+            _ => None,
+        };
+        let kept = match group {
+            None => false,
+            Some(g) => match self.ids.group_kept.get(&g) {
+                Some(k) => *k,
+                None => {
+                    let k = self
+                        .app
+                        .store
+                        .get_group(t, &g)
+                        .await?
+                        .is_some_and(|g| !g.reaches_mall());
+                    self.ids.group_kept.insert(g, k);
+                    k
+                }
+            },
+        };
+        self.ids.kept_from_mall.insert(tag.clone(), kept);
+        Ok(kept)
+    }
+
     async fn side_of(&mut self, side: Side, tag: &HubTagId) -> Step<Option<String>> {
         let key = (side, tag.clone());
         if let Some(v) = self.ids.to_side.get(&key) {
@@ -266,6 +302,7 @@ impl Cx<'_> {
                     }
                     out.push(id)
                 }
+                None if side == Side::Mall && self.kept_from_mall(t).await? => {}
                 None if self.live(t).await? => {
                     self.waiting.insert(format!("{t} in {side}"));
                 }
@@ -342,7 +379,7 @@ impl Cx<'_> {
                 self.waiting.insert(format!("mall tag {id}"));
             }
         }
-        let mall_side = SideTags {
+        let mut mall_side = SideTags {
             tags: self.hub_ids(Side::Mall, &mall_ids).await?,
             base: hub.mall_base.clone(),
             at: self.hint.mall_at.unwrap_or(now),
@@ -409,6 +446,23 @@ impl Cx<'_> {
             );
         }
 
+        // Tags of scoped groups kept from the mall: the mall has no say about them (a base
+        // from before the group left the mall must not read as the mall taking them off), and
+        // its base never claims them.
+        let mut candidates: BTreeSet<HubTagId> = hub.marks.keys().cloned().collect();
+        for r in relations.values() {
+            candidates.extend(r.tags.iter().chain(&r.base).cloned());
+        }
+        let mut kept = BTreeSet::new();
+        for tag in candidates {
+            if self.kept_from_mall(&tag).await? {
+                kept.insert(tag);
+            }
+        }
+        for tag in &kept {
+            mall_side.tags.remove(tag);
+            mall_side.base.remove(tag);
+        }
         let merged = merge_member_tags(&hub, &mall_side, &relations);
         tracing::debug!(%member, hub = ?hub, mall = ?mall_side, relations = ?relations, desired = ?merged.desired, "member merged");
         let mut tags = merged.tags.clone();
@@ -603,6 +657,7 @@ impl Cx<'_> {
                 tags.mall_base = mall_side.tags.clone();
             }
         }
+        tags.mall_base.retain(|tag| !kept.contains(tag));
         let known = customer_rel.as_ref().map(|r| r.relations.clone());
         self.save(&mut tags, customer_rel, entries).await?;
         // Tags this job's merge turned on from a side reach the `tag_added` rules; a mark
@@ -696,7 +751,7 @@ impl Cx<'_> {
                     let ids = f
                         .tags
                         .iter()
-                        .filter(|x| x.kind == WECOM_CORP_TAG)
+                        .filter(|x| is_synced_wecom_tag(x.kind))
                         .filter_map(|x| x.tag_id.as_ref().map(|i| i.to_string()))
                         .collect();
                     shown.insert(f.userid.clone(), ids);

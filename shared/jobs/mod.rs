@@ -35,9 +35,11 @@ use crate::wecom::client::WecomError;
 use std::time::Duration;
 use worker::Outcome;
 
-/// WeCom corp tags on a follow relation (type 1); personal tags (2) cannot be written by API
-/// and rule-group tags (3) are not synced.
-pub(crate) const WECOM_CORP_TAG: i64 = 1;
+/// Whether a tag on a follow relation is one tagsync syncs: a corp tag (type 1) or a rule-group
+/// tag (3, a scoped group's: docs/scoped-groups.md). Personal tags (2) cannot be written by API.
+pub(crate) fn is_synced_wecom_tag(kind: i64) -> bool {
+    matches!(kind, 1 | 3)
+}
 
 /// Queues sync jobs for `tenant`, dropping those its switches hold back: nothing while the
 /// feature is off, library jobs while `auto_sync` is off, member jobs while `member_sync` is

@@ -25,7 +25,7 @@
 
 use super::members::{View, repair};
 use super::worker::Outcome;
-use super::{StepError, WECOM_CORP_TAG};
+use super::{StepError, is_synced_wecom_tag};
 use crate::app::App;
 use crate::domain::*;
 use crate::http::ApiError;
@@ -382,7 +382,7 @@ async fn carry_one(
     let shown: BTreeSet<String> = relation
         .tags
         .iter()
-        .filter(|x| x.kind == WECOM_CORP_TAG)
+        .filter(|x| is_synced_wecom_tag(x.kind))
         .filter_map(|x| x.tag_id.as_ref().map(ToString::to_string))
         .collect();
     let mut add = Vec::new();

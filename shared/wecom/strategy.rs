@@ -9,8 +9,8 @@
 //! edits of one strategy at the same time (tagsync's library jobs hold the tenant's library
 //! lock around them).
 
-use super::client::{Empty, WecomClient, WecomCredentials, WecomError, json, lenient};
 use super::classify::ApiOp;
+use super::client::{Empty, WecomClient, WecomCredentials, WecomError, json, lenient};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -226,7 +226,10 @@ impl WecomClient {
     ) -> Result<u32, WecomError> {
         let op = ApiOp::StrategyCreate;
         if range.is_empty() {
-            return Err(WecomError::invalid_request(op, "a strategy's range names nobody"));
+            return Err(WecomError::invalid_request(
+                op,
+                "a strategy's range names nobody",
+            ));
         }
         if range.len() > MAX_RANGE_NODES {
             return Err(WecomError::invalid_request(

@@ -611,7 +611,12 @@ impl World {
         ] {
             problems.extend(duplicates(view).into_iter().map(|d| format!("{side}: {d}")));
         }
-        problems.extend(diff("hub", &views.hub, "mall", &views.mall));
+        // A scoped group kept from the mall (`carry_to_mall` off) is not the mall's to show.
+        let carried = json!({"groups": hub_group_list(&hub)
+            .into_iter()
+            .filter(|g| g["carry_to_mall"] != json!(false))
+            .collect::<Vec<_>>()});
+        problems.extend(diff("hub", &hub_view(&carried), "mall", &views.mall));
         let (as_wecom, id_problems) = hub_as_wecom_shows_it(&hub, &wecom, &mall);
         problems.extend(diff("hub", &as_wecom, "WeCom", &views.wecom));
         problems.extend(id_problems);
@@ -918,8 +923,14 @@ fn hub_as_wecom_shows_it(
         let wecom_id = g["wecom_id"].as_str();
         let mall_id = g["mall_id"].as_str();
         let in_wecom = wecom_id.and_then(|id| wecom_groups.get(id).copied());
+        // A scoped group kept from the mall must have no mall id, nor any of its tags.
+        let kept = g["carry_to_mall"] == json!(false);
 
         match mall_id.map(|id| (id, mall_groups.get(id))) {
+            None if kept => {}
+            Some((id, _)) if kept => problems.push(format!(
+                "hub group {name:?} is kept from the mall but has mall id {id}"
+            )),
             None => problems.push(format!("hub group {name:?} has no mall id")),
             Some((id, None)) => problems.push(format!(
                 "hub group {name:?} has mall id {id}, which the mall does not have"
@@ -962,6 +973,10 @@ fn hub_as_wecom_shows_it(
             let tag = str_of(&t["name"]);
             let full = format!("{name}/{tag}");
             match t["mall_id"].as_str().map(|id| (id, mall_tags.get(id))) {
+                None if kept => {}
+                Some((id, _)) if kept => problems.push(format!(
+                    "hub tag {full:?} is kept from the mall but has mall id {id}"
+                )),
                 None => problems.push(format!("hub tag {full:?} has no mall id")),
                 Some((id, None)) => problems.push(format!(
                     "hub tag {full:?} has mall id {id}, which the mall does not have"

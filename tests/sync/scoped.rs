@@ -64,7 +64,7 @@ async fn scoped_group_made_in_the_hub_appears_in_wecom_as_a_rule_group_with_its_
 
 #[tokio::test]
 async fn scoped_group_with_its_mall_switch_off_stays_out_of_the_mall_and_reaches_it_when_turned_on()
- {
+{
     let w = start().await;
     let g = hub_scoped_group(
         &w,
@@ -75,7 +75,10 @@ async fn scoped_group_with_its_mall_switch_off_stays_out_of_the_mall_and_reaches
     let wg = wecom_group(&w, "北京客户评级");
     assert!(wg.strategy_id.is_some(), "in WeCom as a rule group");
     assert!(
-        w.mall.library().iter().all(|m| m.group.name != "北京客户评级"),
+        w.mall
+            .library()
+            .iter()
+            .all(|m| m.group.name != "北京客户评级"),
         "kept from the mall"
     );
     let hub = hub_group(&w, "北京客户评级").await;
@@ -93,7 +96,12 @@ async fn scoped_group_with_its_mall_switch_off_stays_out_of_the_mall_and_reaches
     assert_eq!(status, 201, "{body}");
     settle(&w).await;
     assert!(wecom_tag_named(&w, "北京客户评级", "B级"));
-    assert!(w.mall.library().iter().all(|m| m.group.name != "北京客户评级"));
+    assert!(
+        w.mall
+            .library()
+            .iter()
+            .all(|m| m.group.name != "北京客户评级")
+    );
 
     // Switched on: the group and its tags are carried.
     let id = s(&g["id"]);
@@ -173,5 +181,217 @@ async fn member_tags_on_rule_group_tags_sync_both_ways() {
     w.mall.operator().tag_member(&member, &extended).unwrap();
     settle(&w).await;
     member_tags_everywhere(&w, &member, &["售后服务/保养到期", "售后服务/延保服务"]).await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn member_tag_on_a_scoped_tag_kept_from_the_mall_reaches_every_wecom_relation_and_never_the_mall()
+ {
+    let w = start().await;
+    hub_scoped_group(
+        &w,
+        json!({"name": "北京客户评级", "tags": [{"name": "A级"}],
+               "scope": {"departments": [4]}, "carry_to_mall": false}),
+    )
+    .await;
+    let (status, body) = w
+        .admin(
+            Method::POST,
+            "/tag-groups",
+            Some(json!({"name": "客户等级", "tags": [{"name": "VIP"}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let member = bound_member(&w, "wm_alice", &["sales_li", "sales_wang"]).await;
+
+    // WeCom: a salesperson puts the kept tag on: the hub and the other relation follow, the
+    // mall does not (and nothing waits for it there: settling would fail on a parked job).
+    let a = wecom_tag(&w, "北京客户评级", "A级").id;
+    w.wecom
+        .console()
+        .tag_relation("sales_li", "wm_alice", &[a.as_str()], &[])
+        .unwrap();
+    settle(&w).await;
+    let view = w.member_view(member.as_str()).await;
+    let kept = BTreeSet::from(["北京客户评级/A级".to_owned()]);
+    assert_eq!(view.hub, kept);
+    assert_eq!(view.relations["sales_li"], kept);
+    assert_eq!(view.relations["sales_wang"], kept);
+    assert!(view.mall.is_empty(), "kept from the mall: {:?}", view.mall);
+
+    // A mall change of the member's other tags leaves the kept tag where it is.
+    let vip = mall_tag_id(&w, "客户等级", "VIP");
+    w.mall.operator().tag_member(&member, &vip).unwrap();
+    settle(&w).await;
+    let view = w.member_view(member.as_str()).await;
+    let both = BTreeSet::from(["北京客户评级/A级".to_owned(), "客户等级/VIP".to_owned()]);
+    assert_eq!(view.hub, both);
+    assert_eq!(view.relations["sales_li"], both);
+    assert_eq!(view.relations["sales_wang"], both);
+    assert_eq!(view.mall, BTreeSet::from(["客户等级/VIP".to_owned()]));
+    converged(&w).await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn scoped_group_switched_off_the_mall_after_reaching_it_leaves_the_mall_and_keeps_its_member_tags_in_wecom()
+ {
+    let w = start().await;
+    let g = hub_scoped_group(
+        &w,
+        json!({"name": "售后服务", "tags": [{"name": "保养到期"}],
+               "scope": {"departments": [3]}}),
+    )
+    .await;
+    let member = bound_member(&w, "wm_alice", &["sales_li"]).await;
+    let due = wecom_tag(&w, "售后服务", "保养到期").id;
+    w.wecom
+        .console()
+        .tag_relation("sales_li", "wm_alice", &[due.as_str()], &[])
+        .unwrap();
+    settle(&w).await;
+    member_tags_everywhere(&w, &member, &["售后服务/保养到期"]).await;
+
+    let (status, body) = w
+        .admin(
+            Method::PATCH,
+            &format!("/tag-groups/{}", s(&g["id"])),
+            Some(json!({"carry_to_mall": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    settle(&w).await;
+
+    // The mall's copy is gone (and the member's mark with it); the hub and WeCom keep all,
+    // with the same WeCom ids.
+    assert!(
+        w.mall.library().iter().all(|m| m.group.name != "售后服务"),
+        "the mall's copy is deleted"
+    );
+    let hub = hub_group(&w, "售后服务").await;
+    assert_eq!(hub["mall_id"], Value::Null);
+    assert_eq!(hub["tags"][0]["mall_id"], Value::Null);
+    assert_eq!(s(&hub["tags"][0]["wecom_id"]), due);
+    let view = w.member_view(member.as_str()).await;
+    let kept = BTreeSet::from(["售后服务/保养到期".to_owned()]);
+    assert_eq!(view.hub, kept);
+    assert_eq!(view.relations["sales_li"], kept);
+    assert!(view.mall.is_empty(), "{:?}", view.mall);
+    let actions: Vec<String> = audit(&w).await.into_iter().map(|e| e.action).collect();
+    assert!(
+        actions.iter().any(|a| a == "group.left_mall"),
+        "{actions:?}"
+    );
+
+    // The member's next job (a mall change of another tag) does not read the mall's loss of
+    // the copy as the mall taking the tag off.
+    let (status, body) = w
+        .admin(
+            Method::POST,
+            "/tag-groups",
+            Some(json!({"name": "客户等级", "tags": [{"name": "VIP"}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    settle(&w).await;
+    let vip = mall_tag_id(&w, "客户等级", "VIP");
+    w.mall.operator().tag_member(&member, &vip).unwrap();
+    settle(&w).await;
+    let view = w.member_view(member.as_str()).await;
+    let both = BTreeSet::from(["售后服务/保养到期".to_owned(), "客户等级/VIP".to_owned()]);
+    assert_eq!(view.hub, both);
+    assert_eq!(view.relations["sales_li"], both);
+    assert_eq!(view.mall, BTreeSet::from(["客户等级/VIP".to_owned()]));
+    converged(&w).await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn scoped_group_renamed_reordered_and_deleted_in_the_hub_follows_in_its_rule_group() {
+    let w = start().await;
+    let g = hub_scoped_group(
+        &w,
+        json!({"name": "售后服务", "order": 1, "tags": [{"name": "保养到期"}, {"name": "延保服务"}],
+               "scope": {"name": "售后部", "departments": [3]}}),
+    )
+    .await;
+    let id = s(&g["id"]);
+    let wg = wecom_group(&w, "售后服务");
+    let due = hub_tag(&w, "售后服务", "保养到期").await;
+
+    // Group renamed and reordered, a tag renamed: edit_strategy_tag, same ids.
+    let (status, body) = w
+        .admin(
+            Method::PATCH,
+            &format!("/tag-groups/{id}"),
+            Some(json!({"name": "售后", "order": 5})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = w
+        .admin(
+            Method::PATCH,
+            &format!("/tags/{}", s(&due["id"])),
+            Some(json!({"name": "保养提醒"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    settle(&w).await;
+    let renamed = wecom_group(&w, "售后");
+    assert_eq!((renamed.id.as_str(), renamed.order), (wg.id.as_str(), 5));
+    assert_eq!(
+        renamed.strategy_id, wg.strategy_id,
+        "still in its rule group"
+    );
+    assert_eq!(
+        wecom_tag(&w, "售后", "保养提醒").id,
+        s(&due["wecom_id"]),
+        "same WeCom tag"
+    );
+    converged(&w).await;
+
+    // Deleted: its tag group leaves the rule group (del_strategy_tag); the rule group stays.
+    let (status, body) = w
+        .admin(Method::DELETE, &format!("/tag-groups/{id}"), None)
+        .await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    settle(&w).await;
+    assert!(
+        w.wecom.library().iter().all(|g| g.id != wg.id),
+        "the WeCom group is deleted"
+    );
+    assert_eq!(w.wecom.strategies().len(), 1, "the rule group is kept");
+    assert!(w.mall.library().iter().all(|m| m.group.name != "售后"));
+    converged(&w).await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn scoped_group_range_changed_in_the_hub_is_sent_to_its_rule_group() {
+    let w = start().await;
+    let g = hub_scoped_group(
+        &w,
+        json!({"name": "售后服务", "tags": [{"name": "保养到期"}],
+               "scope": {"name": "售后部", "departments": [3, 7], "users": ["zhang_san"]}}),
+    )
+    .await;
+    let (status, body) = w
+        .admin(
+            Method::PATCH,
+            &format!("/tag-groups/{}", s(&g["id"])),
+            Some(json!({"scope": {"name": "售后中心", "departments": [3, 9], "users": []}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    settle(&w).await;
+    let st = &w.wecom.strategies()[0];
+    assert_eq!(st.name, "售后中心");
+    assert_eq!(
+        st.range,
+        BTreeSet::from([RangeNode::Party(3), RangeNode::Party(9)])
+    );
+    let hub = hub_group(&w, "售后服务").await;
+    assert_eq!(hub["sync"]["wecom"], "synced");
+    converged(&w).await;
     w.stop().await;
 }

@@ -1,8 +1,8 @@
 //! Every API round-trips, with WeCom's quirks (§1, §9 P4, P5, §12).
 
-use tagsync::sim::wecom::RangeNode;
 use serde_json::{Value, json};
 use tagsync::domain::{ExternalUserId, WecomGroupId, WecomTagId, WecomUserId};
+use tagsync::sim::wecom::RangeNode;
 use tagsync::sim::wecom::{Quirks, SimConfig};
 use tagsync::wecom::classify::{ApiOp, Verdict};
 use tagsync::wecom::client::{AddTarget, DeleteOutcome, EditTarget, NewTag, WecomError};

@@ -7,4 +7,5 @@ mod api;
 mod callbacks;
 mod faults;
 mod helpers;
+mod strategy;
 mod tokens;

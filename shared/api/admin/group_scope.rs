@@ -57,22 +57,12 @@ pub(super) fn scope_for_patch(
     apply_scope(map, current).map(Some)
 }
 
-/// `carry_to_mall` of a create or a patch: only a scoped group may be kept from the mall,
-/// and only while the mall has no copy of it (see docs/scoped-groups.md).
-pub(super) fn carry_to_mall(
-    body: &Body,
-    scoped: bool,
-    current: bool,
-    in_mall: bool,
-) -> Result<bool, ApiError> {
+/// `carry_to_mall` of a create or a patch: only a scoped group may be kept from the mall.
+/// Switching it off for a group the mall has makes its next job delete the mall's copy (see
+/// docs/scoped-groups.md).
+pub(super) fn carry_to_mall(body: &Body, scoped: bool, current: bool) -> Result<bool, ApiError> {
     match body.optional_bool("carry_to_mall")? {
         None => Ok(current),
-        Some(false) if current && in_mall => Err(ApiError::Conflict(
-            "field `carry_to_mall`: the group is already in the mall; switching it off would \
-             leave the mall's copy unsynced (delete the group in the mall first, or keep it \
-             carried)"
-                .into(),
-        )),
         Some(false) if !scoped => Err(ApiError::BadRequest(
             "field `carry_to_mall`: only a scoped group may be kept from the mall (an unscoped \
              group is everyone's and always carried)"

@@ -345,7 +345,7 @@ async fn create_group(
     let order = body.optional_u32("order")?.unwrap_or(0);
     let items = body.required_list("tags")?;
     let scope = scope_for_create(&body, &name)?;
-    let carried = carry_to_mall(&body, scope.is_some(), true, false)?;
+    let carried = carry_to_mall(&body, scope.is_some(), true)?;
     // An empty list is allowed: the group reaches the mall at once and WeCom (which keeps
     // no empty groups) with its first tag.
     if items.len() > MAX_TAGS_PER_CREATE {
@@ -450,7 +450,7 @@ async fn patch_group(
     let order = body.optional_u32("order")?;
     let mut group = live_group(app, t, id).await?;
     let scope = scope_for_patch(&body, &group)?;
-    let carried = carry_to_mall(&body, group.scope.is_some(), group.carry_to_mall, group.mall.id.is_some())?;
+    let carried = carry_to_mall(&body, group.scope.is_some(), group.carry_to_mall)?;
     let tags = app.store.list_tags(t).await?;
     let before = group_view(&group, &tags_of(&tags, id));
 

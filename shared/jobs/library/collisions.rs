@@ -281,8 +281,7 @@ impl Cx<'_> {
             Side::Wecom => {
                 let wid = o.wecom().id.clone().ok_or_else(no_id)?;
                 let target = T::wecom_target(&wid);
-                match self.wecom_edit_call(target, Some(&temp), None).await?
-                {
+                match self.wecom_edit_call(target, Some(&temp), None).await? {
                     Ok(()) => {}
                     Err(e) if e.refusal() == Some(Refusal::NotOurs) => {
                         return T::read_only_holder(self, me, other, name).await;

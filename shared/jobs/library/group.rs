@@ -79,9 +79,11 @@ impl Cx<'_> {
         )
         .await?;
         self.strategy_range_leg(&mut g).await?;
-        if super::strategy::carried(&g) {
+        if g.reaches_mall() {
             self.group_mall_leg(&mut g, &plan.mall, seen.mall.as_ref())
                 .await?;
+        } else {
+            self.leave_mall(&mut g).await?;
         }
         self.group_tags(&g, &tags, children).await
     }

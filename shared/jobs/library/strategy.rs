@@ -5,6 +5,7 @@
 //! a group job keeps the rule group's name and range as the hub says. The mall has no scopes:
 //! a scoped group with `carry_to_mall` off has no mall leg.
 
+use super::persist::link;
 use super::{Cx, Step, StepError};
 use crate::domain::*;
 use crate::ports::Write;
@@ -24,11 +25,6 @@ pub(super) fn wanted_range(scope: &GroupScope) -> BTreeSet<RangeNode> {
         .map(|d| RangeNode::Party(*d))
         .chain(scope.users.iter().cloned().map(RangeNode::User))
         .collect()
-}
-
-/// Whether the group's objects have a mall leg.
-pub(super) fn carried(g: &TagGroup) -> bool {
-    g.scope.is_none() || g.carry_to_mall
 }
 
 impl Cx<'_> {
@@ -250,5 +246,64 @@ impl Cx<'_> {
             }
         }
         Ok(Some(scope))
+    }
+}
+
+impl Cx<'_> {
+    /// Tag `x`'s group was switched off the mall: it forgets its mall copy (link and base), so
+    /// the mall no longer has a say about it (its copy goes with the mall group, see
+    /// [`Cx::leave_mall`]). Done tag by tag before the mall group is deleted: a tag still
+    /// linked to a mall tag that is gone would read as deleted in the mall.
+    pub(super) async fn forget_mall_tag(&self, x: &mut Tag) -> Step<()> {
+        let Some(mid) = x.mall.id.clone() else {
+            return Ok(());
+        };
+        let id = x.id.clone();
+        let writes = vec![
+            Write::Unlink(link(self.t(), Side::Mall, EntityKind::Tag, &mid, &id)),
+            Write::Audit(self.entry(
+                Actor::Mall,
+                "tag.left_mall",
+                format!("tag:{id}"),
+                Some(json!({"mall_id": mid})),
+                None,
+            )),
+        ];
+        x.mall = SideLink::default();
+        self.save_tag(x, Side::Mall, writes).await
+    }
+
+    /// A scoped group whose `carry_to_mall` was switched off after it reached the mall: its
+    /// tags forget their mall copies, then the mall group is deleted (its tags and their
+    /// member marks go with it there), then the group forgets it. The hub and WeCom keep
+    /// everything (docs/scoped-groups.md, "Choices").
+    pub(super) async fn leave_mall(&mut self, g: &mut TagGroup) -> Step<()> {
+        let Some(mid) = g.mall.id.clone() else {
+            return Ok(());
+        };
+        let t = self.t().clone();
+        for mut x in self.app.store.list_tags(&t).await? {
+            if x.group_id == g.id && x.mall.id.is_some() {
+                self.forget_mall_tag(&mut x).await?;
+            }
+        }
+        let key = self.key(&format!("leave-mall:{}:{mid}", g.id));
+        if let Err(e) = self.app.mall.delete_group(&self.ep, &key, &mid).await {
+            return self.fail(g.clone(), Side::Mall, e).await;
+        }
+        let writes = vec![
+            Write::Unlink(link(&t, Side::Mall, EntityKind::Group, &mid, &g.id)),
+            Write::Audit(self.entry(
+                Actor::Mall,
+                "group.left_mall",
+                format!("group:{}", g.id),
+                Some(json!({"mall_id": mid})),
+                None,
+            )),
+        ];
+        g.mall = SideLink::default();
+        self.save_group(g, Side::Mall, writes).await?;
+        self.mall_lib = None;
+        Ok(())
     }
 }

@@ -125,6 +125,19 @@ impl Cx<'_> {
         {
             s.deleted_at = Some(at);
         }
+        // A tag of a scoped group kept from the mall: the mall has no say (nor copy).
+        let kept_from_mall = match &stored {
+            Some(s) => self
+                .app
+                .store
+                .get_group(&t, &s.group_id)
+                .await?
+                .is_some_and(|g| !g.reaches_mall()),
+            None => false,
+        };
+        if kept_from_mall && let Some(s) = stored.as_mut() {
+            self.forget_mall_tag(s).await?;
+        }
         let now = self.now();
         let mall_at = hint.mall_at.unwrap_or(now);
         // A side that cannot be read for good (a revoked token, say) shows on the tag.
@@ -135,12 +148,15 @@ impl Cx<'_> {
             Ok(w) => w,
             Err(e) => return self.unreadable(stored, Side::Wecom, e).await,
         };
-        let mall = match self
-            .mall_tag(stored.as_ref(), hint.mall_id.as_deref())
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => return self.unreadable(stored, Side::Mall, e).await,
+        let mall = match kept_from_mall {
+            true => None,
+            false => match self
+                .mall_tag(stored.as_ref(), hint.mall_id.as_deref())
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => return self.unreadable(stored, Side::Mall, e).await,
+            },
         };
         let mut wobs = match &wecom {
             Some((w, s)) => Observed::present(w.clone(), s.clone(), now),
@@ -327,7 +343,7 @@ impl Cx<'_> {
             .store
             .get_group(self.t(), &x.group_id)
             .await?
-            .is_none_or(|g| super::strategy::carried(&g));
+            .is_none_or(|g| g.reaches_mall());
         match plan.mall.op {
             LibraryOp::Nothing | LibraryOp::MarkReadOnly => {}
             // A scoped group kept from the mall: its tags have no mall leg.

@@ -52,7 +52,9 @@ impl Cx<'_> {
                 Some((wid, r, false))
             }
             LibraryOp::Delete { id: wid } => {
-                let r = self.wecom_del_call(&[], std::slice::from_ref(&wid)).await?
+                let r = self
+                    .wecom_del_call(&[], std::slice::from_ref(&wid))
+                    .await?
                     .map(|_| ());
                 Some((wid, r, true))
             }
@@ -128,7 +130,9 @@ impl Cx<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let r = self.wecom_edit_call(EditTarget::Group(wid), name, order).await?;
+            let r = self
+                .wecom_edit_call(EditTarget::Group(wid), name, order)
+                .await?;
             let (Err(e), Some(name), 1) = (&r, name, attempt) else {
                 return Ok(r);
             };
@@ -265,8 +269,7 @@ impl Cx<'_> {
             Ok(c) => c,
             Err(e) => return self.fail(x, Side::Wecom, e).await,
         };
-        match self.wecom_del_call(std::slice::from_ref(&old), &[]).await?
-        {
+        match self.wecom_del_call(std::slice::from_ref(&old), &[]).await? {
             Ok(_) => {}
             Err(e) if e.refusal() == Some(Refusal::UnknownId) => {}
             Err(e) => return self.fail(x, Side::Wecom, e).await,
@@ -316,8 +319,7 @@ impl Cx<'_> {
         after: Option<TagSnapshot>,
         seen: Option<TagSnapshot>,
     ) -> Step<Tag> {
-        match self.wecom_del_call(std::slice::from_ref(&wid), &[]).await?
-        {
+        match self.wecom_del_call(std::slice::from_ref(&wid), &[]).await? {
             Ok(_) => {}
             Err(e) => match e.refusal() {
                 Some(Refusal::UnknownId) => {}
@@ -707,7 +709,9 @@ impl Cx<'_> {
         order: Option<u32>,
     ) -> Result<bool, StepFailure> {
         for attempt in 0..2 {
-            match self.wecom_edit_call(EditTarget::Tag(wid), name, order).await?
+            match self
+                .wecom_edit_call(EditTarget::Tag(wid), name, order)
+                .await?
             {
                 Ok(()) => {
                     self.wecom_lib = None;

@@ -5,7 +5,7 @@
 
 use super::{Cx, Step, StepError, StepFailure};
 use crate::domain::*;
-use crate::jobs::{WECOM_CORP_TAG, lock, member_lock};
+use crate::jobs::{is_synced_wecom_tag, lock, member_lock};
 use crate::ports::Write;
 use crate::wecom::classify::Refusal;
 use crate::wecom::client::EditTarget;
@@ -90,7 +90,7 @@ impl Cx<'_> {
                     let tags: std::collections::BTreeSet<WecomTagId> = f
                         .tags
                         .into_iter()
-                        .filter(|x| x.kind == WECOM_CORP_TAG)
+                        .filter(|x| is_synced_wecom_tag(x.kind))
                         .filter_map(|x| x.tag_id)
                         .collect();
                     (f.userid, tags)
@@ -167,7 +167,9 @@ impl Cx<'_> {
         if name.is_none() && order.is_none() {
             return Ok(false);
         }
-        match self.wecom_edit_call(EditTarget::Tag(new), name, order).await?
+        match self
+            .wecom_edit_call(EditTarget::Tag(new), name, order)
+            .await?
         {
             Ok(()) => Ok(true),
             Err(e) if e.retryable() => Err(StepError::from(e).into()),

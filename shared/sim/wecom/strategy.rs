@@ -112,9 +112,7 @@ fn page_args(body: &Value) -> Result<(usize, usize), ApiErr> {
     }
     let start = match opt_str(body, "cursor")? {
         None | Some("") => 0,
-        Some(c) => c
-            .parse()
-            .map_err(|_| invalid_param("invalid cursor"))?,
+        Some(c) => c.parse().map_err(|_| invalid_param("invalid cursor"))?,
     };
     Ok((start, limit))
 }
@@ -186,9 +184,9 @@ fn admins(body: &Value) -> Result<Option<Vec<String>>, ApiErr> {
 fn check_name(body: &Value) -> Result<Option<String>, ApiErr> {
     match opt_str(body, "strategy_name")? {
         None => Ok(None),
-        Some(n) if n.is_empty() || n.chars().count() > 30 => Err(invalid_param(
-            "strategy_name must be 1 to 30 characters",
-        )),
+        Some(n) if n.is_empty() || n.chars().count() > 30 => {
+            Err(invalid_param("strategy_name must be 1 to 30 characters"))
+        }
         Some(n) => Ok(Some(n.to_owned())),
     }
 }

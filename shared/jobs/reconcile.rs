@@ -24,7 +24,9 @@ use crate::app::App;
 use crate::domain::*;
 use crate::mall::client::{MallGroupWithTags, MallMember};
 use crate::ports::{QueueError, StoreError, Write};
+use crate::sync::pace;
 use crate::sync::reconcile::{self as pure, Counts, Match, SideGroup, SideLib, SideTag, Target};
+use crate::wecom::classify::ApiOp;
 use crate::wecom::client::TagGroupInfo;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -133,6 +135,8 @@ struct PageResult {
     repaired: Counts,
     skipped: Counts,
     compared: u64,
+    /// Relations that need a `mark_tag`.
+    marks: u64,
     new_chains: Vec<(String, Chain)>,
     ambiguous: Vec<String>,
 }
@@ -291,6 +295,12 @@ async fn record(
     r: PageResult,
 ) -> Step<()> {
     let t = &tenant.id;
+    // The budget as it stands, for the plan of the run's `mark_tag` calls.
+    let windows = if r.marks > 0 || run.planned.is_some() {
+        mark_tag_windows(app, tenant).await
+    } else {
+        None
+    };
     for _ in 0..20 {
         let Some(state) = run.chains.get_mut(chain) else {
             return Err(StepError::park(format!("chain {chain} vanished")));
@@ -315,6 +325,9 @@ async fn record(
         run.recount();
         let now = app.clock.now();
         run.progressed_at = Some(now);
+        if let Some(w) = windows {
+            plan(&mut run, r.marks, w, now);
+        }
         if run.status == RunStatus::Failed && redriven && !run.chains.values().any(|c| c.parked) {
             // The parked page, redriven after the fix, went through: running again.
             run.status = RunStatus::Running;
@@ -360,6 +373,40 @@ async fn record(
     Err(StepError::retry("the run item kept changing", None))
 }
 
+/// The `mark_tag` budget of the tenant's corp as it stands; `None` (no plan update this page)
+/// when the store cannot say.
+async fn mark_tag_windows(app: &App, tenant: &Tenant) -> Option<pace::Windows> {
+    let corp = &App::wecom_credentials(tenant).corp_id;
+    match app.wecom.budget().windows(corp, ApiOp::MarkTag).await {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(tenant = %tenant.id, error = %e, "rate budget unreadable; the run's plan is not updated");
+            None
+        }
+    }
+}
+
+/// Adds a recorded page's `mark_tag` calls to the run's plan and plans what is left: all the
+/// pages found so far, less what the run made inline (a repair the budget held back went to
+/// the queue as a member job, rescheduled to its window).
+fn plan(run: &mut SyncRun, marks: u64, w: pace::Windows, now: Timestamp) {
+    let needed = run.planned.as_ref().map_or(0, |p| p.mark_tag_calls) + marks;
+    let made = run
+        .repaired
+        .get("relations.marked.wecom")
+        .copied()
+        .unwrap_or(0);
+    let remaining = needed.saturating_sub(made);
+    let finish = pace::finish(remaining, now, w);
+    run.planned = Some(Planned {
+        mark_tag_calls: needed,
+        remaining,
+        finish_at: finish.at,
+        limited_by: finish.limited_by,
+        planned_at: now,
+    });
+}
+
 /// Records what a page found before it repairs anything (see [`Chain::found`]).
 struct Recorder {
     app: App,
@@ -388,10 +435,12 @@ impl Recorder {
                 r.drift = f.drift.clone();
                 r.skipped = f.skipped.clone();
                 r.compared = f.compared;
+                r.marks = f.marks;
                 r.ambiguous = f.ambiguous.clone();
                 return Ok(());
             }
             state.found = Some(Found {
+                marks: r.marks,
                 page: self.page,
                 drift: r.drift.clone(),
                 skipped: r.skipped.clone(),
@@ -925,6 +974,8 @@ struct Item {
     drift: Counts,
     skipped: Counts,
     compared: u64,
+    /// Relations that need a `mark_tag` (see [`Planned::mark_tag_calls`]).
+    marks: u64,
 }
 
 /// Shared by a page's item tasks.
@@ -963,6 +1014,7 @@ where
         SyncRun::add(&mut r.drift, &x.drift);
         SyncRun::add(&mut r.skipped, &x.skipped);
         r.compared += x.compared;
+        r.marks += x.marks;
         repairs.extend(repair);
     }
     rec.found(r).await?;
@@ -1311,6 +1363,9 @@ async fn customer(
         bump(&mut x.drift, "member_tags.removed.wecom", removed);
         let pending = added == 0 && removed == 0 && shown != wanted;
         bump(&mut x.drift, "relations.pending.wecom", u64::from(pending));
+        // About one `mark_tag` per relation that does not show what the hub wants (a
+        // relation whose own change the merge takes may need none: the plan errs late).
+        x.marks += u64::from(shown != wanted);
         needed |= added + removed > 0 || pending;
         // Tags the hub does not know are passed on only if the relation already had them
         // (they may be rule-group tags, which the hub does not sync; §1.5 lists them too).

@@ -108,7 +108,8 @@ impl SqsQueue {
         max: usize,
         visibility_secs: i32,
     ) -> Result<Vec<Message>, QueueError> {
-        let out = self.client_for("ReceiveMessage")
+        let out = self
+            .client_for("ReceiveMessage")
             .receive_message()
             .queue_url(&self.dlq_url)
             .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
@@ -125,8 +126,9 @@ impl SqsQueue {
     /// Makes DLQ messages visible again; failures only delay them by their short visibility.
     async fn release_dead(&self, receipts: &[String]) {
         for receipt in receipts {
-            if let Err(e) = self.client_for("ChangeMessageVisibility")
-            .change_message_visibility()
+            if let Err(e) = self
+                .client_for("ChangeMessageVisibility")
+                .change_message_visibility()
                 .queue_url(&self.dlq_url)
                 .receipt_handle(receipt)
                 .visibility_timeout(0)
@@ -183,7 +185,7 @@ impl SqsQueue {
                 }
                 // Send before delete: a failure in between leaves a duplicate, never a loss.
                 self.client_for("SendMessage")
-            .send_message()
+                    .send_message()
                     .queue_url(&self.queue_url)
                     .message_body(m.body().unwrap_or_default())
                     .send()
@@ -228,8 +230,9 @@ impl Queue for SqsQueue {
                             .map_err(|e| build_error("SendMessageBatch", e))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let out = self.client_for("SendMessageBatch")
-            .send_message_batch()
+                let out = self
+                    .client_for("SendMessageBatch")
+                    .send_message_batch()
                     .queue_url(&self.queue_url)
                     .set_entries(Some(entries))
                     .send()
@@ -279,7 +282,8 @@ impl Queue for SqsQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let out = self.client_for("ReceiveMessage")
+        let out = self
+            .client_for("ReceiveMessage")
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(max.min(MAX_BATCH) as i32)
@@ -507,7 +511,8 @@ impl SqsQueue {
         queue_url: &str,
         names: &[QueueAttributeName],
     ) -> Result<Vec<u64>, QueueError> {
-        let out = self.client_for("GetQueueAttributes")
+        let out = self
+            .client_for("GetQueueAttributes")
             .get_queue_attributes()
             .queue_url(queue_url)
             .set_attribute_names(Some(names.to_vec()))

@@ -101,7 +101,10 @@ impl Capacity {
 
     fn add<'a>(&self, units: &AtomicU64, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let total: f64 = consumed.into_iter().filter_map(|c| c.capacity_units()).sum();
+        let total: f64 = consumed
+            .into_iter()
+            .filter_map(|c| c.capacity_units())
+            .sum();
         units.fetch_add((total * 1000.0).round() as u64, Ordering::Relaxed);
     }
 

@@ -946,7 +946,11 @@ impl<B: ItemBackend> Store for TableStore<B> {
         run: &RunId,
         chain: &str,
     ) -> StoreResult<Option<Vec<String>>> {
-        match self.backend.get(&keys::run_part(tenant, run), chain).await? {
+        match self
+            .backend
+            .get(&keys::run_part(tenant, run), chain)
+            .await?
+        {
             None => Ok(None),
             Some(item) => decode(&item).map(Some),
         }

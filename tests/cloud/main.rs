@@ -33,9 +33,9 @@ mod rename;
 #[path = "../reconcile/helpers.rs"]
 mod reconcile_helpers;
 pub use reconcile_helpers::*;
+mod members_run;
 #[path = "../reconcile/library.rs"]
 mod reconcile_library;
-mod members_run;
 
 // 30 % injected faults; a parked job redriven.
 #[path = "../convergence/drive.rs"]

@@ -67,4 +67,3 @@ async fn manual_member_sync_repairs_silent_member_tag_changes_with_one_mark_tag_
     assert_eq!(counts(&again, "repaired"), vec![], "{again:#}");
     w.stop().await;
 }
-

@@ -511,7 +511,11 @@ pub async fn reschedule_beyond_the_longest_delay_is_cut_to_it_not_refused(queue:
     queue.send(std::slice::from_ref(&sent)).await.expect("send");
     let first = receive_one(queue, HOLD).await;
     queue
-        .reschedule(&first, Duration::from_secs(24 * 3600), "WeCom takes the customer over in 24 h")
+        .reschedule(
+            &first,
+            Duration::from_secs(24 * 3600),
+            "WeCom takes the customer over in 24 h",
+        )
         .await
         .expect("a 24-hour reschedule is accepted");
     assert_nothing_deliverable(queue, "rescheduled a day ahead").await;

@@ -55,6 +55,7 @@ pub async fn a_members_run_over_50000_staff_keeps_every_item_under_400_kb(store:
             skipped: BTreeMap::from([("customers.unbound.wecom".to_owned(), 3)]),
             compared: 100,
             ambiguous: Vec::new(),
+            marks: 0,
         });
         let mut inline = chain.clone();
         inline.walk = Walk::WecomRelations {
@@ -84,7 +85,10 @@ pub async fn a_members_run_over_50000_staff_keeps_every_item_under_400_kb(store:
         .expect("the run item of a 50,000-staff members run is stored");
     // Pages record one by one: the item is rewritten at its version.
     run.chains.get_mut("wecom_relations_0000").unwrap().done = true;
-    store.put_run(&mut run).await.expect("rewritten at its version");
+    store
+        .put_run(&mut run)
+        .await
+        .expect("rewritten at its version");
     let read = store.get_run(&t, &run.id).await.unwrap().expect("stored");
     assert_eq!(read, run);
     for (name, _, members) in &chains {

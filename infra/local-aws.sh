@@ -78,10 +78,13 @@ _local_aws_alive() {
 }
 
 # Waits (bounded) until the service answers HTTP at all; any status code means it is up.
+# DynamoDB Local is a JVM: on 2 busy cores its start-up has taken over 30 s, so the bound is
+# generous (LOCAL_AWS_START_TIMEOUT seconds, default 120); a process that exits fails at once.
 _local_aws_wait() {
   local name=$1 url=$2 log=$3 pid
   pid=$(cat "$LOCAL_AWS_DIR/run/$name.pid")
-  local deadline=$((SECONDS + 30))
+  local limit=${LOCAL_AWS_START_TIMEOUT:-120}
+  local deadline=$((SECONDS + limit))
   while [ "$SECONDS" -lt "$deadline" ]; do
     if ! kill -0 "$pid" 2>/dev/null; then
       _local_aws_log "$name exited during start-up; last lines of $log:"
@@ -95,7 +98,7 @@ _local_aws_wait() {
     fi
     sleep 0.3
   done
-  _local_aws_log "$name did not answer on $url within 30 s; last lines of $log:"
+  _local_aws_log "$name did not answer on $url within $limit s; last lines of $log:"
   tail -n 20 "$log" >&2
   return 1
 }

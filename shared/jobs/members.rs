@@ -410,6 +410,7 @@ impl Cx<'_> {
         }
 
         let merged = merge_member_tags(&hub, &mall_side, &relations);
+        tracing::debug!(%member, hub = ?hub, mall = ?mall_side, relations = ?relations, desired = ?merged.desired, "member merged");
         let mut tags = merged.tags.clone();
         let mut customer_rel = customer.as_ref().map(|c| {
             let mut r = stored_customer.clone().unwrap_or(CustomerRelations {

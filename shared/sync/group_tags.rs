@@ -24,6 +24,17 @@ pub fn wecom_group_undecided(
             .any(|x| x.group_id == g.id && x.deleted_at.is_none() && x.wecom.id.is_some())
 }
 
+/// Whether WeCom may have dropped group `group` because tag `leaving` was its last: only when
+/// no other live hub tag of the group still has a WeCom id. Otherwise WeCom not showing the
+/// group means it was deleted (its own event is coming, and deletes the group everywhere) or
+/// those tags went too (their events come, and the last one lets the group go): either way
+/// the group keeps its WeCom link until then, or the deletion event would find no group.
+pub fn wecom_group_may_be_dropped(tags: &[Tag], group: &HubGroupId, leaving: &HubTagId) -> bool {
+    !tags.iter().any(|x| {
+        &x.group_id == group && &x.id != leaving && x.deleted_at.is_none() && x.wecom.id.is_some()
+    })
+}
+
 /// Whether tag `known`, which WeCom shows in group `group`, is one the group's job brings up
 /// to date: unknown to the hub, in another hub group (this WeCom group was another hub
 /// group's before), or not finished syncing (an earlier try stopped half-way through).
@@ -161,6 +172,24 @@ mod tests {
         let tags = [tag("t1", "g1", Some("w1"), None)];
         assert!(!wecom_group_undecided(Some(&unlinked), &tags, false, false));
         assert!(!wecom_group_undecided(None, &tags, false, false));
+    }
+
+    #[test]
+    fn a_group_is_dropped_for_its_last_tag_only_when_no_other_live_tag_is_linked_in_wecom() {
+        let leaving = tag("t1", "g1", Some("w1"), None);
+        // Alone, or with tags that are deleted, not in WeCom, or in another group.
+        let mut deleted = tag("t2", "g1", Some("w2"), None);
+        deleted.deleted_at = Some(Timestamp::from_millis(2));
+        let tags = [
+            leaving.clone(),
+            deleted,
+            tag("t3", "g1", None, Some("m3")),
+            tag("t4", "g2", Some("w4"), None),
+        ];
+        assert!(wecom_group_may_be_dropped(&tags, &gid("g1"), &tid("t1")));
+        // Another live tag of the group still linked in WeCom: the group did not go empty.
+        let tags = [leaving, tag("t5", "g1", Some("w5"), None)];
+        assert!(!wecom_group_may_be_dropped(&tags, &gid("g1"), &tid("t1")));
     }
 
     #[test]

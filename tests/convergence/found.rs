@@ -287,6 +287,52 @@ async fn group_deleted_in_wecom_right_after_a_shuffle_is_deleted_everywhere() {
     w.stop().await;
 }
 
+/// In WeCom's console someone deletes tag `G1/a`, then group `G1` (taking `G1/b` with it),
+/// and tag `a`'s callback is handled before the group's arrives. Tag `a`'s job finds WeCom no
+/// longer showing `G1`; it used to take that for WeCom dropping a group whose last tag went
+/// and cleared the group's WeCom id, although `G1/b` was still linked there — so the group's
+/// deletion event then matched no hub group, and `G1` and `G1/b` stayed in the hub and the
+/// mall for good. (The property test's seed 4384745244621478522 found it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_deleted_in_wecom_after_one_of_its_tags_is_deleted_everywhere_when_the_tags_event_comes_first()
+ {
+    let (w, members) = seeded(WorldOptions {
+        workers: 1,
+        ..WorldOptions::default()
+    })
+    .await;
+    let a = w.wecom_tag("G1", "a").expect("WeCom G1/a").id;
+    let g1 = w.wecom_group("G1").expect("WeCom G1").id;
+    // Both deletions made before tagsync hears of either (callbacks off meanwhile), then
+    // their callbacks sent one after the other, the tag's handled first.
+    let url = format!("{}/wecom/callback/{}", w.base, w.tenant);
+    w.wecom.set_callback_url(None);
+    let console = w.wecom.console();
+    console.delete(&a).unwrap();
+    console.delete(&g1).unwrap();
+    w.wecom.set_callback_url(Some(url));
+    let records = w.wecom.callbacks();
+    let [.., tag_deleted, group_deleted] = records.as_slice() else {
+        panic!("two callbacks recorded: {records:?}");
+    };
+    assert!(
+        !tag_deleted.delivered && tag_deleted.xml.contains(a.as_str()),
+        "{tag_deleted:?}"
+    );
+    assert!(
+        !group_deleted.delivered && group_deleted.xml.contains(g1.as_str()),
+        "{group_deleted:?}"
+    );
+    send_callback(&w, tag_deleted).await.unwrap();
+    must_settle(&w).await;
+    assert!(w.hub_tag("G1", "a").await.is_none(), "the hub deleted G1/a");
+    send_callback(&w, group_deleted).await.unwrap();
+    converges(&w, &members).await;
+    group_gone_everywhere(&w, "G1").await;
+    gone_everywhere(&w, "G1", &["a", "b"]).await;
+    w.stop().await;
+}
+
 /// A person creates a group with a tag in WeCom; tagsync creates both in the mall from the
 /// group's job. When the tag's create fails transiently there (held, then answered 500 on
 /// all three tries in the job), the retried group job looks at the tag again (unfinished on

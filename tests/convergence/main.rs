@@ -25,7 +25,8 @@
 //!   failure (`drive::Avoid`);
 //! - `TAGSYNC_FAULTS_SEED`: the fault test's seed (fixed by default);
 //! - `TAGSYNC_CONVERGENCE_VERBOSE=1`: print steps as they run, and tagsync's audit trail
-//!   with a failure.
+//!   with a failure;
+//! - `RUST_LOG` (e.g. `tagsync=debug`): the property test prints tagsync's log.
 
 mod drive;
 mod faults;

@@ -119,6 +119,13 @@ const REGRESSIONS: &str = "tests/convergence/property.proptest-regressions";
 #[test]
 fn random_edits_on_three_sides_under_chaos_and_between_reads_and_writes_converge_keeping_every_change()
  {
+    // `RUST_LOG=tagsync=debug` (say) shows what the jobs decided, with a failure's trail.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let cases = env_num("TAGSYNC_PROPTEST_CASES").unwrap_or(10) as u32;
     let seed = env_num("TAGSYNC_PROPTEST_SEED").unwrap_or_else(rand::random);
     let shrink = env_num("TAGSYNC_PROPTEST_SHRINK_ITERS").unwrap_or(32) as u32;

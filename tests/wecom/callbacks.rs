@@ -259,11 +259,19 @@ async fn console_changes_send_signed_encrypted_callbacks_in_order() {
     assert!(envelopes.iter().all(|(to, agent)| {
         to.as_deref() == Some(corp.as_str()) && agent.as_deref() == Some("1000002")
     }));
+    // The simulator records an answer once it has read it, which can be just after the
+    // receiver has handled the event: wait for the records, then check every one was answered
+    // 200 on its first try.
+    eventually("11 callbacks recorded as done", || {
+        sim.callbacks().iter().filter(|c| c.done).count() == 11
+    })
+    .await;
     let records = sim.callbacks();
     assert!(
         records
             .iter()
-            .all(|c| c.delivered && c.answers == [Some(200)])
+            .all(|c| c.delivered && c.answers == [Some(200)]),
+        "{records:?}"
     );
 }
 

@@ -277,7 +277,7 @@ impl Cx<'_> {
                 Some((_, seen)) => &seen.group_id != was_in,
             };
             if left {
-                self.old_group_dropped(&was_in.clone()).await?;
+                self.old_group_dropped(&was_in.clone(), &id).await?;
             }
         }
         let changed = stored != Some(&x);

@@ -9,6 +9,7 @@ use super::persist::link;
 use super::{Cx, Step, StepError, StepFailure, vanished};
 use crate::domain::*;
 use crate::ports::Write;
+use crate::sync::group_tags::wecom_group_may_be_dropped;
 use crate::sync::library::LibraryOp;
 use crate::wecom::classify::Refusal;
 use crate::wecom::client::{AddTarget, EditTarget, NewTag, TagGroupInfo, WecomError};
@@ -302,7 +303,7 @@ impl Cx<'_> {
         ];
         x.wecom.id = Some(new.clone());
         if let Some(old_group) = seen.as_ref().map(|s| s.group_id.clone()) {
-            self.old_group_dropped(&old_group).await?;
+            self.old_group_dropped(&old_group, &x.id).await?;
         }
         let x = self.wecom_tag_done(x, after, writes).await?;
         self.remember_moved(&old, changed).await?;
@@ -346,7 +347,7 @@ impl Cx<'_> {
         ];
         // The group WeCom had it in (the hub may have moved it meanwhile).
         let was_in = seen.as_ref().map_or(&x.group_id, |s| &s.group_id).clone();
-        self.old_group_dropped(&was_in).await?;
+        self.old_group_dropped(&was_in, &x.id).await?;
         x.wecom.id = None;
         self.wecom_tag_done(x, after, writes).await
     }
@@ -377,9 +378,16 @@ impl Cx<'_> {
         Ok(x)
     }
 
-    /// After a WeCom tag left its group: WeCom drops a group with no tags left, which is not
-    /// a group deletion — the hub group loses its WeCom id and gets a new one with its next tag.
-    pub(super) async fn old_group_dropped(&mut self, group: &HubGroupId) -> Step<()> {
+    /// After WeCom tag `leaving` left its group: WeCom drops a group with no tags left, which
+    /// is not a group deletion — the hub group loses its WeCom id and gets a new one with its
+    /// next tag. Only if `leaving` was the group's last linked tag
+    /// ([`wecom_group_may_be_dropped`]): a group WeCom stopped showing while other tags are
+    /// linked in it was deleted (or they went too), and its own event must still find it.
+    pub(super) async fn old_group_dropped(
+        &mut self,
+        group: &HubGroupId,
+        leaving: &HubTagId,
+    ) -> Step<()> {
         let t = self.t().clone();
         let Some(mut g) = self.app.store.get_group(&t, group).await? else {
             return Ok(());
@@ -387,6 +395,10 @@ impl Cx<'_> {
         let Some(wg) = g.wecom.id.clone() else {
             return Ok(());
         };
+        let tags = self.app.store.list_tags(&t).await?;
+        if !wecom_group_may_be_dropped(&tags, group, leaving) {
+            return Ok(());
+        }
         self.wecom_lib = None;
         if self.wecom_lib().await?.iter().any(|x| x.group_id == wg) {
             return Ok(());

@@ -4,6 +4,7 @@
 //! console live in [`admin`]. Both runtimes — `tagsync serve` and the Lambdas — call these.
 //! Jobs run elsewhere ([`crate::jobs`]).
 
+pub mod access;
 pub mod admin;
 pub mod inbound;
 pub(crate) mod json;

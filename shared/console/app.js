@@ -13,6 +13,8 @@
 (() => {
   const TOKEN_KEY = 'tagsync.adminToken';
   const LANG_KEY = 'tagsync.lang';
+  // The tenant last signed in to with WeCom, offered again.
+  const TENANT_KEY = 'tagsync.wecomTenant';
   // The console's languages, the first is the default.
   const LANGUAGES = ['zh-CN', 'en'];
   // How often the visible page re-reads the API (states change as jobs run).
@@ -22,6 +24,9 @@
 
   const state = {
     token: null,
+    // An operator signed in with WeCom (what `GET /admin/v1/me` said); the session itself is an
+    // HTTP-only cookie the page never sees, writes carry its CSRF token.
+    session: null,
     tenants: [],
     tenant: null,
     page: 'overview',
@@ -149,7 +154,7 @@
     if ($('#dialog').open) $('#dialog').close();
     // Notes already shown stay in the language they were written in: they go.
     clear($('#toasts'));
-    if (state.token && !$('#shell').hidden) route();
+    if (signedIn() && !$('#shell').hidden) route();
   }
 
   async function loadMessages() {
@@ -257,8 +262,17 @@
     return e.detail || e.message ? tn('error.with_detail', { what, detail: data('span', null, e.detail || e.message) }) : what;
   }
 
+  const signedIn = () => !!(state.token || state.session);
+  // What the caller may do: the admin token and `admin` operators everything; an editor
+  // writes within their departments; a viewer only reads (the server decides; the page only
+  // leaves out what would be refused).
+  const isAdmin = () => !state.session || state.session.role === 'admin';
+  const canWrite = () => !state.session || state.session.role !== 'viewer';
+
   async function api(method, path, body) {
-    const headers = { Authorization: 'Bearer ' + state.token };
+    const headers = {};
+    if (state.token) headers.Authorization = 'Bearer ' + state.token;
+    else if (state.session && method !== 'GET') headers['X-CSRF-Token'] = state.session.csrf_token;
     // Every write says it is JSON (the API requires it), even with an empty object for a body.
     if (method !== 'GET') headers['content-type'] = 'application/json';
     if (body === undefined && (method === 'POST' || method === 'PATCH')) body = {};
@@ -278,8 +292,8 @@
     if (text) {
       try { json = JSON.parse(text); } catch { json = text; }
     }
-    if (res.status === 401 && state.token) {
-      signOut(() => t('login.token_refused_again'));
+    if (res.status === 401 && signedIn()) {
+      signOut(() => t(state.session ? 'login.session_ended' : 'login.token_refused_again'));
       throw new ApiError(401, 'unauthorized', json && json.error ? json.error.message : '');
     }
     if (!res.ok) {
@@ -304,7 +318,14 @@
   }
 
   function signOut(error) {
+    // The session ends on the server too (its cookie is HTTP-only: only the server can drop it).
+    if (state.session) {
+      fetch('v1/logout', { method: 'POST', headers: { 'content-type': 'application/json', 'X-CSRF-Token': state.session.csrf_token }, body: '{}' })
+        .catch(() => { /* it expires by itself */ });
+    }
     state.token = null;
+    state.session = null;
+    showWho();
     sessionStorage.removeItem(TOKEN_KEY);
     state.refresh = null;
     state.gen++;
@@ -315,13 +336,50 @@
     state.token = token;
     const { tenants } = await api('GET', '/tenants');
     sessionStorage.setItem(TOKEN_KEY, token);
+    openShell(tenants);
+  }
+
+  // The WeCom sign-in ends on a page of tagsync that comes back here with the session cookie:
+  // `me` says who it is (null when no session is open).
+  async function resumeSession() {
+    const res = await fetch('v1/me', { cache: 'no-store' });
+    if (!res.ok) return false;
+    const me = await res.json();
+    if (me.kind !== 'operator') return false;
+    state.session = me;
+    const { tenants } = await api('GET', '/tenants');
+    openShell(tenants);
+    return true;
+  }
+
+  function openShell(tenants) {
     state.tenants = tenants;
     state.loginError = null;
     $('#login').hidden = true;
     $('#shell').hidden = false;
     fillTenants();
+    showWho();
     route();
   }
+
+  // The scoped view: who is signed in, their role and departments; admin-only pages are left
+  // out of the menu for everyone else.
+  async function showWho() {
+    const who = clear($('#who'));
+    const s = state.session;
+    who.hidden = !s;
+    for (const a of document.querySelectorAll('.sidebar a[data-admin]')) a.hidden = !isAdmin();
+    if (!s) return;
+    who.append(data('b', null, s.name || s.userid), ' ', h('span', { class: 'badge plain', dataset: { role: s.role } }, label('role', s.role)));
+    if (!s.departments.length) return;
+    let names = s.departments.map(String);
+    try {
+      const dir = await api('GET', `/tenants/${encodeURIComponent(s.tenant)}/directory`);
+      names = s.departments.map((d) => departmentName(dir, d));
+    } catch { /* the ids stand in */ }
+    if (state.session === s) who.append(' ', h('span', { class: 'who-scope' }, tn('who.departments', { names: data('span', null, names.join(t('common.list_separator'))) })));
+  }
+  const departmentName = (dir, id) => (dir.departments.find((d) => d.id === id) || { name: String(id) }).name;
 
   function fillTenants() {
     const sel = clear($('#tenant-select'));
@@ -355,15 +413,19 @@
     sync: pageSync,
     audit: pageAudit,
     'dead-letters': pageDeadLetters,
+    operators: pageOperators,
   };
+  // Pages of what only an admin may see or do (docs/operators.md); the menu marks them too.
+  const ADMIN_PAGES = ['transfers', 'rules', 'channels', 'sync', 'audit', 'dead-letters', 'operators'];
 
   function route() {
-    if (!state.token) return;
+    if (!signedIn()) return;
     const { tenant, page, arg } = parseHash();
     const known = state.tenants.map((x) => x.tenant);
-    if (!tenant || !known.includes(tenant) || !PAGES[page]) {
+    if (!tenant || !known.includes(tenant) || !PAGES[page] || (ADMIN_PAGES.includes(page) && !isAdmin())) {
       if (known.length) {
-        location.replace(link(PAGES[page] ? page : 'overview', null, known.includes(tenant) ? tenant : known[0]));
+        const allowed = PAGES[page] && (isAdmin() || !ADMIN_PAGES.includes(page));
+        location.replace(link(allowed ? page : 'overview', null, known.includes(tenant) ? tenant : known[0]));
         return;
       }
     }
@@ -398,7 +460,7 @@
 
   // The timer: re-reads the visible page unless the operator is in the middle of something.
   async function tick() {
-    if (!state.token || document.hidden || state.refreshing) return;
+    if (!signedIn() || document.hidden || state.refreshing) return;
     if ($('#dialog').open || state.editing || !state.refresh) return;
     state.refreshing = true;
     const live = $('#live');
@@ -417,7 +479,7 @@
   }
 
   async function refreshDeadCount() {
-    if (!state.tenant) return;
+    if (!state.tenant || !isAdmin()) return;
     try {
       const { dead_letters } = await api('GET', tpath('/dead-letters'));
       const c = $('#dead-count');
@@ -561,9 +623,11 @@
         if (f.type === 'textarea') {
           input = h('textarea', { id, name: f.name, rows: 4, placeholder: f.placeholder || '' });
           input.value = f.value || '';
-        } else if (f.type === 'select') {
-          input = h('select', { id, name: f.name, translate: 'no' },
-            f.options.map((o) => h('option', { value: o.value, selected: o.value === f.value }, o.label)));
+        } else if (f.type === 'select' || f.type === 'multiselect') {
+          const multiple = f.type === 'multiselect';
+          const picked = (v) => (multiple ? (f.value || []).includes(v) : v === f.value);
+          input = h('select', { id, name: f.name, translate: 'no', multiple, size: multiple ? Math.min(6, Math.max(3, f.options.length)) : null },
+            f.options.map((o) => h('option', { value: o.value, selected: picked(o.value) }, o.label)));
         } else {
           input = h('input', {
             id, name: f.name, type: f.type || 'text', value: f.value ?? '', required: !!f.required,
@@ -582,7 +646,7 @@
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const values = {};
-      for (const [k, el] of Object.entries(inputs)) values[k] = el.value;
+      for (const [k, el] of Object.entries(inputs)) values[k] = el.multiple ? Array.from(el.selectedOptions, (o) => o.value) : el.value;
       const button = form.querySelector('button[type=submit]');
       button.disabled = true;
       error.hidden = true;
@@ -620,7 +684,7 @@
     const switches = h('div', { class: 'card' },
       h('div', { class: 'card-head' }, h('h2', {}, t('overview.switches'))),
       SWITCHES.map(([key, name, help]) => {
-        const input = h('input', { type: 'checkbox', role: 'switch', 'aria-label': name(), checked: tenant.settings[key], dataset: { setting: key } });
+        const input = h('input', { type: 'checkbox', role: 'switch', 'aria-label': name(), checked: tenant.settings[key], dataset: { setting: key }, disabled: !isAdmin() });
         input.addEventListener('change', async () => {
           input.disabled = true;
           try {
@@ -691,8 +755,10 @@
   // ---- page: tag library ----------------------------------------------------------------
 
   async function pageLibrary(main, _arg, gen) {
-    let groups = await loadLibrary();
+    // The directory names the departments of scoped groups (ids stand in when it cannot be read).
+    let [groups, dir] = await Promise.all([loadLibrary(), api('GET', tpath('/directory')).catch(() => null)]);
     if (!current(gen)) return;
+    const departments = dir ? dir.departments : [];
     let filter = '';
     const summary = h('span', { class: 'summary' });
     const tbody = h('tbody');
@@ -703,7 +769,7 @@
     append(main, [
       h('div', { class: 'page-head' },
         h('h1', {}, t('nav.library')), summary, h('span', { class: 'spacer' }), search,
-        h('button', { class: 'btn btn-primary', dataset: { action: 'new-group' }, onclick: () => newGroup() }, t('library.new_group'))),
+        canWrite() ? h('button', { class: 'btn btn-primary', dataset: { action: 'new-group' }, onclick: () => newGroup() }, t('library.new_group')) : null),
       h('p', { class: 'page-sub' }, t('library.lead')),
       h('div', { class: 'legend' }, t('library.states'), STATES.map(stateBadge)),
       h('div', { class: 'card flush', style: 'margin-top:10px' },
@@ -748,10 +814,12 @@
               class: 'caret', 'aria-label': t(open ? 'library.fold' : 'library.unfold'), 'aria-expanded': String(open),
               onclick: () => { if (open) state.collapsed.add(g.id); else state.collapsed.delete(g.id); render(); },
             }, open ? '▼' : '▶'),
-            data('span', null, g.name), h('span', { class: 'tag-count' }, t('count.tags', { count: g.tags.length }))),
+            data('span', null, g.name), h('span', { class: 'tag-count' }, t('count.tags', { count: g.tags.length })),
+            g.scope ? h('span', { class: 'chip scope', dataset: { testid: 'scope' }, title: t('library.scope_help') }, tn('library.scope_chip', { range: data('span', null, rangeText(g.scope)) })) : null,
+            g.scope && !g.carry_to_mall ? h('span', { class: 'chip', dataset: { testid: 'not-carried' }, title: t('library.not_carried_help') }, t('library.not_carried')) : null),
           h('td', { class: 'num' }, g.order),
           sideCell(g, 'wecom'), sideCell(g, 'mall'),
-          h('td', { class: 'actions' },
+          !canWrite() ? h('td', {}) : h('td', { class: 'actions' },
             h('button', { class: 'icon-btn', dataset: { action: 'new-tag' }, title: t('library.new_tag_help'), onclick: () => newTag(g) }, t('library.new_tag')),
             h('button', { class: 'icon-btn', title: t('library.up'), 'aria-label': t('library.group_up'), disabled: gi === 0, onclick: () => swap(groups, gi, gi - 1, 'tag-groups') }, '↑'),
             h('button', { class: 'icon-btn', title: t('library.down'), 'aria-label': t('library.group_down'), disabled: gi === groups.length - 1, onclick: () => swap(groups, gi, gi + 1, 'tag-groups') }, '↓'),
@@ -764,7 +832,7 @@
             h('td', { class: 'name', title: t('common.hub_id', { id: x.id }) }, data('span', null, x.name)),
             h('td', { class: 'num' }, x.order),
             sideCell(x, 'wecom'), sideCell(x, 'mall'),
-            h('td', { class: 'actions' },
+            !canWrite() ? h('td', {}) : h('td', { class: 'actions' },
               h('button', { class: 'icon-btn', title: t('library.up'), 'aria-label': t('library.tag_up'), disabled: ti === 0, onclick: () => swap(g.tags, ti, ti - 1, 'tags') }, '↑'),
               h('button', { class: 'icon-btn', title: t('library.down'), 'aria-label': t('library.tag_down'), disabled: ti === g.tags.length - 1, onclick: () => swap(g.tags, ti, ti + 1, 'tags') }, '↓'),
               h('button', { class: 'icon-btn', dataset: { action: 'edit' }, onclick: () => editTag(g, x) }, t('common.edit')),
@@ -799,6 +867,24 @@
     const optOrder = (v) => (v === '' || v === undefined ? undefined : Number(v));
     const orderField = (value) => ({ name: 'order', label: t('library.order'), type: 'number', value, hint: value === undefined ? t('library.order_hint') : null });
     const quoted = (name) => data('span', null, name);
+    // A scoped group's range in words: its departments (by name) and staff.
+    function rangeText(scope) {
+      const parts = scope.departments.map((d) => (departments.find((x) => x.id === d) || { name: String(d) }).name).concat(scope.users);
+      return parts.join(t('common.list_separator')) + (scope.include_sub ? t('library.with_sub') : '');
+    }
+    // The scope fields of the group dialogs: departments (none: unscoped, everyone's), whether
+    // sub-departments are included, and whether the group is carried to the mall.
+    function scopeFields(g) {
+      const sc = g && g.scope;
+      return [
+        { name: 'departments', label: t('library.scope'), type: 'multiselect', value: sc ? sc.departments.map(String) : [],
+          options: departments.map((d) => ({ value: String(d.id), label: d.name })), hint: t(g ? 'library.scope_edit_hint' : 'library.scope_hint') },
+        { name: 'include_sub', label: t('library.include_sub'), type: 'select', value: sc && sc.include_sub ? 'yes' : 'no',
+          options: [{ value: 'no', label: t('common.no') }, { value: 'yes', label: t('common.yes') }] },
+        { name: 'carry_to_mall', label: t('library.carry_to_mall'), type: 'select', value: !g || g.carry_to_mall ? 'yes' : 'no',
+          options: [{ value: 'yes', label: t('library.carried') }, { value: 'no', label: t('library.not_carried') }], hint: t('library.carry_hint') },
+      ];
+    }
 
     function newGroup() {
       openDialog({
@@ -807,11 +893,17 @@
           { name: 'name', label: t('library.name'), required: true, placeholder: t('library.group_name_example') },
           orderField(),
           { name: 'tags', label: t('library.tags'), type: 'textarea', placeholder: t('library.tags_placeholder'), hint: t('library.tags_hint') },
+          ...(departments.length ? scopeFields(null) : []),
         ],
         submit: t('library.create_group'),
         onSubmit: async (v) => {
           const tags = v.tags.split('\n').map((s) => s.trim()).filter(Boolean).map((name) => ({ name }));
-          const g = await api('POST', tpath('/tag-groups'), { name: v.name.trim(), order: optOrder(v.order), tags });
+          const body = { name: v.name.trim(), order: optOrder(v.order), tags };
+          if (v.departments && v.departments.length) {
+            body.scope = { departments: v.departments.map(Number), include_sub: v.include_sub === 'yes' };
+            body.carry_to_mall = v.carry_to_mall === 'yes';
+          }
+          const g = await api('POST', tpath('/tag-groups'), body);
           toast(tn('library.group_created', { name: quoted(g.name) }));
           await reload();
           flash(g.id);
@@ -848,10 +940,18 @@
         fields: [
           { name: 'name', label: t('library.name'), value: g.name, required: true },
           orderField(g.order),
+          // Only a scoped group has a range and a mall switch (an unscoped one cannot become scoped).
+          ...(g.scope ? scopeFields(g) : []),
         ],
         note: readOnlyNote(g),
         onSubmit: async (v) => {
           const patch = changed(v, g);
+          if (g.scope) {
+            const ids = v.departments.map(Number);
+            const sub = v.include_sub === 'yes';
+            if (ids.join() !== g.scope.departments.join() || sub !== g.scope.include_sub) patch.scope = { departments: ids, include_sub: sub };
+            if ((v.carry_to_mall === 'yes') !== g.carry_to_mall) patch.carry_to_mall = v.carry_to_mall === 'yes';
+          }
           if (!Object.keys(patch).length) return;
           await api('PATCH', tpath('/tag-groups/' + encodeURIComponent(g.id)), patch);
           toast(t('library.group_saved'));
@@ -923,6 +1023,81 @@
       } catch (e) {
         toast(problem(e), 'error');
       }
+    }
+
+    render();
+    state.refresh = reload;
+  }
+
+  // ---- page: operators (roles) ---------------------------------------------------------------
+
+  // The staff an admin gave a role: admin, or editor / viewer of departments (docs/operators.md).
+  async function pageOperators(main, _arg, gen) {
+    let [{ operators }, dir] = await Promise.all([api('GET', tpath('/operators')), api('GET', tpath('/directory'))]);
+    if (!current(gen)) return;
+    const tbody = h('tbody');
+    append(main, [
+      h('div', { class: 'page-head' }, h('h1', {}, t('nav.operators')), h('span', { class: 'spacer' }),
+        h('button', { class: 'btn btn-primary', dataset: { action: 'assign-role' }, onclick: () => assign(null) }, t('operators.assign'))),
+      h('p', { class: 'page-sub' }, t('operators.lead')),
+      h('div', { class: 'card flush' },
+        h('table', { dataset: { testid: 'operators' } },
+          h('thead', {}, h('tr', {}, h('th', {}, t('operators.staff')), h('th', {}, t('operators.role')),
+            h('th', {}, t('operators.departments')), h('th', {}, t('operators.assigned')), h('th', {}, ''))),
+          tbody)),
+    ]);
+    const deptNames = (ids) => ids.map((d) => departmentName(dir, d)).join(t('common.list_separator'));
+
+    function render() {
+      clear(tbody).append(...operators.map((o) => h('tr', { dataset: { userid: o.userid, role: o.role } },
+        h('td', {}, data('b', null, o.name || o.userid), ' ', data('code', null, o.userid)),
+        h('td', {}, h('span', { class: 'badge plain' }, label('role', o.role))),
+        h('td', {}, o.departments.length ? data('span', null, deptNames(o.departments)) : t('operators.all_departments')),
+        h('td', {}, fmtTime(o.assigned_at), ' ', data('span', 'muted', o.assigned_by)),
+        h('td', { class: 'actions' },
+          h('button', { class: 'icon-btn', dataset: { action: 'edit' }, onclick: () => assign(o) }, t('common.edit')),
+          h('button', { class: 'icon-btn danger', dataset: { action: 'delete' }, onclick: () => remove(o) }, t('common.delete'))))));
+      if (!operators.length) tbody.append(h('tr', {}, h('td', { colspan: 5 }, h('div', { class: 'empty' }, h('b', {}, t('operators.empty')), t('operators.empty_help')))));
+    }
+    async function reload() {
+      const [fresh, d] = await Promise.all([api('GET', tpath('/operators')), api('GET', tpath('/directory'))]);
+      if (!current(gen)) return;
+      operators = fresh.operators;
+      dir = d;
+      render();
+    }
+    function assign(o) {
+      openDialog({
+        title: o ? tn('operators.edit_title', { name: data('span', null, o.name || o.userid) }) : t('operators.assign'),
+        fields: [
+          o ? null : { name: 'userid', label: t('operators.staff'), type: 'select', value: '',
+            options: dir.staff.map((m) => ({ value: m.userid, label: `${m.name} (${m.userid})` })) },
+          { name: 'role', label: t('operators.role'), type: 'select', value: o ? o.role : 'editor',
+            options: ['admin', 'editor', 'viewer'].map((r) => ({ value: r, label: label('role', r) })), hint: t('operators.role_hint') },
+          { name: 'departments', label: t('operators.departments'), type: 'multiselect', value: o ? o.departments.map(String) : [],
+            options: dir.departments.map((d) => ({ value: String(d.id), label: d.name })), hint: t('operators.departments_hint') },
+        ].filter(Boolean),
+        submit: t('operators.save'),
+        onSubmit: async (v) => {
+          const userid = o ? o.userid : v.userid;
+          const departments = v.role === 'admin' ? [] : v.departments.map(Number);
+          await api('PUT', tpath('/operators/' + encodeURIComponent(userid)), { role: v.role, departments });
+          toast(tn('operators.saved', { name: data('span', null, userid) }));
+          await reload();
+        },
+      });
+    }
+    function remove(o) {
+      confirmDialog({
+        title: tn('operators.remove_title', { name: data('span', null, o.name || o.userid) }),
+        message: t('operators.remove_message'),
+        submit: t('operators.remove'), danger: true,
+        onSubmit: async () => {
+          await api('DELETE', tpath('/operators/' + encodeURIComponent(o.userid)));
+          toast(tn('operators.removed', { name: data('span', null, o.userid) }));
+          await reload();
+        },
+      });
     }
 
     render();
@@ -1384,11 +1559,12 @@
     entries = first.entries;
     cursor = first.next_cursor;
     render();
-    // Only the first page refreshes itself: older pages stay as loaded.
+    // Only the first page refreshes itself: older pages stay as loaded. Looked at again once
+    // the answer is in: "older" clicked while a refresh was on its way must not be undone by it.
     state.refresh = async () => {
       if (pages > 1) return;
       const page = await api('GET', tpath('/audit?limit=100'));
-      if (!current(gen)) return;
+      if (!current(gen) || pages > 1) return;
       entries = page.entries;
       cursor = page.next_cursor;
       render();
@@ -1553,7 +1729,8 @@
 
     append(main, [
       h('div', { class: 'page-head' }, h('h1', {}, t('nav.customers')), summary, h('span', { class: 'spacer' }),
-        h('button', { class: 'btn btn-primary', dataset: { action: 'bulk' }, onclick: () => bulkForm() }, t('customers.bulk'))),
+        // A bulk change acts on every department's customers: an admin's.
+        isAdmin() ? h('button', { class: 'btn btn-primary', dataset: { action: 'bulk' }, onclick: () => bulkForm() }, t('customers.bulk')) : null),
       h('p', { class: 'page-sub' }, t('customers.lead')),
       bar,
       bulkBox,
@@ -2447,8 +2624,23 @@
     window.addEventListener('hashchange', route);
     setInterval(tick, REFRESH_MS);
 
+    $('#wecom-login').addEventListener('click', () => {
+      const tenant = $('#wecom-tenant').value.trim();
+      if (!tenant) return $('#wecom-tenant').focus();
+      try { localStorage.setItem(TENANT_KEY, tenant); } catch { /* see savedLanguage */ }
+      // tagsync sends the browser on to WeCom's login page, which sends it back signed in.
+      location.href = `v1/tenants/${encodeURIComponent(tenant)}/login`;
+    });
+    try { $('#wecom-tenant').value = localStorage.getItem(TENANT_KEY) || ''; } catch { /* see savedLanguage */ }
+
     const saved = sessionStorage.getItem(TOKEN_KEY);
-    if (!saved) return showLogin();
+    if (!saved) {
+      try {
+        if (await resumeSession()) return;
+      } catch { /* no session: the sign-in card */ }
+      state.session = null;
+      return showLogin();
+    }
     signIn(saved).catch((e) => {
       state.token = null;
       showLogin(e.status === 401 ? () => t('login.saved_token_refused') : () => problem(e));

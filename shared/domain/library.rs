@@ -4,6 +4,7 @@
 use super::ids::{
     HubGroupId, HubTagId, MallGroupId, MallTagId, TenantId, WecomGroupId, WecomTagId,
 };
+use super::scope::GroupScope;
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -121,6 +122,13 @@ pub struct TagGroup {
     pub wecom: SideLink<WecomGroupId, GroupSnapshot>,
     #[serde(default)]
     pub mall: SideLink<MallGroupId, GroupSnapshot>,
+    /// The WeCom rule group the group belongs to; `None`: the corp library, seen by everyone.
+    #[serde(default)]
+    pub scope: Option<GroupScope>,
+    /// Whether a scoped group is carried to the mall (which has no scopes). Always true for an
+    /// unscoped group.
+    #[serde(default = "super::scope::carried_by_default")]
+    pub carry_to_mall: bool,
     #[serde(skip)]
     pub version: u64,
 }

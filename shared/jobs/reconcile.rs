@@ -811,6 +811,8 @@ async fn link_matches(
                     deleted_at: None,
                     wecom: synced(WecomGroupId::new_unchecked(wecom.id.clone()), snap(wecom)),
                     mall: synced(MallGroupId::new_unchecked(mall.id.clone()), snap(mall)),
+                    scope: None,
+                    carry_to_mall: true,
                     version: 0,
                 };
                 let links = both_links(t, EntityKind::Group, &wecom.id, &mall.id, id.as_str());

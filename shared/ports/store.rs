@@ -315,6 +315,33 @@ pub trait Store: Send + Sync + 'static {
     /// stored); on success `directory.version` is the new version.
     async fn put_directory(&self, directory: &mut Directory) -> StoreResult<()>;
 
+    // Operators (issue 16): their roles, sessions, and sign-ins under way.
+    async fn get_operator(
+        &self,
+        tenant: &TenantId,
+        userid: &str,
+    ) -> StoreResult<Option<OperatorRole>>;
+    /// By userid.
+    async fn list_operators(&self, tenant: &TenantId) -> StoreResult<Vec<OperatorRole>>;
+    /// Versioned like every entity; on success `role.version` is the new version.
+    async fn put_operator(&self, role: &mut OperatorRole) -> StoreResult<()>;
+    async fn delete_operator(
+        &self,
+        tenant: &TenantId,
+        userid: &str,
+        version: u64,
+    ) -> StoreResult<()>;
+    /// The session stored under `id_hash`, unless it expired.
+    async fn get_session(&self, id_hash: &str) -> StoreResult<Option<Session>>;
+    /// Stores a new session until its `expires_at`; an id already stored is a conflict.
+    async fn put_session(&self, session: &Session) -> StoreResult<()>;
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// Stores a sign-in under way until its `expires_at`.
+    async fn put_login_state(&self, login: &LoginState) -> StoreResult<()>;
+    /// Removes the sign-in `state` and answers it: once (a second take, or one racing it,
+    /// gets `None`), and never after it expired.
+    async fn take_login_state(&self, state: &str) -> StoreResult<Option<LoginState>>;
+
     // Queue marks: one tenant's queued jobs, for a queue that cannot count them (SQS).
     /// Writes each mark, replacing its job's mark if there is one.
     async fn put_queue_marks(&self, marks: &[QueueMark]) -> StoreResult<()>;

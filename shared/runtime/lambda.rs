@@ -97,67 +97,98 @@ fn delivery_of(m: &SqsMessage) -> Delivery {
 /// deletes the rest: done ones, and parked ones (already copied to the DLQ with their reason).
 /// Each job runs isolated (`worker::outcome_of`): one that panics is reported for retry like
 /// any failure, and the rest of the batch runs on.
+///
+/// The batch's jobs run side by side, not one after another: a batch of reconciliation pages
+/// (each up to tens of seconds: 500 mall members, the mall's 50 requests a second) run in turn
+/// outlasted the function's timeout, Lambda then failed the whole batch — its done jobs with
+/// it — and the same batch overran again on every receive until the redrive policy parked it.
+/// Side by side, a batch takes as long as its longest job.
 pub async fn sqs(
     app: &App,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    let mut failures = Vec::new();
-    for m in &event.payload.records {
+    let mut running = tokio::task::JoinSet::new();
+    let mut message_of = std::collections::HashMap::new();
+    for (i, m) in event.payload.records.iter().enumerate() {
         let d = delivery_of(m);
-        let failed = async {
-            app.queue.started(&d, app.config.worker.visibility).await;
-            let settlement = worker::settle(app, &d, worker::outcome_of(app, &d).await);
-            worker::count(app, &d, &settlement);
-            match settlement {
-                // Lambda deletes the message; the queue hears that it is done (if it cannot
-                // record that, the message comes back as a duplicate of a done job).
-                worker::Settlement::Ack => match app.queue.finished(&d).await {
-                    Ok(()) => false,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a done job could not be recorded; it comes back");
-                        true
-                    }
-                },
-                worker::Settlement::Retry { delay, error } => {
-                    tracing::warn!(?delay, error, "job will be retried");
-                    // Best effort: if the visibility change fails, the message still comes back
-                    // after the queue's visibility timeout.
-                    if let Err(e) = app.queue.retry(&d, delay, &error).await {
-                        tracing::warn!(error = %e, "could not set the retry delay");
-                    }
-                    true
-                }
-                // A fresh copy waits on the queue (the receive count starts again); Lambda
-                // deletes this one. If the copy could not be sent, this one comes back.
-                worker::Settlement::Reschedule { delay, reason } => {
-                    tracing::info!(?delay, reason, "job rescheduled to the end of a rate window");
-                    match app.queue.reschedule(&d, delay, &reason).await {
+        let message_id = (i, d.message_id.clone());
+        let span = worker::job_span(&d);
+        let app = app.clone();
+        let task = running.spawn(
+            async move {
+                app.queue.started(&d, app.config.worker.visibility).await;
+                let settlement = worker::settle(&app, &d, worker::outcome_of(&app, &d).await);
+                worker::count(&app, &d, &settlement);
+                match settlement {
+                    // Lambda deletes the message; the queue hears that it is done (if it
+                    // cannot record that, the message comes back as a duplicate of a done job).
+                    worker::Settlement::Ack => match app.queue.finished(&d).await {
                         Ok(()) => false,
                         Err(e) => {
-                            tracing::warn!(error = %e, "could not reschedule; the job comes back");
+                            tracing::warn!(error = %e, "a done job could not be recorded; it comes back");
                             true
                         }
+                    },
+                    worker::Settlement::Retry { delay, error } => {
+                        tracing::warn!(?delay, error, "job will be retried");
+                        // Best effort: if the visibility change fails, the message still comes
+                        // back after the queue's visibility timeout.
+                        if let Err(e) = app.queue.retry(&d, delay, &error).await {
+                            tracing::warn!(error = %e, "could not set the retry delay");
+                        }
+                        true
                     }
-                }
-                worker::Settlement::Park { reason, side } => {
-                    match worker::park(app, &d, &reason, side).await {
-                        Ok(()) => false,
-                        Err(e) => {
-                            tracing::error!(error = %e, reason, "could not park the job; it will be retried");
-                            true
+                    // A fresh copy waits on the queue (the receive count starts again); Lambda
+                    // deletes this one. If the copy could not be sent, this one comes back.
+                    worker::Settlement::Reschedule { delay, reason } => {
+                        tracing::info!(?delay, reason, "job rescheduled to the end of a rate window");
+                        match app.queue.reschedule(&d, delay, &reason).await {
+                            Ok(()) => false,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not reschedule; the job comes back");
+                                true
+                            }
+                        }
+                    }
+                    worker::Settlement::Park { reason, side } => {
+                        match worker::park(&app, &d, &reason, side).await {
+                            Ok(()) => false,
+                            Err(e) => {
+                                tracing::error!(error = %e, reason, "could not park the job; it will be retried");
+                                true
+                            }
                         }
                     }
                 }
             }
-        }
-        .instrument(worker::job_span(&d))
-        .await;
-        if failed {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = d.message_id.clone();
-            failures.push(f);
+            .instrument(span),
+        );
+        message_of.insert(task.id(), message_id);
+    }
+    let mut failed_messages = Vec::new();
+    while let Some(joined) = running.join_next_with_id().await {
+        let (id, failed) = match joined {
+            Ok((id, failed)) => (id, failed),
+            // Outside the job's own isolation (settling, recording): retried like a failure.
+            Err(e) => {
+                tracing::error!(error = %e, "a job's task failed; it will be retried");
+                (e.id(), true)
+            }
+        };
+        if failed && let Some(message) = message_of.remove(&id) {
+            failed_messages.push(message);
         }
     }
+    // In the batch's order.
+    failed_messages.sort();
+    let failures = failed_messages
+        .into_iter()
+        .map(|(_, message_id)| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = message_id;
+            f
+        })
+        .collect();
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
     flush_metrics(app);

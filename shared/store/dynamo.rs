@@ -66,6 +66,20 @@ pub struct Capacity {
     write_milli: AtomicU64,
     requests: AtomicU64,
     refused_writes: AtomicU64,
+    /// The same by kind of item (the partition key's prefix: `MEMBER`, `QUEUE`, `COUNT`, …;
+    /// a transaction's kinds joined by `+`), to tell where a cost comes from.
+    by_kind: std::sync::Mutex<std::collections::BTreeMap<String, CapacityUsed>>,
+}
+
+/// What a key's item is, for [`Capacity::by_kind`]: its partition key's prefix.
+fn kind_of(pk: &str) -> &str {
+    pk.split(['#', '|']).next().unwrap_or(pk)
+}
+
+/// A transaction's kinds: its items' kinds, sorted, joined by `+`.
+fn kinds_of(keys: &[String]) -> String {
+    let kinds: std::collections::BTreeSet<&str> = keys.iter().map(|k| kind_of(k)).collect();
+    kinds.into_iter().collect::<Vec<_>>().join("+")
 }
 
 /// A snapshot of [`Capacity`]; subtract two to get what happened in between.
@@ -99,26 +113,68 @@ impl Capacity {
         }
     }
 
-    fn add<'a>(&self, units: &AtomicU64, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
+    /// Per kind of item, since this process started.
+    pub fn by_kind(&self) -> std::collections::BTreeMap<String, CapacityUsed> {
+        self.by_kind.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn add_kind(&self, kind: &str, add: CapacityUsed) {
+        if let Ok(mut m) = self.by_kind.lock() {
+            let e = m.entry(kind.to_owned()).or_default();
+            e.read_units += add.read_units;
+            e.write_units += add.write_units;
+            e.requests += add.requests;
+            e.refused_writes += add.refused_writes;
+        }
+    }
+
+    fn add<'a>(
+        &self,
+        kind: &str,
+        write: bool,
+        consumed: impl IntoIterator<Item = &'a ConsumedCapacity>,
+    ) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let total: f64 = consumed
             .into_iter()
             .filter_map(|c| c.capacity_units())
             .sum();
+        let units = if write {
+            &self.write_milli
+        } else {
+            &self.read_milli
+        };
         units.fetch_add((total * 1000.0).round() as u64, Ordering::Relaxed);
+        self.add_kind(
+            kind,
+            CapacityUsed {
+                read_units: if write { 0.0 } else { total },
+                write_units: if write { total } else { 0.0 },
+                requests: 1,
+                refused_writes: 0,
+            },
+        );
     }
 
-    fn read(&self, consumed: Option<&ConsumedCapacity>) {
-        self.add(&self.read_milli, consumed);
+    fn read(&self, kind: &str, consumed: Option<&ConsumedCapacity>) {
+        self.add(kind, false, consumed);
     }
 
-    fn write<'a>(&self, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
-        self.add(&self.write_milli, consumed);
+    fn write<'a>(&self, kind: &str, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
+        self.add(kind, true, consumed);
     }
 
-    fn refused(&self) {
+    fn refused(&self, kind: &str) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.refused_writes.fetch_add(1, Ordering::Relaxed);
+        self.add_kind(
+            kind,
+            CapacityUsed {
+                requests: 1,
+                refused_writes: 1,
+                ..CapacityUsed::default()
+            },
+        );
     }
 }
 
@@ -192,7 +248,7 @@ impl ItemBackend for DynamoItems {
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", &key, e))?;
-        self.capacity.read(out.consumed_capacity());
+        self.capacity.read(kind_of(pk), out.consumed_capacity());
         let Some(attributes) = out.item() else {
             return Ok(None);
         };
@@ -263,7 +319,8 @@ impl ItemBackend for DynamoItems {
                 .send()
                 .await
                 .map_err(|e| sdk_error("Query", &query.pk, e))?;
-            self.capacity.read(page.consumed_capacity());
+            self.capacity
+                .read(kind_of(&query.pk), page.consumed_capacity());
             for attributes in page.items() {
                 let item = from_attributes(attributes)?;
                 let sort_key = if query.on_gsi {
@@ -308,10 +365,10 @@ impl ItemBackend for DynamoItems {
                         .set_expression_attribute_values(c.values);
                 }
                 match request.send().await {
-                    Ok(out) => self.capacity.write(out.consumed_capacity()),
+                    Ok(out) => self.capacity.write(kind_of(&key), out.consumed_capacity()),
                     Err(e) => {
                         if e.code() == Some("ConditionalCheckFailedException") {
-                            self.capacity.refused();
+                            self.capacity.refused(kind_of(&key));
                         }
                         return Err(write_error("PutItem", &key, &condition, e));
                     }
@@ -332,10 +389,10 @@ impl ItemBackend for DynamoItems {
                         .set_expression_attribute_values(c.values);
                 }
                 match request.send().await {
-                    Ok(out) => self.capacity.write(out.consumed_capacity()),
+                    Ok(out) => self.capacity.write(kind_of(&key), out.consumed_capacity()),
                     Err(e) => {
                         if e.code() == Some("ConditionalCheckFailedException") {
-                            self.capacity.refused();
+                            self.capacity.refused(kind_of(&key));
                         }
                         return Err(write_error("DeleteItem", &key, &condition, e));
                     }
@@ -383,7 +440,7 @@ impl ItemBackend for DynamoItems {
             .await;
         match out {
             Ok(out) => {
-                self.capacity.write(out.consumed_capacity());
+                self.capacity.write(kind_of(pk), out.consumed_capacity());
                 let count = out
                     .attributes()
                     .and_then(|a| a.get(VERSION))
@@ -396,7 +453,7 @@ impl ItemBackend for DynamoItems {
                 Ok(Some(count))
             }
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                self.capacity.refused();
+                self.capacity.refused(kind_of(pk));
                 Ok(None)
             }
             Err(e) => Err(sdk_error("UpdateItem", &key, e)),
@@ -436,7 +493,8 @@ impl ItemBackend for DynamoItems {
             .await
         {
             Ok(out) => {
-                self.capacity.write(out.consumed_capacity());
+                self.capacity
+                    .write(&kinds_of(&keys), out.consumed_capacity());
                 return Ok(());
             }
             Err(err) => err,
@@ -444,7 +502,7 @@ impl ItemBackend for DynamoItems {
         if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
             err.as_service_error()
         {
-            self.capacity.refused();
+            self.capacity.refused(&kinds_of(&keys));
             // Reasons are positional, one per write; "None" marks a write that was fine.
             let failed = cancelled
                 .cancellation_reasons()

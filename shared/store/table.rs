@@ -23,6 +23,7 @@
 //! | rule / channel code | `RULE#{t}` / `CHAN#{t}` | `{rule id}` / `{channel id}` |
 //! | rule firing (expires after [`FIRING_TTL_SECS`]) | `FIRE#{t}#{rule id}` | `{firing id}` (time-ordered) |
 //! | the corp's directory (departments and staff, one item) | `DIR#{t}` | `CURRENT` |
+//! | operator role / session (by token hash, expiring) / sign-in state (expiring) | `OPER#{t}` / `SESSION#{hash}` / `LOGIN#{state}` | `{userid}` / `-` / `-` |
 //!
 //! Tenant secrets and access tokens are sealed (see [`super::sealing`]) when the store has a
 //! sealer; every other field is stored as it is.
@@ -317,6 +318,15 @@ mod keys {
     }
     pub fn directory(t: &TenantId) -> (String, String) {
         (format!("DIR#{t}"), "CURRENT".into())
+    }
+    pub fn operators(t: &TenantId) -> String {
+        format!("OPER#{t}")
+    }
+    pub fn session(id_hash: &str) -> (String, String) {
+        (format!("SESSION#{id_hash}"), "-".into())
+    }
+    pub fn login(state: &str) -> (String, String) {
+        (format!("LOGIN#{state}"), "-".into())
     }
 }
 
@@ -1253,6 +1263,111 @@ impl<B: ItemBackend> Store for TableStore<B> {
         let (pk, sk) = keys::directory(&directory.tenant);
         let write = versioned_put(pk, sk, &*directory, directory.version)?;
         self.put_one(write, &mut directory.version).await
+    }
+
+    async fn get_operator(
+        &self,
+        tenant: &TenantId,
+        userid: &str,
+    ) -> StoreResult<Option<OperatorRole>> {
+        self.get_entity(
+            (keys::operators(tenant), userid.to_owned()),
+            |o: &mut OperatorRole, v| o.version = v,
+        )
+        .await
+    }
+
+    async fn list_operators(&self, tenant: &TenantId) -> StoreResult<Vec<OperatorRole>> {
+        let items = self.query_all(keys::operators(tenant), "", false).await?;
+        decode_all(&items, |o: &mut OperatorRole, v| o.version = v)
+    }
+
+    async fn put_operator(&self, role: &mut OperatorRole) -> StoreResult<()> {
+        let write = versioned_put(
+            keys::operators(&role.tenant),
+            role.userid.clone(),
+            &*role,
+            role.version,
+        )?;
+        self.put_one(write, &mut role.version).await
+    }
+
+    async fn delete_operator(
+        &self,
+        tenant: &TenantId,
+        userid: &str,
+        version: u64,
+    ) -> StoreResult<()> {
+        self.backend
+            .write(ItemWrite::Delete {
+                pk: keys::operators(tenant),
+                sk: userid.to_owned(),
+                condition: Condition::Version(version),
+            })
+            .await
+    }
+
+    async fn get_session(&self, id_hash: &str) -> StoreResult<Option<Session>> {
+        self.get_entity(keys::session(id_hash), |_: &mut Session, _| {})
+            .await
+    }
+
+    async fn put_session(&self, session: &Session) -> StoreResult<()> {
+        let (pk, sk) = keys::session(&session.id_hash);
+        let data = encode(&pk, session)?;
+        let mut item = Item::new(pk, sk, 1, data);
+        item.expiration = Some(session.expires_at.secs());
+        self.backend
+            .write(ItemWrite::Put {
+                item,
+                condition: Condition::Absent,
+            })
+            .await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        let (pk, sk) = keys::session(id_hash);
+        self.backend
+            .write(ItemWrite::Delete {
+                pk,
+                sk,
+                condition: Condition::None,
+            })
+            .await
+    }
+
+    async fn put_login_state(&self, login: &LoginState) -> StoreResult<()> {
+        let (pk, sk) = keys::login(&login.state);
+        let data = encode(&pk, login)?;
+        let mut item = Item::new(pk, sk, 1, data);
+        item.expiration = Some(login.expires_at.secs());
+        self.backend
+            .write(ItemWrite::Put {
+                item,
+                condition: Condition::Absent,
+            })
+            .await
+    }
+
+    async fn take_login_state(&self, state: &str) -> StoreResult<Option<LoginState>> {
+        let (pk, sk) = keys::login(state);
+        let Some(item) = self.backend.get(&pk, &sk).await? else {
+            return Ok(None);
+        };
+        // The delete decides who took it: only one of two racing takes finds the version.
+        match self
+            .backend
+            .write(ItemWrite::Delete {
+                pk,
+                sk,
+                condition: Condition::Version(item.version),
+            })
+            .await
+        {
+            Ok(()) => Ok(Some(decode(&item)?)),
+            Err(e) if e.is_conflict() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn put_queue_marks(&self, marks: &[QueueMark]) -> StoreResult<()> {

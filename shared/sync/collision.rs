@@ -198,6 +198,8 @@ mod tests {
             deleted_at: None,
             wecom: linked(wecom.map(WecomGroupId::new_unchecked), &s),
             mall: linked(mall.map(MallGroupId::new_unchecked), &s),
+            scope: None,
+            carry_to_mall: true,
             version: 1,
         }
     }

@@ -139,6 +139,8 @@ mod tests {
                 error: None,
             },
             mall: SideLink::default(),
+            scope: None,
+            carry_to_mall: true,
             version: 1,
         }
     }

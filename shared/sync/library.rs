@@ -272,6 +272,8 @@ impl Mergeable for TagGroup {
             deleted_at: None,
             wecom: SideLink::default(),
             mall: SideLink::default(),
+            scope: None,
+            carry_to_mall: true,
             version: 0,
         }
     }
@@ -630,6 +632,8 @@ mod tests {
             deleted_at: None,
             wecom: link(WecomGroupId::new_unchecked("etg1"), s),
             mall: link(MallGroupId::new_unchecked("mg1"), s),
+            scope: None,
+            carry_to_mall: true,
             version: 1,
         }
     }

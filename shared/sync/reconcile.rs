@@ -582,6 +582,8 @@ mod tests {
                 state: SyncState::Synced,
                 error: None,
             },
+            scope: None,
+            carry_to_mall: true,
             version: 1,
         }
     }

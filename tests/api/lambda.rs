@@ -476,6 +476,73 @@ async fn sync_worker_reports_only_the_panicking_message_and_parks_one_on_its_las
     );
 }
 
+/// A full batch of slow jobs runs side by side: ten jobs of 1.5 s each are all done in about
+/// the time of one, not the 15 s they take one after another. Run in turn, a batch of
+/// reconciliation pages outlasted the worker's 60 s timeout, and Lambda then failed the whole
+/// batch on every receive until the redrive policy parked it (the cloud cost bench's
+/// onboarding run).
+#[tokio::test]
+async fn sync_worker_runs_a_batchs_jobs_side_by_side_so_ten_slow_jobs_take_about_as_long_as_one() {
+    const WORK_MS: u64 = 1_500;
+    let client = aws_sdk_sqs::Client::new(&local_aws("TAGSYNC_TEST_SQS_ENDPOINT").await);
+    let queue = Arc::new(sqs_queue(&client).await);
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sqlite_app(dir.path()).await;
+    let app = App::new(
+        sqlite.store.clone(),
+        queue.clone(),
+        sqlite.clock.clone(),
+        test_config(),
+    );
+    let mut tenant = tagsync_tenant("acme");
+    app.store.put_tenant(&mut tenant).await.unwrap();
+    let jobs: Vec<Job> = (0..10)
+        .map(|i| {
+            Job::new(
+                tenant.id.clone(),
+                JobKind::Probe {
+                    note: format!("slow {i}"),
+                    fail: false,
+                    work_ms: WORK_MS,
+                    panic: false,
+                },
+                Timestamp::from_millis(0),
+            )
+        })
+        .collect();
+    queue.send(&jobs).await.unwrap();
+    let (event, _) = lambda_batch(&client, queue.queue_url(), &jobs, |_| 1).await;
+
+    let started = std::time::Instant::now();
+    let response = lambda::sqs(&app, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    let audit = app
+        .store
+        .list_audit(&tenant.id, None, 50)
+        .await
+        .unwrap()
+        .items;
+    for job in &jobs {
+        assert!(
+            audit.iter().any(|e| e.entity == format!("job:{}", job.id)),
+            "job {} ran",
+            job.id
+        );
+    }
+    // One after another: 15 s. Side by side: 1.5 s plus the store's and queue's calls.
+    assert!(
+        took < std::time::Duration::from_millis(WORK_MS * 4),
+        "ten jobs of {WORK_MS} ms took {took:?}: run one after another"
+    );
+}
+
 /// `GET …/status` on the AWS path (SQS on moto, the store on DynamoDB Local): each tenant's
 /// jobs are counted through their marks in the store as the Lambda worker runs, retries and
 /// parks them — waiting, then done, waiting for a retry, or dead — never another tenant's.

@@ -709,7 +709,7 @@ async fn every_change_is_audited_on_the_hub_with_before_and_after() {
     };
     for e in audit.iter().filter(|e| e["action"] != "tenant.created") {
         assert_eq!(e["side"], "hub", "{e}");
-        assert_eq!(e["origin"], "operator", "{e}");
+        assert_eq!(e["origin"], "operator:admin-token", "{e}");
     }
     let created = find("tag_group.created");
     assert_eq!(created["entity"], format!("group:{gid}"));

@@ -14,6 +14,7 @@ mod mall_webhook;
 mod members;
 mod metrics;
 mod process;
+mod scoped_groups;
 #[path = "../support/mod.rs"]
 mod support;
 mod wecom_callback;

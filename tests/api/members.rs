@@ -526,7 +526,7 @@ async fn a_tag_change_shows_in_the_member_view_and_in_the_audit_log_as_an_operat
     assert_eq!(entries.len(), 2, "{entries:?}");
     let newest = &entries[0];
     assert_eq!(newest["side"], "hub");
-    assert_eq!(newest["origin"], "operator");
+    assert_eq!(newest["origin"], "operator:admin-token");
     assert_eq!(newest["entity"], "member:m_1");
     assert_eq!(
         newest["before"],

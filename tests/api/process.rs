@@ -39,6 +39,19 @@ fn cli(data: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// An admin API answer as JSON; `None` while the server does not answer (or not with JSON).
+async fn admin_json(client: &reqwest::Client, url: &str) -> Option<Value> {
+    client
+        .get(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
 fn counts(data: &Path) -> Value {
     serde_json::from_str(&cli(data, &["status"])).unwrap()
 }
@@ -123,15 +136,8 @@ async fn sigkill_with_jobs_queued_loses_nothing_after_restart() {
         || {
             let (client, base) = (client.clone(), base.clone());
             async move {
-                let s: Value = client
-                    .get(format!("{base}/admin/v1/tenants/acme/status"))
-                    .bearer_auth(ADMIN_TOKEN)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let s =
+                    admin_json(&client, &format!("{base}/admin/v1/tenants/acme/status")).await?;
                 (s["queue"]["pending"] == 0 && s["queue"]["in_flight"] == 0).then_some(())
             }
         },
@@ -235,15 +241,8 @@ async fn serve_keeps_serving_when_its_stdout_cannot_be_written() {
         || {
             let (client, base) = (&client, &base);
             async move {
-                let library: Value = client
-                    .get(format!("{base}/admin/v1/tenants/demo/tag-groups"))
-                    .bearer_auth(ADMIN_TOKEN)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let library =
+                    admin_json(client, &format!("{base}/admin/v1/tenants/demo/tag-groups")).await?;
                 let tags = library["groups"]
                     .as_array()?
                     .iter()

@@ -798,6 +798,113 @@ for (const locale of LOCALES) {
       await shot('27-audit-rules-bulk-transfer');
     });
 
+    // ---- operators: roles, scoped groups, signing in with WeCom (issue 16) ---------------------
+
+    // The corp's directory in the WeCom simulator (the demo's has only the root, 1): Shanghai (2)
+    // with Pudong (4) below it, Beijing (3); the demo's salespeople in Shanghai and Beijing.
+    const CORP = {
+      departments: [[2, '上海分公司', 1], [3, '北京分公司', 1], [4, '浦东门店', 2]],
+      staff: [['sales_li', '李销售', [2]], ['sales_wang', '王销售', [3]]],
+    };
+    async function wecomControl(p, body) {
+      const res = await getJson(`${demo.wecomControl}${p}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      assert.equal(res.status, 200, `${p}: ${JSON.stringify(res.body)}`);
+    }
+    const operatorRow = (userid) => page.locator(`tr[data-userid="${userid}"]`);
+
+    test('an admin gives roles on the roles page, and a scoped group with its mall switch off shows its range in the library', async () => {
+      for (const [id, name, parent_id] of CORP.departments) await wecomControl('/departments', { id, name, parent_id, order: id, silent: true });
+      for (const [userid, name, departments] of CORP.staff) await wecomControl('/staff', { userid, name, departments, silent: true });
+      assert.equal((await admin('/directory:refresh', { method: 'POST', body: '{}' })).status, 200);
+
+      await nav('operators');
+      await page.locator('button[data-action="assign-role"]').click();
+      await page.locator('#f-userid').selectOption('sales_li');
+      await page.locator('#f-role').selectOption('editor');
+      await page.locator('#f-departments').selectOption(['2']);
+      await shot('15-assign-role');
+      await page.locator('#dialog button[type=submit]').click();
+      await operatorRow('sales_li').waitFor();
+      assert.match(await operatorRow('sales_li').textContent(), /上海分公司/);
+      const { body } = await admin('/operators');
+      assert.deepEqual(body.operators.map((o) => [o.userid, o.role, o.departments]), [['sales_li', 'editor', [2]]]);
+      await shot('16-roles');
+
+      // A Shanghai group made in the console, kept from the mall; a Beijing one by the API.
+      await nav('library');
+      await page.locator('button[data-action="new-group"]').click();
+      await page.locator('#f-name').fill('上海内部评级');
+      await page.locator('#f-tags').fill('A类');
+      await page.locator('#f-departments').selectOption(['2']);
+      await page.locator('#f-include_sub').selectOption('yes');
+      await page.locator('#f-carry_to_mall').selectOption('no');
+      await page.locator('#dialog button[type=submit]').click();
+      const row = page.locator('tr[data-kind="group"][data-name="上海内部评级"]');
+      await row.locator('[data-testid="scope"]').waitFor();
+      assert.match(await row.locator('[data-testid="scope"]').textContent(), /上海分公司/);
+      await row.locator('[data-testid="not-carried"]').waitFor();
+      const { body: lib } = await admin('/tag-groups');
+      const sh = lib.groups.find((g) => g.name === '上海内部评级');
+      assert.deepEqual([sh.scope.departments, sh.scope.include_sub, sh.carry_to_mall], [[2], true, false]);
+      const res = await admin('/tag-groups', { method: 'POST', body: JSON.stringify({ name: '北京内部评级', tags: [{ name: 'B类' }], scope: { departments: [3] } }) });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      await page.locator('tr[data-kind="group"][data-name="北京内部评级"]').waitFor();
+      await shot('17-scoped-groups');
+
+      // The switch turned on from the group's dialog.
+      await row.locator('button[data-action="edit"]').click();
+      await page.locator('#f-carry_to_mall').selectOption('yes');
+      await page.locator('#dialog button[type=submit]').click();
+      await row.locator('[data-testid="not-carried"]').waitFor({ state: 'detached' });
+      const { body: after } = await admin('/tag-groups');
+      assert.equal(after.groups.find((g) => g.name === '上海内部评级').carry_to_mall, true);
+    });
+
+    test('a Shanghai editor signs in with WeCom (simulated) and sees only the unscoped and Shanghai groups and Shanghai customers, without admin pages', async () => {
+      const p = await context.newPage();
+      const errors = [];
+      p.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+      try {
+        await p.goto(`${demo.base}/admin/`);
+        // The admin's token is in the other tab only (sessionStorage): this one shows the card.
+        await p.locator('#wecom-login').waitFor();
+        await p.locator('#wecom-tenant').fill('demo');
+        await p.locator('#wecom-login').click();
+        // WeCom's (simulated) login page: scanning is picking who signs in.
+        await p.locator('a', { hasText: '李销售' }).click();
+        await p.locator('#who', { hasText: '李销售' }).waitFor();
+        // The departments by name, once the directory has been read.
+        await p.locator('#who', { hasText: '上海分公司' }).waitFor();
+        for (const admin of ['audit', 'rules', 'operators', 'dead-letters']) {
+          assert.equal(await p.locator(`.sidebar a[data-page="${admin}"]`).isVisible(), false, `${admin} is an admin's page`);
+        }
+        await p.locator('.sidebar a[data-page="library"]').click();
+        await p.locator('tr[data-kind="group"][data-name="上海内部评级"]').waitFor();
+        await p.locator('tr[data-kind="group"][data-name="会员等级"]').waitFor();
+        assert.equal(await p.locator('tr[data-kind="group"][data-name="北京内部评级"]').count(), 0);
+        const file = path.join(dir, '18-scoped-view.png');
+        await p.screenshot({ path: file });
+        shots.push(file);
+        if (locale === 'zh-CN') assert.deepEqual(await p.evaluate(englishOnPage, [...LATIN_OK]), [], 'English on the scoped view');
+
+        // Shanghai's customers: those with a relation to sales_li (Alice and Bob, not Carol).
+        await p.locator('.sidebar a[data-page="customers"]').click();
+        const rows = p.locator('[data-testid="customers"] tbody tr.customer-row');
+        await until('the scoped customer list', async () => (await rows.count()) > 0);
+        const ids = await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.customer).sort());
+        assert.ok(ids.includes('wm_alice') && ids.includes('wm_bob') && !ids.includes('wm_carol'), ids.join());
+        assert.equal(await p.locator('button[data-action="bulk"]').count(), 0);
+
+        await p.locator('#logout').click();
+        await p.locator('#wecom-login').waitFor();
+        // Signed out on the server too: the cookie opens nothing any more.
+        await until('the session ended', async () => (await p.evaluate(() => fetch('v1/me').then((r) => r.status))) === 401);
+        assert.deepEqual(errors, []);
+      } finally {
+        await p.close();
+      }
+    });
+
     test('the language switch changes the whole page at once and is remembered after a reload and a sign-out', async () => {
       await nav('library');
       await page.locator('h1', { hasText: X.library }).waitFor();

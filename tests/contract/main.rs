@@ -52,6 +52,7 @@ macro_rules! store_contract {
             firings_page_newest_first_per_rule_and_are_versioned,
             channels_are_stored_listed_and_deleted,
             counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills_at_once,
+            scoped_group_round_trips_with_its_rule_group_range_and_mall_switch,
             a_members_run_over_50000_staff_keeps_every_item_under_400_kb,
             directory_of_2000_staff_round_trips_versioned_per_tenant,
         ]);

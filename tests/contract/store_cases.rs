@@ -28,6 +28,8 @@ fn group(tenant: &TenantId, name: &str) -> TagGroup {
         deleted_at: None,
         wecom: Default::default(),
         mall: Default::default(),
+        scope: None,
+        carry_to_mall: true,
         version: 0,
     }
 }
@@ -1057,6 +1059,46 @@ pub async fn counter_admits_exactly_its_limit_of_16_concurrent_callers_and_fills
         None,
         "a limit of 0 admits nobody"
     );
+}
+
+pub async fn scoped_group_round_trips_with_its_rule_group_range_and_mall_switch(
+    store: Arc<dyn Store>,
+) {
+    let t = tenant_id(&format!("scope-{}", new_ordered_id().to_lowercase()));
+    let mut plain = group(&t, "会员等级");
+    store.put_group(&mut plain).await.expect("unscoped group");
+    let mut scoped = group(&t, "售后服务");
+    scoped.scope = Some(GroupScope {
+        strategy_id: Some(42),
+        name: "售后部".into(),
+        departments: vec![3, 7],
+        users: vec!["zhang_san".into()],
+        include_sub: true,
+    });
+    scoped.carry_to_mall = false;
+    store.put_group(&mut scoped).await.expect("scoped group");
+
+    let read = store
+        .get_group(&t, &scoped.id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(read, scoped, "scope and switch read back as written");
+    let read = store
+        .get_group(&t, &plain.id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!((read.scope, read.carry_to_mall), (None, true));
+
+    // The range is edited like any field: a versioned write.
+    let mut edited = scoped.clone();
+    edited.scope.as_mut().unwrap().departments.push(9);
+    store.put_group(&mut edited).await.expect("range edit");
+    let listed = store.list_groups(&t).await.unwrap();
+    let got = listed.iter().find(|g| g.id == scoped.id).expect("listed");
+    assert_eq!(got.scope.as_ref().unwrap().departments, [3, 7, 9]);
+    assert!(!got.carry_to_mall);
 }
 
 /// The corp's directory: one per tenant, versioned like every entity, and a corp of 2,000

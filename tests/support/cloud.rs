@@ -70,6 +70,10 @@ pub struct CloudResources {
 pub struct LambdaUsage {
     pub http_invocations: AtomicU64,
     pub http_micros: AtomicU64,
+    /// Of those, the admin API's (a test's or bench's own look at runs and settings, apart
+    /// from the traffic it measures).
+    pub admin_invocations: AtomicU64,
+    pub admin_micros: AtomicU64,
     pub worker_invocations: AtomicU64,
     pub worker_micros: AtomicU64,
     /// ReceiveMessage calls that returned at least one message (empty polls are the
@@ -194,6 +198,7 @@ pub async fn serve_lambdas(
     resources: CloudResources,
     listener: tokio::net::TcpListener,
     concurrency: usize,
+    worker_timeout: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -201,6 +206,7 @@ pub async fn serve_lambdas(
         app: app.clone(),
         resources,
         batch_size: MAX_BATCH,
+        worker_timeout,
     };
     let mut pollers = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
@@ -366,8 +372,13 @@ async fn gateway(
         .unwrap_or_else(|e| panic!("lambda_http refuses the API Gateway v2 event {event}: {e}"));
     let started = Instant::now();
     let invoked = tagsync::runtime::lambda::http(&gw.app, surface, request).await;
+    let micros = started.elapsed().as_micros() as u64;
     LambdaUsage::add(&gw.usage.http_invocations, 1);
-    LambdaUsage::add(&gw.usage.http_micros, started.elapsed().as_micros() as u64);
+    LambdaUsage::add(&gw.usage.http_micros, micros);
+    if surface == Surface::Admin {
+        LambdaUsage::add(&gw.usage.admin_invocations, 1);
+        LambdaUsage::add(&gw.usage.admin_micros, micros);
+    }
     let response = match invoked {
         Ok(r) => r,
         // A function error is API Gateway's 500.
@@ -401,6 +412,8 @@ pub struct EventSourceMapping {
     pub app: App,
     pub resources: CloudResources,
     pub batch_size: usize,
+    /// An invocation still running after this has failed (the template's `Timeout`).
+    pub worker_timeout: Duration,
 }
 
 /// What one invocation of the worker came to, as the mapping saw it.
@@ -467,12 +480,12 @@ impl EventSourceMapping {
         let mut context = Context::default();
         context.request_id = uuid::Uuid::new_v4().to_string();
         context.deadline =
-            (chrono::Utc::now().timestamp_millis() as u64) + WORKER_TIMEOUT.as_millis() as u64;
+            (chrono::Utc::now().timestamp_millis() as u64) + self.worker_timeout.as_millis() as u64;
         context.invoked_function_arn =
             "arn:aws:lambda:us-east-1:123456789012:function:sync-worker".to_owned();
         let started = Instant::now();
         let invocation = tokio::time::timeout(
-            WORKER_TIMEOUT,
+            self.worker_timeout,
             tagsync::runtime::lambda::sqs(&self.app, LambdaEvent::new(event, context)),
         )
         .await;

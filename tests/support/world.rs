@@ -65,6 +65,10 @@ pub struct WorldOptions {
     pub wecom_budget: Option<tagsync::wecom::budget::BudgetConfig>,
     /// Where tagsync runs: as `tagsync serve` or as the Lambdas. Default: [`Backend::of_this_binary`].
     pub backend: Backend,
+    /// On the cloud backend, how long a worker invocation may run before the event source
+    /// mapping stand-in counts it failed (the template's `Timeout`, 60 s, unless a bench
+    /// needs its setup to outlast a slow machine).
+    pub lambda_timeout: Duration,
 }
 
 /// How tagsync runs in a [`World`].
@@ -104,6 +108,7 @@ impl Default for WorldOptions {
             mall: MallSimConfig::default(),
             wecom_budget: None,
             backend: Backend::of_this_binary(),
+            lambda_timeout: super::cloud::WORKER_TIMEOUT,
         }
     }
 }
@@ -306,6 +311,7 @@ impl World {
                     resources,
                     listener,
                     opts.workers.max(1),
+                    opts.lambda_timeout,
                     stopped,
                 ));
                 (app, server)

@@ -42,10 +42,19 @@ async fn list(app: &App, t: &Tenant, req: &HttpRequest) -> Result<HttpResponse, 
             .ok_or_else(|| ApiError::BadRequest(format!("query `limit` must be 1..={MAX_PAGE}")))?,
     };
     let cursor = req.query_param("cursor").filter(|c| !c.is_empty());
-    let page = app
-        .store
-        .query_customers(&t.id, &filter, cursor, limit)
-        .await?;
+    // A department-scoped operator sees the customers of their departments' staff.
+    let page = match crate::api::access::current_scope(app, &t.id).await? {
+        Some(scope) => {
+            scope
+                .customers_page(app, &t.id, &filter, cursor, limit)
+                .await?
+        }
+        None => {
+            app.store
+                .query_customers(&t.id, &filter, cursor, limit)
+                .await?
+        }
+    };
     Ok(HttpResponse::json(200, &page_view(&page)))
 }
 

@@ -8,6 +8,7 @@
 //! them again is a no-op (204), so a retried DELETE is harmless.
 
 use super::append_audit;
+use super::group_scope::{carry_to_mall, scope_for_create, scope_for_patch, scope_view};
 use crate::api::json::Body;
 use crate::app::App;
 use crate::domain::*;
@@ -26,9 +27,9 @@ pub const MAX_TAGS_PER_CREATE: usize = 99;
 /// Most writes of one store transaction.
 const MAX_TRANSACT: usize = 100;
 
-const GROUP_CREATE_FIELDS: &[&str] = &["name", "order", "tags"];
+const GROUP_CREATE_FIELDS: &[&str] = &["name", "order", "tags", "scope", "carry_to_mall"];
 const GROUP_TAG_FIELDS: &[&str] = &["name", "order"];
-const GROUP_PATCH_FIELDS: &[&str] = &["name", "order"];
+const GROUP_PATCH_FIELDS: &[&str] = &["name", "order", "scope", "carry_to_mall"];
 const TAG_CREATE_FIELDS: &[&str] = &["group_id", "name", "order"];
 const TAG_PATCH_FIELDS: &[&str] = &["name", "order", "group_id"];
 
@@ -129,7 +130,7 @@ fn optional_group_id(body: &Body, key: &str) -> Result<Option<HubGroupId>, ApiEr
 
 /// A group's or a tag's name: 1 to 30 characters (characters, not bytes: names are mostly
 /// Chinese), no control characters, no whitespace at either end.
-fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+pub(super) fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
     let chars = name.chars().count();
     if chars == 0 {
         return Err(ApiError::BadRequest(format!(
@@ -238,6 +239,8 @@ fn group_view(g: &TagGroup, tags: &[&Tag]) -> Value {
         "mall_id": g.mall.id,
         "sync": sync_view(&g.wecom, &g.mall),
         "errors": errors_view(&g.wecom, &g.mall),
+        "scope": scope_view(g),
+        "carry_to_mall": g.carry_to_mall,
         "tags": tags.iter().map(|t| tag_view(t)).collect::<Vec<_>>(),
     })
 }
@@ -274,12 +277,15 @@ fn mark_pending<I, S>(link: &mut SideLink<I, S>) {
 // Routes.
 
 async fn list(app: &App, t: &TenantId) -> Result<HttpResponse, ApiError> {
+    // A department-scoped operator sees the unscoped groups and their departments' groups.
+    let scope = crate::api::access::current_scope(app, t).await?;
     let mut groups: Vec<TagGroup> = app
         .store
         .list_groups(t)
         .await?
         .into_iter()
         .filter(|g| g.deleted_at.is_none())
+        .filter(|g| scope.as_ref().is_none_or(|s| s.sees_group(g)))
         .collect();
     sort_groups(&mut groups);
     let tags = app.store.list_tags(t).await?;
@@ -338,6 +344,8 @@ async fn create_group(
     let name = required_name(&body, "name")?;
     let order = body.optional_u32("order")?.unwrap_or(0);
     let items = body.required_list("tags")?;
+    let scope = scope_for_create(&body, &name)?;
+    let carried = carry_to_mall(&body, scope.is_some(), true)?;
     // An empty list is allowed: the group reaches the mall at once and WeCom (which keeps
     // no empty groups) with its first tag.
     if items.len() > MAX_TAGS_PER_CREATE {
@@ -383,6 +391,8 @@ async fn create_group(
         deleted_at: None,
         wecom: SideLink::default(),
         mall: SideLink::default(),
+        scope,
+        carry_to_mall: carried,
         version: 0,
     };
     let tags: Vec<Tag> = new_tags
@@ -439,6 +449,8 @@ async fn patch_group(
     let name = optional_name(&body, "name")?;
     let order = body.optional_u32("order")?;
     let mut group = live_group(app, t, id).await?;
+    let scope = scope_for_patch(&body, &group)?;
+    let carried = carry_to_mall(&body, group.scope.is_some(), group.carry_to_mall)?;
     let tags = app.store.list_tags(t).await?;
     let before = group_view(&group, &tags_of(&tags, id));
 
@@ -457,10 +469,26 @@ async fn patch_group(
         group.order_at = now;
         changed = true;
     }
+    // A new range is WeCom's business only; the switch the mall's.
+    let mut wecom_changed = changed;
+    let mut mall_changed = changed;
+    if let Some(scope) = scope.filter(|s| Some(s) != group.scope.as_ref()) {
+        group.scope = Some(scope);
+        wecom_changed = true;
+    }
+    if carried != group.carry_to_mall {
+        group.carry_to_mall = carried;
+        mall_changed = true;
+    }
+    let changed = wecom_changed || mall_changed;
     let after = group_view(&group, &tags_of(&tags, id));
     if changed {
-        mark_pending(&mut group.wecom);
-        mark_pending(&mut group.mall);
+        if wecom_changed {
+            mark_pending(&mut group.wecom);
+        }
+        if mall_changed {
+            mark_pending(&mut group.mall);
+        }
         app.store.put_group(&mut group).await?;
         tracing::info!(tenant = %t, group = %id, "tag group changed");
         append_audit(

@@ -392,7 +392,7 @@ async fn write_marks(
             entity: format!("member:{member}"),
             before: Some(json!({"tag_ids": before})),
             after: Some(after_view),
-            origin: Actor::Operator.as_str().into(),
+            origin: crate::api::access::current_origin(),
         };
         match app
             .store

@@ -7,13 +7,17 @@ pub mod channels;
 pub mod customers;
 mod dead_letters;
 mod directory;
+mod group_scope;
 mod library;
+mod login;
 mod members;
+mod operators;
 pub mod rules;
 mod runs;
 mod tenants;
 pub mod transfers;
 
+use super::access::{self, Caller, Need};
 use super::{load_tenant, parse_tenant};
 use crate::app::App;
 use crate::domain::*;
@@ -22,17 +26,55 @@ use http::Method;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// Every admin request: its row in [`access::ROUTES`] (404/405 without one), its caller
+/// (401), the one check of what the caller may do ([`access::check`], 403), then the
+/// resource's handler, run with the caller as the current one (the audit names them).
 pub(super) async fn route(
     app: &App,
     req: &HttpRequest,
     segments: &[&str],
 ) -> Result<HttpResponse, ApiError> {
-    authorize(app, req)?;
+    let found = access::find(&req.method, segments);
+    if let Ok((spec, _)) = &found
+        && spec.need == Need::Public
+    {
+        return match segments {
+            ["v1", "tenants", t, "login"] => login::start(app, t, req).await,
+            ["v1", "tenants", t, "login", "callback"] => login::callback(app, t, req).await,
+            _ => Err(ApiError::NotFound(format!(
+                "no route for {} {}",
+                req.method, req.path
+            ))),
+        };
+    }
+    let caller = access::authenticate(app, req).await?;
     require_json(req)?;
+    let (spec, params) = found?;
+    access::check(app, &caller, spec, &params, req).await?;
+    caller
+        .clone()
+        .scope(resource(app, &caller, req, segments))
+        .await
+}
+
+async fn resource(
+    app: &App,
+    caller: &Caller,
+    req: &HttpRequest,
+    segments: &[&str],
+) -> Result<HttpResponse, ApiError> {
     let m = &req.method;
     match segments {
-        ["v1", "tenants"] => match *m {
-            Method::GET => tenants::list_tenants(app).await,
+        ["v1", "me"] => Ok(login::me(caller)),
+        ["v1", "logout"] => login::logout(app, caller, req).await,
+        ["v1", "tenants"] => match (m.clone(), caller) {
+            (Method::GET, Caller::Operator(o)) => Ok(HttpResponse::json(
+                200,
+                &serde_json::json!({
+                    "tenants": [tenants::tenant_view(&load_tenant(app, &o.session.tenant).await?)]
+                }),
+            )),
+            (Method::GET, _) => tenants::list_tenants(app).await,
             _ => Err(ApiError::MethodNotAllowed("use GET".into())),
         },
         ["v1", "tenants", tenant] => {
@@ -72,6 +114,7 @@ pub(super) async fn route(
                 (_, ["directory" | "directory:refresh"]) => {
                     directory::route(app, &t, req, rest).await
                 }
+                (_, ["operators", ..]) => operators::route(app, &t, req, rest).await,
                 _ => Err(ApiError::NotFound(format!(
                     "no route for {} {}",
                     req.method, req.path
@@ -146,7 +189,7 @@ pub(crate) async fn append_audit(
         entity,
         before,
         after,
-        origin: "operator".into(),
+        origin: access::current_origin(),
     };
     if let Err(e) = app.store.append_audit(&entry).await {
         tracing::warn!(tenant = %tenant, error = %e, "audit entry not recorded");

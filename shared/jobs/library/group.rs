@@ -35,6 +35,9 @@ impl Cx<'_> {
         let Some((id, stored)) = self.find_group(id, &hint).await? else {
             return Ok(());
         };
+        if stored.as_ref().is_some_and(|g| g.scope.is_some()) {
+            return Ok(()); // see `scoped_on_hold`
+        }
         let seen = self.group_seen(stored.as_ref(), &hint).await?;
         // Likewise a WeCom group renamed (in WeCom) onto such a group's name becomes that
         // group's; this one keeps its name and no WeCom group, and its tags there follow.

@@ -112,11 +112,28 @@ impl Cx<'_> {
         )))
     }
 
+    /// Scoped groups (WeCom rule groups) and their tags are stored and shown but not carried
+    /// yet: they must reach WeCom through its rule-group APIs, not its corp library, so their
+    /// jobs leave them `pending` until that leg exists.
+    async fn scoped_on_hold(&self, group: &HubGroupId) -> Step<bool> {
+        Ok(self
+            .app
+            .store
+            .get_group(self.t(), group)
+            .await?
+            .is_some_and(|g| g.scope.is_some()))
+    }
+
     pub(super) async fn tag_once(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
         let t = self.t().clone();
         let Some((id, mut stored)) = self.find_tag(id, &hint).await? else {
             return Ok(());
         };
+        if let Some(x) = &stored
+            && self.scoped_on_hold(&x.group_id).await?
+        {
+            return Ok(());
+        }
         // A tag whose group was deleted goes with it.
         if let Some(s) = stored.as_mut()
             && s.deleted_at.is_none()

@@ -24,6 +24,7 @@ use crate::app::App;
 use crate::domain::*;
 use crate::mall::client::{MallGroupWithTags, MallMember};
 use crate::ports::{QueueError, StoreError, Write};
+use crate::sync::members::relation_base;
 use crate::sync::pace;
 use crate::sync::reconcile::{self as pure, Counts, Match, SideGroup, SideLib, SideTag, Target};
 use crate::wecom::classify::ApiOp;
@@ -987,6 +988,9 @@ struct PageCx {
     job: Job,
     hint: Hint,
     maps: TagMaps,
+    /// When the page was asked for: a stored record written since may hold a job's write
+    /// that the page's listing does not show yet.
+    listed_at: Timestamp,
 }
 
 /// Compares a page's entries with `compare`, [`PAGE_CONCURRENCY`] at once, records what
@@ -1061,6 +1065,7 @@ async fn mall_page(
     rec: &Recorder,
 ) -> Step<PageResult> {
     let t = &tenant.id;
+    let listed_at = app.clock.now();
     let page = app
         .mall
         .list_members(&App::mall_endpoint(tenant), cursor, MALL_PAGE)
@@ -1071,6 +1076,7 @@ async fn mall_page(
         job: job.clone(),
         hint: hint.clone(),
         maps: TagMaps::read(app, t).await?,
+        listed_at,
     });
     let mut r = PageResult {
         next_cursor: page.next_cursor.clone(),
@@ -1232,6 +1238,7 @@ async fn relations_page(
         .iter()
         .map(|u| WecomUserId::new_unchecked(u.clone()))
         .collect();
+    let listed_at = app.clock.now();
     let page = app
         .wecom
         .batch_get_by_user(&App::wecom_credentials(tenant), &users, cursor, WECOM_PAGE)
@@ -1242,6 +1249,7 @@ async fn relations_page(
         job: job.clone(),
         hint: hint.clone(),
         maps: TagMaps::read(app, t).await?,
+        listed_at,
     });
     let mut r = PageResult {
         next_cursor: page.next_cursor.clone(),
@@ -1347,16 +1355,35 @@ async fn customer(
         return Ok((x, None));
     };
     let stored = app.store.get_customer(t, &customer).await?;
+    if stored
+        .as_ref()
+        .is_some_and(|s| s.updated_at >= cx.listed_at)
+    {
+        // A job wrote the customer's relations (a marking or the bases after it) since the
+        // page was listed: the listing may not show that job's marks, and comparing it with
+        // the bases would take them for WeCom's changes, and the repair would undo them. The
+        // member is brought up to date from WeCom as it is now, without counting drift here.
+        x.marks += listed.relations.len() as u64;
+        let v = View {
+            mall: None,
+            wecom: None,
+            ..View::default()
+        };
+        return Ok((x, Some((member, v))));
+    }
     let tags = app.store.get_member_tags(t, &member).await?;
     let wanted = maps.wanted(WECOM, tags.as_ref());
     let mut needed = false;
     let mut view = BTreeMap::new();
     for (userid, ids) in listed.relations {
-        let base_raw: BTreeSet<String> = stored
+        let listed_ids: BTreeSet<String> = ids.iter().cloned().collect();
+        let base_raw = relation_base(stored.as_ref(), &userid, &listed_ids);
+        // A member job is marking this relation (or was, in a process that died): what it
+        // applied is not drift, and the relation differing from what the hub wants is that
+        // job's work in progress, not pending; the member is still brought up to date.
+        let in_flight = stored
             .as_ref()
-            .and_then(|s| s.relations.get(&userid))
-            .map(|s| s.iter().map(ToString::to_string).collect())
-            .unwrap_or_default();
+            .is_some_and(|s| s.marking.contains_key(&userid));
         let known = |x: &String| maps.to_hub[WECOM].contains_key(x);
         let shown: BTreeSet<String> = ids.iter().filter(|x| known(x)).cloned().collect();
         let base: BTreeSet<String> = base_raw.iter().filter(|x| known(x)).cloned().collect();
@@ -1364,7 +1391,11 @@ async fn customer(
         bump(&mut x.drift, "member_tags.added.wecom", added);
         bump(&mut x.drift, "member_tags.removed.wecom", removed);
         let pending = added == 0 && removed == 0 && shown != wanted;
-        bump(&mut x.drift, "relations.pending.wecom", u64::from(pending));
+        bump(
+            &mut x.drift,
+            "relations.pending.wecom",
+            u64::from(pending && !in_flight),
+        );
         // About one `mark_tag` per relation that does not show what the hub wants (a
         // relation whose own change the merge takes may need none: the plan errs late).
         x.marks += u64::from(shown != wanted);

@@ -7,7 +7,7 @@
 
 use super::Step;
 use crate::app::App;
-use crate::domain::{Directory, Tenant};
+use crate::domain::{Actor, Directory, Hint, JobKind, Tenant, TenantId};
 use crate::ports::StoreError;
 
 /// How often a refresh re-reads and writes again when another refresh stored meanwhile.
@@ -42,4 +42,26 @@ pub async fn refresh(app: &App, tenant: &Tenant) -> Step<Directory> {
     Err(last
         .unwrap_or_else(|| StoreError::Invalid("no directory write attempted".into()))
         .into())
+}
+
+/// A group job for every live scoped group whose range includes sub-departments (and whose
+/// rule group exists): after a department change its expanded range may differ, and each
+/// job sends WeCom only the difference (docs/scoped-groups.md).
+pub async fn expanded_scopes(app: &App, t: &TenantId) -> Step<Vec<JobKind>> {
+    Ok(app
+        .store
+        .list_groups(t)
+        .await?
+        .into_iter()
+        .filter(|g| {
+            g.deleted_at.is_none()
+                && g.scope
+                    .as_ref()
+                    .is_some_and(|s| s.include_sub && s.strategy_id.is_some())
+        })
+        .map(|g| JobKind::SyncGroup {
+            group: g.id,
+            hint: Hint::from(Actor::Wecom),
+        })
+        .collect())
 }

@@ -149,11 +149,15 @@ async fn jobs_for(app: &App, tenant: &Tenant, event: &InboundEvent) -> Step<Vec<
         InboundEvent::Mall {
             occurred_at, body, ..
         } => mall(app, tenant, *occurred_at, body).await,
-        // The event says only what changed: the whole directory is read again, here (no sync
-        // job follows; the groups' scopes read the stored directory).
-        InboundEvent::WecomDirectory { .. } => {
+        // The event says only what changed: the whole directory is read again, here. A
+        // department change may change the expanded range of scopes with sub-departments.
+        InboundEvent::WecomDirectory { change, .. } => {
             crate::jobs::directory::refresh(app, tenant).await?;
-            Ok(Vec::new())
+            if change.ends_with("_party") {
+                crate::jobs::directory::expanded_scopes(app, &tenant.id).await
+            } else {
+                Ok(Vec::new())
+            }
         }
     }
 }

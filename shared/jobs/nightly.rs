@@ -38,7 +38,20 @@ pub async fn run(app: &App) -> Result<NightlyReport, StoreError> {
         report.due.push(t.id.clone());
         // The directory first: scopes expanded after the run's start read it.
         match super::directory::refresh(app, &t).await {
-            Ok(_) => report.directories.push(t.id.clone()),
+            Ok(_) => {
+                report.directories.push(t.id.clone());
+                // The backstop for a lost department callback: ranges with sub-departments
+                // are brought to the tree just read.
+                let queued = match super::directory::expanded_scopes(app, &t.id).await {
+                    Ok(jobs) => super::enqueue(app, &t, jobs)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.reason),
+                };
+                if let Err(e) = queued {
+                    tracing::warn!(tenant = %t.id, error = %e, "nightly scope expansion not queued");
+                }
+            }
             Err(e) => {
                 tracing::warn!(tenant = %t.id, error = %e.reason, "nightly directory refresh failed");
                 report.directories_failed.push((t.id.clone(), e.reason));

@@ -135,6 +135,12 @@ pub fn library(groups: &[TagGroup], tags: &[Tag], wecom: &SideLib, mall: &SideLi
             }
         }
     }
+    // Scoped groups kept from the mall: having no mall copy is not drift there.
+    let kept: BTreeSet<&HubGroupId> = groups
+        .iter()
+        .filter(|g| !g.reaches_mall())
+        .map(|g| &g.id)
+        .collect();
     let live_tags: HashMap<&HubGroupId, usize> = tags
         .iter()
         .filter(|t| t.deleted_at.is_none())
@@ -158,7 +164,10 @@ pub fn library(groups: &[TagGroup], tags: &[Tag], wecom: &SideLib, mall: &SideLi
                 order: g.order,
             };
             let needed = g.deleted_at.is_none()
-                && (*side == Side::Mall || live_tags.get(&g.id).copied().unwrap_or(0) > 0);
+                && match side {
+                    Side::Mall => !kept.contains(&g.id),
+                    Side::Wecom => live_tags.get(&g.id).copied().unwrap_or(0) > 0,
+                };
             let mut d = |what: &str| {
                 bump(&mut f.drift, format!("groups.{what}.{side}"));
                 drifted = true;
@@ -281,7 +290,13 @@ pub fn library(groups: &[TagGroup], tags: &[Tag], wecom: &SideLib, mall: &SideLi
                 }
                 (Some(_), None) => d("pending"),
                 (None, Some(_)) if id.is_some() && t.deleted_at.is_none() => d("deleted"),
-                (None, _) if id.is_none() && t.deleted_at.is_none() => d("pending"),
+                (None, _)
+                    if id.is_none()
+                        && t.deleted_at.is_none()
+                        && !(*side == Side::Mall && kept.contains(&t.group_id)) =>
+                {
+                    d("pending")
+                }
                 (None, _) => {}
             }
         }

@@ -95,3 +95,46 @@ async fn changes_held_back_by_auto_sync_off_are_carried_by_the_manual_sync() {
     converged(&w).await;
     w.stop().await;
 }
+
+#[tokio::test]
+async fn library_sync_repairs_a_rule_group_tag_renamed_silently_in_wecom_and_finds_nothing_in_a_group_kept_from_the_mall()
+ {
+    let w = start().await;
+    for body in [
+        serde_json::json!({"name": "售后服务", "tags": [{"name": "保养到期"}],
+                           "scope": {"departments": [3]}}),
+        serde_json::json!({"name": "北京客户评级", "tags": [{"name": "A级"}],
+                           "scope": {"departments": [4]}, "carry_to_mall": false}),
+    ] {
+        let (status, created) = w.admin(Method::POST, "/tag-groups", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+    }
+    settle(&w).await;
+    let due_w = wecom_tag(&w, "售后服务", "保养到期").id;
+    let due_hub = s(&hub_tag(&w, "售后服务", "保养到期").await["id"]);
+
+    // Another app renames the rule-group tag; no callback.
+    w.wecom.silent().rename(&due_w, "保养提醒").unwrap();
+    settle(&w).await;
+
+    let report = run_sync(&w, "library").await;
+    assert_eq!(
+        counts(&report, "drift"),
+        pairs(&[("tags.renamed.wecom", 1)]),
+        "{report:#}"
+    );
+    assert_eq!(
+        counts(&report, "repaired"),
+        pairs(&[("tags.renamed.mall", 1)]),
+        "{report:#}"
+    );
+    converged(&w).await;
+    let due = hub_tag(&w, "售后服务", "保养提醒").await;
+    assert_eq!((s(&due["id"]), s(&due["wecom_id"])), (due_hub, due_w));
+
+    // Quiet now: the group kept from the mall is not drift there.
+    let again = run_sync(&w, "library").await;
+    assert_eq!(counts(&again, "drift"), vec![], "{again:#}");
+    assert_eq!(counts(&again, "repaired"), vec![], "{again:#}");
+    w.stop().await;
+}

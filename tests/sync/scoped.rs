@@ -6,6 +6,7 @@ use crate::steps::*;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use tagsync::sim::wecom::RangeNode;
+use tagsync::wecom::classify::ApiOp;
 
 /// Creates a scoped group in the hub (admin API) and waits until nothing moves.
 async fn hub_scoped_group(w: &crate::support::world::World, body: Value) -> Value {
@@ -392,6 +393,129 @@ async fn scoped_group_range_changed_in_the_hub_is_sent_to_its_rule_group() {
     );
     let hub = hub_group(&w, "售后服务").await;
     assert_eq!(hub["sync"]["wecom"], "synced");
+    converged(&w).await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn rule_group_tag_group_made_in_wecom_becomes_a_hub_group_scoped_to_its_rule_group() {
+    let w = start().await;
+    let sid = w.wecom.create_strategy(
+        0,
+        "售后部",
+        vec![RangeNode::Party(3), RangeNode::User("zhang_san".into())],
+    );
+    // Made in WeCom's console: the callback carries the rule group's StrategyId.
+    w.wecom
+        .console()
+        .create_strategy_group(sid, "售后服务", 2, &[("保养到期", 1)])
+        .unwrap();
+    settle(&w).await;
+
+    let hub = hub_group(&w, "售后服务").await;
+    assert_eq!(
+        hub["scope"],
+        json!({"strategy_id": sid, "name": "售后部", "departments": [3],
+               "users": ["zhang_san"], "include_sub": false})
+    );
+    assert_eq!(hub["carry_to_mall"], true);
+    assert_eq!(s(&hub["wecom_id"]), wecom_group(&w, "售后服务").id);
+    let mall = mall_group(&w, "售后服务");
+    assert_eq!(mall.tags.len(), 1);
+    // The rule group is WeCom's as it was: no second one, its range untouched.
+    assert_eq!(w.wecom.strategies().len(), 1);
+    assert_eq!(w.wecom.call_count(ApiOp::StrategyEdit), 0);
+    assert_eq!(w.wecom.call_count(ApiOp::StrategyCreate), 0);
+    converged(&w).await;
+    w.stop().await;
+}
+
+/// The range of the rule group named `name`.
+fn range_of(w: &crate::support::world::World, name: &str) -> BTreeSet<RangeNode> {
+    w.wecom
+        .strategies()
+        .into_iter()
+        .find(|st| st.name == name)
+        .unwrap_or_else(|| panic!("no rule group {name:?}: {:?}", w.wecom.strategies()))
+        .range
+}
+
+fn parties(ids: &[u32]) -> BTreeSet<RangeNode> {
+    ids.iter().copied().map(RangeNode::Party).collect()
+}
+
+/// 上海 (2) with 徐汇 (3) under it, and two groups scoped to 上海: one with its
+/// sub-departments, one without.
+async fn shanghai_groups(w: &crate::support::world::World) {
+    let dirs = w.wecom.console();
+    dirs.create_department(2, "上海", 1, 1).unwrap();
+    dirs.create_department(3, "徐汇", 2, 1).unwrap();
+    settle(w).await;
+    hub_scoped_group(
+        w,
+        json!({"name": "上海客户评级", "tags": [{"name": "A级"}],
+               "scope": {"departments": [2], "include_sub": true}}),
+    )
+    .await;
+    hub_scoped_group(
+        w,
+        json!({"name": "上海门店", "tags": [{"name": "到店"}],
+               "scope": {"departments": [2]}}),
+    )
+    .await;
+    assert_eq!(range_of(w, "上海客户评级"), parties(&[2, 3]), "expanded");
+    assert_eq!(range_of(w, "上海门店"), parties(&[2]), "as given");
+}
+
+#[tokio::test]
+async fn a_sub_department_added_later_joins_the_rule_groups_range_when_include_sub_is_on() {
+    let w = start().await;
+    shanghai_groups(&w).await;
+
+    // A department added two levels down (create_party callback).
+    w.wecom
+        .console()
+        .create_department(5, "徐汇二店", 3, 2)
+        .unwrap();
+    settle(&w).await;
+    assert_eq!(range_of(&w, "上海客户评级"), parties(&[2, 3, 5]));
+    assert_eq!(range_of(&w, "上海门店"), parties(&[2]), "include_sub off");
+    // A department moved under 上海 from elsewhere (update_party) joins too.
+    w.wecom
+        .console()
+        .create_department(8, "苏州", 1, 3)
+        .unwrap();
+    settle(&w).await;
+    w.wecom.console().update_department(8, "苏州", 2).unwrap();
+    settle(&w).await;
+    assert_eq!(range_of(&w, "上海客户评级"), parties(&[2, 3, 5, 8]));
+    // The hub's scope still says what the operator chose.
+    let hub = hub_group(&w, "上海客户评级").await;
+    assert_eq!(hub["scope"]["departments"], json!([2]));
+    assert_eq!(hub["sync"]["wecom"], "synced");
+    converged(&w).await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_sub_department_whose_callback_was_lost_joins_the_range_at_the_nightly_run() {
+    let w = start().await;
+    shanghai_groups(&w).await;
+
+    // Added by another app: no callback reaches tagsync.
+    w.wecom.silent().create_department(6, "浦东", 2, 3).unwrap();
+    settle(&w).await;
+    assert_eq!(
+        range_of(&w, "上海客户评级"),
+        parties(&[2, 3]),
+        "not known yet"
+    );
+
+    let report = tagsync::jobs::nightly::run(&w.app).await.unwrap();
+    assert_eq!(report.directories.len(), 1, "{report:?}");
+    settle(&w).await;
+    assert_eq!(range_of(&w, "上海客户评级"), parties(&[2, 3, 6]));
+    assert_eq!(range_of(&w, "上海门店"), parties(&[2]));
     converged(&w).await;
     w.stop().await;
 }

@@ -16,18 +16,35 @@ use crate::wecom::strategy::RangeNode;
 use serde_json::json;
 use std::collections::BTreeSet;
 
-/// The range WeCom should hold for `scope`: its departments and users. (With
-/// `include_sub`, the directory's sub-departments join once the directory exists.)
-pub(super) fn wanted_range(scope: &GroupScope) -> BTreeSet<RangeNode> {
-    scope
-        .departments
-        .iter()
-        .map(|d| RangeNode::Party(*d))
+/// The range WeCom should hold for `scope`: its staff and departments, with every
+/// sub-department of those (as directory `dir` shows the tree) when `include_sub` is on:
+/// WeCom's ranges do not inherit, so each level is listed.
+pub(super) fn wanted_range(scope: &GroupScope, dir: Option<&Directory>) -> BTreeSet<RangeNode> {
+    let departments: BTreeSet<u32> = match (scope.include_sub, dir) {
+        (true, Some(d)) => d.expand(scope.departments.iter().copied()),
+        _ => scope.departments.iter().copied().collect(),
+    };
+    departments
+        .into_iter()
+        .map(RangeNode::Party)
         .chain(scope.users.iter().cloned().map(RangeNode::User))
         .collect()
 }
 
 impl Cx<'_> {
+    /// The range WeCom should hold for `scope` (see [`wanted_range`]). A scope with
+    /// sub-departments reads the stored directory, or WeCom's when none is stored yet.
+    async fn range_of(&self, scope: &GroupScope) -> Step<BTreeSet<RangeNode>> {
+        if !scope.include_sub {
+            return Ok(wanted_range(scope, None));
+        }
+        let dir = match self.app.store.get_directory(self.t()).await? {
+            Some(d) => d,
+            None => crate::jobs::directory::refresh(self.app, self.tenant).await?,
+        };
+        Ok(wanted_range(scope, Some(&dir)))
+    }
+
     /// WeCom's whole tag library: the corp's and every rule group's.
     pub(super) async fn read_wecom_lib(&self) -> Step<Vec<TagGroupInfo>> {
         let mut lib = self
@@ -146,7 +163,7 @@ impl Cx<'_> {
         let sid = match found {
             Some(sid) => sid,
             None => {
-                let range = wanted_range(&scope);
+                let range = self.range_of(&scope).await?;
                 match self
                     .app
                     .wecom
@@ -196,7 +213,7 @@ impl Cx<'_> {
         let w = &self.app.wecom;
         let info = w.strategy_get(&self.creds, sid).await?;
         let shown = w.strategy_range(&self.creds, sid).await?;
-        let wanted = wanted_range(&scope);
+        let wanted = self.range_of(&scope).await?;
         let add: BTreeSet<RangeNode> = wanted.difference(&shown).cloned().collect();
         let del: BTreeSet<RangeNode> = shown.difference(&wanted).cloned().collect();
         let rename = (info.strategy_name != scope.name).then_some(scope.name.as_str());

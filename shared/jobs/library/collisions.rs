@@ -19,6 +19,7 @@ use std::pin::Pin;
 
 type MallFuture<'a> = Pin<Box<dyn Future<Output = Result<(), MallError>> + Send + 'a>>;
 type CarriedFuture<'a> = Pin<Box<dyn Future<Output = Step<Option<Vec<Write>>>> + Send + 'a>>;
+type TakenFuture<'a> = Pin<Box<dyn Future<Output = Step<bool>> + Send + 'a>>;
 
 /// What settling a name needs of a group or a tag beyond saving it.
 pub(super) trait Contested: Stored {
@@ -67,6 +68,15 @@ pub(super) trait Contested: Stored {
     /// What merging `me` into `to` carries along besides the side objects (a group's tags),
     /// as writes; `None` when that is too much for one go.
     fn carried<'c>(cx: &'c Cx<'_>, me: &'c Self::Id, to: &'c Self::Id) -> CarriedFuture<'c>;
+    /// Whether `back`, where `y` came from, is held now by an object other than `y` and
+    /// `other`: a live hub object, or a side object that is not `y`'s own (the libraries are
+    /// read afresh by the caller). Refusing `y`'s change would take it there.
+    fn back_taken<'c>(
+        cx: &'c mut Cx<'_>,
+        y: &'c Self,
+        back: &'c Self::Snapshot,
+        other: &'c Self::Id,
+    ) -> TakenFuture<'c>;
 }
 
 impl Contested for TagGroup {
@@ -156,6 +166,39 @@ impl Contested for TagGroup {
             Ok(Some(moved.collect()))
         })
     }
+    fn back_taken<'c>(
+        cx: &'c mut Cx<'_>,
+        y: &'c TagGroup,
+        back: &'c GroupSnapshot,
+        other: &'c HubGroupId,
+    ) -> TakenFuture<'c> {
+        Box::pin(async move {
+            let name = back.name.as_str();
+            let t = cx.t().clone();
+            let groups = cx.app.store.list_groups(&t).await?;
+            if groups
+                .iter()
+                .any(|g| g.deleted_at.is_none() && g.id != y.id && &g.id != other && g.name == name)
+            {
+                return Ok(true);
+            }
+            let own = y.wecom.id.as_ref();
+            if cx
+                .wecom_lib()
+                .await?
+                .iter()
+                .any(|g| g.group_name == name && Some(&g.group_id) != own)
+            {
+                return Ok(true);
+            }
+            let own = y.mall.id.as_ref();
+            Ok(cx
+                .mall_lib()
+                .await?
+                .iter()
+                .any(|g| g.group.name == name && Some(&g.group.id) != own))
+        })
+    }
 }
 
 impl Contested for Tag {
@@ -227,6 +270,49 @@ impl Contested for Tag {
     }
     fn carried<'c>(_: &'c Cx<'_>, _: &'c HubTagId, _: &'c HubTagId) -> CarriedFuture<'c> {
         Box::pin(async { Ok(Some(Vec::new())) })
+    }
+    fn back_taken<'c>(
+        cx: &'c mut Cx<'_>,
+        y: &'c Tag,
+        back: &'c TagSnapshot,
+        other: &'c HubTagId,
+    ) -> TakenFuture<'c> {
+        Box::pin(async move {
+            let name = back.name.as_str();
+            let t = cx.t().clone();
+            let tags = cx.app.store.list_tags(&t).await?;
+            if tags.iter().any(|x| {
+                x.deleted_at.is_none()
+                    && x.id != y.id
+                    && &x.id != other
+                    && x.group_id == back.group_id
+                    && x.name == name
+            }) {
+                return Ok(true);
+            }
+            let Some(group) = cx.app.store.get_group(&t, &back.group_id).await? else {
+                return Ok(false);
+            };
+            if let Some(wg) = &group.wecom.id {
+                let own = y.wecom.id.as_ref();
+                let held = cx.wecom_lib().await?.iter().any(|g| {
+                    &g.group_id == wg && g.tag.iter().any(|x| x.name == name && Some(&x.id) != own)
+                });
+                if held {
+                    return Ok(true);
+                }
+            }
+            if let Some(mg) = &group.mall.id {
+                let own = y.mall.id.as_ref();
+                let held = cx.mall_lib().await?.iter().any(|g| {
+                    &g.group.id == mg && g.tags.iter().any(|x| x.name == name && Some(&x.id) != own)
+                });
+                if held {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
     }
 }
 
@@ -342,7 +428,19 @@ impl Cx<'_> {
             return Err(clash());
         };
         let carried = T::carried(self, me, &holder).await?;
-        match collision(Some(&x), &o, carried.is_some()) {
+        // Where each came from, if a third object holds that place now (the sides read
+        // afresh: they may have changed since this job read them).
+        self.wecom_lib = None;
+        self.mall_lib = None;
+        let mut taken = Vec::new();
+        for (y, z) in [(&x, &o), (&o, &x)] {
+            if let Some((_, back)) = y.came_from()
+                && T::back_taken(self, y, &back, z.id()).await?
+            {
+                taken.push(y.id().clone());
+            }
+        }
+        match collision(Some(&x), &o, carried.is_some(), |id| taken.contains(id)) {
             Collision::Clash => Err(clash()),
             // `me` changed meanwhile (a nested run settled the clash another way): the step
             // that met the name is stale; the job starts again from what is stored now.

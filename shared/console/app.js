@@ -1312,6 +1312,21 @@
       ambiguous.length ? h('ul', { class: 'ambiguous' }, ambiguous.map((a) => data('li', null, a))) : null);
   }
 
+  // A run that marks WeCom relations: how many calls it needs and when the rate budget lets
+  // the last one go (the server's plan, kept current as pages are done).
+  function plannedLine(plan) {
+    if (!plan) return null;
+    const by = plan.limited_by === 'hour' ? t('sync.planned_by_hour')
+      : plan.limited_by === 'minute' ? t('sync.planned_by_minute') : '';
+    return h('p', { class: 'run-meta', dataset: { testid: 'run-planned' } },
+      h('span', {}, tn('sync.planned', {
+        calls: h('b', {}, plan.mark_tag_calls),
+        remaining: h('b', {}, plan.remaining),
+        finish: h('b', {}, fmtTime(plan.finish_at)),
+      })),
+      by ? h('span', {}, by) : null);
+  }
+
   function runPanel(run) {
     const p = run.progress || {};
     const known = Number(p.pages_known) || 0;
@@ -1334,6 +1349,7 @@
         h('span', {}, tn('sync.started', { at: h('b', {}, fmtTime(run.started_at)) })),
         h('span', {}, tn(run.status === 'running' ? 'sync.running_for' : 'sync.took', { time: h('b', {}, duration(run.started_at, run.finished_at)) }))),
       run.error ? h('p', { class: 'form-error' }, data('span', null, run.error)) : null,
+      plannedLine(run.planned),
       h('h3', { style: 'margin-top:18px' }, t('sync.report')),
       reportTable(run),
       skippedList(run));

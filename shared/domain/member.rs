@@ -45,7 +45,21 @@ pub struct CustomerRelations {
     pub tenant: TenantId,
     pub external_userid: ExternalUserId,
     pub relations: BTreeMap<WecomUserId, BTreeSet<WecomTagId>>,
+    /// Relations a member job is marking: written before its `mark_tag` calls and cleared with
+    /// the bases written after them, so that whoever reads the relation in between (a run's
+    /// page, the job's retry after its process died) takes what the job may have applied for
+    /// tagsync's own, not the relation's change (`sync::members::relation_base`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub marking: BTreeMap<WecomUserId, Marking>,
+    /// When this record last changed (a base or a marking written).
     pub updated_at: Timestamp,
     #[serde(skip)]
     pub version: u64,
+}
+
+/// One relation's `mark_tag` in flight: the WeCom tags it adds and removes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marking {
+    pub add: BTreeSet<WecomTagId>,
+    pub remove: BTreeSet<WecomTagId>,
 }

@@ -133,6 +133,11 @@ pub struct SyncRun {
     /// An undo run: the rule it undoes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<super::ids::RuleId>,
+    /// A run that marks WeCom relations: how many `mark_tag` calls the pages read so far need
+    /// and when the rate budget lets the last of them go (`sync::pace`), kept current as pages
+    /// are recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<Planned>,
     /// An undo run: (customer, tag) pairs left alone because someone else changed them after
     /// the firing, each `{"customer", "tag_id", "reason"}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -194,9 +199,36 @@ pub struct Chain {
     pub parked: bool,
 }
 
+/// Which rate window spreads a run's calls out (see [`Planned`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitedBy {
+    Minute,
+    Hour,
+}
+
+/// A run's plan of its WeCom `mark_tag` calls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Planned {
+    /// Relations the pages read so far found differing from the tags the hub wants: one
+    /// `mark_tag` each (pages not yet read add theirs when they are).
+    pub mark_tag_calls: u64,
+    /// Of those, the calls not yet made when the plan was made (the rest went inline).
+    pub remaining: u64,
+    /// When the rate budget lets the last remaining call go, if the run's calls take every
+    /// slot it leaves from `planned_at` on.
+    pub finish_at: Timestamp,
+    /// `hour` or `minute`: the window that spreads them out; `None` when they all fit now.
+    pub limited_by: Option<LimitedBy>,
+    pub planned_at: Timestamp,
+}
+
 /// The drift one page found (see [`Chain::found`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Found {
+    /// Relations the page found needing a `mark_tag` (see [`Planned::mark_tag_calls`]).
+    #[serde(default)]
+    pub marks: u64,
     pub page: u64,
     pub drift: BTreeMap<String, u64>,
     pub skipped: BTreeMap<String, u64>,
@@ -245,6 +277,7 @@ impl SyncRun {
             bulk: None,
             transfer: None,
             rule_id: None,
+            planned: None,
             kept: Vec::new(),
             version: 0,
         };

@@ -15,7 +15,9 @@ use crate::app::App;
 use crate::domain::*;
 use crate::mall::client::MallMember;
 use crate::ports::Write;
-use crate::sync::members::{SideTags, base_after_write, carry_onto, merge_member_tags};
+use crate::sync::members::{
+    MarkTag, SideTags, base_after_write, carry_onto, merge_member_tags, relation_base,
+};
 use crate::wecom::classify::Refusal;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -366,12 +368,14 @@ impl Cx<'_> {
         // Per relation, the ids waited for below: read but not merged, so kept out of the
         // relation's new base (else the next job would find them in sync and never carry them).
         let mut unmerged: BTreeMap<WecomUserId, BTreeSet<String>> = BTreeMap::new();
+        // Per relation, its base as tagsync knows it (a marking left in flight settled).
+        let mut bases: BTreeMap<WecomUserId, BTreeSet<String>> = BTreeMap::new();
         for (userid, ids) in &shown {
-            let base_ids: Vec<String> = stored_customer
-                .as_ref()
-                .and_then(|c: &CustomerRelations| c.relations.get(userid))
-                .map(|s| s.iter().map(|i| i.to_string()).collect())
-                .unwrap_or_default();
+            let showing: BTreeSet<String> = ids.iter().cloned().collect();
+            let base_ids: Vec<String> = relation_base(stored_customer.as_ref(), userid, &showing)
+                .into_iter()
+                .collect();
+            bases.insert(userid.clone(), base_ids.iter().cloned().collect());
             // A tag just put on a relation that the hub does not know yet is most likely a new
             // WeCom tag whose own job has not run: wait for it rather than miss it. (Tags the
             // relation already had are left alone: they may be ones tagsync does not manage.)
@@ -407,11 +411,24 @@ impl Cx<'_> {
                 tenant: t.clone(),
                 external_userid: c.clone(),
                 relations: BTreeMap::new(),
+                marking: BTreeMap::new(),
                 updated_at: now,
                 version: 0,
             });
             // Relations WeCom no longer shows are gone (deleted, transferred).
             r.relations.retain(|u, _| shown.contains_key(u));
+            // A marking left in flight (its process died) is settled into the bases; this job
+            // writes its own.
+            for (u, base) in &bases {
+                r.relations.insert(
+                    u.clone(),
+                    base.iter()
+                        .cloned()
+                        .map(WecomTagId::new_unchecked)
+                        .collect(),
+                );
+            }
+            r.marking.clear();
             r
         });
         let mut entries = Vec::new();
@@ -454,6 +471,7 @@ impl Cx<'_> {
                     );
                 }
             }
+            let mut marks = Vec::new();
             for mark in &merged.plan.relations {
                 let add = self.side_ids(Side::Wecom, &mark.add).await?;
                 let remove = self.side_ids(Side::Wecom, &mark.remove).await?;
@@ -468,6 +486,10 @@ impl Cx<'_> {
                     );
                     continue;
                 }
+                marks.push((mark, add, remove, current));
+            }
+            self.marking(rel, &marks).await?;
+            for (mark, add, remove, current) in marks {
                 let add_w: Vec<WecomTagId> = add
                     .iter()
                     .map(|i| WecomTagId::new_unchecked(i.clone()))
@@ -484,6 +506,7 @@ impl Cx<'_> {
                     Ok(()) => {}
                     Err(e) if e.refusal() == Some(Refusal::NoRelation) => {
                         rel.relations.remove(&mark.userid);
+                        rel.marking.remove(&mark.userid);
                         continue;
                     }
                     // A tag deleted in WeCom meanwhile: its tag job removes it from the hub,
@@ -521,6 +544,7 @@ impl Cx<'_> {
                     mark.userid.clone(),
                     after.into_iter().map(WecomTagId::new_unchecked).collect(),
                 );
+                rel.marking.remove(&mark.userid);
             }
         }
 
@@ -635,6 +659,51 @@ impl Cx<'_> {
                 waiting.join(", ")
             )));
         }
+        Ok(())
+    }
+
+    /// Writes down the relations this job is about to mark, and how, before the first
+    /// `mark_tag` (with the bases as this job knows them): if the process dies before the
+    /// bases after the calls are saved, or a run's page reads a relation in between, the
+    /// marking tells tagsync's own change from the relation's (`relation_base`). One write per
+    /// member that marks anything; cleared by [`Self::save`] with the new bases.
+    async fn marking(
+        &self,
+        rel: &mut CustomerRelations,
+        marks: &[(&MarkTag, Vec<String>, Vec<String>, BTreeSet<String>)],
+    ) -> Step<()> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let w = |ids: &[String]| ids.iter().cloned().map(WecomTagId::new_unchecked).collect();
+        rel.marking = marks
+            .iter()
+            .map(|(m, add, remove, _)| {
+                let marking = Marking {
+                    add: w(add),
+                    remove: w(remove),
+                };
+                (m.userid.clone(), marking)
+            })
+            .collect();
+        rel.updated_at = self.app.clock.now();
+        // Under the member's lock nobody else writes the relations (a tag move's re-marking
+        // takes it too); a conflict is a concurrent writer this job should not overrule.
+        self.app
+            .store
+            .transact(vec![Write::Customer(rel.clone())])
+            .await
+            .map_err(|e| {
+                if e.is_conflict() {
+                    StepError::retry(
+                        format!("the customer's relations changed while marking them: {e}"),
+                        Some(std::time::Duration::ZERO),
+                    )
+                } else {
+                    e.into()
+                }
+            })?;
+        rel.version += 1;
         Ok(())
     }
 
@@ -787,7 +856,10 @@ impl Cx<'_> {
                 // Under the member's lock nobody else writes the relations' bases; a newer
                 // copy only moves the version on.
                 c.version = stored.as_ref().map_or(0, |s| s.version);
-                if stored.as_ref().is_none_or(|s| s.relations != c.relations) {
+                if stored
+                    .as_ref()
+                    .is_none_or(|s| s.relations != c.relations || s.marking != c.marking)
+                {
                     c.updated_at = self.app.clock.now();
                     writes.push(Write::Customer(c.clone()));
                 }

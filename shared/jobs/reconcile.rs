@@ -24,7 +24,10 @@ use crate::app::App;
 use crate::domain::*;
 use crate::mall::client::{MallGroupWithTags, MallMember};
 use crate::ports::{QueueError, StoreError, Write};
+use crate::sync::members::relation_base;
+use crate::sync::pace;
 use crate::sync::reconcile::{self as pure, Counts, Match, SideGroup, SideLib, SideTag, Target};
+use crate::wecom::classify::ApiOp;
 use crate::wecom::client::TagGroupInfo;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -133,6 +136,8 @@ struct PageResult {
     repaired: Counts,
     skipped: Counts,
     compared: u64,
+    /// Relations that need a `mark_tag`.
+    marks: u64,
     new_chains: Vec<(String, Chain)>,
     ambiguous: Vec<String>,
 }
@@ -291,6 +296,12 @@ async fn record(
     r: PageResult,
 ) -> Step<()> {
     let t = &tenant.id;
+    // The budget as it stands, for the plan of the run's `mark_tag` calls.
+    let windows = if r.marks > 0 || run.planned.is_some() {
+        mark_tag_windows(app, tenant).await
+    } else {
+        None
+    };
     for _ in 0..20 {
         let Some(state) = run.chains.get_mut(chain) else {
             return Err(StepError::park(format!("chain {chain} vanished")));
@@ -315,6 +326,9 @@ async fn record(
         run.recount();
         let now = app.clock.now();
         run.progressed_at = Some(now);
+        if let Some(w) = windows {
+            plan(&mut run, r.marks, w, now);
+        }
         if run.status == RunStatus::Failed && redriven && !run.chains.values().any(|c| c.parked) {
             // The parked page, redriven after the fix, went through: running again.
             run.status = RunStatus::Running;
@@ -360,6 +374,40 @@ async fn record(
     Err(StepError::retry("the run item kept changing", None))
 }
 
+/// The `mark_tag` budget of the tenant's corp as it stands; `None` (no plan update this page)
+/// when the store cannot say.
+async fn mark_tag_windows(app: &App, tenant: &Tenant) -> Option<pace::Windows> {
+    let corp = &App::wecom_credentials(tenant).corp_id;
+    match app.wecom.budget().windows(corp, ApiOp::MarkTag).await {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(tenant = %tenant.id, error = %e, "rate budget unreadable; the run's plan is not updated");
+            None
+        }
+    }
+}
+
+/// Adds a recorded page's `mark_tag` calls to the run's plan and plans what is left: all the
+/// pages found so far, less what the run made inline (a repair the budget held back went to
+/// the queue as a member job, rescheduled to its window).
+fn plan(run: &mut SyncRun, marks: u64, w: pace::Windows, now: Timestamp) {
+    let needed = run.planned.as_ref().map_or(0, |p| p.mark_tag_calls) + marks;
+    let made = run
+        .repaired
+        .get("relations.marked.wecom")
+        .copied()
+        .unwrap_or(0);
+    let remaining = needed.saturating_sub(made);
+    let finish = pace::finish(remaining, now, w);
+    run.planned = Some(Planned {
+        mark_tag_calls: needed,
+        remaining,
+        finish_at: finish.at,
+        limited_by: finish.limited_by,
+        planned_at: now,
+    });
+}
+
 /// Records what a page found before it repairs anything (see [`Chain::found`]).
 struct Recorder {
     app: App,
@@ -388,10 +436,12 @@ impl Recorder {
                 r.drift = f.drift.clone();
                 r.skipped = f.skipped.clone();
                 r.compared = f.compared;
+                r.marks = f.marks;
                 r.ambiguous = f.ambiguous.clone();
                 return Ok(());
             }
             state.found = Some(Found {
+                marks: r.marks,
                 page: self.page,
                 drift: r.drift.clone(),
                 skipped: r.skipped.clone(),
@@ -927,6 +977,8 @@ struct Item {
     drift: Counts,
     skipped: Counts,
     compared: u64,
+    /// Relations that need a `mark_tag` (see [`Planned::mark_tag_calls`]).
+    marks: u64,
 }
 
 /// Shared by a page's item tasks.
@@ -936,6 +988,9 @@ struct PageCx {
     job: Job,
     hint: Hint,
     maps: TagMaps,
+    /// When the page was asked for: a stored record written since may hold a job's write
+    /// that the page's listing does not show yet.
+    listed_at: Timestamp,
 }
 
 /// Compares a page's entries with `compare`, [`PAGE_CONCURRENCY`] at once, records what
@@ -965,6 +1020,7 @@ where
         SyncRun::add(&mut r.drift, &x.drift);
         SyncRun::add(&mut r.skipped, &x.skipped);
         r.compared += x.compared;
+        r.marks += x.marks;
         repairs.extend(repair);
     }
     rec.found(r).await?;
@@ -1009,6 +1065,7 @@ async fn mall_page(
     rec: &Recorder,
 ) -> Step<PageResult> {
     let t = &tenant.id;
+    let listed_at = app.clock.now();
     let page = app
         .mall
         .list_members(&App::mall_endpoint(tenant), cursor, MALL_PAGE)
@@ -1019,6 +1076,7 @@ async fn mall_page(
         job: job.clone(),
         hint: hint.clone(),
         maps: TagMaps::read(app, t).await?,
+        listed_at,
     });
     let mut r = PageResult {
         next_cursor: page.next_cursor.clone(),
@@ -1180,6 +1238,7 @@ async fn relations_page(
         .iter()
         .map(|u| WecomUserId::new_unchecked(u.clone()))
         .collect();
+    let listed_at = app.clock.now();
     let page = app
         .wecom
         .batch_get_by_user(&App::wecom_credentials(tenant), &users, cursor, WECOM_PAGE)
@@ -1190,6 +1249,7 @@ async fn relations_page(
         job: job.clone(),
         hint: hint.clone(),
         maps: TagMaps::read(app, t).await?,
+        listed_at,
     });
     let mut r = PageResult {
         next_cursor: page.next_cursor.clone(),
@@ -1295,16 +1355,35 @@ async fn customer(
         return Ok((x, None));
     };
     let stored = app.store.get_customer(t, &customer).await?;
+    if stored
+        .as_ref()
+        .is_some_and(|s| s.updated_at >= cx.listed_at)
+    {
+        // A job wrote the customer's relations (a marking or the bases after it) since the
+        // page was listed: the listing may not show that job's marks, and comparing it with
+        // the bases would take them for WeCom's changes, and the repair would undo them. The
+        // member is brought up to date from WeCom as it is now, without counting drift here.
+        x.marks += listed.relations.len() as u64;
+        let v = View {
+            mall: None,
+            wecom: None,
+            ..View::default()
+        };
+        return Ok((x, Some((member, v))));
+    }
     let tags = app.store.get_member_tags(t, &member).await?;
     let wanted = maps.wanted(WECOM, tags.as_ref());
     let mut needed = false;
     let mut view = BTreeMap::new();
     for (userid, ids) in listed.relations {
-        let base_raw: BTreeSet<String> = stored
+        let listed_ids: BTreeSet<String> = ids.iter().cloned().collect();
+        let base_raw = relation_base(stored.as_ref(), &userid, &listed_ids);
+        // A member job is marking this relation (or was, in a process that died): what it
+        // applied is not drift, and the relation differing from what the hub wants is that
+        // job's work in progress, not pending; the member is still brought up to date.
+        let in_flight = stored
             .as_ref()
-            .and_then(|s| s.relations.get(&userid))
-            .map(|s| s.iter().map(ToString::to_string).collect())
-            .unwrap_or_default();
+            .is_some_and(|s| s.marking.contains_key(&userid));
         let known = |x: &String| maps.to_hub[WECOM].contains_key(x);
         let shown: BTreeSet<String> = ids.iter().filter(|x| known(x)).cloned().collect();
         let base: BTreeSet<String> = base_raw.iter().filter(|x| known(x)).cloned().collect();
@@ -1312,7 +1391,14 @@ async fn customer(
         bump(&mut x.drift, "member_tags.added.wecom", added);
         bump(&mut x.drift, "member_tags.removed.wecom", removed);
         let pending = added == 0 && removed == 0 && shown != wanted;
-        bump(&mut x.drift, "relations.pending.wecom", u64::from(pending));
+        bump(
+            &mut x.drift,
+            "relations.pending.wecom",
+            u64::from(pending && !in_flight),
+        );
+        // About one `mark_tag` per relation that does not show what the hub wants (a
+        // relation whose own change the merge takes may need none: the plan errs late).
+        x.marks += u64::from(shown != wanted);
         needed |= added + removed > 0 || pending;
         // Tags the hub does not know are passed on only if the relation already had them
         // (they may be rule-group tags, which the hub does not sync; §1.5 lists them too).

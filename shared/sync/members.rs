@@ -9,7 +9,7 @@
 //! Tag ids are hub ids throughout: the worker maps WeCom and mall ids before and after (and
 //! drops ids of tags the hub does not know or has deleted).
 
-use crate::domain::{HubTagId, MemberTags, TagMark, Timestamp, WecomUserId};
+use crate::domain::{CustomerRelations, HubTagId, MemberTags, TagMark, Timestamp, WecomUserId};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What one side (the mall member, or one WeCom relation) shows now, its base (the set last
@@ -156,6 +156,39 @@ pub fn base_after_write<'a, T: Ord + Clone + 'a>(
         base.remove(r);
     }
     base.extend(added.into_iter().cloned());
+    base
+}
+
+/// A relation's base (WeCom tag ids) as tagsync knows it, given what the relation shows now.
+/// The stored base, except while a member job's `mark_tag` on it is in flight or was cut off
+/// (its marking is stored, the base after it not yet): each tag that marking adds or removes
+/// counts as applied where the relation shows it applied and as not applied where it does
+/// not, so tagsync's own write is never taken for the relation's change. Other tags keep the
+/// stored base: a change someone else made stays a difference from it.
+pub fn relation_base(
+    stored: Option<&CustomerRelations>,
+    userid: &WecomUserId,
+    shown: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let Some(c) = stored else {
+        return BTreeSet::new();
+    };
+    let mut base: BTreeSet<String> = c
+        .relations
+        .get(userid)
+        .into_iter()
+        .flatten()
+        .map(ToString::to_string)
+        .collect();
+    if let Some(m) = c.marking.get(userid) {
+        for id in m.add.iter().chain(&m.remove).map(ToString::to_string) {
+            if shown.contains(&id) {
+                base.insert(id);
+            } else {
+                base.remove(&id);
+            }
+        }
+    }
     base
 }
 
@@ -613,5 +646,64 @@ mod tests {
             }
             prop_assert_eq!(out.plan.mall.is_some(), mall.tags != out.desired);
         }
+    }
+
+    fn ids(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn customer(base: &[&str], marking: Option<(&[&str], &[&str])>) -> CustomerRelations {
+        use crate::domain::{ExternalUserId, Marking, WecomTagId};
+        let u = WecomUserId::new_unchecked("sales_li");
+        let w = |l: &[&str]| l.iter().map(|i| WecomTagId::new_unchecked(*i)).collect();
+        CustomerRelations {
+            tenant: TenantId::parse("acme").unwrap(),
+            external_userid: ExternalUserId::new_unchecked("wm_a"),
+            relations: BTreeMap::from([(u.clone(), w(base))]),
+            marking: marking
+                .map(|(add, remove)| {
+                    BTreeMap::from([(
+                        u,
+                        Marking {
+                            add: w(add),
+                            remove: w(remove),
+                        },
+                    )])
+                })
+                .unwrap_or_default(),
+            updated_at: t(1),
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_relation_base_is_the_stored_one_when_nothing_is_being_marked() {
+        let u = WecomUserId::new_unchecked("sales_li");
+        let c = customer(&["a", "b"], None);
+        // What the relation shows beyond the base stays a difference (someone else's change).
+        assert_eq!(
+            relation_base(Some(&c), &u, &ids(&["a", "c"])),
+            ids(&["a", "b"])
+        );
+        assert_eq!(relation_base(None, &u, &ids(&["a"])), ids(&[]));
+    }
+
+    #[test]
+    fn a_marking_in_flight_counts_as_applied_where_the_relation_shows_it_and_only_for_its_tags() {
+        let u = WecomUserId::new_unchecked("sales_li");
+        let c = customer(&["a", "b"], Some((&["x"], &["b"])));
+        // Applied: x shows, b is gone; the foreign c stays a difference from the base.
+        assert_eq!(
+            relation_base(Some(&c), &u, &ids(&["a", "x", "c"])),
+            ids(&["a", "x"])
+        );
+        // Not applied (the process died before the call): the base as stored.
+        assert_eq!(
+            relation_base(Some(&c), &u, &ids(&["a", "b"])),
+            ids(&["a", "b"])
+        );
+        // Another relation of the customer is not touched by this one's marking.
+        let other = WecomUserId::new_unchecked("sales_wang");
+        assert_eq!(relation_base(Some(&c), &other, &ids(&["x"])), ids(&[]));
     }
 }

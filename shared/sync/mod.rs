@@ -6,5 +6,6 @@ pub mod group_tags;
 pub mod library;
 pub mod members;
 pub mod object;
+pub mod pace;
 pub mod reconcile;
 pub mod rules;

@@ -26,6 +26,7 @@ use std::time::Duration;
 use super::classify::ApiOp;
 use crate::domain::{CorpId, Timestamp};
 use crate::ports::{Clock, Store, StoreError};
+use crate::sync::pace::Windows;
 
 /// WeCom's published limits per corp and API (wecom-api.md §3).
 pub const WECOM_PER_MINUTE: u32 = 10_000;
@@ -219,6 +220,35 @@ impl RateBudget {
         }
     }
 
+    /// The budget of `op` for `corp` and how much of the current minute and hour is spent
+    /// (for planning: `sync::pace`). Reads the counters by adding nothing to them; a pause this
+    /// process knows of spends its window whatever the counter says.
+    pub async fn windows(&self, corp: &CorpId, op: ApiOp) -> Result<Windows, StoreError> {
+        let now = self.clock.now();
+        let mut spent = [0u64; 2];
+        for (i, window) in [Window::Minute, Window::Hour].into_iter().enumerate() {
+            let (n, end) = window.at(now);
+            let name = Self::counter(corp, op, window, n);
+            let expires = Timestamp::from_millis(end.millis() + KEEP_MS);
+            spent[i] = self
+                .store
+                .count_up(&name, 0, u64::MAX, expires)
+                .await?
+                .unwrap_or(0);
+        }
+        match self.paused(corp, op, now) {
+            Some((_, Window::Minute)) => spent[0] = self.limit(Window::Minute),
+            Some((_, Window::Hour)) => spent[1] = self.limit(Window::Hour),
+            None => {}
+        }
+        Ok(Windows {
+            per_minute: self.limit(Window::Minute),
+            per_hour: self.limit(Window::Hour),
+            spent_minute: spent[0],
+            spent_hour: spent[1],
+        })
+    }
+
     /// The end of the pause of `op` for `corp` this process knows of, if one is in force.
     pub fn paused_until(&self, corp: &CorpId, op: ApiOp) -> Option<Timestamp> {
         self.paused(corp, op, self.clock.now()).map(|(u, _)| u)
@@ -346,6 +376,30 @@ mod tests {
         f.clock.set(end);
         a.take(&c, ApiOp::MarkTag).await.unwrap();
         b.take(&c, ApiOp::MarkTag).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn windows_show_what_the_minute_and_the_hour_have_spent_without_spending() {
+        let f = fixture(11 * HOUR_MS + 30 * MINUTE_MS);
+        let b = budget(&f, 5, 20);
+        let c = corp("c");
+        for _ in 0..3 {
+            b.take(&c, ApiOp::MarkTag).await.unwrap();
+        }
+        f.clock.advance_millis(MINUTE_MS);
+        b.take(&c, ApiOp::MarkTag).await.unwrap();
+        let w = b.windows(&c, ApiOp::MarkTag).await.unwrap();
+        assert_eq!(
+            (w.per_minute, w.per_hour, w.spent_minute, w.spent_hour),
+            (5, 20, 1, 4)
+        );
+        assert_eq!(
+            b.windows(&c, ApiOp::MarkTag).await.unwrap(),
+            w,
+            "reading spent nothing"
+        );
+        b.exhausted(&c, ApiOp::MarkTag).await.unwrap();
+        assert_eq!(b.windows(&c, ApiOp::MarkTag).await.unwrap().spent_minute, 5);
     }
 
     #[test]

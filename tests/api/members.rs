@@ -457,6 +457,7 @@ async fn the_member_view_maps_relation_tags_to_hub_ids_and_leaves_out_unmapped_o
                 tenant: acme(),
                 external_userid: ExternalUserId::new_unchecked("wm_view"),
                 relations,
+                marking: Default::default(),
                 updated_at: now,
                 version: 0,
             }),

@@ -55,6 +55,7 @@ pub async fn a_members_run_over_50000_staff_keeps_every_item_under_400_kb(store:
             skipped: BTreeMap::from([("customers.unbound.wecom".to_owned(), 3)]),
             compared: 100,
             ambiguous: Vec::new(),
+            marks: 0,
         });
         let mut inline = chain.clone();
         inline.walk = Walk::WecomRelations {

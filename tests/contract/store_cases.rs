@@ -614,6 +614,7 @@ pub async fn customers_with_relations_are_listed_per_tenant(store: Arc<dyn Store
         )]
         .into_iter()
         .collect(),
+        marking: Default::default(),
         updated_at: now(),
         version: 0,
     };

@@ -12,6 +12,7 @@ mod support;
 mod library;
 mod members;
 mod onboarding;
+mod planned;
 mod restart;
 mod runs;
 

@@ -111,6 +111,14 @@ pub fn view(run: &SyncRun, now: Timestamp) -> Value {
         "error": error,
         "rule_id": run.rule_id,
         "kept": run.kept,
+        // A run that marks WeCom relations: its calls and when the budget lets the last go.
+        "planned": run.planned.as_ref().map(|p| json!({
+            "mark_tag_calls": p.mark_tag_calls,
+            "remaining": p.remaining,
+            "finish_at": p.finish_at.to_rfc3339(),
+            "limited_by": p.limited_by,
+            "planned_at": p.planned_at.to_rfc3339(),
+        })),
     });
     // A bulk run (issue 15): its counts, what it changes, and the customers that failed.
     if let Some(b) = &run.bulk {

@@ -78,10 +78,13 @@ pub enum Collision<I, S> {
 
 /// Settles `me` (as stored now; `None`: gone) against `holder`, which holds the name `me`
 /// wants. `movable`: whatever `me` carries along in a merge (a group's tags) fits in one go.
+/// `back_taken(id)`: whether the place object `id` came from is held by a third object now
+/// (see [`refused_change_where_free`]).
 pub fn collision<T: LibraryObject>(
     me: Option<&T>,
     holder: &T,
     movable: bool,
+    back_taken: impl Fn(&T::Id) -> bool,
 ) -> Collision<T::Id, T::Snapshot> {
     let Some(x) = me else {
         return Collision::Clash;
@@ -93,7 +96,7 @@ pub fn collision<T: LibraryObject>(
         .into_iter()
         .any(|side| x.linked_on(side) && holder.linked_on(side));
     if both_on_one_side {
-        return match refused_change(x, holder) {
+        return match refused_change_where_free(x, holder, back_taken) {
             Some((refused, back)) => Collision::Refuse { refused, back },
             None => Collision::Clash,
         };
@@ -111,10 +114,23 @@ pub fn collision<T: LibraryObject>(
 /// returns to that base's name (or else group). If both came by a change, the later one is
 /// refused. Returns the object to change and where it returns to; `None` when neither changed.
 pub fn refused_change<T: LibraryObject>(a: &T, b: &T) -> Option<(T::Id, T::Snapshot)> {
-    refused(
-        (a.id().clone(), a.came_from()),
-        (b.id().clone(), b.came_from()),
-    )
+    refused_change_where_free(a, b, |_| false)
+}
+
+/// As [`refused_change`], where a change can only be refused if the place it came from is
+/// free: `back_taken(id)` says whether a third object holds that name there now (on a side
+/// or in the hub: say the mall renamed `G1` to `G3` and made a new `G1` before tagsync heard
+/// of either). Such a change stands and the other one, if it is a change, is refused in its
+/// place, whatever the times; with neither to refuse, the two clash and an operator renames
+/// one. (Refusing it anyway sent the object back onto the third one's name, where that
+/// clash refused the refusal: it went back and forth until its jobs were parked.)
+pub fn refused_change_where_free<T: LibraryObject>(
+    a: &T,
+    b: &T,
+    back_taken: impl Fn(&T::Id) -> bool,
+) -> Option<(T::Id, T::Snapshot)> {
+    let free = |x: &T| x.came_from().filter(|_| !back_taken(x.id()));
+    refused((a.id().clone(), free(a)), (b.id().clone(), free(b)))
 }
 
 /// Of two changes, the one refused: the only one, or the later (the other's id breaks a tie).
@@ -277,7 +293,10 @@ mod tests {
     fn one_tag_created_on_two_sides_at_once_merges() {
         let me = tag("t1", "金卡", "g1", None, Some("m1"));
         let holder = tag("t2", "金卡", "g1", Some("w2"), None);
-        assert_eq!(collision(Some(&me), &holder, true), Collision::Merge);
+        assert_eq!(
+            collision(Some(&me), &holder, true, |_| false),
+            Collision::Merge
+        );
     }
 
     #[test]
@@ -288,7 +307,7 @@ mod tests {
         me.name_at = t(5);
         let holder = tag("t2", "金卡", "g1", Some("w2"), None);
         assert_eq!(
-            collision(Some(&me), &holder, true),
+            collision(Some(&me), &holder, true, |_| false),
             Collision::Refuse {
                 refused: HubTagId::new_unchecked("t1"),
                 back: snap("c", "g1"),
@@ -296,27 +315,84 @@ mod tests {
         );
         // Neither came by a change: they clash.
         let me = tag("t1", "金卡", "g1", Some("w1"), None);
-        assert_eq!(collision(Some(&me), &holder, true), Collision::Clash);
+        assert_eq!(
+            collision(Some(&me), &holder, true, |_| false),
+            Collision::Clash
+        );
     }
 
     #[test]
     fn a_stale_or_missing_claimant_does_not_merge() {
         let holder = tag("t2", "金卡", "g1", Some("w2"), None);
-        assert_eq!(collision(None, &holder, true), Collision::Clash);
+        assert_eq!(collision(None, &holder, true, |_| false), Collision::Clash);
         let renamed = tag("t1", "银卡", "g1", None, Some("m1"));
-        assert_eq!(collision(Some(&renamed), &holder, true), Collision::Stale);
+        assert_eq!(
+            collision(Some(&renamed), &holder, true, |_| false),
+            Collision::Stale
+        );
         let elsewhere = tag("t1", "金卡", "g9", None, Some("m1"));
-        assert_eq!(collision(Some(&elsewhere), &holder, true), Collision::Stale);
+        assert_eq!(
+            collision(Some(&elsewhere), &holder, true, |_| false),
+            Collision::Stale
+        );
         let mut deleted = tag("t1", "金卡", "g1", None, Some("m1"));
         deleted.deleted_at = Some(t(3));
-        assert_eq!(collision(Some(&deleted), &holder, true), Collision::Stale);
+        assert_eq!(
+            collision(Some(&deleted), &holder, true, |_| false),
+            Collision::Stale
+        );
     }
 
     #[test]
     fn a_group_too_big_to_move_clashes_instead_of_merging() {
         let me = group("g1", "会员", None, Some("mg1"));
         let holder = group("g2", "会员", Some("wg2"), None);
-        assert_eq!(collision(Some(&me), &holder, true), Collision::Merge);
-        assert_eq!(collision(Some(&me), &holder, false), Collision::Clash);
+        assert_eq!(
+            collision(Some(&me), &holder, true, |_| false),
+            Collision::Merge
+        );
+        assert_eq!(
+            collision(Some(&me), &holder, false, |_| false),
+            Collision::Clash
+        );
+    }
+
+    #[test]
+    fn a_change_whose_old_place_a_third_object_holds_stands_and_the_other_is_refused() {
+        // `x` was renamed G1 → 会员 (the mall did it, seen later); `o` was renamed G2 → 会员 in
+        // the hub before `x`'s rename was seen: `x`'s is the later change.
+        let mut x = group("g1", "G1", Some("wg1"), Some("mg1"));
+        x.name = "会员".into();
+        x.name_at = t(9);
+        let mut o = group("g2", "G2", Some("wg2"), Some("mg2"));
+        o.name = "会员".into();
+        o.name_at = t(5);
+        let g1 = HubGroupId::new_unchecked("g1");
+        let g2 = HubGroupId::new_unchecked("g2");
+        assert_eq!(
+            collision(Some(&x), &o, true, |_| false),
+            Collision::Refuse {
+                refused: g1.clone(),
+                back: GroupSnapshot {
+                    name: "G1".into(),
+                    order: x.order
+                },
+            },
+            "the later change is refused when its old name is free"
+        );
+        // A new group took `G1` meanwhile: `x`'s rename stands, `o`'s is refused.
+        let g1_taken = |id: &HubGroupId| id == &g1;
+        assert_eq!(
+            collision(Some(&x), &o, true, g1_taken),
+            Collision::Refuse {
+                refused: g2.clone(),
+                back: GroupSnapshot {
+                    name: "G2".into(),
+                    order: o.order
+                },
+            }
+        );
+        // Neither can go back: they clash.
+        assert_eq!(collision(Some(&x), &o, true, |_| true), Collision::Clash);
     }
 }

@@ -1095,3 +1095,57 @@ async fn hub_rename_of_a_console_group_onto_a_mall_group_whose_webhook_is_late_i
     assert_eq!(g3_hub["mall_id"], g3.id.as_str());
     w.stop().await;
 }
+
+/// The mall's operator renames `G1` to `G3` (its webhook comes late, after the next one) and
+/// the hub's operator renames `G2` to `G3` just after; the hub's mall rename is held while the
+/// mall's operator makes a new `G1`. The hub's rename meets the mall's `G3`, another hub
+/// group's mall group, brought up to date there and then (so its rename is seen later than
+/// the hub's). The later change would be refused, but `G1`'s old name is the new `G1`'s now:
+/// that refusal sent it back and forth between `G1` and `G3` until its jobs were parked
+/// (property test, seed 16739958661407376843). Now the change whose old place is taken stands
+/// and the hub's is refused (docs/sync-engine.md "Name collisions"): `G2` keeps its name
+/// everywhere, the old `G1` is `G3` everywhere, and the new `G1` reaches the hub (WeCom keeps no empty group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_rename_onto_a_name_the_mall_gave_another_group_just_before_is_refused_not_parked() {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    let g1 = w.mall_group("G1").expect("mall G1").group.id;
+    let g2 = w.hub_group("G2").await.expect("hub G2");
+    let g2_mall = w.mall_group("G2").expect("mall G2").group.id;
+    w.mall.update_faults(|f| f.reorder_webhooks_next = 1);
+    w.mall.operator().rename_group(&g1, "G3").unwrap();
+    let mut hold = w.mall.hold(
+        "PATCH",
+        &format!("/tag-groups/{g2_mall}"),
+        Phase::Before,
+        Value::Null,
+    );
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tag-groups/{}", g2["id"].as_str().unwrap_or_default()),
+        Some(json!({"name": "G3"})),
+    )
+    .await;
+    let held = hold
+        .held(WITHIN)
+        .await
+        .expect("the hub rename's mall PATCH");
+    // The mall's operator makes a new `G1`: its webhook goes, and the held one after it.
+    let jobs = w.activity().jobs;
+    let new_g1 = w.mall.operator().create_group("G1", 5).unwrap();
+    intake_done(&w, jobs, 2).await;
+    held.release();
+    converges(&w, &members).await;
+    let g3 = w.hub_group("G3").await.expect("hub G3");
+    assert_eq!(g3["mall_id"], g1.as_str(), "the mall's rename stands: {g3}");
+    let g2_now = w
+        .hub_group("G2")
+        .await
+        .expect("the hub's G2 keeps its name");
+    assert_eq!(g2_now["id"], g2["id"], "{g2_now}");
+    assert!(w.wecom_group("G2").is_some(), "WeCom G2");
+    assert_eq!(w.mall_group("G2").map(|g| g.group.id), Some(g2_mall));
+    let g1_now = w.hub_group("G1").await.expect("hub: the new G1");
+    assert_eq!(g1_now["mall_id"], new_g1.id.as_str(), "{g1_now}");
+    w.stop().await;
+}

@@ -19,6 +19,15 @@ use std::pin::Pin;
 
 type MallFuture<'a> = Pin<Box<dyn Future<Output = Result<(), MallError>> + Send + 'a>>;
 type CarriedFuture<'a> = Pin<Box<dyn Future<Output = Step<Option<Vec<Write>>>> + Send + 'a>>;
+type ListFuture<'a, T> = Pin<Box<dyn Future<Output = Step<Vec<T>>> + Send + 'a>>;
+#[allow(type_alias_bounds)]
+type NamesFuture<'a, T: Stored> = Pin<
+    Box<
+        dyn Future<Output = Step<(Vec<(T::WecomId, String)>, Vec<(T::MallId, String)>)>>
+            + Send
+            + 'a,
+    >,
+>;
 
 /// What settling a name needs of a group or a tag beyond saving it.
 pub(super) trait Contested: Stored {
@@ -67,6 +76,10 @@ pub(super) trait Contested: Stored {
     /// What merging `me` into `to` carries along besides the side objects (a group's tags),
     /// as writes; `None` when that is too much for one go.
     fn carried<'c>(cx: &'c Cx<'_>, me: &'c Self::Id, to: &'c Self::Id) -> CarriedFuture<'c>;
+    /// Every hub object of this kind (live or not).
+    fn hub_objects<'c>(cx: &'c Cx<'_>) -> ListFuture<'c, Self>;
+    /// The (side id, name) of each object WeCom and the mall hold in `place`.
+    fn side_names<'c>(cx: &'c mut Cx<'_>, place: &'c Self::Scope) -> NamesFuture<'c, Self>;
 }
 
 impl Contested for TagGroup {
@@ -156,6 +169,21 @@ impl Contested for TagGroup {
             Ok(Some(moved.collect()))
         })
     }
+    fn hub_objects<'c>(cx: &'c Cx<'_>) -> ListFuture<'c, Self> {
+        Box::pin(async move { Ok(cx.app.store.list_groups(cx.t()).await?) })
+    }
+    fn side_names<'c>(cx: &'c mut Cx<'_>, _: &'c ()) -> NamesFuture<'c, Self> {
+        Box::pin(async move {
+            let wecom = cx.wecom_lib().await?.iter();
+            let wecom = wecom.map(|g| (g.group_id.clone(), g.group_name.clone()));
+            let wecom = wecom.collect();
+            let mall = cx.mall_lib().await?.iter();
+            let mall = mall
+                .map(|g| (g.group.id.clone(), g.group.name.clone()))
+                .collect();
+            Ok((wecom, mall))
+        })
+    }
 }
 
 impl Contested for Tag {
@@ -227,6 +255,30 @@ impl Contested for Tag {
     }
     fn carried<'c>(_: &'c Cx<'_>, _: &'c HubTagId, _: &'c HubTagId) -> CarriedFuture<'c> {
         Box::pin(async { Ok(Some(Vec::new())) })
+    }
+    fn hub_objects<'c>(cx: &'c Cx<'_>) -> ListFuture<'c, Self> {
+        Box::pin(async move { Ok(cx.app.store.list_tags(cx.t()).await?) })
+    }
+    /// The tags of the side groups that hub group `group` has.
+    fn side_names<'c>(cx: &'c mut Cx<'_>, group: &'c HubGroupId) -> NamesFuture<'c, Self> {
+        Box::pin(async move {
+            let Some(g) = cx.app.store.get_group(cx.t(), group).await? else {
+                return Ok((Vec::new(), Vec::new()));
+            };
+            let mut wecom = Vec::new();
+            if let Some(wg) = &g.wecom.id
+                && let Some(found) = cx.wecom_lib().await?.iter().find(|x| &x.group_id == wg)
+            {
+                wecom.extend(found.tag.iter().map(|x| (x.id.clone(), x.name.clone())));
+            }
+            let mut mall = Vec::new();
+            if let Some(mg) = &g.mall.id
+                && let Some(found) = cx.mall_lib().await?.iter().find(|x| &x.group.id == mg)
+            {
+                mall.extend(found.tags.iter().map(|x| (x.id.clone(), x.name.clone())));
+            }
+            Ok((wecom, mall))
+        })
     }
 }
 
@@ -342,7 +394,19 @@ impl Cx<'_> {
             return Err(clash());
         };
         let carried = T::carried(self, me, &holder).await?;
-        match collision(Some(&x), &o, carried.is_some()) {
+        // Where each came from, if a third object holds that place now (the sides read
+        // afresh: they may have changed since this job read them).
+        self.wecom_lib = None;
+        self.mall_lib = None;
+        let mut taken = Vec::new();
+        for (y, z) in [(&x, &o), (&o, &x)] {
+            if let Some((_, back)) = y.came_from()
+                && self.back_taken(y, &back, z.id()).await?
+            {
+                taken.push(y.id().clone());
+            }
+        }
+        match collision(Some(&x), &o, carried.is_some(), |id| taken.contains(id)) {
             Collision::Clash => Err(clash()),
             // `me` changed meanwhile (a nested run settled the clash another way): the step
             // that met the name is stale; the job starts again from what is stored now.
@@ -560,6 +624,35 @@ impl Cx<'_> {
             )));
         }
         Ok(())
+    }
+
+    /// Whether `back`, where `y` came from, is held now by an object other than `y` and
+    /// `other`: a live hub object, or a side object that is not `y`'s own (the caller reads
+    /// the sides afresh). Refusing `y`'s change would take it there.
+    async fn back_taken<T: Contested>(
+        &mut self,
+        y: &T,
+        back: &T::Snapshot,
+        other: &T::Id,
+    ) -> Step<bool> {
+        let name = T::snapshot_name(back);
+        let place = T::snapshot_scope(back);
+        let in_hub = T::hub_objects(self).await?.into_iter().any(|x| {
+            !x.is_deleted()
+                && x.id() != y.id()
+                && x.id() != other
+                && x.name() == name
+                && x.scope() == place
+        });
+        if in_hub {
+            return Ok(true);
+        }
+        let (wecom, mall) = T::side_names(self, &place).await?;
+        let on =
+            |own: Option<&T::WecomId>| wecom.iter().any(|(id, n)| n == name && Some(id) != own);
+        let on_mall =
+            |own: Option<&T::MallId>| mall.iter().any(|(id, n)| n == name && Some(id) != own);
+        Ok(on(y.wecom().id.as_ref()) || on_mall(y.mall().id.as_ref()))
     }
 
     /// The name and (hub) group each side shows tag `y` under now, by its ids.

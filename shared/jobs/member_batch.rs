@@ -2,7 +2,9 @@
 //! writes gathered into `POST /members:batch-tags` (`super::mall_writes`). The operator's
 //! member-tag batches queue these (one per 100 members) instead of one job per member.
 //!
-//! Each member is repaired on its own, all of them at once; the mall member is taken as the
+//! Each member is repaired on its own, all of them at once (their WeCom calls wait for the
+//! client's in-flight limit, one call per worker: `WecomClient::limit_in_flight`, so a spent
+//! WeCom window still meets at most one 45009 per worker); the mall member is taken as the
 //! hub last knew it (`View::mall_from_base`), so the job reads nothing from the mall. A member
 //! whose repair fails (the mall refused its item, WeCom failed, its lock is busy) is handed
 //! to a `SyncMember` job of its own, which retries and, if it keeps failing, parks alone with
@@ -17,10 +19,6 @@ use crate::mall::client::MAX_BATCH_MEMBERS;
 
 /// Most members one `SyncMembers` job takes: one batch request's worth.
 pub const MEMBERS_PER_JOB: usize = MAX_BATCH_MEMBERS;
-/// Members of one job that read and mark WeCom at once (the rest wait their turn, then wait
-/// together for the mall batch): one, so a job has one WeCom call in flight, as a single
-/// member's job has, and a spent WeCom window meets at most one 45009 per worker.
-pub const WECOM_AT_ONCE: usize = 1;
 
 /// The jobs that carry the operator's changes to `members`: one `SyncMembers` per 100 (a lone
 /// member gets a plain `SyncMember`), none of them reading the mall members.
@@ -61,13 +59,11 @@ pub async fn run(
         return hand_over(app, tenant, members.iter().cloned(), hint).await;
     }
     let writes = super::mall_writes::MallWrites::alone_without_batch(app, tenant, job);
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(WECOM_AT_ONCE));
     let done = crate::concurrency::bounded(members.to_vec(), MEMBERS_PER_JOB, |member| {
         let (app, tenant, job, hint) = (app.clone(), tenant.clone(), job.clone(), hint.clone());
         let view = View {
             mall_from_base: true,
             batch: Some(writes.clone()),
-            wecom_gate: Some(gate.clone()),
             ..View::default()
         };
         async move {

@@ -61,9 +61,6 @@ pub struct View {
     pub mall_from_base: bool,
     /// The job's gathered mall writes (`jobs::mall_writes`); `None`: this member's own call.
     pub batch: Option<std::sync::Arc<crate::jobs::mall_writes::MallWrites>>,
-    /// Shared by a job's members: a permit is held from the lock until the mall write, so
-    /// only so many of them read and mark WeCom at once (however many wait for the batch).
-    pub wecom_gate: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 /// What bringing one member up to date changed, for a run's report.
@@ -130,14 +127,7 @@ pub async fn repair_in_turn(
     // Unless the turn brought it, taken with the lock held, so this job's batch never waits on
     // another job's member.
     let seat = turn.seat.or_else(|| view.batch.as_ref().map(|b| b.seat()));
-    let permit =
-        match (turn.permit, &view.wecom_gate) {
-            (Some(p), _) => Some(p),
-            (None, Some(gate)) => Some(gate.clone().acquire_owned().await.map_err(|e| {
-                StepError::retry(format!("the job's WeCom gate closed: {e}"), None)
-            })?),
-            (None, None) => None,
-        };
+    let permit = turn.permit;
     let mut cx = Cx {
         app,
         tenant,
@@ -191,7 +181,7 @@ struct Cx<'a> {
     detail: Option<crate::wecom::client::ContactDetail>,
     /// This member's place in the job's gathered mall writes.
     seat: Option<&'a crate::jobs::mall_writes::Seat>,
-    /// Held while this member reads and marks WeCom (see `View::wecom_gate`).
+    /// The job's WeCom turn (see `Turn`), held while this member reads and marks WeCom.
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 

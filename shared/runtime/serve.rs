@@ -118,6 +118,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    app.wecom.limit_in_flight(opts.workers.max(1));
     let mut workers = tokio::task::JoinSet::new();
     for n in 0..opts.workers.max(1) {
         workers.spawn(worker_loop(app.clone(), n, stop_rx.clone()));

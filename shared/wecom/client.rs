@@ -479,7 +479,14 @@ pub struct WecomClient {
     request_timeout: Duration,
     metrics: Option<Arc<crate::metrics::Metrics>>,
     retries: crate::retry::RetryPolicy,
+    /// A permit per call in flight, held from its budget slot until its answer is handled
+    /// (a 45009 included): see [`WecomClient::limit_in_flight`].
+    in_flight: std::sync::Mutex<Arc<tokio::sync::Semaphore>>,
 }
+
+/// Default of [`WecomClient::limit_in_flight`]: the jobs a Lambda worker runs side by side
+/// (the SQS event source's `BatchSize` in template.yaml).
+pub const DEFAULT_IN_FLIGHT: usize = 5;
 
 impl WecomClient {
     /// `base_url` is WeCom's `https://qyapi.weixin.qq.com/cgi-bin` or a simulator's.
@@ -501,7 +508,22 @@ impl WecomClient {
             request_timeout: Duration::from_secs(10),
             metrics: None,
             retries: crate::retry::RetryPolicy::NONE,
+            in_flight: std::sync::Mutex::new(Arc::new(tokio::sync::Semaphore::new(
+                DEFAULT_IN_FLIGHT,
+            ))),
         }
+    }
+
+    /// At most `calls` WeCom calls of this process in flight at once: its number of workers
+    /// (`tagsync serve --workers`), so however many calls one job makes at once (a
+    /// `SyncMembers` job's members), a window WeCom says is spent meets at most one 45009 per
+    /// worker. Every call holds its permit from taking its budget slot until its answer is
+    /// handled, and a 45009 pauses the API before the permit is given back: a call that
+    /// starts after that is refused by the budget without reaching WeCom, so the 45009s of
+    /// one window are answers to calls that were in flight together. Set before any call.
+    pub fn limit_in_flight(&self, calls: usize) {
+        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(tokio::sync::Semaphore::new(calls.max(1)));
     }
 
     /// Counts every call by API and verdict.
@@ -945,13 +967,21 @@ impl WecomClient {
         }
     }
 
-    /// budget → token → request → classify, with one retry after a token refresh.
+    /// in-flight permit → budget → token → request → classify, with one retry after a token
+    /// refresh.
     async fn call<T: DeserializeOwned>(
         &self,
         creds: &WecomCredentials,
         op: ApiOp,
         payload: Payload,
     ) -> Result<T, WecomError> {
+        let gate = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        // Never closed; a closed gate would only mean no limit.
+        let _permit = gate.acquire_owned().await.ok();
         let mut refreshed = false;
         let mut attempt = 1;
         loop {

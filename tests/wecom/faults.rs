@@ -296,3 +296,57 @@ async fn holds_are_armed_waited_for_and_released_over_http() {
     let (result, ()) = tokio::join!(call, act);
     result.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_made_at_once_beyond_the_window_meet_at_most_one_45009_per_call_allowed_in_flight() {
+    // Mid-minute on both clocks, WeCom allowing 2 calls of the API this minute.
+    let clock = manual_clock();
+    let now = clock.now().millis();
+    clock.set(Timestamp::from_millis(
+        now - now.rem_euclid(60_000) + 20_000,
+    ));
+    let config = SimConfig {
+        clock: Arc::new(clock.clone()),
+        rate_limits: [(ApiOp::GetCorpTagList, 2)].into(),
+        ..SimConfig::default()
+    };
+    let h = harness_with(config, Arc::new(clock.clone())).await;
+    let client = Arc::new(crate::helpers::client(
+        &h.sim,
+        h.store.clone(),
+        Arc::new(clock.clone()),
+    ));
+    const IN_FLIGHT: usize = 3;
+    client.limit_in_flight(IN_FLIGHT);
+    // 30 callers at once (a job's members): tagsync's own budget has room for all of them.
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let (client, creds) = (client.clone(), h.creds.clone());
+        calls.spawn(async move { client.get_corp_tag_list(&creds, &[], &[]).await });
+    }
+    let mut ok = 0;
+    while let Some(r) = calls.join_next().await {
+        match r.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert!(e.rate_limited().is_some(), "only the window refuses: {e}"),
+        }
+    }
+    let answered: Vec<_> = h
+        .sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.op == ApiOp::GetCorpTagList)
+        .collect();
+    let refused = answered.iter().filter(|c| c.errcode == Some(45009)).count();
+    assert_eq!(ok, 2, "WeCom's two calls of the minute went through");
+    assert!(refused >= 1, "the window was met (the test's premise)");
+    assert!(
+        refused <= IN_FLIGHT,
+        "{refused} answers 45009: after the first, no further call reaches WeCom"
+    );
+    assert_eq!(
+        answered.len(),
+        ok + refused,
+        "the rest were held by the budget"
+    );
+}

@@ -350,6 +350,14 @@ impl Cx<'_> {
                 (Some(_), None) => true,
                 (None, _) => false,
             };
+            // Relations the view did not list count as their stored bases, which a marking
+            // left in flight (its process died) says may no longer be what WeCom holds: taking
+            // them as shown would undo that job's marks. Read WeCom instead.
+            let unlisted_marking = match (&self.view.wecom, &stored_customer) {
+                (Some(listed), Some(s)) => s.marking.keys().any(|u| !listed.contains_key(u)),
+                _ => false,
+            };
+            let fresh = fresh && !unlisted_marking;
             if let (true, Some(listed)) = (fresh, self.view.wecom.take()) {
                 // The page's relations over the stored bases of those it did not list.
                 if let Some(stored) = &stored_customer {
@@ -404,7 +412,7 @@ impl Cx<'_> {
         }
 
         let merged = merge_member_tags(&hub, &mall_side, &relations);
-        tracing::debug!(%member, hub = ?hub, mall = ?mall_side, relations = ?relations, desired = ?merged.desired, "member merged");
+        tracing::debug!(%member, customer = ?customer, hub = ?hub, mall = ?mall_side, relations = ?relations, desired = ?merged.desired, "member merged");
         let mut tags = merged.tags.clone();
         let mut customer_rel = customer.as_ref().map(|c| {
             let mut r = stored_customer.clone().unwrap_or(CustomerRelations {
@@ -431,6 +439,9 @@ impl Cx<'_> {
             r.marking.clear();
             r
         });
+        // The relations as tagsync knew them before this job's merge: what a marking is
+        // written over (never this job's new bases, which hold only once its merge is saved).
+        let known_before = customer_rel.clone();
         let mut entries = Vec::new();
         self.applied.hub_changed = present(&merged.tags) != present(&hub);
         if merged.tags.marks != hub.marks {
@@ -488,7 +499,7 @@ impl Cx<'_> {
                 }
                 marks.push((mark, add, remove, current));
             }
-            self.marking(rel, &marks).await?;
+            self.marking(rel, known_before.as_ref(), &marks).await?;
             for (mark, add, remove, current) in marks {
                 let add_w: Vec<WecomTagId> = add
                     .iter()
@@ -663,20 +674,25 @@ impl Cx<'_> {
     }
 
     /// Writes down the relations this job is about to mark, and how, before the first
-    /// `mark_tag` (with the bases as this job knows them): if the process dies before the
+    /// `mark_tag` (over the bases as they were before this job's merge): if the process dies before the
     /// bases after the calls are saved, or a run's page reads a relation in between, the
     /// marking tells tagsync's own change from the relation's (`relation_base`). One write per
     /// member that marks anything; cleared by [`Self::save`] with the new bases.
     async fn marking(
         &self,
         rel: &mut CustomerRelations,
+        before: Option<&CustomerRelations>,
         marks: &[(&MarkTag, Vec<String>, Vec<String>, BTreeSet<String>)],
     ) -> Step<()> {
         if marks.is_empty() {
             return Ok(());
         }
         let w = |ids: &[String]| ids.iter().cloned().map(WecomTagId::new_unchecked).collect();
-        rel.marking = marks
+        // Over the bases as they were: a relation this job found in step gets its new base
+        // only with the save (else a process dying before it would leave a base that hides
+        // the change this job was carrying, and the hub's old marks would undo it).
+        let mut intent = before.cloned().unwrap_or_else(|| rel.clone());
+        intent.marking = marks
             .iter()
             .map(|(m, add, remove, _)| {
                 let marking = Marking {
@@ -686,12 +702,13 @@ impl Cx<'_> {
                 (m.userid.clone(), marking)
             })
             .collect();
-        rel.updated_at = self.app.clock.now();
+        intent.updated_at = self.app.clock.now();
+        rel.marking = intent.marking.clone();
         // Under the member's lock nobody else writes the relations (a tag move's re-marking
         // takes it too); a conflict is a concurrent writer this job should not overrule.
         self.app
             .store
-            .transact(vec![Write::Customer(rel.clone())])
+            .transact(vec![Write::Customer(intent)])
             .await
             .map_err(|e| {
                 if e.is_conflict() {
@@ -703,7 +720,6 @@ impl Cx<'_> {
                     e.into()
                 }
             })?;
-        rel.version += 1;
         Ok(())
     }
 

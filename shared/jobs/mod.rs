@@ -15,6 +15,7 @@ pub mod customer_index;
 pub mod directory;
 pub mod heartbeat;
 pub mod intake;
+pub mod lease;
 pub mod library;
 pub mod mall_writes;
 pub mod member_batch;
@@ -243,15 +244,14 @@ impl From<MallError> for StepError {
 pub type Step<T> = Result<T, StepError>;
 
 /// A held lock on one thing a job brings up to date; released on [`Lock::release`] (a crash
-/// leaves the store lease to lapse).
+/// leaves the store lease to lapse within its term: `lease`).
 pub struct Lock {
     _local: tokio::sync::OwnedMutexGuard<()>,
     name: String,
     holder: String,
+    renewal: lease::Renewal,
 }
 
-/// How long a job may hold a lock before another may take it over (a crashed holder).
-const LEASE_MS: i64 = 120_000;
 /// How long a job waits for a lock held in another process before it retries later.
 const LEASE_WAIT: Duration = Duration::from_secs(20);
 
@@ -261,17 +261,27 @@ pub async fn lock(app: &App, name: String) -> Step<Lock> {
     let holder = new_ordered_id();
     let deadline = tokio::time::Instant::now() + LEASE_WAIT;
     let mut pause = Duration::from_millis(10);
+    let term = lease::term(app.config.worker.visibility);
+    let term_ms = i64::try_from(term.as_millis()).unwrap_or(i64::MAX);
     loop {
         let now = app.clock.now();
         if app
             .store
-            .acquire_lease(&name, &holder, now, now.plus_millis(LEASE_MS))
+            .acquire_lease(&name, &holder, now, now.plus_millis(term_ms))
             .await?
         {
+            let renewal = lease::Renewal::start(
+                app.store.clone(),
+                app.clock.clone(),
+                name.clone(),
+                holder.clone(),
+                term,
+            );
             return Ok(Lock {
                 _local: local,
                 name,
                 holder,
+                renewal,
             });
         }
         if tokio::time::Instant::now() >= deadline {
@@ -287,6 +297,7 @@ pub async fn lock(app: &App, name: String) -> Step<Lock> {
 
 impl Lock {
     pub async fn release(self, app: &App) {
+        self.renewal.stop().await;
         if let Err(e) = app.store.release_lease(&self.name, &self.holder).await {
             tracing::warn!(lock = %self.name, error = %e, "lock not released; it lapses by itself");
         }

@@ -10,9 +10,9 @@
 //! to a `SyncMember` job of its own, which retries and, if it keeps failing, parks alone with
 //! its reason shown on the member; the others are done.
 
-use super::StepError;
 use super::members::{View, repair};
 use super::worker::Outcome;
+use super::{StepError, StepKind};
 use crate::app::App;
 use crate::domain::{Hint, Job, JobKind, MemberId, Tenant};
 use crate::mall::client::MAX_BATCH_MEMBERS;
@@ -83,8 +83,12 @@ pub async fn run(
     for (member, out) in done {
         match out {
             Ok(_) => {}
-            Err(e) if e.rate_limited => {
-                let later = |w: &StepError| w.retry.flatten() >= e.retry.flatten();
+            Err(e) if matches!(e.kind, StepKind::RateLimited { .. }) => {
+                let until = |w: &StepError| match w.kind {
+                    StepKind::RateLimited { after } => Some(after),
+                    _ => None,
+                };
+                let later = |w: &StepError| until(w) >= until(&e);
                 if !window.as_ref().is_some_and(later) {
                     window = Some(e);
                 }

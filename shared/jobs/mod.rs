@@ -84,121 +84,123 @@ pub fn allowed(settings: &Settings, kind: &JobKind) -> bool {
     }
 }
 
-/// A failed step of a sync job, already decided: retry later or park with the reason — or,
-/// with `superseded`, no failure at all: a name collision was settled (the object merged
-/// into its duplicate, or its clashing change refused) and brought up to date by a nested
-/// run, so what remains of this run's work is moot.
+/// What a failed step of a sync job asks of the worker, already decided. One of these and
+/// nothing in between: a park cannot also be a retry, a superseded run is no failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    /// Try again: after this long, or (`None`) after the worker's growing backoff. `shown`:
+    /// the object shows the side `failed`, with the reason, even while it is retried.
+    Retry {
+        after: Option<Duration>,
+        shown: bool,
+    },
+    /// Something the job needs is still on its way ([`Outcome::Wait`]).
+    Wait,
+    /// The platform's rate window is spent until `after` from now: run again then
+    /// ([`Outcome::Reschedule`]), not as a failure.
+    RateLimited { after: Duration },
+    /// Failed for good: parked with the reason.
+    Park,
+    /// No failure at all: a name collision was settled (the object merged into its
+    /// duplicate, or its clashing change refused) and brought up to date by a nested run, so
+    /// what remains of this run's work is moot.
+    Superseded,
+}
+
+/// A failed step of a sync job: what to do ([`StepKind`]), why, and the side it came from
+/// when known (shown `failed` on the job's object if the job ends parked).
 #[derive(Debug)]
 pub struct StepError {
-    pub retry: Option<Option<Duration>>,
+    pub kind: StepKind,
     pub reason: String,
-    pub superseded: bool,
-    /// Shown on the object (the side `failed`, with the reason) even while it is retried.
-    pub shown: bool,
-    /// A retry because something the job needs is still on its way ([`Outcome::Wait`]).
-    pub waiting: bool,
-    /// A retry because the platform's rate window is spent ([`Outcome::Reschedule`]): at the
-    /// moment it ends, not as a failure.
-    pub rate_limited: bool,
-    /// The side the failure came from, when known: shown `failed` on the job's object if
-    /// the job ends parked.
     pub side: Option<Side>,
 }
 
 impl StepError {
-    pub fn park(reason: impl Into<String>) -> Self {
+    fn of(kind: StepKind, reason: impl Into<String>) -> Self {
         Self {
-            retry: None,
+            kind,
             reason: reason.into(),
-            superseded: false,
-            shown: false,
-            waiting: false,
-            rate_limited: false,
             side: None,
         }
     }
+    pub fn park(reason: impl Into<String>) -> Self {
+        Self::of(StepKind::Park, reason)
+    }
     pub fn retry(reason: impl Into<String>, after: Option<Duration>) -> Self {
-        Self {
-            retry: Some(after),
-            reason: reason.into(),
-            superseded: false,
-            shown: false,
-            waiting: false,
-            rate_limited: false,
-            side: None,
-        }
+        Self::of(
+            StepKind::Retry {
+                after,
+                shown: false,
+            },
+            reason,
+        )
     }
     /// A retry that the operator sees on the object meanwhile (it may end parked).
     pub fn retry_shown(reason: impl Into<String>, after: Option<Duration>) -> Self {
-        Self {
-            shown: true,
-            ..Self::retry(reason, after)
-        }
-    }
-    /// A retry (`Some`) or a park (`None`).
-    pub fn from_parts(retry: Option<Option<Duration>>, reason: String) -> Self {
-        Self {
-            retry,
-            reason,
-            superseded: false,
-            shown: false,
-            waiting: false,
-            rate_limited: false,
-            side: None,
-        }
+        Self::of(StepKind::Retry { after, shown: true }, reason)
     }
     /// Something this job needs is on its way (a tag another job is creating, moving or
     /// deleting): look again soon, with a growing delay ([`Outcome::Wait`]).
     pub fn wait(reason: impl Into<String>) -> Self {
-        Self {
-            waiting: true,
-            ..Self::retry(reason, None)
-        }
+        Self::of(StepKind::Wait, reason)
     }
     /// The platform's rate window is spent until `after` from now: run again then
     /// ([`Outcome::Reschedule`]).
     pub fn rate_limited(reason: impl Into<String>, after: Duration) -> Self {
-        Self {
-            rate_limited: true,
-            ..Self::retry(reason, Some(after))
-        }
+        Self::of(StepKind::RateLimited { after }, reason)
     }
     pub fn superseded(reason: impl Into<String>) -> Self {
-        Self {
-            retry: None,
-            reason: reason.into(),
-            superseded: true,
-            shown: false,
-            waiting: false,
-            rate_limited: false,
-            side: None,
-        }
+        Self::of(StepKind::Superseded, reason)
     }
     /// This failure came from `side`.
     pub fn on(mut self, side: Side) -> Self {
         self.side = Some(side);
         self
     }
+    /// The same decision for another reason (the failure said with more context).
+    pub fn because(self, reason: String) -> Self {
+        Self { reason, ..self }
+    }
+    /// Whether the job will run again (a retry, a wait or a rescheduling).
+    pub fn comes_back(&self) -> bool {
+        matches!(
+            self.kind,
+            StepKind::Retry { .. } | StepKind::Wait | StepKind::RateLimited { .. }
+        )
+    }
+    pub fn is_park(&self) -> bool {
+        self.kind == StepKind::Park
+    }
+    pub fn is_superseded(&self) -> bool {
+        self.kind == StepKind::Superseded
+    }
+    /// Whether the object shows this failure (a park, or a retry meant to be seen).
+    pub fn is_shown(&self) -> bool {
+        matches!(
+            self.kind,
+            StepKind::Park | StepKind::Retry { shown: true, .. }
+        )
+    }
     pub fn into_outcome(self) -> Outcome {
-        if self.superseded {
-            tracing::info!(reason = self.reason, "superseded by a nested run");
-            return Outcome::Done;
-        }
-        match self.retry {
-            Some(_) if self.waiting => Outcome::Wait {
-                reason: self.reason,
+        let reason = self.reason;
+        match self.kind {
+            StepKind::Superseded => {
+                tracing::info!(reason, "superseded by a nested run");
+                Outcome::Done
+            }
+            StepKind::Wait => Outcome::Wait { reason },
+            StepKind::RateLimited { after } => Outcome::Reschedule {
+                delay: after,
+                reason,
             },
-            Some(Some(delay)) if self.rate_limited => Outcome::Reschedule {
-                delay,
-                reason: self.reason,
-            },
-            Some(delay) => Outcome::RetryAfter {
-                delay,
-                reason: self.reason,
+            StepKind::Retry { after, .. } => Outcome::RetryAfter {
+                delay: after,
+                reason,
                 side: self.side,
             },
-            None => Outcome::Park {
-                reason: self.reason,
+            StepKind::Park => Outcome::Park {
+                reason,
                 side: self.side,
             },
         }

@@ -326,7 +326,7 @@ fn settle_carry(
 ) {
     match done {
         Ok((c, Ok(()))) => outcomes.push((c, Ok(()))),
-        Ok((c, Err(e))) if e.retry.is_none() => outcomes.push((
+        Ok((c, Err(e))) if !e.comes_back() => outcomes.push((
             c,
             Err(format!(
                 "taken over, but its tags could not be carried: {}",

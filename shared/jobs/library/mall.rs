@@ -81,7 +81,7 @@ impl Cx<'_> {
                     "the mall already has a tag group named `{name}` (id {}), managed as another hub group; rename one of them",
                     e.existing_id().unwrap_or_default()
                 );
-                return self.fail(g.clone(), Side::Mall, why).await;
+                return self.fail(g.clone(), Side::Mall, StepError::park(why)).await;
             }
             Err(e) => return self.fail(g.clone(), Side::Mall, e).await,
         }

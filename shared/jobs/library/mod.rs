@@ -107,7 +107,7 @@ where
     cx.active -= 1;
     // This job's retry may not come back to follow-ups it had still to do (what it saved
     // before failing can send its retry down another path): they get their own jobs.
-    if result.as_ref().is_err_and(|e| e.retry.is_some())
+    if result.as_ref().is_err_and(StepError::comes_back)
         && (!cx.after.is_empty() || !cx.after_groups.is_empty())
     {
         let mut kinds: Vec<JobKind> = std::mem::take(&mut cx.after_groups)
@@ -126,7 +126,7 @@ where
         }
     }
     // A job whose run was superseded by a nested one is done (see `Cx::settle`).
-    if result.as_ref().is_err_and(|e| e.superseded) {
+    if result.as_ref().is_err_and(StepError::is_superseded) {
         result = Ok(());
     }
     held.release(app).await;
@@ -248,7 +248,7 @@ impl<'a> Cx<'a> {
         let r = self.group_once(id.clone(), hint.clone(), children).await;
         self.active -= 1;
         match r {
-            Err(e) if e.superseded => Ok(()),
+            Err(e) if e.is_superseded() => Ok(()),
             Err(e) if nested => Err(self
                 .hand_over(vec![JobKind::SyncGroup { group: id, hint }], e)
                 .await),
@@ -262,7 +262,7 @@ impl<'a> Cx<'a> {
     /// change (a tag gone with its WeCom group, say, still to be deleted in the mall) would
     /// then wait for the nightly run. A duplicate job costs a look.
     async fn hand_over(&self, kinds: Vec<JobKind>, e: StepError) -> StepError {
-        if e.retry.is_some()
+        if e.comes_back()
             && !kinds.is_empty()
             && let Err(q) = super::enqueue(self.app, self.tenant, kinds).await
         {
@@ -279,7 +279,7 @@ impl<'a> Cx<'a> {
         let r = self.tag_once(id.clone(), hint.clone()).await;
         self.active -= 1;
         match r {
-            Err(e) if e.superseded => Ok(()),
+            Err(e) if e.is_superseded() => Ok(()),
             Err(e) if nested => Err(self
                 .hand_over(vec![JobKind::SyncTag { tag: id, hint }], e)
                 .await),
@@ -309,11 +309,6 @@ impl From<MallError> for StepFailure {
 impl From<crate::ports::StoreError> for StepFailure {
     fn from(e: crate::ports::StoreError) -> Self {
         Self(e.into())
-    }
-}
-impl From<String> for StepFailure {
-    fn from(reason: String) -> Self {
-        Self(StepError::park(reason))
     }
 }
 impl From<StepFailure> for StepError {

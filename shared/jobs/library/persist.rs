@@ -143,19 +143,17 @@ impl Cx<'_> {
         why: impl Into<StepFailure>,
     ) -> Step<R> {
         let e = why.into().0;
-        if e.superseded {
+        if e.is_superseded() {
             return Err(e);
         }
-        if e.retry.is_none() || e.shown {
+        if e.is_shown() {
             x.fail_on(side, &e.reason);
             if let Err(err) = self.save(&mut x, side, Vec::new()).await {
                 tracing::warn!(object = %x.label(), error = %err.reason, "could not record the failure on the object");
             }
         }
-        Err(
-            StepError::from_parts(e.retry, format!("{} on {side}: {}", x.label(), e.reason))
-                .on(side),
-        )
+        let reason = format!("{} on {side}: {}", x.label(), e.reason);
+        Err(e.because(reason).on(side))
     }
 
     /// A side could not be read: a permanent failure is recorded on the tag (if the hub has
@@ -167,7 +165,7 @@ impl Cx<'_> {
         e: StepError,
     ) -> Step<()> {
         match stored {
-            Some(x) if e.retry.is_none() && !e.superseded => self.fail(x, side, e).await,
+            Some(x) if e.is_park() => self.fail(x, side, e).await,
             _ => Err(e),
         }
     }

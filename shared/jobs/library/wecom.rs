@@ -109,7 +109,9 @@ impl Cx<'_> {
                     "WeCom already has a tag group named `{}`; rename one of them",
                     g_name(base_after)
                 );
-                return self.fail(g.clone(), Side::Wecom, why).await;
+                return self
+                    .fail(g.clone(), Side::Wecom, StepError::park(why))
+                    .await;
             }
             Err((_, e)) => return self.fail(g.clone(), Side::Wecom, e).await,
         }

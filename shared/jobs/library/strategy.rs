@@ -235,7 +235,8 @@ impl Cx<'_> {
             Err(e) if e.retryable() => Err(e.into()),
             Err(e) => {
                 let why = format!("WeCom refused the rule group's range: {e}");
-                self.fail(g.clone(), Side::Wecom, why).await
+                self.fail(g.clone(), Side::Wecom, StepError::park(why))
+                    .await
             }
         }
     }

@@ -24,7 +24,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tagsync::domain::Timestamp;
-use tagsync::metrics::JOBS;
 use tagsync::ports::{Clock, OffsetClock};
 use tagsync::sim::mall::NewMember;
 use tagsync::sim::wecom::SimConfig;
@@ -99,17 +98,6 @@ struct Round {
     failures: Vec<String>,
 }
 
-fn jobs_with(w: &World, outcome: &str) -> u64 {
-    let prefix = format!("{}{{", JOBS.name);
-    w.app
-        .metrics
-        .prometheus()
-        .lines()
-        .filter(|l| l.starts_with(&prefix) && l.contains(&format!("outcome=\"{outcome}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 async fn round(o: &Options) -> Round {
     let clock = OffsetClock::default();
     let w = World::start(WorldOptions {
@@ -165,9 +153,9 @@ async fn round(o: &Options) -> Round {
     }
     let calls_before = w.wecom.calls().len();
     let (rescheduled0, retried0, parked0) = (
-        jobs_with(&w, "rescheduled"),
-        jobs_with(&w, "retried"),
-        jobs_with(&w, "parked"),
+        w.jobs_with_outcome(Some("rescheduled")),
+        w.jobs_with_outcome(Some("retried")),
+        w.jobs_with_outcome(Some("parked")),
     );
 
     // `lead` seconds before a minute boundary.
@@ -238,9 +226,9 @@ async fn round(o: &Options) -> Round {
         ok_marks,
         refused,
         other_failures,
-        rescheduled: jobs_with(&w, "rescheduled") - rescheduled0,
-        retried: jobs_with(&w, "retried") - retried0,
-        parked: jobs_with(&w, "parked") - parked0,
+        rescheduled: w.jobs_with_outcome(Some("rescheduled")) - rescheduled0,
+        retried: w.jobs_with_outcome(Some("retried")) - retried0,
+        parked: w.jobs_with_outcome(Some("parked")) - parked0,
         failures,
     };
     w.stop().await;

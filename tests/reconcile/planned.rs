@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tagsync::domain::Timestamp;
-use tagsync::metrics::JOBS;
 use tagsync::ports::{Clock, OffsetClock};
 use tagsync::sim::mall::NewMember;
 use tagsync::sim::wecom::SimConfig;
@@ -25,17 +24,6 @@ fn customer(i: usize) -> String {
 }
 fn sales(i: usize) -> String {
     format!("sales_{}", i % 5)
-}
-
-fn jobs_with_outcome(w: &World, outcome: &str) -> u64 {
-    let prefix = format!("{}{{", JOBS.name);
-    w.app
-        .metrics
-        .prometheus()
-        .lines()
-        .filter(|l| l.starts_with(&prefix) && l.contains(&format!("outcome=\"{outcome}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// Relations carrying the WeCom tag `tag`.
@@ -143,10 +131,10 @@ async fn a_first_run_needing_50_marks_at_20_an_hour_plans_its_finish_two_hours_o
         "{done:#}"
     );
     assert!(
-        jobs_with_outcome(&w, "rescheduled") >= 1,
+        w.jobs_with_outcome(Some("rescheduled")) >= 1,
         "the held-back jobs wait for the window"
     );
-    assert_eq!(jobs_with_outcome(&w, "parked"), 0);
+    assert_eq!(w.jobs_with_outcome(Some("parked")), 0);
 
     // Each window's end lets the next 20 through, and the last 10 close the run's plan.
     clock.jump_to(Timestamp::from_millis((hour + 1) * HOUR + 1_000));
@@ -155,6 +143,6 @@ async fn a_first_run_needing_50_marks_at_20_an_hour_plans_its_finish_two_hours_o
     until_marked(&w, &gold, RELATIONS).await;
     let c = w.app.queue.counts().await.unwrap();
     assert_eq!((c.pending, c.dead), (0, 0), "{c:?}");
-    assert_eq!(jobs_with_outcome(&w, "parked"), 0);
+    assert_eq!(w.jobs_with_outcome(Some("parked")), 0);
     w.stop().await;
 }

@@ -502,19 +502,25 @@ impl World {
         out
     }
 
-    /// A snapshot of the traffic between the sides so far.
-    pub fn activity(&self) -> Activity {
+    /// Jobs finished so far with `outcome` (`done`, `retried`, `rescheduled`, `parked`, …),
+    /// or with any outcome (`None`), from the jobs counter.
+    pub fn jobs_with_outcome(&self, outcome: Option<&str>) -> u64 {
         let prefix = format!("{}{{", JOBS.name);
-        let jobs = self
-            .app
+        let label = outcome.map(|o| format!("outcome=\"{o}\""));
+        self.app
             .metrics
             .prometheus()
             .lines()
             .filter(|l| l.starts_with(&prefix))
+            .filter(|l| label.as_ref().is_none_or(|o| l.contains(o.as_str())))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
+            .sum()
+    }
+
+    /// A snapshot of the traffic between the sides so far.
+    pub fn activity(&self) -> Activity {
         Activity {
-            jobs,
+            jobs: self.jobs_with_outcome(None),
             wecom_calls: self.wecom.calls().len(),
             wecom_callbacks: self.wecom.callbacks().len(),
             mall_requests: self.mall.requests().len(),

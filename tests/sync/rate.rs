@@ -6,7 +6,6 @@ use crate::steps::*;
 use crate::support::world::{World, WorldOptions};
 use std::sync::Arc;
 use tagsync::domain::Timestamp;
-use tagsync::metrics::JOBS;
 use tagsync::ports::{Clock, OffsetClock};
 use tagsync::sim::wecom::SimConfig;
 use tagsync::wecom::classify::ApiOp;
@@ -15,17 +14,6 @@ use tagsync::wecom::classify::ApiOp;
 /// stays far above this, so it is WeCom's 45009 that tagsync meets).
 const LIMIT: u32 = 20;
 const WORKERS: usize = 4;
-
-fn jobs_with_outcome(w: &World, outcome: &str) -> u64 {
-    let prefix = format!("{}{{", JOBS.name);
-    w.app
-        .metrics
-        .prometheus()
-        .lines()
-        .filter(|l| l.starts_with(&prefix) && l.contains(&format!("outcome=\"{outcome}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn relations_beyond_wecoms_minute_wait_for_the_next_minute_with_at_most_one_45009_per_worker()
@@ -51,7 +39,7 @@ async fn relations_beyond_wecoms_minute_wait_for_the_next_minute_with_at_most_on
         members.push(bound_member(&w, &format!("wm_{i:03}"), &sales).await);
     }
     let calls_before = w.wecom.calls().len();
-    let retried_before = jobs_with_outcome(&w, "retried");
+    let retried_before = w.jobs_with_outcome(Some("retried"));
 
     // Ten seconds before WeCom's minute ends (both sides read this clock): the first 20 go
     // through, the 21st meets 45009, the rest wait for the next minute.
@@ -83,15 +71,15 @@ async fn relations_beyond_wecoms_minute_wait_for_the_next_minute_with_at_most_on
     );
     assert_eq!(marks.len(), done + refused, "no other failures");
     assert!(
-        jobs_with_outcome(&w, "rescheduled") >= 1,
+        w.jobs_with_outcome(Some("rescheduled")) >= 1,
         "jobs waited for the window by being rescheduled"
     );
     assert_eq!(
-        jobs_with_outcome(&w, "retried") - retried_before,
+        w.jobs_with_outcome(Some("retried")) - retried_before,
         0,
         "no job failed and backed off"
     );
-    assert_eq!(jobs_with_outcome(&w, "parked"), 0);
+    assert_eq!(w.jobs_with_outcome(Some("parked")), 0);
     w.stop().await;
 }
 
@@ -107,7 +95,7 @@ async fn a_member_job_meeting_the_malls_rate_limit_more_often_than_it_may_fail_w
     mall_made_group(&w, "会员等级", 20, &[("金卡", 1)]).await;
     let gold = hub_tag(&w, "会员等级", "金卡").await;
     let member = bound_member(&w, "wm_busy", &["sales_li"]).await;
-    let retried_before = jobs_with_outcome(&w, "retried");
+    let retried_before = w.jobs_with_outcome(Some("retried"));
     let requests_before = w.mall.requests().len();
     // More 429s than the job's receives allowed (5) times the client's tries in a job (3).
     w.mall.update_faults(|f| f.rate_limited_next = 16);
@@ -129,14 +117,14 @@ async fn a_member_job_meeting_the_malls_rate_limit_more_often_than_it_may_fail_w
         .count();
     assert_eq!(limited, 16, "the mall said 429 sixteen times");
     assert!(
-        jobs_with_outcome(&w, "rescheduled") >= 5,
+        w.jobs_with_outcome(Some("rescheduled")) >= 5,
         "rescheduled past the receive limit"
     );
     assert_eq!(
-        jobs_with_outcome(&w, "retried") - retried_before,
+        w.jobs_with_outcome(Some("retried")) - retried_before,
         0,
         "no receive counted as a failure"
     );
-    assert_eq!(jobs_with_outcome(&w, "parked"), 0);
+    assert_eq!(w.jobs_with_outcome(Some("parked")), 0);
     w.stop().await;
 }

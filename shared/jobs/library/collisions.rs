@@ -389,19 +389,24 @@ impl Cx<'_> {
             return Err(clash());
         };
         let carried = T::carried(self, me, &holder).await?;
-        // Where each came from, if a third object holds that place now (the sides read
-        // afresh: they may have changed since this job read them).
-        self.wecom_lib = None;
-        self.mall_lib = None;
-        let mut taken = Vec::new();
-        for (y, z) in [(&x, &o), (&o, &x)] {
-            if let Some((_, back)) = y.came_from()
-                && self.back_taken(y, &back, z.id()).await?
-            {
-                taken.push(y.id().clone());
+        let mut verdict = collision(Some(&x), &o, carried.is_some(), |_| false);
+        if matches!(verdict, Collision::Refuse { .. }) {
+            // A change is only refused where it can go back: where each came from, if a
+            // third object holds that place now (the sides read afresh: they may have
+            // changed since this job read them).
+            self.wecom_lib = None;
+            self.mall_lib = None;
+            let mut taken = Vec::new();
+            for (y, z) in [(&x, &o), (&o, &x)] {
+                if let Some((_, back)) = y.came_from()
+                    && self.back_taken(y, &back, z.id()).await?
+                {
+                    taken.push(y.id().clone());
+                }
             }
+            verdict = collision(Some(&x), &o, carried.is_some(), |id| taken.contains(id));
         }
-        match collision(Some(&x), &o, carried.is_some(), |id| taken.contains(id)) {
+        match verdict {
             Collision::Clash => Err(clash()),
             // `me` changed meanwhile (a nested run settled the clash another way): the step
             // that met the name is stale; the job starts again from what is stored now.

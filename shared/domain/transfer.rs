@@ -36,6 +36,17 @@ pub enum CustomerTransfer {
     Failed,
 }
 
+/// What WeCom's answer to `transfer_customer` means for one customer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferSent {
+    /// The transfer is under way (initiated now or by an earlier try).
+    Initiated,
+    /// The takeover member is at their customer limit.
+    TakeoverFull,
+    /// WeCom refused the customer: it fails with WeCom's reason.
+    Refused,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferCustomer {
     pub external_userid: ExternalUserId,
@@ -76,15 +87,21 @@ impl TransferCustomer {
         self.reason = Some(reason);
     }
 
-    /// `transfer_customer`'s answer for this customer: 0 means initiated; 40129/40100 (a
-    /// transfer of the customer is already going) count as initiated too — a retry after a
-    /// crash finds its own transfer; one to someone else is not in this pair's results and
-    /// fails then. 40099 is the takeover's limit; anything else fails with `reason`.
-    pub fn sent(&mut self, errcode: i64, reason: impl FnOnce() -> String, now: Timestamp) {
-        match errcode {
-            0 | 40100 | 40129 => self.sent_at = Some(now),
-            40099 => self.end(CustomerTransfer::Limit, Some(errcode), reason()),
-            _ => self.end(CustomerTransfer::Failed, Some(errcode), reason()),
+    /// `transfer_customer`'s answer for this customer: what it means (`wecom::classify::
+    /// transfer_sent` reads the errcode), and the errcode and `reason` kept when it ends it.
+    pub fn sent(
+        &mut self,
+        answer: TransferSent,
+        errcode: i64,
+        reason: impl FnOnce() -> String,
+        now: Timestamp,
+    ) {
+        match answer {
+            TransferSent::Initiated => self.sent_at = Some(now),
+            TransferSent::TakeoverFull => {
+                self.end(CustomerTransfer::Limit, Some(errcode), reason())
+            }
+            TransferSent::Refused => self.end(CustomerTransfer::Failed, Some(errcode), reason()),
         }
     }
 
@@ -242,6 +259,7 @@ impl Ord for CustomerTransfer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wecom::classify::transfer_sent;
 
     fn state(n: usize) -> TransferState {
         TransferState {
@@ -266,7 +284,9 @@ mod tests {
         };
         assert_eq!(first.len(), 100);
         for c in &first {
-            s.customer_mut(c).unwrap().sent(0, String::new, t0);
+            s.customer_mut(c)
+                .unwrap()
+                .sent(transfer_sent(0), 0, String::new, t0);
         }
         let TransferStep::Send(second) = s.next_step(t0) else {
             panic!("then the rest")
@@ -276,7 +296,7 @@ mod tests {
             let code = if i == 0 { 40128 } else { 0 };
             s.customer_mut(c)
                 .unwrap()
-                .sent(code, || "too often".into(), t0);
+                .sent(transfer_sent(code), code, || "too often".into(), t0);
         }
         s.follow_at = s.takeover_due();
         assert_eq!(s.follow_at, Some(t0.plus_millis(TAKEOVER_MS)));
@@ -311,10 +331,10 @@ mod tests {
     fn a_transfer_already_going_counts_as_sent_and_the_takeovers_limit_is_its_own_status() {
         let now = Timestamp::from_millis(5);
         let mut c = TransferCustomer::new(ExternalUserId::new_unchecked("c"), vec![]);
-        c.sent(40129, || unreachable!(), now);
+        c.sent(transfer_sent(40129), 40129, || unreachable!(), now);
         assert!(c.awaiting_wecom());
         let mut d = TransferCustomer::new(ExternalUserId::new_unchecked("d"), vec![]);
-        d.sent(40099, || "limit".into(), now);
+        d.sent(transfer_sent(40099), 40099, || "limit".into(), now);
         assert_eq!(
             (d.status, d.errcode),
             (CustomerTransfer::Limit, Some(40099))

@@ -29,7 +29,7 @@ use super::{StepError, is_synced_wecom_tag};
 use crate::app::App;
 use crate::domain::*;
 use crate::http::ApiError;
-use crate::wecom::classify::{ApiOp, Verdict, classify_errcode_at};
+use crate::wecom::classify::{ApiOp, Verdict, classify_errcode_at, transfer_sent};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -196,7 +196,12 @@ async fn send(
                 continue;
             }
             match answers.get(c) {
-                Some(code) => x.sent(*code, || reason_of(op, *code, now), now),
+                Some(code) => x.sent(
+                    transfer_sent(*code),
+                    *code,
+                    || reason_of(op, *code, now),
+                    now,
+                ),
                 None => {
                     x.status = CustomerTransfer::Failed;
                     x.reason = Some("WeCom's answer did not list this customer".into());

@@ -279,6 +279,19 @@ pub fn refusal(errcode: i64) -> Option<Refusal> {
     }
 }
 
+/// What `transfer_customer`'s errcode for one customer means (§6): 0 is initiated, and so is
+/// 40100/40129 (a transfer of the customer is already going: a retry after a crash finds its
+/// own; one to someone else is not in this pair's results and fails then); 40099 is the
+/// takeover member's customer limit; anything else refuses the customer.
+pub fn transfer_sent(errcode: i64) -> crate::domain::TransferSent {
+    use crate::domain::TransferSent;
+    match errcode {
+        0 | 40100 | 40129 => TransferSent::Initiated,
+        40099 => TransferSent::TakeoverFull,
+        _ => TransferSent::Refused,
+    }
+}
+
 /// How a call failed below the errcode layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransportFailure {
@@ -318,6 +331,21 @@ mod tests {
 
     fn at(ms: i64) -> Timestamp {
         Timestamp::from_millis(ms)
+    }
+
+    #[test]
+    fn a_customers_transfer_errcode_means_initiated_takeover_full_or_refused() {
+        use crate::domain::TransferSent::*;
+        for (code, meaning) in [
+            (0, Initiated),
+            (40100, Initiated),
+            (40129, Initiated),
+            (40099, TakeoverFull),
+            (40128, Refused),
+            (40131, Refused),
+        ] {
+            assert_eq!(transfer_sent(code), meaning, "errcode {code}");
+        }
     }
 
     fn permanent_reason(v: Verdict) -> String {

@@ -726,7 +726,7 @@ pub async fn transfer_runs_of_the_largest_size_round_trip(store: Arc<dyn Store>)
                 ExternalUserId::new_unchecked(format!("wmAJ2GCAAAXtWyujaWJHDDGi0mAC{i:05}")),
                 tags,
             );
-            c.sent(40128, || "the customer was transferred too often (once per 90 days, at most twice) (errcode 40128)".into(), now());
+            c.sent(TransferSent::Refused, 40128, || "the customer was transferred too often (once per 90 days, at most twice) (errcode 40128)".into(), now());
             c
         })
         .collect();

@@ -5,7 +5,7 @@ use crate::config::{Config, ConfigError};
 use crate::domain::{Tenant, TenantId, Timestamp};
 use crate::mall::client::{MallClient, MallEndpoint};
 use crate::metrics::Metrics;
-use crate::ports::{Clock, Queue, Store, StoreResult, SystemClock};
+use crate::ports::{Clock, MallPort, Queue, Store, StoreResult, SystemClock, WecomPort};
 use crate::queue::sqlite::SqliteQueue;
 use crate::store::sealing::{KeySource, KmsKey, SecretKey};
 use crate::store::sqlite::{SqliteDb, open_store};
@@ -27,10 +27,11 @@ pub struct App {
     /// Tenants as the inbound endpoints read them.
     pub tenants: Arc<TenantCache>,
     pub metrics: Arc<Metrics>,
-    /// The platform clients, built once per process (they hold connection pools, the token
-    /// cache and the rate budget).
-    pub wecom: Arc<WecomClient>,
-    pub mall: Arc<MallClient>,
+    /// The platforms, through their ports: the HTTP clients, built once per process (they
+    /// hold connection pools, the token cache and the rate budget) with their knobs set in
+    /// [`App::new`].
+    pub wecom: Arc<dyn WecomPort>,
+    pub mall: Arc<dyn MallPort>,
     /// Locks of the entities sync jobs bring up to date, within this process.
     pub locks: Arc<crate::concurrency::Locks>,
 }

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`domain`] | pure model: id newtypes, tenants, the tag library, members, jobs, runs, audit |
 //! | [`sync`] | the sync engine, pure: merge what each side shows with the hub and plan changes; the rules for a name two objects want and for a group's tags |
-//! | [`ports`] | the traits handlers depend on: [`ports::Store`], [`ports::Queue`], [`ports::Clock`] |
+//! | [`ports`] | the traits handlers depend on: [`ports::Store`], [`ports::Queue`], [`ports::Clock`], [`ports::WecomPort`], [`ports::MallPort`] |
 //! | [`store`] | the typed store over one pk/sk table, with SQLite and DynamoDB backends; tenant secrets sealed at rest |
 //! | [`queue`] | the durable SQLite queue and the SQS queue |
 //! | [`wecom`] | WeCom: callback crypto and events, API client, shared token, rate limiter, errcode classifier (verdicts and refusals: the one place errcodes are read) |
@@ -27,6 +27,7 @@
 
 pub mod api;
 pub mod app;
+pub mod aws_error;
 pub mod concurrency;
 pub mod config;
 pub mod console;

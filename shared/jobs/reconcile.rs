@@ -378,7 +378,7 @@ async fn record(
 /// when the store cannot say.
 async fn mark_tag_windows(app: &App, tenant: &Tenant) -> Option<pace::Windows> {
     let corp = &App::wecom_credentials(tenant).corp_id;
-    match app.wecom.budget().windows(corp, ApiOp::MarkTag).await {
+    match app.wecom.rate_windows(corp, ApiOp::MarkTag).await {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(tenant = %tenant.id, error = %e, "rate budget unreadable; the run's plan is not updated");

@@ -3,4 +3,5 @@
 //! the REST client tagsync calls it with.
 
 pub mod client;
+mod port;
 pub mod webhook;

@@ -7,5 +7,6 @@ pub mod classify;
 pub mod client;
 pub mod crypto;
 pub mod event;
+mod port;
 pub mod strategy;
 pub mod token;

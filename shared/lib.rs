@@ -27,6 +27,7 @@
 
 pub mod api;
 pub mod app;
+pub mod aws_error;
 pub mod concurrency;
 pub mod config;
 pub mod console;

@@ -117,8 +117,38 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// The customer index (issue 15): customers found by their tags, states, staff and text. A
+/// part of every [`Store`]; each backend answers filters its own way (`store::customers`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait CustomerIndex: Send + Sync {
+    async fn get_customer_entry(
+        &self,
+        tenant: &TenantId,
+        customer: &ExternalUserId,
+    ) -> StoreResult<Option<CustomerEntry>>;
+    /// Writes the entry if its stored version is still `entry.version` (0: none stored);
+    /// on success `entry.version` is the new version; otherwise [`StoreError::Conflict`].
+    async fn put_customer_entry(&self, entry: &mut CustomerEntry) -> StoreResult<()>;
+    /// Customers matching `filter` in external-userid order after `cursor`, at most `limit`
+    /// (clamped to 1..=200), with the exact number of matches.
+    async fn query_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<CustomerPage>;
+    /// Every customer matching `filter`, in external-userid order (a bulk run's snapshot).
+    async fn matching_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+    ) -> StoreResult<Vec<ExternalUserId>>;
+}
+
+/// Everything tagsync keeps, the customer index included.
+#[async_trait]
+pub trait Store: CustomerIndex + Send + Sync + 'static {
     /// A cheap read that fails when the store cannot be used (`/healthz`).
     async fn check(&self) -> StoreResult<()>;
 
@@ -171,31 +201,6 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         customer: &ExternalUserId,
     ) -> StoreResult<Option<CustomerRelations>>;
-
-    // The customer index (issue 15; how each backend answers filters: `store::customers`).
-    async fn get_customer_entry(
-        &self,
-        tenant: &TenantId,
-        customer: &ExternalUserId,
-    ) -> StoreResult<Option<CustomerEntry>>;
-    /// Writes the entry if its stored version is still `entry.version` (0: none stored);
-    /// on success `entry.version` is the new version.
-    async fn put_customer_entry(&self, entry: &mut CustomerEntry) -> StoreResult<()>;
-    /// Customers matching `filter` in external-userid order after `cursor`, at most `limit`
-    /// (1..=200), with the exact number of matches.
-    async fn query_customers(
-        &self,
-        tenant: &TenantId,
-        filter: &CustomerFilter,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<CustomerPage>;
-    /// Every customer matching `filter`, in external-userid order.
-    async fn matching_customers(
-        &self,
-        tenant: &TenantId,
-        filter: &CustomerFilter,
-    ) -> StoreResult<Vec<ExternalUserId>>;
 
     /// Applies every write or none. Versions are checked as for single puts.
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()>;

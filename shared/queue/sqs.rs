@@ -3,6 +3,7 @@
 //! only what SQS lacks: a reason on parked messages (message attributes on the DLQ copy) and
 //! a redrive that moves messages by id.
 
+use crate::aws_error;
 use crate::domain::{Job, Timestamp};
 use crate::ports::{Clock, DeadLetter, Delivery, Queue, QueueCounts, QueueError, SystemClock};
 use async_trait::async_trait;
@@ -317,22 +318,7 @@ impl Queue for SqsQueue {
     /// `ChangeMessageVisibility` from now; SQS refuses to hold a message more than 12 hours
     /// after its receive, which then shows as an error here.
     async fn extend(&self, delivery: &Delivery, visibility: Duration) -> Result<(), QueueError> {
-        self.client_for("ChangeMessageVisibility")
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(&delivery.receipt)
-            .visibility_timeout(whole_secs(visibility, MAX_VISIBILITY_SECS))
-            .send()
-            .await
-            .map_err(|e| {
-                receipt_error(
-                    "ChangeMessageVisibility",
-                    &delivery.message_id,
-                    &self.queue_url,
-                    e,
-                )
-            })?;
-        Ok(())
+        self.hide_for(delivery, visibility).await
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
@@ -348,22 +334,7 @@ impl Queue for SqsQueue {
         delay: Duration,
         _error: &str,
     ) -> Result<(), QueueError> {
-        self.client_for("ChangeMessageVisibility")
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(&delivery.receipt)
-            .visibility_timeout(whole_secs(delay, MAX_VISIBILITY_SECS))
-            .send()
-            .await
-            .map_err(|e| {
-                receipt_error(
-                    "ChangeMessageVisibility",
-                    &delivery.message_id,
-                    &self.queue_url,
-                    e,
-                )
-            })?;
-        Ok(())
+        self.hide_for(delivery, delay).await
     }
 
     /// A fresh copy with a delay (SQS counts receives per message, and a visibility change
@@ -505,6 +476,27 @@ impl Queue for SqsQueue {
 }
 
 impl SqsQueue {
+    /// `ChangeMessageVisibility`: the delivery stays hidden `visibility` from now (at most
+    /// 12 hours after its receive, which SQS enforces).
+    async fn hide_for(&self, delivery: &Delivery, visibility: Duration) -> Result<(), QueueError> {
+        self.client_for("ChangeMessageVisibility")
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(&delivery.receipt)
+            .visibility_timeout(whole_secs(visibility, MAX_VISIBILITY_SECS))
+            .send()
+            .await
+            .map_err(|e| {
+                receipt_error(
+                    "ChangeMessageVisibility",
+                    &delivery.message_id,
+                    &self.queue_url,
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
     /// The named numeric attributes of a queue, in order (missing ones read as 0).
     async fn queue_numbers(
         &self,
@@ -667,34 +659,13 @@ where
     sqs_error(op, queue_url, err)
 }
 
-/// Throttling, server-side and transport errors are `Unavailable` (retry later); any other
-/// service error means the request itself is wrong (`Invalid`).
+/// A failure that may pass is `Unavailable` (retry later); any other means the request itself
+/// is wrong (`Invalid`) ([`aws_error::classify`]; SQS has no "later" codes beyond throttling).
 fn sqs_error<E>(op: &'static str, target: &str, err: SdkError<E, HttpResponse>) -> QueueError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let server_side = err
-        .raw_response()
-        .is_some_and(|r| r.status().is_server_error());
-    match err.as_service_error() {
-        Some(service) => {
-            let code = service.code().unwrap_or("Unknown");
-            let message = format!(
-                "{op} on {target}: {code}: {}",
-                service.message().unwrap_or("no message")
-            );
-            let throttled = code.contains("Throttl") || code == "RequestThrottled";
-            if server_side || throttled {
-                QueueError::Unavailable { op, message }
-            } else {
-                QueueError::Invalid(message)
-            }
-        }
-        None => QueueError::Unavailable {
-            op,
-            message: format!("{target}: {}", DisplayErrorContext(&err)),
-        },
-    }
+    aws_error::classify(op, target, &err, &[])
 }
 
 #[cfg(test)]

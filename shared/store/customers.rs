@@ -21,39 +21,10 @@
 use super::item::{Condition, Direction, Item, ItemBackend, ItemWrite, Query};
 use crate::domain::*;
 use crate::ports::{StoreError, StoreResult};
-use async_trait::async_trait;
 use std::collections::BTreeSet;
 
-/// The most customers one page of the admin API lists.
+/// The most customers one page of the admin API lists (`CustomerIndex::query_customers`).
 pub const MAX_PAGE: usize = 200;
-
-/// What a store backend answers about the customer index.
-#[async_trait]
-pub trait CustomerIndex: Send + Sync {
-    async fn get_customer_entry(
-        &self,
-        tenant: &TenantId,
-        customer: &ExternalUserId,
-    ) -> StoreResult<Option<CustomerEntry>>;
-    /// Writes `entry` if the stored version is still `entry.version` (0: none stored), and
-    /// bumps `entry.version`; otherwise [`StoreError::Conflict`].
-    async fn put_customer_entry(&self, entry: &mut CustomerEntry) -> StoreResult<()>;
-    /// The customers matching `filter`, ordered by external userid, after `cursor`, at most
-    /// `limit` (clamped to 1..=[`MAX_PAGE`]), with the exact number of matches.
-    async fn query_customers(
-        &self,
-        tenant: &TenantId,
-        filter: &CustomerFilter,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<CustomerPage>;
-    /// Every customer matching `filter`, in external-userid order (a bulk run's snapshot).
-    async fn matching_customers(
-        &self,
-        tenant: &TenantId,
-        filter: &CustomerFilter,
-    ) -> StoreResult<Vec<ExternalUserId>>;
-}
 
 fn corrupt(key: String) -> impl FnOnce(serde_json::Error) -> StoreError {
     move |e| StoreError::Corrupt {
@@ -159,13 +130,15 @@ pub async fn items_put<B: ItemBackend + ?Sized>(
     Ok(())
 }
 
-pub async fn items_matching<B: ItemBackend + ?Sized>(
+/// Walks the partition `filter` reads ([`CustomerFilter::narrowing_facet`]) in external-userid
+/// order, handing `each` every copy that matches the whole filter, with its sort key.
+async fn for_each_match<B: ItemBackend + ?Sized>(
     b: &B,
     t: &TenantId,
     filter: &CustomerFilter,
-) -> StoreResult<Vec<ExternalUserId>> {
+    mut each: impl FnMut(&str, CustomerEntry),
+) -> StoreResult<()> {
     let pk = partition(t, filter.narrowing_facet().as_ref());
-    let mut out = Vec::new();
     let mut start_after: Option<String> = None;
     loop {
         let items = b
@@ -182,13 +155,23 @@ pub async fn items_matching<B: ItemBackend + ?Sized>(
         for i in &items {
             let e = decode(&i.key(), &i.data, 0)?;
             if filter.matches(&e) {
-                out.push(e.external_userid);
+                each(&i.sk, e);
             }
         }
         if items.len() < WALK_PAGE {
-            return Ok(out);
+            return Ok(());
         }
     }
+}
+
+pub async fn items_matching<B: ItemBackend + ?Sized>(
+    b: &B,
+    t: &TenantId,
+    filter: &CustomerFilter,
+) -> StoreResult<Vec<ExternalUserId>> {
+    let mut out = Vec::new();
+    for_each_match(b, t, filter, |_, e| out.push(e.external_userid)).await?;
+    Ok(out)
 }
 
 pub async fn items_query<B: ItemBackend + ?Sized>(
@@ -199,39 +182,18 @@ pub async fn items_query<B: ItemBackend + ?Sized>(
     limit: usize,
 ) -> StoreResult<CustomerPage> {
     let limit = limit.clamp(1, MAX_PAGE);
-    let pk = partition(t, filter.narrowing_facet().as_ref());
     let mut page = CustomerPage::default();
-    let mut start_after: Option<String> = None;
-    loop {
-        let items = b
-            .query(&Query {
-                pk: pk.clone(),
-                sk_prefix: String::new(),
-                start_after: start_after.clone(),
-                limit: WALK_PAGE,
-                direction: Direction::Ascending,
-                on_gsi: false,
-            })
-            .await?;
-        let full = items.len() == WALK_PAGE;
-        start_after = items.last().map(|i| i.sk.clone());
-        for i in &items {
-            let e = decode(&i.key(), &i.data, 0)?;
-            if !filter.matches(&e) {
-                continue;
-            }
-            page.total += 1;
-            let after_cursor = cursor.is_none_or(|c| i.sk.as_str() > c);
-            if after_cursor && page.customers.len() < limit {
-                page.customers.push(e);
-            } else if after_cursor && page.next_cursor.is_none() {
-                page.next_cursor = page.customers.last().map(|x| x.external_userid.to_string());
-            }
+    // `total` is exact: the partition is read to its end on every page.
+    for_each_match(b, t, filter, |sk, e| {
+        page.total += 1;
+        let after_cursor = cursor.is_none_or(|c| sk > c);
+        if after_cursor && page.customers.len() < limit {
+            page.customers.push(e);
+        } else if after_cursor && page.next_cursor.is_none() {
+            page.next_cursor = page.customers.last().map(|x| x.external_userid.to_string());
         }
-        if !full {
-            break;
-        }
-    }
+    })
+    .await?;
     // The copies carry no version; the listing is for reading, a writer reads the entry.
     Ok(page)
 }

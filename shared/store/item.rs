@@ -104,25 +104,27 @@ pub struct Query {
     pub on_gsi: bool,
 }
 
+/// A conditional counter's step: the count is kept in the `pk`/`sk` item's `version` (absent
+/// counts as 0); `by` is added unless the count already reached `limit`. `expiration` is the
+/// item's TTL. Counter items are never read as entities (their `data` is `{}`).
+#[derive(Clone, Debug)]
+pub struct CountUp {
+    pub pk: String,
+    pub sk: String,
+    pub by: u64,
+    pub limit: u64,
+    pub expiration: i64,
+}
+
 /// Raw item storage. Conditions failing give `StoreError::Conflict` (single writes) or
 /// `StoreError::TransactionConflict` (transactions).
 #[async_trait]
-pub trait ItemBackend: super::customers::CustomerIndex + Send + Sync + 'static {
+pub trait ItemBackend: crate::ports::store::CustomerIndex + Send + Sync + 'static {
     async fn get(&self, pk: &str, sk: &str) -> StoreResult<Option<Item>>;
     async fn query(&self, query: &Query) -> StoreResult<Vec<Item>>;
     async fn write(&self, write: ItemWrite) -> StoreResult<()>;
     /// All or nothing; at most 100 writes, no two on the same item.
     async fn transact(&self, writes: Vec<ItemWrite>) -> StoreResult<()>;
-    /// A conditional counter kept in the item's `version` (absent counts as 0): adds `by`
-    /// unless the count already reached `limit`, atomically, and answers the new count, or
-    /// `None` when it was full. `expiration` is the item's TTL. Counter items are never read
-    /// as entities (their `data` is `{}`).
-    async fn count_up(
-        &self,
-        pk: &str,
-        sk: &str,
-        by: u64,
-        limit: u64,
-        expiration: i64,
-    ) -> StoreResult<Option<u64>>;
+    /// Steps a counter atomically and answers the new count, or `None` when it was full.
+    async fn count_up(&self, step: CountUp) -> StoreResult<Option<u64>>;
 }

@@ -8,10 +8,11 @@
 //! 200 callbacks costs a handful of commits instead of 800. Reads use a second connection,
 //! which WAL lets run beside the writer.
 
-use super::customers::{self, CustomerIndex};
-use super::item::{Condition, Direction, Item, ItemBackend, ItemWrite, Query};
+use super::customers;
+use super::item::{Condition, CountUp, Direction, Item, ItemBackend, ItemWrite, Query};
 use super::table::TableStore;
 use crate::domain::{CustomerEntry, CustomerFilter, CustomerPage, ExternalUserId, TenantId};
+use crate::ports::store::CustomerIndex;
 use crate::ports::{StoreError, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -56,6 +57,14 @@ impl From<WriteFailed> for rusqlite::Error {
         )
     }
 }
+
+/// Work on a connection, run off the async threads ([`SqliteDb::read`], [`SqliteDb::write`]).
+pub trait DbWork<T, E>: FnOnce(&Connection) -> Result<T, E> + Send + 'static {}
+impl<F, T, E> DbWork<T, E> for F where F: FnOnce(&Connection) -> Result<T, E> + Send + 'static {}
+
+/// The error of such work: it can also say that the database failed it as a whole.
+pub trait DbError: From<WriteFailed> + Send + 'static {}
+impl<E: From<WriteFailed> + Send + 'static> DbError for E {}
 
 /// Called once the group's transaction ended: `Ok` when it committed.
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -273,14 +282,7 @@ impl SqliteDb {
     }
 
     /// Runs a read on the reader connection, off the async threads.
-    pub async fn read<T, E>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
-    ) -> Result<T, E>
-    where
-        T: Send + 'static,
-        E: From<WriteFailed> + Send + 'static,
-    {
+    pub async fn read<T: Send + 'static, E: DbError>(&self, f: impl DbWork<T, E>) -> Result<T, E> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let n = inner
@@ -298,14 +300,7 @@ impl SqliteDb {
 
     /// Runs a write atomically (in its own savepoint) and answers once it is committed. An
     /// `Err` from `f` rolls back what `f` did and is returned as is.
-    pub async fn write<T, E>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
-    ) -> Result<T, E>
-    where
-        T: Send + 'static,
-        E: From<WriteFailed> + Send + 'static,
-    {
+    pub async fn write<T: Send + 'static, E: DbError>(&self, f: impl DbWork<T, E>) -> Result<T, E> {
         let (done, answer) = tokio::sync::oneshot::channel::<Result<T, E>>();
         let op: WriteOp = Box::new(move |conn| {
             let result = f(conn);
@@ -552,18 +547,17 @@ impl ItemBackend for SqliteItems {
             .await
     }
 
-    async fn count_up(
-        &self,
-        pk: &str,
-        sk: &str,
-        by: u64,
-        limit: u64,
-        expiration: i64,
-    ) -> StoreResult<Option<u64>> {
+    async fn count_up(&self, step: CountUp) -> StoreResult<Option<u64>> {
+        let CountUp {
+            pk,
+            sk,
+            by,
+            limit,
+            expiration,
+        } = step;
         if limit == 0 {
             return Ok(None);
         }
-        let (pk, sk) = (pk.to_owned(), sk.to_owned());
         let (by, limit) = (
             by.min(i64::MAX as u64) as i64,
             limit.min(i64::MAX as u64) as i64,

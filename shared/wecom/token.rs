@@ -340,17 +340,7 @@ impl TokenCache {
                         slot.set_fetched(token.clone(), next);
                         return Ok(token.token);
                     }
-                    // An early refresh failed; the old token still works for a while.
-                    Err(e) => {
-                        let Some(v) = valid else { return Err(e) };
-                        tracing::warn!(corp = %corp, error = %e, "early token refresh failed");
-                        let next = now.plus_millis(millis(self.config.retry_ahead_every));
-                        return if slot.adopt(v.clone(), Some(next)) {
-                            Ok(v.token)
-                        } else {
-                            Err(e)
-                        };
-                    }
+                    Err(e) => return self.after_failed_fetch(corp, slot, valid, now, e),
                 }
             }
             if let Some(v) = valid
@@ -369,6 +359,27 @@ impl TokenCache {
                 });
             }
             tokio::time::sleep(self.config.poll_every).await;
+        }
+    }
+
+    /// The leased fetch failed. An early refresh falls back on the old token, which still
+    /// works for a while (`valid`), until the next attempt is due; otherwise the failure
+    /// stands.
+    fn after_failed_fetch(
+        &self,
+        corp: &CorpId,
+        slot: &Slot,
+        valid: Option<AccessToken>,
+        now: Timestamp,
+        e: WecomError,
+    ) -> Result<Secret, WecomError> {
+        let Some(v) = valid else { return Err(e) };
+        tracing::warn!(corp = %corp, error = %e, "early token refresh failed");
+        let next = now.plus_millis(millis(self.config.retry_ahead_every));
+        if slot.adopt(v.clone(), Some(next)) {
+            Ok(v.token)
+        } else {
+            Err(e)
         }
     }
 

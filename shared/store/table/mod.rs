@@ -4,27 +4,28 @@
 //! The [`Store`] implementation below is the map: each method names the key its entity lives
 //! under and the one way it is read or written ([`encoding`]); what takes more than that lives
 //! in the file of its seam — tenants and tokens with their sealed secrets (`tenants.rs`),
-//! members and customers (`members.rs`), atomic writes (`writes.rs`), audit and runs
-//! (`runs.rs`), idempotency keys, leases, counters and sign-ins (`claims.rs`), firings and
+//! members and customers (`members.rs`), atomic writes (`writes.rs`), audit entries
+//! (`audit.rs`), idempotency keys, leases, counters and sign-ins (`claims.rs`), firings and
 //! queue marks (`marks.rs`).
 //!
 //! Tenant secrets and access tokens are sealed (see [`super::sealing`]) when the store has a
 //! sealer; every other field is stored as it is.
 
+mod audit;
 mod claims;
 mod encoding;
 mod keys;
 mod marks;
 mod members;
-mod runs;
 mod tenants;
 mod writes;
 
 pub use marks::FIRING_TTL_SECS;
 
-use super::item::{Condition, ItemBackend};
+use super::item::{Condition, CountUp, ItemBackend, ItemWrite};
 use super::sealing::Sealer;
 use crate::domain::*;
+use crate::ports::store::CustomerIndex;
 use crate::ports::{Claim, Page, Store, StoreResult, Write};
 use async_trait::async_trait;
 use encoding::decode;
@@ -49,6 +50,42 @@ impl<B: ItemBackend> TableStore<B> {
     }
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+}
+
+/// The backend answers: SQLite from its tables, DynamoDB from items (`store::customers`).
+#[async_trait]
+impl<B: ItemBackend> CustomerIndex for TableStore<B> {
+    async fn get_customer_entry(
+        &self,
+        tenant: &TenantId,
+        customer: &ExternalUserId,
+    ) -> StoreResult<Option<CustomerEntry>> {
+        self.backend.get_customer_entry(tenant, customer).await
+    }
+
+    async fn put_customer_entry(&self, entry: &mut CustomerEntry) -> StoreResult<()> {
+        self.backend.put_customer_entry(entry).await
+    }
+
+    async fn query_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<CustomerPage> {
+        self.backend
+            .query_customers(tenant, filter, cursor, limit)
+            .await
+    }
+
+    async fn matching_customers(
+        &self,
+        tenant: &TenantId,
+        filter: &CustomerFilter,
+    ) -> StoreResult<Vec<ExternalUserId>> {
+        self.backend.matching_customers(tenant, filter).await
     }
 }
 
@@ -153,44 +190,12 @@ impl<B: ItemBackend> Store for TableStore<B> {
         self.get_versioned(keys::relations(tenant, customer)).await
     }
 
-    async fn get_customer_entry(
-        &self,
-        tenant: &TenantId,
-        customer: &ExternalUserId,
-    ) -> StoreResult<Option<CustomerEntry>> {
-        self.backend.get_customer_entry(tenant, customer).await
-    }
-
-    async fn put_customer_entry(&self, entry: &mut CustomerEntry) -> StoreResult<()> {
-        self.backend.put_customer_entry(entry).await
-    }
-
-    async fn query_customers(
-        &self,
-        tenant: &TenantId,
-        filter: &CustomerFilter,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<CustomerPage> {
-        self.backend
-            .query_customers(tenant, filter, cursor, limit)
-            .await
-    }
-
-    async fn matching_customers(
-        &self,
-        tenant: &TenantId,
-        filter: &CustomerFilter,
-    ) -> StoreResult<Vec<ExternalUserId>> {
-        self.backend.matching_customers(tenant, filter).await
-    }
-
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
         writes::transact(self, writes).await
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-        self.backend.write(runs::audit_put(entry)?).await
+        self.backend.write(audit::audit_put(entry)?).await
     }
 
     async fn list_audit(
@@ -220,7 +225,13 @@ impl<B: ItemBackend> Store for TableStore<B> {
         users: &[String],
         expires_at: Timestamp,
     ) -> StoreResult<()> {
-        runs::put_chain_users(self, tenant, run, chain, users, expires_at).await
+        let item = encoding::expiring_item(keys::run_part(tenant, run, chain), &users, expires_at)?;
+        let condition = Condition::Absent;
+        match self.backend.write(ItemWrite::Put { item, condition }).await {
+            // Written by an earlier copy of the page job: that one stands.
+            Err(e) if e.is_conflict() => Ok(()),
+            other => other,
+        }
     }
 
     async fn get_chain_users(
@@ -279,9 +290,15 @@ impl<B: ItemBackend> Store for TableStore<B> {
         expires_at: Timestamp,
     ) -> StoreResult<Option<u64>> {
         let (pk, sk) = keys::counter(name);
-        self.backend
-            .count_up(&pk, &sk, by, limit, expires_at.secs())
-            .await
+        let expiration = expires_at.secs();
+        let step = CountUp {
+            pk,
+            sk,
+            by,
+            limit,
+            expiration,
+        };
+        self.backend.count_up(step).await
     }
 
     async fn get_token(

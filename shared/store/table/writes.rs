@@ -2,7 +2,7 @@
 //! puts or deletes, all applied in one backend transaction.
 
 use super::encoding::{deletion, versioned_put};
-use super::{TableStore, claims, keys, marks, members, runs};
+use super::{TableStore, audit, claims, keys, marks, members};
 use crate::ports::{StoreError, StoreResult, Write};
 use crate::store::item::{Condition, Item, ItemBackend, ItemWrite};
 
@@ -57,7 +57,7 @@ fn item_writes(write: Write) -> StoreResult<Vec<ItemWrite>> {
         )?],
         Write::Customer(c) => members::relations_writes(&c)?,
         Write::Run(r) => vec![versioned_put(keys::run(&r.tenant, &r.id), &r)?],
-        Write::Audit(entry) => vec![runs::audit_put(&entry)?],
+        Write::Audit(entry) => vec![audit::audit_put(&entry)?],
         Write::Rule(r) => vec![versioned_put(keys::rule(&r.tenant, &r.id), &r)?],
         Write::Firing(f) => vec![marks::firing_put(&f)?],
         Write::CompleteOnce {

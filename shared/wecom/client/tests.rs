@@ -1,4 +1,6 @@
+use super::tags::AddTagReq;
 use super::*;
+use crate::wecom::classify::{ApiOp, TransportFailure};
 use serde_json::json;
 
 #[test]

@@ -1,42 +1,24 @@
 use super::*;
 
+/// A callback sample of wecom-api.md §5, kept as a data file exactly as the document prints
+/// it (CDATA, indentation and all), so the parser meets the real thing.
+macro_rules! sample {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/wecom-events/",
+            $name,
+            ".xml"
+        ))
+    };
+}
+
 /// §5.1 samples, verbatim apart from the ChangeType where noted.
-const ADD: &str = r#"<xml>
-  <ToUserName><![CDATA[toUser]]></ToUserName>
-  <FromUserName><![CDATA[sys]]></FromUserName>
-  <CreateTime>1403610513</CreateTime>
-  <MsgType><![CDATA[event]]></MsgType>
-  <Event><![CDATA[change_external_contact]]></Event>
-  <ChangeType><![CDATA[add_external_contact]]></ChangeType>
-  <UserID><![CDATA[zhangsan]]></UserID>
-  <ExternalUserID><![CDATA[woAJ2GCAAAXtWyujaWJHDDGi0mAAAA]]></ExternalUserID>
-  <State><![CDATA[teststate]]></State>
-  <WelcomeCode><![CDATA[WELCOMECODE]]></WelcomeCode>
-</xml>"#;
+const ADD: &str = sample!("add_external_contact");
 
-const DEL: &str = r#"<xml>
-  <ToUserName><![CDATA[toUser]]></ToUserName>
-  <FromUserName><![CDATA[sys]]></FromUserName>
-  <CreateTime>1403610513</CreateTime>
-  <MsgType><![CDATA[event]]></MsgType>
-  <Event><![CDATA[change_external_contact]]></Event>
-  <ChangeType><![CDATA[del_external_contact]]></ChangeType>
-  <UserID><![CDATA[zhangsan]]></UserID>
-  <ExternalUserID><![CDATA[woAJ2GCAAAXtWyujaWJHDDGi0mACAAAA]]></ExternalUserID>
-  <Source><![CDATA[DELETE_BY_TRANSFER]]></Source>
-</xml>"#;
+const DEL: &str = sample!("del_external_contact");
 
-const TRANSFER_FAIL: &str = r#"<xml>
-  <ToUserName><![CDATA[toUser]]></ToUserName>
-  <FromUserName><![CDATA[sys]]></FromUserName>
-  <CreateTime>1403610513</CreateTime>
-  <MsgType><![CDATA[event]]></MsgType>
-  <Event><![CDATA[change_external_contact]]></Event>
-  <ChangeType><![CDATA[transfer_fail]]></ChangeType>
-  <FailReason><![CDATA[customer_refused]]></FailReason>
-  <UserID><![CDATA[zhangsan]]></UserID>
-  <ExternalUserID><![CDATA[woAJ2GCAAAXtWyujaWJHDDGi0mAAAA]]></ExternalUserID>
-</xml>"#;
+const TRANSFER_FAIL: &str = sample!("transfer_fail");
 
 /// The same envelope without CDATA, as some senders (and the simulator) write it.
 const EDIT_BARE: &str = "<xml><ToUserName>ww1</ToUserName><FromUserName>sys</FromUserName>\
@@ -45,28 +27,9 @@ const EDIT_BARE: &str = "<xml><ToUserName>ww1</ToUserName><FromUserName>sys</Fro
     <UserID>zhangsan</UserID><ExternalUserID>woAJ2GCAAAXtWyujaWJHDDGi0mAAAA</ExternalUserID></xml>";
 
 /// §5.2 samples: StrategyId bare in one, CDATA in the other.
-const TAG_CREATE: &str = r#"<xml>
-  <ToUserName><![CDATA[CORPID]]></ToUserName>
-  <FromUserName><![CDATA[sys]]></FromUserName>
-  <CreateTime>1403610513</CreateTime>
-  <MsgType><![CDATA[event]]></MsgType>
-  <Event><![CDATA[change_external_tag]]></Event>
-  <Id><![CDATA[TAG_ID]]></Id>
-  <TagType><![CDATA[tag]]></TagType>
-  <ChangeType><![CDATA[create]]></ChangeType>
-  <StrategyId>1</StrategyId>
-</xml>"#;
+const TAG_CREATE: &str = sample!("tag_create");
 
-const TAG_SHUFFLE: &str = r#"<xml>
-  <ToUserName><![CDATA[CORPID]]></ToUserName>
-  <FromUserName><![CDATA[sys]]></FromUserName>
-  <CreateTime>1403610513</CreateTime>
-  <MsgType><![CDATA[event]]></MsgType>
-  <Event><![CDATA[change_external_tag]]></Event>
-  <Id><![CDATA[GROUP_ID]]></Id>
-  <ChangeType><![CDATA[shuffle]]></ChangeType>
-  <StrategyId><![CDATA[STRATEGY_ID]]></StrategyId>
-</xml>"#;
+const TAG_SHUFFLE: &str = sample!("tag_shuffle");
 
 fn tag_xml(to: &str, change: &str, id: &str, tag_type: &str, time: i64) -> String {
     format!(

@@ -38,6 +38,28 @@ pub struct MemberTags {
     pub version: u64,
 }
 
+impl MemberTags {
+    /// A member the hub has no tags for yet (never stored).
+    pub fn empty(tenant: &TenantId, member: &MemberId) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            member_id: member.clone(),
+            marks: BTreeMap::new(),
+            mall_base: BTreeSet::new(),
+            version: 0,
+        }
+    }
+
+    /// The tags the member has (marks that say present), in id order.
+    pub fn present(&self) -> Vec<HubTagId> {
+        self.marks
+            .iter()
+            .filter(|(_, m)| m.present)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
 /// A WeCom customer's follow relations, each with the tag set last confirmed on it (the
 /// WeCom base per relation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

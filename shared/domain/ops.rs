@@ -199,6 +199,21 @@ pub struct Chain {
     pub parked: bool,
 }
 
+impl Chain {
+    /// A chain not walked yet, created by `parent` (`None`: the run's first chain).
+    pub fn new(walk: Walk, parent: Option<&str>) -> Self {
+        Self {
+            walk,
+            page: 0,
+            cursor: None,
+            done: false,
+            parent: parent.map(str::to_owned),
+            found: None,
+            parked: false,
+        }
+    }
+}
+
 /// Which rate window spreads a run's calls out (see [`Planned`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -246,18 +261,7 @@ impl SyncRun {
     ) -> Self {
         let first = scope.first_chain();
         let mut chains = BTreeMap::new();
-        chains.insert(
-            first.0.to_owned(),
-            Chain {
-                walk: first.1,
-                page: 0,
-                cursor: None,
-                done: false,
-                parent: None,
-                found: None,
-                parked: false,
-            },
-        );
+        chains.insert(first.0.to_owned(), Chain::new(first.1, None));
         let mut run = Self {
             tenant,
             id,

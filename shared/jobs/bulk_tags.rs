@@ -313,13 +313,7 @@ async fn apply(
             .store
             .get_member_tags(t, &member)
             .await?
-            .unwrap_or(MemberTags {
-                tenant: t.clone(),
-                member_id: member.clone(),
-                marks: BTreeMap::new(),
-                mall_base: BTreeSet::new(),
-                version: 0,
-            });
+            .unwrap_or_else(|| MemberTags::empty(t, &member));
         let Some(next) = marks_after(&marks, &bulk.add, &bulk.remove, now) else {
             break;
         };
@@ -329,8 +323,8 @@ async fn apply(
             side: Actor::Hub,
             action: "member.tags_changed".into(),
             entity: format!("member:{member}"),
-            before: Some(json!(present(&marks))),
-            after: Some(json!(present(&next))),
+            before: Some(json!(marks.present())),
+            after: Some(json!(next.present())),
             origin: cause.clone(),
         };
         match app
@@ -349,14 +343,6 @@ async fn apply(
     };
     repair_in_turn(app, tenant, job, &member, &hint, View::default(), turn).await?;
     Ok(())
-}
-
-fn present(m: &MemberTags) -> Vec<&HubTagId> {
-    m.marks
-        .iter()
-        .filter(|(_, x)| x.present)
-        .map(|(t, _)| t)
-        .collect()
 }
 
 /// A customer no member is bound to: the hub holds no tags for it, so its relations get the

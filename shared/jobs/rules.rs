@@ -18,7 +18,7 @@ use crate::domain::*;
 use crate::ports::{StoreError, Write};
 use crate::sync::rules::{Event, Facts, Verdict, chained_by, evaluate, triggered};
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -485,13 +485,9 @@ impl<'a> Cx<'a> {
                 }
             }
             let stored = app.store.get_member_tags(t, member).await?;
-            let mut mt = stored.clone().unwrap_or(MemberTags {
-                tenant: t.clone(),
-                member_id: member.clone(),
-                marks: BTreeMap::new(),
-                mall_base: BTreeSet::new(),
-                version: 0,
-            });
+            let mut mt = stored
+                .clone()
+                .unwrap_or_else(|| MemberTags::empty(t, member));
             let tags: BTreeSet<HubTagId> = mt
                 .marks
                 .iter()

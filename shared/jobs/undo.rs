@@ -14,7 +14,7 @@ use crate::domain::*;
 use crate::ports::{StoreError, Write};
 use crate::sync::rules::undo_plan;
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// Firings one undo job looks at.
 const PAGE: usize = 100;
@@ -250,7 +250,7 @@ async fn reverse(
         f.undone_by = Some(run_id.to_string());
         let mut writes = vec![Write::Firing(f)];
         {
-            let before = present(&mt.marks);
+            let before = mt.present();
             for (tag, on) in &plan.reverse {
                 mt.marks.insert(
                     tag.clone(),
@@ -267,7 +267,7 @@ async fn reverse(
                 action: "member.tags_changed".into(),
                 entity: format!("member:{member}"),
                 before: Some(json!({ "tag_ids": before })),
-                after: Some(json!({ "tag_ids": present(&mt.marks), "undo_run": run_id })),
+                after: Some(json!({ "tag_ids": mt.present(), "undo_run": run_id })),
                 origin: format!("rule-undo:{}", firing.rule_id),
             }));
             writes.push(Write::MemberTags(mt));
@@ -286,14 +286,6 @@ async fn reverse(
         format!("member {member} kept changing during the undo"),
         Some(std::time::Duration::ZERO),
     ))
-}
-
-fn present(marks: &BTreeMap<HubTagId, TagMark>) -> Vec<HubTagId> {
-    marks
-        .iter()
-        .filter(|(_, m)| m.present)
-        .map(|(t, _)| t.clone())
-        .collect()
 }
 
 /// Moves the run's chain past `page` with what the page did (once: a stale copy finds the

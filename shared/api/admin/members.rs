@@ -336,14 +336,6 @@ fn unknown_view(unknown: &[(MemberId, Unknown)]) -> Value {
 // ---------------------------------------------------------------------------------------
 // The member's hub tags.
 
-fn present(mt: &MemberTags) -> Vec<HubTagId> {
-    mt.marks
-        .iter()
-        .filter(|(_, m)| m.present)
-        .map(|(id, _)| id.clone())
-        .collect()
-}
-
 /// Applies `marks` (tag → present) to the member's hub tags, decided now, with one audit entry
 /// in the same transaction; a concurrent change of the member is re-read and the marks
 /// re-applied. Answers the tags present after the change, and those it added (with their
@@ -361,14 +353,8 @@ async fn write_marks(
             .store
             .get_member_tags(tenant, member)
             .await?
-            .unwrap_or_else(|| MemberTags {
-                tenant: tenant.clone(),
-                member_id: member.clone(),
-                marks: BTreeMap::new(),
-                mall_base: BTreeSet::new(),
-                version: 0,
-            });
-        let before = present(&mt);
+            .unwrap_or_else(|| MemberTags::empty(tenant, member));
+        let before = mt.present();
         let now = app.clock.now();
         for (tag, on) in marks {
             mt.marks.insert(
@@ -379,7 +365,7 @@ async fn write_marks(
                 },
             );
         }
-        let after = present(&mt);
+        let after = mt.present();
         let mut after_view = json!({"tag_ids": after});
         if let Some(b) = batch_id {
             after_view["batch_id"] = json!(b);
@@ -505,7 +491,7 @@ async fn view(app: &App, t: &TenantId, member: &MemberId) -> Result<HttpResponse
         .collect();
     let tag_ids: Vec<HubTagId> = tags
         .as_ref()
-        .map(present)
+        .map(MemberTags::present)
         .unwrap_or_default()
         .into_iter()
         .filter(|id| live.contains(id))

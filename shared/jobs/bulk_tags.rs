@@ -17,7 +17,7 @@
 //! customer, and the counts say how far it got.
 
 use super::mall_writes::Seat;
-use super::members::{Turn, View, repair_in_turn};
+use super::members::{Turn, View, repair};
 use super::worker::Outcome;
 use super::{StepError, is_synced_wecom_tag};
 use crate::app::App;
@@ -341,7 +341,7 @@ async fn apply(
         cause: Some(cause),
         ..Hint::from(Actor::Operator)
     };
-    repair_in_turn(app, tenant, job, &member, &hint, View::default(), turn).await?;
+    repair(app, tenant, job, &member, &hint, View::default(), turn).await?;
     Ok(())
 }
 

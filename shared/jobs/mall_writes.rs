@@ -10,7 +10,7 @@
 //! waiting for a lock another job holds never hold a batch back (two jobs' batches cannot
 //! wait on each other). A bulk chunk, whose customers go in order, takes their seats before
 //! their turns (else its first member's change would go out alone); their wait for a lock is
-//! bounded instead (`members::repair_in_turn`).
+//! bounded instead (`members::repair`).
 //!
 //! One member to write goes out as `POST /members/{id}/tags` (the same request count). A mall
 //! without the endpoint (404/405, remembered per mall by the client) gets one

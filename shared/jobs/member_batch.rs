@@ -10,7 +10,7 @@
 //! to a `SyncMember` job of its own, which retries and, if it keeps failing, parks alone with
 //! its reason shown on the member; the others are done.
 
-use super::members::{View, repair};
+use super::members::{Turn, View, repair};
 use super::worker::Outcome;
 use super::{StepError, StepKind};
 use crate::app::App;
@@ -67,7 +67,7 @@ pub async fn run(
             ..View::default()
         };
         async move {
-            let out = repair(&app, &tenant, &job, &member, &hint, view).await;
+            let out = repair(&app, &tenant, &job, &member, &hint, view, Turn::default()).await;
             (member, out)
         }
     })

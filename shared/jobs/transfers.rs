@@ -23,7 +23,7 @@
 //! repeats at most the step in hand (a chunk sent twice answers 40129 "in progress", which
 //! counts as sent).
 
-use super::members::{View, repair};
+use super::members::{Turn, View, repair};
 use super::worker::Outcome;
 use super::{StepError, is_synced_wecom_tag};
 use crate::app::App;
@@ -365,7 +365,16 @@ async fn carry_one(
             cause: Some(cause),
             ..Hint::from(Actor::Operator)
         };
-        repair(app, tenant, job, &binding.member_id, &hint, View::default()).await?;
+        repair(
+            app,
+            tenant,
+            job,
+            &binding.member_id,
+            &hint,
+            View::default(),
+            Turn::default(),
+        )
+        .await?;
         return Ok(());
     }
     let creds = App::wecom_credentials(tenant);

@@ -201,22 +201,11 @@ fn merge_object<T: Mergeable>(
         ],
     )?;
     let deleted = core.deleted_at.is_some();
-    let (wecom_plan, wecom_now) = plan_side(
-        &core.value,
-        deleted,
-        wecom,
-        hub.map_or(SyncState::Pending, |h| h.wecom().state),
-        wait_for_tags,
-        T::diff,
-    );
-    let (mall_plan, mall_now) = plan_side(
-        &core.value,
-        deleted,
-        mall,
-        hub.map_or(SyncState::Pending, |h| h.mall().state),
-        false,
-        T::diff,
-    );
+    let (v, pending) = (&core.value, SyncState::Pending);
+    let wecom_state = hub.map_or(pending, |h| h.wecom().state);
+    let (wecom_plan, wecom_now) = plan_side(v, deleted, wecom, wecom_state, wait_for_tags, T::diff);
+    let mall_state = hub.map_or(pending, |h| h.mall().state);
+    let (mall_plan, mall_now) = plan_side(v, deleted, mall, mall_state, false, T::diff);
     let mut out = match hub {
         Some(h) => h.clone(),
         None => T::blank(tenant, id, &core.value),

@@ -33,7 +33,7 @@ pub async fn sync_member(
         mall_from_base: hint.mall_from_base,
         ..View::default()
     };
-    match repair(app, tenant, job, member, hint, view).await {
+    match repair(app, tenant, job, member, hint, view, Turn::default()).await {
         Ok(_) => Outcome::Done,
         Err(e) => e.into_outcome(),
     }
@@ -74,19 +74,6 @@ pub struct Applied {
     pub mall_removed: u64,
 }
 
-/// Brings one member (and its customer's relations) up to date, starting from what `view`
-/// already knows of the sides.
-pub async fn repair(
-    app: &App,
-    tenant: &Tenant,
-    job: &Job,
-    member: &MemberId,
-    hint: &Hint,
-    view: View,
-) -> Step<Applied> {
-    repair_in_turn(app, tenant, job, member, hint, view, Turn::default()).await
-}
-
 /// What a job that brings its members up to date in a set order (`jobs::bulk_tags`) hands a
 /// member's repair already taken: the member's seat in the job's mall batch (taken before
 /// its turn, so the batch waits for it) and the job's WeCom turn.
@@ -101,8 +88,10 @@ pub struct Turn {
 /// holds; the wait ends that (the member is tried again with its job).
 const SEATED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// [`repair`] with what `turn` brings already taken.
-pub async fn repair_in_turn(
+/// Brings one member (and its customer's relations) up to date, starting from what `view`
+/// already knows of the sides, with what `turn` brings already taken (`Turn::default()`:
+/// nothing).
+pub async fn repair(
     app: &App,
     tenant: &Tenant,
     job: &Job,

@@ -24,14 +24,18 @@ fn wecom_lib(groups: &[TagGroupInfo]) -> SideLib {
                 tags: g
                     .tag
                     .iter()
-                    .map(|x| SideTag {
-                        id: x.id.to_string(),
-                        name: x.name.clone(),
-                        order: x.order,
-                    })
+                    .map(|x| side_tag(&x.id, &x.name, x.order))
                     .collect(),
             })
             .collect(),
+    }
+}
+
+fn side_tag(id: &impl ToString, name: &str, order: u32) -> SideTag {
+    SideTag {
+        id: id.to_string(),
+        name: name.to_owned(),
+        order,
     }
 }
 
@@ -46,11 +50,7 @@ fn mall_lib(groups: &[MallGroupWithTags]) -> SideLib {
                 tags: g
                     .tags
                     .iter()
-                    .map(|x| SideTag {
-                        id: x.id.to_string(),
-                        name: x.name.clone(),
-                        order: x.order,
-                    })
+                    .map(|x| side_tag(&x.id, &x.name, x.order))
                     .collect(),
             })
             .collect(),

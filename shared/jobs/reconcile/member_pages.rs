@@ -6,7 +6,7 @@ use super::{CHAINS_WANTED, MALL_PAGE, PageResult, Recorder, WECOM_PAGE, add_appl
 use crate::app::App;
 use crate::domain::*;
 use crate::jobs::intake::{bind, find_in_mall};
-use crate::jobs::members::{View, repair};
+use crate::jobs::members::{Turn, View, repair};
 use crate::jobs::{Step, StepError};
 use crate::mall::client::MallMember;
 use crate::sync::members::relation_base;
@@ -148,7 +148,16 @@ where
         let cx = cx.clone();
         view.batch = Some(writes.clone());
         async move {
-            let out = repair(&cx.app, &cx.tenant, &cx.job, &member, &cx.hint, view).await;
+            let out = repair(
+                &cx.app,
+                &cx.tenant,
+                &cx.job,
+                &member,
+                &cx.hint,
+                view,
+                Turn::default(),
+            )
+            .await;
             (member, out)
         }
     })

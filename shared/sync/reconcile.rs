@@ -108,65 +108,113 @@ fn side_id<I: ToString, S>(link: &SideLink<I, S>) -> Option<String> {
 /// which entities to bring up to date.
 pub fn library(groups: &[TagGroup], tags: &[Tag], wecom: &SideLib, mall: &SideLib) -> Findings {
     let mut f = Findings::default();
-    let sides = [(Side::Wecom, wecom), (Side::Mall, mall)];
-    let ix = [index(wecom), index(mall)];
-    // Side id → hub group id, from the hub's links (tombstones included).
-    let mut group_of: [HashMap<String, &HubGroupId>; 2] = [HashMap::new(), HashMap::new()];
-    let mut linked: [BTreeSet<String>; 2] = [BTreeSet::new(), BTreeSet::new()];
-    for g in groups {
-        for (i, id) in [side_id(&g.wecom), side_id(&g.mall)]
-            .into_iter()
-            .enumerate()
-        {
-            if let Some(id) = id {
-                group_of[i].insert(id.clone(), &g.id);
-                linked[i].insert(id);
-            }
-        }
-    }
-    let mut tag_linked: [BTreeSet<String>; 2] = [BTreeSet::new(), BTreeSet::new()];
-    for t in tags {
-        for (i, id) in [side_id(&t.wecom), side_id(&t.mall)]
-            .into_iter()
-            .enumerate()
-        {
-            if let Some(id) = id {
-                tag_linked[i].insert(id);
-            }
-        }
-    }
-    // Scoped groups kept from the mall: having no mall copy is not drift there.
-    let kept: BTreeSet<&HubGroupId> = groups
-        .iter()
-        .filter(|g| !g.reaches_mall())
-        .map(|g| &g.id)
-        .collect();
-    let live_tags: HashMap<&HubGroupId, usize> = tags
-        .iter()
-        .filter(|t| t.deleted_at.is_none())
-        .fold(HashMap::new(), |mut m, t| {
-            *m.entry(&t.group_id).or_default() += 1;
-            m
-        });
-
-    // Hub groups against each side.
+    let cx = Compare::new(groups, tags, wecom, mall);
     for g in groups {
         f.compared += 1;
+        if cx.group_drifted(g, &mut f) {
+            f.targets.push(Target::Group(g.id.clone()));
+        }
+    }
+    let groups_paired = cx.match_groups(&mut f);
+    let mut tag_targets = Vec::new();
+    for t in tags {
+        f.compared += 1;
+        if cx.tag_drifted(t, &mut f) {
+            tag_targets.push(Target::Tag(t.id.clone()));
+        }
+    }
+    cx.match_tags(&groups_paired, &mut f, &mut tag_targets);
+    f.targets.extend(tag_targets);
+    f
+}
+
+/// What comparing the library needs of the hub and both sides, read once. Arrays are indexed
+/// by side: 0 WeCom, 1 the mall.
+struct Compare<'a> {
+    sides: [(Side, &'a SideLib); 2],
+    ix: [Index<'a>; 2],
+    /// Side group id → hub group id, from the hub's links (tombstones included).
+    group_of: [HashMap<String, &'a HubGroupId>; 2],
+    /// Side group ids the hub links.
+    linked: [BTreeSet<String>; 2],
+    /// Side tag ids the hub links.
+    tag_linked: [BTreeSet<String>; 2],
+    /// Scoped groups kept from the mall: having no mall copy is not drift there.
+    kept: BTreeSet<&'a HubGroupId>,
+    live_tags: HashMap<&'a HubGroupId, usize>,
+}
+
+/// The groups onboarding paired by name, and per side which group each matched.
+struct GroupsPaired {
+    paired: Paired,
+    /// Side group id → the other side's group id it matched (for tag matching).
+    partner: [HashMap<String, String>; 2],
+}
+
+impl<'a> Compare<'a> {
+    fn new(groups: &'a [TagGroup], tags: &'a [Tag], wecom: &'a SideLib, mall: &'a SideLib) -> Self {
+        let mut group_of: [HashMap<String, &HubGroupId>; 2] = [HashMap::new(), HashMap::new()];
+        let mut linked: [BTreeSet<String>; 2] = [BTreeSet::new(), BTreeSet::new()];
+        for g in groups {
+            for (i, id) in [side_id(&g.wecom), side_id(&g.mall)]
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(id) = id {
+                    group_of[i].insert(id.clone(), &g.id);
+                    linked[i].insert(id);
+                }
+            }
+        }
+        let mut tag_linked: [BTreeSet<String>; 2] = [BTreeSet::new(), BTreeSet::new()];
+        for t in tags {
+            for (i, id) in [side_id(&t.wecom), side_id(&t.mall)]
+                .into_iter()
+                .enumerate()
+            {
+                tag_linked[i].extend(id);
+            }
+        }
+        let kept = groups
+            .iter()
+            .filter(|g| !g.reaches_mall())
+            .map(|g| &g.id)
+            .collect();
+        let live_tags =
+            tags.iter()
+                .filter(|t| t.deleted_at.is_none())
+                .fold(HashMap::new(), |mut m, t| {
+                    *m.entry(&t.group_id).or_default() += 1;
+                    m
+                });
+        Self {
+            sides: [(Side::Wecom, wecom), (Side::Mall, mall)],
+            ix: [index(wecom), index(mall)],
+            group_of,
+            linked,
+            tag_linked,
+            kept,
+            live_tags,
+        }
+    }
+
+    /// A hub group against each side; counts its drift, answers whether it drifted.
+    fn group_drifted(&self, g: &TagGroup, f: &mut Findings) -> bool {
         let mut drifted = false;
-        for (i, (side, _)) in sides.iter().enumerate() {
+        for (i, (side, _)) in self.sides.iter().enumerate() {
             let (id, base) = match side {
                 Side::Wecom => (side_id(&g.wecom), g.wecom.base.clone()),
                 Side::Mall => (side_id(&g.mall), g.mall.base.clone()),
             };
-            let shown = id.as_deref().and_then(|id| ix[i].groups.get(id));
+            let shown = id.as_deref().and_then(|id| self.ix[i].groups.get(id));
             let wanted = GroupSnapshot {
                 name: g.name.clone(),
                 order: g.order,
             };
             let needed = g.deleted_at.is_none()
                 && match side {
-                    Side::Mall => !kept.contains(&g.id),
-                    Side::Wecom => live_tags.get(&g.id).copied().unwrap_or(0) > 0,
+                    Side::Mall => !self.kept.contains(&g.id),
+                    Side::Wecom => self.live_tags.get(&g.id).copied().unwrap_or(0) > 0,
                 };
             let mut d = |what: &str| {
                 bump(&mut f.drift, format!("groups.{what}.{side}"));
@@ -196,64 +244,63 @@ pub fn library(groups: &[TagGroup], tags: &[Tag], wecom: &SideLib, mall: &SideLi
                 (None, _) => {}
             }
         }
-        if drifted {
-            f.targets.push(Target::Group(g.id.clone()));
-        }
+        drifted
     }
 
-    // Onboarding: unlinked groups of both sides with one name.
-    let unlinked = |i: usize| -> Vec<Candidate> {
-        sides[i]
-            .1
-            .groups
-            .iter()
-            .filter(|g| !linked[i].contains(&g.id))
-            .map(|g| Candidate {
-                scope: String::new(),
-                name: g.name.clone(),
-                id: g.id.clone(),
-            })
-            .collect()
-    };
-    let paired = pair_up("group", &unlinked(0), &unlinked(1));
-    // Side group id → the other side's group id it matched (for tag matching below).
-    let mut partner: [HashMap<String, String>; 2] = [HashMap::new(), HashMap::new()];
-    for (w, m) in &paired.pairs {
-        partner[0].insert(w.clone(), m.clone());
-        partner[1].insert(m.clone(), w.clone());
-        f.matches.push(Match::Group {
-            wecom: (*ix[0].groups[w.as_str()]).clone(),
-            mall: (*ix[1].groups[m.as_str()]).clone(),
-        });
-    }
-    f.ambiguous.extend(paired.ambiguous);
-    for (i, (side, lib)) in sides.iter().enumerate() {
-        for g in &lib.groups {
-            if linked[i].contains(&g.id)
-                || partner[i].contains_key(&g.id)
-                || paired.left_alone[i].contains(&g.id)
-            {
-                continue;
-            }
-            bump(&mut f.drift, format!("groups.created.{side}"));
-            f.targets.push(Target::NewGroup {
-                side: *side,
-                id: g.id.clone(),
+    /// Onboarding: unlinked groups of both sides with one name are matched; the other
+    /// unlinked side groups are new.
+    fn match_groups(&self, f: &mut Findings) -> GroupsPaired {
+        let unlinked = |i: usize| -> Vec<Candidate> {
+            self.sides[i]
+                .1
+                .groups
+                .iter()
+                .filter(|g| !self.linked[i].contains(&g.id))
+                .map(|g| Candidate {
+                    scope: String::new(),
+                    name: g.name.clone(),
+                    id: g.id.clone(),
+                })
+                .collect()
+        };
+        let paired = pair_up("group", &unlinked(0), &unlinked(1));
+        let mut partner: [HashMap<String, String>; 2] = [HashMap::new(), HashMap::new()];
+        for (w, m) in &paired.pairs {
+            partner[0].insert(w.clone(), m.clone());
+            partner[1].insert(m.clone(), w.clone());
+            f.matches.push(Match::Group {
+                wecom: (*self.ix[0].groups[w.as_str()]).clone(),
+                mall: (*self.ix[1].groups[m.as_str()]).clone(),
             });
         }
+        f.ambiguous.extend(paired.ambiguous.iter().cloned());
+        for (i, (side, lib)) in self.sides.iter().enumerate() {
+            for g in &lib.groups {
+                if self.linked[i].contains(&g.id)
+                    || partner[i].contains_key(&g.id)
+                    || paired.left_alone[i].contains(&g.id)
+                {
+                    continue;
+                }
+                bump(&mut f.drift, format!("groups.created.{side}"));
+                f.targets.push(Target::NewGroup {
+                    side: *side,
+                    id: g.id.clone(),
+                });
+            }
+        }
+        GroupsPaired { paired, partner }
     }
 
-    // Hub tags against each side.
-    let mut tag_targets = Vec::new();
-    for t in tags {
-        f.compared += 1;
+    /// A hub tag against each side; counts its drift, answers whether it drifted.
+    fn tag_drifted(&self, t: &Tag, f: &mut Findings) -> bool {
         let mut drifted = false;
-        for (i, (side, _)) in sides.iter().enumerate() {
+        for (i, (side, _)) in self.sides.iter().enumerate() {
             let (id, base, state) = match side {
                 Side::Wecom => (side_id(&t.wecom), t.wecom.base.clone(), t.wecom.state),
                 Side::Mall => (side_id(&t.mall), t.mall.base.clone(), t.mall.state),
             };
-            let shown = id.as_deref().and_then(|id| ix[i].tags.get(id));
+            let shown = id.as_deref().and_then(|id| self.ix[i].tags.get(id));
             let mut d = |what: &str| {
                 bump(&mut f.drift, format!("tags.{what}.{side}"));
                 drifted = true;
@@ -267,7 +314,7 @@ pub fn library(groups: &[TagGroup], tags: &[Tag], wecom: &SideLib, mall: &SideLi
                         }
                         continue;
                     }
-                    let group = group_of[i].get(&sg.id).map(|g| (*g).clone());
+                    let group = self.group_of[i].get(&sg.id).map(|g| (*g).clone());
                     let moved = group.as_ref() != Some(&b.group_id);
                     if s.name != b.name {
                         d("renamed");
@@ -293,85 +340,85 @@ pub fn library(groups: &[TagGroup], tags: &[Tag], wecom: &SideLib, mall: &SideLi
                 (None, _)
                     if id.is_none()
                         && t.deleted_at.is_none()
-                        && !(*side == Side::Mall && kept.contains(&t.group_id)) =>
+                        && !(*side == Side::Mall && self.kept.contains(&t.group_id)) =>
                 {
                     d("pending")
                 }
                 (None, _) => {}
             }
         }
-        if drifted {
-            tag_targets.push(Target::Tag(t.id.clone()));
-        }
+        drifted
     }
 
-    // Onboarding: unlinked tags of both sides with one (group, tag) name. Their groups must
-    // be one pair: linked to one hub group, or matched above.
-    let scope = |i: usize, g: &SideGroup| -> Option<String> {
-        if let Some(h) = group_of[i].get(&g.id) {
-            return Some(format!("hub:{h}"));
-        }
-        let w = if i == 0 {
-            Some(&g.id)
-        } else {
-            partner[1].get(&g.id)
+    /// Onboarding: unlinked tags of both sides with one (group, tag) name are matched; their
+    /// groups must be one pair: linked to one hub group, or matched by [`Self::match_groups`].
+    /// The other unlinked side tags (outside ambiguous groups) are new.
+    fn match_tags(&self, groups: &GroupsPaired, f: &mut Findings, targets: &mut Vec<Target>) {
+        let partner = &groups.partner;
+        let scope = |i: usize, g: &SideGroup| -> Option<String> {
+            if let Some(h) = self.group_of[i].get(&g.id) {
+                return Some(format!("hub:{h}"));
+            }
+            let w = if i == 0 {
+                Some(&g.id)
+            } else {
+                partner[1].get(&g.id)
+            };
+            w.filter(|w| partner[0].contains_key(*w))
+                .map(|w| format!("match:{w}"))
         };
-        w.filter(|w| partner[0].contains_key(*w))
-            .map(|w| format!("match:{w}"))
-    };
-    let unlinked_tags = |i: usize| -> Vec<Candidate> {
-        let mut out = Vec::new();
-        for g in &sides[i].1.groups {
-            let Some(sc) = scope(i, g) else { continue };
-            for t in &g.tags {
-                if !tag_linked[i].contains(&t.id) {
-                    out.push(Candidate {
-                        scope: sc.clone(),
-                        name: t.name.clone(),
+        let unlinked_tags = |i: usize| -> Vec<Candidate> {
+            let mut out = Vec::new();
+            for g in &self.sides[i].1.groups {
+                let Some(sc) = scope(i, g) else { continue };
+                for t in &g.tags {
+                    if !self.tag_linked[i].contains(&t.id) {
+                        out.push(Candidate {
+                            scope: sc.clone(),
+                            name: t.name.clone(),
+                            id: t.id.clone(),
+                        });
+                    }
+                }
+            }
+            out
+        };
+        let tags_paired = pair_up("tag", &unlinked_tags(0), &unlinked_tags(1));
+        let mut matched_tags: [BTreeSet<String>; 2] = [BTreeSet::new(), BTreeSet::new()];
+        for (w, m) in &tags_paired.pairs {
+            let (wt, wg) = self.ix[0].tags[w.as_str()];
+            let (mt, mg) = self.ix[1].tags[m.as_str()];
+            matched_tags[0].insert(w.clone());
+            matched_tags[1].insert(m.clone());
+            f.matches.push(Match::Tag {
+                wecom: wt.clone(),
+                wecom_group: wg.id.clone(),
+                mall: mt.clone(),
+                mall_group: mg.id.clone(),
+            });
+        }
+        f.ambiguous.extend(tags_paired.ambiguous);
+        for (i, (side, lib)) in self.sides.iter().enumerate() {
+            for g in &lib.groups {
+                if groups.paired.left_alone[i].contains(&g.id) {
+                    continue;
+                }
+                for t in &g.tags {
+                    if self.tag_linked[i].contains(&t.id)
+                        || matched_tags[i].contains(&t.id)
+                        || tags_paired.left_alone[i].contains(&t.id)
+                    {
+                        continue;
+                    }
+                    bump(&mut f.drift, format!("tags.created.{side}"));
+                    targets.push(Target::NewTag {
+                        side: *side,
                         id: t.id.clone(),
                     });
                 }
             }
         }
-        out
-    };
-    let tags_paired = pair_up("tag", &unlinked_tags(0), &unlinked_tags(1));
-    let mut matched_tags: [BTreeSet<String>; 2] = [BTreeSet::new(), BTreeSet::new()];
-    for (w, m) in &tags_paired.pairs {
-        let (wt, wg) = ix[0].tags[w.as_str()];
-        let (mt, mg) = ix[1].tags[m.as_str()];
-        matched_tags[0].insert(w.clone());
-        matched_tags[1].insert(m.clone());
-        f.matches.push(Match::Tag {
-            wecom: wt.clone(),
-            wecom_group: wg.id.clone(),
-            mall: mt.clone(),
-            mall_group: mg.id.clone(),
-        });
     }
-    f.ambiguous.extend(tags_paired.ambiguous);
-    for (i, (side, lib)) in sides.iter().enumerate() {
-        for g in &lib.groups {
-            if paired.left_alone[i].contains(&g.id) {
-                continue;
-            }
-            for t in &g.tags {
-                if tag_linked[i].contains(&t.id)
-                    || matched_tags[i].contains(&t.id)
-                    || tags_paired.left_alone[i].contains(&t.id)
-                {
-                    continue;
-                }
-                bump(&mut f.drift, format!("tags.created.{side}"));
-                tag_targets.push(Target::NewTag {
-                    side: *side,
-                    id: t.id.clone(),
-                });
-            }
-        }
-    }
-    f.targets.extend(tag_targets);
-    f
 }
 
 /// An unlinked side object that onboarding may pair by name within `scope`.

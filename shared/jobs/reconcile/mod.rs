@@ -259,33 +259,7 @@ async fn advance_inner(
         chain: chain.to_owned(),
         page,
     };
-    let result = match &state.walk {
-        Walk::Library => library_page(app, tenant, job, &run, &hint, &rec).await,
-        Walk::MallMembers => {
-            mall_page(app, tenant, job, &hint, state.cursor.as_deref(), &rec).await
-        }
-        Walk::WecomUsers => users_page(app, tenant, run_id).await,
-        Walk::Firings => Err(StepError::park(
-            "an undo run's chain is advanced by undo jobs, not by reconciliation pages",
-        )),
-        Walk::WecomRelations { users, users_apart } => {
-            match chain_users(app, t, run_id, chain, users, *users_apart).await {
-                Ok(users) => {
-                    relations_page(
-                        app,
-                        tenant,
-                        job,
-                        &hint,
-                        &users,
-                        state.cursor.as_deref(),
-                        &rec,
-                    )
-                    .await
-                }
-                Err(e) => Err(e),
-            }
-        }
-    };
+    let result = walk_page(app, tenant, job, &run, &hint, &rec, &state).await;
     // A failure names its page; if the job ends parked, the run is failed with it
     // ([`page_parked`]).
     let result = result.map_err(|mut e| {
@@ -293,6 +267,32 @@ async fn advance_inner(
         e
     })?;
     record(app, tenant, run, chain, page, result).await
+}
+
+/// Reads and handles the next page of `state`'s walk.
+async fn walk_page(
+    app: &App,
+    tenant: &Tenant,
+    job: &Job,
+    run: &SyncRun,
+    hint: &Hint,
+    rec: &Recorder,
+    state: &Chain,
+) -> Step<PageResult> {
+    let (t, run_id, chain) = (&tenant.id, &run.id, rec.chain.as_str());
+    let cursor = state.cursor.as_deref();
+    match &state.walk {
+        Walk::Library => library_page(app, tenant, job, run, hint, rec).await,
+        Walk::MallMembers => mall_page(app, tenant, job, hint, cursor, rec).await,
+        Walk::WecomUsers => users_page(app, tenant, run_id).await,
+        Walk::Firings => Err(StepError::park(
+            "an undo run's chain is advanced by undo jobs, not by reconciliation pages",
+        )),
+        Walk::WecomRelations { users, users_apart } => {
+            let users = chain_users(app, t, run_id, chain, users, *users_apart).await?;
+            relations_page(app, tenant, job, hint, &users, cursor, rec).await
+        }
+    }
 }
 
 /// Records a page in the run item (unless another copy of this job got there first) and

@@ -535,42 +535,11 @@ impl<'a> Cx<'a> {
                 }
             }
             if acted {
-                let before: Vec<&HubTagId> = tags.iter().collect();
-                let before = json!({ "tag_ids": before });
-                for (tag, present) in firing
-                    .changes
-                    .add
-                    .iter()
-                    .map(|x| (x, true))
-                    .chain(firing.changes.remove.iter().map(|x| (x, false)))
-                {
-                    mt.marks.insert(tag.clone(), TagMark { present, at: now });
-                    firing.written.push(WrittenMark {
-                        tag_id: tag.clone(),
-                        present,
-                        at: now,
-                    });
-                }
-                let after: Vec<&HubTagId> = mt
-                    .marks
-                    .iter()
-                    .filter(|(id, m)| m.present && self.live.contains(*id))
-                    .map(|(id, _)| id)
-                    .collect();
+                let written = self.write_change(rule, member, &tags, &mut mt, &mut firing, now);
                 if depth >= MAX_CHAIN_DEPTH {
                     firing.chain_stopped = self.stopped(rule, &firing.changes.add, chain);
                 }
-                writes.push(Write::MemberTags(mt.clone()));
-                writes.push(Write::Audit(AuditEntry {
-                    tenant: t.clone(),
-                    at: now,
-                    side: Actor::Hub,
-                    action: "member.tags_changed".into(),
-                    entity: format!("member:{member}"),
-                    before: Some(before),
-                    after: Some(json!({ "tag_ids": after, "firing_id": firing.id })),
-                    origin: format!("rule:{}", rule.id),
-                }));
+                writes.extend(written);
             }
             writes[1] = Write::Firing(firing.clone());
             match self.commit(writes, acted.then_some(member)).await {
@@ -584,6 +553,50 @@ impl<'a> Cx<'a> {
             format!("rule {}: the member kept changing", rule.id),
             Some(std::time::Duration::ZERO),
         ))
+    }
+
+    /// Puts an applied firing's change on the member's marks (and on the firing, for its
+    /// undo); answers the member's new tags and their audit entry, to be written with it.
+    fn write_change(
+        &self,
+        rule: &Rule,
+        member: &MemberId,
+        tags: &BTreeSet<HubTagId>,
+        mt: &mut MemberTags,
+        firing: &mut Firing,
+        now: Timestamp,
+    ) -> [Write; 2] {
+        let before: Vec<&HubTagId> = tags.iter().collect();
+        let before = json!({ "tag_ids": before });
+        let changes = &firing.changes;
+        let marks: Vec<(HubTagId, bool)> = (changes.add.iter().map(|x| (x.clone(), true)))
+            .chain(changes.remove.iter().map(|x| (x.clone(), false)))
+            .collect();
+        for (tag, present) in marks {
+            mt.marks.insert(tag.clone(), TagMark { present, at: now });
+            firing.written.push(WrittenMark {
+                tag_id: tag,
+                present,
+                at: now,
+            });
+        }
+        let after: Vec<&HubTagId> = mt
+            .marks
+            .iter()
+            .filter(|(id, m)| m.present && self.live.contains(*id))
+            .map(|(id, _)| id)
+            .collect();
+        let audit = AuditEntry {
+            tenant: self.tenant.id.clone(),
+            at: now,
+            side: Actor::Hub,
+            action: "member.tags_changed".into(),
+            entity: format!("member:{member}"),
+            before: Some(before),
+            after: Some(json!({ "tag_ids": after, "firing_id": firing.id })),
+            origin: format!("rule:{}", rule.id),
+        };
+        [Write::MemberTags(mt.clone()), Write::Audit(audit)]
     }
 
     /// Writes a firing's transaction (its first write is the once-key). `Ok(false)`: this

@@ -69,6 +69,30 @@ fn wecom_unavailable(e: WecomError) -> ApiError {
     }
 }
 
+/// The customers `external_userids` names, each once; `None`: all of the handover's.
+fn given_customers(body: &Body) -> Result<Option<Vec<ExternalUserId>>, ApiError> {
+    let Some(list) = body.optional_str_list("external_userids")? else {
+        return Ok(None);
+    };
+    if list.is_empty() {
+        return Err(ApiError::BadRequest(
+            "field `external_userids` must not be empty (leave it out for all of the handover's customers)"
+                .into(),
+        ));
+    }
+    let mut ids = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, raw) in list.into_iter().enumerate() {
+        let id = ExternalUserId::parse(raw).map_err(|e| {
+            ApiError::BadRequest(format!("field `external_userids[{i}]`: {}", e.reason))
+        })?;
+        if seen.insert(id.clone()) {
+            ids.push(id);
+        }
+    }
+    Ok(Some(ids))
+}
+
 async fn create(app: &App, t: &Tenant, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
     let body = Body::parse(
         &req.body,
@@ -89,26 +113,7 @@ async fn create(app: &App, t: &Tenant, req: &HttpRequest) -> Result<HttpResponse
             "field `takeover_userid` must differ from `handover_userid`".into(),
         ));
     }
-    let mut given = None;
-    if let Some(list) = body.optional_str_list("external_userids")? {
-        if list.is_empty() {
-            return Err(ApiError::BadRequest(
-                "field `external_userids` must not be empty (leave it out for all of the handover's customers)"
-                    .into(),
-            ));
-        }
-        let mut ids = Vec::new();
-        let mut seen = BTreeSet::new();
-        for (i, raw) in list.into_iter().enumerate() {
-            let id = ExternalUserId::parse(raw).map_err(|e| {
-                ApiError::BadRequest(format!("field `external_userids[{i}]`: {}", e.reason))
-            })?;
-            if seen.insert(id.clone()) {
-                ids.push(id);
-            }
-        }
-        given = Some(ids);
-    }
+    let given = given_customers(&body)?;
 
     // Who is staff: WeCom's members with customer contact (one call). A departed handover is
     // no longer listed; the hub's index still knows their customers.

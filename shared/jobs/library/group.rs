@@ -2,7 +2,7 @@
 //! (`crate::sync::library::merge_group`), store the result, run each side's leg
 //! (`wecom.rs`, `mall.rs`) and bring the group's tags along (`crate::sync::group_tags`).
 
-use super::persist::{group_json, link, stale_group_links};
+use super::persist::{Stored, cleared_links};
 use super::{Cx, Step};
 use crate::domain::*;
 use crate::mall::client::MallGroupWithTags;
@@ -11,6 +11,7 @@ use crate::sync::group_tags::{
     children_of_deleted, children_wecom_lacks, unfinished_child, wecom_group_undecided,
 };
 use crate::sync::library::{GroupFacts, GroupPlan, LibraryOp, Merged, Observed, merge_group};
+use crate::sync::object::LibraryObject;
 use crate::wecom::client::TagGroupInfo;
 use serde_json::json;
 
@@ -133,7 +134,7 @@ impl Cx<'_> {
             // A stale WeCom id (the drop not noticed yet) goes: the new group replaces it.
             if let Some(stale) = kept.wecom.id.take() {
                 kept.wecom = SideLink::default();
-                let unlink = link(&t, Side::Wecom, EntityKind::Group, &stale, &id);
+                let unlink = kept.link_on(Side::Wecom, &stale);
                 self.commit(vec![Write::Unlink(unlink), Write::Group(kept.clone())])
                     .await?;
                 kept.version += 1;
@@ -145,12 +146,10 @@ impl Cx<'_> {
 
     /// What both sides show for the group, by its ids or else the event's.
     async fn group_seen(&mut self, stored: Option<&TagGroup>, hint: &Hint) -> Step<GroupSeen> {
-        let wecom_id = stored
-            .and_then(|g| g.wecom.id.as_ref().map(|i| i.to_string()))
-            .or(hint.wecom_id.clone());
-        let mall_id = stored
-            .and_then(|g| g.mall.id.as_ref().map(|i| i.to_string()))
-            .or(hint.mall_id.clone());
+        let wecom_id = stored.and_then(|g| g.side_id(Side::Wecom));
+        let wecom_id = wecom_id.or(hint.wecom_id.clone());
+        let mall_id = stored.and_then(|g| g.side_id(Side::Mall));
+        let mall_id = mall_id.or(hint.mall_id.clone());
         let now = self.now();
         let mall_at = hint.mall_at.unwrap_or(now);
         let wecom = match &wecom_id {
@@ -189,8 +188,6 @@ impl Cx<'_> {
         mut g: TagGroup,
         seen: &GroupSeen,
     ) -> Step<TagGroup> {
-        let t = self.t().clone();
-        let id = g.id.clone();
         let mut writes = Vec::new();
         // A group new from WeCom's side that lives in a rule group is scoped to it.
         if stored.is_none()
@@ -203,33 +200,17 @@ impl Cx<'_> {
             && g.wecom.id.is_none()
         {
             g.wecom.id = Some(WecomGroupId::new_unchecked(w.clone()));
-            writes.push(Write::Link(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Group,
-                w,
-                &id,
-            )));
+            writes.push(Write::Link(g.link_on(Side::Wecom, w)));
         }
         if let (Some(m), Some(_)) = (&seen.mall_id, &seen.mall)
             && g.mall.id.is_none()
         {
             g.mall.id = Some(MallGroupId::new_unchecked(m.clone()));
-            writes.push(Write::Link(link(&t, Side::Mall, EntityKind::Group, m, &id)));
+            writes.push(Write::Link(g.link_on(Side::Mall, m)));
         }
-        let unlinks = stale_group_links(stored, &g);
-        writes.extend(unlinks.into_iter().map(Write::Unlink));
-        if stored != Some(&g) || !writes.is_empty() {
-            writes.extend(self.hub_entry(
-                EntityKind::Group,
-                id.as_str(),
-                stored.map(group_json),
-                group_json(&g),
-            ));
-            writes.push(Write::Group(g.clone()));
-            self.commit(writes).await?;
-            g.version += 1;
-        }
+        let cleared = cleared_links(stored, &g, &writes);
+        writes.extend(cleared);
+        self.save_merged(stored, &mut g, writes).await?;
         Ok(g)
     }
 
@@ -350,17 +331,10 @@ impl Cx<'_> {
         mut to: TagGroup,
         w: WecomGroupId,
     ) -> Step<()> {
-        let t = self.t().clone();
         let mut writes = Vec::new();
         // `to`'s stale WeCom id (a group WeCom dropped, not noticed yet) goes.
         if let Some(stale) = to.wecom.id.as_ref().filter(|s| *s != &w) {
-            writes.push(Write::Unlink(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Group,
-                &stale,
-                &to.id,
-            )));
+            writes.push(Write::Unlink(to.link_on(Side::Wecom, stale)));
         }
         from.wecom = SideLink::default();
         to.wecom = SideLink {
@@ -375,7 +349,7 @@ impl Cx<'_> {
             Some(json!({"wecom_id": w, "group": to.id})),
         );
         writes.extend([
-            Write::Relink(link(&t, Side::Wecom, EntityKind::Group, &w, &to.id)),
+            Write::Relink(to.link_on(Side::Wecom, &w)),
             Write::Group(from),
             Write::Group(to.clone()),
             Write::Audit(entry),

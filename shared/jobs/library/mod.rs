@@ -39,6 +39,7 @@ use crate::app::App;
 use crate::domain::*;
 use crate::mall::client::{IdempotencyKey, MallError, MallGroupWithTags};
 use crate::wecom::client::{TagGroupInfo, WecomCredentials, WecomError};
+use persist::Stored;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -211,11 +212,25 @@ impl<'a> Cx<'a> {
             .await?)
     }
 
+    /// The hub object of kind `T` the id map links `side`'s object `side_id` to.
+    async fn hub_of<T: Stored>(&self, side: Side, side_id: &str) -> Step<Option<T::Id>> {
+        Ok(self.hub_id(side, T::KIND, side_id).await?.map(T::hub_id))
+    }
+
+    /// Queues `kinds` as jobs of their own (`what` they are, for the error); a failure to
+    /// queue is retried with this job, so the follow-ups are never lost.
+    async fn queue(&self, kinds: Vec<JobKind>, what: &str) -> Step<()> {
+        super::enqueue(self.app, self.tenant, kinds)
+            .await
+            .map_err(|e| StepError::retry(format!("queueing {what}: {e}"), None))?;
+        Ok(())
+    }
+
     /// The hub group a side's group maps to; a group the hub has never seen is brought in
     /// first (without its other tags: the caller is syncing one of them).
     async fn hub_group_for(&mut self, side: Side, side_group: &str) -> Step<HubGroupId> {
-        if let Some(id) = self.hub_id(side, EntityKind::Group, side_group).await? {
-            return Ok(HubGroupId::new_unchecked(id));
+        if let Some(id) = self.hub_of::<TagGroup>(side, side_group).await? {
+            return Ok(id);
         }
         if self.depth > 4 {
             return Err(StepError::park(format!(
@@ -233,10 +248,10 @@ impl<'a> Cx<'a> {
         self.depth -= 1;
         r?;
         // The group may have been adopted under another id (a concurrent create): read the map.
-        match self.hub_id(side, EntityKind::Group, side_group).await? {
-            Some(id) => Ok(HubGroupId::new_unchecked(id)),
-            None => Ok(id),
-        }
+        Ok(self
+            .hub_of::<TagGroup>(side, side_group)
+            .await?
+            .unwrap_or(id))
     }
 
     /// Brings group `id` up to date. With `children`, also its tags WeCom shows that the hub

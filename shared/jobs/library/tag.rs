@@ -2,7 +2,7 @@
 //! a tag a crashed move left unmapped), merge (`crate::sync::library::merge_tag`), store the
 //! result and run each side's leg (`wecom.rs`, `mall.rs`).
 
-use super::persist::{link, tag_json};
+use super::persist::{Stored, cleared_links};
 use super::{Cx, Step, StepError};
 use crate::domain::*;
 use crate::mall::webhook::MallTag;
@@ -244,43 +244,23 @@ impl Cx<'_> {
         wecom: Option<&(WecomTagId, TagSnapshot)>,
         mall: Option<&(MallTagId, TagSnapshot)>,
     ) -> Step<Tag> {
-        let t = self.t().clone();
-        let id = x.id.clone();
         let mut writes = Vec::new();
         if let Some((wid, _)) = wecom
             && x.wecom.id.as_ref() != Some(wid)
         {
             if let Some(old) = &x.wecom.id {
-                writes.push(Write::Unlink(link(
-                    &t,
-                    Side::Wecom,
-                    EntityKind::Tag,
-                    &old,
-                    &id,
-                )));
+                writes.push(Write::Unlink(x.link_on(Side::Wecom, old)));
             }
             x.wecom.id = Some(wid.clone());
-            writes.push(Write::Link(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Tag,
-                &wid,
-                &id,
-            )));
+            writes.push(Write::Link(x.link_on(Side::Wecom, wid)));
         }
         if let Some((mid, _)) = mall
             && x.mall.id.is_none()
         {
             x.mall.id = Some(mid.clone());
-            writes.push(Write::Link(link(
-                &t,
-                Side::Mall,
-                EntityKind::Tag,
-                &mid,
-                &id,
-            )));
+            writes.push(Write::Link(x.link_on(Side::Mall, mid)));
         }
-        let cleared = cleared_tag_links(&t, stored, &x, &writes);
+        let cleared = cleared_links(stored, &x, &writes);
         writes.extend(cleared);
         // The tag left a WeCom group (it vanished from WeCom, or shows in another group than
         // its base: a move): if it was that group's last, WeCom dropped the group. Looked at
@@ -293,21 +273,10 @@ impl Cx<'_> {
                 Some((_, seen)) => &seen.group_id != was_in,
             };
             if left {
-                self.old_group_dropped(&was_in.clone(), &id).await?;
+                self.old_group_dropped(&was_in.clone(), &x.id).await?;
             }
         }
-        let changed = stored != Some(&x);
-        if changed || !writes.is_empty() {
-            writes.extend(self.hub_entry(
-                EntityKind::Tag,
-                id.as_str(),
-                stored.map(tag_json),
-                tag_json(&x),
-            ));
-            writes.push(Write::Tag(x.clone()));
-            self.commit(writes).await?;
-            x.version += 1;
-        }
+        self.save_merged(stored, &mut x, writes).await?;
         Ok(x)
     }
 
@@ -365,32 +334,4 @@ impl Cx<'_> {
             .await?
             .ok_or_else(|| StepError::park(format!("hub group {id} does not exist")))
     }
-}
-
-/// Id-map entries of tag `x` that the merge cleared (the side no longer has the object),
-/// unless `writes` unlink them already.
-fn cleared_tag_links(t: &TenantId, stored: Option<&Tag>, x: &Tag, writes: &[Write]) -> Vec<Write> {
-    let mut out: Vec<Write> = Vec::new();
-    for side in [Side::Wecom, Side::Mall] {
-        let (before, after) = match side {
-            Side::Wecom => (
-                stored.and_then(|s| s.wecom.id.as_ref().map(|i| i.to_string())),
-                x.wecom.id.as_ref().map(|i| i.to_string()),
-            ),
-            Side::Mall => (
-                stored.and_then(|s| s.mall.id.as_ref().map(|i| i.to_string())),
-                x.mall.id.as_ref().map(|i| i.to_string()),
-            ),
-        };
-        if let Some(b) = before
-            && after.as_ref() != Some(&b)
-            && !writes
-                .iter()
-                .chain(&out)
-                .any(|w| matches!(w, Write::Unlink(l) if l.side_id == b))
-        {
-            out.push(Write::Unlink(link(t, side, EntityKind::Tag, &b, &x.id)));
-        }
-    }
-    out
 }

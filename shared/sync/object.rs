@@ -22,6 +22,8 @@ pub trait LibraryObject: Clone + Send + Sync {
 
     fn tenant(&self) -> &TenantId;
     fn id(&self) -> &Self::Id;
+    /// The hub id the id map holds as `raw` (it holds only ids the hub made).
+    fn hub_id(raw: String) -> Self::Id;
     fn name(&self) -> &str;
     fn scope(&self) -> Self::Scope;
     fn is_deleted(&self) -> bool;
@@ -102,6 +104,9 @@ macro_rules! common_fields {
         }
         fn id(&self) -> &$id {
             &self.id
+        }
+        fn hub_id(raw: String) -> $id {
+            <$id>::new_unchecked(raw)
         }
         fn name(&self) -> &str {
             &self.name

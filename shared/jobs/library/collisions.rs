@@ -142,14 +142,8 @@ impl Contested for TagGroup {
     /// then); more than [`MERGE_CHILDREN_MAX`] clash instead.
     fn carried<'c>(cx: &'c Cx<'_>, me: &'c HubGroupId, to: &'c HubGroupId) -> CarriedFuture<'c> {
         Box::pin(async move {
-            let tags: Vec<Tag> = cx
-                .app
-                .store
-                .list_tags(cx.t())
-                .await?
-                .into_iter()
-                .filter(|y| &y.group_id == me)
-                .collect();
+            let tags: Vec<Tag> = cx.all().await?;
+            let tags: Vec<Tag> = tags.into_iter().filter(|y| &y.group_id == me).collect();
             if tags.len() > MERGE_CHILDREN_MAX {
                 return Ok(None);
             }
@@ -625,7 +619,7 @@ impl Cx<'_> {
     ) -> Step<bool> {
         let name = T::snapshot_name(back);
         let place = T::snapshot_scope(back);
-        let in_hub = T::list(self.app, self.t()).await?.into_iter().any(|x| {
+        let in_hub = self.all::<T>().await?.into_iter().any(|x| {
             !x.is_deleted()
                 && x.id() != y.id()
                 && x.id() != other
@@ -652,47 +646,27 @@ impl Cx<'_> {
         Option<(String, Option<HubGroupId>)>,
         Option<(String, Option<HubGroupId>)>,
     )> {
-        let wecom = match &y.wecom.id {
-            Some(wid) => {
-                let found = self.wecom_lib().await?.iter().find_map(|g| {
-                    g.tag
-                        .iter()
-                        .find(|x| &x.id == wid)
-                        .map(|x| (x.name.clone(), g.group_id.to_string()))
-                });
-                match found {
-                    Some((name, g)) => Some((
-                        name,
-                        self.hub_id(Side::Wecom, EntityKind::Group, &g)
-                            .await?
-                            .map(HubGroupId::new_unchecked),
-                    )),
-                    None => None,
-                }
-            }
-            None => None,
+        let (wid, mid) = (y.side_id(Side::Wecom), y.side_id(Side::Mall));
+        let wecom = self.wecom_tag_info(wid.as_deref()).await?;
+        let wecom = wecom.map(|(g, x)| (x.name, g.to_string()));
+        let mall = self.mall_tag_info(mid.as_deref()).await?;
+        let mall = mall.map(|x| (x.name, x.group_id.to_string()));
+        Ok((
+            self.in_hub_group(Side::Wecom, wecom).await?,
+            self.in_hub_group(Side::Mall, mall).await?,
+        ))
+    }
+
+    /// A name and `side`'s group it shows in, the group as the hub group the id map links it
+    /// to (if any).
+    async fn in_hub_group(
+        &self,
+        side: Side,
+        shown: Option<(String, String)>,
+    ) -> Step<Option<(String, Option<HubGroupId>)>> {
+        let Some((name, group)) = shown else {
+            return Ok(None);
         };
-        let mall = match &y.mall.id {
-            Some(mid) => {
-                let found = self
-                    .mall_lib()
-                    .await?
-                    .iter()
-                    .flat_map(|g| g.tags.iter())
-                    .find(|x| &x.id == mid)
-                    .map(|x| (x.name.clone(), x.group_id.to_string()));
-                match found {
-                    Some((name, g)) => Some((
-                        name,
-                        self.hub_id(Side::Mall, EntityKind::Group, &g)
-                            .await?
-                            .map(HubGroupId::new_unchecked),
-                    )),
-                    None => None,
-                }
-            }
-            None => None,
-        };
-        Ok((wecom, mall))
+        Ok(Some((name, self.hub_of::<TagGroup>(side, &group).await?)))
     }
 }

@@ -3,7 +3,7 @@
 //! (`wecom.rs`, `mall.rs`) and bring the group's tags along (`crate::sync::group_tags`).
 
 use super::persist::{Stored, cleared_links};
-use super::{Cx, Step};
+use super::{Cx, Step, id_to_read};
 use crate::domain::*;
 use crate::mall::client::MallGroupWithTags;
 use crate::ports::Write;
@@ -11,7 +11,6 @@ use crate::sync::group_tags::{
     children_of_deleted, children_wecom_lacks, unfinished_child, wecom_group_undecided,
 };
 use crate::sync::library::{GroupFacts, GroupPlan, LibraryOp, Merged, Observed, merge_group};
-use crate::sync::object::LibraryObject;
 use crate::wecom::client::TagGroupInfo;
 use serde_json::json;
 
@@ -98,26 +97,16 @@ impl Cx<'_> {
         id: HubGroupId,
         hint: &Hint,
     ) -> Step<Option<(HubGroupId, Option<TagGroup>)>> {
-        let t = self.t().clone();
-        let mut stored = self.app.store.get_group(&t, &id).await?;
-        let mut id = id;
-        if stored.is_none() {
-            id = HubGroupId::new_unchecked(
-                self.adopt_id(EntityKind::Group, id.to_string(), hint)
-                    .await?,
-            );
-            stored = self.app.store.get_group(&t, &id).await?;
-        }
+        let (mut id, mut stored) = self.stored::<TagGroup>(id, hint).await?;
         // The event's WeCom group maps to another hub group by now (WeCom renamed it onto
         // that group's name, see `relink_group`): that group is the one to bring up to date.
         if let (Some(s), Some(w)) = (&stored, &hint.wecom_id)
             && s.wecom.id.as_ref().is_none_or(|i| i.as_str() != w)
-            && let Some(other) = self.hub_id(Side::Wecom, EntityKind::Group, w).await?
-            && other != id.as_str()
+            && let Some(other) = self.hub_of::<TagGroup>(Side::Wecom, w).await?
+            && other != id
             && self.depth < 4
         {
             self.depth += 1;
-            let other = HubGroupId::new_unchecked(other);
             let r = Box::pin(self.group(other, hint.clone(), true)).await;
             self.depth -= 1;
             return r.map(|()| None);
@@ -146,10 +135,8 @@ impl Cx<'_> {
 
     /// What both sides show for the group, by its ids or else the event's.
     async fn group_seen(&mut self, stored: Option<&TagGroup>, hint: &Hint) -> Step<GroupSeen> {
-        let wecom_id = stored.and_then(|g| g.side_id(Side::Wecom));
-        let wecom_id = wecom_id.or(hint.wecom_id.clone());
-        let mall_id = stored.and_then(|g| g.side_id(Side::Mall));
-        let mall_id = mall_id.or(hint.mall_id.clone());
+        let wecom_id = id_to_read(stored, Side::Wecom, hint.wecom_id.as_deref());
+        let mall_id = id_to_read(stored, Side::Mall, hint.mall_id.as_deref());
         let now = self.now();
         let mall_at = hint.mall_at.unwrap_or(now);
         let wecom = match &wecom_id {
@@ -237,12 +224,7 @@ impl Cx<'_> {
             Some(wid) => self.wecom_lib().await?.iter().any(|x| &x.group_id == wid),
         };
         if shown_here && g.wecom.state != SyncState::ReadOnly {
-            let known: std::collections::HashSet<String> = self
-                .wecom_lib()
-                .await?
-                .iter()
-                .flat_map(|x| x.tag.iter().map(|t| t.id.to_string()))
-                .collect();
+            let known = self.wecom_tag_ids().await?;
             for tag in children_wecom_lacks(tags, &g.id, &known) {
                 Box::pin(self.tag(tag, Hint::from(self.origin))).await?;
             }
@@ -267,7 +249,7 @@ impl Cx<'_> {
                 .unwrap_or_default()
         };
         for wtag in shown {
-            match self.hub_id(Side::Wecom, EntityKind::Tag, &wtag).await? {
+            match self.hub_of::<Tag>(Side::Wecom, &wtag).await? {
                 None => {
                     let mut h = Hint::from(self.origin);
                     h.wecom_id = Some(wtag);
@@ -275,7 +257,6 @@ impl Cx<'_> {
                     Box::pin(self.tag(new, h)).await?;
                 }
                 Some(known) => {
-                    let known = HubTagId::new_unchecked(known);
                     if unfinished_child(tags, &known, group) {
                         Box::pin(self.tag(known, Hint::from(self.origin))).await?;
                     }

@@ -150,7 +150,7 @@ impl Cx<'_> {
                         // Adopt a same-name group nobody maps (a retried or crashed create).
                         Some(existing)
                             if self
-                                .hub_id(Side::Mall, EntityKind::Group, existing)
+                                .hub_of::<TagGroup>(Side::Mall, existing)
                                 .await?
                                 .is_none() =>
                         {

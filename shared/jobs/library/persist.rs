@@ -25,8 +25,6 @@ pub(super) trait Stored: LibraryObject + PartialEq {
     fn read<'a>(app: &'a App, t: &'a TenantId, id: &'a Self::Id) -> Load<'a, Option<Self>>;
     /// Every stored object of this kind (live or not).
     fn list<'a>(app: &'a App, t: &'a TenantId) -> Load<'a, Vec<Self>>;
-    /// The hub id the id map holds as `raw` (it only holds ids the hub made).
-    fn hub_id(raw: String) -> Self::Id;
 
     /// `tag {id}` / `group {id}`, for messages.
     fn label(&self) -> String {
@@ -61,9 +59,6 @@ impl Stored for Tag {
     fn list<'a>(app: &'a App, t: &'a TenantId) -> Load<'a, Vec<Self>> {
         Box::pin(app.store.list_tags(t))
     }
-    fn hub_id(raw: String) -> HubTagId {
-        HubTagId::new_unchecked(raw)
-    }
 }
 
 /// The same for a group; its audit fields are a tag's but its group.
@@ -79,9 +74,6 @@ impl Stored for TagGroup {
     }
     fn list<'a>(app: &'a App, t: &'a TenantId) -> Load<'a, Vec<Self>> {
         Box::pin(app.store.list_groups(t))
-    }
-    fn hub_id(raw: String) -> HubGroupId {
-        HubGroupId::new_unchecked(raw)
     }
 }
 

@@ -141,11 +141,8 @@ impl Cx<'_> {
         if scope.strategy_id.is_some() {
             return Ok(group);
         }
-        let held: BTreeSet<u32> = self
-            .app
-            .store
-            .list_groups(self.t())
-            .await?
+        let groups: Vec<TagGroup> = self.all().await?;
+        let held: BTreeSet<u32> = groups
             .iter()
             .filter_map(|g| g.scope.as_ref().and_then(|s| s.strategy_id))
             .collect();

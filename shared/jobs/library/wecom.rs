@@ -585,23 +585,18 @@ impl Cx<'_> {
         group: &HubGroupId,
         except: &HubTagId,
     ) -> Step<()> {
-        let shown: std::collections::HashSet<WecomTagId> = self
-            .wecom_lib()
-            .await?
-            .iter()
-            .flat_map(|g| g.tag.iter().map(|x| x.id.clone()))
-            .collect();
-        let gone: Vec<HubTagId> = self
-            .app
-            .store
-            .list_tags(self.t())
-            .await?
+        let shown = self.wecom_tag_ids().await?;
+        let tags: Vec<Tag> = self.all().await?;
+        let gone: Vec<HubTagId> = tags
             .into_iter()
             .filter(|y| {
                 &y.group_id == group
                     && &y.id != except
                     && y.deleted_at.is_none()
-                    && y.wecom.id.as_ref().is_some_and(|w| !shown.contains(w))
+                    && y.wecom
+                        .id
+                        .as_ref()
+                        .is_some_and(|w| !shown.contains(w.as_str()))
             })
             .map(|y| y.id)
             .collect();

@@ -94,6 +94,13 @@ impl<I, S> SideLink<I, S> {
         self.state = SyncState::Failed;
         self.error = Some(reason.to_owned());
     }
+
+    /// The side confirmed a write: it holds `base`, and a failure shown before is over.
+    pub fn synced(&mut self, base: Option<S>) {
+        self.base = base;
+        self.state = SyncState::Synced;
+        self.error = None;
+    }
 }
 
 impl<I, S> Default for SideLink<I, S> {

@@ -3,7 +3,7 @@
 
 use crate::domain::{
     EntityKind, GroupSnapshot, HubGroupId, HubTagId, MallGroupId, MallTagId, Side, SideLink,
-    SyncState, Tag, TagGroup, TagSnapshot, Timestamp, WecomGroupId, WecomTagId,
+    SyncState, Tag, TagGroup, TagSnapshot, TenantId, Timestamp, WecomGroupId, WecomTagId,
 };
 use std::fmt;
 
@@ -20,7 +20,10 @@ pub trait LibraryObject: Clone + Send + Sync {
 
     const KIND: EntityKind;
 
+    fn tenant(&self) -> &TenantId;
     fn id(&self) -> &Self::Id;
+    /// The hub id the id map holds as `raw` (it holds only ids the hub made).
+    fn hub_id(raw: String) -> Self::Id;
     fn name(&self) -> &str;
     fn scope(&self) -> Self::Scope;
     fn is_deleted(&self) -> bool;
@@ -44,6 +47,14 @@ pub trait LibraryObject: Clone + Send + Sync {
         match side {
             Side::Wecom => self.wecom().id.is_some(),
             Side::Mall => self.mall().id.is_some(),
+        }
+    }
+
+    /// `side`'s id of its object for this one, as the id map and job hints write it.
+    fn side_id(&self, side: Side) -> Option<String> {
+        match side {
+            Side::Wecom => self.wecom().id.as_ref().map(ToString::to_string),
+            Side::Mall => self.mall().id.as_ref().map(ToString::to_string),
         }
     }
 
@@ -88,8 +99,14 @@ pub trait LibraryObject: Clone + Send + Sync {
 /// The accessors groups and tags share field for field.
 macro_rules! common_fields {
     ($id:ty, $wecom:ty, $mall:ty, $snapshot:ty) => {
+        fn tenant(&self) -> &TenantId {
+            &self.tenant
+        }
         fn id(&self) -> &$id {
             &self.id
+        }
+        fn hub_id(raw: String) -> $id {
+            <$id>::new_unchecked(raw)
         }
         fn name(&self) -> &str {
             &self.name

@@ -4,7 +4,7 @@
 //! brought one onto the name is refused. One way for groups and tags ([`Contested`]: the
 //! few points where the kinds differ).
 
-use super::persist::{Stored, group_json, link, tag_json};
+use super::persist::Stored;
 use super::{Cx, Step, StepError, StepFuture};
 use crate::domain::*;
 use crate::mall::client::{GroupPatch, IdempotencyKey, MallError, TagPatch};
@@ -19,7 +19,6 @@ use std::pin::Pin;
 
 type MallFuture<'a> = Pin<Box<dyn Future<Output = Result<(), MallError>> + Send + 'a>>;
 type CarriedFuture<'a> = Pin<Box<dyn Future<Output = Step<Option<Vec<Write>>>> + Send + 'a>>;
-type ListFuture<'a, T> = Pin<Box<dyn Future<Output = Step<Vec<T>>> + Send + 'a>>;
 #[allow(type_alias_bounds)]
 type NamesFuture<'a, T: Stored> = Pin<
     Box<
@@ -76,8 +75,6 @@ pub(super) trait Contested: Stored {
     /// What merging `me` into `to` carries along besides the side objects (a group's tags),
     /// as writes; `None` when that is too much for one go.
     fn carried<'c>(cx: &'c Cx<'_>, me: &'c Self::Id, to: &'c Self::Id) -> CarriedFuture<'c>;
-    /// Every hub object of this kind (live or not).
-    fn hub_objects<'c>(cx: &'c Cx<'_>) -> ListFuture<'c, Self>;
     /// The (side id, name) of each object WeCom and the mall hold in `place`.
     fn side_names<'c>(cx: &'c mut Cx<'_>, place: &'c Self::Scope) -> NamesFuture<'c, Self>;
 }
@@ -145,14 +142,8 @@ impl Contested for TagGroup {
     /// then); more than [`MERGE_CHILDREN_MAX`] clash instead.
     fn carried<'c>(cx: &'c Cx<'_>, me: &'c HubGroupId, to: &'c HubGroupId) -> CarriedFuture<'c> {
         Box::pin(async move {
-            let tags: Vec<Tag> = cx
-                .app
-                .store
-                .list_tags(cx.t())
-                .await?
-                .into_iter()
-                .filter(|y| &y.group_id == me)
-                .collect();
+            let tags: Vec<Tag> = cx.all().await?;
+            let tags: Vec<Tag> = tags.into_iter().filter(|y| &y.group_id == me).collect();
             if tags.len() > MERGE_CHILDREN_MAX {
                 return Ok(None);
             }
@@ -168,9 +159,6 @@ impl Contested for TagGroup {
             });
             Ok(Some(moved.collect()))
         })
-    }
-    fn hub_objects<'c>(cx: &'c Cx<'_>) -> ListFuture<'c, Self> {
-        Box::pin(async move { Ok(cx.app.store.list_groups(cx.t()).await?) })
     }
     fn side_names<'c>(cx: &'c mut Cx<'_>, _: &'c ()) -> NamesFuture<'c, Self> {
         Box::pin(async move {
@@ -255,9 +243,6 @@ impl Contested for Tag {
     }
     fn carried<'c>(_: &'c Cx<'_>, _: &'c HubTagId, _: &'c HubTagId) -> CarriedFuture<'c> {
         Box::pin(async { Ok(Some(Vec::new())) })
-    }
-    fn hub_objects<'c>(cx: &'c Cx<'_>) -> ListFuture<'c, Self> {
-        Box::pin(async move { Ok(cx.app.store.list_tags(cx.t()).await?) })
     }
     /// The tags of the side groups that hub group `group` has.
     fn side_names<'c>(cx: &'c mut Cx<'_>, group: &'c HubGroupId) -> NamesFuture<'c, Self> {
@@ -440,19 +425,16 @@ impl Cx<'_> {
         carried: Vec<Write>,
         name: &str,
     ) -> Step<()> {
-        let t = self.t().clone();
         let kind = T::KIND;
         let me = x.id().clone();
         let mut writes = Vec::new();
         if let Some(w) = x.wecom().id.clone() {
             *o.wecom_mut() = x.wecom().clone();
-            let relink = link(&t, Side::Wecom, kind, &w, o.id());
-            writes.push(Write::Relink(relink));
+            writes.push(Write::Relink(o.link_on(Side::Wecom, &w)));
         }
         if let Some(m) = x.mall().id.clone() {
             *o.mall_mut() = x.mall().clone();
-            let relink = link(&t, Side::Mall, kind, &m, o.id());
-            writes.push(Write::Relink(relink));
+            writes.push(Write::Relink(o.link_on(Side::Mall, &m)));
         }
         writes.extend(carried);
         let before = x.json();
@@ -491,7 +473,7 @@ impl Cx<'_> {
         other: &HubGroupId,
         name: &str,
     ) -> Step<()> {
-        let before = group_json(&y);
+        let before = y.json();
         // As for tags (`refuse_tag_change`): each side's base takes the name the side
         // shows, so the hub's name goes there rather than the side's coming back.
         if let Some(w) = y.wecom.id.clone()
@@ -524,7 +506,7 @@ impl Cx<'_> {
             format!("group:{}", y.id),
             Some(before),
             Some(json!({
-                "group": group_json(&y),
+                "group": y.json(),
                 "clashed_with": other,
             })),
         );
@@ -568,7 +550,7 @@ impl Cx<'_> {
                 "hub tags {me} and {other} both hold `{name}` in one group, and the one to give way has no group to return to; rename one of them"
             )));
         }
-        let before = tag_json(&y);
+        let before = y.json();
         let now = self.now();
         // Each side's base takes the refused value where the side shows it, so that the next
         // merge does not take the side's (older) change for a new one: the hub's value wins
@@ -605,7 +587,7 @@ impl Cx<'_> {
             format!("tag:{}", y.id),
             Some(before),
             Some(json!({
-                "tag": tag_json(&y),
+                "tag": y.json(),
                 "clashed_with": if &y.id == me { other } else { me },
             })),
         );
@@ -637,7 +619,7 @@ impl Cx<'_> {
     ) -> Step<bool> {
         let name = T::snapshot_name(back);
         let place = T::snapshot_scope(back);
-        let in_hub = T::hub_objects(self).await?.into_iter().any(|x| {
+        let in_hub = self.all::<T>().await?.into_iter().any(|x| {
             !x.is_deleted()
                 && x.id() != y.id()
                 && x.id() != other
@@ -664,47 +646,27 @@ impl Cx<'_> {
         Option<(String, Option<HubGroupId>)>,
         Option<(String, Option<HubGroupId>)>,
     )> {
-        let wecom = match &y.wecom.id {
-            Some(wid) => {
-                let found = self.wecom_lib().await?.iter().find_map(|g| {
-                    g.tag
-                        .iter()
-                        .find(|x| &x.id == wid)
-                        .map(|x| (x.name.clone(), g.group_id.to_string()))
-                });
-                match found {
-                    Some((name, g)) => Some((
-                        name,
-                        self.hub_id(Side::Wecom, EntityKind::Group, &g)
-                            .await?
-                            .map(HubGroupId::new_unchecked),
-                    )),
-                    None => None,
-                }
-            }
-            None => None,
+        let (wid, mid) = (y.side_id(Side::Wecom), y.side_id(Side::Mall));
+        let wecom = self.wecom_tag_info(wid.as_deref()).await?;
+        let wecom = wecom.map(|(g, x)| (x.name, g.to_string()));
+        let mall = self.mall_tag_info(mid.as_deref()).await?;
+        let mall = mall.map(|x| (x.name, x.group_id.to_string()));
+        Ok((
+            self.in_hub_group(Side::Wecom, wecom).await?,
+            self.in_hub_group(Side::Mall, mall).await?,
+        ))
+    }
+
+    /// A name and `side`'s group it shows in, the group as the hub group the id map links it
+    /// to (if any).
+    async fn in_hub_group(
+        &self,
+        side: Side,
+        shown: Option<(String, String)>,
+    ) -> Step<Option<(String, Option<HubGroupId>)>> {
+        let Some((name, group)) = shown else {
+            return Ok(None);
         };
-        let mall = match &y.mall.id {
-            Some(mid) => {
-                let found = self
-                    .mall_lib()
-                    .await?
-                    .iter()
-                    .flat_map(|g| g.tags.iter())
-                    .find(|x| &x.id == mid)
-                    .map(|x| (x.name.clone(), x.group_id.to_string()));
-                match found {
-                    Some((name, g)) => Some((
-                        name,
-                        self.hub_id(Side::Mall, EntityKind::Group, &g)
-                            .await?
-                            .map(HubGroupId::new_unchecked),
-                    )),
-                    None => None,
-                }
-            }
-            None => None,
-        };
-        Ok((wecom, mall))
+        Ok(Some((name, self.hub_of::<TagGroup>(side, &group).await?)))
     }
 }

@@ -2,8 +2,8 @@
 //! (`crate::sync::library::merge_group`), store the result, run each side's leg
 //! (`wecom.rs`, `mall.rs`) and bring the group's tags along (`crate::sync::group_tags`).
 
-use super::persist::{group_json, link, stale_group_links};
-use super::{Cx, Step};
+use super::persist::{Stored, cleared_links};
+use super::{Cx, Step, id_to_read};
 use crate::domain::*;
 use crate::mall::client::MallGroupWithTags;
 use crate::ports::Write;
@@ -97,26 +97,16 @@ impl Cx<'_> {
         id: HubGroupId,
         hint: &Hint,
     ) -> Step<Option<(HubGroupId, Option<TagGroup>)>> {
-        let t = self.t().clone();
-        let mut stored = self.app.store.get_group(&t, &id).await?;
-        let mut id = id;
-        if stored.is_none() {
-            id = HubGroupId::new_unchecked(
-                self.adopt_id(EntityKind::Group, id.to_string(), hint)
-                    .await?,
-            );
-            stored = self.app.store.get_group(&t, &id).await?;
-        }
+        let (mut id, mut stored) = self.stored::<TagGroup>(id, hint).await?;
         // The event's WeCom group maps to another hub group by now (WeCom renamed it onto
         // that group's name, see `relink_group`): that group is the one to bring up to date.
         if let (Some(s), Some(w)) = (&stored, &hint.wecom_id)
             && s.wecom.id.as_ref().is_none_or(|i| i.as_str() != w)
-            && let Some(other) = self.hub_id(Side::Wecom, EntityKind::Group, w).await?
-            && other != id.as_str()
+            && let Some(other) = self.hub_of::<TagGroup>(Side::Wecom, w).await?
+            && other != id
             && self.depth < 4
         {
             self.depth += 1;
-            let other = HubGroupId::new_unchecked(other);
             let r = Box::pin(self.group(other, hint.clone(), true)).await;
             self.depth -= 1;
             return r.map(|()| None);
@@ -133,7 +123,7 @@ impl Cx<'_> {
             // A stale WeCom id (the drop not noticed yet) goes: the new group replaces it.
             if let Some(stale) = kept.wecom.id.take() {
                 kept.wecom = SideLink::default();
-                let unlink = link(&t, Side::Wecom, EntityKind::Group, &stale, &id);
+                let unlink = kept.link_on(Side::Wecom, &stale);
                 self.commit(vec![Write::Unlink(unlink), Write::Group(kept.clone())])
                     .await?;
                 kept.version += 1;
@@ -145,12 +135,8 @@ impl Cx<'_> {
 
     /// What both sides show for the group, by its ids or else the event's.
     async fn group_seen(&mut self, stored: Option<&TagGroup>, hint: &Hint) -> Step<GroupSeen> {
-        let wecom_id = stored
-            .and_then(|g| g.wecom.id.as_ref().map(|i| i.to_string()))
-            .or(hint.wecom_id.clone());
-        let mall_id = stored
-            .and_then(|g| g.mall.id.as_ref().map(|i| i.to_string()))
-            .or(hint.mall_id.clone());
+        let wecom_id = id_to_read(stored, Side::Wecom, hint.wecom_id.as_deref());
+        let mall_id = id_to_read(stored, Side::Mall, hint.mall_id.as_deref());
         let now = self.now();
         let mall_at = hint.mall_at.unwrap_or(now);
         let wecom = match &wecom_id {
@@ -189,8 +175,6 @@ impl Cx<'_> {
         mut g: TagGroup,
         seen: &GroupSeen,
     ) -> Step<TagGroup> {
-        let t = self.t().clone();
-        let id = g.id.clone();
         let mut writes = Vec::new();
         // A group new from WeCom's side that lives in a rule group is scoped to it.
         if stored.is_none()
@@ -203,33 +187,17 @@ impl Cx<'_> {
             && g.wecom.id.is_none()
         {
             g.wecom.id = Some(WecomGroupId::new_unchecked(w.clone()));
-            writes.push(Write::Link(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Group,
-                w,
-                &id,
-            )));
+            writes.push(Write::Link(g.link_on(Side::Wecom, w)));
         }
         if let (Some(m), Some(_)) = (&seen.mall_id, &seen.mall)
             && g.mall.id.is_none()
         {
             g.mall.id = Some(MallGroupId::new_unchecked(m.clone()));
-            writes.push(Write::Link(link(&t, Side::Mall, EntityKind::Group, m, &id)));
+            writes.push(Write::Link(g.link_on(Side::Mall, m)));
         }
-        let unlinks = stale_group_links(stored, &g);
-        writes.extend(unlinks.into_iter().map(Write::Unlink));
-        if stored != Some(&g) || !writes.is_empty() {
-            writes.extend(self.hub_entry(
-                EntityKind::Group,
-                id.as_str(),
-                stored.map(group_json),
-                group_json(&g),
-            ));
-            writes.push(Write::Group(g.clone()));
-            self.commit(writes).await?;
-            g.version += 1;
-        }
+        let cleared = cleared_links(stored, &g, &writes);
+        writes.extend(cleared);
+        self.save_merged(stored, &mut g, writes).await?;
         Ok(g)
     }
 
@@ -256,12 +224,7 @@ impl Cx<'_> {
             Some(wid) => self.wecom_lib().await?.iter().any(|x| &x.group_id == wid),
         };
         if shown_here && g.wecom.state != SyncState::ReadOnly {
-            let known: std::collections::HashSet<String> = self
-                .wecom_lib()
-                .await?
-                .iter()
-                .flat_map(|x| x.tag.iter().map(|t| t.id.to_string()))
-                .collect();
+            let known = self.wecom_tag_ids().await?;
             for tag in children_wecom_lacks(tags, &g.id, &known) {
                 Box::pin(self.tag(tag, Hint::from(self.origin))).await?;
             }
@@ -286,7 +249,7 @@ impl Cx<'_> {
                 .unwrap_or_default()
         };
         for wtag in shown {
-            match self.hub_id(Side::Wecom, EntityKind::Tag, &wtag).await? {
+            match self.hub_of::<Tag>(Side::Wecom, &wtag).await? {
                 None => {
                     let mut h = Hint::from(self.origin);
                     h.wecom_id = Some(wtag);
@@ -294,7 +257,6 @@ impl Cx<'_> {
                     Box::pin(self.tag(new, h)).await?;
                 }
                 Some(known) => {
-                    let known = HubTagId::new_unchecked(known);
                     if unfinished_child(tags, &known, group) {
                         Box::pin(self.tag(known, Hint::from(self.origin))).await?;
                     }
@@ -350,17 +312,10 @@ impl Cx<'_> {
         mut to: TagGroup,
         w: WecomGroupId,
     ) -> Step<()> {
-        let t = self.t().clone();
         let mut writes = Vec::new();
         // `to`'s stale WeCom id (a group WeCom dropped, not noticed yet) goes.
         if let Some(stale) = to.wecom.id.as_ref().filter(|s| *s != &w) {
-            writes.push(Write::Unlink(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Group,
-                &stale,
-                &to.id,
-            )));
+            writes.push(Write::Unlink(to.link_on(Side::Wecom, stale)));
         }
         from.wecom = SideLink::default();
         to.wecom = SideLink {
@@ -375,7 +330,7 @@ impl Cx<'_> {
             Some(json!({"wecom_id": w, "group": to.id})),
         );
         writes.extend([
-            Write::Relink(link(&t, Side::Wecom, EntityKind::Group, &w, &to.id)),
+            Write::Relink(to.link_on(Side::Wecom, &w)),
             Write::Group(from),
             Write::Group(to.clone()),
             Write::Audit(entry),

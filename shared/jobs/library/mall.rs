@@ -3,7 +3,7 @@
 //! deletes, each with an idempotency key named after the job's step.
 
 use super::group::g_name;
-use super::persist::link;
+use super::persist::Stored;
 use super::{Cx, Step, StepError, StepFailure, vanished};
 use crate::domain::*;
 use crate::mall::client::{GroupPatch, MallError, TagPatch};
@@ -21,7 +21,6 @@ impl Cx<'_> {
         plan: &SidePlan<MallGroupId, GroupSnapshot>,
         seen: Option<&GroupSnapshot>,
     ) -> Step<()> {
-        let t = self.t().clone();
         let id = g.id.clone();
         let mall_op = plan.op.clone();
         if matches!(mall_op, LibraryOp::Nothing | LibraryOp::MarkReadOnly) {
@@ -34,31 +33,18 @@ impl Cx<'_> {
         match result {
             Ok(created) => {
                 if let Some(mid) = created {
-                    writes.push(Write::Link(link(
-                        &t,
-                        Side::Mall,
-                        EntityKind::Group,
-                        &mid,
-                        &id,
-                    )));
+                    writes.push(Write::Link(g.link_on(Side::Mall, &mid)));
                     g.mall.id = Some(mid);
                 }
                 if matches!(mall_op, LibraryOp::Delete { .. }) {
                     if let Some(mid) = &g.mall.id {
-                        writes.push(Write::Unlink(link(
-                            &t,
-                            Side::Mall,
-                            EntityKind::Group,
-                            &mid,
-                            &id,
-                        )));
+                        writes.push(Write::Unlink(g.link_on(Side::Mall, mid)));
                     }
                     g.mall = SideLink::default();
+                    g.mall.synced(None);
                 } else {
-                    g.mall.base = after.clone();
+                    g.mall.synced(after.clone());
                 }
-                g.mall.state = SyncState::Synced;
-                g.mall.error = None;
                 let action = match mall_op {
                     LibraryOp::Create { .. } => "group.created",
                     LibraryOp::Delete { .. } => "group.deleted",
@@ -110,9 +96,8 @@ impl Cx<'_> {
             if let (Err(e), Some(name), 1) = (&r, wanted, attempt)
                 && let Some(existing) = e.existing_id()
             {
-                match self.hub_id(Side::Mall, EntityKind::Group, existing).await? {
-                    Some(other) if other != id.as_str() => {
-                        let other = HubGroupId::new_unchecked(other);
+                match self.hub_of::<TagGroup>(Side::Mall, existing).await? {
+                    Some(other) if other != id => {
                         self.step_aside::<TagGroup>(Side::Mall, &id, &other, &name)
                             .await?;
                         continue;
@@ -165,7 +150,7 @@ impl Cx<'_> {
                         // Adopt a same-name group nobody maps (a retried or crashed create).
                         Some(existing)
                             if self
-                                .hub_id(Side::Mall, EntityKind::Group, existing)
+                                .hub_of::<TagGroup>(Side::Mall, existing)
                                 .await?
                                 .is_none() =>
                         {
@@ -206,16 +191,11 @@ impl Cx<'_> {
                 )
                 .await
                 .map(|_| None),
-            LibraryOp::Delete { id: mid } => self
-                .app
-                .mall
-                .delete_group(
-                    &self.ep,
-                    &self.key(&format!("delete-group:{id}:v{}", g.version)),
-                    mid,
-                )
-                .await
-                .map(|_| None),
+            LibraryOp::Delete { id: mid } => {
+                let key = self.key(&format!("delete-group:{id}:v{}", g.version));
+                let deleted = self.app.mall.delete_group(&self.ep, &key, mid).await;
+                deleted.map(|_| None)
+            }
         })
     }
 
@@ -226,7 +206,6 @@ impl Cx<'_> {
         after: Option<TagSnapshot>,
         seen: Option<TagSnapshot>,
     ) -> Step<Tag> {
-        let t = self.t().clone();
         let id = x.id.clone();
         let entity = format!("tag:{id}");
         let before = seen.as_ref().map(|s| json!(s));
@@ -241,13 +220,7 @@ impl Cx<'_> {
             match &op {
                 LibraryOp::Create { after: s } => {
                     let mid = self.mall_create(&x, s).await?;
-                    writes.push(Write::Link(link(
-                        &t,
-                        Side::Mall,
-                        EntityKind::Tag,
-                        &mid,
-                        &id,
-                    )));
+                    writes.push(Write::Link(x.link_on(Side::Mall, &mid)));
                     x.mall.id = Some(mid);
                 }
                 LibraryOp::Update {
@@ -278,22 +251,10 @@ impl Cx<'_> {
                     self.mall_update(&x, mid, patch).await?;
                 }
                 LibraryOp::Delete { id: mid } => {
-                    self.app
-                        .mall
-                        .delete_tag(
-                            &self.ep,
-                            &self.key(&format!("delete-tag:{id}:v{}", x.version)),
-                            mid,
-                        )
-                        .await
-                        .map_err(StepError::from)?;
-                    writes.push(Write::Unlink(link(
-                        &t,
-                        Side::Mall,
-                        EntityKind::Tag,
-                        &mid,
-                        &id,
-                    )));
+                    let key = self.key(&format!("delete-tag:{id}:v{}", x.version));
+                    let deleted = self.app.mall.delete_tag(&self.ep, &key, mid).await;
+                    deleted.map_err(StepError::from)?;
+                    writes.push(Write::Unlink(x.link_on(Side::Mall, mid)));
                     x.mall.id = None;
                 }
                 LibraryOp::Nothing | LibraryOp::MarkReadOnly => {}
@@ -304,9 +265,7 @@ impl Cx<'_> {
         if let Err(e) = result {
             return self.fail(x, Side::Mall, e).await;
         }
-        x.mall.base = after.clone();
-        x.mall.state = SyncState::Synced;
-        x.mall.error = None;
+        x.mall.synced(after.clone());
         writes.push(Write::Audit(self.entry(
             Actor::Mall,
             action,
@@ -360,7 +319,7 @@ impl Cx<'_> {
                 Err(e) if e.is_not_found() => return Err(vanished(Side::Mall).into()),
                 Err(e) => match e.existing_id().map(str::to_owned) {
                     Some(existing) => {
-                        match self.hub_id(Side::Mall, EntityKind::Tag, &existing).await? {
+                        match self.hub_of::<Tag>(Side::Mall, &existing).await? {
                             // Nobody maps it: adopt it (a retried or crashed create).
                             None => {
                                 let existing = MallTagId::new_unchecked(existing);
@@ -379,17 +338,12 @@ impl Cx<'_> {
                                     .map_err(StepError::from)?;
                                 return Ok(existing);
                             }
-                            Some(h) if h == x.id.as_str() => {
+                            Some(h) if h == x.id => {
                                 return Ok(MallTagId::new_unchecked(existing));
                             }
                             Some(h) if attempt == 0 => {
-                                self.step_aside::<Tag>(
-                                    Side::Mall,
-                                    &x.id,
-                                    &HubTagId::new_unchecked(h),
-                                    &s.name,
-                                )
-                                .await?;
+                                self.step_aside::<Tag>(Side::Mall, &x.id, &h, &s.name)
+                                    .await?;
                             }
                             Some(_) => return Err(StepError::from(e).into()),
                         }
@@ -415,16 +369,8 @@ impl Cx<'_> {
                 Err(e) => match e.existing_id().map(str::to_owned) {
                     Some(existing) if attempt == 0 => {
                         let name = patch.name.clone().unwrap_or_else(|| x.name.clone());
-                        match self.hub_id(Side::Mall, EntityKind::Tag, &existing).await? {
-                            Some(h) => {
-                                self.step_aside::<Tag>(
-                                    Side::Mall,
-                                    &x.id,
-                                    &HubTagId::new_unchecked(h),
-                                    &name,
-                                )
-                                .await?
-                            }
+                        match self.hub_of::<Tag>(Side::Mall, &existing).await? {
+                            Some(h) => self.step_aside::<Tag>(Side::Mall, &x.id, &h, &name).await?,
                             // Every mall tag is synced: one the hub does not know is most
                             // likely on its way in (its webhook still coming). Retried, and
                             // parked if it never comes (made without a webhook).

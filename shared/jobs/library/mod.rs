@@ -39,6 +39,7 @@ use crate::app::App;
 use crate::domain::*;
 use crate::mall::client::{IdempotencyKey, MallError, MallGroupWithTags};
 use crate::wecom::client::{TagGroupInfo, WecomCredentials, WecomError};
+use persist::Stored;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -190,32 +191,52 @@ impl<'a> Cx<'a> {
         Ok(self.mall_lib.insert(lib))
     }
 
-    /// A job for an object new to the hub carries a fresh hub id; if another job linked the
-    /// side's object meanwhile (a duplicate event), that hub object is the one to update.
-    async fn adopt_id(&self, kind: EntityKind, id: String, hint: &Hint) -> Step<String> {
+    /// Object `id` as stored. A job for an object new to the hub carries a fresh hub id; if
+    /// another job linked the event's side object meanwhile (a duplicate event), that hub
+    /// object is the one to update: its id is returned with it.
+    async fn stored<T: Stored>(&self, id: T::Id, hint: &Hint) -> Step<(T::Id, Option<T>)> {
+        if let Some(x) = T::read(self.app, self.t(), &id).await? {
+            return Ok((id, Some(x)));
+        }
+        let mut id = id;
         for (side, side_id) in [(Side::Wecom, &hint.wecom_id), (Side::Mall, &hint.mall_id)] {
             if let Some(side_id) = side_id
-                && let Some(known) = self.hub_id(side, kind, side_id).await?
+                && let Some(known) = self.hub_of::<T>(side, side_id).await?
             {
-                return Ok(known);
+                id = known;
+                break;
             }
         }
-        Ok(id)
+        let stored = T::read(self.app, self.t(), &id).await?;
+        Ok((id, stored))
     }
 
-    async fn hub_id(&self, side: Side, kind: EntityKind, side_id: &str) -> Step<Option<String>> {
-        Ok(self
-            .app
-            .store
-            .lookup_link(self.t(), side, kind, side_id)
-            .await?)
+    /// Every hub object of kind `T` (live or not).
+    async fn all<T: Stored>(&self) -> Step<Vec<T>> {
+        Ok(T::list(self.app, self.t()).await?)
+    }
+
+    /// The hub object of kind `T` the id map links `side`'s object `side_id` to.
+    async fn hub_of<T: Stored>(&self, side: Side, side_id: &str) -> Step<Option<T::Id>> {
+        let store = &self.app.store;
+        let found = store.lookup_link(self.t(), side, T::KIND, side_id).await?;
+        Ok(found.map(T::hub_id))
+    }
+
+    /// Queues `kinds` as jobs of their own (`what` they are, for the error); a failure to
+    /// queue is retried with this job, so the follow-ups are never lost.
+    async fn queue(&self, kinds: Vec<JobKind>, what: &str) -> Step<()> {
+        super::enqueue(self.app, self.tenant, kinds)
+            .await
+            .map_err(|e| StepError::retry(format!("queueing {what}: {e}"), None))?;
+        Ok(())
     }
 
     /// The hub group a side's group maps to; a group the hub has never seen is brought in
     /// first (without its other tags: the caller is syncing one of them).
     async fn hub_group_for(&mut self, side: Side, side_group: &str) -> Step<HubGroupId> {
-        if let Some(id) = self.hub_id(side, EntityKind::Group, side_group).await? {
-            return Ok(HubGroupId::new_unchecked(id));
+        if let Some(id) = self.hub_of::<TagGroup>(side, side_group).await? {
+            return Ok(id);
         }
         if self.depth > 4 {
             return Err(StepError::park(format!(
@@ -233,25 +254,37 @@ impl<'a> Cx<'a> {
         self.depth -= 1;
         r?;
         // The group may have been adopted under another id (a concurrent create): read the map.
-        match self.hub_id(side, EntityKind::Group, side_group).await? {
-            Some(id) => Ok(HubGroupId::new_unchecked(id)),
-            None => Ok(id),
-        }
+        Ok(self
+            .hub_of::<TagGroup>(side, side_group)
+            .await?
+            .unwrap_or(id))
     }
 
     /// Brings group `id` up to date. With `children`, also its tags WeCom shows that the hub
     /// does not know (a console-created group sends one event for the group and its tags)
     /// and its live tags WeCom still lacks (created with the group's first tag).
     async fn group(&mut self, id: HubGroupId, hint: Hint, children: bool) -> Step<()> {
-        let nested = self.active > 0;
-        self.active += 1;
+        let nested = self.begin_run();
         let r = self.group_once(id.clone(), hint.clone(), children).await;
+        let own_job = JobKind::SyncGroup { group: id, hint };
+        self.end_run(nested, r, own_job).await
+    }
+
+    /// Starts one object's run (ended by [`Cx::end_run`]): whether it is nested, that is,
+    /// another object's work done inside this job.
+    fn begin_run(&mut self) -> bool {
+        self.active += 1;
+        self.active > 1
+    }
+
+    /// Ends one object's run with its result `r`: a run found superseded (see
+    /// [`Cx::settle`]) is done; a nested one that fails hands `own_job` over (see
+    /// [`Cx::hand_over`]).
+    async fn end_run(&mut self, nested: bool, r: Step<()>, own_job: JobKind) -> Step<()> {
         self.active -= 1;
         match r {
             Err(e) if e.is_superseded() => Ok(()),
-            Err(e) if nested => Err(self
-                .hand_over(vec![JobKind::SyncGroup { group: id, hint }], e)
-                .await),
+            Err(e) if nested => Err(self.hand_over(vec![own_job], e).await),
             r => r,
         }
     }
@@ -274,18 +307,18 @@ impl<'a> Cx<'a> {
     /// Brings tag `id` up to date. A tag found to duplicate another ends here (see
     /// [`Cx::settle`]): the other carries on with what it held.
     async fn tag(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
-        let nested = self.active > 0;
-        self.active += 1;
+        let nested = self.begin_run();
         let r = self.tag_once(id.clone(), hint.clone()).await;
-        self.active -= 1;
-        match r {
-            Err(e) if e.is_superseded() => Ok(()),
-            Err(e) if nested => Err(self
-                .hand_over(vec![JobKind::SyncTag { tag: id, hint }], e)
-                .await),
-            r => r,
-        }
+        let own_job = JobKind::SyncTag { tag: id, hint };
+        self.end_run(nested, r, own_job).await
     }
+}
+
+/// The id to read `side`'s object for `stored` by: the one it is linked to, else the event's
+/// (`hint_id`).
+fn id_to_read<T: Stored>(stored: Option<&T>, side: Side, hint_id: Option<&str>) -> Option<String> {
+    let linked = stored.and_then(|x| x.side_id(side));
+    linked.or(hint_id.map(str::to_owned))
 }
 
 /// A step's failure inside a side operation (so `?` works on every error kind there).

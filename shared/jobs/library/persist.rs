@@ -12,18 +12,19 @@ use serde_json::json;
 use std::future::Future;
 use std::pin::Pin;
 
+/// A store read of one kind of object, as [`Stored`] hands it out.
+type Load<'a, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'a>>;
+
 /// What saving needs of a group or a tag beyond the library rules' view of it.
-pub(super) trait Stored: LibraryObject {
+pub(super) trait Stored: LibraryObject + PartialEq {
     /// The store write of this object.
     fn write(&self) -> Write;
     /// Its fields as the audit log shows them.
     fn json(&self) -> serde_json::Value;
     /// The stored copy of object `id`.
-    fn read<'a>(
-        app: &'a App,
-        t: &'a TenantId,
-        id: &'a Self::Id,
-    ) -> Pin<Box<dyn Future<Output = StoreResult<Option<Self>>> + Send + 'a>>;
+    fn read<'a>(app: &'a App, t: &'a TenantId, id: &'a Self::Id) -> Load<'a, Option<Self>>;
+    /// Every stored object of this kind (live or not).
+    fn list<'a>(app: &'a App, t: &'a TenantId) -> Load<'a, Vec<Self>>;
 
     /// `tag {id}` / `group {id}`, for messages.
     fn label(&self) -> String {
@@ -37,6 +38,11 @@ pub(super) trait Stored: LibraryObject {
             Side::Mall => carry_link(self.mall_mut(), from.mall(), edited),
         }
     }
+
+    /// The id-map entry of this object and `side`'s object `side_id`.
+    fn link_on(&self, side: Side, side_id: impl std::fmt::Display) -> IdLink {
+        link(self.tenant(), side, Self::KIND, side_id, self.id())
+    }
 }
 
 impl Stored for Tag {
@@ -44,30 +50,30 @@ impl Stored for Tag {
         Write::Tag(self.clone())
     }
     fn json(&self) -> serde_json::Value {
-        tag_json(self)
+        let deleted = self.deleted_at.is_some();
+        json!({"name": self.name, "order": self.order, "group_id": self.group_id, "deleted": deleted})
     }
-    fn read<'a>(
-        app: &'a App,
-        t: &'a TenantId,
-        id: &'a HubTagId,
-    ) -> Pin<Box<dyn Future<Output = StoreResult<Option<Self>>> + Send + 'a>> {
+    fn read<'a>(app: &'a App, t: &'a TenantId, id: &'a HubTagId) -> Load<'a, Option<Self>> {
         Box::pin(app.store.get_tag(t, id))
+    }
+    fn list<'a>(app: &'a App, t: &'a TenantId) -> Load<'a, Vec<Self>> {
+        Box::pin(app.store.list_tags(t))
     }
 }
 
+/// The same for a group; its audit fields are a tag's but its group.
 impl Stored for TagGroup {
     fn write(&self) -> Write {
         Write::Group(self.clone())
     }
     fn json(&self) -> serde_json::Value {
-        group_json(self)
+        json!({"name": self.name, "order": self.order, "deleted": self.deleted_at.is_some()})
     }
-    fn read<'a>(
-        app: &'a App,
-        t: &'a TenantId,
-        id: &'a HubGroupId,
-    ) -> Pin<Box<dyn Future<Output = StoreResult<Option<Self>>> + Send + 'a>> {
+    fn read<'a>(app: &'a App, t: &'a TenantId, id: &'a HubGroupId) -> Load<'a, Option<Self>> {
         Box::pin(app.store.get_group(t, id))
+    }
+    fn list<'a>(app: &'a App, t: &'a TenantId) -> Load<'a, Vec<Self>> {
+        Box::pin(app.store.list_groups(t))
     }
 }
 
@@ -170,31 +176,39 @@ impl Cx<'_> {
         }
     }
 
-    /// The audit entry of a change the merge made to the hub object, if it changed.
-    pub(super) fn hub_entry(
+    /// Writes object `x` as the merge left it, with `writes` (its id-map changes) and the
+    /// hub's audit entry of the change, if anything changed.
+    pub(super) async fn save_merged<T: Stored>(
         &self,
-        kind: EntityKind,
-        id: &str,
-        before: Option<serde_json::Value>,
-        after: serde_json::Value,
-    ) -> Option<Write> {
-        if before.as_ref() == Some(&after) {
-            return None;
+        stored: Option<&T>,
+        x: &mut T,
+        mut writes: Vec<Write>,
+    ) -> Step<()> {
+        if stored == Some(&*x) && writes.is_empty() {
+            return Ok(());
         }
-        let was_deleted = before.as_ref().map(|b| b["deleted"] == true);
-        let action = match (was_deleted, after["deleted"] == true) {
-            (None, _) => "created",
-            (Some(false), true) => "deleted",
-            _ => "updated",
-        };
-        let kind = kind.as_str();
-        Some(Write::Audit(self.entry(
-            Actor::Hub,
-            &format!("{kind}.{action}"),
-            format!("{kind}:{id}"),
-            before,
-            Some(after),
-        )))
+        let before = stored.map(T::json);
+        let after = x.json();
+        if before.as_ref() != Some(&after) {
+            let was_deleted = before.as_ref().map(|b| b["deleted"] == true);
+            let action = match (was_deleted, after["deleted"] == true) {
+                (None, _) => "created",
+                (Some(false), true) => "deleted",
+                _ => "updated",
+            };
+            let kind = T::KIND.as_str();
+            writes.push(Write::Audit(self.entry(
+                Actor::Hub,
+                &format!("{kind}.{action}"),
+                format!("{kind}:{}", x.id()),
+                before,
+                Some(after),
+            )));
+        }
+        writes.push(x.write());
+        self.commit(writes).await?;
+        x.set_version(x.version() + 1);
+        Ok(())
     }
 
     /// The audit entry of something this job did to `side`, as its origin's.
@@ -254,19 +268,19 @@ pub(super) fn link(
     }
 }
 
-/// Id-map entries of a group that the merge cleared (the side no longer has it).
-pub(super) fn stale_group_links(stored: Option<&TagGroup>, g: &TagGroup) -> Vec<IdLink> {
-    let Some(s) = stored else { return Vec::new() };
-    let mut out = Vec::new();
-    if let Some(w) = &s.wecom.id
-        && g.wecom.id.as_ref() != Some(w)
-    {
-        out.push(link(&s.tenant, Side::Wecom, EntityKind::Group, &w, &s.id));
-    }
-    if let Some(m) = &s.mall.id
-        && g.mall.id.as_ref() != Some(m)
-    {
-        out.push(link(&s.tenant, Side::Mall, EntityKind::Group, &m, &s.id));
+/// Id-map entries of object `x` that the merge cleared (the side no longer has the object,
+/// or has another), as unlinks, unless `writes` unlink them already.
+pub(super) fn cleared_links<T: Stored>(stored: Option<&T>, x: &T, writes: &[Write]) -> Vec<Write> {
+    let mut out: Vec<Write> = Vec::new();
+    for side in [Side::Wecom, Side::Mall] {
+        let unlinked =
+            |w: &Write, b: &str| matches!(w, Write::Unlink(l) if l.side == side && l.side_id == b);
+        if let Some(b) = stored.and_then(|s| s.side_id(side))
+            && x.side_id(side).as_ref() != Some(&b)
+            && !writes.iter().chain(&out).any(|w| unlinked(w, &b))
+        {
+            out.push(Write::Unlink(x.link_on(side, &b)));
+        }
     }
     out
 }
@@ -279,12 +293,4 @@ fn carry_link<I: Clone, S: Clone>(to: &mut SideLink<I, S>, from: &SideLink<I, S>
     if edited && state == SyncState::Pending && from.state == SyncState::Synced {
         to.state = SyncState::Pending;
     }
-}
-
-pub(super) fn group_json(g: &TagGroup) -> serde_json::Value {
-    json!({"name": g.name, "order": g.order, "deleted": g.deleted_at.is_some()})
-}
-
-pub(super) fn tag_json(x: &Tag) -> serde_json::Value {
-    json!({"name": x.name, "order": x.order, "group_id": x.group_id, "deleted": x.deleted_at.is_some()})
 }

@@ -5,7 +5,7 @@
 //! a group job keeps the rule group's name and range as the hub says. The mall has no scopes:
 //! a scoped group with `carry_to_mall` off has no mall leg.
 
-use super::persist::link;
+use super::persist::Stored;
 use super::{Cx, Step, StepError};
 use crate::domain::*;
 use crate::ports::Write;
@@ -141,11 +141,8 @@ impl Cx<'_> {
         if scope.strategy_id.is_some() {
             return Ok(group);
         }
-        let held: BTreeSet<u32> = self
-            .app
-            .store
-            .list_groups(self.t())
-            .await?
+        let groups: Vec<TagGroup> = self.all().await?;
+        let held: BTreeSet<u32> = groups
             .iter()
             .filter_map(|g| g.scope.as_ref().and_then(|s| s.strategy_id))
             .collect();
@@ -278,7 +275,7 @@ impl Cx<'_> {
         };
         let id = x.id.clone();
         let writes = vec![
-            Write::Unlink(link(self.t(), Side::Mall, EntityKind::Tag, &mid, &id)),
+            Write::Unlink(x.link_on(Side::Mall, &mid)),
             Write::Audit(self.entry(
                 Actor::Mall,
                 "tag.left_mall",
@@ -310,7 +307,7 @@ impl Cx<'_> {
             return self.fail(g.clone(), Side::Mall, e).await;
         }
         let writes = vec![
-            Write::Unlink(link(&t, Side::Mall, EntityKind::Group, &mid, &g.id)),
+            Write::Unlink(g.link_on(Side::Mall, &mid)),
             Write::Audit(self.entry(
                 Actor::Mall,
                 "group.left_mall",

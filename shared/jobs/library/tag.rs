@@ -2,34 +2,27 @@
 //! a tag a crashed move left unmapped), merge (`crate::sync::library::merge_tag`), store the
 //! result and run each side's leg (`wecom.rs`, `mall.rs`).
 
-use super::persist::{link, tag_json};
-use super::{Cx, Step, StepError};
+use super::persist::{Stored, cleared_links};
+use super::{Cx, Step, StepError, id_to_read};
 use crate::domain::*;
 use crate::mall::webhook::MallTag;
 use crate::ports::Write;
 use crate::sync::library::{LibraryOp, Merged, Observed, TagPlan, merge_tag};
+use crate::sync::object::LibraryObject;
+use crate::wecom::client::TagInfo;
+use std::collections::HashSet;
 
 impl Cx<'_> {
-    /// What WeCom shows for a tag: its snapshot (group as a hub id) and its WeCom id. A tag
-    /// whose WeCom id is gone while its hub group holds an unmapped WeCom tag of its name is
-    /// that tag (a move that crashed between its create and the id map switch).
+    /// What WeCom shows for tag `stored` under WeCom id `id`: its WeCom id and snapshot
+    /// (group as a hub id). A tag whose WeCom id is gone while its hub group holds an
+    /// unmapped WeCom tag of its name is that tag (a move that crashed between its create and
+    /// the id map switch).
     pub(super) async fn wecom_tag(
         &mut self,
+        id: Option<&str>,
         stored: Option<&Tag>,
-        seed: Option<&str>,
     ) -> Step<Option<(WecomTagId, TagSnapshot)>> {
-        let id = stored
-            .and_then(|x| x.wecom.id.as_ref().map(|i| i.to_string()))
-            .or(seed.map(str::to_owned));
-        let found = match &id {
-            Some(id) => self.wecom_lib().await?.iter().find_map(|g| {
-                g.tag
-                    .iter()
-                    .find(|x| x.id.as_str() == id)
-                    .map(|x| (g.group_id.clone(), x.clone()))
-            }),
-            None => None,
-        };
+        let found = self.wecom_tag_info(id).await?;
         let found = match (found, stored) {
             (Some(f), _) => Some(f),
             (None, Some(s)) if s.wecom.id.is_some() && s.deleted_at.is_none() => {
@@ -40,21 +33,11 @@ impl Cx<'_> {
         let Some((wgroup, info)) = found else {
             return Ok(None);
         };
-        let group_id = self.hub_group_for(Side::Wecom, wgroup.as_str()).await?;
-        Ok(Some((
-            info.id,
-            TagSnapshot {
-                name: info.name,
-                order: info.order,
-                group_id,
-            },
-        )))
+        let seen = self.tag_seen(Side::Wecom, wgroup.as_str(), info.name, info.order);
+        Ok(Some((info.id, seen.await?)))
     }
 
-    pub(super) async fn orphan_of(
-        &mut self,
-        s: &Tag,
-    ) -> Step<Option<(WecomGroupId, crate::wecom::client::TagInfo)>> {
+    pub(super) async fn orphan_of(&mut self, s: &Tag) -> Step<Option<(WecomGroupId, TagInfo)>> {
         let Some(group) = self.app.store.get_group(self.t(), &s.group_id).await? else {
             return Ok(None);
         };
@@ -70,7 +53,7 @@ impl Cx<'_> {
         match candidate {
             Some(c)
                 if self
-                    .hub_id(Side::Wecom, EntityKind::Tag, c.id.as_str())
+                    .hub_of::<Tag>(Side::Wecom, c.id.as_str())
                     .await?
                     .is_none() =>
             {
@@ -80,36 +63,60 @@ impl Cx<'_> {
         }
     }
 
+    /// What the mall shows under mall id `id`: its mall id and snapshot (group as a hub id).
     pub(super) async fn mall_tag(
         &mut self,
-        stored: Option<&Tag>,
-        seed: Option<&str>,
+        id: Option<&str>,
     ) -> Step<Option<(MallTagId, TagSnapshot)>> {
-        let id = stored
-            .and_then(|x| x.mall.id.as_ref().map(|i| i.to_string()))
-            .or(seed.map(str::to_owned));
-        let found: Option<MallTag> = match &id {
-            Some(id) => self
-                .mall_lib()
-                .await?
-                .iter()
-                .flat_map(|g| g.tags.iter())
-                .find(|x| x.id.as_str() == id)
-                .cloned(),
-            None => None,
+        let Some(tag) = self.mall_tag_info(id).await? else {
+            return Ok(None);
         };
-        let Some(tag) = found else { return Ok(None) };
-        let group_id = self
-            .hub_group_for(Side::Mall, tag.group_id.as_str())
-            .await?;
-        Ok(Some((
-            tag.id,
-            TagSnapshot {
-                name: tag.name,
-                order: tag.order,
-                group_id,
-            },
-        )))
+        let seen = self.tag_seen(Side::Mall, tag.group_id.as_str(), tag.name, tag.order);
+        Ok(Some((tag.id, seen.await?)))
+    }
+
+    /// A tag as `side` shows it, in `side`'s group `side_group` (as a hub group, brought
+    /// into the hub first if it is new there).
+    async fn tag_seen(
+        &mut self,
+        side: Side,
+        side_group: &str,
+        name: String,
+        order: u32,
+    ) -> Step<TagSnapshot> {
+        let group_id = self.hub_group_for(side, side_group).await?;
+        Ok(TagSnapshot {
+            name,
+            order,
+            group_id,
+        })
+    }
+
+    /// WeCom tag `id` (if any) as WeCom's library (as read) shows it, with its WeCom group.
+    pub(super) async fn wecom_tag_info(
+        &mut self,
+        id: Option<&str>,
+    ) -> Step<Option<(WecomGroupId, TagInfo)>> {
+        let Some(id) = id else { return Ok(None) };
+        Ok(self.wecom_lib().await?.iter().find_map(|g| {
+            let x = g.tag.iter().find(|x| x.id.as_str() == id)?;
+            Some((g.group_id.clone(), x.clone()))
+        }))
+    }
+
+    /// Every tag id WeCom's library (as read) shows.
+    pub(super) async fn wecom_tag_ids(&mut self) -> Step<HashSet<String>> {
+        let lib = self.wecom_lib().await?.iter();
+        Ok(lib
+            .flat_map(|g| g.tag.iter().map(|x| x.id.to_string()))
+            .collect())
+    }
+
+    /// Mall tag `id` (if any) as the mall's library (as read) shows it.
+    pub(super) async fn mall_tag_info(&mut self, id: Option<&str>) -> Step<Option<MallTag>> {
+        let Some(id) = id else { return Ok(None) };
+        let mut tags = self.mall_lib().await?.iter().flat_map(|g| g.tags.iter());
+        Ok(tags.find(|x| x.id.as_str() == id).cloned())
     }
 
     pub(super) async fn tag_once(&mut self, id: HubTagId, hint: Hint) -> Step<()> {
@@ -141,19 +148,15 @@ impl Cx<'_> {
         let now = self.now();
         let mall_at = hint.mall_at.unwrap_or(now);
         // A side that cannot be read for good (a revoked token, say) shows on the tag.
-        let wecom = match self
-            .wecom_tag(stored.as_ref(), hint.wecom_id.as_deref())
-            .await
-        {
+        let wecom_id = id_to_read(stored.as_ref(), Side::Wecom, hint.wecom_id.as_deref());
+        let wecom = match self.wecom_tag(wecom_id.as_deref(), stored.as_ref()).await {
             Ok(w) => w,
             Err(e) => return self.unreadable(stored, Side::Wecom, e).await,
         };
+        let mall_id = id_to_read(stored.as_ref(), Side::Mall, hint.mall_id.as_deref());
         let mall = match kept_from_mall {
             true => None,
-            false => match self
-                .mall_tag(stored.as_ref(), hint.mall_id.as_deref())
-                .await
-            {
+            false => match self.mall_tag(mall_id.as_deref()).await {
                 Ok(m) => m,
                 Err(e) => return self.unreadable(stored, Side::Mall, e).await,
             },
@@ -192,40 +195,20 @@ impl Cx<'_> {
         id: HubTagId,
         hint: &Hint,
     ) -> Step<Option<(HubTagId, Option<Tag>)>> {
-        let t = self.t().clone();
-        let mut stored = self.app.store.get_tag(&t, &id).await?;
-        let mut id = id;
-        if stored.is_none() {
-            id = HubTagId::new_unchecked(
-                self.adopt_id(EntityKind::Tag, id.to_string(), hint).await?,
-            );
-            stored = self.app.store.get_tag(&t, &id).await?;
-        }
+        let (id, stored) = self.stored::<Tag>(id, hint).await?;
         let Some(s) = &stored else {
             return Ok(Some((id, stored)));
         };
         if self.depth >= 4 {
             return Ok(Some((id, stored)));
         }
-        for (side, side_id, own) in [
-            (
-                Side::Wecom,
-                &hint.wecom_id,
-                s.wecom.id.as_ref().map(|i| i.as_str()),
-            ),
-            (
-                Side::Mall,
-                &hint.mall_id,
-                s.mall.id.as_ref().map(|i| i.as_str()),
-            ),
-        ] {
+        for (side, side_id) in [(Side::Wecom, &hint.wecom_id), (Side::Mall, &hint.mall_id)] {
             if let Some(side_id) = side_id
-                && own != Some(side_id.as_str())
-                && let Some(other) = self.hub_id(side, EntityKind::Tag, side_id).await?
-                && other != id.as_str()
+                && s.side_id(side).as_ref() != Some(side_id)
+                && let Some(other) = self.hub_of::<Tag>(side, side_id).await?
+                && other != id
             {
                 self.depth += 1;
-                let other = HubTagId::new_unchecked(other);
                 let r = Box::pin(self.tag(other, hint.clone())).await;
                 self.depth -= 1;
                 return r.map(|()| None);
@@ -244,43 +227,23 @@ impl Cx<'_> {
         wecom: Option<&(WecomTagId, TagSnapshot)>,
         mall: Option<&(MallTagId, TagSnapshot)>,
     ) -> Step<Tag> {
-        let t = self.t().clone();
-        let id = x.id.clone();
         let mut writes = Vec::new();
         if let Some((wid, _)) = wecom
             && x.wecom.id.as_ref() != Some(wid)
         {
             if let Some(old) = &x.wecom.id {
-                writes.push(Write::Unlink(link(
-                    &t,
-                    Side::Wecom,
-                    EntityKind::Tag,
-                    &old,
-                    &id,
-                )));
+                writes.push(Write::Unlink(x.link_on(Side::Wecom, old)));
             }
             x.wecom.id = Some(wid.clone());
-            writes.push(Write::Link(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Tag,
-                &wid,
-                &id,
-            )));
+            writes.push(Write::Link(x.link_on(Side::Wecom, wid)));
         }
         if let Some((mid, _)) = mall
             && x.mall.id.is_none()
         {
             x.mall.id = Some(mid.clone());
-            writes.push(Write::Link(link(
-                &t,
-                Side::Mall,
-                EntityKind::Tag,
-                &mid,
-                &id,
-            )));
+            writes.push(Write::Link(x.link_on(Side::Mall, mid)));
         }
-        let cleared = cleared_tag_links(&t, stored, &x, &writes);
+        let cleared = cleared_links(stored, &x, &writes);
         writes.extend(cleared);
         // The tag left a WeCom group (it vanished from WeCom, or shows in another group than
         // its base: a move): if it was that group's last, WeCom dropped the group. Looked at
@@ -293,21 +256,10 @@ impl Cx<'_> {
                 Some((_, seen)) => &seen.group_id != was_in,
             };
             if left {
-                self.old_group_dropped(&was_in.clone(), &id).await?;
+                self.old_group_dropped(&was_in.clone(), &x.id).await?;
             }
         }
-        let changed = stored != Some(&x);
-        if changed || !writes.is_empty() {
-            writes.extend(self.hub_entry(
-                EntityKind::Tag,
-                id.as_str(),
-                stored.map(tag_json),
-                tag_json(&x),
-            ));
-            writes.push(Write::Tag(x.clone()));
-            self.commit(writes).await?;
-            x.version += 1;
-        }
+        self.save_merged(stored, &mut x, writes).await?;
         Ok(x)
     }
 
@@ -365,32 +317,4 @@ impl Cx<'_> {
             .await?
             .ok_or_else(|| StepError::park(format!("hub group {id} does not exist")))
     }
-}
-
-/// Id-map entries of tag `x` that the merge cleared (the side no longer has the object),
-/// unless `writes` unlink them already.
-fn cleared_tag_links(t: &TenantId, stored: Option<&Tag>, x: &Tag, writes: &[Write]) -> Vec<Write> {
-    let mut out: Vec<Write> = Vec::new();
-    for side in [Side::Wecom, Side::Mall] {
-        let (before, after) = match side {
-            Side::Wecom => (
-                stored.and_then(|s| s.wecom.id.as_ref().map(|i| i.to_string())),
-                x.wecom.id.as_ref().map(|i| i.to_string()),
-            ),
-            Side::Mall => (
-                stored.and_then(|s| s.mall.id.as_ref().map(|i| i.to_string())),
-                x.mall.id.as_ref().map(|i| i.to_string()),
-            ),
-        };
-        if let Some(b) = before
-            && after.as_ref() != Some(&b)
-            && !writes
-                .iter()
-                .chain(&out)
-                .any(|w| matches!(w, Write::Unlink(l) if l.side_id == b))
-        {
-            out.push(Write::Unlink(link(t, side, EntityKind::Tag, &b, &x.id)));
-        }
-    }
-    out
 }

@@ -5,7 +5,7 @@
 //! tag goes, which is not a deletion.
 
 use super::group::{g_name, wecom_group_snapshot};
-use super::persist::link;
+use super::persist::Stored;
 use super::{Cx, Step, StepError, StepFailure, vanished};
 use crate::domain::*;
 use crate::ports::Write;
@@ -26,7 +26,6 @@ impl Cx<'_> {
         base_after: &Option<GroupSnapshot>,
         seen: Option<&GroupSnapshot>,
     ) -> Step<()> {
-        let t = self.t().clone();
         let id = g.id.clone();
         let wecom_call = match op {
             LibraryOp::Nothing | LibraryOp::Create { .. } | LibraryOp::Move { .. } => None,
@@ -66,19 +65,11 @@ impl Cx<'_> {
         match result.map_err(|e| (e.refusal(), e)) {
             Ok(()) => {
                 if deleted {
-                    writes.push(Write::Unlink(link(
-                        &t,
-                        Side::Wecom,
-                        EntityKind::Group,
-                        &wid,
-                        &id,
-                    )));
+                    writes.push(Write::Unlink(g.link_on(Side::Wecom, &wid)));
                     g.wecom = SideLink::default();
-                    g.wecom.state = SyncState::Synced;
+                    g.wecom.synced(None);
                 } else {
-                    g.wecom.base = base_after.clone();
-                    g.wecom.state = SyncState::Synced;
-                    g.wecom.error = None;
+                    g.wecom.synced(base_after.clone());
                 }
                 writes.push(Write::Audit(self.entry(
                     Actor::Wecom,
@@ -151,14 +142,14 @@ impl Cx<'_> {
             // Gone meanwhile: the next try finds the name free.
             let Some(holder) = holder else { continue };
             let Some(other) = self
-                .hub_id(Side::Wecom, EntityKind::Group, holder.as_str())
+                .hub_of::<TagGroup>(Side::Wecom, holder.as_str())
                 .await?
             else {
                 return Err(StepError::park(format!(
                     "the name `{name}` is taken in WeCom by tag group {holder}, which tagsync does not manage; rename or delete it"
                 )));
             };
-            self.step_aside::<TagGroup>(Side::Wecom, me, &HubGroupId::new_unchecked(other), name)
+            self.step_aside::<TagGroup>(Side::Wecom, me, &other, name)
                 .await?;
         }
     }
@@ -202,7 +193,7 @@ impl Cx<'_> {
             Err(e) => return self.fail(x, Side::Wecom, e).await,
         };
         let writes = vec![
-            Write::Link(link(self.t(), Side::Wecom, EntityKind::Tag, &wid, &x.id)),
+            Write::Link(x.link_on(Side::Wecom, &wid)),
             self.tag_audit(
                 Actor::Wecom,
                 "tag.created",
@@ -276,7 +267,6 @@ impl Cx<'_> {
             Err(e) if e.refusal() == Some(Refusal::UnknownId) => {}
             Err(e) => return self.fail(x, Side::Wecom, e).await,
         }
-        let t = self.t().clone();
         let id = x.id.clone();
         let before = seen.as_ref().map(|s| {
             let mut b = json!(s);
@@ -284,8 +274,8 @@ impl Cx<'_> {
             b
         });
         let writes = vec![
-            Write::Unlink(link(&t, Side::Wecom, EntityKind::Tag, &old, &id)),
-            Write::Link(link(&t, Side::Wecom, EntityKind::Tag, &new, &id)),
+            Write::Unlink(x.link_on(Side::Wecom, &old)),
+            Write::Link(x.link_on(Side::Wecom, &new)),
             Write::Audit(self.entry(
                 Actor::Wecom,
                 "tag.moved",
@@ -303,13 +293,10 @@ impl Cx<'_> {
         if carried {
             // The new tag shows a change this job did not make: its job takes it for
             // WeCom's and brings it to the other sides.
-            let kinds = vec![JobKind::SyncTag {
-                tag: x.id.clone(),
-                hint: Hint::from(self.origin),
-            }];
-            crate::jobs::enqueue(self.app, self.tenant, kinds)
-                .await
-                .map_err(|e| StepError::retry(format!("queueing a tag job: {e}"), None))?;
+            let tag = x.id.clone();
+            let hint = Hint::from(self.origin);
+            self.queue(vec![JobKind::SyncTag { tag, hint }], "a tag job")
+                .await?;
         }
         Ok(x)
     }
@@ -330,7 +317,7 @@ impl Cx<'_> {
             },
         }
         let writes = vec![
-            Write::Unlink(link(self.t(), Side::Wecom, EntityKind::Tag, &wid, &x.id)),
+            Write::Unlink(x.link_on(Side::Wecom, &wid)),
             self.tag_audit(Actor::Wecom, "tag.deleted", &x.id, seen.as_ref(), None),
         ];
         // The group WeCom had it in (the hub may have moved it meanwhile).
@@ -347,9 +334,7 @@ impl Cx<'_> {
         after: Option<TagSnapshot>,
         writes: Vec<Write>,
     ) -> Step<Tag> {
-        x.wecom.base = after;
-        x.wecom.state = SyncState::Synced;
-        x.wecom.error = None;
+        x.wecom.synced(after);
         self.save_tag(&mut x, Side::Wecom, writes).await?;
         self.wecom_lib = None;
         Ok(x)
@@ -391,7 +376,7 @@ impl Cx<'_> {
         if self.wecom_lib().await?.iter().any(|x| x.group_id == wg) {
             return Ok(());
         }
-        let unlink = link(&t, Side::Wecom, EntityKind::Group, &wg, &g.id);
+        let unlink = g.link_on(Side::Wecom, &wg);
         g.wecom = SideLink::default();
         self.commit(vec![Write::Unlink(unlink), Write::Group(g)])
             .await
@@ -476,20 +461,17 @@ impl Cx<'_> {
             if wgroup.is_none()
                 && let Some(same) = lib.iter().find(|g| g.group_name == group.name)
             {
-                match self
-                    .hub_id(Side::Wecom, EntityKind::Group, same.group_id.as_str())
-                    .await?
-                {
+                let same_id = same.group_id.as_str();
+                match self.hub_of::<TagGroup>(Side::Wecom, same_id).await? {
                     // Another hub group's: it steps aside (once), then look again.
-                    Some(other) if other != group.id.as_str() && !stepped => {
+                    Some(other) if other != group.id && !stepped => {
                         stepped = true;
-                        let other = HubGroupId::new_unchecked(other);
                         self.step_aside::<TagGroup>(Side::Wecom, &group.id, &other, &group.name)
                             .await?;
                         self.wecom_lib = None;
                         continue;
                     }
-                    Some(other) if other != group.id.as_str() => {
+                    Some(other) if other != group.id => {
                         return Err(StepError::park(format!(
                             "WeCom's tag group `{}` belongs to another hub group ({other}); rename one of them",
                             group.name
@@ -520,10 +502,7 @@ impl Cx<'_> {
         else {
             return Ok(None);
         };
-        match self
-            .hub_id(Side::Wecom, EntityKind::Tag, same.id.as_str())
-            .await?
-        {
+        match self.hub_of::<Tag>(Side::Wecom, same.id.as_str()).await? {
             None => {
                 let read = lib
                     .iter()
@@ -535,15 +514,10 @@ impl Cx<'_> {
                 }
                 Ok(Some(same.id.clone()))
             }
-            Some(other) if other == x.id.as_str() => Ok(Some(same.id.clone())),
+            Some(other) if other == x.id => Ok(Some(same.id.clone())),
             Some(other) => {
-                self.step_aside::<Tag>(
-                    Side::Wecom,
-                    &x.id,
-                    &HubTagId::new_unchecked(other),
-                    &s.name,
-                )
-                .await?;
+                self.step_aside::<Tag>(Side::Wecom, &x.id, &other, &s.name)
+                    .await?;
                 Ok(None)
             }
         }
@@ -579,13 +553,9 @@ impl Cx<'_> {
             order: created.order,
         };
         if known.as_ref().is_some_and(|k| *k != answered) {
-            let kinds = vec![JobKind::SyncGroup {
-                group: group.id.clone(),
-                hint: Hint::from(self.origin),
-            }];
-            crate::jobs::enqueue(self.app, self.tenant, kinds)
-                .await
-                .map_err(|e| StepError::retry(format!("queueing a group job: {e}"), None))?;
+            let (group, hint) = (group.id.clone(), Hint::from(self.origin));
+            self.queue(vec![JobKind::SyncGroup { group, hint }], "a group job")
+                .await?;
         }
         if wgroup.is_none() {
             self.commit(vec![Write::Audit(self.entry(
@@ -615,23 +585,18 @@ impl Cx<'_> {
         group: &HubGroupId,
         except: &HubTagId,
     ) -> Step<()> {
-        let shown: std::collections::HashSet<WecomTagId> = self
-            .wecom_lib()
-            .await?
-            .iter()
-            .flat_map(|g| g.tag.iter().map(|x| x.id.clone()))
-            .collect();
-        let gone: Vec<HubTagId> = self
-            .app
-            .store
-            .list_tags(self.t())
-            .await?
+        let shown = self.wecom_tag_ids().await?;
+        let tags: Vec<Tag> = self.all().await?;
+        let gone: Vec<HubTagId> = tags
             .into_iter()
             .filter(|y| {
                 &y.group_id == group
                     && &y.id != except
                     && y.deleted_at.is_none()
-                    && y.wecom.id.as_ref().is_some_and(|w| !shown.contains(w))
+                    && y.wecom
+                        .id
+                        .as_ref()
+                        .is_some_and(|w| !shown.contains(w.as_str()))
             })
             .map(|y| y.id)
             .collect();
@@ -663,38 +628,23 @@ impl Cx<'_> {
         if g.wecom.id.as_ref() == Some(wg) {
             return Ok(());
         }
-        let t = self.t().clone();
         let mut writes = Vec::new();
         if let Some(old) = &g.wecom.id {
-            writes.push(Write::Unlink(link(
-                &t,
-                Side::Wecom,
-                EntityKind::Group,
-                &old,
-                &g.id,
-            )));
+            writes.push(Write::Unlink(g.link_on(Side::Wecom, old)));
         }
-        writes.push(Write::Link(link(
-            &t,
-            Side::Wecom,
-            EntityKind::Group,
-            &wg,
-            &g.id,
-        )));
+        writes.push(Write::Link(g.link_on(Side::Wecom, wg)));
         g.wecom.id = Some(wg.clone());
         // If the base differs from the hub the group job brings the hub's value there.
-        g.wecom.base = known.or(Some(GroupSnapshot {
+        g.wecom.synced(known.or(Some(GroupSnapshot {
             name: g.name.clone(),
             order: g.order,
-        }));
-        g.wecom.state = SyncState::Synced;
-        g.wecom.error = None;
+        })));
         self.save_group(g, Side::Wecom, writes).await?;
         // Bring the group's own fields over if WeCom's differ (a merged same-name group).
         if g.wecom.base.as_ref().map(|b| b.order) != Some(g.order) {
             let id = g.id.clone();
             Box::pin(self.group(id, Hint::from(self.origin), false)).await?;
-            if let Some(fresh) = self.app.store.get_group(&t, &g.id).await? {
+            if let Some(fresh) = self.app.store.get_group(self.t(), &g.id).await? {
                 *g = fresh;
             }
         }
@@ -753,11 +703,8 @@ impl Cx<'_> {
                 None,
             ));
         };
-        match self
-            .hub_id(Side::Wecom, EntityKind::Tag, holder.id.as_str())
-            .await?
-        {
-            Some(h) => Ok(HubTagId::new_unchecked(h)),
+        match self.hub_of::<Tag>(Side::Wecom, holder.id.as_str()).await? {
+            Some(h) => Ok(h),
             None => Err(StepError::park(format!(
                 "the name `{name}` is taken in WeCom by tag {} which tagsync does not manage; rename or delete it",
                 holder.id

@@ -154,14 +154,9 @@ impl Cx<'_> {
     ) -> Result<bool, StepFailure> {
         let Some(seen) = seen else { return Ok(false) };
         self.wecom_lib = None;
-        let now = self
-            .wecom_lib()
-            .await?
-            .iter()
-            .flat_map(|g| g.tag.iter())
-            .find(|y| &y.id == old)
-            .cloned();
-        let Some(now) = now else { return Ok(false) };
+        let Some((_, now)) = self.wecom_tag_info(Some(old.as_str())).await? else {
+            return Ok(false);
+        };
         let name = (now.name != seen.name).then_some(now.name.as_str());
         let order = (now.order != seen.order).then_some(now.order);
         if name.is_none() && order.is_none() {
@@ -214,9 +209,7 @@ impl Cx<'_> {
             }
         }
         if !kinds.is_empty() {
-            crate::jobs::enqueue(self.app, self.tenant, kinds)
-                .await
-                .map_err(|e| StepError::retry(format!("queueing member jobs: {e}"), None))?;
+            self.queue(kinds, "member jobs").await?;
         }
         Ok(())
     }

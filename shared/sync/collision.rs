@@ -155,6 +155,11 @@ fn refused<I: Ord, S>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The verdict on `me` against `holder` with children carried and no place taken.
+    fn judged<T: LibraryObject>(me: &T, holder: &T) -> Collision<T::Id, T::Snapshot> {
+        collision(Some(me), holder, true, |_| false)
+    }
     use crate::domain::{
         GroupSnapshot, HubGroupId, HubTagId, MallGroupId, MallTagId, SideLink, SyncState, Tag,
         TagGroup, TagSnapshot, TenantId, WecomGroupId, WecomTagId,
@@ -293,10 +298,7 @@ mod tests {
     fn one_tag_created_on_two_sides_at_once_merges() {
         let me = tag("t1", "金卡", "g1", None, Some("m1"));
         let holder = tag("t2", "金卡", "g1", Some("w2"), None);
-        assert_eq!(
-            collision(Some(&me), &holder, true, |_| false),
-            Collision::Merge
-        );
+        assert_eq!(judged(&me, &holder), Collision::Merge);
     }
 
     #[test]
@@ -307,7 +309,7 @@ mod tests {
         me.name_at = t(5);
         let holder = tag("t2", "金卡", "g1", Some("w2"), None);
         assert_eq!(
-            collision(Some(&me), &holder, true, |_| false),
+            judged(&me, &holder),
             Collision::Refuse {
                 refused: HubTagId::new_unchecked("t1"),
                 back: snap("c", "g1"),
@@ -315,10 +317,7 @@ mod tests {
         );
         // Neither came by a change: they clash.
         let me = tag("t1", "金卡", "g1", Some("w1"), None);
-        assert_eq!(
-            collision(Some(&me), &holder, true, |_| false),
-            Collision::Clash
-        );
+        assert_eq!(judged(&me, &holder), Collision::Clash);
     }
 
     #[test]
@@ -326,31 +325,19 @@ mod tests {
         let holder = tag("t2", "金卡", "g1", Some("w2"), None);
         assert_eq!(collision(None, &holder, true, |_| false), Collision::Clash);
         let renamed = tag("t1", "银卡", "g1", None, Some("m1"));
-        assert_eq!(
-            collision(Some(&renamed), &holder, true, |_| false),
-            Collision::Stale
-        );
+        assert_eq!(judged(&renamed, &holder), Collision::Stale);
         let elsewhere = tag("t1", "金卡", "g9", None, Some("m1"));
-        assert_eq!(
-            collision(Some(&elsewhere), &holder, true, |_| false),
-            Collision::Stale
-        );
+        assert_eq!(judged(&elsewhere, &holder), Collision::Stale);
         let mut deleted = tag("t1", "金卡", "g1", None, Some("m1"));
         deleted.deleted_at = Some(t(3));
-        assert_eq!(
-            collision(Some(&deleted), &holder, true, |_| false),
-            Collision::Stale
-        );
+        assert_eq!(judged(&deleted, &holder), Collision::Stale);
     }
 
     #[test]
     fn a_group_too_big_to_move_clashes_instead_of_merging() {
         let me = group("g1", "会员", None, Some("mg1"));
         let holder = group("g2", "会员", Some("wg2"), None);
-        assert_eq!(
-            collision(Some(&me), &holder, true, |_| false),
-            Collision::Merge
-        );
+        assert_eq!(judged(&me, &holder), Collision::Merge);
         assert_eq!(
             collision(Some(&me), &holder, false, |_| false),
             Collision::Clash
@@ -370,7 +357,7 @@ mod tests {
         let g1 = HubGroupId::new_unchecked("g1");
         let g2 = HubGroupId::new_unchecked("g2");
         assert_eq!(
-            collision(Some(&x), &o, true, |_| false),
+            judged(&x, &o),
             Collision::Refuse {
                 refused: g1.clone(),
                 back: GroupSnapshot {

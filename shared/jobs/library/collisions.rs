@@ -28,6 +28,28 @@ type NamesFuture<'a, T: Stored> = Pin<
     >,
 >;
 
+/// A name two hub objects want: `me` (whose job runs) and `other`, which holds it.
+pub(super) struct Clash<'c, T: Stored> {
+    pub me: &'c T::Id,
+    pub other: &'c T::Id,
+    pub name: &'c str,
+}
+
+// By hand: derived impls would ask `T: Copy` of the object, not of the references.
+impl<T: Stored> Clone for Clash<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: Stored> Copy for Clash<'_, T> {}
+
+/// A rename of mall object `id` to `name`, sent under `key`.
+pub(super) struct Rename<'a, T: Stored> {
+    pub key: IdempotencyKey,
+    pub id: &'a T::MallId,
+    pub name: &'a str,
+}
+
 /// What settling a name needs of a group or a tag beyond saving it.
 pub(super) trait Contested: Stored {
     /// Where the object that wants a name (`me`, as stored) wants it: anywhere for a group;
@@ -48,29 +70,16 @@ pub(super) trait Contested: Stored {
     /// The objects to bring to their own names after this job's work.
     fn later<'c>(cx: &'c mut Cx<'_>) -> &'c mut Vec<Self::Id>;
     fn wecom_target(id: &Self::WecomId) -> EditTarget<'_>;
-    /// Renames mall object `id` to `name`.
-    fn mall_rename<'a>(
-        cx: &'a Cx<'_>,
-        key: IdempotencyKey,
-        id: &'a Self::MallId,
-        name: &'a str,
-    ) -> MallFuture<'a>;
-    /// The holder `other` keeps `name` in WeCom (it is not this app's to rename).
-    fn read_only_holder<'c>(
-        cx: &'c mut Cx<'_>,
-        me: &'c Self::Id,
-        other: &'c Self::Id,
-        name: &'c str,
-    ) -> StepFuture<'c>;
+    fn mall_rename<'a>(cx: &'a Cx<'_>, r: Rename<'a, Self>) -> MallFuture<'a>;
+    /// The holder `c.other` keeps `c.name` in WeCom (it is not this app's to rename).
+    fn read_only_holder<'c>(cx: &'c mut Cx<'_>, c: Clash<'c, Self>) -> StepFuture<'c>;
     /// Refuses the change that brought `y` onto `name`, which `other` holds: `y` returns to
     /// `back`. `Ok`: `y` was the holder, try again; `superseded` when `y` is `me`.
     fn refuse<'c>(
         cx: &'c mut Cx<'_>,
         y: Self,
         back: Self::Snapshot,
-        me: &'c Self::Id,
-        other: &'c Self::Id,
-        name: &'c str,
+        c: Clash<'c, Self>,
     ) -> StepFuture<'c>;
     /// What merging `me` into `to` carries along besides the side objects (a group's tags),
     /// as writes; `None` when that is too much for one go.
@@ -98,45 +107,29 @@ impl Contested for TagGroup {
     fn wecom_target(id: &WecomGroupId) -> EditTarget<'_> {
         EditTarget::Group(id)
     }
-    fn mall_rename<'a>(
-        cx: &'a Cx<'_>,
-        key: IdempotencyKey,
-        id: &'a MallGroupId,
-        name: &'a str,
-    ) -> MallFuture<'a> {
+    fn mall_rename<'a>(cx: &'a Cx<'_>, r: Rename<'a, Self>) -> MallFuture<'a> {
+        let patch = GroupPatch::renamed(r.name);
+        let mall = &cx.app.mall;
         Box::pin(async move {
-            let patch = GroupPatch {
-                name: Some(name.to_owned()),
-                order: None,
-            };
-            cx.app
-                .mall
-                .update_group(&cx.ep, &key, id, &patch)
+            mall.update_group(&cx.ep, &r.key, r.id, &patch)
                 .await
-                .map(|_| ())
+                .map(drop)
         })
     }
-    fn read_only_holder<'c>(
-        _: &'c mut Cx<'_>,
-        _: &'c HubGroupId,
-        other: &'c HubGroupId,
-        name: &'c str,
-    ) -> StepFuture<'c> {
-        Box::pin(async move {
-            Err(StepError::park(format!(
-                "the name `{name}` is held in WeCom by read-only tag group {other}; rename it in WeCom"
-            )))
-        })
+    fn read_only_holder<'c>(_: &'c mut Cx<'_>, c: Clash<'c, Self>) -> StepFuture<'c> {
+        let why = format!(
+            "the name `{}` is held in WeCom by read-only tag group {}; rename it in WeCom",
+            c.name, c.other
+        );
+        Box::pin(async move { Err(StepError::park(why)) })
     }
     fn refuse<'c>(
         cx: &'c mut Cx<'_>,
-        y: TagGroup,
+        y: Self,
         back: GroupSnapshot,
-        me: &'c HubGroupId,
-        other: &'c HubGroupId,
-        name: &'c str,
+        c: Clash<'c, Self>,
     ) -> StepFuture<'c> {
-        Box::pin(cx.refuse_group_change(y, back, me, other, name))
+        Box::pin(cx.refuse_group_change(y, back, c.me, c.other, c.name))
     }
     /// The group's tags go along (and what their sides hold: the side groups are `to`'s
     /// then); more than [`MERGE_CHILDREN_MAX`] clash instead.
@@ -193,53 +186,38 @@ impl Contested for Tag {
     fn wecom_target(id: &WecomTagId) -> EditTarget<'_> {
         EditTarget::Tag(id)
     }
-    fn mall_rename<'a>(
-        cx: &'a Cx<'_>,
-        key: IdempotencyKey,
-        id: &'a MallTagId,
-        name: &'a str,
-    ) -> MallFuture<'a> {
+    fn mall_rename<'a>(cx: &'a Cx<'_>, r: Rename<'a, Self>) -> MallFuture<'a> {
+        let patch = TagPatch::renamed(r.name);
+        let mall = &cx.app.mall;
         Box::pin(async move {
-            let patch = TagPatch {
-                name: Some(name.to_owned()),
-                ..TagPatch::default()
-            };
-            cx.app
-                .mall
-                .update_tag(&cx.ep, &key, id, &patch)
+            mall.update_tag(&cx.ep, &r.key, r.id, &patch)
                 .await
-                .map(|_| ())
+                .map(drop)
         })
     }
     /// The change that brought `me` onto that name is refused instead, if there is one.
-    fn read_only_holder<'c>(
-        cx: &'c mut Cx<'_>,
-        me: &'c HubTagId,
-        other: &'c HubTagId,
-        name: &'c str,
-    ) -> StepFuture<'c> {
+    fn read_only_holder<'c>(cx: &'c mut Cx<'_>, c: Clash<'c, Self>) -> StepFuture<'c> {
         Box::pin(async move {
             let t = cx.t().clone();
-            let x = cx.app.store.get_tag(&t, me).await?;
+            let x = cx.app.store.get_tag(&t, c.me).await?;
             if let Some(x) = x.filter(|x| x.deleted_at.is_none())
                 && let Some((_, back)) = x.came_from()
             {
-                return cx.refuse_tag_change(x, back, me, other, name).await;
+                return cx.refuse_tag_change(x, back, c.me, c.other, c.name).await;
             }
             Err(StepError::park(format!(
-                "the name `{name}` is held in WeCom by read-only tag {other}; rename it in WeCom"
+                "the name `{}` is held in WeCom by read-only tag {}; rename it in WeCom",
+                c.name, c.other
             )))
         })
     }
     fn refuse<'c>(
         cx: &'c mut Cx<'_>,
-        y: Tag,
+        y: Self,
         back: TagSnapshot,
-        me: &'c HubTagId,
-        other: &'c HubTagId,
-        name: &'c str,
+        c: Clash<'c, Self>,
     ) -> StepFuture<'c> {
-        Box::pin(cx.refuse_tag_change(y, back, me, other, name))
+        Box::pin(cx.refuse_tag_change(y, back, c.me, c.other, c.name))
     }
     fn carried<'c>(_: &'c Cx<'_>, _: &'c HubTagId, _: &'c HubTagId) -> CarriedFuture<'c> {
         Box::pin(async { Ok(Some(Vec::new())) })
@@ -321,7 +299,8 @@ impl Cx<'_> {
                 match self.wecom_edit_call(target, Some(&temp), None).await? {
                     Ok(()) => {}
                     Err(e) if e.refusal() == Some(Refusal::NotOurs) => {
-                        return T::read_only_holder(self, me, other, name).await;
+                        let clash = Clash { me, other, name };
+                        return T::read_only_holder(self, clash).await;
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -331,7 +310,12 @@ impl Cx<'_> {
             Side::Mall => {
                 let mid = o.mall().id.clone().ok_or_else(no_id)?;
                 let key = self.key(&format!("step-aside:{other}:{temp}:v{}", o.version()));
-                T::mall_rename(self, key, &mid, &temp).await?;
+                let rename = Rename {
+                    key,
+                    id: &mid,
+                    name: &temp,
+                };
+                T::mall_rename(self, rename).await?;
                 self.mall_lib = None;
                 Actor::Mall
             }
@@ -405,7 +389,12 @@ impl Cx<'_> {
                 } else {
                     (o, me.clone())
                 };
-                T::refuse(self, y, back, me, &other, name).await
+                let clash = Clash {
+                    me,
+                    other: &other,
+                    name,
+                };
+                T::refuse(self, y, back, clash).await
             }
             Collision::Merge => {
                 self.merge_duplicate(x, o, carried.unwrap_or_default(), name)

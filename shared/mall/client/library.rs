@@ -27,6 +27,16 @@ pub struct GroupPatch {
     pub order: Option<u32>,
 }
 
+impl GroupPatch {
+    /// A patch that renames the group and changes nothing else.
+    pub fn renamed(name: &str) -> Self {
+        Self {
+            name: Some(name.to_owned()),
+            ..Self::default()
+        }
+    }
+}
+
 /// The fields a `PATCH /tags/{id}` changes; a new `group_id` moves the tag.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TagPatch {
@@ -36,6 +46,16 @@ pub struct TagPatch {
     pub order: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_id: Option<MallGroupId>,
+}
+
+impl TagPatch {
+    /// A patch that renames the tag and changes nothing else.
+    pub fn renamed(name: &str) -> Self {
+        Self {
+            name: Some(name.to_owned()),
+            ..Self::default()
+        }
+    }
 }
 
 impl MallClient {

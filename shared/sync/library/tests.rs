@@ -48,8 +48,8 @@ fn synced_tag(s: &TagSnapshot, at: Timestamp) -> Tag {
         order_at: at,
         group_at: at,
         deleted_at: None,
-        wecom: link(WecomTagId::new_unchecked("et1"), s),
-        mall: link(MallTagId::new_unchecked("m1"), s),
+        wecom: link(WecomTagId::test_id(), s),
+        mall: link(MallTagId::test_id(), s),
         version: 3,
     }
 }
@@ -62,8 +62,8 @@ fn synced_group(s: &GroupSnapshot, at: Timestamp) -> TagGroup {
         name_at: at,
         order_at: at,
         deleted_at: None,
-        wecom: link(WecomGroupId::new_unchecked("etg1"), s),
-        mall: link(MallGroupId::new_unchecked("mg1"), s),
+        wecom: link(WecomGroupId::test_id(), s),
+        mall: link(MallGroupId::test_id(), s),
         scope: None,
         carry_to_mall: true,
         version: 1,
@@ -73,26 +73,18 @@ fn synced_group(s: &GroupSnapshot, at: Timestamp) -> TagGroup {
 trait TestId {
     fn test_id() -> Self;
 }
-impl TestId for WecomTagId {
-    fn test_id() -> Self {
-        WecomTagId::new_unchecked("et1")
-    }
+// One id per id type, as a table.
+macro_rules! test_ids {
+    ($($ty:ident => $id:literal),* $(,)?) => {
+        $(impl TestId for $ty {
+            fn test_id() -> Self {
+                $ty::new_unchecked($id)
+            }
+        })*
+    };
 }
-impl TestId for MallTagId {
-    fn test_id() -> Self {
-        MallTagId::new_unchecked("m1")
-    }
-}
-impl TestId for WecomGroupId {
-    fn test_id() -> Self {
-        WecomGroupId::new_unchecked("etg1")
-    }
-}
-impl TestId for MallGroupId {
-    fn test_id() -> Self {
-        MallGroupId::new_unchecked("mg1")
-    }
-}
+test_ids!(WecomTagId => "et1", MallTagId => "m1", WecomGroupId => "etg1", MallGroupId => "mg1");
+
 /// The side shows the test's object as `s`.
 fn seen<I: TestId, S>(s: S, at: Timestamp) -> Observed<I, S> {
     Observed::present(I::test_id(), s, at)

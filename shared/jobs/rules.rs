@@ -500,40 +500,8 @@ impl<'a> Cx<'a> {
                 added_at,
                 now,
             };
-            let mut acted = false;
-            match evaluate(&current, &facts) {
-                Verdict::Excluded(c) => {
-                    firing.outcome = FiringOutcome::Excluded;
-                    firing.excluded_by = Some(c);
-                }
-                Verdict::AlreadyHad => firing.outcome = FiringOutcome::AlreadyHad,
-                Verdict::Change(mut change) => {
-                    // A tag deleted since the rule was written is left out (the rule shows
-                    // as broken).
-                    change.add.retain(|x| self.live.contains(x));
-                    change.remove.retain(|x| self.live.contains(x));
-                    let key = subject.key();
-                    let limit = current.canary_limit.unwrap_or(0) as usize;
-                    firing.outcome = match current.mode {
-                        Mode::DryRun => FiringOutcome::DryRun,
-                        Mode::Canary
-                            if !current.canary_customers.contains(&key)
-                                && current.canary_customers.len() >= limit =>
-                        {
-                            FiringOutcome::CanaryFull
-                        }
-                        _ => {
-                            acted = true;
-                            FiringOutcome::Applied
-                        }
-                    };
-                    if acted && current.mode == Mode::Canary && current.canary_customers.insert(key)
-                    {
-                        writes.push(Write::Rule(current.clone()));
-                    }
-                    firing.changes = change;
-                }
-            }
+            let verdict = evaluate(&current, &facts);
+            let acted = self.decide(verdict, &mut current, subject, &mut firing, &mut writes);
             if acted {
                 let written = self.write_change(rule, member, &tags, &mut mt, &mut firing, now);
                 if depth >= MAX_CHAIN_DEPTH {
@@ -553,6 +521,53 @@ impl<'a> Cx<'a> {
             format!("rule {}: the member kept changing", rule.id),
             Some(std::time::Duration::ZERO),
         ))
+    }
+
+    /// Puts the rule's verdict on the firing: its outcome and the change it would make (less
+    /// tags deleted since the rule was written: the rule then shows as broken). A canary
+    /// counts the customer it acts on (the rule's write joins `writes`). Answers whether the
+    /// change is to be applied.
+    fn decide(
+        &self,
+        verdict: Verdict,
+        current: &mut Rule,
+        subject: &Subject,
+        firing: &mut Firing,
+        writes: &mut Vec<Write>,
+    ) -> bool {
+        let mut change = match verdict {
+            Verdict::Excluded(c) => {
+                firing.outcome = FiringOutcome::Excluded;
+                firing.excluded_by = Some(c);
+                return false;
+            }
+            Verdict::AlreadyHad => {
+                firing.outcome = FiringOutcome::AlreadyHad;
+                return false;
+            }
+            Verdict::Change(change) => change,
+        };
+        change.add.retain(|x| self.live.contains(x));
+        change.remove.retain(|x| self.live.contains(x));
+        let key = subject.key();
+        let limit = current.canary_limit.unwrap_or(0) as usize;
+        let full =
+            !current.canary_customers.contains(&key) && current.canary_customers.len() >= limit;
+        let acted = match current.mode {
+            Mode::DryRun => false,
+            Mode::Canary if full => false,
+            _ => true,
+        };
+        firing.outcome = match current.mode {
+            _ if acted => FiringOutcome::Applied,
+            Mode::DryRun => FiringOutcome::DryRun,
+            _ => FiringOutcome::CanaryFull,
+        };
+        if acted && current.mode == Mode::Canary && current.canary_customers.insert(key) {
+            writes.push(Write::Rule(current.clone()));
+        }
+        firing.changes = change;
+        acted
     }
 
     /// Puts an applied firing's change on the member's marks (and on the firing, for its

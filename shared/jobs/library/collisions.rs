@@ -35,14 +35,6 @@ pub(super) struct Clash<'c, T: Stored> {
     pub name: &'c str,
 }
 
-// By hand: derived impls would ask `T: Copy` of the object, not of the references.
-impl<T: Stored> Clone for Clash<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T: Stored> Copy for Clash<'_, T> {}
-
 /// A rename of mall object `id` to `name`, sent under `key`.
 pub(super) struct Rename<'a, T: Stored> {
     pub key: IdempotencyKey,

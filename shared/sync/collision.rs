@@ -20,6 +20,17 @@ pub fn temporary_name(name: &str, id: &str) -> String {
     format!("{keep}~{mark}")
 }
 
+/// Whether `name` is a temporary name [`temporary_name`] gave the object `id`. A side's base
+/// under such a name says only that tagsync moved the object out of a sibling's way there,
+/// not what it was called before (the name may be cut short), so it is never a place the
+/// object "came from" (a refused change sent back to it made the temporary name the
+/// object's own everywhere).
+pub fn is_temporary_name(name: &str, id: &str) -> bool {
+    let mark: String = id.chars().rev().take(4).collect();
+    name.strip_suffix(mark.as_str())
+        .is_some_and(|rest| rest.ends_with('~'))
+}
+
 /// What the hub object that holds a name on a side is to the object that wants it there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Holder {
@@ -232,6 +243,21 @@ mod tests {
         let temp = temporary_name(&long, "t1");
         assert_eq!(temp.chars().count(), 25 + 1 + 2);
         assert!(temp.starts_with(&"会".repeat(25)) && temp.ends_with("~1t"));
+    }
+
+    #[test]
+    fn a_temporary_name_is_known_for_its_own_object_only() {
+        let temp = temporary_name("金卡", "01HXYZAB");
+        assert!(is_temporary_name(&temp, "01HXYZAB"));
+        assert!(
+            !is_temporary_name(&temp, "01HXYZAC"),
+            "another object's mark"
+        );
+        assert!(!is_temporary_name("金卡", "01HXYZAB"), "an ordinary name");
+        assert!(
+            !is_temporary_name("BAZY", "01HXYZAB"),
+            "the mark alone, no `~`"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the library rules need of a group or a tag, so that one rule (the merge, a name
 //! collision, a temporary name) serves both kinds instead of a mirrored copy per kind.
 
+use super::collision::is_temporary_name;
 use crate::domain::{
     EntityKind, GroupSnapshot, HubGroupId, HubTagId, MallGroupId, MallTagId, Side, SideLink,
     SyncState, Tag, TagGroup, TagSnapshot, TenantId, Timestamp, WecomGroupId, WecomTagId,
@@ -157,12 +158,14 @@ impl LibraryObject for TagGroup {
 
     fn scope(&self) {}
     fn snapshot_scope(_: &GroupSnapshot) {}
-    /// A group renamed onto another's name came from the name a side's base still shows.
+    /// A group renamed onto another's name came from the name a side's base still shows
+    /// (not a temporary one: see [`is_temporary_name`]).
     fn came_from(&self) -> Option<(Timestamp, GroupSnapshot)> {
+        let id = self.id.to_string();
         let base = [self.wecom.base.as_ref(), self.mall.base.as_ref()]
             .into_iter()
             .flatten()
-            .find(|b| b.name != self.name)?;
+            .find(|b| b.name != self.name && !is_temporary_name(&b.name, &id))?;
         Some((
             self.name_at,
             GroupSnapshot {
@@ -190,23 +193,40 @@ impl LibraryObject for Tag {
     fn snapshot_scope(s: &TagSnapshot) -> HubGroupId {
         s.group_id.clone()
     }
-    /// Its former name, or else its former group, as a side's base still shows it.
+    /// Its former name, or else its former group, as a side's base still shows it (a
+    /// temporary name is no former name: see [`is_temporary_name`]).
     fn came_from(&self) -> Option<(Timestamp, TagSnapshot)> {
-        let base = [self.wecom.base.as_ref(), self.mall.base.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|b| b.name != self.name || b.group_id != self.group_id)?;
-        let mut back = TagSnapshot {
+        let id = self.id.to_string();
+        let here = TagSnapshot {
             name: self.name.clone(),
             order: self.order,
             group_id: self.group_id.clone(),
         };
-        if base.name != self.name {
-            back.name = base.name.clone();
-            Some((self.name_at, back))
-        } else {
-            back.group_id = base.group_id.clone();
-            Some((self.group_at, back))
-        }
+        [self.wecom.base.as_ref(), self.mall.base.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|b| {
+                if b.name != self.name && !is_temporary_name(&b.name, &id) {
+                    let name = b.name.clone();
+                    Some((
+                        self.name_at,
+                        TagSnapshot {
+                            name,
+                            ..here.clone()
+                        },
+                    ))
+                } else if b.group_id != self.group_id {
+                    let group_id = b.group_id.clone();
+                    Some((
+                        self.group_at,
+                        TagSnapshot {
+                            group_id,
+                            ..here.clone()
+                        },
+                    ))
+                } else {
+                    None
+                }
+            })
     }
 }

@@ -1938,6 +1938,76 @@ pub async fn member_problems(w: &World, members: &[Member]) -> Vec<String> {
     out
 }
 
+/// The reason a job parks with when two hub objects hold one name in one place and neither
+/// came there by a change that can go back (`jobs/library/collisions.rs`).
+const CLASH: &str = "cannot share a name — rename one of them";
+
+/// The operator's part the design leaves to one (docs/sync-engine.md, "Name collisions"):
+/// when every parked job is such a clash and the hub shows it — two live groups of one name,
+/// or two live tags of one name in one group — the operator renames one of each pair (the
+/// later in the hub's list) to a fresh name and redrives the parked jobs. Nothing is done for
+/// any other parked job, nor for a clash the hub does not show (a wrong verdict is left for
+/// the checks to report). Returns what the operator did, one line per rename.
+pub async fn operator_settles_clashes(w: &World) -> Result<Vec<String>, String> {
+    let mut done = Vec::new();
+    for turn in 0..3 {
+        let (_, parked) = w.admin(Method::GET, "/dead-letters", None).await;
+        let reasons: Vec<&str> = parked["dead_letters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["error"].as_str())
+            .collect();
+        if reasons.is_empty() || reasons.iter().any(|r| !r.contains(CLASH)) {
+            break;
+        }
+        let groups = w.hub_groups().await;
+        let groups = groups["groups"].as_array().cloned().unwrap_or_default();
+        let mut renames = Vec::new();
+        let mut seen = HashSet::new();
+        for g in &groups {
+            if !seen.insert(g["name"].to_string()) {
+                renames.push(("tag-groups", g.clone()));
+            }
+            let mut tag_names = HashSet::new();
+            for t in g["tags"].as_array().into_iter().flatten() {
+                if !tag_names.insert(t["name"].to_string()) {
+                    renames.push(("tags", t.clone()));
+                }
+            }
+        }
+        if renames.is_empty() {
+            break;
+        }
+        for (n, (path, x)) in renames.iter().enumerate() {
+            let id = x["id"].as_str().unwrap_or_default();
+            let name = format!("op{turn}{n}");
+            let (status, answer) = w
+                .admin(
+                    Method::PATCH,
+                    &format!("/{path}/{id}"),
+                    Some(json!({ "name": name })),
+                )
+                .await;
+            if !(200..300).contains(&status) {
+                return Err(format!(
+                    "the operator's rename of {path}/{id}: {status} {answer}"
+                ));
+            }
+            done.push(format!(
+                "operator: renamed {path}/{id} ({}) to {name}",
+                x["name"]
+            ));
+        }
+        let (status, answer) = w.admin(Method::POST, "/dead-letters:redrive", None).await;
+        if status != 200 {
+            return Err(format!("the operator's redrive: {status} {answer}"));
+        }
+        settle(w, "the operator's turn").await?;
+    }
+    Ok(done)
+}
+
 /// Everything that must hold once the system is quiet: nothing parked or refused, the same
 /// library on the three sides, the same tags for every member everywhere.
 pub async fn converged(w: &World, members: &[Member]) -> Vec<String> {

@@ -1149,3 +1149,82 @@ async fn hub_rename_onto_a_name_the_mall_gave_another_group_just_before_is_refus
     assert_eq!(g1_now["mall_id"], new_g1.id.as_str(), "{g1_now}");
     w.stop().await;
 }
+
+/// The hub's operator renames `G1/a` to `d` and then makes a new `G1/a`; the mall's operator
+/// makes a `G1/d` of its own in between, before the rename reached the mall (property test,
+/// seed 48453120325709293). The new `a` takes its name on the sides from the old one, which
+/// steps aside under a temporary name there. The old one cannot go back to `a` (the new one
+/// holds it) and the mall's `d` came by no change: neither can be refused, so the two `d`s
+/// clash and the job parks asking an operator to rename one (docs/sync-engine.md, "Name
+/// collisions"). The temporary name used to be taken for the name the rename came from: the
+/// rename was refused *back to it*, and `a~…` became the tag's name everywhere. Now no side
+/// and not the hub keeps a temporary name, and once the operator renames the mall's `d` and
+/// redrives the parked jobs, everything converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_whose_old_name_went_to_a_new_tag_clashing_with_a_mall_create_parks_without_a_temporary_name()
+ {
+    let (w, members) = seeded(WorldOptions::default()).await;
+    // The three changes' jobs queue behind a held library job, in order.
+    let held = library_held(&w).await;
+    let jobs = w.activity().jobs;
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    let a = hub_tag(&w, "G1", "a").await;
+    let a_id = a["id"].as_str().unwrap_or_default().to_owned();
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{a_id}"),
+        Some(json!({"name": "d"})),
+    )
+    .await;
+    intake_done(&w, jobs, 0).await;
+    let g1_mall = w.mall_group("G1").expect("mall G1").group.id;
+    let mall_d = w.mall.operator().create_tag(&g1_mall, "d", 3).unwrap();
+    intake_done(&w, jobs, 1).await;
+    admin_ok(
+        &w,
+        Method::POST,
+        "/tags",
+        Some(json!({"group_id": g1["id"], "name": "a", "order": 4})),
+    )
+    .await;
+    intake_done(&w, jobs, 1).await;
+    held.release();
+    must_settle(&w).await;
+    let problems = w.problems().await;
+    assert!(
+        problems.len() == 1 && problems[0].contains("two tags cannot share a name"),
+        "the clash is parked for an operator: {problems:?}\n{}",
+        views(&w).await
+    );
+    assert!(
+        !w.hub_groups().await.to_string().contains('~'),
+        "the hub keeps no temporary name: {}",
+        views(&w).await
+    );
+    // The operator does as the reason asks: renames the mall's `d`, then redrives.
+    let g1 = w.hub_group("G1").await.expect("hub G1");
+    let y = g1["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .cloned()
+        .find(|t| t["mall_id"] == mall_d.id.as_str())
+        .expect("the mall's d is in the hub");
+    admin_ok(
+        &w,
+        Method::PATCH,
+        &format!("/tags/{}", y["id"].as_str().unwrap_or_default()),
+        Some(json!({"name": "e"})),
+    )
+    .await;
+    admin_ok(&w, Method::POST, "/dead-letters:redrive", None).await;
+    converges(&w, &members).await;
+    let d = hub_tag(&w, "G1", "d").await;
+    assert_eq!(d["id"], a["id"], "the renamed tag keeps its rename: {d}");
+    assert_eq!(d["mall_id"], a["mall_id"], "with its mall tag: {d}");
+    assert_eq!(hub_tag(&w, "G1", "e").await["mall_id"], mall_d.id.as_str());
+    assert!(hub_tag(&w, "G1", "a").await["id"] != a["id"], "the new a");
+    assert!(!views(&w).await.contains('~'), "{}", views(&w).await);
+    w.stop().await;
+}

@@ -87,6 +87,21 @@ impl Cx<'_> {
         Ok(found)
     }
 
+    /// Why `tag`'s own job failed on `side` for good, if it did (its link there `failed`).
+    async fn failed_on(&mut self, side: Side, tag: &HubTagId) -> Step<Option<String>> {
+        let x = self.app.store.get_tag(&self.tenant.id, tag).await?;
+        let link = x.as_ref().map(|x| match side {
+            Side::Wecom => (&x.wecom.state, &x.wecom.error),
+            Side::Mall => (&x.mall.state, &x.mall.error),
+        });
+        Ok(match link {
+            Some((SyncState::Failed, error)) => {
+                Some(error.clone().unwrap_or_else(|| "failed".into()))
+            }
+            _ => None,
+        })
+    }
+
     pub(super) async fn hub_ids(&mut self, side: Side, ids: &[String]) -> Step<BTreeSet<HubTagId>> {
         let mut out = BTreeSet::new();
         for id in ids {
@@ -114,9 +129,14 @@ impl Cx<'_> {
                     out.push(id)
                 }
                 None if side == Side::Mall && self.kept_from_mall(t).await? => {}
-                None if self.live(t).await? => {
-                    self.waiting.insert(format!("{t} in {side}"));
-                }
+                None if self.live(t).await? => match self.failed_on(side, t).await? {
+                    Some(why) => {
+                        self.blocked.insert(format!("{t} in {side} ({why})"));
+                    }
+                    None => {
+                        self.waiting.insert(format!("{t} in {side}"));
+                    }
+                },
                 None => {}
             }
         }

@@ -125,6 +125,7 @@ pub async fn repair(
         hint,
         ids: IdCache::default(),
         waiting: BTreeSet::new(),
+        blocked: BTreeSet::new(),
         view,
         applied: Applied::default(),
         wecom_used: BTreeMap::new(),
@@ -167,6 +168,9 @@ struct Cx<'a> {
     ids: IdCache,
     /// Tags this job could not put on a side yet (not created there yet).
     waiting: BTreeSet<String>,
+    /// Tags this job could not put on a side because their own job failed there for good
+    /// (parked, say on a name clash an operator settles): no use waiting long for them.
+    blocked: BTreeSet<String>,
     view: View,
     applied: Applied,
     /// The WeCom id each hub tag had when this job put it on (or took it off) relations.
@@ -270,6 +274,21 @@ impl Cx<'_> {
             super::enqueue(app, self.tenant, vec![again])
                 .await
                 .map_err(|e| StepError::retry(format!("queueing the member again: {e}"), None))?;
+        }
+        // Retried with the worker's backoff, then parked beside the tag's own job: a redrive
+        // of both once it is fixed carries the change (waiting the long patience for a tag
+        // that only an operator can bring would hold the member's change for a minute and
+        // then park it anyway).
+        if !self.blocked.is_empty() {
+            let blocked: Vec<&str> = self.blocked.iter().map(String::as_str).collect();
+            return Err(StepError::retry(
+                format!(
+                    "tags failed on a side, which this member's change needs (redrive it with \
+                     them once they are fixed): {}",
+                    blocked.join(", ")
+                ),
+                None,
+            ));
         }
         if !self.waiting.is_empty() {
             let waiting: Vec<&str> = self.waiting.iter().map(String::as_str).collect();

@@ -19,20 +19,29 @@ pub fn wecom_group_undecided(
     !shown_in_wecom
         && !deleted_event
         && g.wecom.base.is_some()
-        && tags
-            .iter()
-            .any(|x| x.group_id == g.id && x.deleted_at.is_none() && x.wecom.id.is_some())
+        && tags.iter().any(|x| in_wecom_group(x, &g.id))
+}
+
+/// Whether live tag `x` is in group `group` *in WeCom*: linked there, and in that group as its
+/// WeCom base shows it (the hub's group when there is no base yet). A move the hub made is
+/// not WeCom's until its job has created the tag in the new group: until then the tag is in
+/// its old group there, and says nothing of the new one (a tag moved into a group WeCom had
+/// just dropped kept that group's dead WeCom id for good; property test, seed
+/// 10581312346689361892).
+fn in_wecom_group(x: &Tag, group: &HubGroupId) -> bool {
+    let there = x.wecom.base.as_ref().map_or(&x.group_id, |b| &b.group_id);
+    x.deleted_at.is_none() && x.wecom.id.is_some() && there == group
 }
 
 /// Whether WeCom may have dropped group `group` because tag `leaving` was its last: only when
-/// no other live hub tag of the group still has a WeCom id. Otherwise WeCom not showing the
+/// no other live hub tag is in the group in WeCom ([`in_wecom_group`]). Otherwise WeCom not showing the
 /// group means it was deleted (its own event is coming, and deletes the group everywhere) or
 /// those tags went too (their events come, and the last one lets the group go): either way
 /// the group keeps its WeCom link until then, or the deletion event would find no group.
 pub fn wecom_group_may_be_dropped(tags: &[Tag], group: &HubGroupId, leaving: &HubTagId) -> bool {
-    !tags.iter().any(|x| {
-        &x.group_id == group && &x.id != leaving && x.deleted_at.is_none() && x.wecom.id.is_some()
-    })
+    !tags
+        .iter()
+        .any(|x| &x.id != leaving && in_wecom_group(x, group))
 }
 
 /// Whether tag `known`, which WeCom shows in group `group`, is one the group's job brings up
@@ -120,6 +129,14 @@ mod tests {
             version: 1,
         }
     }
+    /// A WeCom base in group `group`.
+    fn snap(group: &str) -> TagSnapshot {
+        TagSnapshot {
+            name: "x".into(),
+            order: 1,
+            group_id: gid(group),
+        }
+    }
     fn group_linked_in_wecom() -> TagGroup {
         TagGroup {
             tenant: TenantId::parse("acme").unwrap(),
@@ -190,8 +207,26 @@ mod tests {
         ];
         assert!(wecom_group_may_be_dropped(&tags, &gid("g1"), &tid("t1")));
         // Another live tag of the group still linked in WeCom: the group did not go empty.
-        let tags = [leaving, tag("t5", "g1", Some("w5"), None)];
+        let tags = [leaving.clone(), tag("t5", "g1", Some("w5"), None)];
         assert!(!wecom_group_may_be_dropped(&tags, &gid("g1"), &tid("t1")));
+        // One the hub moved here whose move has not reached WeCom is still in its old group
+        // there; one whose base shows it here is here, whatever the hub says now.
+        let mut moving_in = tag("t6", "g1", Some("w6"), None);
+        moving_in.wecom.base = Some(snap("g2"));
+        let tags = [leaving.clone(), moving_in];
+        assert!(wecom_group_may_be_dropped(&tags, &gid("g1"), &tid("t1")));
+        let mut moving_out = tag("t7", "g2", Some("w7"), None);
+        moving_out.wecom.base = Some(snap("g1"));
+        let tags = [leaving, moving_out];
+        assert!(!wecom_group_may_be_dropped(&tags, &gid("g1"), &tid("t1")));
+    }
+
+    #[test]
+    fn a_tag_moving_in_whose_move_has_not_reached_wecom_does_not_keep_a_gone_group_undecided() {
+        let g = group_linked_in_wecom();
+        let mut moving_in = tag("t1", "g1", Some("w1"), None);
+        moving_in.wecom.base = Some(snap("g2"));
+        assert!(!wecom_group_undecided(Some(&g), &[moving_in], false, false));
     }
 
     #[test]

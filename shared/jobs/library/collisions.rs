@@ -5,7 +5,7 @@
 //! few points where the kinds differ).
 
 use super::persist::Stored;
-use super::{Cx, Step, StepError, StepFuture};
+use super::{Cx, HubObject, Step, StepError, StepFuture};
 use crate::domain::*;
 use crate::mall::client::{GroupPatch, IdempotencyKey, MallError, TagPatch};
 use crate::ports::Write;
@@ -17,7 +17,6 @@ use serde_json::json;
 use std::future::Future;
 use std::pin::Pin;
 
-type MallFuture<'a> = Pin<Box<dyn Future<Output = Result<(), MallError>> + Send + 'a>>;
 type CarriedFuture<'a> = Pin<Box<dyn Future<Output = Step<Option<Vec<Write>>>> + Send + 'a>>;
 #[allow(type_alias_bounds)]
 type NamesFuture<'a, T: Stored> = Pin<
@@ -35,14 +34,22 @@ pub(super) struct Clash<'c, T: Stored> {
     pub name: &'c str,
 }
 
-/// A rename of mall object `id` to `name`, sent under `key`.
-pub(super) struct Rename<'a, T: Stored> {
-    pub key: IdempotencyKey,
-    pub id: &'a T::MallId,
-    pub name: &'a str,
+/// The change that brought `y` onto `clash.name`, refused: `y` goes back to `back`.
+pub(super) struct Refused<'c, T: Stored> {
+    pub y: T,
+    pub back: T::Snapshot,
+    pub clash: Clash<'c, T>,
 }
 
-/// What settling a name needs of a group or a tag beyond saving it.
+/// What a temporary name goes to in the mall: its counterpart of WeCom's [`EditTarget`].
+#[derive(Clone, Copy)]
+pub(super) enum MallTarget<'a> {
+    Group(&'a MallGroupId),
+    Tag(&'a MallTagId),
+}
+
+/// What settling a name needs of a group or a tag beyond saving it, in the order a
+/// settling meets them.
 pub(super) trait Contested: Stored {
     /// Where the object that wants a name (`me`, as stored) wants it: anywhere for a group;
     /// for a tag, `me`'s group (`None`: `me` is not in the hub, so nothing is in its place).
@@ -52,32 +59,30 @@ pub(super) trait Contested: Stored {
     /// group `me`'s). A tag: one the hub still names so (the hub may not have heard yet that
     /// it is moving away: its own event is still queued).
     fn refresh_first(holder: &Self, name: &str) -> bool;
+    /// Object `id` as this job brings it up to date (now, or after its own work).
+    const OBJECT: fn(Self::Id) -> HubObject;
     /// Whether the holder's base decides if it still holds the name even when it was not
     /// brought up to date (groups: yes; a tag's base is only trusted after its own run).
     const ALWAYS_LOOK_AT_BASE: bool;
-    /// How the clash reason says where the two are (" in the same group" for tags).
-    const PLACE: &'static str;
-    /// Brings object `id` up to date inside this job (`children`: a group's tags too).
-    fn bring<'c>(cx: &'c mut Cx<'_>, id: Self::Id, children: bool) -> StepFuture<'c>;
-    /// The objects to bring to their own names after this job's work.
-    fn later<'c>(cx: &'c mut Cx<'_>) -> &'c mut Vec<Self::Id>;
-    fn wecom_target(id: &Self::WecomId) -> EditTarget<'_>;
-    fn mall_rename<'a>(cx: &'a Cx<'_>, r: Rename<'a, Self>) -> MallFuture<'a>;
+    /// What a temporary name goes to in WeCom, by this kind's WeCom id.
+    const WECOM_TARGET: fn(&Self::WecomId) -> EditTarget<'_>;
     /// The holder `c.other` keeps `c.name` in WeCom (it is not this app's to rename).
     fn read_only_holder<'c>(cx: &'c mut Cx<'_>, c: Clash<'c, Self>) -> StepFuture<'c>;
-    /// Refuses the change that brought `y` onto `name`, which `other` holds: `y` returns to
-    /// `back`. `Ok`: `y` was the holder, try again; `superseded` when `y` is `me`.
-    fn refuse<'c>(
-        cx: &'c mut Cx<'_>,
-        y: Self,
-        back: Self::Snapshot,
-        c: Clash<'c, Self>,
-    ) -> StepFuture<'c>;
+    /// What a temporary name goes to in the mall, by this kind's mall id.
+    const MALL_TARGET: fn(&Self::MallId) -> MallTarget<'_>;
+    /// How the clash reason says where the two are (" in the same group" for tags).
+    const PLACE: &'static str;
     /// What merging `me` into `to` carries along besides the side objects (a group's tags),
     /// as writes; `None` when that is too much for one go.
     fn carried<'c>(cx: &'c Cx<'_>, me: &'c Self::Id, to: &'c Self::Id) -> CarriedFuture<'c>;
     /// The (side id, name) of each object WeCom and the mall hold in `place`.
     fn side_names<'c>(cx: &'c mut Cx<'_>, place: &'c Self::Scope) -> NamesFuture<'c, Self>;
+    /// Puts `r.y` back to `r.back` (see [`Cx::refuse_change`]). Each side's base takes what
+    /// the side shows, so that the next merge does not take the side's (older) value for a
+    /// new change: the hub's value wins and goes to the side.
+    fn go_back<'c>(cx: &'c mut Cx<'_>, r: &'c mut Refused<'_, Self>) -> StepFuture<'c>;
+    /// What the refused change is called in messages (a group's is always a rename).
+    const REFUSED: &'static str;
 }
 
 impl Contested for TagGroup {
@@ -87,27 +92,9 @@ impl Contested for TagGroup {
     fn refresh_first(holder: &Self, _: &str) -> bool {
         holder.deleted_at.is_none()
     }
+    const OBJECT: fn(HubGroupId) -> HubObject = HubObject::Group;
     const ALWAYS_LOOK_AT_BASE: bool = true;
-    const PLACE: &'static str = "";
-    fn bring<'c>(cx: &'c mut Cx<'_>, id: HubGroupId, children: bool) -> StepFuture<'c> {
-        let hint = Hint::from(cx.origin);
-        Box::pin(cx.group(id, hint, children))
-    }
-    fn later<'c>(cx: &'c mut Cx<'_>) -> &'c mut Vec<HubGroupId> {
-        &mut cx.after_groups
-    }
-    fn wecom_target(id: &WecomGroupId) -> EditTarget<'_> {
-        EditTarget::Group(id)
-    }
-    fn mall_rename<'a>(cx: &'a Cx<'_>, r: Rename<'a, Self>) -> MallFuture<'a> {
-        let patch = GroupPatch::renamed(r.name);
-        let mall = &cx.app.mall;
-        Box::pin(async move {
-            mall.update_group(&cx.ep, &r.key, r.id, &patch)
-                .await
-                .map(drop)
-        })
-    }
+    const WECOM_TARGET: fn(&WecomGroupId) -> EditTarget<'_> = |id| EditTarget::Group(id);
     fn read_only_holder<'c>(_: &'c mut Cx<'_>, c: Clash<'c, Self>) -> StepFuture<'c> {
         let why = format!(
             "the name `{}` is held in WeCom by read-only tag group {}; rename it in WeCom",
@@ -115,14 +102,8 @@ impl Contested for TagGroup {
         );
         Box::pin(async move { Err(StepError::park(why)) })
     }
-    fn refuse<'c>(
-        cx: &'c mut Cx<'_>,
-        y: Self,
-        back: GroupSnapshot,
-        c: Clash<'c, Self>,
-    ) -> StepFuture<'c> {
-        Box::pin(cx.refuse_group_change(y, back, c.me, c.other, c.name))
-    }
+    const MALL_TARGET: fn(&MallGroupId) -> MallTarget<'_> = |id| MallTarget::Group(id);
+    const PLACE: &'static str = "";
     /// The group's tags go along (and what their sides hold: the side groups are `to`'s
     /// then); more than [`MERGE_CHILDREN_MAX`] clash instead.
     fn carried<'c>(cx: &'c Cx<'_>, me: &'c HubGroupId, to: &'c HubGroupId) -> CarriedFuture<'c> {
@@ -157,6 +138,33 @@ impl Contested for TagGroup {
             Ok((wecom, mall))
         })
     }
+    /// A group goes back to the name it was renamed from.
+    fn go_back<'c>(cx: &'c mut Cx<'_>, r: &'c mut Refused<'_, Self>) -> StepFuture<'c> {
+        let Refused { y, back, .. } = r;
+        Box::pin(async move {
+            if let Some(w) = y.wecom.id.clone()
+                && let Some(shown) = cx.wecom_group_name(w.as_str()).await?
+                && let Some(b) = y.wecom.base.as_mut()
+            {
+                b.name = shown;
+            }
+            if let Some(m) = y.mall.id.clone() {
+                let shown = cx
+                    .mall_lib()
+                    .await?
+                    .iter()
+                    .find(|g| g.group.id == m)
+                    .map(|g| g.group.name.clone());
+                if let (Some(shown), Some(b)) = (shown, y.mall.base.as_mut()) {
+                    b.name = shown;
+                }
+            }
+            y.name = back.name.clone();
+            y.name_at = cx.now();
+            Ok(())
+        })
+    }
+    const REFUSED: &'static str = "rename";
 }
 
 impl Contested for Tag {
@@ -166,27 +174,9 @@ impl Contested for Tag {
     fn refresh_first(holder: &Self, name: &str) -> bool {
         holder.name == name && holder.deleted_at.is_none()
     }
+    const OBJECT: fn(HubTagId) -> HubObject = HubObject::Tag;
     const ALWAYS_LOOK_AT_BASE: bool = false;
-    const PLACE: &'static str = " in the same group";
-    fn bring<'c>(cx: &'c mut Cx<'_>, id: HubTagId, _: bool) -> StepFuture<'c> {
-        let hint = Hint::from(cx.origin);
-        Box::pin(cx.tag(id, hint))
-    }
-    fn later<'c>(cx: &'c mut Cx<'_>) -> &'c mut Vec<HubTagId> {
-        &mut cx.after
-    }
-    fn wecom_target(id: &WecomTagId) -> EditTarget<'_> {
-        EditTarget::Tag(id)
-    }
-    fn mall_rename<'a>(cx: &'a Cx<'_>, r: Rename<'a, Self>) -> MallFuture<'a> {
-        let patch = TagPatch::renamed(r.name);
-        let mall = &cx.app.mall;
-        Box::pin(async move {
-            mall.update_tag(&cx.ep, &r.key, r.id, &patch)
-                .await
-                .map(drop)
-        })
-    }
+    const WECOM_TARGET: fn(&WecomTagId) -> EditTarget<'_> = |id| EditTarget::Tag(id);
     /// The change that brought `me` onto that name is refused instead, if there is one.
     fn read_only_holder<'c>(cx: &'c mut Cx<'_>, c: Clash<'c, Self>) -> StepFuture<'c> {
         Box::pin(async move {
@@ -195,7 +185,12 @@ impl Contested for Tag {
             if let Some(x) = x.filter(|x| x.deleted_at.is_none())
                 && let Some((_, back)) = x.came_from()
             {
-                return cx.refuse_tag_change(x, back, c.me, c.other, c.name).await;
+                let r = Refused {
+                    y: x,
+                    back,
+                    clash: c,
+                };
+                return cx.refuse_change(r).await;
             }
             Err(StepError::park(format!(
                 "the name `{}` is held in WeCom by read-only tag {}; rename it in WeCom",
@@ -203,14 +198,8 @@ impl Contested for Tag {
             )))
         })
     }
-    fn refuse<'c>(
-        cx: &'c mut Cx<'_>,
-        y: Self,
-        back: TagSnapshot,
-        c: Clash<'c, Self>,
-    ) -> StepFuture<'c> {
-        Box::pin(cx.refuse_tag_change(y, back, c.me, c.other, c.name))
-    }
+    const MALL_TARGET: fn(&MallTagId) -> MallTarget<'_> = |id| MallTarget::Tag(id);
+    const PLACE: &'static str = " in the same group";
     fn carried<'c>(_: &'c Cx<'_>, _: &'c HubTagId, _: &'c HubTagId) -> CarriedFuture<'c> {
         Box::pin(async { Ok(Some(Vec::new())) })
     }
@@ -235,6 +224,51 @@ impl Contested for Tag {
             Ok((wecom, mall))
         })
     }
+    /// A tag goes back to its former name, or else group; it is parked when that group is
+    /// gone.
+    fn go_back<'c>(cx: &'c mut Cx<'_>, r: &'c mut Refused<'_, Self>) -> StepFuture<'c> {
+        let Refused { y, back, clash } = r;
+        Box::pin(async move {
+            let t = cx.t().clone();
+            if back.group_id != y.group_id
+                && cx
+                    .app
+                    .store
+                    .get_group(&t, &back.group_id)
+                    .await?
+                    .is_none_or(|g| g.deleted_at.is_some())
+            {
+                let (me, other, name) = (clash.me, clash.other, clash.name);
+                return Err(StepError::park(format!(
+                    "hub tags {me} and {other} both hold `{name}` in one group, and the one to give way has no group to return to; rename one of them"
+                )));
+            }
+            let now = cx.now();
+            let (wecom_now, mall_now) = cx.tag_where_shown(y).await?;
+            let renaming = back.name != y.name;
+            for (base, shown) in [
+                (y.wecom.base.as_mut(), wecom_now),
+                (y.mall.base.as_mut(), mall_now),
+            ] {
+                if let (Some(base), Some((name, group))) = (base, shown) {
+                    if renaming {
+                        base.name = name;
+                    } else if let Some(group) = group {
+                        base.group_id = group;
+                    }
+                }
+            }
+            if renaming {
+                y.name = back.name.clone();
+                y.name_at = now;
+            } else {
+                y.group_id = back.group_id.clone();
+                y.group_at = now;
+            }
+            Ok(())
+        })
+    }
+    const REFUSED: &'static str = "change";
 }
 
 impl Cx<'_> {
@@ -263,10 +297,7 @@ impl Cx<'_> {
         let scope = T::wanted_in(T::read(self.app, &t, me).await?.as_ref());
         let refresh = T::refresh_first(&o, name) && self.depth < 3;
         if refresh {
-            self.depth += 1;
-            let r = T::bring(self, other.clone(), false).await;
-            self.depth -= 1;
-            r?;
+            self.bring_nested(T::OBJECT(other.clone()), false).await?;
             o = T::read(self.app, &t, other).await?.ok_or_else(unknown)?;
         }
         let look_at_base = refresh || T::ALWAYS_LOOK_AT_BASE;
@@ -287,7 +318,7 @@ impl Cx<'_> {
         let actor = match side {
             Side::Wecom => {
                 let wid = o.wecom().id.clone().ok_or_else(no_id)?;
-                let target = T::wecom_target(&wid);
+                let target = T::WECOM_TARGET(&wid);
                 match self.wecom_edit_call(target, Some(&temp), None).await? {
                     Ok(()) => {}
                     Err(e) if e.refusal() == Some(Refusal::NotOurs) => {
@@ -302,12 +333,7 @@ impl Cx<'_> {
             Side::Mall => {
                 let mid = o.mall().id.clone().ok_or_else(no_id)?;
                 let key = self.key(&format!("step-aside:{other}:{temp}:v{}", o.version()));
-                let rename = Rename {
-                    key,
-                    id: &mid,
-                    name: &temp,
-                };
-                T::mall_rename(self, rename).await?;
+                self.mall_rename(&key, T::MALL_TARGET(&mid), &temp).await?;
                 self.mall_lib = None;
                 Actor::Mall
             }
@@ -323,11 +349,31 @@ impl Cx<'_> {
             Some(json!({"name": temp})),
         );
         self.save(&mut o, side, vec![Write::Audit(entry)]).await?;
-        let later = T::later(self);
-        if !later.contains(other) {
-            later.push(other.clone());
+        let later = T::OBJECT(other.clone());
+        if !self.after.contains(&later) {
+            self.after.push(later);
         }
         Ok(())
+    }
+
+    /// Renames mall object `target` to `name` (a rename and nothing else), sent under `key`.
+    async fn mall_rename(
+        &self,
+        key: &IdempotencyKey,
+        target: MallTarget<'_>,
+        name: &str,
+    ) -> Result<(), MallError> {
+        let (mall, ep) = (&self.app.mall, &self.ep);
+        match target {
+            MallTarget::Group(id) => {
+                let patch = GroupPatch::renamed(name);
+                mall.update_group(ep, key, id, &patch).await.map(drop)
+            }
+            MallTarget::Tag(id) => {
+                let patch = TagPatch::renamed(name);
+                mall.update_tag(ep, key, id, &patch).await.map(drop)
+            }
+        }
     }
 
     /// Hub object `me` wants `name` on `side`, where hub object `o` holds it, and the hub
@@ -386,7 +432,7 @@ impl Cx<'_> {
                     other: &other,
                     name,
                 };
-                T::refuse(self, y, back, clash).await
+                self.refuse_change(Refused { y, back, clash }).await
             }
             Collision::Merge => {
                 self.merge_duplicate(x, o, carried.unwrap_or_default(), name)
@@ -432,10 +478,7 @@ impl Cx<'_> {
         writes.push(o.write());
         self.commit(writes).await?;
         if self.depth < 4 {
-            self.depth += 1;
-            let r = T::bring(self, o.id().clone(), true).await;
-            self.depth -= 1;
-            r?;
+            self.bring_nested(T::OBJECT(o.id().clone()), true).await?;
         }
         Err(StepError::superseded(format!(
             "hub {kind} {me} duplicated hub {kind} {} (`{name}`) and was merged into it",
@@ -443,147 +486,42 @@ impl Cx<'_> {
         )))
     }
 
-    /// Refuses the rename that brought group `y` onto `name` (held by hub group `other`): it
-    /// returns to `back`'s name as a hub edit, brought to its sides now. `Ok`: `y` was the
-    /// holder, try again; `superseded` when `y` is `me`.
-    async fn refuse_group_change(
-        &mut self,
-        mut y: TagGroup,
-        back: GroupSnapshot,
-        me: &HubGroupId,
-        other: &HubGroupId,
-        name: &str,
-    ) -> Step<()> {
-        let before = y.json();
-        // As for tags (`refuse_tag_change`): each side's base takes the name the side
-        // shows, so the hub's name goes there rather than the side's coming back.
-        if let Some(w) = y.wecom.id.clone()
-            && let Some(shown) = self.wecom_group_name(w.as_str()).await?
-            && let Some(b) = y.wecom.base.as_mut()
-        {
-            b.name = shown;
-        }
-        if let Some(m) = y.mall.id.clone() {
-            let shown = self
-                .mall_lib()
-                .await?
-                .iter()
-                .find(|g| g.group.id == m)
-                .map(|g| g.group.name.clone());
-            if let (Some(shown), Some(b)) = (shown, y.mall.base.as_mut()) {
-                b.name = shown;
-            }
-        }
-        y.name = back.name;
-        y.name_at = self.now();
-        for state in [&mut y.wecom.state, &mut y.mall.state] {
+    /// Refuses the change that brought `r.y` onto the name `r.clash.other` holds: `y` goes
+    /// back (see [`Contested::go_back`]) as a hub edit, brought to its sides now. `Ok`: `y`
+    /// was the holder, try again; `superseded` when `y` is `me`.
+    async fn refuse_change<T: Contested>(&mut self, mut r: Refused<'_, T>) -> Step<()> {
+        let before = r.y.json();
+        T::go_back(self, &mut r).await?;
+        let Refused { mut y, clash, .. } = r;
+        // A read-only side keeps its own value; every other side is sent the hub's again.
+        let pend = |state: &mut SyncState| {
             if *state != SyncState::ReadOnly {
                 *state = SyncState::Pending;
             }
-        }
+        };
+        pend(&mut y.wecom_mut().state);
+        pend(&mut y.mall_mut().state);
+        let kind = T::KIND.as_str();
         let entry = self.entry(
             Actor::Hub,
-            "group.change_refused",
-            format!("group:{}", y.id),
+            &format!("{kind}.change_refused"),
+            format!("{kind}:{}", y.id()),
             Some(before),
             Some(json!({
-                "group": y.json(),
-                "clashed_with": other,
+                kind: y.json(),
+                "clashed_with": clash.other.to_string(),
             })),
         );
-        self.commit(vec![Write::Group(y.clone()), Write::Audit(entry)])
-            .await?;
-        if self.depth < 4 {
-            self.depth += 1;
-            let r = Box::pin(self.group(y.id.clone(), Hint::from(self.origin), false)).await;
-            self.depth -= 1;
-            r?;
-        }
-        if y.id == *me {
-            return Err(StepError::superseded(format!(
-                "hub group {me} came onto `{name}`, held by hub group {other}: its rename was refused"
-            )));
-        }
-        Ok(())
-    }
-
-    /// Refuses the change that brought tag `y` onto `name` (held by hub tag `other`): it
-    /// returns to `back` (its former name, or else group) as a hub edit, brought to its sides
-    /// now. `Ok`: `y` was the holder, try again; `superseded` when `y` is `me`.
-    pub(super) async fn refuse_tag_change(
-        &mut self,
-        mut y: Tag,
-        back: TagSnapshot,
-        me: &HubTagId,
-        other: &HubTagId,
-        name: &str,
-    ) -> Step<()> {
-        let t = self.t().clone();
-        if back.group_id != y.group_id
-            && self
-                .app
-                .store
-                .get_group(&t, &back.group_id)
-                .await?
-                .is_none_or(|g| g.deleted_at.is_some())
-        {
-            return Err(StepError::park(format!(
-                "hub tags {me} and {other} both hold `{name}` in one group, and the one to give way has no group to return to; rename one of them"
-            )));
-        }
-        let before = y.json();
-        let now = self.now();
-        // Each side's base takes the refused value where the side shows it, so that the next
-        // merge does not take the side's (older) change for a new one: the hub's value wins
-        // and goes to the side.
-        let (wecom_now, mall_now) = self.tag_where_shown(&y).await?;
-        let renaming = back.name != y.name;
-        for (base, shown) in [
-            (y.wecom.base.as_mut(), wecom_now),
-            (y.mall.base.as_mut(), mall_now),
-        ] {
-            if let (Some(base), Some((name, group))) = (base, shown) {
-                if renaming {
-                    base.name = name;
-                } else if let Some(group) = group {
-                    base.group_id = group;
-                }
-            }
-        }
-        if renaming {
-            y.name = back.name;
-            y.name_at = now;
-        } else {
-            y.group_id = back.group_id;
-            y.group_at = now;
-        }
-        for state in [&mut y.wecom.state, &mut y.mall.state] {
-            if *state != SyncState::ReadOnly {
-                *state = SyncState::Pending;
-            }
-        }
-        let entry = self.entry(
-            Actor::Hub,
-            "tag.change_refused",
-            format!("tag:{}", y.id),
-            Some(before),
-            Some(json!({
-                "tag": y.json(),
-                "clashed_with": if &y.id == me { other } else { me },
-            })),
-        );
-        self.commit(vec![Write::Tag(y.clone()), Write::Audit(entry)])
-            .await?;
+        self.commit(vec![y.write(), Write::Audit(entry)]).await?;
         // The refused one brings its sides back; if that is `me`, this run is moot.
         if self.depth < 4 {
-            self.depth += 1;
-            let r = Box::pin(self.tag(y.id.clone(), Hint::from(self.origin))).await;
-            self.depth -= 1;
-            r?;
+            self.bring_nested(T::OBJECT(y.id().clone()), false).await?;
         }
-        if y.id == *me {
+        let Clash { me, other, name } = clash;
+        if y.id() == me {
             return Err(StepError::superseded(format!(
-                "hub tag {me} came onto `{name}`, held by hub tag {other}: its change was refused"
+                "hub {kind} {me} came onto `{name}`, held by hub {kind} {other}: its {} was refused",
+                T::REFUSED
             )));
         }
         Ok(())

@@ -89,7 +89,6 @@ where
         wecom_lib: None,
         mall_lib: None,
         after: Vec::new(),
-        after_groups: Vec::new(),
         depth: 0,
         active: 0,
     };
@@ -98,31 +97,18 @@ where
     // objects, handed to their own jobs if it fails (`active` makes the calls nested).
     cx.active += 1;
     while result.is_ok() {
-        if let Some(group) = cx.after_groups.pop() {
-            result = cx.group(group, Hint::from(origin), false).await;
-            continue;
-        }
-        let Some(tag) = cx.after.pop() else { break };
-        result = cx.tag(tag, Hint::from(origin)).await;
+        let Some(next) = cx.next_after() else { break };
+        result = cx.bring(next, false).await;
     }
     cx.active -= 1;
     // This job's retry may not come back to follow-ups it had still to do (what it saved
     // before failing can send its retry down another path): they get their own jobs.
-    if result.as_ref().is_err_and(StepError::comes_back)
-        && (!cx.after.is_empty() || !cx.after_groups.is_empty())
-    {
-        let mut kinds: Vec<JobKind> = std::mem::take(&mut cx.after_groups)
-            .into_iter()
-            .map(|group| JobKind::SyncGroup {
-                group,
-                hint: Hint::from(origin),
-            })
-            .collect();
-        kinds.extend(cx.after.drain(..).map(|tag| JobKind::SyncTag {
-            tag,
-            hint: Hint::from(origin),
-        }));
-        if let Err(e) = super::enqueue(app, tenant, kinds).await {
+    if result.as_ref().is_err_and(StepError::comes_back) && !cx.after.is_empty() {
+        let mut after = std::mem::take(&mut cx.after);
+        // Groups first, each kind in the order met (a stable sort).
+        after.sort_by_key(|o| matches!(o, HubObject::Tag(_)));
+        let kinds = after.into_iter().map(|o| o.job(Hint::from(origin)));
+        if let Err(e) = super::enqueue(app, tenant, kinds.collect()).await {
             tracing::warn!(error = %e, "could not queue a failed job's follow-ups; its retry redoes what it can");
         }
     }
@@ -137,6 +123,23 @@ where
     }
 }
 
+/// A hub group or tag, by id: what a job brings up to date inside itself.
+#[derive(Clone, PartialEq)]
+enum HubObject {
+    Group(HubGroupId),
+    Tag(HubTagId),
+}
+
+impl HubObject {
+    /// The job of its own that brings it up to date.
+    fn job(self, hint: Hint) -> JobKind {
+        match self {
+            HubObject::Group(group) => JobKind::SyncGroup { group, hint },
+            HubObject::Tag(tag) => JobKind::SyncTag { tag, hint },
+        }
+    }
+}
+
 /// One library job's context: the tenant's credentials and, read once and kept current, both
 /// sides' libraries.
 struct Cx<'a> {
@@ -148,10 +151,9 @@ struct Cx<'a> {
     ep: crate::mall::client::MallEndpoint,
     wecom_lib: Option<Vec<TagGroupInfo>>,
     mall_lib: Option<Vec<MallGroupWithTags>>,
-    /// Tags to bring up to date once this job's own work is done.
-    after: Vec<HubTagId>,
-    /// Groups likewise (given a temporary name on a side).
-    after_groups: Vec<HubGroupId>,
+    /// Groups and tags to bring up to date once this job's own work is done (given a
+    /// temporary name on a side, see [`Cx::step_aside`]).
+    after: Vec<HubObject>,
     /// Inline recursion depth (an unknown group found while syncing a tag): bounded.
     depth: u32,
     /// `tag`/`group` calls in progress: above zero, a call is another object's work done
@@ -311,6 +313,34 @@ impl<'a> Cx<'a> {
         let r = self.tag_once(id.clone(), hint.clone()).await;
         let own_job = JobKind::SyncTag { tag: id, hint };
         self.end_run(nested, r, own_job).await
+    }
+
+    /// Brings `o` up to date inside this job (`children`: a group's tags too, see
+    /// [`Cx::group`]).
+    fn bring(&mut self, o: HubObject, children: bool) -> StepFuture<'_> {
+        let hint = Hint::from(self.origin);
+        match o {
+            HubObject::Group(id) => Box::pin(self.group(id, hint, children)),
+            HubObject::Tag(id) => Box::pin(self.tag(id, hint)),
+        }
+    }
+
+    /// [`Cx::bring`] as a nested run, one level deeper (the depth bounds the nesting).
+    async fn bring_nested(&mut self, o: HubObject, children: bool) -> Step<()> {
+        self.depth += 1;
+        let r = self.bring(o, children).await;
+        self.depth -= 1;
+        r
+    }
+
+    /// The next follow-up to run: groups first, the one queued last first.
+    fn next_after(&mut self) -> Option<HubObject> {
+        let groups = self
+            .after
+            .iter()
+            .rposition(|o| matches!(o, HubObject::Group(_)));
+        let i = groups.or(self.after.len().checked_sub(1))?;
+        Some(self.after.remove(i))
     }
 }
 

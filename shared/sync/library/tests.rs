@@ -169,16 +169,23 @@ fn a_group_renamed_onto_another_groups_name_gets_its_name_back() {
     assert_eq!(refused_change(&b, &a), Some((gid("g1"), gsnap("G1", 3))));
 }
 
+/// The tag `VIP` (order 1, group g1) as the hub and both sides last agreed on it.
+fn vip() -> TagSnapshot {
+    snap("VIP", 1, "g1")
+}
+/// The hub's copy of that tag, every field last changed at 1.
+fn synced_vip() -> Tag {
+    synced_tag(&vip(), t(1))
+}
+/// Merges that tag, as the hub holds it, with what WeCom and the mall show.
+fn merge_vip(wecom: WecomTagSeen, mall: MallTagSeen) -> Merged<Tag, TagPlan> {
+    tag(Some(&synced_vip()), &wecom, &mall)
+}
+
 #[test]
 fn rename_in_mall_renames_wecom_tag() {
-    let old = snap("VIP", 1, "g1");
-    let hub = synced_tag(&old, t(1));
     let new = snap("Gold", 1, "g1");
-    let m = tag(
-        Some(&hub),
-        &seen(old.clone(), t(6)),
-        &seen(new.clone(), t(5)),
-    );
+    let m = merge_vip(seen(vip(), t(6)), seen(new.clone(), t(5)));
     assert_eq!((m.hub.name.as_str(), m.hub.name_at), ("Gold", t(5)));
     assert_eq!(m.hub.order_at, t(1), "untouched fields keep their time");
     assert_eq!(m.plan.wecom.op, rename("Gold"));
@@ -186,20 +193,18 @@ fn rename_in_mall_renames_wecom_tag() {
     assert_eq!(m.plan.mall.op, LibraryOp::Nothing);
     // The mall already shows the merged state: its base moves now; WeCom's on confirmation.
     assert_eq!(m.hub.mall.base, Some(new));
-    assert_eq!(m.hub.wecom.base, Some(old));
+    assert_eq!(m.hub.wecom.base, Some(vip()));
     assert_eq!(m.hub.wecom.state, SyncState::Pending);
-    assert_eq!(m.hub.wecom.id, hub.wecom.id, "a rename keeps the WeCom id");
+    assert_eq!(
+        m.hub.wecom.id,
+        synced_vip().wecom.id,
+        "a rename keeps the WeCom id"
+    );
 }
 
 #[test]
 fn rename_in_wecom_renames_mall_tag() {
-    let old = snap("VIP", 1, "g1");
-    let hub = synced_tag(&old, t(1));
-    let m = tag(
-        Some(&hub),
-        &seen(snap("Gold", 1, "g1"), t(6)),
-        &seen(old, t(2)),
-    );
+    let m = merge_vip(seen(snap("Gold", 1, "g1"), t(6)), seen(vip(), t(2)));
     assert_eq!(m.plan.mall.op, rename("Gold"));
     assert_eq!(m.plan.wecom.op, LibraryOp::Nothing);
     assert_eq!(m.hub.name_at, t(6));
@@ -207,13 +212,10 @@ fn rename_in_wecom_renames_mall_tag() {
 
 #[test]
 fn latest_change_wins_per_field() {
-    let old = snap("VIP", 1, "g1");
-    let hub = synced_tag(&old, t(1));
     // Both renamed, the mall also reordered: WeCom's later name, the mall's order.
-    let m = tag(
-        Some(&hub),
-        &seen(snap("Gold", 1, "g1"), t(7)),
-        &seen(snap("Silver", 9, "g1"), t(5)),
+    let m = merge_vip(
+        seen(snap("Gold", 1, "g1"), t(7)),
+        seen(snap("Silver", 9, "g1"), t(5)),
     );
     assert_eq!((m.hub.name.as_str(), m.hub.order), ("Gold", 9));
     assert_eq!((m.hub.name_at, m.hub.order_at), (t(7), t(5)));
@@ -228,22 +230,17 @@ fn latest_change_wins_per_field() {
 
 #[test]
 fn equal_times_prefer_hub_then_mall_then_wecom() {
-    let old = snap("VIP", 1, "g1");
-    let mut hub = synced_tag(&old, t(1));
-    let both = tag(
-        Some(&hub),
-        &seen(snap("W", 1, "g1"), t(5)),
-        &seen(snap("M", 1, "g1"), t(5)),
-    );
+    let wecom = seen(snap("W", 1, "g1"), t(5));
+    let mall = seen(snap("M", 1, "g1"), t(5));
+    let both = merge_vip(wecom.clone(), mall.clone());
     assert_eq!(both.hub.name, "M");
 
-    hub.name = "H".into();
-    hub.name_at = t(5);
-    let m = tag(
-        Some(&hub),
-        &seen(snap("W", 1, "g1"), t(5)),
-        &seen(snap("M", 1, "g1"), t(5)),
-    );
+    let hub = Tag {
+        name: "H".into(),
+        name_at: t(5),
+        ..synced_vip()
+    };
+    let m = tag(Some(&hub), &wecom, &mall);
     assert_eq!(m.hub.name, "H");
     assert_eq!(m.plan.wecom.op, rename("H"));
     assert_eq!(m.plan.mall.op, rename("H"));
@@ -251,13 +248,14 @@ fn equal_times_prefer_hub_then_mall_then_wecom() {
 
 #[test]
 fn later_operator_edit_beats_earlier_side_rename() {
-    let old = snap("VIP", 1, "g1");
-    let mut hub = synced_tag(&old, t(1));
-    hub.name = "Operator".into();
-    hub.name_at = t(10);
+    let hub = Tag {
+        name: "Operator".into(),
+        name_at: t(10),
+        ..synced_vip()
+    };
     let m = tag(
         Some(&hub),
-        &seen(old.clone(), t(11)),
+        &seen(vip(), t(11)),
         &seen(snap("Mall", 1, "g1"), t(8)),
     );
     assert_eq!((m.hub.name.as_str(), m.hub.name_at), ("Operator", t(10)));
@@ -267,14 +265,8 @@ fn later_operator_edit_beats_earlier_side_rename() {
 
 #[test]
 fn delete_wins_over_concurrent_rename() {
-    let old = snap("VIP", 1, "g1");
-    let hub = synced_tag(&old, t(1));
     // The rename is even later than the delete: the delete still wins.
-    let m = tag(
-        Some(&hub),
-        &seen(snap("Gold", 1, "g1"), t(9)),
-        &Observed::absent(t(3)),
-    );
+    let m = merge_vip(seen(snap("Gold", 1, "g1"), t(9)), Observed::absent(t(3)));
     assert_eq!(m.hub.deleted_at, Some(t(3)));
     assert_eq!(m.hub.name, "VIP");
     assert_eq!(m.plan.wecom.op, delete());
@@ -288,10 +280,11 @@ fn delete_wins_over_concurrent_rename() {
 
 #[test]
 fn hub_deletion_deletes_on_every_side() {
-    let old = snap("VIP", 1, "g1");
-    let mut hub = synced_tag(&old, t(1));
-    hub.deleted_at = Some(t(4));
-    let m = tag(Some(&hub), &seen(old.clone(), t(5)), &seen(old, t(5)));
+    let hub = Tag {
+        deleted_at: Some(t(4)),
+        ..synced_vip()
+    };
+    let m = tag(Some(&hub), &seen(vip(), t(5)), &seen(vip(), t(5)));
     assert_eq!(m.plan.wecom.op, delete());
     assert_eq!(m.plan.mall.op, delete());
     assert_eq!(m.hub.deleted_at, Some(t(4)));
@@ -354,24 +347,20 @@ fn nobody_having_the_object_plans_nothing() {
 
 #[test]
 fn echo_plans_nothing() {
-    let s = snap("VIP", 1, "g1");
-    let hub = synced_tag(&s, t(1));
-    let m = tag(Some(&hub), &seen(s.clone(), t(9)), &seen(s, t(9)));
+    let m = merge_vip(seen(vip(), t(9)), seen(vip(), t(9)));
     assert!(m.plan.is_nothing());
-    assert_eq!(m.hub, hub);
+    assert_eq!(m.hub, synced_vip());
 }
 
 #[test]
 fn read_only_wecom_tag_is_not_renamed() {
-    let old = snap("VIP", 1, "g1");
-    let hub = synced_tag(&old, t(1));
-    let wecom = seen(old.clone(), t(6)).read_only();
+    let wecom = seen(vip(), t(6)).read_only();
     let mall = seen(snap("Gold", 1, "g1"), t(5));
-    let m = tag(Some(&hub), &wecom, &mall);
+    let m = merge_vip(wecom.clone(), mall.clone());
     assert_eq!(m.hub.name, "Gold");
     assert_eq!(m.plan.wecom.op, LibraryOp::MarkReadOnly);
     assert_eq!(m.hub.wecom.state, SyncState::ReadOnly);
-    assert_eq!(m.hub.wecom.base, Some(old), "WeCom's name is left alone");
+    assert_eq!(m.hub.wecom.base, Some(vip()), "WeCom's name is left alone");
     // Recorded once: the next run has nothing to do.
     let again = tag(Some(&m.hub), &wecom, &mall);
     assert!(again.plan.is_nothing());
@@ -379,25 +368,16 @@ fn read_only_wecom_tag_is_not_renamed() {
 
 #[test]
 fn read_only_wecom_tag_is_not_deleted() {
-    let s = snap("VIP", 1, "g1");
-    let hub = synced_tag(&s, t(1));
-    let m = tag(
-        Some(&hub),
-        &seen(s, t(6)).read_only(),
-        &Observed::absent(t(5)),
-    );
+    let m = merge_vip(seen(vip(), t(6)).read_only(), Observed::absent(t(5)));
     assert!(m.hub.deleted_at.is_some());
     assert_eq!(m.plan.wecom.op, LibraryOp::MarkReadOnly);
 }
 
 #[test]
 fn console_rename_of_read_only_tag_reaches_the_mall() {
-    let old = snap("VIP", 1, "g1");
-    let hub = synced_tag(&old, t(1));
-    let m = tag(
-        Some(&hub),
-        &seen(snap("Gold", 1, "g1"), t(6)).read_only(),
-        &seen(old, t(2)),
+    let m = merge_vip(
+        seen(snap("Gold", 1, "g1"), t(6)).read_only(),
+        seen(vip(), t(2)),
     );
     assert_eq!(m.plan.mall.op, rename("Gold"));
     assert_eq!(m.plan.wecom.op, LibraryOp::Nothing);
@@ -406,36 +386,22 @@ fn console_rename_of_read_only_tag_reaches_the_mall() {
 
 #[test]
 fn a_failed_side_stays_failed_with_its_reason_while_another_try_is_on_its_way() {
-    let old = snap("VIP", 1, "g1");
-    let mut hub = synced_tag(&old, t(1));
+    let gold = snap("Gold", 1, "g1");
+    let mut hub = synced_vip();
     hub.mall.fail("the mall is unreachable");
-    let m = tag(
-        Some(&hub),
-        &seen(snap("Gold", 1, "g1"), t(6)),
-        &seen(old.clone(), t(2)),
-    );
+    let m = tag(Some(&hub), &seen(gold.clone(), t(6)), &seen(vip(), t(2)));
     assert_eq!(m.plan.mall.op, rename("Gold"));
     assert_eq!(m.hub.mall.state, SyncState::Failed);
     assert_eq!(m.hub.mall.error.as_deref(), Some("the mall is unreachable"));
     // Once the side shows what the hub wants, it is synced again.
-    let settled = tag(
-        Some(&m.hub),
-        &seen(snap("Gold", 1, "g1"), t(6)),
-        &seen(snap("Gold", 1, "g1"), t(7)),
-    );
+    let settled = tag(Some(&m.hub), &seen(gold.clone(), t(6)), &seen(gold, t(7)));
     assert_eq!(settled.hub.mall.state, SyncState::Synced);
     assert_eq!(settled.hub.mall.error, None);
 }
 
 #[test]
 fn tag_moved_in_mall_moves_wecom_tag() {
-    let old = snap("VIP", 1, "g1");
-    let hub = synced_tag(&old, t(1));
-    let m = tag(
-        Some(&hub),
-        &seen(old, t(6)),
-        &seen(snap("VIP", 1, "g2"), t(5)),
-    );
+    let m = merge_vip(seen(vip(), t(6)), seen(snap("VIP", 1, "g2"), t(5)));
     let to_g2 = LibraryOp::Move {
         id: WecomTagId::test_id(),
         to_group: gid("g2"),
@@ -448,10 +414,27 @@ fn tag_moved_in_mall_moves_wecom_tag() {
     assert_eq!(m.plan.mall.op, LibraryOp::Nothing);
 }
 
+/// The group `Level` (order 1) as the hub and both sides last agreed on it.
+fn level() -> GroupSnapshot {
+    gsnap("Level", 1)
+}
+/// Merges that group, synced at 1, with what WeCom and the mall show, given its live tags.
+fn merge_level(
+    wecom: WecomGroupSeen,
+    mall: MallGroupSeen,
+    live_tags: usize,
+) -> Merged<TagGroup, GroupPlan> {
+    group(
+        Some(&synced_group(&level(), t(1))),
+        &wecom,
+        &mall,
+        live_tags,
+    )
+}
+
 #[test]
 fn empty_group_waits_for_wecom() {
-    let s = gsnap("Level", 1);
-    let m = group(None, &Observed::absent(t(6)), &seen(s, t(5)), 0);
+    let m = group(None, &Observed::absent(t(6)), &seen(level(), t(5)), 0);
     assert_eq!(m.plan.wecom.op, LibraryOp::Nothing);
     assert_eq!(m.hub.wecom.state, SyncState::Pending);
     assert_eq!(m.hub.wecom.base, None);
@@ -460,22 +443,14 @@ fn empty_group_waits_for_wecom() {
 
 #[test]
 fn group_is_created_in_wecom_with_its_first_tag() {
-    let s = gsnap("Level", 1);
-    let m = group(None, &Observed::absent(t(6)), &seen(s.clone(), t(5)), 1);
-    assert_eq!(m.plan.wecom.op, create(s.clone()));
-    assert_eq!(m.plan.wecom.base_after, Some(s));
+    let m = group(None, &Observed::absent(t(6)), &seen(level(), t(5)), 1);
+    assert_eq!(m.plan.wecom.op, create(level()));
+    assert_eq!(m.plan.wecom.base_after, Some(level()));
 }
 
 #[test]
 fn wecom_dropping_an_empty_group_is_not_a_deletion() {
-    let s = gsnap("Level", 1);
-    let hub = synced_group(&s, t(1));
-    let m = group(
-        Some(&hub),
-        &Observed::absent(t(6)),
-        &seen(s.clone(), t(2)),
-        0,
-    );
+    let m = merge_level(Observed::absent(t(6)), seen(level(), t(2)), 0);
     assert_eq!(m.hub.deleted_at, None);
     assert_eq!(
         m.hub.wecom,
@@ -484,14 +459,17 @@ fn wecom_dropping_an_empty_group_is_not_a_deletion() {
     );
     assert!(m.plan.is_nothing());
     // Its next tag brings it back.
-    let next = group(Some(&m.hub), &Observed::absent(t(8)), &seen(s, t(2)), 1);
+    let next = group(
+        Some(&m.hub),
+        &Observed::absent(t(8)),
+        &seen(level(), t(2)),
+        1,
+    );
     assert_eq!(next.plan.wecom.op, create(gsnap("Level", 1)));
 }
 
 #[test]
 fn flagged_wecom_drop_is_not_a_deletion_even_with_live_tags() {
-    let s = gsnap("Level", 1);
-    let hub = synced_group(&s, t(1));
     let facts = GroupFacts {
         live_tags: 2,
         wecom_dropped: true,
@@ -499,9 +477,9 @@ fn flagged_wecom_drop_is_not_a_deletion_even_with_live_tags() {
     let m = merge_group(
         &tenant(),
         &gid("g1"),
-        Some(&hub),
+        Some(&synced_group(&level(), t(1))),
         &Observed::absent(t(6)),
-        &seen(s, t(2)),
+        &seen(level(), t(2)),
         facts,
     )
     .unwrap();
@@ -511,23 +489,14 @@ fn flagged_wecom_drop_is_not_a_deletion_even_with_live_tags() {
 
 #[test]
 fn wecom_group_deletion_with_live_tags_deletes_everywhere() {
-    let s = gsnap("Level", 1);
-    let hub = synced_group(&s, t(1));
-    let m = group(Some(&hub), &Observed::absent(t(6)), &seen(s, t(2)), 2);
+    let m = merge_level(Observed::absent(t(6)), seen(level(), t(2)), 2);
     assert_eq!(m.hub.deleted_at, Some(t(6)));
     assert_eq!(m.plan.mall.op, delete());
 }
 
 #[test]
 fn group_reorder_in_wecom_reaches_the_mall() {
-    let s = gsnap("Level", 1);
-    let hub = synced_group(&s, t(1));
-    let m = group(
-        Some(&hub),
-        &seen(gsnap("Level", 7), t(6)),
-        &seen(s, t(2)),
-        1,
-    );
+    let m = merge_level(seen(gsnap("Level", 7), t(6)), seen(level(), t(2)), 1);
     let reorder = LibraryOp::Update {
         id: MallGroupId::test_id(),
         name: None,
@@ -609,6 +578,45 @@ fn any_facts() -> impl Strategy<Value = GroupFacts> {
         live_tags,
         wecom_dropped,
     })
+}
+/// What a tag's merge is given: the hub's copy and what WeCom and the mall show.
+#[derive(Clone, Debug)]
+struct TagIn {
+    hub: Option<Tag>,
+    wecom: WecomTagSeen,
+    mall: MallTagSeen,
+}
+/// What a group's merge is given: the same, and the group's facts.
+#[derive(Clone, Debug)]
+struct GroupIn {
+    hub: Option<TagGroup>,
+    wecom: WecomGroupSeen,
+    mall: MallGroupSeen,
+    facts: GroupFacts,
+}
+/// Any tag's merge inputs (drawn as the three would be one by one).
+fn any_tag_in() -> impl Strategy<Value = TagIn> {
+    let (w, m) = (any_observed(any_snap()), any_observed(any_snap()));
+    (any_hub_tag(), w, m).prop_map(|(hub, wecom, mall)| TagIn { hub, wecom, mall })
+}
+/// Any group's merge inputs, likewise.
+fn any_group_in() -> impl Strategy<Value = GroupIn> {
+    let (w, m) = (any_observed(any_gsnap()), any_observed(any_gsnap()));
+    (any_hub_group(), w, m, any_facts()).prop_map(|(hub, wecom, mall, facts)| GroupIn {
+        hub,
+        wecom,
+        mall,
+        facts,
+    })
+}
+/// Checks that merging `hub` with what the sides show keeps the order 7 someone set on a
+/// side meanwhile (unless the tag is deleted).
+fn keeps_reorder(hub: &Tag, w: &WecomTagSeen, m: &MallTagSeen) -> Result<(), TestCaseError> {
+    let again = merge_tag(&tenant(), &tid(), Some(hub), w, m).unwrap();
+    if again.hub.deleted_at.is_none() {
+        prop_assert_eq!(again.hub.order, 7);
+    }
+    Ok(())
 }
 
 /// What the worker does once a side confirms its op: the side shows `base_after`, the
@@ -709,41 +717,33 @@ proptest! {
     /// then. So a field someone else changes on that side while the op is carried (one
     /// the op does not set) is still a change of that side at the next merge, and wins.
     #[test]
-    fn a_tag_base_after_a_write_is_what_was_read_plus_what_was_set(
-        hub in any_hub_tag(), w in any_observed(any_snap()), m in any_observed(any_snap()),
-    ) {
-        let Some(out) = merge_tag(&tenant(), &tid(), hub.as_ref(), &w, &m) else {
+    fn a_tag_base_after_a_write_is_what_was_read_plus_what_was_set(i in any_tag_in()) {
+        let (w, m) = (&i.wecom, &i.mall);
+        let Some(out) = merge_tag(&tenant(), &tid(), i.hub.as_ref(), w, m) else {
             return Ok(());
         };
-        if let Some((base, next)) = reordered_meanwhile(&out.plan.wecom, &w)? {
+        if let Some((base, next)) = reordered_meanwhile(&out.plan.wecom, w)? {
             let mut hub2 = out.hub.clone();
             hub2.wecom.base = base;
-            let again = merge_tag(&tenant(), &tid(), Some(&hub2), &next, &m).unwrap();
-            if again.hub.deleted_at.is_none() {
-                prop_assert_eq!(again.hub.order, 7);
-            }
+            keeps_reorder(&hub2, &next, m)?;
         }
-        if let Some((base, next)) = reordered_meanwhile(&out.plan.mall, &m)? {
+        if let Some((base, next)) = reordered_meanwhile(&out.plan.mall, m)? {
             let mut hub2 = out.hub.clone();
             hub2.mall.base = base;
-            let again = merge_tag(&tenant(), &tid(), Some(&hub2), &w, &next).unwrap();
-            if again.hub.deleted_at.is_none() {
-                prop_assert_eq!(again.hub.order, 7);
-            }
+            keeps_reorder(&hub2, w, &next)?;
         }
     }
 
     #[test]
-    fn applying_a_tag_plan_converges_in_one_step(
-        hub in any_hub_tag(), w in any_observed(any_snap()), m in any_observed(any_snap()),
-    ) {
-        let Some(out) = merge_tag(&tenant(), &tid(), hub.as_ref(), &w, &m) else {
+    fn applying_a_tag_plan_converges_in_one_step(i in any_tag_in()) {
+        let (w, m) = (&i.wecom, &i.mall);
+        let Some(out) = merge_tag(&tenant(), &tid(), i.hub.as_ref(), w, m) else {
             return Ok(());
         };
-        prop_assert!(no_create_where_present(&out.plan, &w, &m));
+        prop_assert!(no_create_where_present(&out.plan, w, m));
         let mut hub2 = out.hub.clone();
-        let w2 = confirm(&out.plan.wecom, &mut hub2.wecom, &w, WecomTagId::new_unchecked("et2"));
-        let m2 = confirm(&out.plan.mall, &mut hub2.mall, &m, MallTagId::new_unchecked("m2"));
+        let w2 = confirm(&out.plan.wecom, &mut hub2.wecom, w, WecomTagId::new_unchecked("et2"));
+        let m2 = confirm(&out.plan.mall, &mut hub2.mall, m, MallTagId::new_unchecked("m2"));
         let again = merge_tag(&tenant(), &tid(), Some(&hub2), &w2, &m2).unwrap();
         prop_assert!(again.plan.is_nothing(), "{:?}", again.plan);
         prop_assert_eq!(again.hub.name, out.hub.name);
@@ -751,47 +751,42 @@ proptest! {
     }
 
     #[test]
-    fn merging_a_tag_is_idempotent(
-        hub in any_hub_tag(), w in any_observed(any_snap()), m in any_observed(any_snap()),
-    ) {
-        let Some(out) = merge_tag(&tenant(), &tid(), hub.as_ref(), &w, &m) else {
+    fn merging_a_tag_is_idempotent(i in any_tag_in()) {
+        let (w, m) = (&i.wecom, &i.mall);
+        let Some(out) = merge_tag(&tenant(), &tid(), i.hub.as_ref(), w, m) else {
             return Ok(());
         };
-        let again = merge_tag(&tenant(), &tid(), Some(&out.hub), &w, &m).unwrap();
+        let again = merge_tag(&tenant(), &tid(), Some(&out.hub), w, m).unwrap();
         prop_assert_eq!(&again.hub, &out.hub);
         prop_assert!(nothing_new(&out.plan.wecom, &again.plan.wecom));
         prop_assert!(nothing_new(&out.plan.mall, &again.plan.mall));
-        prop_assert!(no_create_where_present(&again.plan, &w, &m));
+        prop_assert!(no_create_where_present(&again.plan, w, m));
     }
 
     #[test]
-    fn applying_a_group_plan_converges_in_one_step(
-        hub in any_hub_group(), w in any_observed(any_gsnap()), m in any_observed(any_gsnap()),
-        facts in any_facts(),
-    ) {
-        let Some(out) = merge_group(&tenant(), &gid("g1"), hub.as_ref(), &w, &m, facts) else {
+    fn applying_a_group_plan_converges_in_one_step(i in any_group_in()) {
+        let (w, m, facts) = (&i.wecom, &i.mall, i.facts);
+        let Some(out) = merge_group(&tenant(), &gid("g1"), i.hub.as_ref(), w, m, facts) else {
             return Ok(());
         };
-        prop_assert!(no_create_where_present(&out.plan, &w, &m));
+        prop_assert!(no_create_where_present(&out.plan, w, m));
         let moved = matches!(out.plan.wecom.op, LibraryOp::Move { .. });
         prop_assert!(!moved);
         let mut hub2 = out.hub.clone();
-        let w2 = confirm(&out.plan.wecom, &mut hub2.wecom, &w, WecomGroupId::new_unchecked("etg2"));
-        let m2 = confirm(&out.plan.mall, &mut hub2.mall, &m, MallGroupId::new_unchecked("mg2"));
+        let w2 = confirm(&out.plan.wecom, &mut hub2.wecom, w, WecomGroupId::new_unchecked("etg2"));
+        let m2 = confirm(&out.plan.mall, &mut hub2.mall, m, MallGroupId::new_unchecked("mg2"));
         let again = merge_group(&tenant(), &gid("g1"), Some(&hub2), &w2, &m2, facts).unwrap();
         prop_assert!(again.plan.is_nothing(), "{:?}", again.plan);
         prop_assert_eq!(again.hub.deleted_at, out.hub.deleted_at);
     }
 
     #[test]
-    fn merging_a_group_is_idempotent(
-        hub in any_hub_group(), w in any_observed(any_gsnap()), m in any_observed(any_gsnap()),
-        facts in any_facts(),
-    ) {
-        let Some(out) = merge_group(&tenant(), &gid("g1"), hub.as_ref(), &w, &m, facts) else {
+    fn merging_a_group_is_idempotent(i in any_group_in()) {
+        let (w, m, facts) = (&i.wecom, &i.mall, i.facts);
+        let Some(out) = merge_group(&tenant(), &gid("g1"), i.hub.as_ref(), w, m, facts) else {
             return Ok(());
         };
-        let again = merge_group(&tenant(), &gid("g1"), Some(&out.hub), &w, &m, facts).unwrap();
+        let again = merge_group(&tenant(), &gid("g1"), Some(&out.hub), w, m, facts).unwrap();
         prop_assert_eq!(&again.hub, &out.hub);
         prop_assert!(nothing_new(&out.plan.wecom, &again.plan.wecom));
         prop_assert!(nothing_new(&out.plan.mall, &again.plan.mall));

@@ -297,6 +297,15 @@ impl Cx<'_> {
         let scope = T::wanted_in(T::read(self.app, &t, me).await?.as_ref());
         let refresh = T::refresh_first(&o, name) && self.depth < 3;
         if refresh {
+            // The side just said `other`'s object holds the name: this job's copy of that
+            // side's library, read before, may still show it under its old name (its rename
+            // there not heard of yet). Brought up to date from that copy, the holder looked
+            // free, the write met the name again and the job parked (property test, seed
+            // 7437243211154445712).
+            match side {
+                Side::Wecom => self.wecom_lib = None,
+                Side::Mall => self.mall_lib = None,
+            }
             self.bring_nested(T::OBJECT(other.clone()), false).await?;
             o = T::read(self.app, &t, other).await?.ok_or_else(unknown)?;
         }

@@ -85,6 +85,12 @@ async fn thirty_percent_transient_failures_still_converge_without_dead_letters()
     if let Err(e) = settle(&w, "the final settle").await {
         panic!("{e}\nsteps as run:\n{}", d.record());
     }
+    // Two sides may give one name to two objects that cannot go back (a race within a
+    // burst): the design leaves that to an operator, as in the property test.
+    let operator = match operator_settles_clashes(&w).await {
+        Ok(done) => done,
+        Err(e) => panic!("{e}\nsteps as run:\n{}", d.record()),
+    };
     let counts = w.app.queue.counts().await.expect("queue counts");
     let problems = converged(&w, &d.members).await;
     if counts.dead > 0 || !problems.is_empty() {
@@ -102,7 +108,7 @@ async fn thirty_percent_transient_failures_still_converge_without_dead_letters()
         );
     }
     let jobs = jobs_since(&w, &after_seed);
-    let bound = JOBS_PER_EDIT * d.applied as u64;
+    let bound = JOBS_PER_EDIT * (d.applied + operator.len()) as u64;
     assert!(
         jobs <= bound,
         "{jobs} jobs for {} edits (bound {bound})",
@@ -113,9 +119,11 @@ async fn thirty_percent_transient_failures_still_converge_without_dead_letters()
     }
     eprintln!(
         "{} edits ({library} library, {member} member tags; by side {per_side:?}; {} skipped), \
-         {jobs} jobs, {} WeCom calls, {} mall requests, {:.1} s",
+         {} clash(es) renamed by the operator, {jobs} jobs, {} WeCom calls, {} mall requests, \
+         {:.1} s",
         d.applied,
         d.skipped,
+        operator.len(),
         w.wecom.calls().len(),
         w.mall.requests().len(),
         started.elapsed().as_secs_f64()

@@ -73,33 +73,30 @@ impl Cx<'_> {
         if let Some(v) = self.ids.to_side.get(&key) {
             return Ok(v.clone());
         }
-        let found = self
-            .app
-            .store
-            .get_tag(&self.tenant.id, tag)
-            .await?
+        let stored = self.app.store.get_tag(&self.tenant.id, tag).await?;
+        let link = stored
             .filter(|x| x.deleted_at.is_none())
-            .and_then(|x| match side {
-                Side::Wecom => x.wecom.id.map(|i| i.to_string()),
-                Side::Mall => x.mall.id.map(|i| i.to_string()),
+            .map(|x| match side {
+                Side::Wecom => (
+                    x.wecom.id.map(|i| i.to_string()),
+                    x.wecom.state,
+                    x.wecom.error,
+                ),
+                Side::Mall => (x.mall.id.map(|i| i.to_string()), x.mall.state, x.mall.error),
             });
+        let found = match link {
+            Some((id, state, error)) => {
+                // Read here once: why the tag's own job failed there for good, if it did.
+                if id.is_none() && state == SyncState::Failed {
+                    let why = error.unwrap_or_else(|| "failed".into());
+                    self.ids.failed.insert(key.clone(), why);
+                }
+                id
+            }
+            None => None,
+        };
         self.ids.to_side.insert(key, found.clone());
         Ok(found)
-    }
-
-    /// Why `tag`'s own job failed on `side` for good, if it did (its link there `failed`).
-    async fn failed_on(&mut self, side: Side, tag: &HubTagId) -> Step<Option<String>> {
-        let x = self.app.store.get_tag(&self.tenant.id, tag).await?;
-        let link = x.as_ref().map(|x| match side {
-            Side::Wecom => (&x.wecom.state, &x.wecom.error),
-            Side::Mall => (&x.mall.state, &x.mall.error),
-        });
-        Ok(match link {
-            Some((SyncState::Failed, error)) => {
-                Some(error.clone().unwrap_or_else(|| "failed".into()))
-            }
-            _ => None,
-        })
     }
 
     pub(super) async fn hub_ids(&mut self, side: Side, ids: &[String]) -> Step<BTreeSet<HubTagId>> {
@@ -129,7 +126,7 @@ impl Cx<'_> {
                     out.push(id)
                 }
                 None if side == Side::Mall && self.kept_from_mall(t).await? => {}
-                None if self.live(t).await? => match self.failed_on(side, t).await? {
+                None if self.live(t).await? => match self.ids.failed.get(&(side, t.clone())) {
                     Some(why) => {
                         self.blocked.insert(format!("{t} in {side} ({why})"));
                     }

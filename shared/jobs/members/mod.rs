@@ -151,6 +151,8 @@ struct IdCache {
     to_hub: HashMap<(Side, String), Option<HubTagId>>,
     to_side: HashMap<(Side, HubTagId), Option<String>>,
     live: HashMap<HubTagId, bool>,
+    /// Per side and tag without an id there, why its own job failed there for good.
+    failed: HashMap<(Side, HubTagId), String>,
     /// Per tag, whether it belongs to a scoped group kept from the mall.
     kept_from_mall: HashMap<HubTagId, bool>,
     /// Per group, whether it is kept from the mall (`carry_to_mall` off).
